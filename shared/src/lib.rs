@@ -1,0 +1,12 @@
+//! The core of the webhook ingestion functions: provider adapters, verification, the ingest
+//! pipeline, and the store and queue ports with their AWS adapters.
+
+pub mod http;
+pub mod ingest;
+pub mod providers;
+pub mod queue;
+pub mod runtime;
+pub mod secrets;
+pub mod store;
+
+pub use ingest::{Ingest, IngestSettings};

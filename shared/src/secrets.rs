@@ -1,0 +1,327 @@
+//! Tenants and their webhook credentials: loaded once per cold start, looked up per request.
+//!
+//! Keys are found in O(1) through an index of their SHA-256 digests and then confirmed with a
+//! constant-time comparison. A tenant may hold several valid secrets at once (rotation).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use lambda_http::http::HeaderMap;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A credential. Its `Debug` output never shows the value, so it cannot leak into a log line.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where to fetch event details for a tenant (used by the processor).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiAccess {
+    pub base_url: String,
+    pub api_key: Secret,
+}
+
+/// JSON pointers naming the fields of an envelope whose shape is not confirmed by the provider.
+/// Unset ones take the provider's documented default.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EventPointers {
+    pub event_type: Option<String>,
+    pub object_id: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+/// One tenant of one provider as configured (studio, gym, app, project, location).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tenant {
+    pub id: String,
+    /// Every webhook secret currently valid for this tenant (two or more during rotation).
+    #[serde(default)]
+    pub webhook_secrets: Vec<Secret>,
+    /// Accept requests that carry no credential at all (only providers where auth is optional).
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+    /// Name of the header carrying the secret, where the tenant chooses it.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// The public URL exactly as registered at the provider, where signatures cover it.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub pointers: EventPointers,
+    #[serde(default)]
+    pub api: Option<ApiAccess>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TenantsDocument {
+    pub tenants: Vec<Tenant>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("tenant configuration is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("tenant configuration: {0}")]
+    Invalid(String),
+    #[error("tenant configuration could not be read: {0}")]
+    Source(String),
+}
+
+/// All tenants of one provider, indexed for constant-time-per-request lookup.
+#[derive(Debug)]
+pub struct TenantDirectory {
+    tenants: Vec<Tenant>,
+    by_id: HashMap<String, usize>,
+    by_secret_digest: HashMap<[u8; 32], usize>,
+    /// Distinct tenant-chosen header names, lower-case.
+    header_names: Vec<String>,
+}
+
+impl TenantDirectory {
+    pub fn from_json(json: &str) -> Result<Self, ConfigError> {
+        let document: TenantsDocument = serde_json::from_str(json)?;
+        Self::new(document.tenants)
+    }
+
+    pub fn new(mut tenants: Vec<Tenant>) -> Result<Self, ConfigError> {
+        let mut by_id = HashMap::new();
+        let mut by_secret_digest = HashMap::new();
+        let mut header_names: Vec<String> = Vec::new();
+        for (index, tenant) in tenants.iter_mut().enumerate() {
+            if tenant.id.is_empty() || tenant.id.contains('#') {
+                return Err(ConfigError::Invalid(format!(
+                    "tenant id {:?} must be non-empty and must not contain '#'",
+                    tenant.id
+                )));
+            }
+            if by_id.insert(tenant.id.clone(), index).is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "tenant id {:?} appears twice",
+                    tenant.id
+                )));
+            }
+            for secret in &tenant.webhook_secrets {
+                if secret.expose().is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "tenant {:?} has an empty webhook secret",
+                        tenant.id
+                    )));
+                }
+                if let Some(other) = by_secret_digest.insert(digest(secret.expose()), index) {
+                    if other != index {
+                        return Err(ConfigError::Invalid(format!(
+                            "tenants {:?} and {:?} share a webhook secret",
+                            tenants_id(&by_id, other),
+                            tenant.id
+                        )));
+                    }
+                }
+            }
+            if let Some(header) = &mut tenant.header {
+                *header = header.to_ascii_lowercase();
+                if !header_names.contains(header) {
+                    header_names.push(header.clone());
+                }
+            }
+        }
+        Ok(TenantDirectory {
+            tenants,
+            by_id,
+            by_secret_digest,
+            header_names,
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Tenant> {
+        self.by_id.get(id).map(|&index| &self.tenants[index])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Tenant> {
+        self.tenants.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tenants.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+
+    /// The tenant owning this presented secret, if any. The digest index finds the candidate;
+    /// a constant-time comparison against each of its secrets confirms it.
+    pub fn by_secret(&self, presented: &[u8]) -> Option<&Tenant> {
+        let tenant = &self.tenants[*self.by_secret_digest.get(&digest_bytes(presented))?];
+        let matched = tenant
+            .webhook_secrets
+            .iter()
+            .fold(subtle::Choice::from(0), |found, secret| {
+                found | secret.expose().as_bytes().ct_eq(presented)
+            });
+        bool::from(matched).then_some(tenant)
+    }
+
+    /// For schemes where the tenant names the header: the tenant whose header carries one of its secrets.
+    pub fn by_tenant_header(&self, headers: &HeaderMap) -> Option<&Tenant> {
+        self.header_names.iter().find_map(|name| {
+            let value = headers.get(name.as_str())?;
+            let tenant = self.by_secret(value.as_bytes())?;
+            (tenant.header.as_deref() == Some(name.as_str())).then_some(tenant)
+        })
+    }
+
+    /// The tenant that accepts requests without credentials. Only one may do so per provider,
+    /// since nothing else in such a request tells tenants apart.
+    pub fn unauthenticated(&self) -> Option<&Tenant> {
+        let mut open = self.tenants.iter().filter(|t| t.allow_unauthenticated);
+        let first = open.next()?;
+        open.next().is_none().then_some(first)
+    }
+
+    /// Tenants allowing unauthenticated requests, so start-up can warn about each.
+    pub fn open_tenants(&self) -> impl Iterator<Item = &Tenant> {
+        self.tenants.iter().filter(|t| t.allow_unauthenticated)
+    }
+}
+
+fn tenants_id(by_id: &HashMap<String, usize>, index: usize) -> String {
+    by_id
+        .iter()
+        .find(|(_, &i)| i == index)
+        .map(|(id, _)| id.clone())
+        .unwrap_or_default()
+}
+
+fn digest(value: &str) -> [u8; 32] {
+    digest_bytes(value.as_bytes())
+}
+
+fn digest_bytes(value: &[u8]) -> [u8; 32] {
+    Sha256::digest(value).into()
+}
+
+/// Reads the tenants document for a function from, in order: `TENANTS_JSON` (the document
+/// itself), `TENANTS_FILE` (a path), or `TENANTS_SECRET_ID` (an AWS Secrets Manager secret).
+pub async fn load_tenants(aws: &aws_config::SdkConfig) -> Result<TenantDirectory, ConfigError> {
+    let set = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    if let Some(json) = set("TENANTS_JSON") {
+        return TenantDirectory::from_json(&json);
+    }
+    if let Some(path) = set("TENANTS_FILE") {
+        let json = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::Source(format!("{path}: {e}")))?;
+        return TenantDirectory::from_json(&json);
+    }
+    if let Some(secret_id) = set("TENANTS_SECRET_ID") {
+        let client = aws_sdk_secretsmanager::Client::new(aws);
+        let secret = client
+            .get_secret_value()
+            .secret_id(&secret_id)
+            .send()
+            .await
+            .map_err(|e| {
+                ConfigError::Source(format!(
+                    "secret {secret_id}: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                ))
+            })?;
+        let json = secret.secret_string().ok_or_else(|| {
+            ConfigError::Source(format!("secret {secret_id} has no string value"))
+        })?;
+        return TenantDirectory::from_json(json);
+    }
+    Err(ConfigError::Source(
+        "set TENANTS_JSON, TENANTS_FILE or TENANTS_SECRET_ID".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory() -> TenantDirectory {
+        TenantDirectory::from_json(
+            r#"{"tenants": [
+                {"id": "studio-1", "webhook_secrets": ["old-key-1", "new-key-1"]},
+                {"id": "studio-2", "webhook_secrets": ["key-2"]},
+                {"id": "app-3", "webhook_secrets": ["key-3"], "header": "X-Custom-Auth"},
+                {"id": "open", "allow_unauthenticated": true}
+            ]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn finds_the_tenant_of_each_valid_secret_during_rotation() {
+        let tenants = directory();
+        assert_eq!(tenants.by_secret(b"old-key-1").unwrap().id, "studio-1");
+        assert_eq!(tenants.by_secret(b"new-key-1").unwrap().id, "studio-1");
+        assert_eq!(tenants.by_secret(b"key-2").unwrap().id, "studio-2");
+    }
+
+    #[test]
+    fn refuses_unknown_partial_and_padded_secrets() {
+        let tenants = directory();
+        for presented in [&b"key-"[..], b"key-22", b" key-2", b"KEY-2", b""] {
+            assert!(tenants.by_secret(presented).is_none(), "{presented:?}");
+        }
+    }
+
+    #[test]
+    fn tenant_chosen_header_must_be_that_tenants_header() {
+        let tenants = directory();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-custom-auth", "key-3".parse().unwrap());
+        assert_eq!(tenants.by_tenant_header(&headers).unwrap().id, "app-3");
+        let mut wrong = HeaderMap::new();
+        wrong.insert("x-custom-auth", "key-2".parse().unwrap());
+        assert!(tenants.by_tenant_header(&wrong).is_none());
+    }
+
+    #[test]
+    fn one_open_tenant_is_found_two_are_ambiguous() {
+        assert_eq!(directory().unauthenticated().unwrap().id, "open");
+        let two = TenantDirectory::from_json(
+            r#"{"tenants": [{"id": "a", "allow_unauthenticated": true}, {"id": "b", "allow_unauthenticated": true}]}"#,
+        )
+        .unwrap();
+        assert!(two.unauthenticated().is_none());
+    }
+
+    #[test]
+    fn rejects_shared_secrets_duplicate_ids_and_bad_ids() {
+        for json in [
+            r#"{"tenants": [{"id": "a", "webhook_secrets": ["s"]}, {"id": "b", "webhook_secrets": ["s"]}]}"#,
+            r#"{"tenants": [{"id": "a"}, {"id": "a"}]}"#,
+            r#"{"tenants": [{"id": "a#b"}]}"#,
+            r#"{"tenants": [{"id": "a", "webhook_secrets": [""]}]}"#,
+        ] {
+            assert!(TenantDirectory::from_json(json).is_err(), "{json}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let printed = format!("{:?}", directory());
+        assert!(!printed.contains("key-2"));
+        assert!(printed.contains("Secret(***)"));
+    }
+}

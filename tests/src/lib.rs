@@ -1,0 +1,223 @@
+//! Harness for the end-to-end tests: the local DynamoDB/SQS endpoint started by `scripts/test`,
+//! uniquely named tables and queues per test, and the real handlers built on them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use lambda_http::{Body, Request, Response};
+use shared::queue::{QueueMessage, SqsQueue};
+use shared::secrets::TenantDirectory;
+use shared::store::DynamoStore;
+use shared::{Ingest, IngestSettings};
+
+/// The project root (where `events/` lives).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// SDK configuration for the local endpoint named by `AWS_ENDPOINT_URL` (set by `scripts/test`).
+pub async fn local_aws() -> aws_config::SdkConfig {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect(
+        "AWS_ENDPOINT_URL is not set: run the suite with scripts/test, which starts the local AWS endpoint",
+    );
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+/// A fresh table and queue on the local endpoint, plus clients to look inside them.
+pub struct Backend {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub table: String,
+    pub queue_url: String,
+}
+
+impl Backend {
+    pub async fn new() -> Backend {
+        let aws = local_aws().await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let table = unique_name("events");
+        dynamodb
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("pk")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("pk")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("create table");
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(unique_name("work"))
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .unwrap();
+        Backend {
+            dynamodb,
+            sqs,
+            table,
+            queue_url,
+        }
+    }
+
+    pub fn store(&self) -> DynamoStore {
+        DynamoStore::new(self.dynamodb.clone(), &self.table)
+    }
+
+    pub fn queue(&self) -> SqsQueue {
+        SqsQueue::new(self.sqs.clone(), &self.queue_url)
+    }
+
+    /// The real handler of `provider`, configured with the demo tenants of `events/env.json`.
+    pub fn ingest(&self, provider: &str) -> Ingest {
+        self.ingest_with(provider, demo_tenants(provider), IngestSettings::default())
+    }
+
+    pub fn ingest_with(
+        &self,
+        provider: &str,
+        tenants: TenantDirectory,
+        settings: IngestSettings,
+    ) -> Ingest {
+        Ingest::new(
+            shared::providers::by_name(provider).expect("known provider"),
+            tenants,
+            Arc::new(self.store()),
+            Arc::new(self.queue()),
+            settings,
+        )
+    }
+
+    /// Every item in the table.
+    pub async fn items(&self) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.dynamodb
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("scan")
+            .items
+            .unwrap_or_default()
+    }
+
+    /// Receives (and deletes) every message currently in the queue.
+    pub async fn drain(&self) -> Vec<QueueMessage> {
+        let mut messages = Vec::new();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(60)
+                .send()
+                .await
+                .expect("receive")
+                .messages
+                .unwrap_or_default();
+            if received.is_empty() {
+                return messages;
+            }
+            for message in received {
+                messages.push(serde_json::from_str(message.body().unwrap()).expect("message JSON"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+}
+
+/// The sam-local style environment file shared by `sam local invoke --env-vars` and the tests.
+pub fn demo_env() -> serde_json::Value {
+    let text = std::fs::read_to_string(root().join("events/env.json")).expect("events/env.json");
+    serde_json::from_str(&text).expect("events/env.json is JSON")
+}
+
+/// The logical id of a provider's function in template.yaml (`MagiclineWebhookFunction`).
+pub fn function_id(provider: &str) -> String {
+    let mut chars = provider.chars();
+    let first = chars.next().unwrap().to_ascii_uppercase();
+    format!("{first}{}WebhookFunction", chars.as_str())
+}
+
+pub fn demo_tenants_json(provider: &str) -> String {
+    demo_env()[function_id(provider)]["TENANTS_JSON"]
+        .as_str()
+        .unwrap_or_else(|| panic!("events/env.json has no TENANTS_JSON for {provider}"))
+        .to_string()
+}
+
+pub fn demo_tenants(provider: &str) -> TenantDirectory {
+    TenantDirectory::from_json(&demo_tenants_json(provider)).expect("demo tenants")
+}
+
+/// An API Gateway HTTP API (v2) event file turned into the request the Lambda would see.
+pub fn load_event(path: &Path) -> Request {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+}
+
+/// The event file `events/<relative>`.
+pub fn event(relative: &str) -> Request {
+    load_event(&root().join("events").join(relative))
+}
+
+pub fn response_json(response: &Response<Body>) -> serde_json::Value {
+    serde_json::from_slice(response.body().as_ref()).expect("response body is JSON")
+}
+
+/// A POST to `/webhooks/<provider>` with the given headers and body, as API Gateway delivers it.
+pub fn post(provider: &str, headers: &[(&str, &str)], body: &str) -> Request {
+    let mut request = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri(format!("https://example.test/webhooks/{provider}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(Body::Text(body.to_string())).unwrap()
+}

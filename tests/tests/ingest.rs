@@ -1,0 +1,322 @@
+//! The ingest path end to end against the local DynamoDB/SQS endpoint, through the real handler.
+
+use std::sync::Arc;
+
+use e2e::{event, post, response_json, Backend};
+use shared::ingest::now_ms;
+use shared::queue::SqsQueue;
+use shared::store::{PutOutcome, Record, Status, Store};
+use shared::{Ingest, IngestSettings};
+
+#[tokio::test]
+async fn a_valid_webhook_is_stored_once_and_queued_once() {
+    let backend = Backend::new().await;
+    let ingest = backend.ingest("magicline");
+    let response = ingest
+        .handle(event("magicline/customer-created.json"))
+        .await;
+    assert_eq!(response.status(), 202);
+    let answer = response_json(&response);
+    let key = "magicline#studio-1001#095be615-a8ad-4c33-8e9c-c7612fbf6c9f";
+    assert_eq!(answer["id"], key);
+    assert_eq!(answer["duplicate"], false);
+
+    let record = backend
+        .store()
+        .get(key)
+        .await
+        .unwrap()
+        .expect("record stored");
+    assert_eq!(record.status, Status::Queued);
+    assert_eq!(record.tenant, "studio-1001");
+    assert_eq!(record.event_type, "CUSTOMER_CREATED");
+    assert_eq!(record.entity_id, "7893459");
+    assert!(record.body.contains("095be615"));
+    assert!(record.expires_at > record.received_at_ms / 1000);
+
+    let messages = backend.drain().await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].key, key);
+    assert_eq!(messages[0].provider, "magicline");
+    assert_eq!(messages[0].tenant, "studio-1001");
+    assert_eq!(messages[0].entity_id, "7893459");
+}
+
+#[tokio::test]
+async fn the_message_carries_no_secret() {
+    let backend = Backend::new().await;
+    backend
+        .ingest("egym")
+        .handle(event("egym/gym-checkin.json"))
+        .await;
+    let raw = backend
+        .sqs
+        .receive_message()
+        .queue_url(&backend.queue_url)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap();
+    assert_eq!(raw.len(), 1);
+    assert!(!raw[0].body().unwrap().contains("egym-demo-secret"));
+}
+
+#[tokio::test]
+async fn the_same_delivery_again_is_a_duplicate_and_enqueues_nothing() {
+    let backend = Backend::new().await;
+    let ingest = backend.ingest("egym");
+    assert_eq!(
+        ingest.handle(event("egym/gym-checkin.json")).await.status(),
+        202
+    );
+    let again = ingest.handle(event("egym/gym-checkin.json")).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(response_json(&again)["duplicate"], true);
+    assert_eq!(backend.items().await.len(), 1);
+    assert_eq!(backend.drain().await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_same_event_for_another_tenant_is_not_a_duplicate() {
+    let backend = Backend::new().await;
+    let ingest = backend.ingest("magicline");
+    let body = r#"{"entityId": 1, "uuid": "same-uuid", "payload": [{"timestamp": 1, "type": "CUSTOMER_CREATED"}]}"#;
+    for key in ["ml-demo-key-1001-new", "ml-demo-key-2002"] {
+        let response = ingest
+            .handle(post("magicline", &[("x-api-key", key)], body))
+            .await;
+        assert_eq!(response.status(), 202);
+    }
+    assert_eq!(backend.drain().await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_concurrent_deliveries_of_one_key_enqueue_exactly_one_message() {
+    for provider_event in [
+        "magicline/customer-checkin.json",
+        "egym/equipment-checkin.json",
+    ] {
+        let backend = Backend::new().await;
+        let ingest = Arc::new(backend.ingest(provider_event.split('/').next().unwrap()));
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let ingest = Arc::clone(&ingest);
+            tasks.push(tokio::spawn(async move {
+                ingest.handle(event(provider_event)).await.status().as_u16()
+            }));
+        }
+        let mut statuses = Vec::new();
+        for task in tasks {
+            statuses.push(task.await.unwrap());
+        }
+        let accepted = statuses.iter().filter(|&&s| s == 202).count();
+        assert_eq!(accepted, 1, "{provider_event}: {statuses:?}");
+        assert!(
+            statuses.iter().all(|s| [202, 200, 409].contains(s)),
+            "{provider_event}: {statuses:?}"
+        );
+        assert_eq!(backend.items().await.len(), 1);
+        assert_eq!(backend.drain().await.len(), 1, "{provider_event}");
+    }
+}
+
+#[tokio::test]
+async fn rotation_accepts_old_and_new_keys_and_refuses_a_removed_one() {
+    let backend = Backend::new().await;
+    let body = |uuid: &str| {
+        format!(
+            r#"{{"entityId": 1, "uuid": "{uuid}", "payload": [{{"timestamp": 1, "type": "CUSTOMER_CREATED"}}]}}"#
+        )
+    };
+    let during = shared::secrets::TenantDirectory::from_json(
+        r#"{"tenants": [{"id": "studio-9", "webhook_secrets": ["key-new", "key-old"]}]}"#,
+    )
+    .unwrap();
+    let ingest = backend.ingest_with("magicline", during, IngestSettings::default());
+    for (key, uuid) in [("key-new", "r1"), ("key-old", "r2")] {
+        let response = ingest
+            .handle(post("magicline", &[("x-api-key", key)], &body(uuid)))
+            .await;
+        assert_eq!(response.status(), 202, "{key}");
+    }
+    let after = shared::secrets::TenantDirectory::from_json(
+        r#"{"tenants": [{"id": "studio-9", "webhook_secrets": ["key-new"]}]}"#,
+    )
+    .unwrap();
+    let ingest = backend.ingest_with("magicline", after, IngestSettings::default());
+    let refused = ingest
+        .handle(post("magicline", &[("x-api-key", "key-old")], &body("r3")))
+        .await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(backend.items().await.len(), 2);
+    assert_eq!(backend.drain().await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_enqueue_is_not_acknowledged_and_the_retry_enqueues_once() {
+    let backend = Backend::new().await;
+    // A queue that does not exist: SendMessage really fails on the wire.
+    let broken = Ingest::new(
+        shared::providers::by_name("magicline").unwrap(),
+        e2e::demo_tenants("magicline"),
+        Arc::new(backend.store()),
+        Arc::new(SqsQueue::new(
+            backend.sqs.clone(),
+            format!("{}-gone", backend.queue_url),
+        )),
+        IngestSettings::default(),
+    );
+    let response = broken
+        .handle(event("magicline/customer-created.json"))
+        .await;
+    assert_eq!(response.status(), 503);
+    let key = "magicline#studio-1001#095be615-a8ad-4c33-8e9c-c7612fbf6c9f";
+    let record = backend.store().get(key).await.unwrap().unwrap();
+    assert_eq!(record.status, Status::Received);
+    assert!(
+        record.lease_until_ms <= now_ms(),
+        "lease released for the retry"
+    );
+    assert!(backend.drain().await.is_empty());
+
+    // The provider retries after its back-off; the queue works again.
+    let healthy = backend.ingest("magicline");
+    let retry = healthy
+        .handle(event("magicline/customer-created.json"))
+        .await;
+    assert_eq!(retry.status(), 202);
+    assert_eq!(
+        backend.store().get(key).await.unwrap().unwrap().status,
+        Status::Queued
+    );
+    let again = healthy
+        .handle(event("magicline/customer-created.json"))
+        .await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(backend.drain().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_delivery_in_flight_answers_409_until_its_lease_expires() {
+    let backend = Backend::new().await;
+    let store = backend.store();
+    let key = "egym#gym-berlin-01#3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7#GYM_CHECKOUT#1795640400000";
+    let now = now_ms();
+    let in_flight = Record {
+        key: key.to_string(),
+        provider: "egym".into(),
+        tenant: "gym-berlin-01".into(),
+        event_type: "GYM_CHECKOUT".into(),
+        entity_id: "3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7".into(),
+        body: "{}".into(),
+        received_at_ms: now,
+        status: Status::Received,
+        lease_until_ms: now + 60_000,
+        expires_at: now / 1000 + 3600,
+    };
+    assert_eq!(
+        store.put_new(&in_flight).await.unwrap(),
+        PutOutcome::Created
+    );
+    let ingest = backend.ingest("egym");
+    let response = ingest.handle(event("egym/gym-checkout.json")).await;
+    assert_eq!(response.status(), 409);
+    assert!(backend.drain().await.is_empty());
+
+    // The other delivery died: once its lease is over, the retry takes the record over.
+    store.release(key, now_ms()).await.unwrap();
+    let response = ingest.handle(event("egym/gym-checkout.json")).await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(backend.drain().await.len(), 1);
+}
+
+#[tokio::test]
+async fn bad_requests_get_their_status_and_leave_no_trace() {
+    let backend = Backend::new().await;
+    let ingest = backend.ingest("egym");
+    let key = ("x-api-key", "egym-demo-secret-berlin");
+    let cases: Vec<(lambda_http::Request, u16, &str)> = vec![
+        (
+            post(
+                "egym",
+                &[],
+                r#"{"accountId":"a","timestamp":1,"type":"TEST"}"#,
+            ),
+            401,
+            "unauthorized",
+        ),
+        (
+            post(
+                "egym",
+                &[("x-api-key", "egym-demo-secret-berlin ")],
+                r#"{"accountId":"a","timestamp":1,"type":"TEST"}"#,
+            ),
+            401,
+            "unauthorized",
+        ),
+        (post("egym", &[key], "not json"), 400, "malformed"),
+        (
+            post("egym", &[key], r#"{"accountId":"a","type":"TEST"}"#),
+            400,
+            "timestamp",
+        ),
+        (
+            post(
+                "egym",
+                &[key],
+                r#"{"accountId":"a","timestamp":"soon","type":"TEST"}"#,
+            ),
+            400,
+            "timestamp",
+        ),
+        (post("egym", &[key], r#"[]"#), 400, "malformed"),
+        (post("egym", &[key], ""), 400, "malformed"),
+        (
+            post(
+                "egym",
+                &[key],
+                &format!(
+                    r#"{{"accountId":"{}","timestamp":1,"type":"TEST"}}"#,
+                    "a".repeat(256 * 1024)
+                ),
+            ),
+            413,
+            "larger than",
+        ),
+    ];
+    for (request, status, says) in cases {
+        let response = ingest.handle(request).await;
+        assert_eq!(response.status().as_u16(), status, "{says}");
+        let error = response_json(&response)["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(error.contains(says), "{error} should say {says}");
+    }
+    assert!(backend.items().await.is_empty());
+    assert!(backend.drain().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_exactly_at_the_limit_is_accepted() {
+    let backend = Backend::new().await;
+    let settings = IngestSettings {
+        max_body_bytes: 1000,
+        ..IngestSettings::default()
+    };
+    let ingest = backend.ingest_with("egym", e2e::demo_tenants("egym"), settings);
+    let head = r#"{"accountId":"a","timestamp":1,"type":"TEST","pad":""#;
+    let body = format!("{head}{}\"}}", "x".repeat(1000 - head.len() - 2));
+    assert_eq!(body.len(), 1000);
+    let key = ("x-api-key", "egym-demo-secret-berlin");
+    assert_eq!(
+        ingest.handle(post("egym", &[key], &body)).await.status(),
+        202
+    );
+    let over = body.replacen("\"pad\":\"", "\"pad\":\"x", 1);
+    assert_eq!(
+        ingest.handle(post("egym", &[key], &over)).await.status(),
+        413
+    );
+}
