@@ -18,6 +18,8 @@ EVENTS = ROOT / "events"
 
 # Demo tenants per provider. The first secret of each list is the current one; a second one
 # shows rotation (both valid at once).
+PUBLIC = "https://abc123.execute-api.eu-central-1.amazonaws.com"
+
 TENANTS = {
     "magicline": [
         {"id": "studio-1001", "webhook_secrets": ["ml-demo-key-1001-new", "ml-demo-key-1001-old"],
@@ -26,10 +28,31 @@ TENANTS = {
          "api": {"base_url": "http://127.0.0.1:9/magicline", "api_key": "ml-demo-openapi-2002"}},
     ],
     "egym": [
-        {"id": "gym-berlin-01", "webhook_secrets": ["egym-demo-secret-berlin"],
+        {"id": "gym-berlin-01", "webhook_secrets": ["egym-demo-secret-berlin", "egym-demo-secret-berlin-old"],
          "api": {"base_url": "http://127.0.0.1:9/egym", "api_key": "egym-demo-api-berlin"}},
         {"id": "gym-hamburg-02", "webhook_secrets": ["egym-demo-secret-hamburg"],
          "api": {"base_url": "http://127.0.0.1:9/egym", "api_key": "egym-demo-api-hamburg"}},
+    ],
+    "timify": [
+        {"id": "app-berlin", "header": "X-Timify-Secret",
+         "webhook_secrets": ["timify-demo-secret-berlin-new", "timify-demo-secret-berlin-old"],
+         "api": {"base_url": "http://127.0.0.1:9/timify", "api_key": "timify-demo-token-berlin"}},
+        {"id": "app-munich", "header": "X-Webhook-Token", "webhook_secrets": ["timify-demo-secret-munich"],
+         "api": {"base_url": "http://127.0.0.1:9/timify", "api_key": "timify-demo-token-munich"}},
+    ],
+    "flybuy": [
+        {"id": "project-41", "webhook_secrets": ["FBDEMO41TOKEN", "FBDEMO41OLDTOKEN"],
+         "api": {"base_url": "http://127.0.0.1:9/flybuy", "api_key": "flybuy-demo-api-41"}},
+        {"id": "project-42", "webhook_secrets": ["FBDEMO42TOKEN"],
+         "api": {"base_url": "http://127.0.0.1:9/flybuy", "api_key": "flybuy-demo-api-42"}},
+    ],
+    "waitwhile": [
+        {"id": "loc-downtown", "url": f"{PUBLIC}/webhooks/waitwhile?tenant=loc-downtown",
+         "webhook_secrets": ["ww-demo-secret-downtown"],
+         "api": {"base_url": "http://127.0.0.1:9/waitwhile", "api_key": "ww-demo-api-downtown"}},
+        {"id": "acct-main", "url": f"{PUBLIC}/webhooks/waitwhile",
+         "webhook_secrets": ["ww-demo-secret-account-new", "ww-demo-secret-account-old"],
+         "api": {"base_url": "http://127.0.0.1:9/waitwhile", "api_key": "ww-demo-api-account"}},
     ],
 }
 
@@ -153,6 +176,9 @@ def cases():
            api_gateway_event("egym", egym("9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "GYM_CHECKIN"),
                              {"x-api-key": key_of("egym", 1)}),
            202, "The same URL serves every gym: the key picks gym-hamburg-02")
+    yield ("egym", "rotated-old-secret.json",
+           api_gateway_event("egym", egym(account, "GYM_CHECKIN", TIME_EPOCH + 1000), {"x-api-key": key_of("egym", 0, 1)}),
+           202, "The gym's previous secret still works during rotation")
     yield ("egym", "unknown-event-type.json",
            api_gateway_event("egym", egym(account, "CLASS_BOOKED"), eg()),
            202, "An event type EGYM has not announced yet is accepted and stored")
@@ -177,13 +203,192 @@ def cases():
            413, "A 300 KiB body, over the 256 KiB limit")
 
 
+def timify(event, object_id, updated_at, extra=None):
+    data = {"id": object_id, "updatedAt": updated_at}
+    data.update(extra or {})
+    return json.dumps({"event": event, "companyId": "company-5f1e", "data": data})
+
+
+def flybuy(order_id, state, customer_state, updated_at, **extra):
+    data = {
+        "type": "order", "id": order_id, "arrived_at": None, "customer_state": customer_state,
+        "eta_at": "2026-11-25T17:15:33.645Z", "partner_identifier": "24667", "state": state,
+        "redemption_code": "NNSE9J", "created_at": "2026-11-25T17:14:50.941Z", "updated_at": updated_at,
+        "area_name": None, "customer_id": 135, "site_id": 43, "site_partner_identifier": "",
+        "customer_name": "Demo Customer", "customer_car_type": "Demo Hatchback", "customer_car_color": "Red",
+        "customer_license_plate": "DEMO-123", "pickup_window": None,
+        "customer_state_changed": False, "state_changed": False,
+    }
+    data.update(extra)
+    return json.dumps({"data": data})
+
+
+def waitwhile(event_type, object_id, updated, data=None):
+    body = {"id": "evt-" + object_id + "-" + event_type.replace(".", "-"), "created": updated,
+            "accountId": "acct-demo-0001", "type": event_type,
+            "data": {"id": object_id, "updated": updated, **(data or {})}}
+    return json.dumps(body, ensure_ascii=False)
+
+
+def sign(secret, url, body):
+    return base64.b64encode(hmac.new(secret.encode(), (url + body).encode(), hashlib.sha256).digest()).decode()
+
+
+def waitwhile_event(body, tenant=0, secret=0, signed_url=None, signed_body=None, headers=None):
+    t = TENANTS["waitwhile"][tenant]
+    url = t["url"]
+    query = url.split("?", 1)[1] if "?" in url else ""
+    signature = sign(t["webhook_secrets"][secret], signed_url or url, signed_body if signed_body is not None else body)
+    h = {"x-waitwhile-signature": signature} if headers is None else headers
+    return api_gateway_event("waitwhile", body, h, query=query)
+
+
+def more_cases():
+    berlin = lambda: {"x-timify-secret": key_of("timify")}
+    for name, event, what in [
+        ("customers-created", "customers.created", "Customers webhook: a customer was created"),
+        ("customers-updated", "customers.updated", "Customers webhook: a customer was updated"),
+        ("customers-deleted", "customers.deleted", "Customers webhook: a customer was deleted (the processor erases our copy)"),
+        ("event-created", "event.created", "Event webhook: a booking was created"),
+        ("events-deleted", "events.deleted", "Events webhook (Deleted)"),
+        ("services-updated", "services.updated", "Services webhook"),
+        ("resource-created", "resource.created", "Resource webhook"),
+        ("company-updated", "company.updated", "Company webhook"),
+        ("manager-created", "manager.created", "Manager webhook"),
+        ("enterprise-updated", "enterprise.updated", "Enterprise webhook (Updated)"),
+        ("customer-fields-created", "customerFields.created", "Customer Fields webhook"),
+        ("shift-deleted", "shift.deleted", "Shift webhook"),
+        ("notification-created", "notification.created", "Notification webhook (Created)"),
+        ("service-groups-updated", "serviceGroups.updated", "Service Groups webhook"),
+        ("sync-before-confirmations", "beforeConfirmations.sync", "Sync webhook Before Confirmations: answered 200 {} on the fast path, still stored and queued"),
+        ("sync-before-reminders", "beforeReminders.sync", "Sync webhook Before Reminders: answered 200 {} on the fast path, still stored and queued"),
+    ]:
+        body = timify(event, "obj-" + name, "2026-11-25T18:00:00.000Z")
+        yield ("timify", name + ".json", api_gateway_event("timify", body, berlin()), 200, what)
+    yield ("timify", "second-app-own-header.json",
+           api_gateway_event("timify", timify("customers.created", "c-2", "2026-11-25T18:01:00Z"),
+                             {"x-webhook-token": key_of("timify", 1)}),
+           200, "app-munich's subscription uses its own header name")
+    yield ("timify", "rotated-old-secret.json",
+           api_gateway_event("timify", timify("customers.updated", "c-3", "2026-11-25T18:02:00Z"),
+                             {"x-timify-secret": key_of("timify", 0, 1)}),
+           200, "The previous secret still works during rotation")
+    good = timify("customers.created", "c-bad", "2026-11-25T18:03:00Z")
+    yield ("timify", "bad-missing-credential.json", api_gateway_event("timify", good, {}), 401,
+           "No custom header (no tenant allows unauthenticated webhooks)")
+    yield ("timify", "bad-wrong-credential.json",
+           api_gateway_event("timify", good, {"x-timify-secret": "timify-demo-secret-unknown"}), 401, "A secret no app has")
+    yield ("timify", "bad-other-tenant-credential.json",
+           api_gateway_event("timify", good, {"x-timify-secret": key_of("timify", 1)}), 401,
+           "app-munich's secret in app-berlin's header")
+    yield ("timify", "bad-other-provider-credential.json",
+           api_gateway_event("timify", good, {"x-timify-secret": key_of("egym")}), 401, "An EGYM key")
+    yield ("timify", "bad-malformed-json.json",
+           api_gateway_event("timify", '{"event": "customers.created", "data": {', berlin()), 400, "Truncated JSON")
+    yield ("timify", "bad-missing-object-id.json",
+           api_gateway_event("timify", json.dumps({"event": "customers.created", "data": {}}), berlin()), 400,
+           "No object id at the configured pointer (/data/id); the answer names it")
+
+    p41 = lambda: {"authorization": 'Token token="%s"' % key_of("flybuy")}
+    for name, state, customer_state, what in [
+        ("order-created", "created", "created", "Order created"),
+        ("order-ready", "ready", "en_route", "Order ready for pickup"),
+        ("order-delayed", "delayed", "en_route", "Order delayed"),
+        ("order-completed", "completed", "completed", "Order completed"),
+        ("order-cancelled", "cancelled", "created", "Order cancelled"),
+        ("customer-en-route", "ready", "en_route", "Customer on the way"),
+        ("customer-nearby", "ready", "nearby", "Customer nearby"),
+        ("customer-arrived", "ready", "arrived", "Customer arrived on site"),
+        ("customer-waiting", "ready", "waiting", "Customer waiting"),
+        ("customer-departed", "completed", "departed", "Customer departed"),
+    ]:
+        updated = "2026-11-25T17:%02d:20.442Z" % (len(name) % 60)
+        body = flybuy(187, state, customer_state, updated, customer_state_changed=name.startswith("customer"),
+                      state_changed=name.startswith("order"))
+        yield ("flybuy", name + ".json", api_gateway_event("flybuy", body, p41()), 202, what)
+    yield ("flybuy", "scheme-case-and-spaces.json",
+           api_gateway_event("flybuy", flybuy(188, "ready", "nearby", "2026-11-25T17:59:00.000Z"),
+                             {"authorization": '  TOKEN token="%s" ' % key_of("flybuy", 1)}),
+           202, "Scheme in capitals and surrounding spaces are tolerated; the token picks project-42")
+    yield ("flybuy", "rotated-old-token.json",
+           api_gateway_event("flybuy", flybuy(187, "ready", "waiting", "2026-11-25T17:59:30.000Z"),
+                             {"authorization": 'Token token="%s"' % key_of("flybuy", 0, 1)}),
+           202, "The project's previous token still works during rotation")
+    yield ("flybuy", "unknown-fields.json",
+           api_gateway_event("flybuy", flybuy(189, "ready", "arrived", "2026-11-25T17:58:00.000Z",
+                                               spot_identifier="B7", new_nested={"x": 1}), p41()),
+           202, "Fields FlyBuy added later are accepted and stored")
+    good = flybuy(190, "ready", "nearby", "2026-11-25T17:57:00.000Z")
+    yield ("flybuy", "bad-missing-credential.json", api_gateway_event("flybuy", good, {}), 401,
+           "No Authorization header (no project allows unauthenticated webhooks)")
+    yield ("flybuy", "bad-wrong-credential.json",
+           api_gateway_event("flybuy", good, {"authorization": 'Token token="NOPE0000"'}), 401, "A token no project has")
+    yield ("flybuy", "bad-unquoted-token.json",
+           api_gateway_event("flybuy", good, {"authorization": "Token token=%s" % key_of("flybuy")}), 401,
+           "The right token without the required quotes")
+    yield ("flybuy", "bad-other-tenant-credential.json",
+           api_gateway_event("flybuy", good, {"authorization": 'Token token="%s"' % key_of("flybuy", 1)},
+                             query="tenant=project-41"),
+           401, "URL registered for project-41, token of project-42")
+    yield ("flybuy", "bad-other-provider-credential.json",
+           api_gateway_event("flybuy", good, {"authorization": 'Token token="%s"' % key_of("magicline")}), 401,
+           "A Magicline key in FlyBuy's format")
+    yield ("flybuy", "bad-malformed-json.json",
+           api_gateway_event("flybuy", '{"data": {"type": "order", "id": 1,', p41()), 400, "Truncated JSON")
+    yield ("flybuy", "bad-missing-updated-at.json",
+           api_gateway_event("flybuy", json.dumps({"data": {"type": "order", "id": 191, "state": "ready"}}), p41()),
+           400, "Required field data.updated_at is missing; the answer names it")
+
+    for event_type, object_id, data, what in [
+        ("visit.created", "Kk1BeidF0N4p8wzp2J0x", {"locationId": "loc-downtown", "state": "WAITING", "firstName": "Demo", "partySize": 1}, "A guest joined the waitlist"),
+        ("visit.updated", "Kk1BeidF0N4p8wzp2J0x", {"locationId": "loc-downtown", "state": "SERVING"}, "A visit changed state"),
+        ("visit.removed", "Kk1BeidF0N4p8wzp2J0x", {"locationId": "loc-downtown", "state": "REMOVED"}, "A visit deleted via the API (the processor erases our copy)"),
+        ("location-status.updated", "loc-downtown", {"numWaiting": 4}, "Location status changed"),
+        ("message.created", "msg-0001", {"visitId": "Kk1BeidF0N4p8wzp2J0x", "channel": "SMS", "text": "Grüße! Ihr Tisch ist bereit — 你好 🎉"}, "An SMS was created; non-ASCII text is signed byte for byte"),
+        ("message.updated", "msg-0001", {"deliveryStatus": "DELIVERED"}, "The SMS was delivered"),
+        ("location.created", "loc-uptown", {"name": "Uptown"}, "API-only event: a location was created"),
+        ("location.updated", "loc-uptown", {"name": "Uptown (renamed)"}, "API-only event: a location was updated"),
+        ("location.removed", "loc-uptown", {}, "API-only event: a location was removed"),
+    ]:
+        name = event_type.replace(".", "-") + ".json"
+        body = waitwhile(event_type, object_id, "2026-11-25T18:%02d:11.638Z" % len(name), data)
+        yield ("waitwhile", name, waitwhile_event(body), 202, what + " (location webhook, ?tenant=loc-downtown)")
+    acct = waitwhile("visit.created", "9QvKDkhrXIxNLdS9xMkf", "2026-11-25T18:30:00.000Z", {"state": "BOOKED"})
+    yield ("waitwhile", "account-webhook.json", waitwhile_event(acct, tenant=1), 202,
+           "Account-wide webhook: the tenant is found by trying each registered URL")
+    yield ("waitwhile", "rotated-old-secret.json",
+           waitwhile_event(waitwhile("visit.updated", "9QvKDkhrXIxNLdS9xMkf", "2026-11-25T18:31:00.000Z"), tenant=1, secret=1),
+           202, "The previous secret still works during rotation")
+    good = waitwhile("visit.updated", "bad0", "2026-11-25T18:40:00.000Z")
+    yield ("waitwhile", "bad-missing-signature.json", waitwhile_event(good, headers={}), 401, "No X-Waitwhile-Signature")
+    yield ("waitwhile", "bad-wrong-secret.json",
+           api_gateway_event("waitwhile", good, {"x-waitwhile-signature": sign("ww-not-a-secret", TENANTS["waitwhile"][0]["url"], good)},
+                             query="tenant=loc-downtown"),
+           401, "Signed with a secret no webhook has")
+    yield ("waitwhile", "bad-other-tenant-secret.json",
+           api_gateway_event("waitwhile", good, {"x-waitwhile-signature": sign(key_of("waitwhile", 1), TENANTS["waitwhile"][0]["url"], good)},
+                             query="tenant=loc-downtown"),
+           401, "loc-downtown's URL signed with the account webhook's secret")
+    yield ("waitwhile", "bad-other-provider-credential.json",
+           waitwhile_event(good, headers={"x-api-key": key_of("magicline")}), 401, "A Magicline key instead of a signature")
+    yield ("waitwhile", "bad-signature-other-url.json",
+           waitwhile_event(good, signed_url=PUBLIC + "/webhooks/other"), 401, "Signature computed over a different URL")
+    yield ("waitwhile", "bad-tampered-body.json",
+           waitwhile_event(good.replace("bad0", "bad1"), signed_body=good), 401, "Body changed after signing")
+    yield ("waitwhile", "bad-malformed-json.json", waitwhile_event('{"type": "visit.created", "data": {'), 400,
+           "Correctly signed, but truncated JSON")
+    yield ("waitwhile", "bad-missing-object-id.json",
+           waitwhile_event(json.dumps({"type": "visit.created", "data": {"state": "WAITING"}})), 400,
+           "Correctly signed, but no object id at /data/id; the answer names it")
+
+
 def function_id(provider):
     return provider.capitalize() + "WebhookFunction"
 
 
 def main():
     manifest = {}
-    for provider, name, event, status, what in cases():
+    for provider, name, event, status, what in [*cases(), *more_cases()]:
         folder = EVENTS / provider
         folder.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(json.dumps(event, indent=2, ensure_ascii=False) + "\n")

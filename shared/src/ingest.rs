@@ -12,6 +12,7 @@ use crate::providers::Provider;
 use crate::queue::{Queue, QueueMessage};
 use crate::secrets::TenantDirectory;
 use crate::store::{PutOutcome, Record, Status, Store};
+use crate::verify::authenticate;
 
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
@@ -77,12 +78,21 @@ impl Ingest {
         queue: Arc<dyn Queue>,
         settings: IngestSettings,
     ) -> Self {
+        let credential_optional = provider.auth().credential_optional;
         for tenant in tenants.open_tenants() {
-            tracing::warn!(
-                provider = provider.name(),
-                tenant = %tenant.id,
-                "tenant accepts webhooks without credentials (allow_unauthenticated = true)"
-            );
+            if credential_optional {
+                tracing::warn!(
+                    provider = provider.name(),
+                    tenant = %tenant.id,
+                    "tenant accepts webhooks without credentials (allow_unauthenticated = true)"
+                );
+            } else {
+                tracing::warn!(
+                    provider = provider.name(),
+                    tenant = %tenant.id,
+                    "allow_unauthenticated is ignored: this provider always sends a credential"
+                );
+            }
         }
         Ingest {
             provider,
@@ -103,7 +113,10 @@ impl Ingest {
         let mut trail = Trail::default();
         let result = self.ingest(&request, &mut trail).await;
         let (outcome, response) = match result {
-            Ok(ack) => (ack.outcome(), ack.into_response()),
+            Ok(ack) => (
+                ack.outcome(),
+                self.provider.acknowledgement(ack).into_response(),
+            ),
             Err(error) => (error.outcome(), error.into_response()),
         };
         tracing::info!(
@@ -129,9 +142,7 @@ impl Ingest {
         if request.method() != Method::POST {
             return Err(IngestError::MethodNotAllowed);
         }
-        let tenant = self
-            .provider
-            .authenticate(request.headers(), body, &self.tenants)
+        let tenant = authenticate(&self.provider.auth(), request, &self.tenants)
             .ok_or(IngestError::Unauthorized)?;
         trail.tenant = Some(tenant.id.clone());
         let event = self.provider.parse(tenant, body)?;
@@ -203,7 +214,7 @@ impl Ingest {
         if let Err(error) = self.store.mark_queued(&key).await {
             tracing::warn!(key = %key, error = %error, "record enqueued but not marked QUEUED");
         }
-        Ok(self.provider.acknowledgement(&event, key))
+        Ok(Ack::Accepted { key })
     }
 }
 

@@ -8,5 +8,6 @@ pub mod queue;
 pub mod runtime;
 pub mod secrets;
 pub mod store;
+pub mod verify;
 
 pub use ingest::{Ingest, IngestSettings};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use lambda_http::{service_fn, Request};
 
 use crate::ingest::{Ingest, IngestSettings};
-use crate::providers::Provider;
+use crate::providers::{check_tenants, Provider};
 use crate::queue::SqsQueue;
 use crate::secrets::load_tenants;
 use crate::store::DynamoStore;
@@ -36,6 +36,7 @@ pub async fn run_webhook(provider: impl Provider) -> Result<(), Error> {
     init_tracing();
     let aws = aws_config::load_from_env().await;
     let tenants = load_tenants(&aws).await?;
+    check_tenants(&provider, &tenants)?;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
         required_env("TABLE_NAME")?,

@@ -188,10 +188,20 @@ impl TenantDirectory {
         })
     }
 
-    /// The tenant that accepts requests without credentials. Only one may do so per provider,
-    /// since nothing else in such a request tells tenants apart.
-    pub fn unauthenticated(&self) -> Option<&Tenant> {
-        let mut open = self.tenants.iter().filter(|t| t.allow_unauthenticated);
+    /// True if the request carries any of the tenant-chosen headers.
+    pub fn carries_tenant_header(&self, headers: &HeaderMap) -> bool {
+        self.header_names
+            .iter()
+            .any(|name| headers.contains_key(name.as_str()))
+    }
+
+    /// The tenant that accepts requests without credentials: the one named (by the registered
+    /// URL's `?tenant=`), else the only one configured so, since nothing else tells them apart.
+    pub fn unauthenticated(&self, named: Option<&str>) -> Option<&Tenant> {
+        if let Some(id) = named {
+            return self.get(id).filter(|tenant| tenant.allow_unauthenticated);
+        }
+        let mut open = self.open_tenants();
         let first = open.next()?;
         open.next().is_none().then_some(first)
     }
@@ -298,12 +308,18 @@ mod tests {
 
     #[test]
     fn one_open_tenant_is_found_two_are_ambiguous() {
-        assert_eq!(directory().unauthenticated().unwrap().id, "open");
+        assert_eq!(directory().unauthenticated(None).unwrap().id, "open");
+        assert_eq!(
+            directory().unauthenticated(Some("open")).unwrap().id,
+            "open"
+        );
+        assert!(directory().unauthenticated(Some("studio-1")).is_none());
         let two = TenantDirectory::from_json(
             r#"{"tenants": [{"id": "a", "allow_unauthenticated": true}, {"id": "b", "allow_unauthenticated": true}]}"#,
         )
         .unwrap();
-        assert!(two.unauthenticated().is_none());
+        assert!(two.unauthenticated(None).is_none());
+        assert_eq!(two.unauthenticated(Some("b")).unwrap().id, "b");
     }
 
     #[test]

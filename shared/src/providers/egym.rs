@@ -1,12 +1,12 @@
 //! EGYM: `x-api-key` header (one or more webhooks per gym). No delivery id, so a delivery is
 //! identified by account + type + timestamp.
 
-use lambda_http::http::HeaderMap;
 use serde::Deserialize;
 
-use super::{dedup_suffix, header_str, parse_json, ParsedEvent, Provider};
+use super::{dedup_suffix, parse_json, ParsedEvent, Provider};
 use crate::http::IngestError;
-use crate::secrets::{Tenant, TenantDirectory};
+use crate::secrets::Tenant;
+use crate::verify::{Auth, AuthScheme};
 
 pub struct Egym;
 
@@ -25,13 +25,10 @@ impl Provider for Egym {
         "egym"
     }
 
-    fn authenticate<'t>(
-        &self,
-        headers: &HeaderMap,
-        _body: &[u8],
-        tenants: &'t TenantDirectory,
-    ) -> Option<&'t Tenant> {
-        tenants.by_secret(header_str(headers, "x-api-key")?.as_bytes())
+    fn auth(&self) -> Auth {
+        Auth::required(AuthScheme::HeaderSecret {
+            header: "x-api-key",
+        })
     }
 
     fn parse(&self, _tenant: &Tenant, body: &[u8]) -> Result<ParsedEvent, IngestError> {
@@ -56,6 +53,7 @@ impl Provider for Egym {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::TenantDirectory;
 
     fn tenant() -> Tenant {
         TenantDirectory::from_json(r#"{"tenants": [{"id": "gym-1"}]}"#)

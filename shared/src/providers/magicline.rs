@@ -1,12 +1,12 @@
 //! Magicline: `x-api-key` header (one key per studio), delivery id in the body's `uuid`.
 //! The body only notifies; details come later from the Magicline Open API.
 
-use lambda_http::http::HeaderMap;
 use serde::Deserialize;
 
-use super::{dedup_suffix, header_str, parse_json, ParsedEvent, Provider};
+use super::{dedup_suffix, parse_json, ParsedEvent, Provider};
 use crate::http::IngestError;
-use crate::secrets::{Tenant, TenantDirectory};
+use crate::secrets::Tenant;
+use crate::verify::{Auth, AuthScheme};
 
 pub struct Magicline;
 
@@ -30,13 +30,10 @@ impl Provider for Magicline {
         "magicline"
     }
 
-    fn authenticate<'t>(
-        &self,
-        headers: &HeaderMap,
-        _body: &[u8],
-        tenants: &'t TenantDirectory,
-    ) -> Option<&'t Tenant> {
-        tenants.by_secret(header_str(headers, "x-api-key")?.as_bytes())
+    fn auth(&self) -> Auth {
+        Auth::required(AuthScheme::HeaderSecret {
+            header: "x-api-key",
+        })
     }
 
     fn parse(&self, _tenant: &Tenant, body: &[u8]) -> Result<ParsedEvent, IngestError> {
@@ -59,6 +56,7 @@ impl Provider for Magicline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::TenantDirectory;
 
     fn tenant() -> Tenant {
         TenantDirectory::from_json(r#"{"tenants": [{"id": "studio-1", "webhook_secrets": ["k"]}]}"#)
@@ -120,14 +118,18 @@ mod tests {
             r#"{"tenants": [{"id": "studio-1", "webhook_secrets": ["k1"]}]}"#,
         )
         .unwrap();
-        let mut headers = HeaderMap::new();
-        assert!(Magicline.authenticate(&headers, b"", &tenants).is_none());
-        headers.insert("x-api-key", "k1".parse().unwrap());
-        assert_eq!(
-            Magicline.authenticate(&headers, b"", &tenants).unwrap().id,
-            "studio-1"
-        );
-        headers.insert("x-api-key", "k2".parse().unwrap());
-        assert!(Magicline.authenticate(&headers, b"", &tenants).is_none());
+        let request = |key: Option<&str>| {
+            let mut builder = lambda_http::http::Request::builder().method("POST");
+            if let Some(key) = key {
+                builder = builder.header("x-api-key", key);
+            }
+            builder.body(lambda_http::Body::Empty).unwrap()
+        };
+        let auth = Magicline.auth();
+        let found =
+            |key| crate::verify::authenticate(&auth, &request(key), &tenants).map(|t| t.id.clone());
+        assert_eq!(found(Some("k1")).as_deref(), Some("studio-1"));
+        assert_eq!(found(Some("k2")), None);
+        assert_eq!(found(None), None);
     }
 }

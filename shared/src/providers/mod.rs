@@ -1,17 +1,26 @@
 //! One file per provider: how its requests prove their origin, its body, its dedup key.
 //! Shared code only ever sees the [`Provider`] trait.
 
-use lambda_http::http::HeaderMap;
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 
 use crate::http::{Ack, IngestError};
-use crate::secrets::{Tenant, TenantDirectory};
+use crate::secrets::{ConfigError, EventPointers, Tenant, TenantDirectory};
+use crate::verify::Auth;
 
 pub mod egym;
+pub mod flybuy;
 pub mod magicline;
+pub mod timify;
+pub mod waitwhile;
 
 pub use egym::Egym;
+pub use flybuy::Flybuy;
 pub use magicline::Magicline;
+pub use timify::Timify;
+pub use waitwhile::Waitwhile;
 
 /// What the ingest path needs to know about one accepted delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,31 +37,63 @@ pub trait Provider: Send + Sync + 'static {
     /// Lower-case name used in keys, messages and URLs (`/webhooks/<name>`).
     fn name(&self) -> &'static str;
 
-    /// The tenant whose credential this request carries, or `None` (answered 401, no detail).
-    fn authenticate<'t>(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-        tenants: &'t TenantDirectory,
-    ) -> Option<&'t Tenant>;
+    /// How its requests prove their origin (see [`crate::verify`]).
+    fn auth(&self) -> Auth;
 
     /// Reads the provider's envelope. Unknown fields and event types are accepted; the raw body
     /// is stored whole by the pipeline.
     fn parse(&self, tenant: &Tenant, body: &[u8]) -> Result<ParsedEvent, IngestError>;
 
-    /// The answer for a newly accepted event.
-    fn acknowledgement(&self, _event: &ParsedEvent, key: String) -> Ack {
-        Ack::Accepted { key }
+    /// Refuses a tenant configuration this provider cannot verify requests for.
+    fn check_tenant(&self, _tenant: &Tenant) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The answer the provider expects for an accepted (or duplicate) delivery.
+    fn acknowledgement(&self, ack: Ack) -> Ack {
+        ack
     }
 }
 
 /// The provider serving `/webhooks/<name>`.
-pub fn by_name(name: &str) -> Option<std::sync::Arc<dyn Provider>> {
+pub fn by_name(name: &str) -> Option<Arc<dyn Provider>> {
     all().into_iter().find(|provider| provider.name() == name)
 }
 
-pub fn all() -> Vec<std::sync::Arc<dyn Provider>> {
-    vec![std::sync::Arc::new(Magicline), std::sync::Arc::new(Egym)]
+pub fn all() -> Vec<Arc<dyn Provider>> {
+    vec![
+        Arc::new(Magicline),
+        Arc::new(Egym),
+        Arc::new(Timify),
+        Arc::new(Flybuy),
+        Arc::new(Waitwhile),
+    ]
+}
+
+/// Checks every tenant at start-up, so a configuration mistake fails the cold start loudly
+/// instead of answering 401 to every webhook.
+pub fn check_tenants(
+    provider: &dyn Provider,
+    tenants: &TenantDirectory,
+) -> Result<(), ConfigError> {
+    for tenant in tenants.iter() {
+        let no_secret = tenant.webhook_secrets.is_empty();
+        if no_secret && !(tenant.allow_unauthenticated && provider.auth().credential_optional) {
+            return Err(ConfigError::Invalid(format!(
+                "{} tenant {:?} has no webhook secret",
+                provider.name(),
+                tenant.id
+            )));
+        }
+        provider.check_tenant(tenant).map_err(|problem| {
+            ConfigError::Invalid(format!(
+                "{} tenant {:?}: {problem}",
+                provider.name(),
+                tenant.id
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// Deserializes a JSON body, naming the offending field in the error (`payload[0].type: ...`).
@@ -83,9 +124,55 @@ pub fn dedup_suffix(parts: &[&str]) -> String {
         .join("#")
 }
 
-/// The value of a header as a string, if present and visible ASCII.
-pub fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name)?.to_str().ok()
+/// Default JSON pointers of an envelope whose field names are configurable per tenant.
+pub struct PointerDefaults {
+    pub event_type: &'static str,
+    pub object_id: &'static str,
+    pub updated_at: &'static str,
+}
+
+/// Reads event type, object id and version from a JSON body through the tenant's pointers
+/// (or the provider's defaults). The version is the updated-at value, or the body's SHA-256
+/// when the body has none, so that an identical redelivery is still recognised.
+pub fn parse_by_pointers(
+    body: &[u8],
+    pointers: &EventPointers,
+    defaults: &PointerDefaults,
+) -> Result<ParsedEvent, IngestError> {
+    let value: serde_json::Value = parse_json(body)?;
+    let text_at = |pointer: &str| -> Option<String> {
+        match value.pointer(pointer)? {
+            serde_json::Value::String(text) if !text.is_empty() => Some(text.clone()),
+            serde_json::Value::Number(number) => Some(number.to_string()),
+            _ => None,
+        }
+    };
+    let required = |pointer: &str| {
+        text_at(pointer).ok_or_else(|| {
+            IngestError::MalformedBody(format!(
+                "{pointer}: missing, empty or not a string or number"
+            ))
+        })
+    };
+    let event_type = required(
+        pointers
+            .event_type
+            .as_deref()
+            .unwrap_or(defaults.event_type),
+    )?;
+    let object_id = required(pointers.object_id.as_deref().unwrap_or(defaults.object_id))?;
+    let version = text_at(
+        pointers
+            .updated_at
+            .as_deref()
+            .unwrap_or(defaults.updated_at),
+    )
+    .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))));
+    Ok(ParsedEvent {
+        dedup_suffix: dedup_suffix(&[&event_type, &object_id, &version]),
+        event_type,
+        entity_id: object_id,
+    })
 }
 
 #[cfg(test)]
@@ -126,6 +213,31 @@ mod tests {
     fn dedup_parts_cannot_collide() {
         assert_ne!(dedup_suffix(&["a#b", "c"]), dedup_suffix(&["a", "b#c"]));
         assert_eq!(dedup_suffix(&["a", "b", "1"]), "a#b#1");
+    }
+
+    #[test]
+    fn tenants_are_checked_against_what_the_provider_can_verify() {
+        let check = |provider: &str, json: &str| {
+            check_tenants(
+                by_name(provider).unwrap().as_ref(),
+                &TenantDirectory::from_json(json).unwrap(),
+            )
+        };
+        let open = r#"{"tenants": [{"id": "t", "allow_unauthenticated": true}]}"#;
+        assert!(check("flybuy", open).is_ok());
+        assert!(check("timify", open).is_ok());
+        assert!(check("magicline", open).is_err());
+        assert!(check("flybuy", r#"{"tenants": [{"id": "t"}]}"#).is_err());
+        let secret_only = r#"{"tenants": [{"id": "t", "webhook_secrets": ["s"]}]}"#;
+        assert!(check("egym", secret_only).is_ok());
+        assert!(
+            check("waitwhile", secret_only).is_err(),
+            "needs the registered URL"
+        );
+        assert!(
+            check("timify", secret_only).is_err(),
+            "needs the header name"
+        );
     }
 
     #[test]
