@@ -263,7 +263,8 @@ def more_cases():
         ("sync-before-confirmations", "beforeConfirmations.sync", "Sync webhook Before Confirmations: answered 200 {} on the fast path, still stored and queued"),
         ("sync-before-reminders", "beforeReminders.sync", "Sync webhook Before Reminders: answered 200 {} on the fast path, still stored and queued"),
     ]:
-        body = timify(event, "obj-" + name, "2026-11-25T18:00:00.000Z")
+        object_id = "cust-4711" if name.startswith("customers") else "obj-" + name
+        body = timify(event, object_id, "2026-11-25T18:0%d:00.000Z" % (len(name) % 10))
         yield ("timify", name + ".json", api_gateway_event("timify", body, berlin()), 200, what)
     yield ("timify", "second-app-own-header.json",
            api_gateway_event("timify", timify("customers.created", "c-2", "2026-11-25T18:01:00Z"),
@@ -382,20 +383,112 @@ def more_cases():
            "Correctly signed, but no object id at /data/id; the answer names it")
 
 
+def dedup_key(provider, tenant, body):
+    """The key the webhook function stores, derived independently of the Rust code."""
+    b = json.loads(body)
+    parts = {
+        "magicline": lambda: [b["uuid"]],
+        "egym": lambda: [b["accountId"], b["type"], str(b["timestamp"])],
+        "timify": lambda: [b["event"], b["data"]["id"], b["data"]["updatedAt"]],
+        "flybuy": lambda: [b["data"]["type"], str(b["data"]["id"]), b["data"]["updated_at"]],
+        "waitwhile": lambda: [b["type"], b["data"]["id"], b["data"]["updated"]],
+    }[provider]()
+    return "#".join([provider, tenant, *parts])
+
+
+def entity_of(provider, body):
+    b = json.loads(body)
+    return {
+        "magicline": lambda: str(b["entityId"]),
+        "egym": lambda: b["accountId"],
+        "timify": lambda: b["data"]["id"],
+        "flybuy": lambda: str(b["data"]["id"]),
+        "waitwhile": lambda: b["data"]["id"],
+    }[provider]()
+
+
+def event_type_of(provider, body):
+    b = json.loads(body)
+    return {
+        "magicline": lambda: b["payload"][0]["type"],
+        "egym": lambda: b["type"],
+        "timify": lambda: b["event"],
+        "flybuy": lambda: b["data"]["type"],
+        "waitwhile": lambda: b["type"],
+    }[provider]()
+
+
+def sqs_record(message_id, file, tenant, written):
+    provider = file.split("/")[0]
+    body = written[file]["body"]
+    message = {"provider": provider, "tenant": tenant, "key": dedup_key(provider, tenant, body),
+               "event_type": event_type_of(provider, body), "entity_id": entity_of(provider, body)}
+    return {
+        "messageId": message_id,
+        "receiptHandle": "AQEB" + message_id.replace("-", "") + "demo-receipt-handle",
+        "body": json.dumps(message),
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(TIME_EPOCH),
+                       "SenderId": "AROAEXAMPLE:magicline-webhook", "ApproximateFirstReceiveTimestamp": str(TIME_EPOCH + 40)},
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(json.dumps(message).encode()).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:eu-central-1:123456789012:webhooks-WorkQueue",
+        "awsRegion": "eu-central-1",
+    }
+
+
+ONE_PER_PROVIDER = [
+    ("magicline/customer-created.json", "studio-1001"),
+    ("egym/gym-checkin.json", "gym-berlin-01"),
+    ("timify/customers-created.json", "app-berlin"),
+    ("flybuy/order-created.json", "project-41"),
+    ("waitwhile/visit-created.json", "loc-downtown"),
+]
+
+
+def processor_cases(written):
+    """(file name, SQS event, webhook files delivered first, message ids expected to fail, what)"""
+    for n, (file, tenant) in enumerate(ONE_PER_PROVIDER):
+        provider = file.split("/")[0]
+        mid = "0a1b2c3d-0000-4000-8000-00000000000%d" % n
+        yield (provider + ".json", {"Records": [sqs_record(mid, file, tenant, written)]}, [file], [],
+               f"One {provider} event: its detail is fetched and stored")
+    records = [sqs_record("5e6f7a8b-0000-4000-8000-00000000001%d" % n, f, t, written)
+               for n, (f, t) in enumerate(ONE_PER_PROVIDER)]
+    yield ("mixed-batch.json", {"Records": records}, [f for f, _ in ONE_PER_PROVIDER], [],
+           "A batch with one event of every provider")
+    orphan = sqs_record("9f8e7d6c-0000-4000-8000-000000000099", "egym/gym-checkout.json", "gym-berlin-01", written)
+    kept = sqs_record("9f8e7d6c-0000-4000-8000-000000000001", "flybuy/order-ready.json", "project-41", written)
+    yield ("missing-record.json", {"Records": [kept, orphan]}, ["flybuy/order-ready.json"],
+           [orphan["messageId"]],
+           "A message whose record does not exist is reported failed (retried, then dead-lettered); the other is processed")
+
+
 def function_id(provider):
     return provider.capitalize() + "WebhookFunction"
 
 
 def main():
     manifest = {}
+    written = {}
     for provider, name, event, status, what in [*cases(), *more_cases()]:
         folder = EVENTS / provider
         folder.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(json.dumps(event, indent=2, ensure_ascii=False) + "\n")
         manifest[f"{provider}/{name}"] = {"status": status, "shows": what}
+        written[f"{provider}/{name}"] = event
+    folder = EVENTS / "processor"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, event, after, failed, what in processor_cases(written):
+        (folder / name).write_text(json.dumps(event, indent=2, ensure_ascii=False) + "\n")
+        manifest[f"processor/{name}"] = {"after": after, "failed": failed, "shows": what}
     (EVENTS / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     env = {
         function_id(provider): {"TENANTS_JSON": json.dumps({"tenants": tenants})}
+        for provider, tenants in TENANTS.items()
+    }
+    env["ProcessorFunction"] = {
+        provider.upper() + "_TENANTS_JSON": json.dumps({"tenants": tenants})
         for provider, tenants in TENANTS.items()
     }
     (EVENTS / "env.json").write_text(json.dumps(env, indent=2) + "\n")

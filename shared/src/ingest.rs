@@ -169,6 +169,7 @@ impl Ingest {
             status: Status::Received,
             lease_until_ms: lease_until,
             expires_at: (now / 1000) + self.settings.retention.as_secs() as i64,
+            ..Record::default()
         };
         match self.store.put_new(&record).await.map_err(|error| {
             tracing::error!(key = %key, error = %error, "store write failed");

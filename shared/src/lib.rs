@@ -1,8 +1,10 @@
 //! The core of the webhook ingestion functions: provider adapters, verification, the ingest
 //! pipeline, and the store and queue ports with their AWS adapters.
 
+pub mod fetch;
 pub mod http;
 pub mod ingest;
+pub mod process;
 pub mod providers;
 pub mod queue;
 pub mod runtime;

@@ -21,6 +21,8 @@ pub struct QueueError(pub String);
 #[async_trait]
 pub trait Queue: Send + Sync {
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError>;
+    /// Makes a received message visible again only after `seconds` (a provider's Retry-After).
+    async fn retry_after(&self, receipt_handle: &str, seconds: u32) -> Result<(), QueueError>;
 }
 
 pub struct SqsQueue {
@@ -55,6 +57,19 @@ impl Queue for SqsQueue {
             .send_message()
             .queue_url(&self.url)
             .message_body(body)
+            .send()
+            .await
+            .map_err(|e| QueueError(DisplayErrorContext(&e).to_string()))?;
+        Ok(())
+    }
+
+    async fn retry_after(&self, receipt_handle: &str, seconds: u32) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            // SQS allows at most 12 hours.
+            .visibility_timeout(seconds.min(43_200) as i32)
             .send()
             .await
             .map_err(|e| QueueError(DisplayErrorContext(&e).to_string()))?;

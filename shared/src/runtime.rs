@@ -2,13 +2,18 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
+use aws_lambda_events::sqs::SqsEvent;
 use lambda_http::{service_fn, Request};
+use lambda_runtime::LambdaEvent;
 
+use crate::fetch::DetailClient;
 use crate::ingest::{Ingest, IngestSettings};
+use crate::process::{Processor, ProcessorSettings, ProviderTenants};
 use crate::providers::{check_tenants, Provider};
 use crate::queue::SqsQueue;
-use crate::secrets::load_tenants;
+use crate::secrets::{load_tenants, ConfigError, TenantDirectory};
 use crate::store::DynamoStore;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -35,7 +40,7 @@ pub fn required_env(name: &str) -> Result<String, Error> {
 pub async fn run_webhook(provider: impl Provider) -> Result<(), Error> {
     init_tracing();
     let aws = aws_config::load_from_env().await;
-    let tenants = load_tenants(&aws).await?;
+    let tenants = load_tenants(&aws, "").await?;
     check_tenants(&provider, &tenants)?;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
@@ -54,5 +59,52 @@ pub async fn run_webhook(provider: impl Provider) -> Result<(), Error> {
         let ingest = Arc::clone(&ingest);
         async move { Ok::<_, Infallible>(ingest.handle(request).await) }
     }))
+    .await
+}
+
+/// Builds the processor from the environment (`TABLE_NAME`, `QUEUE_URL`, each provider's
+/// tenants under its prefix, `FETCH_TIMEOUT_SECONDS`) and serves SQS batches.
+pub async fn run_processor() -> Result<(), Error> {
+    init_tracing();
+    let aws = aws_config::load_from_env().await;
+    let mut providers = Vec::new();
+    for provider in crate::providers::all() {
+        let prefix = format!("{}_", provider.name().to_ascii_uppercase());
+        let tenants = match load_tenants(&aws, &prefix).await {
+            Ok(tenants) => tenants,
+            Err(ConfigError::NotConfigured(_)) => {
+                tracing::warn!(
+                    provider = provider.name(),
+                    "no tenants configured; its events will fail"
+                );
+                TenantDirectory::new(Vec::new())?
+            }
+            Err(error) => return Err(error.into()),
+        };
+        providers.push(ProviderTenants { provider, tenants });
+    }
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        required_env("TABLE_NAME")?,
+    );
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), required_env("QUEUE_URL")?);
+    store.warm_up().await;
+    let fetch_timeout = std::env::var("FETCH_TIMEOUT_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(10), Duration::from_secs);
+    let processor = Arc::new(Processor::new(
+        providers,
+        Arc::new(store),
+        Arc::new(queue),
+        DetailClient::new(fetch_timeout),
+        ProcessorSettings::from_env(),
+    ));
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<SqsEvent>| {
+            let processor = Arc::clone(&processor);
+            async move { Ok::<_, Infallible>(processor.handle_sqs(event.payload).await) }
+        },
+    ))
     .await
 }

@@ -83,6 +83,10 @@ pub enum ConfigError {
     Invalid(String),
     #[error("tenant configuration could not be read: {0}")]
     Source(String),
+    #[error(
+        "no tenant configuration: set {0}TENANTS_JSON, {0}TENANTS_FILE or {0}TENANTS_SECRET_ID"
+    )]
+    NotConfigured(String),
 }
 
 /// All tenants of one provider, indexed for constant-time-per-request lookup.
@@ -228,10 +232,18 @@ fn digest_bytes(value: &[u8]) -> [u8; 32] {
     Sha256::digest(value).into()
 }
 
-/// Reads the tenants document for a function from, in order: `TENANTS_JSON` (the document
-/// itself), `TENANTS_FILE` (a path), or `TENANTS_SECRET_ID` (an AWS Secrets Manager secret).
-pub async fn load_tenants(aws: &aws_config::SdkConfig) -> Result<TenantDirectory, ConfigError> {
-    let set = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+/// Reads a tenants document from, in order: `<prefix>TENANTS_JSON` (the document itself),
+/// `<prefix>TENANTS_FILE` (a path), or `<prefix>TENANTS_SECRET_ID` (an AWS Secrets Manager
+/// secret). Webhook functions use no prefix; the processor one per provider (`EGYM_`).
+pub async fn load_tenants(
+    aws: &aws_config::SdkConfig,
+    prefix: &str,
+) -> Result<TenantDirectory, ConfigError> {
+    let set = |name: &str| {
+        std::env::var(format!("{prefix}{name}"))
+            .ok()
+            .filter(|value| !value.is_empty())
+    };
     if let Some(json) = set("TENANTS_JSON") {
         return TenantDirectory::from_json(&json);
     }
@@ -258,9 +270,7 @@ pub async fn load_tenants(aws: &aws_config::SdkConfig) -> Result<TenantDirectory
         })?;
         return TenantDirectory::from_json(json);
     }
-    Err(ConfigError::Source(
-        "set TENANTS_JSON, TENANTS_FILE or TENANTS_SECRET_ID".into(),
-    ))
+    Err(ConfigError::NotConfigured(prefix.to_string()))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The event store port and its DynamoDB adapter.
 //!
 //! A record is created once per dedup key with a conditional put; a record still `RECEIVED`
-//! carries a lease so that only one delivery at a time tries to enqueue it.
+//! carries a lease so that only one delivery at a time tries to enqueue it. The processor claims
+//! a record with a lease of its own (`PROCESSING`) and finishes it only while it holds that lease.
 
 use std::collections::HashMap;
 
@@ -9,8 +10,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Status {
+    #[default]
     /// Stored, not yet confirmed in the queue.
     Received,
     /// In the queue, waiting for the processor.
@@ -44,7 +46,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Record {
     /// The dedup key: `<provider>#<tenant>#<delivery id or entity#type#time>`.
     pub key: String,
@@ -60,6 +62,49 @@ pub struct Record {
     pub lease_until_ms: i64,
     /// DynamoDB TTL, epoch seconds.
     pub expires_at: i64,
+    /// Processing attempts so far.
+    pub attempts: i64,
+    /// The details fetched from the provider's API (JSON), or a note of what was done instead.
+    pub detail: Option<String>,
+    pub processed_at_ms: Option<i64>,
+    /// Why the last attempt failed (kept while retrying; the final reason when `FAILED`).
+    pub last_error: Option<String>,
+    /// Set when personal data of this record was erased.
+    pub erased_at_ms: Option<i64>,
+}
+
+impl Record {
+    /// Events about the same person or object of one tenant share a subject (used for erasure).
+    pub fn subject(&self) -> String {
+        subject_of(&self.provider, &self.tenant, &self.entity_id)
+    }
+}
+
+pub fn subject_of(provider: &str, tenant: &str, entity_id: &str) -> String {
+    format!("{provider}#{tenant}#{entity_id}")
+}
+
+/// What a processor's claim on a record found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours until the lease ends; the record as it is now.
+    Claimed(Box<Record>),
+    /// Already `PROCESSED` or `FAILED`: nothing to do.
+    Finished(Status),
+    /// Another processor holds a live lease.
+    Busy,
+    Missing,
+}
+
+/// How a claimed record ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `PROCESSED`, with the fetched detail or a note.
+    Processed { detail: Option<String> },
+    /// `FAILED` for good (the provider said no: 4xx, malformed answer).
+    Failed { reason: String },
+    /// Back to `QUEUED` for the next delivery of the message; the reason is kept.
+    Retry { reason: String },
 }
 
 /// What an earlier delivery left behind, as far as the ingest path cares.
@@ -95,6 +140,20 @@ pub trait Store: Send + Sync {
     /// `RECEIVED` -> `QUEUED`. Leaves the record alone if the processor already moved it on.
     async fn mark_queued(&self, key: &str) -> Result<(), StoreError>;
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError>;
+
+    /// Claims a `RECEIVED`/`QUEUED` record (or one whose processing lease expired) for processing.
+    async fn claim(&self, key: &str, now_ms: i64, lease_until_ms: i64)
+        -> Result<Claim, StoreError>;
+    /// Ends a claim. False if the lease was lost (another processor took over): nothing written.
+    async fn finish(
+        &self,
+        key: &str,
+        lease_until_ms: i64,
+        outcome: &Outcome,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Removes raw bodies and details of every record of this subject; returns how many.
+    async fn erase_subject(&self, subject: &str, now_ms: i64) -> Result<usize, StoreError>;
 }
 
 pub struct DynamoStore {
@@ -167,6 +226,8 @@ fn to_item(record: &Record) -> HashMap<String, AttributeValue> {
         ("status".to_string(), s(record.status.as_str())),
         ("lease_until".to_string(), n(record.lease_until_ms)),
         ("expires_at".to_string(), n(record.expires_at)),
+        ("attempts".to_string(), n(record.attempts)),
+        ("subject".to_string(), s(&record.subject())),
     ])
 }
 
@@ -201,6 +262,13 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreErro
         status: status_of(item)?,
         lease_until_ms: get_n(item, "lease_until"),
         expires_at: get_n(item, "expires_at"),
+        attempts: get_n(item, "attempts"),
+        detail: item.get("detail").and_then(|v| v.as_s().ok()).cloned(),
+        processed_at_ms: item
+            .get("processed_at")
+            .map(|_| get_n(item, "processed_at")),
+        last_error: item.get("last_error").and_then(|v| v.as_s().ok()).cloned(),
+        erased_at_ms: item.get("erased_at").map(|_| get_n(item, "erased_at")),
     })
 }
 
@@ -292,4 +360,132 @@ impl Store for DynamoStore {
             .map_err(|e| StoreError(DisplayErrorContext(&e).to_string()))?;
         output.item().map(from_item).transpose()
     }
+
+    async fn claim(
+        &self,
+        key: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .update_expression("SET #status = :processing, lease_until = :lease ADD attempts :one")
+            .condition_expression(
+                "attribute_exists(pk) AND (#status IN (:received, :queued) \
+                 OR (#status = :processing AND lease_until < :now))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":processing", s(Status::Processing.as_str()))
+            .expression_attribute_values(":received", s(Status::Received.as_str()))
+            .expression_attribute_values(":queued", s(Status::Queued.as_str()))
+            .expression_attribute_values(":lease", n(lease_until_ms))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output
+                    .attributes()
+                    .ok_or_else(|| StoreError("claim returned no attributes".into()))?;
+                Ok(Claim::Claimed(Box::new(from_item(item)?)))
+            }
+            Err(error) => match error.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    match failed.item() {
+                        None => Ok(Claim::Missing),
+                        Some(old) => match status_of(old)? {
+                            Status::Processing => Ok(Claim::Busy),
+                            status => Ok(Claim::Finished(status)),
+                        },
+                    }
+                }
+                _ => Err(StoreError(DisplayErrorContext(&error).to_string())),
+            },
+        }
+    }
+
+    async fn finish(
+        &self,
+        key: &str,
+        lease_until_ms: i64,
+        outcome: &Outcome,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut values = vec![
+            (":processing", s(Status::Processing.as_str())),
+            (":lease", n(lease_until_ms)),
+        ];
+        let update = match outcome {
+            Outcome::Processed { detail } => {
+                values.push((":done", s(Status::Processed.as_str())));
+                values.push((":now", n(now_ms)));
+                match detail {
+                    Some(detail) => {
+                        values.push((":detail", s(detail)));
+                        "SET #status = :done, processed_at = :now, detail = :detail REMOVE lease_until, last_error"
+                    }
+                    None => {
+                        "SET #status = :done, processed_at = :now REMOVE lease_until, last_error"
+                    }
+                }
+            }
+            Outcome::Failed { reason } => {
+                values.push((":failed", s(Status::Failed.as_str())));
+                values.push((":reason", s(reason)));
+                "SET #status = :failed, last_error = :reason REMOVE lease_until"
+            }
+            Outcome::Retry { reason } => {
+                values.push((":queued", s(Status::Queued.as_str())));
+                values.push((":reason", s(reason)));
+                "SET #status = :queued, last_error = :reason REMOVE lease_until"
+            }
+        };
+        self.conditional_update(
+            key,
+            update,
+            "#status = :processing AND lease_until = :lease",
+            &values,
+        )
+        .await
+    }
+
+    async fn erase_subject(&self, subject: &str, now_ms: i64) -> Result<usize, StoreError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(SUBJECT_INDEX)
+            .key_condition_expression("subject = :subject")
+            .expression_attribute_values(":subject", s(subject))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| StoreError(DisplayErrorContext(&e).to_string()))?;
+            keys.push(get_s(&item, "pk"));
+        }
+        for key in &keys {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(key))
+                .update_expression("SET erased_at = :now REMOVE body, detail")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":now", n(now_ms))
+                .send()
+                .await
+                .map_err(|e| StoreError(DisplayErrorContext(&e).to_string()))?;
+        }
+        Ok(keys.len())
+    }
 }
+
+/// The sparse index of records by subject (provider#tenant#entity), for erasure.
+pub const SUBJECT_INDEX: &str = "by_subject";

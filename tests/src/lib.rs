@@ -7,12 +7,20 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
 };
 use lambda_http::{Body, Request, Response};
+use std::time::Duration;
+
+use aws_lambda_events::sqs::SqsEvent;
+use fake_api::FakeApi;
+use shared::fetch::DetailClient;
+use shared::process::{Processor, ProcessorSettings, ProviderTenants};
 use shared::queue::{QueueMessage, SqsQueue};
 use shared::secrets::TenantDirectory;
 use shared::store::DynamoStore;
+use shared::store::{Record, Store};
 use shared::{Ingest, IngestSettings};
 
 /// The project root (where `events/` lives).
@@ -54,9 +62,50 @@ pub struct Backend {
     pub sqs: aws_sdk_sqs::Client,
     pub table: String,
     pub queue_url: String,
+    /// The dead-letter queue, when made with [`Backend::with_dead_letter_queue`].
+    pub dead_letter_url: Option<String>,
 }
 
 impl Backend {
+    /// A table and a queue whose messages move to a dead-letter queue after `max_receives`.
+    pub async fn with_dead_letter_queue(max_receives: u32) -> Backend {
+        let mut backend = Backend::new().await;
+        let dead_letter_url = backend
+            .sqs
+            .create_queue()
+            .queue_name(unique_name("dead"))
+            .send()
+            .await
+            .expect("create dead-letter queue")
+            .queue_url
+            .unwrap();
+        let dead_letter_arn = backend
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&dead_letter_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        backend
+            .sqs
+            .set_queue_attributes()
+            .queue_url(&backend.queue_url)
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                serde_json::json!({ "deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": max_receives })
+                    .to_string(),
+            )
+            .send()
+            .await
+            .expect("set redrive policy");
+        backend.dead_letter_url = Some(dead_letter_url);
+        backend
+    }
+
     pub async fn new() -> Backend {
         let aws = local_aws().await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
@@ -73,10 +122,35 @@ impl Backend {
                     .build()
                     .unwrap(),
             )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("subject")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
             .key_schema(
                 KeySchemaElement::builder()
                     .attribute_name("pk")
                     .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(shared::store::SUBJECT_INDEX)
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name("subject")
+                            .key_type(KeyType::Hash)
+                            .build()
+                            .unwrap(),
+                    )
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::KeysOnly)
+                            .build(),
+                    )
                     .build()
                     .unwrap(),
             )
@@ -96,6 +170,7 @@ impl Backend {
             sqs,
             table,
             queue_url,
+            dead_letter_url: None,
         }
     }
 
@@ -142,12 +217,26 @@ impl Backend {
 
     /// Receives (and deletes) every message currently in the queue.
     pub async fn drain(&self) -> Vec<QueueMessage> {
+        self.drain_queue(&self.queue_url).await
+    }
+
+    /// Receives (and deletes) every message currently in the dead-letter queue.
+    pub async fn drain_dead_letters(&self) -> Vec<QueueMessage> {
+        self.drain_queue(
+            self.dead_letter_url
+                .as_ref()
+                .expect("made with a dead-letter queue"),
+        )
+        .await
+    }
+
+    async fn drain_queue(&self, queue_url: &str) -> Vec<QueueMessage> {
         let mut messages = Vec::new();
         loop {
             let received = self
                 .sqs
                 .receive_message()
-                .queue_url(&self.queue_url)
+                .queue_url(queue_url)
                 .max_number_of_messages(10)
                 .visibility_timeout(60)
                 .send()
@@ -162,6 +251,103 @@ impl Backend {
                 messages.push(serde_json::from_str(message.body().unwrap()).expect("message JSON"));
                 self.sqs
                     .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+}
+
+impl Backend {
+    /// The real processor on this table and queue, with the demo tenants of every provider
+    /// pointed at `api` (`<api>/<provider>` as each tenant's API base URL).
+    pub fn processor(
+        &self,
+        api: &FakeApi,
+        settings: ProcessorSettings,
+        timeout: Duration,
+    ) -> Processor {
+        let providers = shared::providers::all()
+            .into_iter()
+            .map(|provider| {
+                let mut document: serde_json::Value =
+                    serde_json::from_str(&demo_tenants_json(provider.name())).unwrap();
+                for tenant in document["tenants"].as_array_mut().unwrap() {
+                    tenant["api"]["base_url"] =
+                        format!("{}/{}", api.base_url, provider.name()).into();
+                }
+                let tenants = TenantDirectory::from_json(&document.to_string()).unwrap();
+                ProviderTenants { provider, tenants }
+            })
+            .collect();
+        Processor::new(
+            providers,
+            Arc::new(self.store()),
+            Arc::new(self.queue()),
+            DetailClient::new(timeout),
+            settings,
+        )
+    }
+
+    /// Does what Lambda's SQS event source does once: receives a batch (visibility 1 s),
+    /// invokes the processor with it as an `SqsEvent`, deletes what it did not report failed.
+    /// Returns the number of messages received and the ids reported failed.
+    pub async fn pump(&self, processor: &Processor) -> (usize, Vec<String>) {
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(1)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+            )
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        if received.is_empty() {
+            return (0, Vec::new());
+        }
+        let records: Vec<serde_json::Value> = received
+            .iter()
+            .map(|message| {
+                let count = message
+                    .attributes()
+                    .and_then(|a| {
+                        a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                    })
+                    .cloned()
+                    .unwrap_or_else(|| "1".into());
+                serde_json::json!({
+                    "messageId": message.message_id(),
+                    "receiptHandle": message.receipt_handle(),
+                    "body": message.body(),
+                    "attributes": { "ApproximateReceiveCount": count },
+                    "messageAttributes": {},
+                    "eventSource": "aws:sqs",
+                })
+            })
+            .collect();
+        let event: SqsEvent =
+            serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
+        let response = processor.handle_sqs(event).await;
+        let failed: Vec<String> = response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        for message in &received {
+            if !failed
+                .iter()
+                .any(|id| Some(id.as_str()) == message.message_id())
+            {
+                self.sqs
+                    .delete_message()
                     .queue_url(&self.queue_url)
                     .receipt_handle(message.receipt_handle().unwrap())
                     .send()
@@ -169,6 +355,31 @@ impl Backend {
                     .expect("delete");
             }
         }
+        (received.len(), failed)
+    }
+
+    /// Pumps until the queue stays empty for two seconds (failed messages come back after 1 s),
+    /// at most `rounds` batches.
+    pub async fn pump_until_empty(&self, processor: &Processor, rounds: usize) {
+        let mut idle_since = std::time::Instant::now();
+        for _ in 0..rounds {
+            let (received, _) = self.pump(processor).await;
+            if received > 0 {
+                idle_since = std::time::Instant::now();
+            } else if idle_since.elapsed() > Duration::from_secs(2) {
+                return;
+            } else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    pub async fn record(&self, key: &str) -> Record {
+        self.store()
+            .get(key)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no record {key}"))
     }
 }
 
@@ -221,3 +432,4 @@ pub fn post(provider: &str, headers: &[(&str, &str)], body: &str) -> Request {
     }
     request.body(Body::Text(body.to_string())).unwrap()
 }
+pub mod fake_api;

@@ -214,6 +214,7 @@ async fn a_delivery_in_flight_answers_409_until_its_lease_expires() {
         status: Status::Received,
         lease_until_ms: now + 60_000,
         expires_at: now / 1000 + 3600,
+        ..Record::default()
     };
     assert_eq!(
         store.put_new(&in_flight).await.unwrap(),

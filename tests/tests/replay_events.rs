@@ -4,20 +4,28 @@
 
 use std::collections::BTreeSet;
 
+use std::time::Duration;
+
+use e2e::fake_api::FakeApi;
 use e2e::{load_event, root, Backend};
+use shared::process::ProcessorSettings;
+use shared::store::Status;
+
+fn event_files(folder_name: &str) -> BTreeSet<String> {
+    let folder = root().join("events").join(folder_name);
+    std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("{folder:?}: {e}"))
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".json"))
+        .map(|name| format!("{folder_name}/{name}"))
+        .collect()
+}
 
 fn webhook_event_files() -> BTreeSet<String> {
-    let mut files = BTreeSet::new();
-    for provider in shared::providers::all() {
-        let folder = root().join("events").join(provider.name());
-        for entry in std::fs::read_dir(&folder).unwrap_or_else(|e| panic!("{folder:?}: {e}")) {
-            let name = entry.unwrap().file_name().into_string().unwrap();
-            if name.ends_with(".json") {
-                files.insert(format!("{}/{name}", provider.name()));
-            }
-        }
-    }
-    files
+    shared::providers::all()
+        .iter()
+        .flat_map(|provider| event_files(provider.name()))
+        .collect()
 }
 
 fn manifest() -> serde_json::Map<String, serde_json::Value> {
@@ -28,7 +36,8 @@ fn manifest() -> serde_json::Map<String, serde_json::Value> {
 #[test]
 fn every_event_file_has_a_declared_outcome_and_every_declaration_a_file() {
     let manifest = manifest();
-    let files = webhook_event_files();
+    let mut files = webhook_event_files();
+    files.extend(event_files("processor"));
     let undeclared: Vec<_> = files
         .iter()
         .filter(|f| !manifest.contains_key(*f))
@@ -37,10 +46,7 @@ fn every_event_file_has_a_declared_outcome_and_every_declaration_a_file() {
         undeclared.is_empty(),
         "no outcome declared for {undeclared:?}"
     );
-    let missing: Vec<_> = manifest
-        .keys()
-        .filter(|k| !k.starts_with("processor/") && !files.contains(*k))
-        .collect();
+    let missing: Vec<_> = manifest.keys().filter(|k| !files.contains(*k)).collect();
     assert!(missing.is_empty(), "declared but missing: {missing:?}");
 }
 
@@ -72,4 +78,56 @@ async fn every_event_file_gets_its_declared_status() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Every SQS event under events/processor/ goes to the real processor after the webhooks it
+/// refers to were delivered; the failures it reports must be exactly the declared ones, and
+/// every other message must end PROCESSED with its detail.
+#[tokio::test]
+async fn every_processor_event_reports_exactly_its_declared_failures() {
+    let manifest = manifest();
+    for file in event_files("processor") {
+        let declared = &manifest[&file];
+        let backend = Backend::new().await;
+        let api = FakeApi::start().await;
+        for webhook in declared["after"].as_array().unwrap() {
+            let webhook = webhook.as_str().unwrap();
+            let provider = webhook.split('/').next().unwrap();
+            let response = backend
+                .ingest(provider)
+                .handle(load_event(&root().join("events").join(webhook)))
+                .await;
+            assert!(response.status().is_success(), "{file}: {webhook}");
+        }
+        backend.drain().await;
+        let text = std::fs::read_to_string(root().join("events").join(&file)).unwrap();
+        let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
+        let processor =
+            backend.processor(&api, ProcessorSettings::default(), Duration::from_secs(2));
+        let response = processor.handle_sqs(event.clone()).await;
+        let mut failed: Vec<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        failed.sort();
+        let mut expected: Vec<String> = declared["failed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        expected.sort();
+        assert_eq!(failed, expected, "{file}");
+        for record in &event.records {
+            if failed.contains(record.message_id.as_ref().unwrap()) {
+                continue;
+            }
+            let message: shared::queue::QueueMessage =
+                serde_json::from_str(record.body.as_ref().unwrap()).unwrap();
+            let stored = backend.record(&message.key).await;
+            assert_eq!(stored.status, Status::Processed, "{file}: {}", message.key);
+            assert!(stored.detail.is_some(), "{file}: {}", message.key);
+        }
+    }
 }

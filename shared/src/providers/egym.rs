@@ -3,8 +3,9 @@
 
 use serde::Deserialize;
 
-use super::{dedup_suffix, parse_json, ParsedEvent, Provider};
+use super::{dedup_suffix, parse_json, segment, ParsedEvent, Processing, Provider};
 use crate::http::IngestError;
+use crate::queue::QueueMessage;
 use crate::secrets::Tenant;
 use crate::verify::{Auth, AuthScheme};
 
@@ -29,6 +30,22 @@ impl Provider for Egym {
         Auth::required(AuthScheme::HeaderSecret {
             header: "x-api-key",
         })
+    }
+
+    /// The member's account (endpoint unconfirmed). `TEST` is stored without a fetch;
+    /// `MEMBERSHIP_DELETE` erases what we hold about the account.
+    fn processing(&self, message: &QueueMessage) -> Processing {
+        match message.event_type.as_str() {
+            "TEST" => Processing::Skip,
+            "MEMBERSHIP_DELETE" => Processing::Erase,
+            _ => Processing::Fetch {
+                path: format!("/v2/accounts/{}", segment(&message.entity_id)),
+            },
+        }
+    }
+
+    fn api_auth(&self, api_key: &str) -> (&'static str, String) {
+        ("x-api-key", api_key.to_string())
     }
 
     fn parse(&self, _tenant: &Tenant, body: &[u8]) -> Result<ParsedEvent, IngestError> {

@@ -3,8 +3,9 @@
 
 use serde::Deserialize;
 
-use super::{dedup_suffix, parse_json, ParsedEvent, Provider};
+use super::{dedup_suffix, parse_json, segment, ParsedEvent, Processing, Provider};
 use crate::http::IngestError;
+use crate::queue::QueueMessage;
 use crate::secrets::Tenant;
 use crate::verify::{Auth, AuthScheme};
 
@@ -86,6 +87,17 @@ impl Provider for Flybuy {
         Auth::optional(AuthScheme::Authorization {
             extract: token_from_authorization,
         })
+    }
+
+    /// The latest state of the order.
+    fn processing(&self, message: &QueueMessage) -> Processing {
+        Processing::Fetch {
+            path: format!("/api/v1/orders/{}", segment(&message.entity_id)),
+        }
+    }
+
+    fn api_auth(&self, api_key: &str) -> (&'static str, String) {
+        ("authorization", format!("Token token=\"{api_key}\""))
     }
 
     fn parse(&self, _tenant: &Tenant, body: &[u8]) -> Result<ParsedEvent, IngestError> {

@@ -3,8 +3,9 @@
 
 use serde::Deserialize;
 
-use super::{dedup_suffix, parse_json, ParsedEvent, Provider};
+use super::{dedup_suffix, parse_json, segment, ParsedEvent, Processing, Provider};
 use crate::http::IngestError;
+use crate::queue::QueueMessage;
 use crate::secrets::Tenant;
 use crate::verify::{Auth, AuthScheme};
 
@@ -34,6 +35,22 @@ impl Provider for Magicline {
         Auth::required(AuthScheme::HeaderSecret {
             header: "x-api-key",
         })
+    }
+
+    /// Open API: customer events -> the customer. Other types have no confirmed endpoint yet,
+    /// so they are stored without a fetch.
+    fn processing(&self, message: &QueueMessage) -> Processing {
+        if message.event_type.starts_with("CUSTOMER_") {
+            Processing::Fetch {
+                path: format!("/v1/customers/{}", segment(&message.entity_id)),
+            }
+        } else {
+            Processing::Skip
+        }
+    }
+
+    fn api_auth(&self, api_key: &str) -> (&'static str, String) {
+        ("x-api-key", api_key.to_string())
     }
 
     fn parse(&self, _tenant: &Tenant, body: &[u8]) -> Result<ParsedEvent, IngestError> {

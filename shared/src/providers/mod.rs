@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::http::{Ack, IngestError};
+use crate::queue::QueueMessage;
 use crate::secrets::{ConfigError, EventPointers, Tenant, TenantDirectory};
 use crate::verify::Auth;
 
@@ -21,6 +22,17 @@ pub use flybuy::Flybuy;
 pub use magicline::Magicline;
 pub use timify::Timify;
 pub use waitwhile::Waitwhile;
+
+/// What processing a queued event means for its provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processing {
+    /// GET this path below the tenant's API base URL.
+    Fetch { path: String },
+    /// Nothing to fetch (test events, objects that no longer exist at the provider).
+    Skip,
+    /// The subject's data was deleted at the provider: erase what we hold about it.
+    Erase,
+}
 
 /// What the ingest path needs to know about one accepted delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +55,13 @@ pub trait Provider: Send + Sync + 'static {
     /// Reads the provider's envelope. Unknown fields and event types are accepted; the raw body
     /// is stored whole by the pipeline.
     fn parse(&self, tenant: &Tenant, body: &[u8]) -> Result<ParsedEvent, IngestError>;
+
+    /// Which detail to fetch for a queued event (or what to do instead). See the README for
+    /// the endpoint each event type maps to, and which mappings are unconfirmed.
+    fn processing(&self, message: &QueueMessage) -> Processing;
+
+    /// The header that carries the tenant's API key on detail requests.
+    fn api_auth(&self, api_key: &str) -> (&'static str, String);
 
     /// Refuses a tenant configuration this provider cannot verify requests for.
     fn check_tenant(&self, _tenant: &Tenant) -> Result<(), String> {
@@ -122,6 +141,18 @@ pub fn dedup_suffix(parts: &[&str]) -> String {
         .map(|part| part.replace('%', "%25").replace('#', "%23"))
         .collect::<Vec<_>>()
         .join("#")
+}
+
+/// Percent-encodes an id for use as one path segment.
+pub fn segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Default JSON pointers of an envelope whose field names are configurable per tenant.

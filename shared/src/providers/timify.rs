@@ -2,8 +2,9 @@
 //! The envelope is not documented publicly, so the fields naming the event type, object id and
 //! updated-at are JSON pointers configurable per tenant; the defaults below are our assumption.
 
-use super::{parse_by_pointers, ParsedEvent, PointerDefaults, Provider};
+use super::{parse_by_pointers, segment, ParsedEvent, PointerDefaults, Processing, Provider};
 use crate::http::{Ack, IngestError};
+use crate::queue::QueueMessage;
 use crate::secrets::Tenant;
 use crate::verify::{Auth, AuthScheme};
 
@@ -23,6 +24,43 @@ impl Provider for Timify {
 
     fn auth(&self) -> Auth {
         Auth::optional(AuthScheme::TenantChosenHeader)
+    }
+
+    /// The object named by the event, by webhook family (endpoints unconfirmed). A deleted
+    /// customer is erased; other deleted objects no longer exist to be fetched.
+    fn processing(&self, message: &QueueMessage) -> Processing {
+        let (family, action) = message
+            .event_type
+            .split_once('.')
+            .unwrap_or((message.event_type.as_str(), ""));
+        if action.eq_ignore_ascii_case("deleted") {
+            return if family.eq_ignore_ascii_case("customers") {
+                Processing::Erase
+            } else {
+                Processing::Skip
+            };
+        }
+        let collection = match family {
+            "customers" => "customers",
+            "event" | "events" | "beforeConfirmations" | "beforeReminders" => "events",
+            "services" => "services",
+            "resource" => "resources",
+            "company" => "companies",
+            "manager" => "managers",
+            "enterprise" => "enterprises",
+            "customerFields" => "customer-fields",
+            "shift" => "shifts",
+            "notification" => "notifications",
+            "serviceGroups" => "service-groups",
+            _ => return Processing::Skip,
+        };
+        Processing::Fetch {
+            path: format!("/v1/{collection}/{}", segment(&message.entity_id)),
+        }
+    }
+
+    fn api_auth(&self, api_key: &str) -> (&'static str, String) {
+        ("authorization", api_key.to_string())
     }
 
     fn check_tenant(&self, tenant: &Tenant) -> Result<(), String> {

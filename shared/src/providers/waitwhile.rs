@@ -3,8 +3,9 @@
 //! Envelope field names follow Waitwhile's published examples
 //! (`{"id", "type": "visit.created", "data": {"id", "updated", ...}}`) and are configurable.
 
-use super::{parse_by_pointers, ParsedEvent, PointerDefaults, Provider};
+use super::{parse_by_pointers, segment, ParsedEvent, PointerDefaults, Processing, Provider};
 use crate::http::IngestError;
+use crate::queue::QueueMessage;
 use crate::secrets::Tenant;
 use crate::verify::{Auth, AuthScheme};
 
@@ -25,6 +26,26 @@ impl Provider for Waitwhile {
         Auth::required(AuthScheme::UrlBodySignature {
             header: "x-waitwhile-signature",
         })
+    }
+
+    /// The object named by the event from the Waitwhile API v2. `visit.removed` erases the
+    /// visit's data; a removed location no longer exists to be fetched.
+    fn processing(&self, message: &QueueMessage) -> Processing {
+        let id = segment(&message.entity_id);
+        let path = match message.event_type.as_str() {
+            "visit.removed" => return Processing::Erase,
+            "location.removed" => return Processing::Skip,
+            t if t.starts_with("visit.") => format!("/v2/visits/{id}"),
+            t if t.starts_with("message.") => format!("/v2/messages/{id}"),
+            t if t.starts_with("location-status.") => format!("/v2/locations/{id}/status"),
+            t if t.starts_with("location.") => format!("/v2/locations/{id}"),
+            _ => return Processing::Skip,
+        };
+        Processing::Fetch { path }
+    }
+
+    fn api_auth(&self, api_key: &str) -> (&'static str, String) {
+        ("apikey", api_key.to_string())
     }
 
     fn check_tenant(&self, tenant: &Tenant) -> Result<(), String> {

@@ -1,0 +1,306 @@
+//! The processing path: for each queued event, claim its record, fetch the details from the
+//! provider's API (or erase, or skip), and finish the record. Messages that should be tried
+//! again are reported as failed so that only they return to the queue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::fetch::{DetailClient, FetchError};
+use crate::ingest::now_ms;
+use crate::providers::{Processing, Provider};
+use crate::queue::{Queue, QueueMessage};
+use crate::secrets::TenantDirectory;
+use crate::store::{Claim, Outcome, Store};
+
+/// A queue message as the processor sees it, whatever queue it came from.
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    pub id: String,
+    pub body: String,
+    /// How many times the queue has delivered it, this time included.
+    pub receive_count: u32,
+    pub receipt_handle: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessorSettings {
+    /// Messages of one batch handled at once.
+    pub concurrency: usize,
+    /// How long a claim lasts; longer than one attempt can take.
+    pub lease: Duration,
+    /// The queue's redrive `maxReceiveCount`: the attempt after which a message goes to the DLQ.
+    pub max_receives: u32,
+}
+
+impl Default for ProcessorSettings {
+    fn default() -> Self {
+        ProcessorSettings {
+            concurrency: 10,
+            lease: Duration::from_secs(60),
+            max_receives: 5,
+        }
+    }
+}
+
+impl ProcessorSettings {
+    /// Defaults, overridden by `CONCURRENCY`, `LEASE_SECONDS` and `MAX_RECEIVES`.
+    pub fn from_env() -> Self {
+        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        let defaults = ProcessorSettings::default();
+        ProcessorSettings {
+            concurrency: number("CONCURRENCY").map_or(defaults.concurrency, |v| v.max(1) as usize),
+            lease: number("LEASE_SECONDS").map_or(defaults.lease, Duration::from_secs),
+            max_receives: number("MAX_RECEIVES").map_or(defaults.max_receives, |v| v as u32),
+        }
+    }
+}
+
+/// A provider and its tenants, as the processor needs them.
+pub struct ProviderTenants {
+    pub provider: Arc<dyn Provider>,
+    pub tenants: TenantDirectory,
+}
+
+pub struct Processor {
+    providers: HashMap<&'static str, ProviderTenants>,
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    client: DetailClient,
+    settings: ProcessorSettings,
+}
+
+/// Whether a message is done with (deleted from the queue) or must come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Done,
+    TryAgain,
+}
+
+impl Processor {
+    pub fn new(
+        providers: Vec<ProviderTenants>,
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        client: DetailClient,
+        settings: ProcessorSettings,
+    ) -> Self {
+        Processor {
+            providers: providers
+                .into_iter()
+                .map(|entry| (entry.provider.name(), entry))
+                .collect(),
+            store,
+            queue,
+            client,
+            settings,
+        }
+    }
+
+    /// The Lambda entry point: a batch in, the messages to retry out.
+    pub async fn handle_sqs(&self, event: SqsEvent) -> SqsBatchResponse {
+        let messages = event
+            .records
+            .into_iter()
+            .map(|record| InboundMessage {
+                id: record.message_id.unwrap_or_default(),
+                body: record.body.unwrap_or_default(),
+                receive_count: record
+                    .attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+                receipt_handle: record.receipt_handle,
+            })
+            .collect();
+        let mut response = SqsBatchResponse::default();
+        for id in self.process_batch(messages).await {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+        response
+    }
+
+    /// Processes a batch with bounded concurrency; returns the ids of messages to retry.
+    pub async fn process_batch(&self, messages: Vec<InboundMessage>) -> Vec<String> {
+        futures::stream::iter(messages)
+            .map(|message| async move {
+                let verdict = self.process(&message).await;
+                (message.id, verdict)
+            })
+            .buffer_unordered(self.settings.concurrency)
+            .filter_map(|(id, verdict)| async move { (verdict == Verdict::TryAgain).then_some(id) })
+            .collect()
+            .await
+    }
+
+    pub async fn process(&self, inbound: &InboundMessage) -> Verdict {
+        let started = Instant::now();
+        let message: QueueMessage = match serde_json::from_str(&inbound.body) {
+            Ok(message) => message,
+            Err(error) => {
+                // Left to the redrive policy: it ends in the dead-letter queue, not dropped.
+                tracing::error!(message_id = %inbound.id, error = %error, "unreadable queue message");
+                return Verdict::TryAgain;
+            }
+        };
+        let (verdict, outcome) = self.process_message(&message, inbound).await;
+        tracing::info!(
+            provider = %message.provider,
+            tenant = %message.tenant,
+            event_type = %message.event_type,
+            key = %message.key,
+            outcome,
+            attempt = inbound.receive_count,
+            retry = verdict == Verdict::TryAgain,
+            latency_ms = started.elapsed().as_millis() as u64,
+            "processed"
+        );
+        verdict
+    }
+
+    async fn process_message(
+        &self,
+        message: &QueueMessage,
+        inbound: &InboundMessage,
+    ) -> (Verdict, &'static str) {
+        let Some(entry) = self.providers.get(message.provider.as_str()) else {
+            tracing::error!(provider = %message.provider, "message for a provider this processor does not know");
+            return (Verdict::TryAgain, "unknown_provider");
+        };
+        let now = now_ms();
+        let lease = now + self.settings.lease.as_millis() as i64;
+        match self.store.claim(&message.key, now, lease).await {
+            Ok(Claim::Claimed(_)) => {}
+            Ok(Claim::Finished(_)) => return (Verdict::Done, "already_finished"),
+            Ok(Claim::Busy) => return (Verdict::TryAgain, "busy"),
+            Ok(Claim::Missing) => {
+                tracing::error!(key = %message.key, "queued event has no record; leaving it to the dead-letter queue");
+                return (Verdict::TryAgain, "record_missing");
+            }
+            Err(error) => {
+                tracing::error!(key = %message.key, error = %error, "claim failed");
+                return (Verdict::TryAgain, "store_unavailable");
+            }
+        }
+
+        let (outcome, label) = self.outcome(entry, message, inbound).await;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::error!(key = %message.key, error = %error, "processing failed");
+                Outcome::Retry { reason: error }
+            }
+        };
+        let verdict = match outcome {
+            Outcome::Retry { .. } => Verdict::TryAgain,
+            _ => Verdict::Done,
+        };
+        match self
+            .store
+            .finish(&message.key, lease, &outcome, now_ms())
+            .await
+        {
+            Ok(true) => (verdict, label),
+            Ok(false) => {
+                tracing::warn!(key = %message.key, "claim lost before the result was stored");
+                (Verdict::TryAgain, "claim_lost")
+            }
+            Err(error) => {
+                tracing::error!(key = %message.key, error = %error, "storing the result failed");
+                (Verdict::TryAgain, "store_unavailable")
+            }
+        }
+    }
+
+    async fn outcome(
+        &self,
+        entry: &ProviderTenants,
+        message: &QueueMessage,
+        inbound: &InboundMessage,
+    ) -> (Result<Outcome, String>, &'static str) {
+        match entry.provider.processing(message) {
+            Processing::Skip => (
+                Ok(Outcome::Processed { detail: None }),
+                "stored_without_fetch",
+            ),
+            Processing::Erase => {
+                let subject = crate::store::subject_of(
+                    &message.provider,
+                    &message.tenant,
+                    &message.entity_id,
+                );
+                match self.store.erase_subject(&subject, now_ms()).await {
+                    Ok(records) => {
+                        let note = json!({ "erasure": { "subject": message.entity_id, "records_erased": records } });
+                        (
+                            Ok(Outcome::Processed {
+                                detail: Some(note.to_string()),
+                            }),
+                            "erased",
+                        )
+                    }
+                    Err(error) => (Err(error.to_string()), "store_unavailable"),
+                }
+            }
+            Processing::Fetch { path } => {
+                let Some(api) = entry
+                    .tenants
+                    .get(&message.tenant)
+                    .and_then(|t| t.api.as_ref())
+                else {
+                    let reason =
+                        format!("tenant {:?} has no API access configured", message.tenant);
+                    return (Ok(Outcome::Failed { reason }), "failed");
+                };
+                let url = format!("{}{path}", api.base_url.trim_end_matches('/'));
+                let auth = entry.provider.api_auth(api.api_key.expose());
+                match self.client.get_json(&url, auth).await {
+                    Ok(detail) => (
+                        Ok(Outcome::Processed {
+                            detail: Some(detail),
+                        }),
+                        "fetched",
+                    ),
+                    Err(FetchError::Permanent { reason }) => {
+                        (Ok(Outcome::Failed { reason }), "failed")
+                    }
+                    Err(FetchError::Transient {
+                        reason,
+                        retry_after,
+                    }) => (Ok(self.retry(reason, retry_after, inbound).await), "retry"),
+                }
+            }
+        }
+    }
+
+    async fn retry(
+        &self,
+        reason: String,
+        retry_after: Option<u32>,
+        inbound: &InboundMessage,
+    ) -> Outcome {
+        if let (Some(seconds), Some(receipt)) = (retry_after, inbound.receipt_handle.as_deref()) {
+            if let Err(error) = self.queue.retry_after(receipt, seconds).await {
+                tracing::warn!(error = %error, "could not delay the retry as the provider asked");
+            }
+        }
+        let reason = if inbound.receive_count >= self.settings.max_receives {
+            format!(
+                "{reason} (attempt {} of {}: the message goes to the dead-letter queue)",
+                inbound.receive_count, self.settings.max_receives
+            )
+        } else {
+            format!(
+                "{reason} (attempt {} of {})",
+                inbound.receive_count, self.settings.max_receives
+            )
+        };
+        Outcome::Retry { reason }
+    }
+}
