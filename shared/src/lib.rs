@@ -1,6 +1,8 @@
 //! The core of the webhook ingestion functions: provider adapters, verification, the ingest
 //! pipeline, and the store and queue ports with their AWS adapters.
 
+#[cfg(feature = "embedded")]
+pub mod embedded;
 pub mod fetch;
 pub mod http;
 pub mod ingest;

@@ -13,19 +13,10 @@ use serde_json::json;
 use crate::fetch::{DetailClient, FetchError};
 use crate::ingest::now_ms;
 use crate::providers::{Processing, Provider};
+pub use crate::queue::InboundMessage;
 use crate::queue::{Queue, QueueMessage};
 use crate::secrets::TenantDirectory;
 use crate::store::{Claim, Outcome, Store};
-
-/// A queue message as the processor sees it, whatever queue it came from.
-#[derive(Debug, Clone)]
-pub struct InboundMessage {
-    pub id: String,
-    pub body: String,
-    /// How many times the queue has delivered it, this time included.
-    pub receive_count: u32,
-    pub receipt_handle: Option<String>,
-}
 
 #[derive(Debug, Clone)]
 pub struct ProcessorSettings {

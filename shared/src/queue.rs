@@ -1,7 +1,10 @@
 //! The work queue port and its SQS adapter.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde::{Deserialize, Serialize};
 
 /// What the processor needs to find and enrich a stored event. Never carries credentials.
@@ -14,6 +17,16 @@ pub struct QueueMessage {
     pub entity_id: String,
 }
 
+/// A received queue message as the processor sees it, whatever queue it came from.
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    pub id: String,
+    pub body: String,
+    /// How many times the queue has delivered it, this time included.
+    pub receive_count: u32,
+    pub receipt_handle: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("queue unavailable: {0}")]
 pub struct QueueError(pub String);
@@ -23,6 +36,19 @@ pub trait Queue: Send + Sync {
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError>;
     /// Makes a received message visible again only after `seconds` (a provider's Retry-After).
     async fn retry_after(&self, receipt_handle: &str, seconds: u32) -> Result<(), QueueError>;
+}
+
+/// Receiving side of a queue, for consumers that poll it themselves (the local dev server;
+/// in AWS, Lambda's SQS event source does this).
+#[async_trait]
+pub trait QueueConsumer: Send + Sync {
+    /// Up to `max` visible messages, each hidden for `visibility` after this receive.
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<InboundMessage>, QueueError>;
+    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError>;
 }
 
 pub struct SqsQueue {
@@ -70,6 +96,52 @@ impl Queue for SqsQueue {
             .receipt_handle(receipt_handle)
             // SQS allows at most 12 hours.
             .visibility_timeout(seconds.min(43_200) as i32)
+            .send()
+            .await
+            .map_err(|e| QueueError(DisplayErrorContext(&e).to_string()))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueueConsumer for SqsQueue {
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<InboundMessage>, QueueError> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .visibility_timeout(visibility.as_secs().max(1) as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| QueueError(DisplayErrorContext(&e).to_string()))?;
+        Ok(output
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|message| InboundMessage {
+                receive_count: message
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+                id: message.message_id.unwrap_or_default(),
+                body: message.body.unwrap_or_default(),
+                receipt_handle: message.receipt_handle,
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
             .send()
             .await
             .map_err(|e| QueueError(DisplayErrorContext(&e).to_string()))?;
