@@ -245,7 +245,7 @@ def waitwhile_event(body, tenant=0, secret=0, signed_url=None, signed_body=None,
 
 def more_cases():
     berlin = lambda: {"x-timify-secret": key_of("timify")}
-    for name, event, what in [
+    for n, (name, event, what) in enumerate([
         ("customers-created", "customers.created", "Customers webhook: a customer was created"),
         ("customers-updated", "customers.updated", "Customers webhook: a customer was updated"),
         ("customers-deleted", "customers.deleted", "Customers webhook: a customer was deleted (the processor erases our copy)"),
@@ -262,9 +262,9 @@ def more_cases():
         ("service-groups-updated", "serviceGroups.updated", "Service Groups webhook"),
         ("sync-before-confirmations", "beforeConfirmations.sync", "Sync webhook Before Confirmations: answered 200 {} on the fast path, still stored and queued"),
         ("sync-before-reminders", "beforeReminders.sync", "Sync webhook Before Reminders: answered 200 {} on the fast path, still stored and queued"),
-    ]:
+    ]):
         object_id = "cust-4711" if name.startswith("customers") else "obj-" + name
-        body = timify(event, object_id, "2026-11-25T18:0%d:00.000Z" % (len(name) % 10))
+        body = timify(event, object_id, "2026-11-25T18:%02d:00.000Z" % n)
         yield ("timify", name + ".json", api_gateway_event("timify", body, berlin()), 200, what)
     yield ("timify", "second-app-own-header.json",
            api_gateway_event("timify", timify("customers.created", "c-2", "2026-11-25T18:01:00Z"),
@@ -291,7 +291,7 @@ def more_cases():
            "No object id at the configured pointer (/data/id); the answer names it")
 
     p41 = lambda: {"authorization": 'Token token="%s"' % key_of("flybuy")}
-    for name, state, customer_state, what in [
+    for n, (name, state, customer_state, what) in enumerate([
         ("order-created", "created", "created", "Order created"),
         ("order-ready", "ready", "en_route", "Order ready for pickup"),
         ("order-delayed", "delayed", "en_route", "Order delayed"),
@@ -302,8 +302,8 @@ def more_cases():
         ("customer-arrived", "ready", "arrived", "Customer arrived on site"),
         ("customer-waiting", "ready", "waiting", "Customer waiting"),
         ("customer-departed", "completed", "departed", "Customer departed"),
-    ]:
-        updated = "2026-11-25T17:%02d:20.442Z" % (len(name) % 60)
+    ]):
+        updated = "2026-11-25T17:%02d:20.442Z" % n
         body = flybuy(187, state, customer_state, updated, customer_state_changed=name.startswith("customer"),
                       state_changed=name.startswith("order"))
         yield ("flybuy", name + ".json", api_gateway_event("flybuy", body, p41()), 202, what)
@@ -340,7 +340,7 @@ def more_cases():
            api_gateway_event("flybuy", json.dumps({"data": {"type": "order", "id": 191, "state": "ready"}}), p41()),
            400, "Required field data.updated_at is missing; the answer names it")
 
-    for event_type, object_id, data, what in [
+    for n, (event_type, object_id, data, what) in enumerate([
         ("visit.created", "Kk1BeidF0N4p8wzp2J0x", {"locationId": "loc-downtown", "state": "WAITING", "firstName": "Demo", "partySize": 1}, "A guest joined the waitlist"),
         ("visit.updated", "Kk1BeidF0N4p8wzp2J0x", {"locationId": "loc-downtown", "state": "SERVING"}, "A visit changed state"),
         ("visit.removed", "Kk1BeidF0N4p8wzp2J0x", {"locationId": "loc-downtown", "state": "REMOVED"}, "A visit deleted via the API (the processor erases our copy)"),
@@ -350,9 +350,9 @@ def more_cases():
         ("location.created", "loc-uptown", {"name": "Uptown"}, "API-only event: a location was created"),
         ("location.updated", "loc-uptown", {"name": "Uptown (renamed)"}, "API-only event: a location was updated"),
         ("location.removed", "loc-uptown", {}, "API-only event: a location was removed"),
-    ]:
+    ]):
         name = event_type.replace(".", "-") + ".json"
-        body = waitwhile(event_type, object_id, "2026-11-25T18:%02d:11.638Z" % len(name), data)
+        body = waitwhile(event_type, object_id, "2026-11-25T18:%02d:11.638Z" % n, data)
         yield ("waitwhile", name, waitwhile_event(body), 202, what + " (location webhook, ?tenant=loc-downtown)")
     acct = waitwhile("visit.created", "9QvKDkhrXIxNLdS9xMkf", "2026-11-25T18:30:00.000Z", {"state": "BOOKED"})
     yield ("waitwhile", "account-webhook.json", waitwhile_event(acct, tenant=1), 202,
@@ -464,6 +464,29 @@ def processor_cases(written):
            "A message whose record does not exist is reported failed (retried, then dead-lettered); the other is processed")
 
 
+def devserver_toml():
+    """The dev server's configuration: the same demo tenants, their API pointed at its sandbox."""
+    lines = [
+        "# Demo tenants of the local dev server (`cargo run --release -p devserver`). Every key here",
+        "# is made up and the same as in events/env.json, so any file under events/ can be sent to",
+        "# the server with `devserver send`. `{sandbox}` is the server's own sandbox of the provider",
+        "# APIs (made-up fixture data); put a provider's real API base URL and key here to use it.",
+        "# Written by scripts/make_events.py.",
+    ]
+    q = json.dumps
+    for provider, tenants in TENANTS.items():
+        for tenant in tenants:
+            lines += ["", f"[[{provider}.tenants]]", f"id = {q(tenant['id'])}"]
+            lines.append("webhook_secrets = [" + ", ".join(q(x) for x in tenant["webhook_secrets"]) + "]")
+            for field in ("header", "url"):
+                if field in tenant:
+                    lines.append(f"{field} = {q(tenant[field])}")
+            api = tenant["api"]
+            base = api["base_url"].replace("http://127.0.0.1:9", "{sandbox}")
+            lines.append(f"api = {{ base_url = {q(base)}, api_key = {q(api['api_key'])} }}")
+    return "\n".join(lines) + "\n"
+
+
 def function_id(provider):
     return provider.capitalize() + "WebhookFunction"
 
@@ -492,6 +515,7 @@ def main():
         for provider, tenants in TENANTS.items()
     }
     (EVENTS / "env.json").write_text(json.dumps(env, indent=2) + "\n")
+    (ROOT / "devserver.toml").write_text(devserver_toml())
 
 
 if __name__ == "__main__":

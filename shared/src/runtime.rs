@@ -31,6 +31,17 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Human-readable log lines with timestamps, for the local dev server.
+pub fn init_readable_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .compact()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
 pub fn required_env(name: &str) -> Result<String, Error> {
     std::env::var(name).map_err(|_| format!("environment variable {name} is not set").into())
 }

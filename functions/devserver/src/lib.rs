@@ -1,0 +1,384 @@
+//! The local dev server: every provider's webhook handler at `POST /webhooks/<provider>`
+//! (the very `Ingest::handle` the Lambdas run), processor workers polling the embedded queue
+//! (the very `Processor` the processing Lambda runs), a sandbox of the provider APIs, and
+//! `/_dev/events` to see what happened. No AWS, no Docker.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use shared::embedded::{Database, SqliteQueue, SqliteStore};
+use shared::fetch::DetailClient;
+use shared::process::{Processor, ProcessorSettings, ProviderTenants};
+use shared::queue::QueueConsumer;
+use shared::secrets::{Tenant, TenantDirectory};
+use shared::store::{Record, Store};
+use shared::{Ingest, IngestSettings};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub mod sandbox;
+pub mod send;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where `{sandbox}` in the configuration's base URLs points: this server's own sandbox API.
+pub const SANDBOX_PLACEHOLDER: &str = "{sandbox}";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub listen: SocketAddr,
+    pub config: PathBuf,
+    pub data: PathBuf,
+    pub workers: usize,
+    /// How long a received message stays hidden (the queue's visibility timeout).
+    pub visibility: Duration,
+    pub max_receives: u32,
+    /// How often an idle worker looks at the queue.
+    pub poll_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            config: PathBuf::from("devserver.toml"),
+            data: PathBuf::from("devserver.db"),
+            workers: 2,
+            visibility: Duration::from_secs(30),
+            max_receives: 5,
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Tenants of every provider, read from the TOML configuration (one table per provider).
+pub fn load_config(text: &str, sandbox_base: &str) -> Result<HashMap<String, Vec<Tenant>>, Error> {
+    #[derive(serde::Deserialize)]
+    struct ProviderSection {
+        tenants: Vec<Tenant>,
+    }
+    let text = text.replace(SANDBOX_PLACEHOLDER, sandbox_base);
+    let sections: HashMap<String, ProviderSection> = toml::from_str(&text)?;
+    let mut providers = HashMap::new();
+    for (name, section) in sections {
+        if shared::providers::by_name(&name).is_none() {
+            return Err(format!("configuration names an unknown provider [{name}]").into());
+        }
+        providers.insert(name, section.tenants);
+    }
+    Ok(providers)
+}
+
+#[derive(Clone)]
+struct AppState {
+    ingests: Arc<HashMap<&'static str, Arc<Ingest>>>,
+    database: Database,
+    store: Arc<SqliteStore>,
+}
+
+/// A started server; stop it with [`RunningServer::shutdown`].
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub database: Database,
+    stop: watch::Sender<bool>,
+    http: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Graceful: stops accepting requests, lets in-flight requests answer and each worker
+    /// finish the batch it holds, then returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.http.await;
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+    }
+
+    /// Stops everything at once, as a crash would: whatever a worker held is not finished.
+    pub fn abort(self) {
+        self.http.abort();
+        for worker in &self.workers {
+            worker.abort();
+        }
+    }
+}
+
+pub async fn start(options: Options) -> Result<RunningServer, Error> {
+    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    let addr = listener.local_addr()?;
+    let sandbox_base = format!("http://{addr}/_sandbox");
+    let config_text = std::fs::read_to_string(&options.config)
+        .map_err(|e| format!("{}: {e}", options.config.display()))?;
+    let mut configured = load_config(&config_text, &sandbox_base)?;
+
+    let database = Database::open(&options.data)?;
+    let store = Arc::new(SqliteStore::new(database.clone()));
+    let queue = Arc::new(SqliteQueue::new(database.clone(), options.max_receives));
+
+    let mut ingests = HashMap::new();
+    let mut processing = Vec::new();
+    for provider in shared::providers::all() {
+        let tenants = configured.remove(provider.name()).unwrap_or_default();
+        let uses_sandbox = tenants.iter().any(|t| {
+            t.api
+                .as_ref()
+                .is_some_and(|api| api.base_url.starts_with(&sandbox_base))
+        });
+        let tenants_for_ingest = TenantDirectory::new(tenants.clone())?;
+        shared::providers::check_tenants(provider.as_ref(), &tenants_for_ingest)?;
+        tracing::info!(
+            provider = provider.name(),
+            tenants = tenants_for_ingest.len(),
+            url = %format!("http://{addr}/webhooks/{}", provider.name()),
+            api = if uses_sandbox { "SANDBOX (made-up fixture data)" } else { "as configured" },
+            "webhook endpoint"
+        );
+        ingests.insert(
+            provider.name(),
+            Arc::new(Ingest::new(
+                Arc::clone(&provider),
+                tenants_for_ingest,
+                store.clone(),
+                queue.clone(),
+                IngestSettings::default(),
+            )),
+        );
+        processing.push(ProviderTenants {
+            provider,
+            tenants: TenantDirectory::new(tenants)?,
+        });
+    }
+    let processor = Arc::new(Processor::new(
+        processing,
+        store.clone(),
+        queue.clone(),
+        DetailClient::new(Duration::from_secs(10)),
+        ProcessorSettings {
+            max_receives: options.max_receives,
+            ..ProcessorSettings::default()
+        },
+    ));
+
+    let (stop, stopped) = watch::channel(false);
+    let workers = (0..options.workers)
+        .map(|_| {
+            tokio::spawn(work(
+                Arc::clone(&processor),
+                queue.clone(),
+                options.clone(),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+
+    let state = AppState {
+        ingests: Arc::new(ingests),
+        database: database.clone(),
+        store,
+    };
+    let app = Router::new()
+        .route("/", get(index))
+        .route("/webhooks/{provider}", any(webhook))
+        .route("/_sandbox/{provider}/{*path}", get(sandbox::answer))
+        .route("/_dev/events", get(list_events))
+        .route("/_dev/events/{key}", get(show_event))
+        .layer(DefaultBodyLimit::max(10 * 1024 * 1024))
+        .with_state(state);
+    let mut http_stopped = stopped;
+    let http = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = http_stopped.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %error, "HTTP server stopped");
+        }
+    });
+    tracing::info!(%addr, data = %options.data.display(), workers = options.workers, "dev server ready");
+    Ok(RunningServer {
+        addr,
+        database,
+        stop,
+        http,
+        workers,
+    })
+}
+
+/// One processor worker: receive a batch, process it, delete what is done. Failed messages
+/// come back after the visibility timeout, as with SQS.
+async fn work(
+    processor: Arc<Processor>,
+    queue: Arc<SqliteQueue>,
+    options: Options,
+    mut stopped: watch::Receiver<bool>,
+) {
+    while !*stopped.borrow() {
+        let batch = match queue.receive(10, options.visibility).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(error = %error, "queue receive failed");
+                Vec::new()
+            }
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(options.poll_interval) => {}
+                _ = stopped.changed() => {}
+            }
+            continue;
+        }
+        let failed = processor.process_batch(batch.clone()).await;
+        for message in batch.iter().filter(|m| !failed.contains(&m.id)) {
+            if let Some(receipt) = &message.receipt_handle {
+                if let Err(error) = queue.delete(receipt).await {
+                    tracing::error!(error = %error, "queue delete failed");
+                }
+            }
+        }
+    }
+}
+
+async fn webhook(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    request: Request,
+) -> Response {
+    let Some(ingest) = state.ingests.get(provider.as_str()) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such provider" })),
+        )
+            .into_response();
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = to_bytes(body, usize::MAX).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(json!({ "error": "request body too large" })),
+        )
+            .into_response();
+    };
+    let body = match String::from_utf8(bytes.to_vec()) {
+        Ok(text) if text.is_empty() => lambda_http::Body::Empty,
+        Ok(text) => lambda_http::Body::Text(text),
+        Err(error) => lambda_http::Body::Binary(error.into_bytes()),
+    };
+    let response = ingest
+        .handle(lambda_http::Request::from_parts(parts, body))
+        .await;
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, Body::from(body.to_vec()))
+}
+
+async fn index(State(state): State<AppState>) -> Json<Value> {
+    let mut providers: Vec<&str> = state.ingests.keys().copied().collect();
+    providers.sort();
+    Json(json!({
+        "webhooks": providers.iter().map(|p| format!("POST /webhooks/{p}")).collect::<Vec<_>>(),
+        "events": "GET /_dev/events, GET /_dev/events/{key} (escape # as %23)",
+        "sandbox": "GET /_sandbox/{provider}/... (made-up provider API data)",
+    }))
+}
+
+fn summary(record: &Record) -> Value {
+    json!({
+        "key": record.key,
+        "provider": record.provider,
+        "tenant": record.tenant,
+        "type": record.event_type,
+        "status": record.status.as_str(),
+        "received_at": record.received_at_ms,
+        "processed_at": record.processed_at_ms,
+        "detail_fetched": record.detail.is_some() && record.erased_at_ms.is_none(),
+        "attempts": record.attempts,
+        "last_error": record.last_error,
+    })
+}
+
+async fn list_events(State(state): State<AppState>) -> Response {
+    match state.database.recent_records(1000) {
+        Ok(records) => Json(records.iter().map(summary).collect::<Vec<_>>()).into_response(),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": error.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+async fn show_event(State(state): State<AppState>, Path(key): Path<String>) -> Response {
+    match state.store.get(&key).await {
+        Ok(Some(record)) => {
+            let as_json = |text: &str| {
+                serde_json::from_str::<Value>(text).unwrap_or(Value::String(text.to_string()))
+            };
+            let mut view = summary(&record);
+            view["entity_id"] = json!(record.entity_id);
+            view["body"] = if record.body.is_empty() {
+                Value::Null
+            } else {
+                as_json(&record.body)
+            };
+            view["detail"] = record.detail.as_deref().map(as_json).unwrap_or(Value::Null);
+            view["erased_at"] = json!(record.erased_at_ms);
+            Json(view).into_response()
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such event" })),
+        )
+            .into_response(),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": error.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checked_in_configuration_points_every_provider_at_the_sandbox() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../devserver.toml"))
+                .unwrap();
+        let providers = load_config(&text, "http://127.0.0.1:1/_sandbox").unwrap();
+        for provider in shared::providers::all() {
+            let tenants = &providers[provider.name()];
+            assert!(!tenants.is_empty(), "{}", provider.name());
+            for tenant in tenants {
+                let base = &tenant.api.as_ref().unwrap().base_url;
+                assert_eq!(
+                    base,
+                    &format!("http://127.0.0.1:1/_sandbox/{}", provider.name())
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_provider_section_is_refused() {
+        let text = "[[nosuch.tenants]]\nid = \"x\"\n";
+        assert!(load_config(text, "http://x")
+            .unwrap_err()
+            .to_string()
+            .contains("nosuch"));
+    }
+}

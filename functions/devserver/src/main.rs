@@ -1,0 +1,66 @@
+//! `devserver`: every provider's webhooks and the processor on 127.0.0.1, no AWS, no Docker.
+//! `devserver send <event file>` replays an events/ file against a running server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    about = "Local webhook ingestion server: every provider, the processor, an embedded store and queue"
+)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Tenants and keys per provider (TOML).
+    #[arg(long, default_value = "devserver.toml")]
+    config: PathBuf,
+    /// SQLite database file (records, queue, dead letters); kept across restarts.
+    #[arg(long, default_value = "devserver.db")]
+    data: PathBuf,
+    /// Processor workers polling the queue.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Seconds a received message stays hidden before it is delivered again.
+    #[arg(long, default_value_t = 30)]
+    visibility_timeout: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Post an API Gateway event file (events/<provider>/<file>.json) to a running server.
+    Send {
+        event_file: String,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        to: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<(), devserver::Error> {
+    let cli = Cli::parse();
+    if let Some(Command::Send { event_file, to }) = cli.command {
+        let answer = devserver::send::send(&event_file, &to).await?;
+        println!("HTTP {}\n{}", answer.status, answer.body);
+        return Ok(());
+    }
+    shared::runtime::init_readable_tracing();
+    let server = devserver::start(devserver::Options {
+        listen: cli.listen,
+        config: cli.config,
+        data: cli.data,
+        workers: cli.workers,
+        visibility: Duration::from_secs(cli.visibility_timeout.max(1)),
+        ..devserver::Options::default()
+    })
+    .await?;
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutting down: finishing in-flight requests and batches");
+    server.shutdown().await;
+    Ok(())
+}

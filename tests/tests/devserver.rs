@@ -1,0 +1,220 @@
+//! The local dev server end to end over real HTTP on a loopback port: every events/ file gets
+//! its declared status, accepted ones end PROCESSED with detail from the sandbox, duplicates
+//! enqueue nothing, a restart keeps records and dedup, a dead worker's message is delivered
+//! again, and a shutdown loses nothing that was accepted.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use devserver::{Options, RunningServer};
+use e2e::{root, unique_name};
+use shared::queue::QueueConsumer;
+use shared::store::{Record, Status};
+
+fn options(data: &Path, workers: usize) -> Options {
+    Options {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        config: root().join("devserver.toml"),
+        data: data.to_path_buf(),
+        workers,
+        visibility: Duration::from_secs(1),
+        max_receives: 5,
+        poll_interval: Duration::from_millis(20),
+    }
+}
+
+fn fresh_data() -> PathBuf {
+    std::env::temp_dir().join(format!("{}.db", unique_name("devserver")))
+}
+
+async fn send(server: &RunningServer, file: &str) -> (u16, serde_json::Value) {
+    let answer = devserver::send::send(
+        root().join("events").join(file).to_str().unwrap(),
+        &format!("http://{}", server.addr),
+    )
+    .await
+    .unwrap();
+    let body = serde_json::from_str(&answer.body).unwrap_or(serde_json::Value::Null);
+    (answer.status, body)
+}
+
+async fn events(server: &RunningServer) -> Vec<serde_json::Value> {
+    reqwest::get(format!("http://{}/_dev/events", server.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until no record is waiting for the processor (bounded: fails after 20 s).
+async fn settled(server: &RunningServer) -> Vec<Record> {
+    let started = Instant::now();
+    loop {
+        let records = server.database.recent_records(10_000).unwrap();
+        if records
+            .iter()
+            .all(|r| matches!(r.status, Status::Processed | Status::Failed))
+        {
+            return records;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "processing did not settle: {records:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn webhook_files() -> BTreeMap<String, u16> {
+    let text = std::fs::read_to_string(root().join("events/manifest.json")).unwrap();
+    let manifest: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+    manifest
+        .into_iter()
+        .filter_map(|(file, declared)| Some((file, declared["status"].as_u64()? as u16)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_file_gets_its_declared_status_and_accepted_ones_are_enriched() {
+    let server = devserver::start(options(&fresh_data(), 2)).await.unwrap();
+    let mut accepted = 0;
+    for (file, expected) in webhook_files() {
+        let (status, body) = send(&server, &file).await;
+        assert_eq!(status, expected, "{file}: {body}");
+        if status < 300 {
+            accepted += 1;
+        }
+    }
+    let records = settled(&server).await;
+    assert_eq!(records.len(), accepted, "one record per accepted file");
+    for record in &records {
+        assert_eq!(
+            record.status,
+            Status::Processed,
+            "{}: {:?}",
+            record.key,
+            record.last_error
+        );
+        assert_eq!(record.attempts, 1, "{}", record.key);
+    }
+    let fetched = records.iter().filter(|r| {
+        r.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("\"sandbox\":true"))
+    });
+    assert!(
+        fetched.count() > accepted / 2,
+        "most events enriched from the sandbox"
+    );
+    let listed = events(&server).await;
+    assert_eq!(listed.len(), accepted);
+    assert!(listed.iter().all(|e| e["status"] == "PROCESSED"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_enqueue_nothing_and_the_event_view_shows_body_and_detail() {
+    let server = devserver::start(options(&fresh_data(), 1)).await.unwrap();
+    let (status, first) = send(&server, "magicline/customer-created.json").await;
+    assert_eq!(status, 202);
+    let (status, again) = send(&server, "magicline/customer-created.json").await;
+    assert_eq!(
+        (status, &again["duplicate"]),
+        (200, &serde_json::json!(true))
+    );
+    let records = settled(&server).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].attempts, 1, "processed once");
+    let key = first["id"].as_str().unwrap().replace('#', "%23");
+    let view: serde_json::Value = reqwest::get(format!("http://{}/_dev/events/{key}", server.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["body"]["uuid"], "095be615-a8ad-4c33-8e9c-c7612fbf6c9f");
+    assert_eq!(view["detail"]["firstName"], "Mia");
+    assert_eq!(view["detail"]["sandbox"], true);
+    assert_eq!(view["detail_fetched"], true);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_records_and_dedup() {
+    let data = fresh_data();
+    let server = devserver::start(options(&data, 1)).await.unwrap();
+    assert_eq!(send(&server, "egym/gym-checkin.json").await.0, 202);
+    settled(&server).await;
+    server.shutdown().await;
+
+    let restarted = devserver::start(options(&data, 1)).await.unwrap();
+    let (status, body) = send(&restarted, "egym/gym-checkin.json").await;
+    assert_eq!(
+        (status, &body["duplicate"]),
+        (200, &serde_json::json!(true))
+    );
+    let records = settled(&restarted).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].status, Status::Processed);
+    restarted.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_held_by_a_worker_that_died_is_delivered_again() {
+    let data = fresh_data();
+    // No workers: the message waits in the queue.
+    let server = devserver::start(options(&data, 0)).await.unwrap();
+    assert_eq!(send(&server, "flybuy/order-created.json").await.0, 202);
+    // A worker takes the message and crashes with it, together with the server.
+    let queue = shared::embedded::SqliteQueue::new(server.database.clone(), 5);
+    let taken = queue.receive(10, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    server.abort();
+
+    let restarted = devserver::start(options(&data, 1)).await.unwrap();
+    let records = settled(&restarted).await;
+    assert_eq!(records[0].status, Status::Processed);
+    assert_eq!(records[0].attempts, 1, "the dead worker never claimed it");
+    restarted.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_loses_nothing_that_was_accepted() {
+    let data = fresh_data();
+    let server = devserver::start(options(&data, 2)).await.unwrap();
+    let files: Vec<String> = webhook_files()
+        .into_iter()
+        .filter(|(_, status)| *status < 300)
+        .map(|(file, _)| file)
+        .collect();
+    let addr = format!("http://{}", server.addr);
+    let sends: Vec<_> = files
+        .iter()
+        .map(|file| {
+            let path = root().join("events").join(file);
+            let addr = addr.clone();
+            tokio::spawn(async move { devserver::send::send(path.to_str().unwrap(), &addr).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    server.shutdown().await;
+    let mut acknowledged = 0;
+    for send in sends {
+        if let Ok(Ok(answer)) = send.await {
+            if answer.status < 300 {
+                acknowledged += 1;
+            }
+        }
+    }
+    let restarted = devserver::start(options(&data, 2)).await.unwrap();
+    let records = settled(&restarted).await;
+    assert!(
+        records.len() >= acknowledged,
+        "{} records for {acknowledged} acknowledged",
+        records.len()
+    );
+    assert!(records.iter().all(|r| r.status == Status::Processed));
+    restarted.shutdown().await;
+}
