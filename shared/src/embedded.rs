@@ -12,7 +12,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::ingest::now_ms;
 use crate::queue::{InboundMessage, Queue, QueueConsumer, QueueError, QueueMessage};
-use crate::store::{Claim, Existing, Outcome, PutOutcome, Record, Status, Store, StoreError};
+use crate::store::{
+    Claim, Existing, Outcome, Pending, PutOutcome, Record, Status, Store, StoreError,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
@@ -35,6 +37,7 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_by_subject ON records(subject);
 CREATE INDEX IF NOT EXISTS records_by_received ON records(received_at);
+CREATE INDEX IF NOT EXISTS records_pending ON records(lease_until) WHERE status = 'RECEIVED';
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     body TEXT NOT NULL,
@@ -260,6 +263,29 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(sql)
+    }
+
+    async fn pending(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError> {
+        let connection = self.database.lock();
+        let mut statement = connection
+            .prepare(
+                "SELECT pk, provider, tenant, event_type, entity_id, lease_until FROM records
+                 WHERE status = 'RECEIVED' AND lease_until < ?1 ORDER BY lease_until LIMIT ?2",
+            )
+            .map_err(sql)?;
+        let rows = statement
+            .query_map(params![now_ms, limit as i64], |row| {
+                Ok(Pending {
+                    key: row.get(0)?,
+                    provider: row.get(1)?,
+                    tenant: row.get(2)?,
+                    event_type: row.get(3)?,
+                    entity_id: row.get(4)?,
+                    lease_until_ms: row.get(5)?,
+                })
+            })
+            .map_err(sql)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
     }
 
     async fn claim(

@@ -12,13 +12,14 @@ pub const MAX_DETAIL_BYTES: usize = 128 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchError {
-    /// Timeouts, connection errors, 429 and 5xx: try again later.
+    /// Timeouts, connection errors, 429, 5xx and malformed answers (often a proxy's cut-off
+    /// page): try again later, with backoff, and end in the dead-letter queue if it persists.
     Transient {
         reason: String,
         /// Seconds the provider asked us to wait (429 `Retry-After`).
         retry_after: Option<u32>,
     },
-    /// 4xx, malformed or oversized answers: retrying will not help.
+    /// 4xx and oversized answers: retrying will not help.
     Permanent { reason: String },
 }
 
@@ -89,8 +90,9 @@ impl DetailClient {
             });
         }
         let detail: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|error| FetchError::Permanent {
+            serde_json::from_slice(&body).map_err(|error| FetchError::Transient {
                 reason: format!("provider API answered malformed JSON: {error}"),
+                retry_after: None,
             })?;
         Ok(detail.to_string())
     }

@@ -14,6 +14,8 @@ pub enum IngestError {
     MethodNotAllowed,
     #[error("unauthorized")]
     Unauthorized,
+    #[error("content-type must be application/json")]
+    UnsupportedMediaType,
     #[error("malformed body: {0}")]
     MalformedBody(String),
     #[error("this delivery is being processed, retry later")]
@@ -28,6 +30,7 @@ impl IngestError {
             IngestError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             IngestError::Unauthorized => StatusCode::UNAUTHORIZED,
+            IngestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::MalformedBody(_) => StatusCode::BAD_REQUEST,
             IngestError::InFlight => StatusCode::CONFLICT,
             IngestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -40,6 +43,7 @@ impl IngestError {
             IngestError::PayloadTooLarge { .. } => "too_large",
             IngestError::MethodNotAllowed => "bad_method",
             IngestError::Unauthorized => "unauthorized",
+            IngestError::UnsupportedMediaType => "bad_content_type",
             IngestError::MalformedBody(_) => "malformed",
             IngestError::InFlight => "in_flight",
             IngestError::Unavailable => "unavailable",
@@ -62,6 +66,8 @@ impl IngestError {
 pub enum Ack {
     /// Stored and queued for the first time.
     Accepted { key: String },
+    /// Durably stored, but the queue write failed: the outbox sweeper enqueues it shortly.
+    Stored { key: String },
     /// Seen before: nothing else happened.
     Duplicate { key: String },
     /// The provider waits for an answer it reads (TIMIFY Sync webhooks): 200 with `{}` means "no change".
@@ -72,6 +78,7 @@ impl Ack {
     pub fn outcome(&self) -> &'static str {
         match self {
             Ack::Accepted { .. } | Ack::EmptyObject => "accepted",
+            Ack::Stored { .. } => "stored_not_queued",
             Ack::Duplicate { .. } => "duplicate",
         }
     }
@@ -81,6 +88,10 @@ impl Ack {
             Ack::Accepted { key } => json_response(
                 StatusCode::ACCEPTED,
                 &json!({ "status": "accepted", "duplicate": false, "id": key }),
+            ),
+            Ack::Stored { key } => json_response(
+                StatusCode::ACCEPTED,
+                &json!({ "status": "accepted", "duplicate": false, "queued": false, "id": key }),
             ),
             Ack::Duplicate { key } => json_response(
                 StatusCode::OK,

@@ -8,6 +8,7 @@ use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 
 use crate::http::{Ack, IngestError};
+use crate::outbox;
 use crate::providers::Provider;
 use crate::queue::{Queue, QueueMessage};
 use crate::secrets::TenantDirectory;
@@ -145,6 +146,9 @@ impl Ingest {
         let tenant = authenticate(&self.provider.auth(), request, &self.tenants)
             .ok_or(IngestError::Unauthorized)?;
         trail.tenant = Some(tenant.id.clone());
+        if !declares_json(request) {
+            return Err(IngestError::UnsupportedMediaType);
+        }
         let event = self.provider.parse(tenant, body)?;
         trail.event_type = Some(event.event_type.clone());
         let key = format!(
@@ -204,19 +208,37 @@ impl Ingest {
             event_type: record.event_type,
             entity_id: record.entity_id,
         };
-        if let Err(error) = self.queue.send(&message).await {
-            tracing::error!(key = %key, error = %error, "enqueue failed; record stays RECEIVED for the retry");
-            if let Err(error) = self.store.release(&key, now_ms()).await {
-                tracing::error!(key = %key, error = %error, "lease release failed; the lease will expire");
-            }
-            return Err(IngestError::Unavailable);
-        }
-        // The message is in the queue: the answer is 2xx even if this status update fails.
-        if let Err(error) = self.store.mark_queued(&key).await {
-            tracing::warn!(key = %key, error = %error, "record enqueued but not marked QUEUED");
+        if let Err(error) =
+            outbox::enqueue(self.store.as_ref(), self.queue.as_ref(), &message).await
+        {
+            // Durably stored: the sweeper enqueues it once its (now released) lease is over.
+            tracing::error!(key = %key, error = %error, "enqueue failed; the sweeper will enqueue the stored record");
+            return Ok(Ack::Stored { key });
         }
         Ok(Ack::Accepted { key })
     }
+}
+
+/// Every provider posts JSON. A body declared as something else is refused; a request without
+/// a content-type is read as JSON.
+fn declares_json(request: &Request) -> bool {
+    let Some(value) = request
+        .headers()
+        .get(lambda_http::http::header::CONTENT_TYPE)
+    else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 pub fn now_ms() -> i64 {

@@ -6,6 +6,7 @@ pub mod embedded;
 pub mod fetch;
 pub mod http;
 pub mod ingest;
+pub mod outbox;
 pub mod process;
 pub mod providers;
 pub mod queue;

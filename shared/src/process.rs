@@ -26,6 +26,9 @@ pub struct ProcessorSettings {
     pub lease: Duration,
     /// The queue's redrive `maxReceiveCount`: the attempt after which a message goes to the DLQ.
     pub max_receives: u32,
+    /// First wait before a transient failure is retried, doubled per attempt (at most 15 min);
+    /// zero leaves it to the queue's visibility timeout. A 429's Retry-After takes precedence.
+    pub retry_backoff: Duration,
 }
 
 impl Default for ProcessorSettings {
@@ -34,7 +37,19 @@ impl Default for ProcessorSettings {
             concurrency: 10,
             lease: Duration::from_secs(60),
             max_receives: 5,
+            retry_backoff: Duration::from_secs(10),
         }
+    }
+}
+
+impl ProcessorSettings {
+    /// Seconds to wait before the next delivery after `attempt` failed transiently.
+    pub fn backoff_seconds(&self, attempt: u32) -> u32 {
+        let doubled = self
+            .retry_backoff
+            .as_secs()
+            .saturating_mul(1 << attempt.clamp(1, 16).saturating_sub(1));
+        doubled.min(900) as u32
     }
 }
 
@@ -47,6 +62,8 @@ impl ProcessorSettings {
             concurrency: number("CONCURRENCY").map_or(defaults.concurrency, |v| v.max(1) as usize),
             lease: number("LEASE_SECONDS").map_or(defaults.lease, Duration::from_secs),
             max_receives: number("MAX_RECEIVES").map_or(defaults.max_receives, |v| v as u32),
+            retry_backoff: number("RETRY_BACKOFF_SECONDS")
+                .map_or(defaults.retry_backoff, Duration::from_secs),
         }
     }
 }
@@ -276,9 +293,11 @@ impl Processor {
         retry_after: Option<u32>,
         inbound: &InboundMessage,
     ) -> Outcome {
-        if let (Some(seconds), Some(receipt)) = (retry_after, inbound.receipt_handle.as_deref()) {
-            if let Err(error) = self.queue.retry_after(receipt, seconds).await {
-                tracing::warn!(error = %error, "could not delay the retry as the provider asked");
+        let wait =
+            retry_after.unwrap_or_else(|| self.settings.backoff_seconds(inbound.receive_count));
+        if let (true, Some(receipt)) = (wait > 0, inbound.receipt_handle.as_deref()) {
+            if let Err(error) = self.queue.retry_after(receipt, wait).await {
+                tracing::warn!(error = %error, "could not delay the retry");
             }
         }
         let reason = if inbound.receive_count >= self.settings.max_receives {
@@ -293,5 +312,22 @@ impl Processor {
             )
         };
         Outcome::Retry { reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_attempt_up_to_fifteen_minutes() {
+        let settings = ProcessorSettings::default();
+        let waits: Vec<u32> = (1..=8).map(|n| settings.backoff_seconds(n)).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 900]);
+        let none = ProcessorSettings {
+            retry_backoff: Duration::ZERO,
+            ..settings
+        };
+        assert_eq!(none.backoff_seconds(3), 0);
     }
 }

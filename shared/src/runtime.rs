@@ -10,6 +10,7 @@ use lambda_runtime::LambdaEvent;
 
 use crate::fetch::DetailClient;
 use crate::ingest::{Ingest, IngestSettings};
+use crate::outbox::Sweeper;
 use crate::process::{Processor, ProcessorSettings, ProviderTenants};
 use crate::providers::{check_tenants, Provider};
 use crate::queue::SqsQueue;
@@ -115,6 +116,42 @@ pub async fn run_processor() -> Result<(), Error> {
         move |event: LambdaEvent<SqsEvent>| {
             let processor = Arc::clone(&processor);
             async move { Ok::<_, Infallible>(processor.handle_sqs(event.payload).await) }
+        },
+    ))
+    .await
+}
+
+/// Builds the outbox sweeper from the environment (`TABLE_NAME`, `QUEUE_URL`, `LEASE_SECONDS`)
+/// and runs one sweep per scheduled invocation.
+pub async fn run_sweeper() -> Result<(), Error> {
+    init_tracing();
+    let aws = aws_config::load_from_env().await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        required_env("TABLE_NAME")?,
+    );
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), required_env("QUEUE_URL")?);
+    let sweeper = Arc::new(Sweeper::new(
+        Arc::new(store),
+        Arc::new(queue),
+        IngestSettings::from_env().lease,
+    ));
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_: LambdaEvent<serde_json::Value>| {
+            let sweeper = Arc::clone(&sweeper);
+            async move {
+                let report = sweeper.sweep_all(Duration::from_secs(40)).await?;
+                tracing::info!(
+                    found = report.found,
+                    enqueued = report.enqueued,
+                    skipped = report.skipped,
+                    failed = report.failed,
+                    "sweep"
+                );
+                Ok::<_, Error>(
+                    serde_json::json!({ "enqueued": report.enqueued, "failed": report.failed }),
+                )
+            }
         },
     ))
     .await

@@ -186,7 +186,7 @@ impl TenantDirectory {
     /// For schemes where the tenant names the header: the tenant whose header carries one of its secrets.
     pub fn by_tenant_header(&self, headers: &HeaderMap) -> Option<&Tenant> {
         self.header_names.iter().find_map(|name| {
-            let value = headers.get(name.as_str())?;
+            let value = crate::verify::sole(headers, name)??;
             let tenant = self.by_secret(value.as_bytes())?;
             (tenant.header.as_deref() == Some(name.as_str())).then_some(tenant)
         })

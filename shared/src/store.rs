@@ -84,6 +84,17 @@ pub fn subject_of(provider: &str, tenant: &str, entity_id: &str) -> String {
     format!("{provider}#{tenant}#{entity_id}")
 }
 
+/// A stored record that may not be in the queue yet: what the sweeper needs to enqueue it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub key: String,
+    pub provider: String,
+    pub tenant: String,
+    pub event_type: String,
+    pub entity_id: String,
+    pub lease_until_ms: i64,
+}
+
 /// What a processor's claim on a record found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -140,6 +151,9 @@ pub trait Store: Send + Sync {
     /// `RECEIVED` -> `QUEUED`. Leaves the record alone if the processor already moved it on.
     async fn mark_queued(&self, key: &str) -> Result<(), StoreError>;
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError>;
+    /// `RECEIVED` records whose lease ended before `now_ms` (stored but maybe never queued),
+    /// oldest lease first, at most `limit`. Served by an index, never a scan.
+    async fn pending(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError>;
 
     /// Claims a `RECEIVED`/`QUEUED` record (or one whose processing lease expired) for processing.
     async fn claim(&self, key: &str, now_ms: i64, lease_until_ms: i64)
@@ -228,7 +242,19 @@ fn to_item(record: &Record) -> HashMap<String, AttributeValue> {
         ("expires_at".to_string(), n(record.expires_at)),
         ("attempts".to_string(), n(record.attempts)),
         ("subject".to_string(), s(&record.subject())),
+        ("pending".to_string(), s(&pending_shard(&record.key))),
     ])
+}
+
+/// Shards of the sparse `pending` index: the attribute exists only while a record is
+/// `RECEIVED`, spread over a few partition values so that no one partition takes every write.
+const PENDING_SHARDS: u8 = 8;
+
+fn pending_shard(key: &str) -> String {
+    let sum = key.bytes().fold(0u32, |acc, b| {
+        acc.wrapping_mul(31).wrapping_add(u32::from(b))
+    });
+    (sum % u32::from(PENDING_SHARDS)).to_string()
 }
 
 fn get_s(item: &HashMap<String, AttributeValue>, name: &str) -> String {
@@ -337,7 +363,7 @@ impl Store for DynamoStore {
     async fn mark_queued(&self, key: &str) -> Result<(), StoreError> {
         self.conditional_update(
             key,
-            "SET #status = :queued",
+            "SET #status = :queued REMOVE pending",
             "#status = :received",
             &[
                 (":queued", s(Status::Queued.as_str())),
@@ -361,6 +387,35 @@ impl Store for DynamoStore {
         output.item().map(from_item).transpose()
     }
 
+    async fn pending(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError> {
+        let mut found = Vec::new();
+        for shard in 0..PENDING_SHARDS {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(PENDING_INDEX)
+                .key_condition_expression("pending = :shard AND lease_until < :now")
+                .expression_attribute_values(":shard", s(&shard.to_string()))
+                .expression_attribute_values(":now", n(now_ms))
+                .limit(limit as i32)
+                .send()
+                .await
+                .map_err(|e| StoreError(DisplayErrorContext(&e).to_string()))?;
+            found.extend(output.items().iter().map(|item| Pending {
+                key: get_s(item, "pk"),
+                provider: get_s(item, "provider"),
+                tenant: get_s(item, "tenant"),
+                event_type: get_s(item, "event_type"),
+                entity_id: get_s(item, "entity_id"),
+                lease_until_ms: get_n(item, "lease_until"),
+            }));
+        }
+        found.sort_by_key(|p| p.lease_until_ms);
+        found.truncate(limit);
+        Ok(found)
+    }
+
     async fn claim(
         &self,
         key: &str,
@@ -372,7 +427,9 @@ impl Store for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .key("pk", s(key))
-            .update_expression("SET #status = :processing, lease_until = :lease ADD attempts :one")
+            .update_expression(
+                "SET #status = :processing, lease_until = :lease REMOVE pending ADD attempts :one",
+            )
             .condition_expression(
                 "attribute_exists(pk) AND (#status IN (:received, :queued) \
                  OR (#status = :processing AND lease_until < :now))",
@@ -487,5 +544,8 @@ impl Store for DynamoStore {
     }
 }
 
-/// The sparse index of records by subject (provider#tenant#entity), for erasure.
+/// The index of records by subject (provider#tenant#entity), for erasure.
 pub const SUBJECT_INDEX: &str = "by_subject";
+
+/// The sparse index of `RECEIVED` records by lease end (`pending` shard, `lease_until`), for the sweeper.
+pub const PENDING_INDEX: &str = "pending_by_lease";

@@ -56,17 +56,20 @@ pub fn authenticate<'t>(
 ) -> Option<&'t Tenant> {
     let headers = request.headers();
     let presented = match auth.scheme {
-        AuthScheme::HeaderSecret { header } => headers
-            .get(header)
-            .map(|value| tenants.by_secret(value.as_bytes())),
+        AuthScheme::HeaderSecret { header } => {
+            sole(headers, header).map(|value| tenants.by_secret(value?.as_bytes()))
+        }
         AuthScheme::TenantChosenHeader => tenants
             .carries_tenant_header(headers)
             .then(|| tenants.by_tenant_header(headers)),
-        AuthScheme::Authorization { extract } => headers.get(AUTHORIZATION).map(|value| {
-            let secret = extract(value.to_str().ok()?)?;
-            tenants.by_secret(secret.as_bytes())
-        }),
-        AuthScheme::UrlBodySignature { header } => headers.get(header).map(|value| {
+        AuthScheme::Authorization { extract } => {
+            sole(headers, AUTHORIZATION.as_str()).map(|value| {
+                let secret = extract(value?.to_str().ok()?)?;
+                tenants.by_secret(secret.as_bytes())
+            })
+        }
+        AuthScheme::UrlBodySignature { header } => sole(headers, header).map(|value| {
+            let value = value?;
             let signature = decode_signature(value.as_bytes())?;
             let body: &[u8] = request.body().as_ref();
             match tenant_named_in_query(request).and_then(|id| tenants.get(id)) {
@@ -84,6 +87,17 @@ pub fn authenticate<'t>(
         None if auth.credential_optional => tenants.unauthenticated(named),
         None => None,
     }
+}
+
+/// `None` if the header is absent, `Some(None)` if it is repeated (ambiguous: refused, never
+/// read as "no credential"), else its one value.
+pub fn sole<'h>(
+    headers: &'h lambda_http::http::HeaderMap,
+    name: &str,
+) -> Option<Option<&'h lambda_http::http::HeaderValue>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    Some(values.next().is_none().then_some(first))
 }
 
 /// `?tenant=<id>` in the registered URL picks the tenant directly where the credential alone
@@ -278,6 +292,22 @@ mod tests {
         );
         assert_eq!(found("https://x/h?tenant=p1", "tok2"), None);
         assert_eq!(found("https://x/h", "tok2").as_deref(), Some("p2"));
+    }
+
+    #[test]
+    fn a_repeated_credential_header_is_refused() {
+        let tenants = TenantDirectory::from_json(
+            r#"{"tenants": [{"id": "p1", "webhook_secrets": ["tok1"]}, {"id": "open", "allow_unauthenticated": true}]}"#,
+        )
+        .unwrap();
+        let auth = Auth::optional(AuthScheme::HeaderSecret { header: "x-token" });
+        let request = lambda_http::http::Request::builder()
+            .uri("https://x/h")
+            .header("x-token", "tok1")
+            .header("x-token", "tok1")
+            .body(Body::Empty)
+            .unwrap();
+        assert!(authenticate(&auth, &request, &tenants).is_none());
     }
 
     #[test]

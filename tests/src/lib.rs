@@ -124,6 +124,20 @@ impl Backend {
             )
             .attribute_definitions(
                 AttributeDefinition::builder()
+                    .attribute_name("pending")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("lease_until")
+                    .attribute_type(ScalarAttributeType::N)
+                    .build()
+                    .unwrap(),
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
                     .attribute_name("subject")
                     .attribute_type(ScalarAttributeType::S)
                     .build()
@@ -149,6 +163,36 @@ impl Backend {
                     .projection(
                         Projection::builder()
                             .projection_type(ProjectionType::KeysOnly)
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(shared::store::PENDING_INDEX)
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name("pending")
+                            .key_type(KeyType::Hash)
+                            .build()
+                            .unwrap(),
+                    )
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name("lease_until")
+                            .key_type(KeyType::Range)
+                            .build()
+                            .unwrap(),
+                    )
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::Include)
+                            .set_non_key_attributes(Some(
+                                ["provider", "tenant", "event_type", "entity_id"]
+                                    .map(String::from)
+                                    .to_vec(),
+                            ))
                             .build(),
                     )
                     .build()
@@ -180,6 +224,15 @@ impl Backend {
 
     pub fn queue(&self) -> SqsQueue {
         SqsQueue::new(self.sqs.clone(), &self.queue_url)
+    }
+
+    /// The outbox sweeper on this table and queue (lease 10 s).
+    pub fn sweeper(&self) -> shared::outbox::Sweeper {
+        shared::outbox::Sweeper::new(
+            Arc::new(self.store()),
+            Arc::new(self.queue()),
+            Duration::from_secs(10),
+        )
     }
 
     /// The real handler of `provider`, configured with the demo tenants of `events/env.json`.

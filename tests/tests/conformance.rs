@@ -297,6 +297,50 @@ async fn retry_requeues_and_failure_is_final() {
 }
 
 #[tokio::test]
+async fn pending_lists_received_records_whose_lease_ended_and_nothing_else() {
+    for ports in both().await {
+        let store = &ports.store;
+        let now = now_ms();
+        let mut expired = record("p1", "a");
+        expired.lease_until_ms = now - 5;
+        let mut older = record("p0", "b");
+        older.lease_until_ms = now - 50;
+        let live = record("p2", "c");
+        let mut queued = record("p3", "d");
+        queued.lease_until_ms = now - 5;
+        for r in [&expired, &older, &live, &queued] {
+            store.put_new(r).await.unwrap();
+        }
+        store.mark_queued("p3").await.unwrap();
+        let pending = store.pending(now, 10).await.unwrap();
+        let keys: Vec<&str> = pending.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["p0", "p1"], "{}: oldest lease first", ports.name);
+        assert_eq!(pending[1].provider, "egym", "{}", ports.name);
+        assert_eq!(pending[1].entity_id, "a", "{}", ports.name);
+        assert_eq!(pending[1].lease_until_ms, now - 5, "{}", ports.name);
+        assert_eq!(
+            store.pending(now, 1).await.unwrap().len(),
+            1,
+            "{}: limit",
+            ports.name
+        );
+        // Claimed by a processor: no longer pending, even with its lease over.
+        assert!(matches!(
+            store.claim("p0", now, now - 1).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+        let keys: Vec<String> = store
+            .pending(now, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(keys, ["p1"], "{}", ports.name);
+    }
+}
+
+#[tokio::test]
 async fn erasure_reaches_every_record_of_the_subject_and_nothing_else() {
     for ports in both().await {
         let store = &ports.store;

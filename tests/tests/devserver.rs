@@ -21,6 +21,7 @@ fn options(data: &Path, workers: usize) -> Options {
         visibility: Duration::from_secs(1),
         max_receives: 5,
         poll_interval: Duration::from_millis(20),
+        sweep_interval: Duration::from_millis(200),
     }
 }
 

@@ -154,7 +154,7 @@ async fn rotation_accepts_old_and_new_keys_and_refuses_a_removed_one() {
 }
 
 #[tokio::test]
-async fn a_failed_enqueue_is_not_acknowledged_and_the_retry_enqueues_once() {
+async fn a_failed_enqueue_is_acknowledged_once_stored_and_the_sweeper_enqueues_it_once() {
     let backend = Backend::new().await;
     // A queue that does not exist: SendMessage really fails on the wire.
     let broken = Ingest::new(
@@ -170,31 +170,67 @@ async fn a_failed_enqueue_is_not_acknowledged_and_the_retry_enqueues_once() {
     let response = broken
         .handle(event("magicline/customer-created.json"))
         .await;
-    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.status(),
+        202,
+        "durably stored: the sweeper owns it now"
+    );
+    assert_eq!(response_json(&response)["queued"], false);
     let key = "magicline#studio-1001#095be615-a8ad-4c33-8e9c-c7612fbf6c9f";
     let record = backend.store().get(key).await.unwrap().unwrap();
     assert_eq!(record.status, Status::Received);
     assert!(
         record.lease_until_ms <= now_ms(),
-        "lease released for the retry"
+        "lease released for the sweeper"
     );
     assert!(backend.drain().await.is_empty());
 
-    // The provider retries after its back-off; the queue works again.
-    let healthy = backend.ingest("magicline");
-    let retry = healthy
-        .handle(event("magicline/customer-created.json"))
-        .await;
-    assert_eq!(retry.status(), 202);
+    let report = backend.sweeper().sweep(100).await.unwrap();
+    assert_eq!(report.enqueued, 1);
+    assert_eq!(
+        backend.sweeper().sweep(100).await.unwrap().found,
+        0,
+        "nothing left"
+    );
     assert_eq!(
         backend.store().get(key).await.unwrap().unwrap().status,
         Status::Queued
     );
-    let again = healthy
+    // A provider that retries anyway is told it is a duplicate.
+    let again = backend
+        .ingest("magicline")
         .handle(event("magicline/customer-created.json"))
         .await;
     assert_eq!(again.status(), 200);
     assert_eq!(backend.drain().await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_sweeper_leaves_live_leases_alone() {
+    let backend = Backend::new().await;
+    let store = backend.store();
+    let now = now_ms();
+    let in_flight = Record {
+        key: "egym#gym-berlin-01#a#GYM_CHECKIN#1".into(),
+        provider: "egym".into(),
+        tenant: "gym-berlin-01".into(),
+        event_type: "GYM_CHECKIN".into(),
+        entity_id: "a".into(),
+        body: "{}".into(),
+        received_at_ms: now,
+        status: Status::Received,
+        lease_until_ms: now + 60_000,
+        expires_at: now / 1000 + 3600,
+        ..Record::default()
+    };
+    store.put_new(&in_flight).await.unwrap();
+    assert_eq!(backend.sweeper().sweep(100).await.unwrap().found, 0);
+    store.release(&in_flight.key, now_ms()).await.unwrap();
+    assert_eq!(backend.sweeper().sweep(100).await.unwrap().enqueued, 1);
+    let messages = backend.drain().await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].entity_id, "a");
+    assert_eq!(messages[0].event_type, "GYM_CHECKIN");
 }
 
 #[tokio::test]

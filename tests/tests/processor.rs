@@ -14,6 +14,8 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 fn settings(max_receives: u32) -> ProcessorSettings {
     ProcessorSettings {
         max_receives,
+        // Retries come back after the pump's 1 s visibility timeout.
+        retry_backoff: Duration::ZERO,
         ..ProcessorSettings::default()
     }
 }
@@ -179,6 +181,7 @@ async fn transient_failures_are_retried_then_dead_lettered_with_the_reason() {
     for (behavior, says) in [
         (Behavior::Status(500), "500"),
         (Behavior::Slow(Duration::from_secs(3)), "timed out"),
+        (Behavior::MalformedJson, "malformed JSON"),
     ] {
         let backend = Backend::with_dead_letter_queue(3).await;
         let api = FakeApi::start().await;
@@ -239,13 +242,36 @@ async fn a_429_delays_the_retry_by_retry_after() {
 }
 
 #[tokio::test]
+async fn transient_failures_back_off_exponentially() {
+    let backend = Backend::with_dead_letter_queue(5).await;
+    let api = FakeApi::start().await;
+    api.set("/egym/", Behavior::Status(502));
+    let backoff = ProcessorSettings {
+        retry_backoff: Duration::from_secs(3),
+        ..settings(5)
+    };
+    let processor = backend.processor(&api, backoff, TIMEOUT);
+    deliver(&backend, "egym/gym-checkout.json").await;
+    assert_eq!(backend.pump(&processor).await.1.len(), 1);
+    // The pump hides messages for 1 s; the first backoff (3 s) hides it longer.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(backend.pump(&processor).await.0, 0, "still backing off");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        backend.pump(&processor).await.0,
+        1,
+        "retried after the backoff"
+    );
+    assert_eq!(api.total_calls(), 2);
+}
+
+#[tokio::test]
 async fn permanent_failures_end_failed_once_with_the_reason() {
     for (behavior, says) in [
         (Behavior::Status(404), "404"),
         (Behavior::Status(401), "401"),
         (Behavior::Status(403), "403"),
         (Behavior::Status(400), "400"),
-        (Behavior::MalformedJson, "malformed JSON"),
     ] {
         let backend = Backend::with_dead_letter_queue(3).await;
         let api = FakeApi::start().await;

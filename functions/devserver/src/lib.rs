@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use shared::embedded::{Database, SqliteQueue, SqliteStore};
 use shared::fetch::DetailClient;
+use shared::outbox::Sweeper;
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
 use shared::queue::QueueConsumer;
 use shared::secrets::{Tenant, TenantDirectory};
@@ -45,6 +46,8 @@ pub struct Options {
     pub max_receives: u32,
     /// How often an idle worker looks at the queue.
     pub poll_interval: Duration,
+    /// How often the outbox sweeper looks for stored events that never reached the queue.
+    pub sweep_interval: Duration,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             visibility: Duration::from_secs(30),
             max_receives: 5,
             poll_interval: Duration::from_millis(100),
+            sweep_interval: Duration::from_secs(5),
         }
     }
 }
@@ -172,7 +176,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
     ));
 
     let (stop, stopped) = watch::channel(false);
-    let workers = (0..options.workers)
+    let workers: Vec<JoinHandle<()>> = (0..options.workers)
         .map(|_| {
             tokio::spawn(work(
                 Arc::clone(&processor),
@@ -182,6 +186,18 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
             ))
         })
         .collect();
+
+    let sweeper = Sweeper::new(
+        store.clone(),
+        queue.clone(),
+        IngestSettings::default().lease,
+    );
+    let mut workers: Vec<JoinHandle<()>> = workers;
+    workers.push(tokio::spawn(sweep(
+        sweeper,
+        options.sweep_interval,
+        stopped.clone(),
+    )));
 
     let state = AppState {
         ingests: Arc::new(ingests),
@@ -248,6 +264,19 @@ async fn work(
                     tracing::error!(error = %error, "queue delete failed");
                 }
             }
+        }
+    }
+}
+
+/// The outbox sweeper as a background task: enqueues stored events whose queue write failed.
+async fn sweep(sweeper: Sweeper, interval: Duration, mut stopped: watch::Receiver<bool>) {
+    while !*stopped.borrow() {
+        if let Err(error) = sweeper.sweep(100).await {
+            tracing::error!(error = %error, "sweep failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stopped.changed() => {}
         }
     }
 }
