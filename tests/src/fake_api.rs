@@ -56,6 +56,19 @@ impl FakeApi {
             .push((prefix.to_string(), behavior));
     }
 
+    /// Back to answering every path normally.
+    pub fn clear(&self) {
+        self.shared.lock().unwrap().behaviors.clear();
+    }
+
+    /// The same fake, reached at another base URL (a proxy in front of it).
+    pub fn via(&self, base_url: &str) -> FakeApi {
+        FakeApi {
+            base_url: base_url.to_string(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     pub fn calls(&self, path: &str) -> usize {
         self.shared
             .lock()

@@ -46,6 +46,11 @@ pub async fn local_aws() -> aws_config::SdkConfig {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").expect(
         "AWS_ENDPOINT_URL is not set: run the suite with scripts/test, which starts the local AWS endpoint",
     );
+    aws_at(&endpoint).await
+}
+
+/// SDK configuration for an endpoint (the local one, or a proxy in front of it).
+pub async fn aws_at(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
@@ -273,6 +278,28 @@ impl Backend {
         self.drain_queue(&self.queue_url).await
     }
 
+    /// Counts the messages in the queue by receiving them all (hidden for 5 minutes, not deleted).
+    pub async fn count_messages(&self) -> usize {
+        let mut count = 0;
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(300)
+                .send()
+                .await
+                .expect("receive")
+                .messages
+                .unwrap_or_default();
+            if received.is_empty() {
+                return count;
+            }
+            count += received.len();
+        }
+    }
+
     /// Receives (and deletes) every message currently in the dead-letter queue.
     pub async fn drain_dead_letters(&self) -> Vec<QueueMessage> {
         self.drain_queue(
@@ -486,3 +513,4 @@ pub fn post(provider: &str, headers: &[(&str, &str)], body: &str) -> Request {
     request.body(Body::Text(body.to_string())).unwrap()
 }
 pub mod fake_api;
+pub mod proxy;

@@ -119,7 +119,11 @@ pub fn check_tenants(
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IngestError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
+        let mut path = error.path().to_string();
+        if path.chars().count() > 64 {
+            // Deeply nested input: the start of the path says enough.
+            path = path.chars().take(64).chain(['…']).collect();
+        }
         let inner = error.into_inner();
         if path == "." {
             IngestError::MalformedBody(inner.to_string())

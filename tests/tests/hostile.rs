@@ -1,0 +1,122 @@
+//! The hostile-request corpus (tests/hostile/*.json, written by scripts/make_hostile.py): each
+//! request goes to the real handler as an API Gateway HTTP API event and must get its declared
+//! status and a short JSON error naming the problem — never a panic, never a 5xx — and every
+//! refused request leaves nothing stored and nothing queued.
+
+use std::collections::BTreeMap;
+
+use e2e::{root, Backend};
+
+fn corpus() -> BTreeMap<String, serde_json::Value> {
+    let folder = root().join("tests/hostile");
+    std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .map(|path| {
+            let case = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                case,
+            )
+        })
+        .collect()
+}
+
+/// The API Gateway event for a corpus case, as Lambda would receive it.
+fn event(case: &serde_json::Value) -> String {
+    let provider = case["provider"].as_str().unwrap();
+    let method = case["method"].as_str().unwrap();
+    let mut headers = serde_json::Map::new();
+    for pair in case["headers"].as_array().unwrap() {
+        headers.insert(pair[0].as_str().unwrap().into(), pair[1].clone());
+    }
+    let mut body = case["body"].as_str().map(String::from);
+    if let (Some(size), Some(text)) = (case["pad_to"].as_u64(), body.as_mut()) {
+        let filler = size as usize - text.len() - r#""padding":"","#.len();
+        *text = format!(r#"{{"padding":"{}",{}"#, "x".repeat(filler), &text[1..]);
+        assert_eq!(text.len(), size as usize);
+    }
+    let path = format!("/webhooks/{provider}");
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {path}"),
+        "rawPath": path,
+        "rawQueryString": case["query"],
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abc123",
+            "domainName": "abc123.execute-api.eu-central-1.amazonaws.com", "domainPrefix": "abc123",
+            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.66", "userAgent": "hostile" },
+            "requestId": "hostile", "routeKey": format!("{method} {path}"), "stage": "$default",
+            "time": "25/Nov/2026:19:00:00 +0000", "timeEpoch": 1795640400000u64
+        },
+        "body": body.map(serde_json::Value::String).unwrap_or_else(|| case["body_base64"].clone()),
+        "isBase64Encoded": case["is_base64"],
+    })
+    .to_string()
+}
+
+#[test]
+fn the_corpus_holds_at_least_60_hostile_requests_across_all_providers() {
+    let corpus = corpus();
+    let refused = corpus
+        .values()
+        .filter(|c| c["status"].as_u64().unwrap() >= 400)
+        .count();
+    assert!(refused >= 60, "{refused}");
+    for provider in shared::providers::all() {
+        assert!(
+            corpus.values().any(|c| c["provider"] == provider.name()),
+            "{}",
+            provider.name()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hostile_request_gets_its_clear_answer_and_leaves_no_trace() {
+    let mut backends = BTreeMap::new();
+    for provider in shared::providers::all() {
+        backends.insert(provider.name(), (Backend::new().await, 0usize));
+    }
+    let mut failures = Vec::new();
+    for (name, case) in corpus() {
+        let provider = case["provider"].as_str().unwrap();
+        let (backend, accepted) = backends.get_mut(provider).unwrap();
+        let request = match lambda_http::request::from_str(&event(&case)) {
+            Ok(request) => request,
+            Err(error) => panic!("{name}: not a valid API Gateway event: {error}"),
+        };
+        let response = backend.ingest(provider).handle(request).await;
+        let status = response.status().as_u16();
+        let expected = case["status"].as_u64().unwrap() as u16;
+        let body: serde_json::Value =
+            serde_json::from_slice(response.body().as_ref()).unwrap_or(serde_json::Value::Null);
+        if status != expected {
+            failures.push(format!("{name}: {status}, want {expected}: {body}"));
+            continue;
+        }
+        if status < 300 {
+            *accepted += 1;
+            continue;
+        }
+        let error = body["error"].as_str().unwrap_or_default();
+        let says = case["says"].as_str().unwrap();
+        if !error.contains(says) || error.len() > 300 {
+            failures.push(format!(
+                "{name}: error {error:?} should say {says:?} briefly"
+            ));
+        }
+    }
+    for (provider, (backend, accepted)) in &backends {
+        let items = backend.items().await.len();
+        let messages = backend.drain().await.len();
+        if items != *accepted || messages != *accepted {
+            failures.push(format!(
+                "{provider}: {items} records and {messages} messages for {accepted} accepted requests"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

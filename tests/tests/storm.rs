@@ -1,0 +1,103 @@
+//! Duplicate storm: 1,000 distinct deliveries, each sent 8 times, interleaved, 64 at a time →
+//! exactly 1,000 records and 1,000 messages, and no answer but 202, 200 (duplicate) or the
+//! documented 409 (the same delivery is being stored right now). Against the local
+//! DynamoDB/SQS endpoint and against the embedded SQLite adapters.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use shared::embedded::{Database, SqliteQueue, SqliteStore};
+use shared::queue::{Queue, QueueConsumer};
+use shared::store::Store;
+use shared::{Ingest, IngestSettings};
+
+const KEYS: usize = 1000;
+const COPIES: usize = 8;
+
+fn request(n: usize) -> lambda_http::Request {
+    let body = format!(r#"{{"accountId": "storm-{n}", "timestamp": {n}, "type": "GYM_CHECKIN"}}"#);
+    e2e::post("egym", &[("x-api-key", "egym-demo-secret-berlin")], &body)
+}
+
+/// Sends every delivery COPIES times in an interleaved order; returns how often each status came.
+async fn storm(ingest: Arc<Ingest>) -> HashMap<u16, usize> {
+    // A fixed shuffle (multiplicative step coprime to the length) interleaves the copies.
+    let total = KEYS * COPIES;
+    let order = (0..total).map(|i| (i * 7919) % total).map(|i| i % KEYS);
+    let statuses: Vec<u16> = futures::stream::iter(order)
+        .map(|n| {
+            let ingest = Arc::clone(&ingest);
+            async move { ingest.handle(request(n)).await.status().as_u16() }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let mut counts = HashMap::new();
+    for status in statuses {
+        *counts.entry(status).or_default() += 1;
+    }
+    counts
+}
+
+fn check(counts: &HashMap<u16, usize>) {
+    assert_eq!(counts.get(&202).copied().unwrap_or(0), KEYS, "{counts:?}");
+    assert!(
+        counts.keys().all(|s| [200, 202, 409].contains(s)),
+        "{counts:?}"
+    );
+    assert_eq!(counts.values().sum::<usize>(), KEYS * COPIES);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_against_dynamodb_and_sqs() {
+    let backend = e2e::Backend::new().await;
+    let ingest = Arc::new(backend.ingest("egym"));
+    let counts = storm(ingest).await;
+    check(&counts);
+    let mut items = 0;
+    let mut pages = backend
+        .dynamodb
+        .scan()
+        .table_name(&backend.table)
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(item) = pages.next().await {
+        item.unwrap();
+        items += 1;
+    }
+    assert_eq!(items, KEYS);
+    assert_eq!(
+        backend.count_messages().await,
+        KEYS,
+        "exactly one message per delivery"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_against_the_embedded_adapters() {
+    let path = std::env::temp_dir().join(format!("{}.db", e2e::unique_name("storm")));
+    let database = Database::open(&path).unwrap();
+    let store = Arc::new(SqliteStore::new(database.clone()));
+    let queue = Arc::new(SqliteQueue::new(database.clone(), 5));
+    let ingest = Arc::new(Ingest::new(
+        shared::providers::by_name("egym").unwrap(),
+        e2e::demo_tenants("egym"),
+        store.clone() as Arc<dyn Store>,
+        queue.clone() as Arc<dyn Queue>,
+        IngestSettings::default(),
+    ));
+    check(&storm(ingest).await);
+    assert_eq!(database.recent_records(10 * KEYS).unwrap().len(), KEYS);
+    let mut messages = 0;
+    loop {
+        let batch = queue.receive(100, Duration::from_secs(60)).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        messages += batch.len();
+    }
+    assert_eq!(messages, KEYS, "exactly one message per delivery");
+}
