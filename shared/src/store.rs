@@ -549,3 +549,70 @@ pub const SUBJECT_INDEX: &str = "by_subject";
 
 /// The sparse index of `RECEIVED` records by lease end (`pending` shard, `lease_until`), for the sweeper.
 pub const PENDING_INDEX: &str = "pending_by_lease";
+
+/// Creates the events table as template.yaml declares it (for tests, benchmarks and local
+/// endpoints): `pk`, the `by_subject` index and the sparse `pending_by_lease` index.
+pub async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let attribute = |name: &str, kind: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(kind)
+            .build()
+            .expect("name and type are set")
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("name and type are set")
+    };
+    let by_subject = GlobalSecondaryIndex::builder()
+        .index_name(SUBJECT_INDEX)
+        .key_schema(key("subject", KeyType::Hash))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .expect("index is complete");
+    let pending = GlobalSecondaryIndex::builder()
+        .index_name(PENDING_INDEX)
+        .key_schema(key("pending", KeyType::Hash))
+        .key_schema(key("lease_until", KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .set_non_key_attributes(Some(
+                    ["provider", "tenant", "event_type", "entity_id"]
+                        .map(String::from)
+                        .to_vec(),
+                ))
+                .build(),
+        )
+        .build()
+        .expect("index is complete");
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk", ScalarAttributeType::S))
+        .attribute_definitions(attribute("subject", ScalarAttributeType::S))
+        .attribute_definitions(attribute("pending", ScalarAttributeType::S))
+        .attribute_definitions(attribute("lease_until", ScalarAttributeType::N))
+        .key_schema(key("pk", KeyType::Hash))
+        .global_secondary_indexes(by_subject)
+        .global_secondary_indexes(pending)
+        .send()
+        .await
+        .map_err(|e| StoreError(DisplayErrorContext(&e).to_string()))?;
+    Ok(())
+}

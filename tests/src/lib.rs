@@ -6,10 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
 use lambda_http::{Body, Request, Response};
 use std::time::Duration;
 
@@ -116,94 +112,7 @@ impl Backend {
         let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
         let sqs = aws_sdk_sqs::Client::new(&aws);
         let table = unique_name("events");
-        dynamodb
-            .create_table()
-            .table_name(&table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("pk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("pending")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("lease_until")
-                    .attribute_type(ScalarAttributeType::N)
-                    .build()
-                    .unwrap(),
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("subject")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("pk")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(shared::store::SUBJECT_INDEX)
-                    .key_schema(
-                        KeySchemaElement::builder()
-                            .attribute_name("subject")
-                            .key_type(KeyType::Hash)
-                            .build()
-                            .unwrap(),
-                    )
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::KeysOnly)
-                            .build(),
-                    )
-                    .build()
-                    .unwrap(),
-            )
-            .global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(shared::store::PENDING_INDEX)
-                    .key_schema(
-                        KeySchemaElement::builder()
-                            .attribute_name("pending")
-                            .key_type(KeyType::Hash)
-                            .build()
-                            .unwrap(),
-                    )
-                    .key_schema(
-                        KeySchemaElement::builder()
-                            .attribute_name("lease_until")
-                            .key_type(KeyType::Range)
-                            .build()
-                            .unwrap(),
-                    )
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::Include)
-                            .set_non_key_attributes(Some(
-                                ["provider", "tenant", "event_type", "entity_id"]
-                                    .map(String::from)
-                                    .to_vec(),
-                            ))
-                            .build(),
-                    )
-                    .build()
-                    .unwrap(),
-            )
-            .send()
+        shared::store::create_table(&dynamodb, &table)
             .await
             .expect("create table");
         let queue_url = sqs
