@@ -11,7 +11,7 @@ use crate::http::{Ack, IngestError};
 use crate::outbox;
 use crate::providers::Provider;
 use crate::queue::{Queue, QueueMessage};
-use crate::secrets::TenantDirectory;
+use crate::secrets::TenantSource;
 use crate::store::{PutOutcome, Record, Status, Store};
 use crate::verify::authenticate;
 
@@ -57,7 +57,7 @@ impl IngestSettings {
 /// Everything one provider's webhook function needs, built once per cold start.
 pub struct Ingest {
     provider: Arc<dyn Provider>,
-    tenants: TenantDirectory,
+    tenants: TenantSource,
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
     settings: IngestSettings,
@@ -74,13 +74,14 @@ struct Trail {
 impl Ingest {
     pub fn new(
         provider: Arc<dyn Provider>,
-        tenants: TenantDirectory,
+        tenants: impl Into<TenantSource>,
         store: Arc<dyn Store>,
         queue: Arc<dyn Queue>,
         settings: IngestSettings,
     ) -> Self {
+        let tenants = tenants.into();
         let credential_optional = provider.auth().credential_optional;
-        for tenant in tenants.open_tenants() {
+        for tenant in tenants.current().open_tenants() {
             if credential_optional {
                 tracing::warn!(
                     provider = provider.name(),
@@ -143,7 +144,8 @@ impl Ingest {
         if request.method() != Method::POST {
             return Err(IngestError::MethodNotAllowed);
         }
-        let tenant = authenticate(&self.provider.auth(), request, &self.tenants)
+        let tenants = self.tenants.current();
+        let tenant = authenticate(&self.provider.auth(), request, &tenants)
             .ok_or(IngestError::Unauthorized)?;
         trail.tenant = Some(tenant.id.clone());
         if !declares_json(request) {

@@ -14,7 +14,7 @@ use crate::outbox::Sweeper;
 use crate::process::{Processor, ProcessorSettings, ProviderTenants};
 use crate::providers::{check_tenants, Provider};
 use crate::queue::SqsQueue;
-use crate::secrets::{load_tenants, ConfigError, TenantDirectory};
+use crate::secrets::{load_tenants, ConfigError, TenantDirectory, TenantSource};
 use crate::store::DynamoStore;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -52,8 +52,25 @@ pub fn required_env(name: &str) -> Result<String, Error> {
 pub async fn run_webhook(provider: impl Provider) -> Result<(), Error> {
     init_tracing();
     let aws = aws_config::load_from_env().await;
+    let provider: Arc<dyn Provider> = Arc::new(provider);
     let tenants = load_tenants(&aws, "").await?;
-    check_tenants(&provider, &tenants)?;
+    check_tenants(provider.as_ref(), &tenants)?;
+    let reload = {
+        let (aws, provider) = (aws.clone(), Arc::clone(&provider));
+        Arc::new(move || {
+            let (aws, provider) = (aws.clone(), Arc::clone(&provider));
+            Box::pin(async move {
+                let tenants = load_tenants(&aws, "").await?;
+                check_tenants(provider.as_ref(), &tenants)?;
+                Ok(tenants)
+            }) as futures::future::BoxFuture<'static, _>
+        })
+    };
+    let refresh_every = std::env::var("TENANTS_REFRESH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(300), Duration::from_secs);
+    let tenants = TenantSource::refreshing(tenants, refresh_every, reload);
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
         required_env("TABLE_NAME")?,
@@ -61,7 +78,7 @@ pub async fn run_webhook(provider: impl Provider) -> Result<(), Error> {
     let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), required_env("QUEUE_URL")?);
     tokio::join!(store.warm_up(), queue.warm_up());
     let ingest = Arc::new(Ingest::new(
-        Arc::new(provider),
+        provider,
         tenants,
         Arc::new(store),
         Arc::new(queue),

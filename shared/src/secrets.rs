@@ -5,6 +5,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use lambda_http::http::HeaderMap;
 use serde::Deserialize;
@@ -232,6 +235,87 @@ fn digest_bytes(value: &[u8]) -> [u8; 32] {
     Sha256::digest(value).into()
 }
 
+type Loader = Arc<
+    dyn Fn() -> futures::future::BoxFuture<'static, Result<TenantDirectory, ConfigError>>
+        + Send
+        + Sync,
+>;
+
+/// The tenants a function works with now. A refreshing source reloads them in the background
+/// once they are older than its TTL, so that a rotated key reaches warm functions within the
+/// TTL rather than at their next cold start; a failed reload keeps the last good directory.
+#[derive(Clone)]
+pub struct TenantSource {
+    inner: Arc<SourceInner>,
+}
+
+struct SourceInner {
+    current: RwLock<Arc<TenantDirectory>>,
+    loaded_at: Mutex<Instant>,
+    refreshing: AtomicBool,
+    refresh: Option<(Duration, Loader)>,
+}
+
+impl TenantSource {
+    pub fn fixed(directory: TenantDirectory) -> Self {
+        Self::build(directory, None)
+    }
+
+    pub fn refreshing(directory: TenantDirectory, ttl: Duration, loader: Loader) -> Self {
+        Self::build(directory, Some((ttl, loader)))
+    }
+
+    fn build(directory: TenantDirectory, refresh: Option<(Duration, Loader)>) -> Self {
+        TenantSource {
+            inner: Arc::new(SourceInner {
+                current: RwLock::new(Arc::new(directory)),
+                loaded_at: Mutex::new(Instant::now()),
+                refreshing: AtomicBool::new(false),
+                refresh,
+            }),
+        }
+    }
+
+    /// The current directory; starts a background reload when it is older than the TTL.
+    pub fn current(&self) -> Arc<TenantDirectory> {
+        let directory = Arc::clone(&self.inner.current.read().unwrap_or_else(|e| e.into_inner()));
+        if let Some((ttl, loader)) = &self.inner.refresh {
+            let stale = self
+                .inner
+                .loaded_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .elapsed()
+                >= *ttl;
+            if stale && !self.inner.refreshing.swap(true, Ordering::AcqRel) {
+                let inner = Arc::clone(&self.inner);
+                let load = loader();
+                tokio::spawn(async move {
+                    match load.await {
+                        Ok(fresh) => {
+                            *inner.current.write().unwrap_or_else(|e| e.into_inner()) =
+                                Arc::new(fresh);
+                            tracing::info!("tenant configuration reloaded");
+                        }
+                        Err(error) => {
+                            tracing::error!(error = %error, "tenant reload failed; keeping the last good configuration")
+                        }
+                    }
+                    *inner.loaded_at.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                    inner.refreshing.store(false, Ordering::Release);
+                });
+            }
+        }
+        directory
+    }
+}
+
+impl From<TenantDirectory> for TenantSource {
+    fn from(directory: TenantDirectory) -> Self {
+        TenantSource::fixed(directory)
+    }
+}
+
 /// Reads a tenants document from, in order: `<prefix>TENANTS_JSON` (the document itself),
 /// `<prefix>TENANTS_FILE` (a path), or `<prefix>TENANTS_SECRET_ID` (an AWS Secrets Manager
 /// secret). Webhook functions use no prefix; the processor one per provider (`EGYM_`).
@@ -276,6 +360,32 @@ pub async fn load_tenants(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refreshing_source_picks_up_a_rotated_key_after_its_ttl() {
+        let version = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&version);
+        let loader: Loader = Arc::new(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                TenantDirectory::from_json(&format!(
+                    r#"{{"tenants": [{{"id": "s", "webhook_secrets": ["key-{n}"]}}]}}"#
+                ))
+            })
+        });
+        let first = TenantDirectory::from_json(
+            r#"{"tenants": [{"id": "s", "webhook_secrets": ["key-start"]}]}"#,
+        )
+        .unwrap();
+        let source = TenantSource::refreshing(first, Duration::from_millis(50), loader);
+        assert!(source.current().by_secret(b"key-start").is_some());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let _ = source.current(); // stale: reload starts in the background
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(source.current().by_secret(b"key-0").is_some());
+        assert!(source.current().by_secret(b"key-start").is_none());
+        assert_eq!(version.load(Ordering::SeqCst), 1, "one reload per TTL");
+    }
 
     fn directory() -> TenantDirectory {
         TenantDirectory::from_json(
