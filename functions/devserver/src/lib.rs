@@ -32,6 +32,9 @@ pub mod send;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// Requests over this are refused before the handler sees them, as API Gateway does (10 MB).
+const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+
 /// Where `{sandbox}` in the configuration's base URLs points: this server's own sandbox API.
 pub const SANDBOX_PLACEHOLDER: &str = "{sandbox}";
 
@@ -210,7 +213,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         .route("/_sandbox/{provider}/{*path}", get(sandbox::answer))
         .route("/_dev/events", get(list_events))
         .route("/_dev/events/{key}", get(show_event))
-        .layer(DefaultBodyLimit::max(10 * 1024 * 1024))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state);
     let mut http_stopped = stopped;
     let http = tokio::spawn(async move {
@@ -294,7 +297,8 @@ async fn webhook(
             .into_response();
     };
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = to_bytes(body, usize::MAX).await else {
+    // API Gateway's own limit; the handler answers 413 above its 256 KiB.
+    let Ok(bytes) = to_bytes(body, MAX_REQUEST_BYTES).await else {
         return (
             StatusCode::PAYLOAD_TOO_LARGE,
             Json(json!({ "error": "request body too large" })),
