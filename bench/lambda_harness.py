@@ -424,13 +424,6 @@ def main():
             "cwd": str(peer_dir),
         },
     }
-    ca_bundle = "/etc/ssl/certs/ca-certificates.crt"
-    if Path(ca_bundle).is_file():
-        # Diagnostic: the SDK's TLS client loads the machine's CA certificates at start-up; with
-        # SSL_CERT_FILE only that bundle is read instead of every file in /etc/ssl/certs.
-        contenders["rust_ca_bundle"] = dict(
-            contenders["rust"], env=dict(contenders["rust"]["env"], SSL_CERT_FILE=ca_bundle)
-        )
     contenders["floor"] = {
         "command": [os.path.abspath(args.python), str(ROOT / "bench/null_runtime.py")],
         "env": base_env,
@@ -478,7 +471,7 @@ def main():
                 flush=True,
             )
     # Warm: one process each, 1 + N invocations.
-    for name in [n for n in contenders if n != "rust_ca_bundle"]:
+    for name in contenders:
         sample = run(name, args.warm if name != "floor" else min(args.warm, 300))
         results[name]["warm"] = sample
         if not args.warm:
@@ -498,16 +491,6 @@ def main():
         warm = data["warm"]
         if name == "floor":
             report[name] = {"warm_ms": summary([v / 1e6 for v in warm["warm_ns"]])}
-            continue
-        if warm is None:
-            report[name] = {
-                "command": f"SSL_CERT_FILE={ca_bundle} magicline-webhook",
-                "cold_ms": summary([s["cold_ns"] / 1e6 for s in cold]),
-                "cold_endpoint_ms": summary([s["cold_endpoint_ns"] / 1e6 for s in cold]),
-                "cold_ex_endpoint_ms": summary(
-                    [(s["cold_ns"] - s["cold_endpoint_ns"]) / 1e6 for s in cold]
-                ),
-            }
             continue
         report[name] = {
             "command": " ".join(Path(c).name if i == 0 else c for i, c in enumerate(contenders[name]["command"])),

@@ -1,10 +1,15 @@
 //! The store and queue ports on one SQLite file (WAL mode), for the local dev server: the same
 //! semantics as DynamoDB (conditional put, leases) and SQS with a redrive policy (visibility
-//! timeout, receive count, dead-letter table). Each operation runs in one short transaction
-//! under a mutex, which serialises conditional writes per item as DynamoDB does.
+//! timeout, receive count, dead-letter table).
+//!
+//! One thread owns the connection and runs every operation, so conditional writes are
+//! serialised per item as DynamoDB does and the async runtime never waits on SQLite. Operations
+//! that arrive together share one transaction (group commit), each inside its own savepoint; an
+//! operation is answered only once its transaction has committed.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -56,57 +61,115 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 ";
 
+/// Answers an operation once its transaction has committed (`Some(reason)` if it did not).
+type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+/// An operation for the database thread.
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+/// Operations committed together at most; bounds how long the first one waits for the rest.
+const MAX_JOBS_PER_TRANSACTION: usize = 256;
+
 /// One SQLite database holding the records, the queue and its dead letters.
 #[derive(Clone)]
 pub struct Database {
-    connection: Arc<Mutex<Connection>>,
+    jobs: mpsc::Sender<Job>,
+    /// Held by every handle; the checkpoint thread stops once the last one is gone.
+    _open: Arc<()>,
 }
 
 impl Database {
     pub fn open(path: impl AsRef<Path>) -> Result<Database, StoreError> {
+        let path = path.as_ref();
         let connection = Connection::open(path).map_err(sql)?;
         // WAL: readers never block the writer; NORMAL sync survives a crash of this process
         // (not a power cut), which is what a development server needs.
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA journal_size_limit = 67108864;")
             .map_err(sql)?;
         connection.execute_batch(SCHEMA).map_err(sql)?;
-        Ok(Database {
-            connection: Arc::new(Mutex::new(connection)),
-        })
+        connection.set_prepared_statement_cache_capacity(64);
+        let open = Arc::new(());
+        let commits = Arc::new(AtomicU64::new(0));
+        if !is_in_memory(path) {
+            // Checkpoints copy the WAL back into the database file and sync it. Done by a thread
+            // of their own, in a pause between writes, rather than by whichever commit crosses
+            // a size threshold, they do not hold up the webhooks waiting for the database.
+            connection
+                .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+                .map_err(sql)?;
+            let checkpoints = Connection::open(path).map_err(sql)?;
+            let (open, commits) = (Arc::downgrade(&open), Arc::clone(&commits));
+            std::thread::Builder::new()
+                .name("sqlite-checkpoint".into())
+                .spawn(move || checkpoint_while_open(checkpoints, open, &commits))
+                .map_err(|e| StoreError(format!("cannot start the checkpoint thread: {e}")))?;
+        }
+        let (jobs, inbox) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite".into())
+            .spawn(move || serve(connection, inbox, &commits))
+            .map_err(|e| StoreError(format!("cannot start the database thread: {e}")))?;
+        Ok(Database { jobs, _open: open })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Runs `work` on the database thread, inside a savepoint of the current group
+    /// transaction, and answers once that transaction has committed.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            let result = in_savepoint(connection, work);
+            Box::new(move |commit_failure: Option<&str>| {
+                let result = match commit_failure {
+                    Some(reason) => Err(format!("sqlite: commit failed: {reason}")),
+                    None => result.map_err(|e| format!("sqlite: {e}")),
+                };
+                let _ = answer.send(result);
+            })
+        });
+        const STOPPED: &str = "sqlite: the database thread has stopped";
+        self.jobs.send(job).map_err(|_| STOPPED.to_string())?;
+        answered.await.map_err(|_| STOPPED.to_string())?
+    }
+
+    async fn store_op<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.run(work).await.map_err(StoreError)
+    }
+
+    async fn queue_op<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, QueueError> {
+        self.run(work).await.map_err(QueueError)
     }
 
     /// Records, newest first (for the dev server's `/_dev/events`).
-    pub fn recent_records(&self, limit: usize) -> Result<Vec<Record>, StoreError> {
-        let connection = self.lock();
-        let mut statement = connection
-            .prepare(&format!(
+    pub async fn recent_records(&self, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.store_op(move |connection| {
+            let mut statement = connection.prepare_cached(&format!(
                 "SELECT {RECORD_COLUMNS} FROM records ORDER BY received_at DESC, pk LIMIT ?1"
-            ))
-            .map_err(sql)?;
-        let rows = statement
-            .query_map(params![limit as i64], record_from_row)
-            .map_err(sql)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+            ))?;
+            let rows = statement.query_map(params![limit as i64], record_from_row)?;
+            rows.collect()
+        })
+        .await
     }
 
     /// Messages moved to the dead-letter table, oldest first.
-    pub fn dead_letters(&self) -> Result<Vec<QueueMessage>, QueueError> {
-        let connection = self.lock();
-        let mut statement = connection
-            .prepare("SELECT body FROM dead_letters ORDER BY moved_at, id")
-            .map_err(queue_sql)?;
-        let bodies = statement
-            .query_map([], |row| row.get::<_, String>(0))
-            .map_err(queue_sql)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(queue_sql)?;
+    pub async fn dead_letters(&self) -> Result<Vec<QueueMessage>, QueueError> {
+        let bodies = self
+            .queue_op(|connection| {
+                let mut statement = connection
+                    .prepare_cached("SELECT body FROM dead_letters ORDER BY moved_at, id")?;
+                let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+                rows.collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
         Ok(bodies
             .iter()
             .filter_map(|body| serde_json::from_str(body).ok())
@@ -114,12 +177,106 @@ impl Database {
     }
 }
 
-fn sql(error: rusqlite::Error) -> StoreError {
-    StoreError(format!("sqlite: {error}"))
+/// The database thread: takes the operations waiting, runs them in one transaction, commits,
+/// answers them; until every [`Database`] handle is gone.
+fn serve(connection: Connection, inbox: mpsc::Receiver<Job>, commits: &AtomicU64) {
+    let mut replies: Vec<Reply> = Vec::new();
+    while let Ok(first) = inbox.recv() {
+        // Should BEGIN fail, each operation's savepoint is a transaction of its own.
+        let grouped = connection.execute_batch("BEGIN IMMEDIATE").is_ok();
+        replies.push(first(&connection));
+        while replies.len() < MAX_JOBS_PER_TRANSACTION {
+            match inbox.try_recv() {
+                Ok(job) => replies.push(job(&connection)),
+                Err(_) => break,
+            }
+        }
+        let failure = if grouped {
+            connection.execute_batch("COMMIT").err().map(|error| {
+                let _ = connection.execute_batch("ROLLBACK");
+                error.to_string()
+            })
+        } else {
+            None
+        };
+        commits.fetch_add(1, Ordering::Relaxed);
+        for reply in replies.drain(..) {
+            reply(failure.as_deref());
+        }
+    }
 }
 
-fn queue_sql(error: rusqlite::Error) -> QueueError {
-    QueueError(format!("sqlite: {error}"))
+fn is_in_memory(path: &Path) -> bool {
+    path.as_os_str().is_empty() || path == Path::new(":memory:")
+}
+
+/// How often the checkpoint thread looks; a look that finds no commit since the one before is
+/// a pause.
+const CHECKPOINT_LOOK_EVERY: Duration = Duration::from_millis(100);
+/// Under writes without a pause, a checkpoint still runs this often, bounding the WAL.
+const CHECKPOINT_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
+
+/// Passive checkpoints (they neither wait for nor block the writer) in pauses between writes,
+/// until the database is closed.
+fn checkpoint_while_open(connection: Connection, open: Weak<()>, commits: &AtomicU64) {
+    run_only_when_idle();
+    let mut seen = commits.load(Ordering::Relaxed);
+    let mut checkpointed = seen;
+    let mut last_checkpoint = std::time::Instant::now();
+    while open.strong_count() > 0 {
+        std::thread::sleep(CHECKPOINT_LOOK_EVERY);
+        let now = commits.load(Ordering::Relaxed);
+        let pause = now == seen;
+        seen = now;
+        if now == checkpointed || !(pause || last_checkpoint.elapsed() >= CHECKPOINT_AT_LEAST_EVERY)
+        {
+            continue;
+        }
+        if let Err(error) = connection.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+            tracing::warn!(error = %error, "WAL checkpoint failed; retrying");
+        }
+        checkpointed = now;
+        last_checkpoint = std::time::Instant::now();
+    }
+}
+
+/// Background work: the scheduler gives this thread a core only when nothing else wants it.
+#[cfg(target_os = "linux")]
+fn run_only_when_idle() {
+    let parameters = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain system call on the calling thread with a valid parameter block.
+    let failed = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &parameters) } != 0;
+    if failed {
+        tracing::debug!("SCHED_IDLE refused; checkpoints run at normal priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run_only_when_idle() {}
+
+fn in_savepoint<T>(
+    connection: &Connection,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    connection
+        .prepare_cached("SAVEPOINT operation")?
+        .execute([])?;
+    match work(connection) {
+        Ok(value) => {
+            connection
+                .prepare_cached("RELEASE operation")?
+                .execute([])?;
+            Ok(value)
+        }
+        Err(error) => {
+            let _ = connection.execute_batch("ROLLBACK TO operation; RELEASE operation");
+            Err(error)
+        }
+    }
+}
+
+fn sql(error: rusqlite::Error) -> StoreError {
+    StoreError(format!("sqlite: {error}"))
 }
 
 const RECORD_COLUMNS: &str =
@@ -149,18 +306,38 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
 
 fn existing(connection: &Connection, key: &str) -> rusqlite::Result<Option<(Status, i64)>> {
     connection
-        .query_row(
-            "SELECT status, lease_until FROM records WHERE pk = ?1",
-            params![key],
-            |row| {
-                let status: String = row.get(0)?;
-                Ok((
-                    Status::parse(&status).unwrap_or_default(),
-                    row.get::<_, Option<i64>>(1)?.unwrap_or_default(),
-                ))
-            },
-        )
+        .prepare_cached("SELECT status, lease_until FROM records WHERE pk = ?1")?
+        .query_row(params![key], |row| {
+            let status: String = row.get(0)?;
+            Ok((
+                Status::parse(&status).unwrap_or_default(),
+                row.get::<_, Option<i64>>(1)?.unwrap_or_default(),
+            ))
+        })
         .optional()
+}
+
+fn record(connection: &Connection, key: &str) -> rusqlite::Result<Option<Record>> {
+    connection
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE pk = ?1"
+        ))?
+        .query_row(params![key], record_from_row)
+        .optional()
+}
+
+/// A statement run once with `values`; the number of rows it changed.
+fn change(
+    connection: &Connection,
+    statement: &str,
+    values: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    connection.prepare_cached(statement)?.execute(values)
+}
+
+/// The message id a receipt handle (`id:receive count:received at`) belongs to.
+fn message_id(receipt_handle: &str) -> Option<i64> {
+    receipt_handle.split(':').next()?.parse().ok()
 }
 
 /// The [`Store`] port on the embedded database.
@@ -178,39 +355,41 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_new(&self, record: &Record) -> Result<PutOutcome, StoreError> {
-        let connection = self.database.lock();
-        let inserted = connection
-            .execute(
-                "INSERT INTO records (pk, provider, tenant, event_type, entity_id, subject, body,
-                    received_at, status, lease_until, expires_at, attempts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT(pk) DO NOTHING",
-                params![
-                    record.key,
-                    record.provider,
-                    record.tenant,
-                    record.event_type,
-                    record.entity_id,
-                    record.subject(),
-                    record.body,
-                    record.received_at_ms,
-                    record.status.as_str(),
-                    record.lease_until_ms,
-                    record.expires_at,
-                    record.attempts,
-                ],
-            )
-            .map_err(sql)?;
-        if inserted == 1 {
-            return Ok(PutOutcome::Created);
-        }
-        let (status, lease_until_ms) = existing(&connection, &record.key)
-            .map_err(sql)?
-            .ok_or_else(|| StoreError("record vanished during a conditional put".into()))?;
-        Ok(PutOutcome::Exists(Existing {
-            status,
-            lease_until_ms,
-        }))
+        let record = record.clone();
+        self.database
+            .store_op(move |connection| {
+                let inserted = change(
+                    connection,
+                    "INSERT INTO records (pk, provider, tenant, event_type, entity_id, subject, body,
+                        received_at, status, lease_until, expires_at, attempts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT(pk) DO NOTHING",
+                    params![
+                        record.key,
+                        record.provider,
+                        record.tenant,
+                        record.event_type,
+                        record.entity_id,
+                        record.subject(),
+                        record.body,
+                        record.received_at_ms,
+                        record.status.as_str(),
+                        record.lease_until_ms,
+                        record.expires_at,
+                        record.attempts,
+                    ],
+                )?;
+                if inserted == 1 {
+                    return Ok(PutOutcome::Created);
+                }
+                let (status, lease_until_ms) = existing(connection, &record.key)?
+                    .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                Ok(PutOutcome::Exists(Existing {
+                    status,
+                    lease_until_ms,
+                }))
+            })
+            .await
     }
 
     async fn take_over(
@@ -219,73 +398,75 @@ impl Store for SqliteStore {
         seen_lease_until_ms: i64,
         new_lease_until_ms: i64,
     ) -> Result<bool, StoreError> {
-        let changed = self
-            .database
-            .lock()
-            .execute(
-                "UPDATE records SET lease_until = ?1
-                 WHERE pk = ?2 AND status = 'RECEIVED' AND lease_until = ?3",
-                params![new_lease_until_ms, key, seen_lease_until_ms],
-            )
-            .map_err(sql)?;
-        Ok(changed == 1)
+        let key = key.to_string();
+        self.database
+            .store_op(move |connection| {
+                let changed = change(
+                    connection,
+                    "UPDATE records SET lease_until = ?1
+                     WHERE pk = ?2 AND status = 'RECEIVED' AND lease_until = ?3",
+                    params![new_lease_until_ms, key, seen_lease_until_ms],
+                )?;
+                Ok(changed == 1)
+            })
+            .await
     }
 
     async fn release(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+        let key = key.to_string();
         self.database
-            .lock()
-            .execute(
-                "UPDATE records SET lease_until = ?1 WHERE pk = ?2 AND status = 'RECEIVED'",
-                params![now_ms, key],
-            )
-            .map_err(sql)?;
-        Ok(())
+            .store_op(move |connection| {
+                change(
+                    connection,
+                    "UPDATE records SET lease_until = ?1 WHERE pk = ?2 AND status = 'RECEIVED'",
+                    params![now_ms, key],
+                )
+                .map(drop)
+            })
+            .await
     }
 
     async fn mark_queued(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
         self.database
-            .lock()
-            .execute(
-                "UPDATE records SET status = 'QUEUED' WHERE pk = ?1 AND status = 'RECEIVED'",
-                params![key],
-            )
-            .map_err(sql)?;
-        Ok(())
+            .store_op(move |connection| {
+                change(
+                    connection,
+                    "UPDATE records SET status = 'QUEUED' WHERE pk = ?1 AND status = 'RECEIVED'",
+                    params![key],
+                )
+                .map(drop)
+            })
+            .await
     }
 
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        let key = key.to_string();
         self.database
-            .lock()
-            .query_row(
-                &format!("SELECT {RECORD_COLUMNS} FROM records WHERE pk = ?1"),
-                params![key],
-                record_from_row,
-            )
-            .optional()
-            .map_err(sql)
+            .store_op(move |connection| record(connection, &key))
+            .await
     }
 
     async fn pending(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError> {
-        let connection = self.database.lock();
-        let mut statement = connection
-            .prepare(
-                "SELECT pk, provider, tenant, event_type, entity_id, lease_until FROM records
-                 WHERE status = 'RECEIVED' AND lease_until < ?1 ORDER BY lease_until LIMIT ?2",
-            )
-            .map_err(sql)?;
-        let rows = statement
-            .query_map(params![now_ms, limit as i64], |row| {
-                Ok(Pending {
-                    key: row.get(0)?,
-                    provider: row.get(1)?,
-                    tenant: row.get(2)?,
-                    event_type: row.get(3)?,
-                    entity_id: row.get(4)?,
-                    lease_until_ms: row.get(5)?,
-                })
+        self.database
+            .store_op(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT pk, provider, tenant, event_type, entity_id, lease_until FROM records
+                     WHERE status = 'RECEIVED' AND lease_until < ?1 ORDER BY lease_until LIMIT ?2",
+                )?;
+                let rows = statement.query_map(params![now_ms, limit as i64], |row| {
+                    Ok(Pending {
+                        key: row.get(0)?,
+                        provider: row.get(1)?,
+                        tenant: row.get(2)?,
+                        event_type: row.get(3)?,
+                        entity_id: row.get(4)?,
+                        lease_until_ms: row.get(5)?,
+                    })
+                })?;
+                rows.collect()
             })
-            .map_err(sql)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+            .await
     }
 
     async fn claim(
@@ -294,30 +475,28 @@ impl Store for SqliteStore {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> Result<Claim, StoreError> {
-        let connection = self.database.lock();
-        let changed = connection
-            .execute(
-                "UPDATE records SET status = 'PROCESSING', lease_until = ?1, attempts = attempts + 1
-                 WHERE pk = ?2 AND (status IN ('RECEIVED', 'QUEUED')
-                    OR (status = 'PROCESSING' AND lease_until < ?3))",
-                params![lease_until_ms, key, now_ms],
-            )
-            .map_err(sql)?;
-        if changed == 1 {
-            let record = connection
-                .query_row(
-                    &format!("SELECT {RECORD_COLUMNS} FROM records WHERE pk = ?1"),
-                    params![key],
-                    record_from_row,
-                )
-                .map_err(sql)?;
-            return Ok(Claim::Claimed(Box::new(record)));
-        }
-        Ok(match existing(&connection, key).map_err(sql)? {
-            None => Claim::Missing,
-            Some((Status::Processing, _)) => Claim::Busy,
-            Some((status, _)) => Claim::Finished(status),
-        })
+        let key = key.to_string();
+        self.database
+            .store_op(move |connection| {
+                let changed = change(
+                    connection,
+                    "UPDATE records SET status = 'PROCESSING', lease_until = ?1, attempts = attempts + 1
+                     WHERE pk = ?2 AND (status IN ('RECEIVED', 'QUEUED')
+                        OR (status = 'PROCESSING' AND lease_until < ?3))",
+                    params![lease_until_ms, key, now_ms],
+                )?;
+                if changed == 1 {
+                    let claimed =
+                        record(connection, &key)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                    return Ok(Claim::Claimed(Box::new(claimed)));
+                }
+                Ok(match existing(connection, &key)? {
+                    None => Claim::Missing,
+                    Some((Status::Processing, _)) => Claim::Busy,
+                    Some((status, _)) => Claim::Finished(status),
+                })
+            })
+            .await
     }
 
     async fn finish(
@@ -327,37 +506,47 @@ impl Store for SqliteStore {
         outcome: &Outcome,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let connection = self.database.lock();
-        let owned = "WHERE pk = ?1 AND status = 'PROCESSING' AND lease_until = ?2";
-        let changed = match outcome {
-            Outcome::Processed { detail } => connection.execute(
-                &format!(
-                    "UPDATE records SET status = 'PROCESSED', processed_at = ?3,
-                        detail = COALESCE(?4, detail), lease_until = NULL, last_error = NULL {owned}"
-                ),
-                params![key, lease_until_ms, now_ms, detail],
-            ),
-            Outcome::Failed { reason } => connection.execute(
-                &format!("UPDATE records SET status = 'FAILED', last_error = ?3, lease_until = NULL {owned}"),
-                params![key, lease_until_ms, reason],
-            ),
-            Outcome::Retry { reason } => connection.execute(
-                &format!("UPDATE records SET status = 'QUEUED', last_error = ?3, lease_until = NULL {owned}"),
-                params![key, lease_until_ms, reason],
-            ),
-        }
-        .map_err(sql)?;
-        Ok(changed == 1)
+        let key = key.to_string();
+        let outcome = outcome.clone();
+        self.database
+            .store_op(move |connection| {
+                let changed = match &outcome {
+                    Outcome::Processed { detail } => change(
+                        connection,
+                        "UPDATE records SET status = 'PROCESSED', processed_at = ?3,
+                            detail = COALESCE(?4, detail), lease_until = NULL, last_error = NULL
+                         WHERE pk = ?1 AND status = 'PROCESSING' AND lease_until = ?2",
+                        params![key, lease_until_ms, now_ms, detail],
+                    ),
+                    Outcome::Failed { reason } => change(
+                        connection,
+                        "UPDATE records SET status = 'FAILED', last_error = ?3, lease_until = NULL
+                         WHERE pk = ?1 AND status = 'PROCESSING' AND lease_until = ?2",
+                        params![key, lease_until_ms, reason],
+                    ),
+                    Outcome::Retry { reason } => change(
+                        connection,
+                        "UPDATE records SET status = 'QUEUED', last_error = ?3, lease_until = NULL
+                         WHERE pk = ?1 AND status = 'PROCESSING' AND lease_until = ?2",
+                        params![key, lease_until_ms, reason],
+                    ),
+                }?;
+                Ok(changed == 1)
+            })
+            .await
     }
 
     async fn erase_subject(&self, subject: &str, now_ms: i64) -> Result<usize, StoreError> {
+        let subject = subject.to_string();
         self.database
-            .lock()
-            .execute(
-                "UPDATE records SET body = NULL, detail = NULL, erased_at = ?1 WHERE subject = ?2",
-                params![now_ms, subject],
-            )
-            .map_err(sql)
+            .store_op(move |connection| {
+                change(
+                    connection,
+                    "UPDATE records SET body = NULL, detail = NULL, erased_at = ?1 WHERE subject = ?2",
+                    params![now_ms, subject],
+                )
+            })
+            .await
     }
 }
 
@@ -384,28 +573,45 @@ impl Queue for SqliteQueue {
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError> {
         let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
         let now = now_ms();
+        let key = message.key.clone();
         self.database
-            .lock()
-            .execute(
-                "INSERT INTO messages (body, sent_at, visible_at) VALUES (?1, ?2, ?2)",
-                params![body, now],
-            )
-            .map_err(queue_sql)?;
-        Ok(())
+            .queue_op(move |connection| {
+                change(
+                    connection,
+                    "INSERT INTO messages (body, sent_at, visible_at) VALUES (?1, ?2, ?2)",
+                    params![body, now],
+                )?;
+                change(
+                    connection,
+                    "UPDATE records SET status = 'QUEUED' WHERE pk = ?1 AND status = 'RECEIVED'",
+                    params![key],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    /// The message and the record's status change commit together: the transactional outbox.
+    fn send_marks_queued(&self) -> bool {
+        true
     }
 
     async fn retry_after(&self, receipt_handle: &str, seconds: u32) -> Result<(), QueueError> {
+        let Some(id) = message_id(receipt_handle) else {
+            return Ok(());
+        };
+        let receipt = receipt_handle.to_string();
+        let visible_at = now_ms() + i64::from(seconds.min(43_200)) * 1000;
         self.database
-            .lock()
-            .execute(
-                "UPDATE messages SET visible_at = ?1 WHERE receipt = ?2",
-                params![
-                    now_ms() + i64::from(seconds.min(43_200)) * 1000,
-                    receipt_handle
-                ],
-            )
-            .map_err(queue_sql)?;
-        Ok(())
+            .queue_op(move |connection| {
+                change(
+                    connection,
+                    "UPDATE messages SET visible_at = ?1 WHERE id = ?2 AND receipt = ?3",
+                    params![visible_at, id, receipt],
+                )
+                .map(drop)
+            })
+            .await
     }
 }
 
@@ -417,62 +623,68 @@ impl QueueConsumer for SqliteQueue {
         visibility: Duration,
     ) -> Result<Vec<InboundMessage>, QueueError> {
         let now = now_ms();
-        let mut connection = self.database.lock();
-        let transaction = connection.transaction().map_err(queue_sql)?;
-        let due: Vec<(i64, String, u32, i64)> = {
-            let mut statement = transaction
-                .prepare(
-                    "SELECT id, body, receive_count, sent_at FROM messages
-                     WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
-                )
-                .map_err(queue_sql)?;
-            let rows = statement
-                .query_map(params![now, max as i64], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })
-                .map_err(queue_sql)?;
-            rows.collect::<Result<_, _>>().map_err(queue_sql)?
-        };
-        let mut received = Vec::new();
-        for (id, body, count, sent_at) in due {
-            if count >= self.max_receives {
-                transaction
-                    .execute(
-                        "INSERT INTO dead_letters (id, body, sent_at, receive_count, moved_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![id, body, sent_at, count, now],
-                    )
-                    .map_err(queue_sql)?;
-                transaction
-                    .execute("DELETE FROM messages WHERE id = ?1", params![id])
-                    .map_err(queue_sql)?;
-                continue;
-            }
-            let receipt = format!("{id}:{}:{now}", count + 1);
-            transaction
-                .execute(
-                    "UPDATE messages SET receive_count = ?1, visible_at = ?2, receipt = ?3 WHERE id = ?4",
-                    params![count + 1, now + visibility.as_millis() as i64, receipt, id],
-                )
-                .map_err(queue_sql)?;
-            received.push(InboundMessage {
-                id: id.to_string(),
-                body,
-                receive_count: count + 1,
-                receipt_handle: Some(receipt),
-            });
-        }
-        transaction.commit().map_err(queue_sql)?;
-        Ok(received)
+        let max_receives = self.max_receives;
+        self.database
+            .queue_op(move |connection| {
+                let due: Vec<(i64, String, u32, i64)> = {
+                    let mut statement = connection.prepare_cached(
+                        "SELECT id, body, receive_count, sent_at FROM messages
+                         WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
+                    )?;
+                    let rows = statement.query_map(params![now, max as i64], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })?;
+                    rows.collect::<Result<_, _>>()?
+                };
+                let mut received = Vec::new();
+                for (id, body, count, sent_at) in due {
+                    if count >= max_receives {
+                        change(
+                            connection,
+                            "INSERT INTO dead_letters (id, body, sent_at, receive_count, moved_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                            params![id, body, sent_at, count, now],
+                        )?;
+                        change(
+                            connection,
+                            "DELETE FROM messages WHERE id = ?1",
+                            params![id],
+                        )?;
+                        continue;
+                    }
+                    let receipt = format!("{id}:{}:{now}", count + 1);
+                    change(
+                        connection,
+                        "UPDATE messages SET receive_count = ?1, visible_at = ?2, receipt = ?3
+                         WHERE id = ?4",
+                        params![count + 1, now + visibility.as_millis() as i64, receipt, id],
+                    )?;
+                    received.push(InboundMessage {
+                        id: id.to_string(),
+                        body,
+                        receive_count: count + 1,
+                        receipt_handle: Some(receipt),
+                    });
+                }
+                Ok(received)
+            })
+            .await
     }
 
     async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        let Some(id) = message_id(receipt_handle) else {
+            return Ok(());
+        };
+        let receipt = receipt_handle.to_string();
         self.database
-            .lock()
-            .execute(
-                "DELETE FROM messages WHERE receipt = ?1",
-                params![receipt_handle],
-            )
-            .map_err(queue_sql)?;
-        Ok(())
+            .queue_op(move |connection| {
+                change(
+                    connection,
+                    "DELETE FROM messages WHERE id = ?1 AND receipt = ?2",
+                    params![id, receipt],
+                )
+                .map(drop)
+            })
+            .await
     }
 }

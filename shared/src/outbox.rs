@@ -22,6 +22,9 @@ pub async fn enqueue(
         }
         return Err(error);
     }
+    if queue.send_marks_queued() {
+        return Ok(());
+    }
     // The message is in the queue: a failed status update only costs a harmless redelivery.
     if let Err(error) = store.mark_queued(&message.key).await {
         tracing::warn!(key = %message.key, error = %error, "record enqueued but not marked QUEUED");

@@ -34,6 +34,11 @@ pub struct QueueError(pub String);
 #[async_trait]
 pub trait Queue: Send + Sync {
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError>;
+    /// Whether `send` also marks the message's record `QUEUED`, in the same transaction (a
+    /// queue kept in the store's own database); the outbox then skips its separate update.
+    fn send_marks_queued(&self) -> bool {
+        false
+    }
     /// Makes a received message visible again only after `seconds` (a provider's Retry-After).
     async fn retry_after(&self, receipt_handle: &str, seconds: u32) -> Result<(), QueueError>;
 }

@@ -1,6 +1,7 @@
 //! Start-up shared by every Lambda: logging, AWS clients built once, warm connections.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,13 +20,72 @@ use crate::store::DynamoStore;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// JSON log lines without timestamps (CloudWatch adds them); level from `RUST_LOG`, default info.
+/// Runs a Lambda's main future on a single-threaded Tokio runtime: one invocation at a time is
+/// all Lambda sends to an execution environment, so worker threads would only add start-up time
+/// and cross-thread wake-ups.
+pub fn start(main: impl Future<Output = Result<(), Error>>) -> Result<(), Error> {
+    prefer_single_ca_bundle();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(main)
+}
+
+/// The system's CA bundle file, when `SSL_CERT_FILE` / `SSL_CERT_DIR` do not already say where
+/// to look. Without them the TLS client reads both the bundle and every file of the
+/// certificate directory (hundreds of files on Debian) at start; the bundle alone holds the
+/// same roots. Called before any thread exists, since it sets the process environment.
+fn prefer_single_ca_bundle() {
+    const BUNDLES: [&str; 3] = [
+        "/etc/pki/tls/certs/ca-bundle.crt", // Amazon Linux (Lambda), Fedora, RHEL
+        "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Alpine
+        "/etc/ssl/cert.pem",                // macOS, BSDs
+    ];
+    if std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some() {
+        return;
+    }
+    if let Some(bundle) = BUNDLES
+        .iter()
+        .find(|path| std::path::Path::new(path).is_file())
+    {
+        std::env::set_var("SSL_CERT_FILE", bundle);
+    }
+}
+
+/// The HTTP client of every AWS SDK client: rustls on ring, the crypto library reqwest uses
+/// too, so the bootstraps link only one.
+pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+/// SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`) with
+/// [`https_client`].
+pub async fn aws_from_env() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
+}
+
+/// The log level named by `RUST_LOG` (`error`, `warn`, `info`, `debug`, `trace`, `off`), else
+/// info. A plain level rather than per-module directives keeps a regex engine out of the
+/// bootstraps.
+fn log_level() -> tracing_subscriber::filter::LevelFilter {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|level| level.trim().parse().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO)
+}
+
+/// JSON log lines without timestamps (CloudWatch adds them); level per [`log_level`].
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(filter)
+        .with_max_level(log_level())
         .with_target(false)
         .with_current_span(false)
         .without_time()
@@ -34,11 +94,9 @@ pub fn init_tracing() {
 
 /// Human-readable log lines with timestamps, for the local dev server.
 pub fn init_readable_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .compact()
-        .with_env_filter(filter)
+        .with_max_level(log_level())
         .with_target(false)
         .try_init();
 }
@@ -51,7 +109,7 @@ pub fn required_env(name: &str) -> Result<String, Error> {
 /// (`TABLE_NAME`, `QUEUE_URL`, tenants per [`load_tenants`]) and serves API Gateway requests.
 pub async fn run_webhook(provider: impl Provider) -> Result<(), Error> {
     init_tracing();
-    let aws = aws_config::load_from_env().await;
+    let aws = aws_from_env().await;
     let provider: Arc<dyn Provider> = Arc::new(provider);
     let tenants = load_tenants(&aws, "").await?;
     check_tenants(provider.as_ref(), &tenants)?;
@@ -95,7 +153,7 @@ pub async fn run_webhook(provider: impl Provider) -> Result<(), Error> {
 /// tenants under its prefix, `FETCH_TIMEOUT_SECONDS`) and serves SQS batches.
 pub async fn run_processor() -> Result<(), Error> {
     init_tracing();
-    let aws = aws_config::load_from_env().await;
+    let aws = aws_from_env().await;
     let mut providers = Vec::new();
     for provider in crate::providers::all() {
         let prefix = format!("{}_", provider.name().to_ascii_uppercase());
@@ -142,7 +200,7 @@ pub async fn run_processor() -> Result<(), Error> {
 /// and runs one sweep per scheduled invocation.
 pub async fn run_sweeper() -> Result<(), Error> {
     init_tracing();
-    let aws = aws_config::load_from_env().await;
+    let aws = aws_from_env().await;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
         required_env("TABLE_NAME")?,

@@ -48,6 +48,7 @@ pub async fn local_aws() -> aws_config::SdkConfig {
 /// SDK configuration for an endpoint (the local one, or a proxy in front of it).
 pub async fn aws_at(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(shared::runtime::https_client())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

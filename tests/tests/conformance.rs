@@ -61,7 +61,8 @@ impl QueueConsumer for DeadLetterTable {
     ) -> Result<Vec<shared::queue::InboundMessage>, shared::queue::QueueError> {
         Ok(self
             .0
-            .dead_letters()?
+            .dead_letters()
+            .await?
             .into_iter()
             .map(|message| shared::queue::InboundMessage {
                 id: message.key.clone(),

@@ -53,7 +53,7 @@ async fn events(server: &RunningServer) -> Vec<serde_json::Value> {
 async fn settled(server: &RunningServer) -> Vec<Record> {
     let started = Instant::now();
     loop {
-        let records = server.database.recent_records(10_000).unwrap();
+        let records = server.database.recent_records(10_000).await.unwrap();
         if records
             .iter()
             .all(|r| matches!(r.status, Status::Processed | Status::Failed))

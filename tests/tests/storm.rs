@@ -90,7 +90,10 @@ async fn storm_against_the_embedded_adapters() {
         IngestSettings::default(),
     ));
     check(&storm(ingest).await);
-    assert_eq!(database.recent_records(10 * KEYS).unwrap().len(), KEYS);
+    assert_eq!(
+        database.recent_records(10 * KEYS).await.unwrap().len(),
+        KEYS
+    );
     let mut messages = 0;
     loop {
         let batch = queue.receive(100, Duration::from_secs(60)).await.unwrap();

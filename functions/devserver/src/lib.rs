@@ -343,7 +343,7 @@ fn summary(record: &Record) -> Value {
 }
 
 async fn list_events(State(state): State<AppState>) -> Response {
-    match state.database.recent_records(1000) {
+    match state.database.recent_records(1000).await {
         Ok(records) => Json(records.iter().map(summary).collect::<Vec<_>>()).into_response(),
         Err(error) => (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,6 +1,5 @@
 //! The Egym webhook Lambda: verify, store once, enqueue, acknowledge.
 
-#[tokio::main]
-async fn main() -> Result<(), shared::runtime::Error> {
-    shared::runtime::run_webhook(shared::providers::Egym).await
+fn main() -> Result<(), shared::runtime::Error> {
+    shared::runtime::start(shared::runtime::run_webhook(shared::providers::Egym))
 }

@@ -1,6 +1,5 @@
 //! The Flybuy webhook Lambda: verify, store once, enqueue, acknowledge.
 
-#[tokio::main]
-async fn main() -> Result<(), shared::runtime::Error> {
-    shared::runtime::run_webhook(shared::providers::Flybuy).await
+fn main() -> Result<(), shared::runtime::Error> {
+    shared::runtime::start(shared::runtime::run_webhook(shared::providers::Flybuy))
 }

@@ -1,7 +1,6 @@
 //! The processor Lambda: SQS batches in, details fetched from the provider APIs and stored,
 //! partial batch failures out.
 
-#[tokio::main]
-async fn main() -> Result<(), shared::runtime::Error> {
-    shared::runtime::run_processor().await
+fn main() -> Result<(), shared::runtime::Error> {
+    shared::runtime::start(shared::runtime::run_processor())
 }
