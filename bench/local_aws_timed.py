@@ -1,111 +1,141 @@
 """The local DynamoDB + SQS wire endpoint of scripts/local_aws.py (moto), with a timing
-middleware for the benchmarks.
+log for the benchmarks.
 
-Unlike scripts/local_aws.py (single-threaded, HTTP/1.0: a new TCP connection per call), it keeps
-connections open between calls (HTTP/1.1 keep-alive, one thread per connection) as DynamoDB and
-SQS do, so neither contender pays a TCP set-up per call that it would not pay in AWS. moto's own
-work stays serialised under one lock, as in the single-threaded server: conditional writes are
-serialised per item.
+Unlike scripts/local_aws.py (werkzeug's server, which closes the connection after every answer),
+it keeps HTTP/1.1 connections open between calls, as DynamoDB and SQS do, so neither contender
+pays a TCP set-up per call that it would not pay in AWS: one thread per connection, moto's own
+work serialised under one lock (conditional writes serialised per item, as in the tests).
 
 Every request's time inside the endpoint is logged (CLOCK_MONOTONIC, the same clock as the
-harness's time.monotonic_ns()): from the moment the request line has been read, through header
-parsing and moto's work, to the moment the last bytes of the answer were handed to the socket. The harness subtracts it from
-cold-start and per-invocation figures as "the endpoint's own latency".
+harness's time.monotonic_ns()): from the moment its request line has been read, through reading
+the headers and body and moto's work, to the moment the answer has been handed to the socket. The
+harness subtracts it from cold-start and per-invocation figures as "the endpoint's own latency".
 
 GET /_bench/timings returns the log as JSON [[start_ns, end_ns, operation], ...] and clears it.
 
 Usage: local_aws_timed.py HOST PORT
 """
 
+import http.server
+import io
 import json
 import socket
 import sys
 import threading
 import time
+import urllib.parse
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import WSGIRequestHandler, run_simple
-
 
 LOG = []
 MOTO = threading.Lock()
+# Framing is this server's business: moto's values for these are replaced.
+HOP_HEADERS = {"content-length", "connection", "transfer-encoding", "keep-alive"}
 
 
-class Timings:
-    """WSGI app: GET /_bench/timings answers the log and clears it; everything else goes to moto."""
-
-    def __init__(self, app):
-        self.app = app
-
-    def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO") == "/_bench/timings":
-            body = json.dumps(LOG).encode()
-            LOG.clear()
-            start_response(
-                "200 OK",
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-            )
-            return [body]
-        with MOTO:
-            return list(self.app(environ, start_response))
-
-
-class StampedWriter:
-    """The handler's socket writer, noting when the last bytes of an answer were handed over."""
-
-    def __init__(self, inner, handler):
-        self.inner = inner
-        self.handler = handler
-
-    def write(self, data):
-        written = self.inner.write(data)
-        self.handler.bench_written = time.monotonic_ns()
-        return written
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-
-class TimedHandler(WSGIRequestHandler):
+class KeepAliveHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    app = None  # set in main()
 
     def setup(self):
         super().setup()
-        # Nagle off: headers and body are separate writes; no delayed-ACK stall for any client.
+        # Nagle off: no delayed-ACK stall for any client.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.wfile = StampedWriter(self.wfile, self)
-
-    def handle_one_request(self):
-        self.bench_started = None
-        self.bench_written = None
-        super().handle_one_request()
-        if self.bench_started is not None and self.path != "/_bench/timings":
-            headers = getattr(self, "headers", None)
-            operation = (headers.get("X-Amz-Target") if headers else None) or self.path
-            ended = self.bench_written or time.monotonic_ns()
-            LOG.append([self.bench_started, ended, operation])
 
     def parse_request(self):
         # Called as soon as the request line has been read.
         self.bench_started = time.monotonic_ns()
         return super().parse_request()
 
-    def log_request(self, *args, **kwargs):
+    def log_message(self, *args):
         pass
+
+    def _read_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().strip().split(b";")[0] or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _environ(self, body):
+        path, _, query = self.path.partition("?")
+        host, port = self.server.server_address[:2]
+        environ = {
+            "REQUEST_METHOD": self.command,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": urllib.parse.unquote_to_bytes(path).decode("latin-1"),
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "SERVER_NAME": host,
+            "SERVER_PORT": str(port),
+            "SERVER_PROTOCOL": self.request_version,
+            "REMOTE_ADDR": self.client_address[0],
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+        }
+        for name in self.headers.keys():
+            key = "HTTP_" + name.upper().replace("-", "_")
+            if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+                continue
+            environ[key] = ",".join(self.headers.get_all(name))
+        return environ
+
+    def _answer(self):
+        body = self._read_body()
+        answer = {}
+
+        def start_response(status, headers, exc_info=None):
+            answer["status"], answer["headers"] = status, headers
+            return lambda data: answer.setdefault("written", []).append(data)
+
+        environ = self._environ(body)
+        if environ["PATH_INFO"] == "/_bench/timings":
+            answer["status"] = "200 OK"
+            answer["headers"] = [("Content-Type", "application/json")]
+            payload = json.dumps(LOG).encode()
+            LOG.clear()
+            timed = False
+        else:
+            with MOTO:
+                chunks = self.app(environ, start_response)
+                try:
+                    payload = b"".join(answer.get("written", [])) + b"".join(chunks)
+                finally:
+                    if hasattr(chunks, "close"):
+                        chunks.close()
+            timed = True
+        if self.command == "HEAD":
+            payload = b""
+        head = [f"HTTP/1.1 {answer['status']}"]
+        head += [f"{k}: {v}" for k, v in answer["headers"] if k.lower() not in HOP_HEADERS]
+        head.append(f"Content-Length: {len(payload)}")
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
+        if timed:
+            operation = self.headers.get("X-Amz-Target") or self.path
+            LOG.append([self.bench_started, time.monotonic_ns(), operation])
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _answer
 
 
 def main() -> None:
     host, port = sys.argv[1], int(sys.argv[2])
-    app = Timings(DomainDispatcherApplication(create_backend_app))
-    run_simple(
-        host,
-        port,
-        app,
-        threaded=True,
-        use_reloader=False,
-        use_debugger=False,
-        request_handler=TimedHandler,
-    )
+    KeepAliveHandler.app = DomainDispatcherApplication(create_backend_app)
+    server = http.server.ThreadingHTTPServer((host, port), KeepAliveHandler)
+    server.daemon_threads = True
+    server.serve_forever()
 
 
 if __name__ == "__main__":

@@ -63,10 +63,24 @@ pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
 }
 
 /// SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`) with
-/// [`https_client`].
+/// [`https_client`] and timeouts that fit a provider's 5 s acknowledgement budget: an attempt
+/// that hangs is abandoned after 1 s and retried, and a call gives up after 3 s, so the function
+/// still answers (5xx, and the provider retries) instead of being killed at its own timeout.
+/// With those, the SDK's stalled-stream protection (meant for long transfers) only costs time
+/// on these small requests.
 pub async fn aws_from_env() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(https_client())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_millis(500))
+                .operation_attempt_timeout(Duration::from_secs(1))
+                .operation_timeout(Duration::from_secs(3))
+                .build(),
+        )
+        .stalled_stream_protection(
+            aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
+        )
         .load()
         .await
 }
