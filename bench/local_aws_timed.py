@@ -7,9 +7,12 @@ pays a TCP set-up per call that it would not pay in AWS: one thread per connecti
 work serialised under one lock (conditional writes serialised per item, as in the tests).
 
 Every request's time inside the endpoint is logged (CLOCK_MONOTONIC, the same clock as the
-harness's time.monotonic_ns()): from the moment its request line has been read, through reading
-the headers and body and moto's work, to the moment the answer has been handed to the socket. The
-harness subtracts it from cold-start and per-invocation figures as "the endpoint's own latency".
+harness's time.monotonic_ns()): from the moment its first bytes arrived in the endpoint's socket
+(the kernel's receive timestamp, SO_TIMESTAMPNS: so the endpoint thread's wake-up counts as the
+endpoint's, not the caller's), through reading the request and moto's work, to the moment the
+answer has been handed to the socket. The harness subtracts it from cold-start and
+per-invocation figures as "the endpoint's own latency". Assumes clients wait for each answer
+before they send the next request on a connection (no pipelining), as the SDKs do.
 
 GET /_bench/timings returns the log as JSON [[start_ns, end_ns, operation], ...] and clears it.
 
@@ -20,6 +23,7 @@ import http.server
 import io
 import json
 import socket
+import struct
 import sys
 import threading
 import time
@@ -27,6 +31,8 @@ import urllib.parse
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+# Linux: receive timestamps (struct timespec, CLOCK_REALTIME) as ancillary data.
+SO_TIMESTAMPNS = 35
 LOG = []
 MOTO = threading.Lock()
 # Framing is this server's business: moto's values for these are replaced.
@@ -41,10 +47,32 @@ class KeepAliveHandler(http.server.BaseHTTPRequestHandler):
         super().setup()
         # Nagle off: no delayed-ACK stall for any client.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connection.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+    def handle_one_request(self):
+        self.bench_arrived = self._arrival()
+        super().handle_one_request()
+
+    def _arrival(self):
+        """Waits for the next request's first bytes (without reading them) and returns when
+        they arrived, in CLOCK_MONOTONIC ns; None if the kernel gave no timestamp."""
+        try:
+            data, ancillary, _, _ = self.connection.recvmsg(1, 64, socket.MSG_PEEK)
+        except OSError:
+            return None
+        if not data:
+            return None
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+                seconds, nanoseconds = struct.unpack("qq", raw[:16])
+                since = time.time_ns() - (seconds * 1_000_000_000 + nanoseconds)
+                return time.monotonic_ns() - max(since, 0)
+        return None
 
     def parse_request(self):
-        # Called as soon as the request line has been read.
-        self.bench_started = time.monotonic_ns()
+        # Called as soon as the request line has been read: the start when there is no
+        # kernel timestamp.
+        self.bench_started = self.bench_arrived or time.monotonic_ns()
         return super().parse_request()
 
     def log_message(self, *args):
