@@ -287,35 +287,48 @@ def main():
         f"criterion's 95 % interval in brackets; {settings['criterion']}."
     )
     add("")
-    add("| Provider | 1 tenant | 10,000 tenants | 10,000 / 1 | ≤ 20 µs | flat (≤ 1.25×) |")
-    add("|---|---|---|---|---|---|")
+    flatness_file = results / "flatness.json"
+    flatness = json.loads(flatness_file.read_text()) if flatness_file.exists() else {}
+    interleaved = flatness.get("median_ns", {})
+    add(
+        "| Provider | 1 tenant | 10,000 tenants | 10,000 / 1 | 10,000 / 1, interleaved "
+        "| ≤ 20 µs | flat (≤ 1.25×, interleaved) |"
+    )
+    add("|---|---|---|---|---|---|---|")
     worst_ack = 0.0
     all_flat = True
     for provider in ["magicline", "egym", "timify", "flybuy", "waitwhile"]:
         one = paired(criterion, f"ack/{provider}/1")
         many = paired(criterion, f"ack/{provider}/10000")
-        if not one or not many:
-            add(f"| {provider} | missing | missing | | ❌ | ❌ |")
+        pair = interleaved.get(provider) or {}
+        if not one or not many or "1" not in pair or "10000" not in pair:
+            add(f"| {provider} | missing | missing | | | ❌ | ❌ |")
             all_flat = False
             worst_ack = float("inf")
             continue
         factor = many["median_ns"] / one["median_ns"]
+        interleaved_factor = pair["10000"] / pair["1"]
         slowest = max(one["median_ns"], many["median_ns"]) / 1000
         worst_ack = max(worst_ack, slowest)
-        flat = factor <= FLAT_FACTOR
+        flat = interleaved_factor <= FLAT_FACTOR
         all_flat = all_flat and flat
         add(
             f"| {provider} | {us(one['median_ns'])} [{us(one['median_low_ns'])}–{us(one['median_high_ns'])}] "
             f"| {us(many['median_ns'])} [{us(many['median_low_ns'])}–{us(many['median_high_ns'])}] "
-            f"| {factor:.2f}× | {verdict(slowest <= ACK_MEDIAN_US)} | {verdict(flat)} |"
+            f"| {factor:.2f}× | {interleaved_factor:.2f}× "
+            f"| {verdict(slowest <= ACK_MEDIAN_US)} | {verdict(flat)} |"
         )
     add("")
     add(
-        "Each provider's four runs go 1, 10,000, 10,000, 1 tenants; each figure is the mean of "
-        "its two medians (interval: the widest of the two), so that steady drift of a machine "
-        "that is not reserved (see the load average) does not pass for an effect of the tenant "
-        "count. What a lookup that is not flat looks like is shown by the linear cases further "
-        "down."
+        "Each provider's four criterion runs go 1, 10,000, 10,000, 1 tenants; each figure is "
+        "the mean of its two medians (interval: the widest of the two). Benchmarks measured one "
+        "after the other still see the drift of a machine that is not reserved (see the load "
+        "average), so flatness is judged on the interleaved measurement: one webhook with 1 "
+        "tenant, then one with 10,000, in turn, each timed on its own "
+        f"(the last 90 % of {flatness.get('rounds', 0):,} rounds; "
+        "median per tenant count; the figures include `block_on` and timer overhead, so only "
+        "their ratio is used). What a lookup that is not flat looks like is shown by the "
+        "linear cases further down."
     )
     add("")
     decode = criterion.get("ack_from_apigw_json/magicline/1")
@@ -365,7 +378,7 @@ def main():
         ("Ack path CPU, slowest provider, median", f"{worst_ack:.2f} µs", "≤ 20 µs", verdict(worst_ack <= ACK_MEDIAN_US))
     )
     summary_rows.append(
-        ("Ack path flat from 1 to 10,000 tenants", "yes" if all_flat else "no", "≤ 1.25×", verdict(all_flat))
+        ("Ack path flat from 1 to 10,000 tenants (interleaved)", "yes" if all_flat else "no", "≤ 1.25×", verdict(all_flat))
     )
 
     # ---------------------------------------------------------------------------------------------

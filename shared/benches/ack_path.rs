@@ -19,12 +19,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use base64::Engine;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use hmac::{Hmac, Mac};
 use lambda_http::{Body, Request};
 use sha2::Sha256;
@@ -617,5 +617,56 @@ fn bench_processor(c: &mut Criterion) {
     group.finish();
 }
 
+/// With 1 and with 10,000 tenants, one webhook from each in turn, each timed on its own: the
+/// two medians come from the same stretch of time, so drift of the machine (which criterion's
+/// benchmarks, measured one after the other, are exposed to) touches both alike. Written as JSON
+/// to `$ACK_FLATNESS_JSON` for the report; skipped when that is not set.
+fn interleaved_flatness() {
+    let Some(out) = std::env::var_os("ACK_FLATNESS_JSON") else {
+        return;
+    };
+    const ROUNDS: u64 = 100_000;
+    let runtime = runtime();
+    let mut results = serde_json::Map::new();
+    for provider in ["magicline", "egym", "timify", "flybuy", "waitwhile"] {
+        let setups: Vec<(usize, Setup)> = TENANT_COUNTS
+            .iter()
+            .map(|&count| (count, ingest_for(provider, count, Variant::Normal)))
+            .collect();
+        let mut samples: Vec<Vec<u64>> = vec![Vec::new(); setups.len()];
+        for round in 0..ROUNDS {
+            for (index, (count, setup)) in setups.iter().enumerate() {
+                setup.store.trim();
+                let request = webhook(provider, round, pick(round, *count), Variant::Normal);
+                let started = Instant::now();
+                let response = runtime.block_on(setup.ingest.handle(request));
+                let elapsed = started.elapsed().as_nanos() as u64;
+                drop(response);
+                // The first tenth warms caches and the allocator up.
+                if round >= ROUNDS / 10 {
+                    samples[index].push(elapsed);
+                }
+            }
+        }
+        let medians: serde_json::Map<String, serde_json::Value> = setups
+            .iter()
+            .zip(samples.iter_mut())
+            .map(|((count, _), values)| {
+                values.sort_unstable();
+                (count.to_string(), values[values.len() / 2].into())
+            })
+            .collect();
+        println!("interleaved {provider}: median ns by tenant count {medians:?}");
+        results.insert(provider.to_string(), medians.into());
+    }
+    let json = serde_json::json!({ "rounds": ROUNDS, "median_ns": results });
+    std::fs::write(out, json.to_string()).expect("write ACK_FLATNESS_JSON");
+}
+
 criterion_group!(benches, bench_ack, bench_processor);
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    interleaved_flatness();
+}

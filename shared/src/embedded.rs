@@ -678,18 +678,24 @@ impl QueueConsumer for SqliteQueue {
     }
 
     async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
-        let Some(id) = message_id(receipt_handle) else {
-            return Ok(());
-        };
-        let receipt = receipt_handle.to_string();
+        self.delete_all(&[receipt_handle.to_string()]).await
+    }
+
+    /// One operation for the whole batch.
+    async fn delete_all(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
+        let receipts = receipt_handles.to_vec();
         self.database
             .queue_op(move |connection| {
-                change(
-                    connection,
-                    "DELETE FROM messages WHERE id = ?1 AND receipt = ?2",
-                    params![id, receipt],
-                )
-                .map(drop)
+                for receipt in &receipts {
+                    if let Some(id) = message_id(receipt) {
+                        change(
+                            connection,
+                            "DELETE FROM messages WHERE id = ?1 AND receipt = ?2",
+                            params![id, receipt],
+                        )?;
+                    }
+                }
+                Ok(())
             })
             .await
     }

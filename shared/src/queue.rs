@@ -54,6 +54,13 @@ pub trait QueueConsumer: Send + Sync {
         visibility: Duration,
     ) -> Result<Vec<InboundMessage>, QueueError>;
     async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError>;
+    /// Deletes several received messages (what a consumer has finished with a batch).
+    async fn delete_all(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
+        for receipt_handle in receipt_handles {
+            self.delete(receipt_handle).await?;
+        }
+        Ok(())
+    }
 }
 
 pub struct SqsQueue {

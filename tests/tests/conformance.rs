@@ -374,6 +374,39 @@ async fn erasure_reaches_every_record_of_the_subject_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn a_batch_delete_removes_exactly_the_messages_named() {
+    for ports in both().await {
+        for key in ["d1", "d2", "d3"] {
+            ports.queue.send(&message(key)).await.unwrap();
+        }
+        let received = ports
+            .consumer
+            .receive(10, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(received.len(), 3, "{}", ports.name);
+        let keep = received
+            .iter()
+            .find(|m| serde_json::from_str::<QueueMessage>(&m.body).unwrap().key == "d2")
+            .unwrap();
+        let done: Vec<String> = received
+            .iter()
+            .filter(|m| m.id != keep.id)
+            .map(|m| m.receipt_handle.clone().unwrap())
+            .collect();
+        ports.consumer.delete_all(&done).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let again = ports
+            .consumer
+            .receive(10, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1, "{}", ports.name);
+        assert_eq!(again[0].id, keep.id, "{}", ports.name);
+    }
+}
+
+#[tokio::test]
 async fn received_messages_stay_hidden_until_deleted_or_their_visibility_ends() {
     for ports in both().await {
         for key in ["m1", "m2", "m3"] {

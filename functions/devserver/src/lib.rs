@@ -261,12 +261,13 @@ async fn work(
             continue;
         }
         let failed = processor.process_batch(batch.clone()).await;
-        for message in batch.iter().filter(|m| !failed.contains(&m.id)) {
-            if let Some(receipt) = &message.receipt_handle {
-                if let Err(error) = queue.delete(receipt).await {
-                    tracing::error!(error = %error, "queue delete failed");
-                }
-            }
+        let done: Vec<String> = batch
+            .iter()
+            .filter(|m| !failed.contains(&m.id))
+            .filter_map(|m| m.receipt_handle.clone())
+            .collect();
+        if let Err(error) = queue.delete_all(&done).await {
+            tracing::error!(error = %error, "queue delete failed; the messages come back and are skipped as done");
         }
     }
 }
