@@ -388,7 +388,7 @@ def main():
         "Both functions run as processes under the same minimal Lambda Runtime API emulator "
         "(`bench/lambda_harness.py`), on the same API Gateway events (`events/magicline/customer-created.json` "
         "with a fresh `uuid` per invocation, so every invocation is a new delivery), against the same "
-        "local DynamoDB + SQS endpoint (moto, single-threaded, `bench/local_aws_timed.py`):"
+        "local DynamoDB + SQS endpoint (moto behind a keep-alive HTTP/1.1 server, one request at a time, `bench/local_aws_timed.py`):"
     )
     add("")
     add(f"- **ours**: the release `bootstrap` of `functions/magicline-webhook` (`{rust['command']}`).")
