@@ -32,6 +32,7 @@ import uuid as uuidlib
 from pathlib import Path
 
 import boto3
+from http_body import read_body
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_PREFIX = "/2018-06-01/runtime"
@@ -67,20 +68,6 @@ class RuntimeApi:
 
             def log_message(self, *args):
                 pass
-
-            def _read_body(self):
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    chunks = []
-                    while True:
-                        size = int(self.rfile.readline().strip() or b"0", 16)
-                        if size == 0:
-                            self.rfile.readline()
-                            break
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                    return b"".join(chunks)
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
 
             def _send(self, status, body=b"", headers=()):
                 self.send_response(status)
@@ -123,7 +110,7 @@ class RuntimeApi:
                 )
 
             def do_POST(self):
-                body = self._read_body()
+                body = read_body(self.rfile, self.headers)
                 received = time.monotonic_ns()
                 path = self.path
                 if path == f"{RUNTIME_PREFIX}/init/error":

@@ -31,6 +31,8 @@ import urllib.parse
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+from http_body import read_body
+
 # Linux: receive timestamps (struct timespec, CLOCK_REALTIME) as ancillary data.
 SO_TIMESTAMPNS = 35
 LOG = []
@@ -78,20 +80,6 @@ class KeepAliveHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def _read_body(self):
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().strip().split(b";")[0] or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
     def _environ(self, body):
         path, _, query = self.path.partition("?")
         host, port = self.server.server_address[:2]
@@ -122,7 +110,7 @@ class KeepAliveHandler(http.server.BaseHTTPRequestHandler):
         return environ
 
     def _answer(self):
-        body = self._read_body()
+        body = read_body(self.rfile, self.headers)
         answer = {}
 
         def start_response(status, headers, exc_info=None):

@@ -341,6 +341,16 @@ fn change(
     connection.prepare_cached(statement)?.execute(values)
 }
 
+/// `RECEIVED` -> `QUEUED`; a record in any other state is left as it is.
+fn mark_record_queued(connection: &Connection, key: &str) -> rusqlite::Result<()> {
+    change(
+        connection,
+        "UPDATE records SET status = 'QUEUED' WHERE pk = ?1 AND status = 'RECEIVED'",
+        params![key],
+    )
+    .map(drop)
+}
+
 /// The message id a receipt handle (`id:receive count:received at`) belongs to.
 fn message_id(receipt_handle: &str) -> Option<i64> {
     receipt_handle.split(':').next()?.parse().ok()
@@ -435,14 +445,7 @@ impl Store for SqliteStore {
     async fn mark_queued(&self, key: &str) -> Result<(), StoreError> {
         let key = key.to_string();
         self.database
-            .store_op(move |connection| {
-                change(
-                    connection,
-                    "UPDATE records SET status = 'QUEUED' WHERE pk = ?1 AND status = 'RECEIVED'",
-                    params![key],
-                )
-                .map(drop)
-            })
+            .store_op(move |connection| mark_record_queued(connection, &key))
             .await
     }
 
@@ -587,12 +590,7 @@ impl Queue for SqliteQueue {
                     "INSERT INTO messages (body, sent_at, visible_at) VALUES (?1, ?2, ?2)",
                     params![body, now],
                 )?;
-                change(
-                    connection,
-                    "UPDATE records SET status = 'QUEUED' WHERE pk = ?1 AND status = 'RECEIVED'",
-                    params![key],
-                )
-                .map(drop)
+                mark_record_queued(connection, &key)
             })
             .await
     }

@@ -192,17 +192,7 @@ impl Backend {
     pub async fn count_messages(&self) -> usize {
         let mut count = 0;
         loop {
-            let received = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .visibility_timeout(300)
-                .send()
-                .await
-                .expect("receive")
-                .messages
-                .unwrap_or_default();
+            let received = self.receive_some(&self.queue_url, 300).await;
             if received.is_empty() {
                 return count;
             }
@@ -220,20 +210,28 @@ impl Backend {
         .await
     }
 
+    /// Up to 10 messages, hidden for `visibility_seconds`.
+    async fn receive_some(
+        &self,
+        queue_url: &str,
+        visibility_seconds: i32,
+    ) -> Vec<aws_sdk_sqs::types::Message> {
+        self.sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(visibility_seconds)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default()
+    }
+
     async fn drain_queue(&self, queue_url: &str) -> Vec<QueueMessage> {
         let mut messages = Vec::new();
         loop {
-            let received = self
-                .sqs
-                .receive_message()
-                .queue_url(queue_url)
-                .max_number_of_messages(10)
-                .visibility_timeout(60)
-                .send()
-                .await
-                .expect("receive")
-                .messages
-                .unwrap_or_default();
+            let received = self.receive_some(queue_url, 60).await;
             if received.is_empty() {
                 return messages;
             }
