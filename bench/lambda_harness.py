@@ -7,8 +7,10 @@ The same harness runs both contenders on the same events:
   (`python -m awslambdaric app.lambda_handler`), as the Python managed runtime runs handlers.
 
 Per process start ("cold start"): from just before the process is spawned to the moment the
-emulator has received the first invocation's response. Warm: from the moment the emulator hands
-out an invocation (the /next answer is written) to the moment it has received its response.
+first invocation's response arrived in the emulator's socket. Warm: from the moment the emulator
+has handed an invocation (the /next answer) to its socket to the moment the response's first
+bytes arrived in its socket (the kernel's receive timestamp, as the endpoint measures its own
+time), so the emulator's own formatting and parsing, in Python, are charged to neither contender.
 The endpoint's own time (what the timing middleware saw inside moto for the requests that started
 within that interval) is reported beside each figure and subtracted in the `*_ex_endpoint`
 figures. Max RSS: VmHWM of the function process, read from /proc after its last invocation.
@@ -32,7 +34,7 @@ import uuid as uuidlib
 from pathlib import Path
 
 import boto3
-from http_body import read_body
+from http_body import arrival_ns, enable_arrival_times, read_body
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_PREFIX = "/2018-06-01/runtime"
@@ -53,6 +55,7 @@ class RuntimeApi:
         self.results = queue.Queue()
         self.stopped = threading.Event()
         self.sent_at = {}
+        self.sent = threading.Condition()
         self.first_next_at = None
         api = self
 
@@ -65,6 +68,11 @@ class RuntimeApi:
             def setup(self):
                 super().setup()
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                enable_arrival_times(self.connection)
+
+            def handle_one_request(self):
+                self.arrived = arrival_ns(self.connection)
+                super().handle_one_request()
 
             def log_message(self, *args):
                 pass
@@ -77,6 +85,8 @@ class RuntimeApi:
                 self.end_headers()
                 if body:
                     self.wfile.write(body)
+                # The answer is formatted; the flush hands it to the socket.
+                self.handed_over = time.monotonic_ns()
                 self.wfile.flush()
 
             def do_GET(self):
@@ -84,7 +94,7 @@ class RuntimeApi:
                     self._send(404)
                     return
                 if api.first_next_at is None:
-                    api.first_next_at = time.monotonic_ns()
+                    api.first_next_at = self.arrived or time.monotonic_ns()
                 while True:
                     if api.stopped.is_set():
                         self.close_connection = True
@@ -96,7 +106,6 @@ class RuntimeApi:
                         continue
                 request_id = str(uuidlib.uuid4())
                 deadline = int(time.time() * 1000) + 30_000
-                api.sent_at[request_id] = time.monotonic_ns()
                 self._send(
                     200,
                     event,
@@ -108,18 +117,19 @@ class RuntimeApi:
                         ("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000"),
                     ],
                 )
+                with api.sent:
+                    api.sent_at[request_id] = self.handed_over
+                    api.sent.notify_all()
 
             def do_POST(self):
                 body = read_body(self.rfile, self.headers)
-                received = time.monotonic_ns()
+                received = self.arrived or time.monotonic_ns()
                 path = self.path
                 if path == f"{RUNTIME_PREFIX}/init/error":
-                    api.results.put(("init_error", None, None, received, body))
+                    api.results.put(("init_error", None, received, body))
                 elif path.startswith(f"{RUNTIME_PREFIX}/invocation/"):
                     request_id, _, kind = path[len(f"{RUNTIME_PREFIX}/invocation/"):].partition("/")
-                    api.results.put(
-                        (kind, request_id, api.sent_at.pop(request_id, None), received, body)
-                    )
+                    api.results.put((kind, request_id, received, body))
                 else:
                     self._send(404)
                     return
@@ -135,6 +145,14 @@ class RuntimeApi:
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def sent_time(self, request_id):
+        """When the invocation's /next answer was handed to the socket (the emulator thread
+        records it after the write, so a response can arrive before it is recorded)."""
+        with self.sent:
+            if not self.sent.wait_for(lambda: request_id in self.sent_at, timeout=10):
+                raise RuntimeError(f"invocation {request_id} was never handed out")
+            return self.sent_at.pop(request_id)
 
     def close(self):
         self.stopped.set()
@@ -281,7 +299,7 @@ def run_process(command, env, cwd, endpoint, events, warm, log_file):
             command, env=environment, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            kind, _, _, received, body = api.results.get(timeout=60)
+            kind, _, received, body = api.results.get(timeout=60)
             if kind != "response":
                 raise RuntimeError(f"{command[0]}: first invocation: {kind}: {body[:500]!r}")
             first_status = status_of(body)
@@ -298,9 +316,10 @@ def run_process(command, env, cwd, endpoint, events, warm, log_file):
                 if index % 50 == 0 and env.get("QUEUE_URL"):
                     purge_queue(endpoint, env["QUEUE_URL"])
                 api.events.put(events.next())
-                kind, _, sent, received, body = api.results.get(timeout=60)
+                kind, request_id, received, body = api.results.get(timeout=60)
                 if kind != "response":
                     raise RuntimeError(f"{command[0]}: invocation: {kind}: {body[:500]!r}")
+                sent = api.sent_time(request_id)
                 status = str(status_of(body))
                 statuses[status] = statuses.get(status, 0) + 1
                 invocations.append((sent, received))

@@ -23,7 +23,6 @@ import http.server
 import io
 import json
 import socket
-import struct
 import sys
 import threading
 import time
@@ -31,10 +30,8 @@ import urllib.parse
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-from http_body import read_body
+from http_body import arrival_ns, enable_arrival_times, read_body
 
-# Linux: receive timestamps (struct timespec, CLOCK_REALTIME) as ancillary data.
-SO_TIMESTAMPNS = 35
 LOG = []
 MOTO = threading.Lock()
 # Framing is this server's business: moto's values for these are replaced.
@@ -49,27 +46,11 @@ class KeepAliveHandler(http.server.BaseHTTPRequestHandler):
         super().setup()
         # Nagle off: no delayed-ACK stall for any client.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.connection.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        enable_arrival_times(self.connection)
 
     def handle_one_request(self):
-        self.bench_arrived = self._arrival()
+        self.bench_arrived = arrival_ns(self.connection)
         super().handle_one_request()
-
-    def _arrival(self):
-        """Waits for the next request's first bytes (without reading them) and returns when
-        they arrived, in CLOCK_MONOTONIC ns; None if the kernel gave no timestamp."""
-        try:
-            data, ancillary, _, _ = self.connection.recvmsg(1, 64, socket.MSG_PEEK)
-        except OSError:
-            return None
-        if not data:
-            return None
-        for level, kind, raw in ancillary:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
-                seconds, nanoseconds = struct.unpack("qq", raw[:16])
-                since = time.time_ns() - (seconds * 1_000_000_000 + nanoseconds)
-                return time.monotonic_ns() - max(since, 0)
-        return None
 
     def parse_request(self):
         # Called as soon as the request line has been read: the start when there is no

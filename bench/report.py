@@ -90,20 +90,6 @@ def criterion_results(directory):
     return results
 
 
-def paired(criterion, name):
-    """A benchmark measured twice (`name`, then `name/again`, in the order 1, 10,000, 10,000, 1):
-    the mean of the two medians, the widest interval."""
-    first, again = criterion.get(name), criterion.get(f"{name}/again")
-    if not first or not again:
-        return first
-    return {
-        "median_ns": (first["median_ns"] + again["median_ns"]) / 2,
-        "median_low_ns": min(first["median_low_ns"], again["median_low_ns"]),
-        "median_high_ns": max(first["median_high_ns"], again["median_high_ns"]),
-        "elements": first["elements"],
-    }
-
-
 def handler_latency(log_path, skip):
     """p50 and p99 (ms) of the webhook log lines' latency_us, after the first `skip` lines."""
     if not log_path.exists():
@@ -298,8 +284,8 @@ def main():
     worst_ack = 0.0
     all_flat = True
     for provider in ["magicline", "egym", "timify", "flybuy", "waitwhile"]:
-        one = paired(criterion, f"ack/{provider}/1")
-        many = paired(criterion, f"ack/{provider}/10000")
+        one = criterion.get(f"ack/{provider}/1")
+        many = criterion.get(f"ack/{provider}/10000")
         pair = interleaved.get(provider) or {}
         if not one or not many or "1" not in pair or "10000" not in pair:
             add(f"| {provider} | missing | missing | | | ❌ | ❌ |")
@@ -320,10 +306,10 @@ def main():
         )
     add("")
     add(
-        "Each provider's four criterion runs go 1, 10,000, 10,000, 1 tenants; each figure is "
-        "the mean of its two medians (interval: the widest of the two). Benchmarks measured one "
-        "after the other still see the drift of a machine that is not reserved (see the load "
-        "average), so flatness is judged on the interleaved measurement: one webhook with 1 "
+        "Each provider's criterion runs go 1, then 10,000 tenants (interval: criterion's for "
+        "the median). Benchmarks measured one after the other see the drift of a machine that "
+        "is not reserved (see the load average), so flatness is judged on the interleaved "
+        "measurement: one webhook with 1 "
         "tenant, then one with 10,000, in turn, each timed on its own "
         f"(the last 90 % of {flatness.get('rounds', 0):,} rounds; "
         "median per tenant count; the figures include `block_on` and timer overhead, so only "
@@ -401,10 +387,12 @@ def main():
     )
     add("")
     add(
-        "**Cold start** = from just before the process is spawned to the moment the emulator has "
-        "the first invocation's response (process start, initialisation, /next, the handler, the "
-        "response). **Warm** = from the moment the emulator writes an invocation's /next answer to "
-        "the moment it has its response, over "
+        "**Cold start** = from just before the process is spawned to the moment the first "
+        "invocation's response arrives in the emulator's socket (process start, initialisation, "
+        "/next, the handler, the response). **Warm** = from the moment the emulator has handed an "
+        "invocation's /next answer to its socket to the moment the response's first bytes arrive "
+        "in its socket (the kernel's receive timestamp, as for the endpoint below: the emulator's "
+        "own formatting and parsing, in Python, are charged to neither contender), over "
         f"{rust['warm_ms']['n']:,} invocations of one process. **Max RSS** = the process's VmHWM "
         "from /proc after its last invocation."
     )
@@ -419,8 +407,8 @@ def main():
         "same treatment. "
         "Not subtracted: loopback transfer, TCP connection set-up where a client opens one (the "
         "endpoint keeps connections open between calls, as DynamoDB and SQS do), the client's own work "
-        "(building, signing and sending the request, parsing the answer) and the emulator's "
-        "handling — all counted against each contender. "
+        "(building, signing and sending the request, parsing the answer), and the function's "
+        "own Runtime API calls — all counted against each contender. "
         "Ours calls the endpoint "
         f"{len(rust['cold_endpoint_operations'])} times in a cold start "
         f"({', '.join(op.split('.')[-1] for op in rust['cold_endpoint_operations'])}: "
@@ -489,20 +477,14 @@ def main():
     floor = lambda_results.get("floor")
     if floor:
         add(
-            "The harness's own share: a function process that answers every invocation at once "
-            "(`bench/null_runtime.py`, no AWS calls) takes "
-            f"{ms(floor['warm_ms']['median'])} per warm invocation (median of "
-            f"{floor['warm_ms']['n']}); that much of each warm figure above, ours and the peer's, "
-            "is the emulator and loopback HTTP, not the function. Less that share as well, a "
-            f"warm invocation takes {ms(rust['warm_ex_endpoint_ms']['median'] - floor['warm_ms']['median'])} "
-            f"(ours) and {ms(python['warm_ex_endpoint_ms']['median'] - floor['warm_ms']['median'])} "
-            "(peer): "
-            f"{ratio(python['warm_ex_endpoint_ms']['median'] - floor['warm_ms']['median'], rust['warm_ex_endpoint_ms']['median'] - floor['warm_ms']['median']):.1f}× "
-            "less; the target is judged on the figure with that share included."
+            "What the harness leaves in each warm figure: a function process that answers every "
+            "invocation at once (`bench/null_runtime.py`: Python's `http.client`, no AWS calls) "
+            f"takes {ms(floor['warm_ms']['median'])} per warm invocation (median of "
+            f"{floor['warm_ms']['n']}): loopback HTTP and that minimal client's own work."
         )
         add("")
     add(
-        "Where ours goes on a warm invocation: its handler's own work is a few microseconds "
+        "Where ours goes on a warm invocation: its handler's own work is under 20 µs "
         "(section 1); the rest is three calls through the AWS SDK for Rust (request building, "
         "SigV4 signing, the SDK's interceptor pipeline, the response parsed) and loopback TCP. "
         "A profile (`perf`) of the bootstrap in this harness shows no single hot spot to remove."

@@ -87,7 +87,8 @@ pub async fn aws_from_env() -> aws_config::SdkConfig {
 
 /// The log level named by `RUST_LOG` (`error`, `warn`, `info`, `debug`, `trace`, `off`), else
 /// info. A plain level rather than per-module directives keeps a regex engine out of the
-/// bootstraps.
+/// bootstraps. Release builds stop at `info` whatever this says (the workspace enables
+/// `tracing/release_max_level_info`).
 fn log_level() -> tracing_subscriber::filter::LevelFilter {
     std::env::var("RUST_LOG")
         .ok()
