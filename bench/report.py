@@ -57,7 +57,10 @@ def machine():
     except OSError:
         pass
     commit = command_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
-    dirty = command_output(["git", "-C", str(ROOT), "status", "--porcelain"])
+    # The report's own outputs do not make the measured sources dirty.
+    dirty = command_output(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", ".", ":!BENCHMARKS.md", ":!bench/comparison.png"]
+    )
     try:
         wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()
     except OSError:
