@@ -8,7 +8,7 @@ use std::time::Duration;
 use e2e::{unique_name, Backend};
 use shared::embedded::{Database, SqliteQueue, SqliteStore};
 use shared::ingest::now_ms;
-use shared::queue::{Queue, QueueConsumer, QueueMessage, SqsQueue};
+use shared::queue::{InboundMessage, Queue, QueueConsumer, QueueMessage, SqsQueue};
 use shared::store::{Claim, Outcome, PutOutcome, Record, Status, Store};
 
 const MAX_RECEIVES: u32 = 2;
@@ -58,13 +58,13 @@ impl QueueConsumer for DeadLetterTable {
         &self,
         _max: usize,
         _visibility: Duration,
-    ) -> Result<Vec<shared::queue::InboundMessage>, shared::queue::QueueError> {
+    ) -> Result<Vec<InboundMessage>, shared::queue::QueueError> {
         Ok(self
             .0
             .dead_letters()
             .await?
             .into_iter()
-            .map(|message| shared::queue::InboundMessage {
+            .map(|message| InboundMessage {
                 id: message.key.clone(),
                 body: serde_json::to_string(&message).unwrap(),
                 receive_count: 0,
@@ -93,6 +93,25 @@ fn record(key: &str, entity: &str) -> Record {
         expires_at: now / 1000 + 3600,
         ..Record::default()
     }
+}
+
+impl Ports {
+    async fn send_keys(&self, keys: &[&str]) {
+        for key in keys {
+            self.queue.send(&message(key)).await.unwrap();
+        }
+    }
+
+    /// Up to 10 visible messages, each hidden for `visibility` after this receive.
+    async fn receive(&self, visibility: Duration) -> Vec<InboundMessage> {
+        self.consumer.receive(10, visibility).await.unwrap()
+    }
+}
+
+fn key_of(message: &InboundMessage) -> String {
+    serde_json::from_str::<QueueMessage>(&message.body)
+        .unwrap()
+        .key
 }
 
 fn message(key: &str) -> QueueMessage {
@@ -376,19 +395,10 @@ async fn erasure_reaches_every_record_of_the_subject_and_nothing_else() {
 #[tokio::test]
 async fn a_batch_delete_removes_exactly_the_messages_named() {
     for ports in both().await {
-        for key in ["d1", "d2", "d3"] {
-            ports.queue.send(&message(key)).await.unwrap();
-        }
-        let received = ports
-            .consumer
-            .receive(10, Duration::from_secs(1))
-            .await
-            .unwrap();
+        ports.send_keys(&["d1", "d2", "d3"]).await;
+        let received = ports.receive(Duration::from_secs(1)).await;
         assert_eq!(received.len(), 3, "{}", ports.name);
-        let keep = received
-            .iter()
-            .find(|m| serde_json::from_str::<QueueMessage>(&m.body).unwrap().key == "d2")
-            .unwrap();
+        let keep = received.iter().find(|m| key_of(m) == "d2").unwrap();
         let done: Vec<String> = received
             .iter()
             .filter(|m| m.id != keep.id)
@@ -396,11 +406,7 @@ async fn a_batch_delete_removes_exactly_the_messages_named() {
             .collect();
         ports.consumer.delete_all(&done).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1300)).await;
-        let again = ports
-            .consumer
-            .receive(10, Duration::from_secs(30))
-            .await
-            .unwrap();
+        let again = ports.receive(Duration::from_secs(30)).await;
         assert_eq!(again.len(), 1, "{}", ports.name);
         assert_eq!(again[0].id, keep.id, "{}", ports.name);
     }
@@ -409,27 +415,13 @@ async fn a_batch_delete_removes_exactly_the_messages_named() {
 #[tokio::test]
 async fn received_messages_stay_hidden_until_deleted_or_their_visibility_ends() {
     for ports in both().await {
-        for key in ["m1", "m2", "m3"] {
-            ports.queue.send(&message(key)).await.unwrap();
-        }
-        let first = ports
-            .consumer
-            .receive(10, Duration::from_secs(30))
-            .await
-            .unwrap();
+        ports.send_keys(&["m1", "m2", "m3"]).await;
+        let first = ports.receive(Duration::from_secs(30)).await;
         assert_eq!(first.len(), 3, "{}", ports.name);
         assert!(first.iter().all(|m| m.receive_count == 1), "{}", ports.name);
-        let keys: Vec<String> = first
-            .iter()
-            .map(|m| serde_json::from_str::<QueueMessage>(&m.body).unwrap().key)
-            .collect();
+        let keys: Vec<String> = first.iter().map(key_of).collect();
         assert_eq!(keys.len(), 3);
-        assert!(ports
-            .consumer
-            .receive(10, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(ports.receive(Duration::from_secs(30)).await.is_empty());
         for received in &first {
             ports
                 .consumer
@@ -438,19 +430,11 @@ async fn received_messages_stay_hidden_until_deleted_or_their_visibility_ends() 
                 .unwrap();
         }
 
-        ports.queue.send(&message("m4")).await.unwrap();
-        let once = ports
-            .consumer
-            .receive(10, Duration::from_secs(1))
-            .await
-            .unwrap();
+        ports.send_keys(&["m4"]).await;
+        let once = ports.receive(Duration::from_secs(1)).await;
         assert_eq!(once.len(), 1, "{}", ports.name);
         tokio::time::sleep(Duration::from_millis(1300)).await;
-        let again = ports
-            .consumer
-            .receive(10, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let again = ports.receive(Duration::from_secs(1)).await;
         assert_eq!(
             again.len(),
             1,
@@ -467,22 +451,13 @@ async fn a_message_received_max_receives_times_moves_to_the_dead_letters() {
     for ports in both().await {
         ports.queue.send(&message("dead")).await.unwrap();
         for attempt in 1..=MAX_RECEIVES {
-            let received = ports
-                .consumer
-                .receive(10, Duration::from_secs(1))
-                .await
-                .unwrap();
+            let received = ports.receive(Duration::from_secs(1)).await;
             assert_eq!(received.len(), 1, "{}: attempt {attempt}", ports.name);
             assert_eq!(received[0].receive_count, attempt, "{}", ports.name);
             tokio::time::sleep(Duration::from_millis(1200)).await;
         }
         assert!(
-            ports
-                .consumer
-                .receive(10, Duration::from_secs(1))
-                .await
-                .unwrap()
-                .is_empty(),
+            ports.receive(Duration::from_secs(1)).await.is_empty(),
             "{}: not delivered a third time",
             ports.name
         );
@@ -492,12 +467,7 @@ async fn a_message_received_max_receives_times_moves_to_the_dead_letters() {
             .await
             .unwrap();
         assert_eq!(dead.len(), 1, "{}", ports.name);
-        assert_eq!(
-            serde_json::from_str::<QueueMessage>(&dead[0].body)
-                .unwrap()
-                .key,
-            "dead"
-        );
+        assert_eq!(key_of(&dead[0]), "dead");
     }
 }
 
