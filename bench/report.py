@@ -269,7 +269,7 @@ def main():
     add("")
     add(
         "`Ingest::handle` on a new delivery with an in-memory store and queue "
-        "(`shared/benches/ack_path.rs`): verify + tenant lookup + parse + dedup key + record build + "
+        "(`tests/benches/ack_path.rs`): verify + tenant lookup + parse + dedup key + record build + "
         "store put + queue message build and JSON encoding + answer; no I/O (no log subscriber "
         "installed, so the log line's formatting and writing are not included). Every iteration is "
         "a new delivery from a tenant spread across the directory. Median time per webhook, "
@@ -641,7 +641,7 @@ def main():
     add(
         "- Reproduce: `scripts/bench` (about 10 minutes after the release build; it installs wrk "
         "with apt-get and its Python tools into `bench/.venv`). Raw results of the run: "
-        "`target/bench/` (JSON, logs, wrk output, criterion data). `cargo bench -p shared` runs the "
+        "`target/bench/` (JSON, logs, wrk output, criterion data). `cargo bench -p e2e` runs the "
         "criterion benches alone with criterion's default timings."
     )
     add("")

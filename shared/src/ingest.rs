@@ -2,64 +2,24 @@
 //! limit -> method -> verify -> parse -> dedupe -> store -> enqueue -> answer.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use lambda_http::http::Method;
-use lambda_http::{Body, Request, Response};
+use http::Method;
 
-use crate::http::{Ack, IngestError};
-use crate::outbox;
+use crate::clock::after;
+pub use crate::config::IngestSettings;
+use crate::ports::{Ports, PutOutcome, Record, Status};
 use crate::providers::Provider;
-use crate::queue::{Queue, QueueMessage};
-use crate::secrets::TenantSource;
-use crate::store::{PutOutcome, Record, Status, Store};
+use crate::response::{Ack, IngestError};
+use crate::tenants::TenantSource;
 use crate::verify::authenticate;
-
-#[derive(Debug, Clone)]
-pub struct IngestSettings {
-    pub max_body_bytes: usize,
-    /// How long a delivery that stored a record owns the right to enqueue it. Longer than the
-    /// function timeout, so a live delivery is never overtaken.
-    pub lease: Duration,
-    /// How long records are kept (DynamoDB TTL).
-    pub retention: Duration,
-}
-
-impl Default for IngestSettings {
-    fn default() -> Self {
-        IngestSettings {
-            max_body_bytes: 256 * 1024,
-            lease: Duration::from_secs(10),
-            retention: Duration::from_secs(30 * 24 * 3600),
-        }
-    }
-}
-
-impl IngestSettings {
-    /// Defaults, overridden by `MAX_BODY_BYTES`, `LEASE_SECONDS` and `RETENTION_DAYS`.
-    pub fn from_env() -> Self {
-        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-        let defaults = IngestSettings::default();
-        IngestSettings {
-            max_body_bytes: number("MAX_BODY_BYTES")
-                .map(|v| v as usize)
-                .unwrap_or(defaults.max_body_bytes),
-            lease: number("LEASE_SECONDS")
-                .map(Duration::from_secs)
-                .unwrap_or(defaults.lease),
-            retention: number("RETENTION_DAYS")
-                .map(|days| Duration::from_secs(days * 24 * 3600))
-                .unwrap_or(defaults.retention),
-        }
-    }
-}
+use crate::{WebhookRequest, WebhookResponse};
 
 /// Everything one provider's webhook function needs, built once per cold start.
 pub struct Ingest {
     provider: Arc<dyn Provider>,
     tenants: TenantSource,
-    store: Arc<dyn Store>,
-    queue: Arc<dyn Queue>,
+    ports: Ports,
     settings: IngestSettings,
 }
 
@@ -75,8 +35,7 @@ impl Ingest {
     pub fn new(
         provider: Arc<dyn Provider>,
         tenants: impl Into<TenantSource>,
-        store: Arc<dyn Store>,
-        queue: Arc<dyn Queue>,
+        ports: Ports,
         settings: IngestSettings,
     ) -> Self {
         let tenants = tenants.into();
@@ -99,8 +58,7 @@ impl Ingest {
         Ingest {
             provider,
             tenants,
-            store,
-            queue,
+            ports,
             settings,
         }
     }
@@ -110,7 +68,7 @@ impl Ingest {
     }
 
     /// Handles one request; never fails: every outcome is an HTTP answer.
-    pub async fn handle(&self, request: Request) -> Response<Body> {
+    pub async fn handle(&self, request: WebhookRequest) -> WebhookResponse {
         let started = Instant::now();
         let mut trail = Trail::default();
         let result = self.ingest(&request, &mut trail).await;
@@ -134,8 +92,12 @@ impl Ingest {
         response
     }
 
-    async fn ingest(&self, request: &Request, trail: &mut Trail) -> Result<Ack, IngestError> {
-        let body: &[u8] = request.body().as_ref();
+    async fn ingest(
+        &self,
+        request: &WebhookRequest,
+        trail: &mut Trail,
+    ) -> Result<Ack, IngestError> {
+        let body: &[u8] = request.body();
         if body.len() > self.settings.max_body_bytes {
             return Err(IngestError::PayloadTooLarge {
                 limit: self.settings.max_body_bytes,
@@ -161,8 +123,8 @@ impl Ingest {
         );
         trail.key = Some(key.clone());
 
-        let now = now_ms();
-        let lease_until = now + self.settings.lease.as_millis() as i64;
+        let now = self.ports.clock.now_ms();
+        let lease_until = after(now, self.settings.lease);
         let record = Record {
             key: key.clone(),
             provider: self.provider.name().to_string(),
@@ -177,7 +139,7 @@ impl Ingest {
             expires_at: (now / 1000) + self.settings.retention.as_secs() as i64,
             ..Record::default()
         };
-        match self.store.put_new(&record).await.map_err(|error| {
+        match self.ports.store.put_new(&record).await.map_err(|error| {
             tracing::error!(key = %key, error = %error, "store write failed");
             IngestError::Unavailable
         })? {
@@ -190,6 +152,7 @@ impl Ingest {
             }
             PutOutcome::Exists(existing) => {
                 let taken = self
+                    .ports
                     .store
                     .take_over(&key, existing.lease_until_ms, lease_until)
                     .await
@@ -203,16 +166,7 @@ impl Ingest {
             }
         }
 
-        let message = QueueMessage {
-            provider: record.provider,
-            tenant: record.tenant,
-            key: key.clone(),
-            event_type: record.event_type,
-            entity_id: record.entity_id,
-        };
-        if let Err(error) =
-            outbox::enqueue(self.store.as_ref(), self.queue.as_ref(), &message).await
-        {
+        if let Err(error) = self.ports.outbox.enqueue(&record.message()).await {
             // Durably stored: the sweeper enqueues it once its (now released) lease is over.
             tracing::error!(key = %key, error = %error, "enqueue failed; the sweeper will enqueue the stored record");
             return Ok(Ack::Stored { key });
@@ -223,11 +177,8 @@ impl Ingest {
 
 /// Every provider posts JSON. A body declared as something else is refused; a request without
 /// a content-type is read as JSON.
-fn declares_json(request: &Request) -> bool {
-    let Some(value) = request
-        .headers()
-        .get(lambda_http::http::header::CONTENT_TYPE)
-    else {
+fn declares_json(request: &WebhookRequest) -> bool {
+    let Some(value) = request.headers().get(http::header::CONTENT_TYPE) else {
         return true;
     };
     let Ok(value) = value.to_str() else {
@@ -241,11 +192,4 @@ fn declares_json(request: &Request) -> bool {
         .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }

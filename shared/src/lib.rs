@@ -1,18 +1,26 @@
-//! The core of the webhook ingestion functions: provider adapters, verification, the ingest
-//! pipeline, and the store and queue ports with their AWS adapters.
+//! The core of the webhook ingestion functions: provider rules, verification, tenants, the
+//! ingest and processing paths, the outbox, and the ports their adapters implement.
+//!
+//! It speaks plain `http` types and bytes and knows no AWS, Lambda or SQLite crate: the
+//! adapters (`shared/adapters/{aws,sqlite,memory}`) and the entry points (`shared/lambda`,
+//! `functions/*`) sit around it.
 
-#[cfg(feature = "embedded")]
-pub mod embedded;
+pub mod clock;
+pub mod config;
 pub mod fetch;
-pub mod http;
 pub mod ingest;
+pub mod logging;
 pub mod outbox;
+pub mod ports;
 pub mod process;
 pub mod providers;
-pub mod queue;
-pub mod runtime;
-pub mod secrets;
-pub mod store;
+pub mod response;
+pub mod tenants;
 pub mod verify;
 
 pub use ingest::{Ingest, IngestSettings};
+
+/// A webhook request as the core sees it: method, URI (path and query), headers, body bytes.
+pub type WebhookRequest = http::Request<bytes::Bytes>;
+/// The answer to one: a status, a few headers and a short JSON body.
+pub type WebhookResponse = http::Response<bytes::Bytes>;

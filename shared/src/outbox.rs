@@ -1,35 +1,49 @@
-//! The outbox: a stored record is ours to deliver. `enqueue` moves one record the caller holds
-//! the lease of into the queue; the `Sweeper` finds records left `RECEIVED` (their queue write
-//! failed, or their function died) once their lease ends and enqueues them.
+//! The outbox: a stored record is ours to deliver. [`SendThenMark`] is the outbox step for a
+//! store and a queue that share no transaction (DynamoDB and SQS, the in-memory pair); the
+//! [`Sweeper`] finds records left `RECEIVED` (their queue write failed, or their function died)
+//! once their lease ends and enqueues them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ingest::now_ms;
-use crate::queue::{Queue, QueueError, QueueMessage};
-use crate::store::{Store, StoreError};
+use async_trait::async_trait;
 
-/// Sends the message of a record whose lease the caller holds, then marks it `QUEUED`. If the
-/// send fails the lease is released at once, so the sweeper (or a retry) can take it over.
-pub async fn enqueue(
-    store: &dyn Store,
-    queue: &dyn Queue,
-    message: &QueueMessage,
-) -> Result<(), QueueError> {
-    if let Err(error) = queue.send(message).await {
-        if let Err(release) = store.release(&message.key, now_ms()).await {
-            tracing::error!(key = %message.key, error = %release, "lease release failed; the lease will expire");
+use crate::clock::{after, SharedClock};
+use crate::ports::{Outbox, Ports, Queue, QueueError, QueueMessage, Store, StoreError};
+
+/// Sends the message, then marks the record `QUEUED`. If the send fails the lease is released
+/// at once, so the sweeper (or a retry) can take it over.
+pub struct SendThenMark {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    clock: SharedClock,
+}
+
+impl SendThenMark {
+    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>, clock: SharedClock) -> Self {
+        SendThenMark {
+            store,
+            queue,
+            clock,
         }
-        return Err(error);
     }
-    if queue.send_marks_queued() {
-        return Ok(());
+}
+
+#[async_trait]
+impl Outbox for SendThenMark {
+    async fn enqueue(&self, message: &QueueMessage) -> Result<(), QueueError> {
+        if let Err(error) = self.queue.send(message).await {
+            if let Err(release) = self.store.release(&message.key, self.clock.now_ms()).await {
+                tracing::error!(key = %message.key, error = %release, "lease release failed; the lease will expire");
+            }
+            return Err(error);
+        }
+        // The message is in the queue: a failed status update only costs a harmless redelivery.
+        if let Err(error) = self.store.mark_queued(&message.key).await {
+            tracing::warn!(key = %message.key, error = %error, "record enqueued but not marked QUEUED");
+        }
+        Ok(())
     }
-    // The message is in the queue: a failed status update only costs a harmless redelivery.
-    if let Err(error) = store.mark_queued(&message.key).await {
-        tracing::warn!(key = %message.key, error = %error, "record enqueued but not marked QUEUED");
-    }
-    Ok(())
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -41,44 +55,44 @@ pub struct SweepReport {
     pub failed: usize,
 }
 
+impl SweepReport {
+    fn add(&mut self, other: SweepReport) {
+        self.found += other.found;
+        self.enqueued += other.enqueued;
+        self.skipped += other.skipped;
+        self.failed += other.failed;
+    }
+}
+
 pub struct Sweeper {
-    store: Arc<dyn Store>,
-    queue: Arc<dyn Queue>,
+    ports: Ports,
+    /// The lease the sweeper takes on a record while it enqueues it (the ingest lease).
     lease: Duration,
 }
 
 impl Sweeper {
-    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>, lease: Duration) -> Self {
-        Sweeper {
-            store,
-            queue,
-            lease,
-        }
+    pub fn new(ports: Ports, lease: Duration) -> Self {
+        Sweeper { ports, lease }
     }
 
     /// Enqueues up to `limit` records whose lease has ended.
     pub async fn sweep(&self, limit: usize) -> Result<SweepReport, StoreError> {
-        let now = now_ms();
+        let now = self.ports.clock.now_ms();
         let mut report = SweepReport::default();
-        for pending in self.store.pending(now, limit).await? {
+        for pending in self.ports.store.pending(now, limit).await? {
             report.found += 1;
-            let lease_until = now_ms() + self.lease.as_millis() as i64;
+            let message = pending.message;
+            let lease_until = after(self.ports.clock.now_ms(), self.lease);
             if !self
+                .ports
                 .store
-                .take_over(&pending.key, pending.lease_until_ms, lease_until)
+                .take_over(&message.key, pending.lease_until_ms, lease_until)
                 .await?
             {
                 report.skipped += 1;
                 continue;
             }
-            let message = QueueMessage {
-                provider: pending.provider,
-                tenant: pending.tenant,
-                key: pending.key,
-                event_type: pending.event_type,
-                entity_id: pending.entity_id,
-            };
-            match enqueue(self.store.as_ref(), self.queue.as_ref(), &message).await {
+            match self.ports.outbox.enqueue(&message).await {
                 Ok(()) => {
                     report.enqueued += 1;
                     tracing::info!(key = %message.key, provider = %message.provider, "swept into the queue");
@@ -98,10 +112,7 @@ impl Sweeper {
         let mut total = SweepReport::default();
         loop {
             let report = self.sweep(100).await?;
-            total.found += report.found;
-            total.enqueued += report.enqueued;
-            total.skipped += report.skipped;
-            total.failed += report.failed;
+            total.add(report);
             if report.enqueued == 0 || started.elapsed() > budget {
                 return Ok(total);
             }

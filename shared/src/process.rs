@@ -4,80 +4,27 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
 use serde_json::json;
 
+use crate::clock::after;
+pub use crate::config::ProcessorSettings;
 use crate::fetch::{DetailClient, FetchError};
-use crate::ingest::now_ms;
+use crate::ports::{Claim, InboundMessage, Outcome, Ports, QueueMessage};
 use crate::providers::{Processing, Provider};
-pub use crate::queue::InboundMessage;
-use crate::queue::{Queue, QueueMessage};
-use crate::secrets::TenantDirectory;
-use crate::store::{Claim, Outcome, Store};
-
-#[derive(Debug, Clone)]
-pub struct ProcessorSettings {
-    /// Messages of one batch handled at once.
-    pub concurrency: usize,
-    /// How long a claim lasts; longer than one attempt can take.
-    pub lease: Duration,
-    /// The queue's redrive `maxReceiveCount`: the attempt after which a message goes to the DLQ.
-    pub max_receives: u32,
-    /// First wait before a transient failure is retried, doubled per attempt (at most 15 min);
-    /// zero leaves it to the queue's visibility timeout. A 429's Retry-After takes precedence.
-    pub retry_backoff: Duration,
-}
-
-impl Default for ProcessorSettings {
-    fn default() -> Self {
-        ProcessorSettings {
-            concurrency: 10,
-            lease: Duration::from_secs(60),
-            max_receives: 5,
-            retry_backoff: Duration::from_secs(10),
-        }
-    }
-}
-
-impl ProcessorSettings {
-    /// Seconds to wait before the next delivery after `attempt` failed transiently.
-    pub fn backoff_seconds(&self, attempt: u32) -> u32 {
-        let doubled = self
-            .retry_backoff
-            .as_secs()
-            .saturating_mul(1 << attempt.clamp(1, 16).saturating_sub(1));
-        doubled.min(900) as u32
-    }
-}
-
-impl ProcessorSettings {
-    /// Defaults, overridden by `CONCURRENCY`, `LEASE_SECONDS` and `MAX_RECEIVES`.
-    pub fn from_env() -> Self {
-        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-        let defaults = ProcessorSettings::default();
-        ProcessorSettings {
-            concurrency: number("CONCURRENCY").map_or(defaults.concurrency, |v| v.max(1) as usize),
-            lease: number("LEASE_SECONDS").map_or(defaults.lease, Duration::from_secs),
-            max_receives: number("MAX_RECEIVES").map_or(defaults.max_receives, |v| v as u32),
-            retry_backoff: number("RETRY_BACKOFF_SECONDS")
-                .map_or(defaults.retry_backoff, Duration::from_secs),
-        }
-    }
-}
+use crate::tenants::TenantSource;
 
 /// A provider and its tenants, as the processor needs them.
 pub struct ProviderTenants {
     pub provider: Arc<dyn Provider>,
-    pub tenants: TenantDirectory,
+    pub tenants: TenantSource,
 }
 
 pub struct Processor {
     providers: HashMap<&'static str, ProviderTenants>,
-    store: Arc<dyn Store>,
-    queue: Arc<dyn Queue>,
+    ports: Ports,
     client: DetailClient,
     settings: ProcessorSettings,
 }
@@ -92,8 +39,7 @@ pub enum Verdict {
 impl Processor {
     pub fn new(
         providers: Vec<ProviderTenants>,
-        store: Arc<dyn Store>,
-        queue: Arc<dyn Queue>,
+        ports: Ports,
         client: DetailClient,
         settings: ProcessorSettings,
     ) -> Self {
@@ -102,36 +48,14 @@ impl Processor {
                 .into_iter()
                 .map(|entry| (entry.provider.name(), entry))
                 .collect(),
-            store,
-            queue,
+            ports,
             client,
             settings,
         }
     }
 
-    /// The Lambda entry point: a batch in, the messages to retry out.
-    pub async fn handle_sqs(&self, event: SqsEvent) -> SqsBatchResponse {
-        let messages = event
-            .records
-            .into_iter()
-            .map(|record| InboundMessage {
-                id: record.message_id.unwrap_or_default(),
-                body: record.body.unwrap_or_default(),
-                receive_count: record
-                    .attributes
-                    .get("ApproximateReceiveCount")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1),
-                receipt_handle: record.receipt_handle,
-            })
-            .collect();
-        let mut response = SqsBatchResponse::default();
-        for id in self.process_batch(messages).await {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-        response
+    pub fn settings(&self) -> &ProcessorSettings {
+        &self.settings
     }
 
     /// Processes a batch with bounded concurrency; returns the ids of messages to retry.
@@ -181,9 +105,9 @@ impl Processor {
             tracing::error!(provider = %message.provider, "message for a provider this processor does not know");
             return (Verdict::TryAgain, "unknown_provider");
         };
-        let now = now_ms();
-        let lease = now + self.settings.lease.as_millis() as i64;
-        match self.store.claim(&message.key, now, lease).await {
+        let now = self.ports.clock.now_ms();
+        let lease = after(now, self.settings.lease);
+        match self.ports.store.claim(&message.key, now, lease).await {
             Ok(Claim::Claimed(_)) => {}
             Ok(Claim::Finished(_)) => return (Verdict::Done, "already_finished"),
             Ok(Claim::Busy) => return (Verdict::TryAgain, "busy"),
@@ -210,8 +134,9 @@ impl Processor {
             _ => Verdict::Done,
         };
         match self
+            .ports
             .store
-            .finish(&message.key, lease, &outcome, now_ms())
+            .finish(&message.key, lease, &outcome, self.ports.clock.now_ms())
             .await
         {
             Ok(true) => (verdict, label),
@@ -238,12 +163,17 @@ impl Processor {
                 "stored_without_fetch",
             ),
             Processing::Erase => {
-                let subject = crate::store::subject_of(
+                let subject = crate::ports::subject_of(
                     &message.provider,
                     &message.tenant,
                     &message.entity_id,
                 );
-                match self.store.erase_subject(&subject, now_ms()).await {
+                match self
+                    .ports
+                    .store
+                    .erase_subject(&subject, self.ports.clock.now_ms())
+                    .await
+                {
                     Ok(records) => {
                         let note = json!({ "erasure": { "subject": message.entity_id, "records_erased": records } });
                         (
@@ -257,11 +187,8 @@ impl Processor {
                 }
             }
             Processing::Fetch { path } => {
-                let Some(api) = entry
-                    .tenants
-                    .get(&message.tenant)
-                    .and_then(|t| t.api.as_ref())
-                else {
+                let tenants = entry.tenants.current();
+                let Some(api) = tenants.get(&message.tenant).and_then(|t| t.api.as_ref()) else {
                     let reason =
                         format!("tenant {:?} has no API access configured", message.tenant);
                     return (Ok(Outcome::Failed { reason }), "failed");
@@ -296,7 +223,7 @@ impl Processor {
         let wait =
             retry_after.unwrap_or_else(|| self.settings.backoff_seconds(inbound.receive_count));
         if let (true, Some(receipt)) = (wait > 0, inbound.receipt_handle.as_deref()) {
-            if let Err(error) = self.queue.retry_after(receipt, wait).await {
+            if let Err(error) = self.ports.queue.retry_after(receipt, wait).await {
                 tracing::warn!(error = %error, "could not delay the retry");
             }
         }
@@ -312,22 +239,5 @@ impl Processor {
             )
         };
         Outcome::Retry { reason }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_per_attempt_up_to_fifteen_minutes() {
-        let settings = ProcessorSettings::default();
-        let waits: Vec<u32> = (1..=8).map(|n| settings.backoff_seconds(n)).collect();
-        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 900]);
-        let none = ProcessorSettings {
-            retry_backoff: Duration::ZERO,
-            ..settings
-        };
-        assert_eq!(none.backoff_seconds(3), 0);
     }
 }

@@ -3,11 +3,12 @@
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use lambda_http::http::header::AUTHORIZATION;
-use lambda_http::Request;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 
-use crate::secrets::{Tenant, TenantDirectory};
+use crate::tenants::{Tenant, TenantDirectory};
+use crate::WebhookRequest;
 
 #[derive(Clone, Copy)]
 pub enum AuthScheme {
@@ -16,8 +17,12 @@ pub enum AuthScheme {
     /// The secret in a header whose name each tenant chooses (`Tenant::header`).
     TenantChosenHeader,
     /// The secret inside the `Authorization` header; the provider's parser extracts it and
-    /// refuses anything not in its exact format.
-    Authorization { extract: fn(&str) -> Option<&str> },
+    /// refuses anything not in its exact format. `present` is the inverse: the header value a
+    /// sender writes for a secret.
+    Authorization {
+        extract: fn(&str) -> Option<&str>,
+        present: fn(&str) -> String,
+    },
     /// Base64(HMAC-SHA256(secret, registered URL + raw body)) in a header.
     UrlBodySignature { header: &'static str },
 }
@@ -51,7 +56,7 @@ impl Auth {
 /// The tenant this request proves to come from, or `None`.
 pub fn authenticate<'t>(
     auth: &Auth,
-    request: &Request,
+    request: &WebhookRequest,
     tenants: &'t TenantDirectory,
 ) -> Option<&'t Tenant> {
     let headers = request.headers();
@@ -59,10 +64,10 @@ pub fn authenticate<'t>(
         AuthScheme::HeaderSecret { header } => {
             sole(headers, header).map(|value| tenants.by_secret(value?.as_bytes()))
         }
-        AuthScheme::TenantChosenHeader => tenants
-            .carries_tenant_header(headers)
-            .then(|| tenants.by_tenant_header(headers)),
-        AuthScheme::Authorization { extract } => {
+        AuthScheme::TenantChosenHeader => {
+            carries_tenant_header(tenants, headers).then(|| by_tenant_header(tenants, headers))
+        }
+        AuthScheme::Authorization { extract, .. } => {
             sole(headers, AUTHORIZATION.as_str()).map(|value| {
                 let secret = extract(value?.to_str().ok()?)?;
                 tenants.by_secret(secret.as_bytes())
@@ -71,7 +76,7 @@ pub fn authenticate<'t>(
         AuthScheme::UrlBodySignature { header } => sole(headers, header).map(|value| {
             let value = value?;
             let signature = decode_signature(value.as_bytes())?;
-            let body: &[u8] = request.body().as_ref();
+            let body: &[u8] = request.body();
             match tenant_named_in_query(request).and_then(|id| tenants.get(id)) {
                 Some(tenant) => signed_by(tenant, &signature, body).then_some(tenant),
                 None => tenants
@@ -91,18 +96,33 @@ pub fn authenticate<'t>(
 
 /// `None` if the header is absent, `Some(None)` if it is repeated (ambiguous: refused, never
 /// read as "no credential"), else its one value.
-pub fn sole<'h>(
-    headers: &'h lambda_http::http::HeaderMap,
-    name: &str,
-) -> Option<Option<&'h lambda_http::http::HeaderValue>> {
+pub fn sole<'h>(headers: &'h HeaderMap, name: &str) -> Option<Option<&'h HeaderValue>> {
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
     Some(values.next().is_none().then_some(first))
 }
 
+/// For schemes where the tenant names the header: the tenant whose header carries one of its
+/// secrets.
+fn by_tenant_header<'t>(tenants: &'t TenantDirectory, headers: &HeaderMap) -> Option<&'t Tenant> {
+    tenants.header_names().iter().find_map(|name| {
+        let value = sole(headers, name)??;
+        let tenant = tenants.by_secret(value.as_bytes())?;
+        (tenant.header.as_deref() == Some(name.as_str())).then_some(tenant)
+    })
+}
+
+/// True if the request carries any of the tenant-chosen headers.
+fn carries_tenant_header(tenants: &TenantDirectory, headers: &HeaderMap) -> bool {
+    tenants
+        .header_names()
+        .iter()
+        .any(|name| headers.contains_key(name.as_str()))
+}
+
 /// `?tenant=<id>` in the registered URL picks the tenant directly where the credential alone
 /// does not (signatures, unauthenticated subscriptions).
-fn tenant_named_in_query(request: &Request) -> Option<&str> {
+fn tenant_named_in_query(request: &WebhookRequest) -> Option<&str> {
     let query = request.uri().query()?;
     query
         .split('&')
@@ -142,10 +162,37 @@ pub fn url_body_signature(secret: &str, url: &str, body: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(tag)
 }
 
+impl Auth {
+    /// The headers a sender adds to prove `body`, posted to `url`, comes from `tenant` holding
+    /// `secret`: the inverse of [`authenticate`], for test kits and the dev server's `send`.
+    pub fn credential_headers(
+        &self,
+        tenant: &Tenant,
+        secret: &str,
+        url: &str,
+        body: &[u8],
+    ) -> Vec<(String, String)> {
+        match self.scheme {
+            AuthScheme::HeaderSecret { header } => vec![(header.to_string(), secret.to_string())],
+            AuthScheme::TenantChosenHeader => tenant
+                .header
+                .iter()
+                .map(|header| (header.clone(), secret.to_string()))
+                .collect(),
+            AuthScheme::Authorization { present, .. } => {
+                vec![(AUTHORIZATION.as_str().to_string(), present(secret))]
+            }
+            AuthScheme::UrlBodySignature { header } => {
+                vec![(header.to_string(), url_body_signature(secret, url, body))]
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lambda_http::Body;
+    use bytes::Bytes;
 
     /// Computed independently with Python:
     /// `base64.b64encode(hmac.new(secret, (url + body).encode(), hashlib.sha256).digest())`.
@@ -193,12 +240,12 @@ mod tests {
         .unwrap()
     }
 
-    fn signed_request(uri: &str, signature: &str, body: &str) -> Request {
-        lambda_http::http::Request::builder()
+    fn signed_request(uri: &str, signature: &str, body: &str) -> WebhookRequest {
+        http::Request::builder()
             .method("POST")
             .uri(uri)
             .header("x-waitwhile-signature", signature)
-            .body(Body::Text(body.to_string()))
+            .body(Bytes::copy_from_slice(body.as_bytes()))
             .unwrap()
     }
 
@@ -260,9 +307,9 @@ mod tests {
                 "{signature}"
             );
         }
-        let unsigned = lambda_http::http::Request::builder()
+        let unsigned = http::Request::builder()
             .uri(url)
-            .body(Body::Text(body.into()))
+            .body(Bytes::copy_from_slice(body.as_bytes()))
             .unwrap();
         assert!(authenticate(&SIGNED, &unsigned, &tenants).is_none());
     }
@@ -278,10 +325,10 @@ mod tests {
             credential_optional: false,
         };
         let request = |uri: &str, token: &str| {
-            lambda_http::http::Request::builder()
+            http::Request::builder()
                 .uri(uri)
                 .header("x-token", token)
-                .body(Body::Empty)
+                .body(Bytes::new())
                 .unwrap()
         };
         let found =
@@ -301,11 +348,11 @@ mod tests {
         )
         .unwrap();
         let auth = Auth::optional(AuthScheme::HeaderSecret { header: "x-token" });
-        let request = lambda_http::http::Request::builder()
+        let request = http::Request::builder()
             .uri("https://x/h")
             .header("x-token", "tok1")
             .header("x-token", "tok1")
-            .body(Body::Empty)
+            .body(Bytes::new())
             .unwrap();
         assert!(authenticate(&auth, &request, &tenants).is_none());
     }
@@ -316,9 +363,9 @@ mod tests {
             r#"{"tenants": [{"id": "p1", "webhook_secrets": ["tok"]}, {"id": "open", "allow_unauthenticated": true}]}"#,
         )
         .unwrap();
-        let bare = lambda_http::http::Request::builder()
+        let bare = http::Request::builder()
             .uri("https://x/webhooks/flybuy")
-            .body(Body::Empty)
+            .body(Bytes::new())
             .unwrap();
         let optional = Auth {
             scheme: AuthScheme::HeaderSecret { header: "x-token" },
@@ -331,11 +378,56 @@ mod tests {
         };
         assert!(authenticate(&required, &bare, &tenants).is_none());
         // A wrong credential is refused even where an open tenant exists.
-        let wrong = lambda_http::http::Request::builder()
+        let wrong = http::Request::builder()
             .uri("https://x/webhooks/flybuy")
             .header("x-token", "nope")
-            .body(Body::Empty)
+            .body(Bytes::new())
             .unwrap();
         assert!(authenticate(&optional, &wrong, &tenants).is_none());
+    }
+
+    #[test]
+    fn tenant_chosen_header_must_be_that_tenants_header() {
+        let tenants = TenantDirectory::from_json(
+            r#"{"tenants": [
+                {"id": "app-3", "webhook_secrets": ["key-3"], "header": "X-Custom-Auth"},
+                {"id": "app-4", "webhook_secrets": ["key-4"], "header": "X-Other"}
+            ]}"#,
+        )
+        .unwrap();
+        let auth = Auth::optional(AuthScheme::TenantChosenHeader);
+        let request = |name: &str, value: &str| {
+            http::Request::builder()
+                .header(name, value)
+                .body(Bytes::new())
+                .unwrap()
+        };
+        let found = |name, value| {
+            authenticate(&auth, &request(name, value), &tenants).map(|t| t.id.clone())
+        };
+        assert_eq!(found("x-custom-auth", "key-3").as_deref(), Some("app-3"));
+        assert_eq!(
+            found("x-custom-auth", "key-4"),
+            None,
+            "app-4's key in app-3's header"
+        );
+    }
+
+    #[test]
+    fn credential_headers_are_what_authenticate_accepts() {
+        let tenants = directory();
+        let tenant = tenants.get("loc-1").unwrap();
+        let url = tenant.url.clone().unwrap();
+        let body = br#"{"type":"visit.created"}"#;
+        let headers = SIGNED.credential_headers(tenant, "old-secret", &url, body);
+        let mut request = http::Request::builder().method("POST").uri(&url);
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        let request = request.body(Bytes::copy_from_slice(body)).unwrap();
+        assert_eq!(
+            authenticate(&SIGNED, &request, &tenants).unwrap().id,
+            "loc-1"
+        );
     }
 }

@@ -4,20 +4,18 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 
-use lambda_http::{Body, Request, Response};
 use std::time::Duration;
 
+use adapter_aws::{DynamoStore, SqsQueue};
 use aws_lambda_events::sqs::SqsEvent;
+use bytes::Bytes;
 use fake_api::FakeApi;
 use shared::fetch::DetailClient;
+use shared::ports::{Ports, QueueMessage, Record};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
-use shared::queue::{QueueMessage, SqsQueue};
-use shared::secrets::TenantDirectory;
-use shared::store::DynamoStore;
-use shared::store::{Record, Store};
-use shared::{Ingest, IngestSettings};
+use shared::tenants::{TenantDirectory, TenantSource};
+use shared::{Ingest, IngestSettings, WebhookRequest, WebhookResponse};
 
 /// The project root (where `events/` lives).
 pub fn root() -> PathBuf {
@@ -48,7 +46,7 @@ pub async fn local_aws() -> aws_config::SdkConfig {
 /// SDK configuration for an endpoint (the local one, or a proxy in front of it).
 pub async fn aws_at(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(shared::runtime::https_client())
+        .http_client(adapter_aws::sdk::https_client())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
@@ -113,7 +111,7 @@ impl Backend {
         let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
         let sqs = aws_sdk_sqs::Client::new(&aws);
         let table = unique_name("events");
-        shared::store::create_table(&dynamodb, &table)
+        adapter_aws::create_table(&dynamodb, &table)
             .await
             .expect("create table");
         let queue_url = sqs
@@ -141,13 +139,14 @@ impl Backend {
         SqsQueue::new(self.sqs.clone(), &self.queue_url)
     }
 
+    /// The ports on this table and queue, as the Lambdas build them.
+    pub fn ports(&self) -> Ports {
+        adapter_aws::ports(self.store(), self.queue(), shared::clock::system())
+    }
+
     /// The outbox sweeper on this table and queue (lease 10 s).
     pub fn sweeper(&self) -> shared::outbox::Sweeper {
-        shared::outbox::Sweeper::new(
-            Arc::new(self.store()),
-            Arc::new(self.queue()),
-            Duration::from_secs(10),
-        )
+        shared::outbox::Sweeper::new(self.ports(), Duration::from_secs(10))
     }
 
     /// The real handler of `provider`, configured with the demo tenants of `events/env.json`.
@@ -164,8 +163,7 @@ impl Backend {
         Ingest::new(
             shared::providers::by_name(provider).expect("known provider"),
             tenants,
-            Arc::new(self.store()),
-            Arc::new(self.queue()),
+            self.ports(),
             settings,
         )
     }
@@ -268,13 +266,15 @@ impl Backend {
                         format!("{}/{}", api.base_url, provider.name()).into();
                 }
                 let tenants = TenantDirectory::from_json(&document.to_string()).unwrap();
-                ProviderTenants { provider, tenants }
+                ProviderTenants {
+                    provider,
+                    tenants: TenantSource::fixed(tenants),
+                }
             })
             .collect();
         Processor::new(
             providers,
-            Arc::new(self.store()),
-            Arc::new(self.queue()),
+            self.ports(),
             DetailClient::new(timeout),
             settings,
         )
@@ -323,7 +323,7 @@ impl Backend {
             .collect();
         let event: SqsEvent =
             serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
-        let response = processor.handle_sqs(event).await;
+        let response = lambda_glue::handle_sqs(processor, event).await;
         let failed: Vec<String> = response
             .batch_item_failures
             .into_iter()
@@ -363,6 +363,7 @@ impl Backend {
     }
 
     pub async fn record(&self, key: &str) -> Record {
+        use shared::ports::Store;
         self.store()
             .get(key)
             .await
@@ -395,30 +396,40 @@ pub fn demo_tenants(provider: &str) -> TenantDirectory {
     TenantDirectory::from_json(&demo_tenants_json(provider)).expect("demo tenants")
 }
 
-/// An API Gateway HTTP API (v2) event file turned into the request the Lambda would see.
-pub fn load_event(path: &Path) -> Request {
+/// An API Gateway HTTP API (v2) event file turned into the request the core sees, through
+/// the Lambda glue's own conversion.
+pub fn load_event(path: &Path) -> WebhookRequest {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+    apigw_request(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"))
+}
+
+/// An API Gateway event document as the webhook Lambda turns it into the core's request.
+pub fn apigw_request(event_json: &str) -> Result<WebhookRequest, String> {
+    lambda_http::request::from_str(event_json)
+        .map(lambda_glue::to_core)
+        .map_err(|e| e.to_string())
 }
 
 /// The event file `events/<relative>`.
-pub fn event(relative: &str) -> Request {
+pub fn event(relative: &str) -> WebhookRequest {
     load_event(&root().join("events").join(relative))
 }
 
-pub fn response_json(response: &Response<Body>) -> serde_json::Value {
-    serde_json::from_slice(response.body().as_ref()).expect("response body is JSON")
+pub fn response_json(response: &WebhookResponse) -> serde_json::Value {
+    serde_json::from_slice(response.body()).expect("response body is JSON")
 }
 
-/// A POST to `/webhooks/<provider>` with the given headers and body, as API Gateway delivers it.
-pub fn post(provider: &str, headers: &[(&str, &str)], body: &str) -> Request {
-    let mut request = lambda_http::http::Request::builder()
+/// A POST to `/webhooks/<provider>` with the given headers and body.
+pub fn post(provider: &str, headers: &[(&str, &str)], body: &str) -> WebhookRequest {
+    let mut request = http::Request::builder()
         .method("POST")
         .uri(format!("https://example.test/webhooks/{provider}"));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    request.body(Body::Text(body.to_string())).unwrap()
+    request
+        .body(Bytes::copy_from_slice(body.as_bytes()))
+        .unwrap()
 }
 pub mod fake_api;
 pub mod proxy;

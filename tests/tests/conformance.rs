@@ -1,15 +1,20 @@
-//! One conformance suite for the store and queue ports, run against both adapter pairs:
-//! DynamoDB + SQS (local wire endpoint) and the embedded SQLite database. If the two drift
-//! apart, one of them fails here.
+//! One conformance suite for the store, queue and outbox ports, run against all three adapter
+//! pairs: DynamoDB + SQS (local wire endpoint), the embedded SQLite database, and the in-memory
+//! pair. If they drift apart, one of them fails here. Time passes by sleeping on the wire
+//! endpoint (its clock is its own) and by advancing the injected clock elsewhere.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use adapter_aws::SqsQueue;
+use adapter_memory::Memory;
+use adapter_sqlite::Database;
 use e2e::{unique_name, Backend};
-use shared::embedded::{Database, SqliteQueue, SqliteStore};
-use shared::ingest::now_ms;
-use shared::queue::{InboundMessage, Queue, QueueConsumer, QueueMessage, SqsQueue};
-use shared::store::{Claim, Outcome, PutOutcome, Record, Status, Store};
+use shared::clock::{Clock, ManualClock};
+use shared::ports::{
+    Claim, InboundMessage, Outbox, Outcome, PutOutcome, Queue, QueueConsumer, QueueError,
+    QueueMessage, Record, Status, Store,
+};
 
 const MAX_RECEIVES: u32 = 2;
 
@@ -17,36 +22,75 @@ struct Ports {
     name: &'static str,
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
+    outbox: Arc<dyn Outbox>,
     consumer: Arc<dyn QueueConsumer>,
     dead_letters: Arc<dyn QueueConsumer>,
+    clock: Arc<dyn Clock>,
+    /// Set where the adapter's time is the injected clock.
+    manual: Option<Arc<ManualClock>>,
 }
 
-async fn both() -> Vec<Ports> {
+async fn all_pairs() -> Vec<Ports> {
     let backend = Backend::with_dead_letter_queue(MAX_RECEIVES).await;
+    let aws = backend.ports();
     let sqs = Arc::new(backend.queue());
     let dead = Arc::new(SqsQueue::new(
         backend.sqs.clone(),
         backend.dead_letter_url.clone().unwrap(),
     ));
+
+    let sqlite_clock = ManualClock::now();
     let path = std::env::temp_dir().join(format!("{}.db", unique_name("conformance")));
     let database = Database::open(&path).unwrap();
-    let sqlite_queue = Arc::new(SqliteQueue::new(database.clone(), MAX_RECEIVES));
+    let (sqlite, sqlite_queue) =
+        adapter_sqlite::ports(&database, MAX_RECEIVES, sqlite_clock.clone());
+
+    let memory_clock = ManualClock::now();
+    let memory = Memory::new(MAX_RECEIVES, memory_clock.clone());
     vec![
         Ports {
             name: "dynamodb+sqs",
-            store: Arc::new(backend.store()),
-            queue: sqs.clone(),
+            store: aws.store,
+            queue: aws.queue,
+            outbox: aws.outbox,
             consumer: sqs,
             dead_letters: dead,
+            clock: aws.clock,
+            manual: None,
         },
         Ports {
             name: "sqlite",
-            store: Arc::new(SqliteStore::new(database.clone())),
-            queue: sqlite_queue.clone(),
-            consumer: sqlite_queue,
+            store: sqlite.store,
+            queue: sqlite.queue,
+            outbox: sqlite.outbox,
+            consumer: Arc::new(sqlite_queue),
             dead_letters: Arc::new(DeadLetterTable(database)),
+            clock: sqlite.clock,
+            manual: Some(sqlite_clock),
+        },
+        Ports {
+            name: "memory",
+            store: memory.ports.store,
+            queue: memory.ports.queue,
+            outbox: memory.ports.outbox,
+            consumer: memory.queue.clone(),
+            dead_letters: Arc::new(DeadLetterList(memory.queue)),
+            clock: memory.ports.clock,
+            manual: Some(memory_clock),
         },
     ]
+}
+
+fn as_inbound(messages: Vec<QueueMessage>) -> Vec<InboundMessage> {
+    messages
+        .into_iter()
+        .map(|message| InboundMessage {
+            id: message.key.clone(),
+            body: serde_json::to_string(&message).unwrap(),
+            receive_count: 0,
+            receipt_handle: None,
+        })
+        .collect()
 }
 
 /// The SQLite dead-letter table seen through the consumer port, like the SQS dead-letter queue.
@@ -58,28 +102,34 @@ impl QueueConsumer for DeadLetterTable {
         &self,
         _max: usize,
         _visibility: Duration,
-    ) -> Result<Vec<InboundMessage>, shared::queue::QueueError> {
-        Ok(self
-            .0
-            .dead_letters()
-            .await?
-            .into_iter()
-            .map(|message| InboundMessage {
-                id: message.key.clone(),
-                body: serde_json::to_string(&message).unwrap(),
-                receive_count: 0,
-                receipt_handle: None,
-            })
-            .collect())
+    ) -> Result<Vec<InboundMessage>, QueueError> {
+        Ok(as_inbound(self.0.dead_letters().await?))
     }
 
-    async fn delete(&self, _receipt_handle: &str) -> Result<(), shared::queue::QueueError> {
+    async fn delete_all(&self, _receipt_handles: &[String]) -> Result<(), QueueError> {
         Ok(())
     }
 }
 
-fn record(key: &str, entity: &str) -> Record {
-    let now = now_ms();
+/// The in-memory dead letters seen through the consumer port.
+struct DeadLetterList(Arc<adapter_memory::MemoryQueue>);
+
+#[async_trait::async_trait]
+impl QueueConsumer for DeadLetterList {
+    async fn receive(
+        &self,
+        _max: usize,
+        _visibility: Duration,
+    ) -> Result<Vec<InboundMessage>, QueueError> {
+        Ok(as_inbound(self.0.dead_letters()))
+    }
+
+    async fn delete_all(&self, _receipt_handles: &[String]) -> Result<(), QueueError> {
+        Ok(())
+    }
+}
+
+fn record_at(now: i64, key: &str, entity: &str) -> Record {
     Record {
         key: key.into(),
         provider: "egym".into(),
@@ -96,6 +146,23 @@ fn record(key: &str, entity: &str) -> Record {
 }
 
 impl Ports {
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn record(&self, key: &str, entity: &str) -> Record {
+        record_at(self.now(), key, entity)
+    }
+
+    /// Lets `duration` pass for the adapter: the wire endpoint keeps its own time, so the test
+    /// sleeps there; the others read the injected clock, which is moved.
+    async fn wait(&self, duration: Duration) {
+        match &self.manual {
+            Some(clock) => clock.advance(duration),
+            None => tokio::time::sleep(duration).await,
+        }
+    }
+
     async fn send_keys(&self, keys: &[&str]) {
         for key in keys {
             self.queue.send(&message(key)).await.unwrap();
@@ -126,8 +193,8 @@ fn message(key: &str) -> QueueMessage {
 
 #[tokio::test]
 async fn conditional_put_reports_what_exists() {
-    for ports in both().await {
-        let original = record("k1", "a");
+    for ports in all_pairs().await {
+        let original = ports.record("k1", "a");
         let store = &ports.store;
         assert_eq!(
             store.put_new(&original).await.unwrap(),
@@ -135,7 +202,8 @@ async fn conditional_put_reports_what_exists() {
             "{}",
             ports.name
         );
-        let PutOutcome::Exists(existing) = store.put_new(&record("k1", "other")).await.unwrap()
+        let PutOutcome::Exists(existing) =
+            store.put_new(&ports.record("k1", "other")).await.unwrap()
         else {
             panic!("{}: second put created", ports.name);
         };
@@ -162,9 +230,9 @@ async fn conditional_put_reports_what_exists() {
 
 #[tokio::test]
 async fn leases_are_taken_over_only_as_seen_and_only_while_received() {
-    for ports in both().await {
+    for ports in all_pairs().await {
         let store = &ports.store;
-        let original = record("k2", "a");
+        let original = ports.record("k2", "a");
         store.put_new(&original).await.unwrap();
         let seen = original.lease_until_ms;
         assert!(
@@ -182,7 +250,7 @@ async fn leases_are_taken_over_only_as_seen_and_only_while_received() {
             "{}: stale",
             ports.name
         );
-        let now = now_ms();
+        let now = ports.now();
         store.release("k2", now).await.unwrap();
         assert_eq!(
             store.get("k2").await.unwrap().unwrap().lease_until_ms,
@@ -208,7 +276,7 @@ async fn leases_are_taken_over_only_as_seen_and_only_while_received() {
 
 #[tokio::test]
 async fn claims_exclude_each_other_and_expire() {
-    for ports in both().await {
+    for ports in all_pairs().await {
         let store = &ports.store;
         assert_eq!(
             store.claim("none", 0, 1).await.unwrap(),
@@ -216,9 +284,9 @@ async fn claims_exclude_each_other_and_expire() {
             "{}",
             ports.name
         );
-        store.put_new(&record("k3", "a")).await.unwrap();
+        store.put_new(&ports.record("k3", "a")).await.unwrap();
         store.mark_queued("k3").await.unwrap();
-        let now = now_ms();
+        let now = ports.now();
         let Claim::Claimed(claimed) = store.claim("k3", now, now + 1000).await.unwrap() else {
             panic!("{}: not claimed", ports.name);
         };
@@ -277,12 +345,12 @@ async fn claims_exclude_each_other_and_expire() {
 
 #[tokio::test]
 async fn retry_requeues_and_failure_is_final() {
-    for ports in both().await {
+    for ports in all_pairs().await {
         let store = &ports.store;
         for key in ["retry", "fail"] {
-            store.put_new(&record(key, key)).await.unwrap();
+            store.put_new(&ports.record(key, key)).await.unwrap();
         }
-        let now = now_ms();
+        let now = ports.now();
         for key in ["retry", "fail"] {
             assert!(matches!(
                 store.claim(key, now, now + 500).await.unwrap(),
@@ -318,25 +386,25 @@ async fn retry_requeues_and_failure_is_final() {
 
 #[tokio::test]
 async fn pending_lists_received_records_whose_lease_ended_and_nothing_else() {
-    for ports in both().await {
+    for ports in all_pairs().await {
         let store = &ports.store;
-        let now = now_ms();
-        let mut expired = record("p1", "a");
+        let now = ports.now();
+        let mut expired = ports.record("p1", "a");
         expired.lease_until_ms = now - 5;
-        let mut older = record("p0", "b");
+        let mut older = ports.record("p0", "b");
         older.lease_until_ms = now - 50;
-        let live = record("p2", "c");
-        let mut queued = record("p3", "d");
+        let live = ports.record("p2", "c");
+        let mut queued = ports.record("p3", "d");
         queued.lease_until_ms = now - 5;
         for r in [&expired, &older, &live, &queued] {
             store.put_new(r).await.unwrap();
         }
         store.mark_queued("p3").await.unwrap();
         let pending = store.pending(now, 10).await.unwrap();
-        let keys: Vec<&str> = pending.iter().map(|p| p.key.as_str()).collect();
+        let keys: Vec<&str> = pending.iter().map(|p| p.message.key.as_str()).collect();
         assert_eq!(keys, ["p0", "p1"], "{}: oldest lease first", ports.name);
-        assert_eq!(pending[1].provider, "egym", "{}", ports.name);
-        assert_eq!(pending[1].entity_id, "a", "{}", ports.name);
+        assert_eq!(pending[1].message.provider, "egym", "{}", ports.name);
+        assert_eq!(pending[1].message.entity_id, "a", "{}", ports.name);
         assert_eq!(pending[1].lease_until_ms, now - 5, "{}", ports.name);
         assert_eq!(
             store.pending(now, 1).await.unwrap().len(),
@@ -354,7 +422,7 @@ async fn pending_lists_received_records_whose_lease_ended_and_nothing_else() {
             .await
             .unwrap()
             .into_iter()
-            .map(|p| p.key)
+            .map(|p| p.message.key)
             .collect();
         assert_eq!(keys, ["p1"], "{}", ports.name);
     }
@@ -362,12 +430,12 @@ async fn pending_lists_received_records_whose_lease_ended_and_nothing_else() {
 
 #[tokio::test]
 async fn erasure_reaches_every_record_of_the_subject_and_nothing_else() {
-    for ports in both().await {
+    for ports in all_pairs().await {
         let store = &ports.store;
         for (key, entity) in [("e1", "person"), ("e2", "person"), ("e3", "someone-else")] {
-            store.put_new(&record(key, entity)).await.unwrap();
+            store.put_new(&ports.record(key, entity)).await.unwrap();
         }
-        let subject = record("e1", "person").subject();
+        let subject = ports.record("e1", "person").subject();
         assert_eq!(
             store.erase_subject(&subject, 42).await.unwrap(),
             2,
@@ -394,7 +462,7 @@ async fn erasure_reaches_every_record_of_the_subject_and_nothing_else() {
 
 #[tokio::test]
 async fn a_batch_delete_removes_exactly_the_messages_named() {
-    for ports in both().await {
+    for ports in all_pairs().await {
         ports.send_keys(&["d1", "d2", "d3"]).await;
         let received = ports.receive(Duration::from_secs(1)).await;
         assert_eq!(received.len(), 3, "{}", ports.name);
@@ -405,7 +473,7 @@ async fn a_batch_delete_removes_exactly_the_messages_named() {
             .map(|m| m.receipt_handle.clone().unwrap())
             .collect();
         ports.consumer.delete_all(&done).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(1300)).await;
+        ports.wait(Duration::from_millis(1300)).await;
         let again = ports.receive(Duration::from_secs(30)).await;
         assert_eq!(again.len(), 1, "{}", ports.name);
         assert_eq!(again[0].id, keep.id, "{}", ports.name);
@@ -414,7 +482,7 @@ async fn a_batch_delete_removes_exactly_the_messages_named() {
 
 #[tokio::test]
 async fn received_messages_stay_hidden_until_deleted_or_their_visibility_ends() {
-    for ports in both().await {
+    for ports in all_pairs().await {
         ports.send_keys(&["m1", "m2", "m3"]).await;
         let first = ports.receive(Duration::from_secs(30)).await;
         assert_eq!(first.len(), 3, "{}", ports.name);
@@ -422,18 +490,16 @@ async fn received_messages_stay_hidden_until_deleted_or_their_visibility_ends() 
         let keys: Vec<String> = first.iter().map(key_of).collect();
         assert_eq!(keys.len(), 3);
         assert!(ports.receive(Duration::from_secs(30)).await.is_empty());
-        for received in &first {
-            ports
-                .consumer
-                .delete(received.receipt_handle.as_deref().unwrap())
-                .await
-                .unwrap();
-        }
+        let receipts: Vec<String> = first
+            .iter()
+            .map(|m| m.receipt_handle.clone().unwrap())
+            .collect();
+        ports.consumer.delete_all(&receipts).await.unwrap();
 
         ports.send_keys(&["m4"]).await;
         let once = ports.receive(Duration::from_secs(1)).await;
         assert_eq!(once.len(), 1, "{}", ports.name);
-        tokio::time::sleep(Duration::from_millis(1300)).await;
+        ports.wait(Duration::from_millis(1300)).await;
         let again = ports.receive(Duration::from_secs(1)).await;
         assert_eq!(
             again.len(),
@@ -448,13 +514,13 @@ async fn received_messages_stay_hidden_until_deleted_or_their_visibility_ends() 
 
 #[tokio::test]
 async fn a_message_received_max_receives_times_moves_to_the_dead_letters() {
-    for ports in both().await {
+    for ports in all_pairs().await {
         ports.queue.send(&message("dead")).await.unwrap();
         for attempt in 1..=MAX_RECEIVES {
             let received = ports.receive(Duration::from_secs(1)).await;
             assert_eq!(received.len(), 1, "{}: attempt {attempt}", ports.name);
             assert_eq!(received[0].receive_count, attempt, "{}", ports.name);
-            tokio::time::sleep(Duration::from_millis(1200)).await;
+            ports.wait(Duration::from_millis(1200)).await;
         }
         assert!(
             ports.receive(Duration::from_secs(1)).await.is_empty(),
@@ -473,7 +539,7 @@ async fn a_message_received_max_receives_times_moves_to_the_dead_letters() {
 
 #[tokio::test]
 async fn retry_after_hides_a_received_message_longer() {
-    for ports in both().await {
+    for ports in all_pairs().await {
         ports.queue.send(&message("later")).await.unwrap();
         let received = ports
             .consumer
@@ -485,7 +551,7 @@ async fn retry_after_hides_a_received_message_longer() {
             .retry_after(received[0].receipt_handle.as_deref().unwrap(), 5)
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(1300)).await;
+        ports.wait(Duration::from_millis(1300)).await;
         assert!(
             ports
                 .consumer
@@ -494,6 +560,49 @@ async fn retry_after_hides_a_received_message_longer() {
                 .unwrap()
                 .is_empty(),
             "{}",
+            ports.name
+        );
+        if ports.manual.is_some() {
+            ports.wait(Duration::from_secs(4)).await;
+            let back = ports.receive(Duration::from_secs(1)).await;
+            assert_eq!(
+                back.len(),
+                1,
+                "{}: visible once its wait is over",
+                ports.name
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_outbox_queues_a_stored_record_and_marks_it_queued() {
+    for ports in all_pairs().await {
+        let stored = ports.record("o1", "a");
+        ports.store.put_new(&stored).await.unwrap();
+        ports.outbox.enqueue(&stored.message()).await.unwrap();
+        assert_eq!(
+            ports.store.get("o1").await.unwrap().unwrap().status,
+            Status::Queued,
+            "{}",
+            ports.name
+        );
+        let received = ports.receive(Duration::from_secs(30)).await;
+        assert_eq!(received.len(), 1, "{}", ports.name);
+        assert_eq!(
+            serde_json::from_str::<QueueMessage>(&received[0].body).unwrap(),
+            stored.message(),
+            "{}",
+            ports.name
+        );
+        assert!(
+            ports
+                .store
+                .pending(ports.now() + 3_600_000, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}: nothing left for the sweeper",
             ports.name
         );
     }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use devserver::{Options, RunningServer};
 use e2e::{root, unique_name};
-use shared::queue::QueueConsumer;
-use shared::store::{Record, Status};
+use shared::ports::QueueConsumer;
+use shared::ports::{Record, Status};
 
 fn options(data: &Path, workers: usize) -> Options {
     Options {
@@ -22,6 +22,7 @@ fn options(data: &Path, workers: usize) -> Options {
         max_receives: 5,
         poll_interval: Duration::from_millis(20),
         sweep_interval: Duration::from_millis(200),
+        clock: shared::clock::system(),
     }
 }
 
@@ -169,7 +170,8 @@ async fn a_message_held_by_a_worker_that_died_is_delivered_again() {
     let server = devserver::start(options(&data, 0)).await.unwrap();
     assert_eq!(send(&server, "flybuy/order-created.json").await.0, 202);
     // A worker takes the message and crashes with it, together with the server.
-    let queue = shared::embedded::SqliteQueue::new(server.database.clone(), 5);
+    let queue =
+        adapter_sqlite::SqliteQueue::new(server.database.clone(), 5, shared::clock::system());
     let taken = queue.receive(10, Duration::from_secs(1)).await.unwrap();
     assert_eq!(taken.len(), 1);
     server.abort();
@@ -191,7 +193,7 @@ async fn shutdown_loses_nothing_that_was_accepted() {
         .map(|(file, _)| file)
         .collect();
     let addr = format!("http://{}", server.addr);
-    let sends: Vec<_> = files
+    let mut sends: Vec<_> = files
         .iter()
         .map(|file| {
             let path = root().join("events").join(file);
@@ -199,23 +201,35 @@ async fn shutdown_loses_nothing_that_was_accepted() {
             tokio::spawn(async move { devserver::send::send(path.to_str().unwrap(), &addr).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Shut down once one delivery has been answered, while the others are still arriving.
+    let first = sends.remove(0).await.unwrap().unwrap();
+    assert!(first.status < 300, "{}", first.body);
     server.shutdown().await;
-    let mut acknowledged = 0;
+    let mut answers = vec![first];
     for send in sends {
         if let Ok(Ok(answer)) = send.await {
-            if answer.status < 300 {
-                acknowledged += 1;
-            }
+            answers.push(answer);
         }
     }
+    let acknowledged: Vec<&devserver::send::Answer> =
+        answers.iter().filter(|a| a.status < 300).collect();
     let restarted = devserver::start(options(&data, 2)).await.unwrap();
     let records = settled(&restarted).await;
     assert!(
-        records.len() >= acknowledged,
-        "{} records for {acknowledged} acknowledged",
-        records.len()
+        records.len() >= acknowledged.len(),
+        "{} records for {} acknowledged",
+        records.len(),
+        acknowledged.len()
     );
+    for answer in &acknowledged {
+        let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        if let Some(key) = body["id"].as_str() {
+            assert!(
+                records.iter().any(|r| r.key == key),
+                "acknowledged {key} is not stored"
+            );
+        }
+    }
     assert!(records.iter().all(|r| r.status == Status::Processed));
     restarted.shutdown().await;
 }

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use adapter_aws::{DynamoStore, SqsQueue};
 use e2e::fake_api::{Behavior, FakeApi};
 use e2e::proxy::{local_aws_address, Proxy};
 use e2e::{aws_at, event, response_json, Backend};
+use shared::ports::Status;
 use shared::process::ProcessorSettings;
-use shared::queue::SqsQueue;
-use shared::store::{DynamoStore, Status};
 use shared::{Ingest, IngestSettings};
 
 fn settings() -> ProcessorSettings {
@@ -30,8 +30,11 @@ async fn ingest_via(backend: &Backend, store: &Proxy, queue: &Proxy, provider: &
     Ingest::new(
         shared::providers::by_name(provider).unwrap(),
         e2e::demo_tenants(provider),
-        Arc::new(DynamoStore::new(store_client, &backend.table)),
-        Arc::new(SqsQueue::new(queue_client, &backend.queue_url)),
+        adapter_aws::ports(
+            DynamoStore::new(store_client, &backend.table),
+            SqsQueue::new(queue_client, &backend.queue_url),
+            shared::clock::system(),
+        ),
         IngestSettings::default(),
     )
 }
@@ -71,8 +74,11 @@ async fn queue_unavailable_after_the_store_write_is_202_and_the_sweeper_delivers
     let ingest = ingest_via(&backend, &store_proxy, &queue_proxy, "magicline").await;
     let sqs_via_proxy = aws_sdk_sqs::Client::new(&aws_at(&queue_proxy.url).await);
     let sweeper = shared::outbox::Sweeper::new(
-        Arc::new(backend.store()),
-        Arc::new(SqsQueue::new(sqs_via_proxy, &backend.queue_url)),
+        adapter_aws::ports(
+            backend.store(),
+            SqsQueue::new(sqs_via_proxy, &backend.queue_url),
+            shared::clock::system(),
+        ),
         Duration::from_secs(10),
     );
 

@@ -2,11 +2,15 @@
 
 use std::sync::Arc;
 
+use adapter_aws::SqsQueue;
 use e2e::{event, post, response_json, Backend};
-use shared::ingest::now_ms;
-use shared::queue::SqsQueue;
-use shared::store::{PutOutcome, Record, Status, Store};
-use shared::{Ingest, IngestSettings};
+use shared::clock::{Clock, SystemClock};
+use shared::ports::{PutOutcome, Record, Status, Store};
+use shared::{Ingest, IngestSettings, WebhookRequest};
+
+fn now_ms() -> i64 {
+    SystemClock.now_ms()
+}
 
 #[tokio::test]
 async fn a_valid_webhook_is_stored_once_and_queued_once() {
@@ -129,7 +133,7 @@ async fn rotation_accepts_old_and_new_keys_and_refuses_a_removed_one() {
             r#"{{"entityId": 1, "uuid": "{uuid}", "payload": [{{"timestamp": 1, "type": "CUSTOMER_CREATED"}}]}}"#
         )
     };
-    let during = shared::secrets::TenantDirectory::from_json(
+    let during = shared::tenants::TenantDirectory::from_json(
         r#"{"tenants": [{"id": "studio-9", "webhook_secrets": ["key-new", "key-old"]}]}"#,
     )
     .unwrap();
@@ -140,7 +144,7 @@ async fn rotation_accepts_old_and_new_keys_and_refuses_a_removed_one() {
             .await;
         assert_eq!(response.status(), 202, "{key}");
     }
-    let after = shared::secrets::TenantDirectory::from_json(
+    let after = shared::tenants::TenantDirectory::from_json(
         r#"{"tenants": [{"id": "studio-9", "webhook_secrets": ["key-new"]}]}"#,
     )
     .unwrap();
@@ -157,14 +161,11 @@ async fn rotation_accepts_old_and_new_keys_and_refuses_a_removed_one() {
 async fn a_failed_enqueue_is_acknowledged_once_stored_and_the_sweeper_enqueues_it_once() {
     let backend = Backend::new().await;
     // A queue that does not exist: SendMessage really fails on the wire.
+    let gone = SqsQueue::new(backend.sqs.clone(), format!("{}-gone", backend.queue_url));
     let broken = Ingest::new(
         shared::providers::by_name("magicline").unwrap(),
         e2e::demo_tenants("magicline"),
-        Arc::new(backend.store()),
-        Arc::new(SqsQueue::new(
-            backend.sqs.clone(),
-            format!("{}-gone", backend.queue_url),
-        )),
+        adapter_aws::ports(backend.store(), gone, Arc::new(SystemClock)),
         IngestSettings::default(),
     );
     let response = broken
@@ -273,7 +274,7 @@ async fn bad_requests_get_their_status_and_leave_no_trace() {
     let backend = Backend::new().await;
     let ingest = backend.ingest("egym");
     let key = ("x-api-key", "egym-demo-secret-berlin");
-    let cases: Vec<(lambda_http::Request, u16, &str)> = vec![
+    let cases: Vec<(WebhookRequest, u16, &str)> = vec![
         (
             post(
                 "egym",

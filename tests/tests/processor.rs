@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use e2e::fake_api::{Behavior, FakeApi};
 use e2e::{event, response_json, Backend};
-use shared::process::{InboundMessage, ProcessorSettings, Verdict};
-use shared::store::Status;
+use shared::ports::{InboundMessage, Status};
+use shared::process::{ProcessorSettings, Verdict};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 

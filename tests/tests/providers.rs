@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use e2e::{event, post, root, Backend};
-use shared::secrets::TenantDirectory;
+use shared::tenants::TenantDirectory;
 use shared::IngestSettings;
 
 /// A valid event of each provider and the rotation event (signed with a tenant's older secret).

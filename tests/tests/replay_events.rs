@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use e2e::fake_api::FakeApi;
 use e2e::{load_event, root, Backend};
+use shared::ports::Status;
 use shared::process::ProcessorSettings;
-use shared::store::Status;
 
 fn event_files(folder_name: &str) -> BTreeSet<String> {
     let folder = root().join("events").join(folder_name);
@@ -104,7 +104,7 @@ async fn every_processor_event_reports_exactly_its_declared_failures() {
         let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
         let processor =
             backend.processor(&api, ProcessorSettings::default(), Duration::from_secs(2));
-        let response = processor.handle_sqs(event.clone()).await;
+        let response = lambda_glue::handle_sqs(&processor, event.clone()).await;
         let mut failed: Vec<String> = response
             .batch_item_failures
             .iter()
@@ -123,7 +123,7 @@ async fn every_processor_event_reports_exactly_its_declared_failures() {
             if failed.contains(record.message_id.as_ref().unwrap()) {
                 continue;
             }
-            let message: shared::queue::QueueMessage =
+            let message: shared::ports::QueueMessage =
                 serde_json::from_str(record.body.as_ref().unwrap()).unwrap();
             let stored = backend.record(&message.key).await;
             assert_eq!(stored.status, Status::Processed, "{file}: {}", message.key);

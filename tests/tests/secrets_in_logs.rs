@@ -11,8 +11,8 @@ use e2e::fake_api::{Behavior, FakeApi};
 use e2e::{post, Backend};
 use sha2::{Digest, Sha256};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
-use shared::secrets::TenantDirectory;
-use shared::{Ingest, IngestSettings};
+use shared::tenants::{TenantDirectory, TenantSource};
+use shared::{Ingest, IngestSettings, WebhookRequest};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -81,25 +81,26 @@ impl Provider {
         }
     }
 
-    fn request(&self, credential: &str, n: u32) -> lambda_http::Request {
+    /// A delivery carrying `credential` the way this provider's scheme carries it.
+    fn request(&self, credential: &str, n: u32) -> WebhookRequest {
         let body = self.body(n);
-        let header = match self.name {
-            "magicline" | "egym" => ("x-api-key", credential.to_string()),
-            "timify" => ("x-hook-secret", credential.to_string()),
-            "flybuy" => ("authorization", format!("Token token=\"{credential}\"")),
-            _ => (
-                "x-waitwhile-signature",
-                shared::verify::url_body_signature(
-                    credential,
-                    &format!("https://example.test/webhooks/{}?tenant=t1", self.name),
-                    body.as_bytes(),
-                ),
-            ),
-        };
-        let mut request = post(self.name, &[(header.0, &header.1)], &body);
-        *request.uri_mut() = format!("https://example.test/webhooks/{}?tenant=t1", self.name)
-            .parse()
-            .unwrap();
+        let url = format!("https://example.test/webhooks/{}?tenant=t1", self.name);
+        let tenants = self.tenants("http://unused");
+        let headers = shared::providers::by_name(self.name)
+            .unwrap()
+            .auth()
+            .credential_headers(
+                tenants.get("t1").unwrap(),
+                credential,
+                &url,
+                body.as_bytes(),
+            );
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let mut request = post(self.name, &headers, &body);
+        *request.uri_mut() = url.parse().unwrap();
         request
     }
 }
@@ -132,8 +133,7 @@ async fn no_secret_appears_in_any_log_line() {
         let ingest = Ingest::new(
             shared::providers::by_name(provider.name).unwrap(),
             provider.tenants(&api.base_url),
-            Arc::new(backend.store()),
-            Arc::new(backend.queue()),
+            backend.ports(),
             IngestSettings::default(),
         );
         let wrong = secret("wrong");
@@ -159,11 +159,10 @@ async fn no_secret_appears_in_any_log_line() {
             .iter()
             .map(|p| ProviderTenants {
                 provider: shared::providers::by_name(p.name).unwrap(),
-                tenants: p.tenants(&api.base_url),
+                tenants: TenantSource::fixed(p.tenants(&api.base_url)),
             })
             .collect(),
-        Arc::new(backend.store()),
-        Arc::new(backend.queue()),
+        backend.ports(),
         shared::fetch::DetailClient::new(Duration::from_secs(2)),
         ProcessorSettings {
             max_receives: 2,

@@ -1,22 +1,21 @@
 //! Duplicate storm: 1,000 distinct deliveries, each sent 8 times, interleaved, 64 at a time →
 //! exactly 1,000 records and 1,000 messages, and no answer but 202, 200 (duplicate) or the
 //! documented 409 (the same delivery is being stored right now). Against the local
-//! DynamoDB/SQS endpoint and against the embedded SQLite adapters.
+//! DynamoDB/SQS endpoint, against the embedded SQLite adapters and against the in-memory pair.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use adapter_sqlite::Database;
 use futures::StreamExt;
-use shared::embedded::{Database, SqliteQueue, SqliteStore};
-use shared::queue::{Queue, QueueConsumer};
-use shared::store::Store;
-use shared::{Ingest, IngestSettings};
+use shared::ports::{Ports, QueueConsumer};
+use shared::{Ingest, IngestSettings, WebhookRequest};
 
 const KEYS: usize = 1000;
 const COPIES: usize = 8;
 
-fn request(n: usize) -> lambda_http::Request {
+fn request(n: usize) -> WebhookRequest {
     let body = format!(r#"{{"accountId": "storm-{n}", "timestamp": {n}, "type": "GYM_CHECKIN"}}"#);
     e2e::post("egym", &[("x-api-key", "egym-demo-secret-berlin")], &body)
 }
@@ -76,31 +75,55 @@ async fn storm_against_dynamodb_and_sqs() {
     );
 }
 
+fn egym_ingest(ports: Ports) -> Arc<Ingest> {
+    Arc::new(Ingest::new(
+        shared::providers::by_name("egym").unwrap(),
+        e2e::demo_tenants("egym"),
+        ports,
+        IngestSettings::default(),
+    ))
+}
+
+/// Receives everything visible, hidden for a minute; how many there were.
+async fn count_messages(consumer: &dyn QueueConsumer) -> usize {
+    let mut messages = 0;
+    loop {
+        let batch = consumer
+            .receive(100, Duration::from_secs(60))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            return messages;
+        }
+        messages += batch.len();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storm_against_the_embedded_adapters() {
     let path = std::env::temp_dir().join(format!("{}.db", e2e::unique_name("storm")));
     let database = Database::open(&path).unwrap();
-    let store = Arc::new(SqliteStore::new(database.clone()));
-    let queue = Arc::new(SqliteQueue::new(database.clone(), 5));
-    let ingest = Arc::new(Ingest::new(
-        shared::providers::by_name("egym").unwrap(),
-        e2e::demo_tenants("egym"),
-        store.clone() as Arc<dyn Store>,
-        queue.clone() as Arc<dyn Queue>,
-        IngestSettings::default(),
-    ));
-    check(&storm(ingest).await);
+    let (ports, queue) = adapter_sqlite::ports(&database, 5, shared::clock::system());
+    check(&storm(egym_ingest(ports)).await);
     assert_eq!(
         database.recent_records(10 * KEYS).await.unwrap().len(),
         KEYS
     );
-    let mut messages = 0;
-    loop {
-        let batch = queue.receive(100, Duration::from_secs(60)).await.unwrap();
-        if batch.is_empty() {
-            break;
-        }
-        messages += batch.len();
-    }
-    assert_eq!(messages, KEYS, "exactly one message per delivery");
+    assert_eq!(
+        count_messages(&queue).await,
+        KEYS,
+        "exactly one message per delivery"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_against_the_in_memory_adapters() {
+    let memory = adapter_memory::Memory::new(5, shared::clock::system());
+    check(&storm(egym_ingest(memory.ports.clone())).await);
+    assert_eq!(memory.store.len(), KEYS);
+    assert_eq!(
+        count_messages(memory.queue.as_ref()).await,
+        KEYS,
+        "exactly one message per delivery"
+    );
 }

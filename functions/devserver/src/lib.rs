@@ -1,7 +1,8 @@
 //! The local dev server: every provider's webhook handler at `POST /webhooks/<provider>`
-//! (the very `Ingest::handle` the Lambdas run), processor workers polling the embedded queue
-//! (the very `Processor` the processing Lambda runs), a sandbox of the provider APIs, and
-//! `/_dev/events` to see what happened. No AWS, no Docker.
+//! (the very `Ingest` core the Lambdas run, called directly with the request's bytes),
+//! processor workers polling the embedded queue (the very `Processor` the processing Lambda
+//! runs), a sandbox of the provider APIs, and `/_dev/events` to see what happened. No AWS, no
+//! Docker.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use adapter_sqlite::{Database, SqliteQueue};
 use axum::body::{to_bytes, Body};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::StatusCode;
@@ -16,14 +18,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use shared::embedded::{Database, SqliteQueue, SqliteStore};
+use shared::clock::SharedClock;
 use shared::fetch::DetailClient;
 use shared::outbox::Sweeper;
+use shared::ports::{Ports, QueueConsumer, Record};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
-use shared::queue::QueueConsumer;
-use shared::secrets::{Tenant, TenantDirectory};
-use shared::store::{Record, Store};
-use shared::{Ingest, IngestSettings};
+use shared::tenants::{Tenant, TenantDirectory, TenantSource};
+use shared::{Ingest, IngestSettings, WebhookRequest};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -51,6 +52,8 @@ pub struct Options {
     pub poll_interval: Duration,
     /// How often the outbox sweeper looks for stored events that never reached the queue.
     pub sweep_interval: Duration,
+    /// The clock of the store, the queue and the leases (tests may move it by hand).
+    pub clock: SharedClock,
 }
 
 impl Default for Options {
@@ -64,6 +67,7 @@ impl Default for Options {
             max_receives: 5,
             poll_interval: Duration::from_millis(100),
             sweep_interval: Duration::from_secs(5),
+            clock: shared::clock::system(),
         }
     }
 }
@@ -90,7 +94,7 @@ pub fn load_config(text: &str, sandbox_base: &str) -> Result<HashMap<String, Vec
 struct AppState {
     ingests: Arc<HashMap<&'static str, Arc<Ingest>>>,
     database: Database,
-    store: Arc<SqliteStore>,
+    ports: Ports,
 }
 
 /// A started server; stop it with [`RunningServer::shutdown`].
@@ -131,8 +135,9 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
     let mut configured = load_config(&config_text, &sandbox_base)?;
 
     let database = Database::open(&options.data)?;
-    let store = Arc::new(SqliteStore::new(database.clone()));
-    let queue = Arc::new(SqliteQueue::new(database.clone(), options.max_receives));
+    let (ports, queue) =
+        adapter_sqlite::ports(&database, options.max_receives, options.clock.clone());
+    let queue = Arc::new(queue);
 
     let mut ingests = HashMap::new();
     let mut processing = Vec::new();
@@ -157,25 +162,24 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
             Arc::new(Ingest::new(
                 Arc::clone(&provider),
                 tenants_for_ingest,
-                store.clone(),
-                queue.clone(),
+                ports.clone(),
                 IngestSettings::default(),
             )),
         );
         processing.push(ProviderTenants {
             provider,
-            tenants: TenantDirectory::new(tenants)?,
+            tenants: TenantSource::fixed(TenantDirectory::new(tenants)?),
         });
     }
+    let settings = ProcessorSettings {
+        max_receives: options.max_receives,
+        ..ProcessorSettings::default()
+    };
     let processor = Arc::new(Processor::new(
         processing,
-        store.clone(),
-        queue.clone(),
-        DetailClient::new(Duration::from_secs(10)),
-        ProcessorSettings {
-            max_receives: options.max_receives,
-            ..ProcessorSettings::default()
-        },
+        ports.clone(),
+        DetailClient::new(settings.fetch_timeout),
+        settings,
     ));
 
     let (stop, stopped) = watch::channel(false);
@@ -190,11 +194,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         })
         .collect();
 
-    let sweeper = Sweeper::new(
-        store.clone(),
-        queue.clone(),
-        IngestSettings::default().lease,
-    );
+    let sweeper = Sweeper::new(ports.clone(), IngestSettings::default().lease);
     let mut workers: Vec<JoinHandle<()>> = workers;
     workers.push(tokio::spawn(sweep(
         sweeper,
@@ -205,7 +205,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
     let state = AppState {
         ingests: Arc::new(ingests),
         database: database.clone(),
-        store,
+        ports,
     };
     let app = Router::new()
         .route("/", get(index))
@@ -306,16 +306,11 @@ async fn webhook(
         )
             .into_response();
     };
-    let body = match String::from_utf8(bytes.to_vec()) {
-        Ok(text) if text.is_empty() => lambda_http::Body::Empty,
-        Ok(text) => lambda_http::Body::Text(text),
-        Err(error) => lambda_http::Body::Binary(error.into_bytes()),
-    };
     let response = ingest
-        .handle(lambda_http::Request::from_parts(parts, body))
+        .handle(WebhookRequest::from_parts(parts, bytes))
         .await;
     let (parts, body) = response.into_parts();
-    Response::from_parts(parts, Body::from(body.to_vec()))
+    Response::from_parts(parts, Body::from(body))
 }
 
 async fn index(State(state): State<AppState>) -> Json<Value> {
@@ -355,7 +350,7 @@ async fn list_events(State(state): State<AppState>) -> Response {
 }
 
 async fn show_event(State(state): State<AppState>, Path(key): Path<String>) -> Response {
-    match state.store.get(&key).await {
+    match state.ports.store.get(&key).await {
         Ok(Some(record)) => {
             let as_json = |text: &str| {
                 serde_json::from_str::<Value>(text).unwrap_or(Value::String(text.to_string()))

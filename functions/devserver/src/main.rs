@@ -49,7 +49,7 @@ async fn main() -> Result<(), devserver::Error> {
         println!("HTTP {}\n{}", answer.status, answer.body);
         return Ok(());
     }
-    shared::runtime::init_readable_tracing();
+    shared::logging::init_readable();
     let server = devserver::start(devserver::Options {
         listen: cli.listen,
         config: cli.config,

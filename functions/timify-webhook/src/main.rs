@@ -1,5 +1,5 @@
 //! The Timify webhook Lambda: verify, store once, enqueue, acknowledge.
 
-fn main() -> Result<(), shared::runtime::Error> {
-    shared::runtime::start(shared::runtime::run_webhook(shared::providers::Timify))
+fn main() -> Result<(), lambda_glue::Error> {
+    lambda_glue::start(lambda_glue::run_webhook(shared::providers::Timify))
 }

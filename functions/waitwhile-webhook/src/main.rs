@@ -1,5 +1,5 @@
 //! The Waitwhile webhook Lambda: verify, store once, enqueue, acknowledge.
 
-fn main() -> Result<(), shared::runtime::Error> {
-    shared::runtime::start(shared::runtime::run_webhook(shared::providers::Waitwhile))
+fn main() -> Result<(), lambda_glue::Error> {
+    lambda_glue::start(lambda_glue::run_webhook(shared::providers::Waitwhile))
 }

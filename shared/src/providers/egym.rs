@@ -4,9 +4,9 @@
 use serde::Deserialize;
 
 use super::{dedup_suffix, parse_json, segment, ParsedEvent, Processing, Provider};
-use crate::http::IngestError;
-use crate::queue::QueueMessage;
-use crate::secrets::Tenant;
+use crate::ports::QueueMessage;
+use crate::response::IngestError;
+use crate::tenants::Tenant;
 use crate::verify::{Auth, AuthScheme};
 
 pub struct Egym;
@@ -70,7 +70,7 @@ impl Provider for Egym {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secrets::TenantDirectory;
+    use crate::tenants::TenantDirectory;
 
     fn tenant() -> Tenant {
         TenantDirectory::from_json(r#"{"tenants": [{"id": "gym-1"}]}"#)

@@ -4,9 +4,9 @@
 use serde::Deserialize;
 
 use super::{dedup_suffix, parse_json, segment, ParsedEvent, Processing, Provider};
-use crate::http::IngestError;
-use crate::queue::QueueMessage;
-use crate::secrets::Tenant;
+use crate::ports::QueueMessage;
+use crate::response::IngestError;
+use crate::tenants::Tenant;
 use crate::verify::{Auth, AuthScheme};
 
 pub struct Flybuy;
@@ -86,6 +86,7 @@ impl Provider for Flybuy {
     fn auth(&self) -> Auth {
         Auth::optional(AuthScheme::Authorization {
             extract: token_from_authorization,
+            present: |token| format!("Token token=\"{token}\""),
         })
     }
 
@@ -119,7 +120,7 @@ impl Provider for Flybuy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secrets::TenantDirectory;
+    use crate::tenants::TenantDirectory;
 
     #[test]
     fn token_header_is_parsed_strictly() {

@@ -4,9 +4,9 @@
 use serde::Deserialize;
 
 use super::{dedup_suffix, parse_json, segment, ParsedEvent, Processing, Provider};
-use crate::http::IngestError;
-use crate::queue::QueueMessage;
-use crate::secrets::Tenant;
+use crate::ports::QueueMessage;
+use crate::response::IngestError;
+use crate::tenants::Tenant;
 use crate::verify::{Auth, AuthScheme};
 
 pub struct Magicline;
@@ -73,7 +73,7 @@ impl Provider for Magicline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secrets::TenantDirectory;
+    use crate::tenants::TenantDirectory;
 
     fn tenant() -> Tenant {
         TenantDirectory::from_json(r#"{"tenants": [{"id": "studio-1", "webhook_secrets": ["k"]}]}"#)
@@ -136,11 +136,11 @@ mod tests {
         )
         .unwrap();
         let request = |key: Option<&str>| {
-            let mut builder = lambda_http::http::Request::builder().method("POST");
+            let mut builder = http::Request::builder().method("POST");
             if let Some(key) = key {
                 builder = builder.header("x-api-key", key);
             }
-            builder.body(lambda_http::Body::Empty).unwrap()
+            builder.body(bytes::Bytes::new()).unwrap()
         };
         let auth = Magicline.auth();
         let found =

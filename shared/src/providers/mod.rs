@@ -6,9 +6,9 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::http::{Ack, IngestError};
-use crate::queue::QueueMessage;
-use crate::secrets::{ConfigError, EventPointers, Tenant, TenantDirectory};
+use crate::ports::QueueMessage;
+use crate::response::{Ack, IngestError};
+use crate::tenants::{ConfigError, EventPointers, Tenant, TenantDirectory};
 use crate::verify::Auth;
 
 pub mod egym;

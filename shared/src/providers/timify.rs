@@ -3,9 +3,9 @@
 //! updated-at are JSON pointers configurable per tenant; the defaults below are our assumption.
 
 use super::{parse_by_pointers, segment, ParsedEvent, PointerDefaults, Processing, Provider};
-use crate::http::{Ack, IngestError};
-use crate::queue::QueueMessage;
-use crate::secrets::Tenant;
+use crate::ports::QueueMessage;
+use crate::response::{Ack, IngestError};
+use crate::tenants::Tenant;
 use crate::verify::{Auth, AuthScheme};
 
 pub struct Timify;
@@ -85,7 +85,7 @@ impl Provider for Timify {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secrets::TenantDirectory;
+    use crate::tenants::TenantDirectory;
 
     fn tenant(json: &str) -> Tenant {
         TenantDirectory::from_json(json)

@@ -4,9 +4,9 @@
 //! (`{"id", "type": "visit.created", "data": {"id", "updated", ...}}`) and are configurable.
 
 use super::{parse_by_pointers, segment, ParsedEvent, PointerDefaults, Processing, Provider};
-use crate::http::IngestError;
-use crate::queue::QueueMessage;
-use crate::secrets::Tenant;
+use crate::ports::QueueMessage;
+use crate::response::IngestError;
+use crate::tenants::Tenant;
 use crate::verify::{Auth, AuthScheme};
 
 pub struct Waitwhile;
@@ -63,7 +63,7 @@ impl Provider for Waitwhile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secrets::TenantDirectory;
+    use crate::tenants::TenantDirectory;
 
     #[test]
     fn reads_the_published_envelope() {

@@ -1,6 +1,6 @@
 //! CPU of the ack path and of the processor's per-message work, with in-memory ports (no I/O).
 //!
-//! `cargo bench -p shared --bench ack_path` (scripts/bench runs it with shorter timings).
+//! `cargo bench -p e2e --bench ack_path` (scripts/bench runs it with shorter timings).
 //!
 //! Groups:
 //! - `ack/<provider>/<tenants>`: `Ingest::handle` on a new delivery (verify + tenant lookup +
@@ -16,204 +16,57 @@
 //! - `processor/...`: `Processor::process` on a queued EGYM `TEST` event (no fetch: read the
 //!   message, claim, decide, finish), and `handle_sqs` on a batch of 10 such SQS records.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use async_trait::async_trait;
+use adapter_memory::Memory;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use base64::Engine;
+use bytes::Bytes;
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use hmac::{Hmac, Mac};
-use lambda_http::{Body, Request};
 use sha2::Sha256;
 use shared::fetch::DetailClient;
-use shared::process::{InboundMessage, Processor, ProcessorSettings, ProviderTenants, Verdict};
-use shared::queue::{Queue, QueueError, QueueMessage};
-use shared::secrets::TenantDirectory;
-use shared::store::{
-    Claim, Existing, Outcome, Pending, PutOutcome, Record, Status, Store, StoreError,
-};
-use shared::{Ingest, IngestSettings};
+use shared::ports::{InboundMessage, QueueMessage, Record, Status};
+use shared::process::{Processor, ProcessorSettings, ProviderTenants, Verdict};
+use shared::tenants::{TenantDirectory, TenantSource};
+use shared::{Ingest, IngestSettings, WebhookRequest};
 
 /// Records kept before the store is emptied (outside the timed part) to bound memory.
 const STORE_CAPACITY: usize = 20_000;
 const TENANT_COUNTS: [usize; 2] = [1, 10_000];
 
-// ---------------------------------------------------------------------------------------------
-// In-memory ports
-// ---------------------------------------------------------------------------------------------
+/// The in-memory ports, emptied outside the timed part when full.
+struct Bounded(Memory);
 
-/// The store port on a `HashMap` behind a mutex: the same conditional semantics as DynamoDB,
-/// without I/O.
-#[derive(Default)]
-struct MemoryStore {
-    records: Mutex<HashMap<String, Record>>,
-}
-
-impl MemoryStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
-        self.records.lock().unwrap()
+impl Bounded {
+    fn new() -> Bounded {
+        Bounded(Memory::new(5, shared::clock::system()))
     }
 
-    /// Empties the store when it is full; call outside the timed part.
+    /// Empties the store and queue when full; call outside the timed part.
     fn trim(&self) {
-        let mut records = self.lock();
-        if records.len() >= STORE_CAPACITY {
-            records.clear();
+        if self.0.store.len() >= STORE_CAPACITY {
+            self.0.store.retain(|_| false);
+            self.0.queue.clear();
         }
     }
 
     /// Drops finished records when the store is full, keeping those still to be processed
     /// (criterion prepares the inputs of a whole batch before it times them); untimed.
     fn trim_finished(&self) {
-        let mut records = self.lock();
-        if records.len() >= STORE_CAPACITY {
-            records.retain(|_, record| record.status != Status::Processed);
+        if self.0.store.len() >= STORE_CAPACITY {
+            self.0
+                .store
+                .retain(|record| record.status != Status::Processed);
         }
     }
 
+    /// The in-memory store never waits, so its future completes on the first poll.
     fn insert(&self, record: Record) {
-        self.lock().insert(record.key.clone(), record);
-    }
-}
-
-#[async_trait]
-impl Store for MemoryStore {
-    async fn put_new(&self, record: &Record) -> Result<PutOutcome, StoreError> {
-        let mut records = self.lock();
-        if let Some(existing) = records.get(&record.key) {
-            return Ok(PutOutcome::Exists(Existing {
-                status: existing.status,
-                lease_until_ms: existing.lease_until_ms,
-            }));
-        }
-        records.insert(record.key.clone(), record.clone());
-        Ok(PutOutcome::Created)
-    }
-
-    async fn take_over(
-        &self,
-        key: &str,
-        seen_lease_until_ms: i64,
-        new_lease_until_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let mut records = self.lock();
-        match records.get_mut(key) {
-            Some(record)
-                if record.status == Status::Received
-                    && record.lease_until_ms == seen_lease_until_ms =>
-            {
-                record.lease_until_ms = new_lease_until_ms;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    async fn release(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
-        if let Some(record) = self.lock().get_mut(key) {
-            if record.status == Status::Received {
-                record.lease_until_ms = now_ms;
-            }
-        }
-        Ok(())
-    }
-
-    async fn mark_queued(&self, key: &str) -> Result<(), StoreError> {
-        if let Some(record) = self.lock().get_mut(key) {
-            if record.status == Status::Received {
-                record.status = Status::Queued;
-            }
-        }
-        Ok(())
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        Ok(self.lock().get(key).cloned())
-    }
-
-    async fn pending(&self, _now_ms: i64, _limit: usize) -> Result<Vec<Pending>, StoreError> {
-        Ok(Vec::new())
-    }
-
-    async fn claim(
-        &self,
-        key: &str,
-        now_ms: i64,
-        lease_until_ms: i64,
-    ) -> Result<Claim, StoreError> {
-        let mut records = self.lock();
-        let Some(record) = records.get_mut(key) else {
-            return Ok(Claim::Missing);
-        };
-        match record.status {
-            Status::Processed | Status::Failed => Ok(Claim::Finished(record.status)),
-            Status::Processing if record.lease_until_ms > now_ms => Ok(Claim::Busy),
-            _ => {
-                record.status = Status::Processing;
-                record.lease_until_ms = lease_until_ms;
-                record.attempts += 1;
-                Ok(Claim::Claimed(Box::new(record.clone())))
-            }
-        }
-    }
-
-    async fn finish(
-        &self,
-        key: &str,
-        lease_until_ms: i64,
-        outcome: &Outcome,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let mut records = self.lock();
-        let Some(record) = records.get_mut(key) else {
-            return Ok(false);
-        };
-        if record.status != Status::Processing || record.lease_until_ms != lease_until_ms {
-            return Ok(false);
-        }
-        match outcome {
-            Outcome::Processed { detail } => {
-                record.status = Status::Processed;
-                record.detail = detail.clone();
-                record.processed_at_ms = Some(now_ms);
-            }
-            Outcome::Failed { reason } => {
-                record.status = Status::Failed;
-                record.last_error = Some(reason.clone());
-            }
-            Outcome::Retry { reason } => {
-                record.status = Status::Queued;
-                record.last_error = Some(reason.clone());
-            }
-        }
-        Ok(true)
-    }
-
-    async fn erase_subject(&self, _subject: &str, _now_ms: i64) -> Result<usize, StoreError> {
-        Ok(0)
-    }
-}
-
-/// The queue port: encodes each message to JSON as the SQS adapter does, and counts it.
-#[derive(Default)]
-struct MemoryQueue {
-    sent: AtomicU64,
-}
-
-#[async_trait]
-impl Queue for MemoryQueue {
-    async fn send(&self, message: &QueueMessage) -> Result<(), QueueError> {
-        let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
-        std::hint::black_box(body);
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    async fn retry_after(&self, _receipt_handle: &str, _seconds: u32) -> Result<(), QueueError> {
-        Ok(())
+        use shared::ports::Store;
+        futures::executor::block_on(self.0.store.put_new(&record)).unwrap();
     }
 }
 
@@ -275,11 +128,11 @@ fn tenants_json(provider: &str, count: usize, variant: Variant) -> String {
 }
 
 /// A new delivery (`seq` makes its dedup key unique) from tenant `index`.
-fn webhook(provider: &str, seq: u64, index: usize, variant: Variant) -> Request {
+fn webhook(provider: &str, seq: u64, index: usize, variant: Variant) -> WebhookRequest {
     let secret = secret(provider, index);
     let mut uri =
         format!("https://abc123.execute-api.eu-central-1.amazonaws.com/webhooks/{provider}");
-    let mut builder = lambda_http::http::Request::builder()
+    let mut builder = http::Request::builder()
         .method("POST")
         .header("content-type", "application/json")
         .header("user-agent", "bench/1.0");
@@ -331,7 +184,7 @@ fn webhook(provider: &str, seq: u64, index: usize, variant: Variant) -> Request 
         }
         other => panic!("no bench request for provider {other}"),
     };
-    builder.uri(uri).body(Body::Text(body)).unwrap()
+    builder.uri(uri).body(Bytes::from(body)).unwrap()
 }
 
 /// A tenant index spread over the directory, so lookups do not hit one hot entry.
@@ -341,7 +194,7 @@ fn pick(seq: u64, count: usize) -> usize {
 
 struct Setup {
     ingest: Ingest,
-    store: Arc<MemoryStore>,
+    store: Bounded,
 }
 
 fn ingest_for(provider_name: &str, count: usize, variant: Variant) -> Setup {
@@ -349,27 +202,27 @@ fn ingest_for(provider_name: &str, count: usize, variant: Variant) -> Setup {
     let tenants =
         TenantDirectory::from_json(&tenants_json(provider_name, count, variant)).expect("tenants");
     shared::providers::check_tenants(provider.as_ref(), &tenants).expect("valid tenants");
-    let store = Arc::new(MemoryStore::default());
+    let store = Bounded::new();
     let ingest = Ingest::new(
         provider,
         tenants,
-        store.clone(),
-        Arc::new(MemoryQueue::default()),
+        store.0.ports.clone(),
         IngestSettings::default(),
     );
     Setup { ingest, store }
 }
 
 /// Fails the bench loudly if the request it measures would not be accepted as new.
-fn assert_accepted(runtime: &tokio::runtime::Runtime, setup: &Setup, request: Request) {
+fn assert_accepted(runtime: &tokio::runtime::Runtime, setup: &Setup, request: WebhookRequest) {
     let response = runtime.block_on(setup.ingest.handle(request));
     let status = response.status().as_u16();
-    let body = String::from_utf8_lossy(response.body().as_ref()).into_owned();
+    let body = String::from_utf8_lossy(response.body()).into_owned();
     assert!(
         status == 202 || (status == 200 && body == "{}"),
         "bench request not accepted as new: {status} {body}"
     );
-    setup.store.lock().clear();
+    setup.store.0.store.retain(|_| false);
+    setup.store.0.queue.clear();
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -440,7 +293,7 @@ fn bench_ack(c: &mut Criterion) {
             },
             |json| async move {
                 let request = lambda_http::request::from_str(&json).expect("API Gateway event");
-                setup.ingest.handle(request).await
+                setup.ingest.handle(lambda_glue::to_core(request)).await
             },
             BatchSize::SmallInput,
         )
@@ -523,17 +376,19 @@ fn bench_processor(c: &mut Criterion) {
                 .unwrap_or(r#"{"tenants": []}"#);
             ProviderTenants {
                 provider,
-                tenants: TenantDirectory::from_json(json).expect("demo tenants"),
+                tenants: TenantSource::fixed(
+                    TenantDirectory::from_json(json).expect("demo tenants"),
+                ),
             }
         })
         .collect();
-    let store = Arc::new(MemoryStore::default());
+    let store = Arc::new(Bounded::new());
+    let settings = ProcessorSettings::default();
     let processor = Processor::new(
         providers,
-        store.clone(),
-        Arc::new(MemoryQueue::default()),
-        DetailClient::new(Duration::from_secs(10)),
-        ProcessorSettings::default(),
+        store.0.ports.clone(),
+        DetailClient::new(settings.fetch_timeout),
+        settings,
     );
 
     // Sanity: the measured message is processed and finished without a fetch.
@@ -547,9 +402,16 @@ fn bench_processor(c: &mut Criterion) {
         receipt_handle: Some("receipt".into()),
     };
     assert_eq!(runtime.block_on(processor.process(&inbound)), Verdict::Done);
+    let status = store
+        .0
+        .store
+        .records()
+        .into_iter()
+        .find(|r| r.key == key)
+        .map(|r| r.status);
     assert_eq!(
-        store.lock()[&key].status,
-        Status::Processed,
+        status,
+        Some(Status::Processed),
         "the bench message must be processed"
     );
 
@@ -605,7 +467,7 @@ fn bench_processor(c: &mut Criterion) {
                 event
             },
             |event| async move {
-                let response = processor.handle_sqs(event).await;
+                let response = lambda_glue::handle_sqs(processor, event).await;
                 assert!(response.batch_item_failures.is_empty());
                 response
             },

@@ -1,8 +1,10 @@
 //! Every way a webhook request can end, mapped to a status and a short JSON body in one place.
 
-use lambda_http::http::StatusCode;
-use lambda_http::{Body, Response};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
 use serde_json::json;
+
+use crate::WebhookResponse;
 
 /// Why a webhook request was not accepted. The messages are safe to show to the sender:
 /// they never contain credentials or body content.
@@ -50,12 +52,12 @@ impl IngestError {
         }
     }
 
-    pub fn into_response(self) -> Response<Body> {
+    pub fn into_response(self) -> WebhookResponse {
         let mut response = json_response(self.status(), &json!({ "error": self.to_string() }));
         if matches!(self, IngestError::MethodNotAllowed) {
             response
                 .headers_mut()
-                .insert("allow", lambda_http::http::HeaderValue::from_static("POST"));
+                .insert("allow", HeaderValue::from_static("POST"));
         }
         response
     }
@@ -83,7 +85,7 @@ impl Ack {
         }
     }
 
-    pub fn into_response(self) -> Response<Body> {
+    pub fn into_response(self) -> WebhookResponse {
         match self {
             Ack::Accepted { key } => json_response(
                 StatusCode::ACCEPTED,
@@ -102,13 +104,12 @@ impl Ack {
     }
 }
 
-fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Body::Text(body.to_string()));
+fn json_response(status: StatusCode, body: &serde_json::Value) -> WebhookResponse {
+    let mut response = http::Response::new(Bytes::from(body.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        "content-type",
-        lambda_http::http::HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
     response
 }
 
@@ -116,8 +117,8 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body>
 mod tests {
     use super::*;
 
-    fn body_json(response: &Response<Body>) -> serde_json::Value {
-        serde_json::from_slice(response.body().as_ref()).unwrap()
+    fn body_json(response: &WebhookResponse) -> serde_json::Value {
+        serde_json::from_slice(response.body()).unwrap()
     }
 
     #[test]

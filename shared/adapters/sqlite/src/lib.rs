@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-
-use crate::ingest::now_ms;
-use crate::queue::{InboundMessage, Queue, QueueConsumer, QueueError, QueueMessage};
-use crate::store::{
-    Claim, Existing, Outcome, Pending, PutOutcome, Record, Status, Store, StoreError,
+use shared::clock::SharedClock;
+use shared::ports::{
+    Claim, Existing, InboundMessage, Outbox, Outcome, Pending, Ports, PutOutcome, Queue,
+    QueueConsumer, QueueError, QueueMessage, Record, Status, Store, StoreError,
 };
 
 const SCHEMA: &str = "
@@ -351,6 +350,16 @@ fn mark_record_queued(connection: &Connection, key: &str) -> rusqlite::Result<()
     .map(drop)
 }
 
+/// Ends the lease of a `RECEIVED` record now.
+fn release_lease(connection: &Connection, key: &str, now_ms: i64) -> rusqlite::Result<()> {
+    change(
+        connection,
+        "UPDATE records SET lease_until = ?1 WHERE pk = ?2 AND status = 'RECEIVED'",
+        params![now_ms, key],
+    )
+    .map(drop)
+}
+
 /// The message id a receipt handle (`id:receive count:received at`) belongs to.
 fn message_id(receipt_handle: &str) -> Option<i64> {
     receipt_handle.split(':').next()?.parse().ok()
@@ -431,14 +440,7 @@ impl Store for SqliteStore {
     async fn release(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
         let key = key.to_string();
         self.database
-            .store_op(move |connection| {
-                change(
-                    connection,
-                    "UPDATE records SET lease_until = ?1 WHERE pk = ?2 AND status = 'RECEIVED'",
-                    params![now_ms, key],
-                )
-                .map(drop)
-            })
+            .store_op(move |connection| release_lease(connection, &key, now_ms))
             .await
     }
 
@@ -465,11 +467,13 @@ impl Store for SqliteStore {
                 )?;
                 let rows = statement.query_map(params![now_ms, limit as i64], |row| {
                     Ok(Pending {
-                        key: row.get(0)?,
-                        provider: row.get(1)?,
-                        tenant: row.get(2)?,
-                        event_type: row.get(3)?,
-                        entity_id: row.get(4)?,
+                        message: QueueMessage {
+                            key: row.get(0)?,
+                            provider: row.get(1)?,
+                            tenant: row.get(2)?,
+                            event_type: row.get(3)?,
+                            entity_id: row.get(4)?,
+                        },
                         lease_until_ms: row.get(5)?,
                     })
                 })?;
@@ -519,27 +523,21 @@ impl Store for SqliteStore {
         let outcome = outcome.clone();
         self.database
             .store_op(move |connection| {
-                let changed = match &outcome {
-                    Outcome::Processed { detail } => change(
-                        connection,
-                        "UPDATE records SET status = 'PROCESSED', processed_at = ?3,
-                            detail = COALESCE(?4, detail), lease_until = NULL, last_error = NULL
-                         WHERE pk = ?1 AND status = 'PROCESSING' AND lease_until = ?2",
-                        params![key, lease_until_ms, now_ms, detail],
-                    ),
-                    Outcome::Failed { reason } => change(
-                        connection,
-                        "UPDATE records SET status = 'FAILED', last_error = ?3, lease_until = NULL
-                         WHERE pk = ?1 AND status = 'PROCESSING' AND lease_until = ?2",
-                        params![key, lease_until_ms, reason],
-                    ),
-                    Outcome::Retry { reason } => change(
-                        connection,
-                        "UPDATE records SET status = 'QUEUED', last_error = ?3, lease_until = NULL
-                         WHERE pk = ?1 AND status = 'PROCESSING' AND lease_until = ?2",
-                        params![key, lease_until_ms, reason],
-                    ),
-                }?;
+                let processed_at = matches!(outcome, Outcome::Processed { .. }).then_some(now_ms);
+                let changed = change(
+                    connection,
+                    "UPDATE records SET status = ?3, processed_at = COALESCE(?4, processed_at),
+                        detail = COALESCE(?5, detail), last_error = ?6, lease_until = NULL
+                     WHERE pk = ?1 AND status = 'PROCESSING' AND lease_until = ?2",
+                    params![
+                        key,
+                        lease_until_ms,
+                        outcome.status().as_str(),
+                        processed_at,
+                        outcome.detail(),
+                        outcome.error(),
+                    ],
+                )?;
                 Ok(changed == 1)
             })
             .await
@@ -566,38 +564,41 @@ impl Store for SqliteStore {
 pub struct SqliteQueue {
     database: Database,
     max_receives: u32,
+    clock: SharedClock,
 }
 
 impl SqliteQueue {
-    pub fn new(database: Database, max_receives: u32) -> Self {
+    pub fn new(database: Database, max_receives: u32, clock: SharedClock) -> Self {
         SqliteQueue {
             database,
             max_receives,
+            clock,
         }
     }
+}
+
+/// Inserts a queue message; the caller's transaction decides when it becomes real.
+fn insert_message(connection: &Connection, body: &str, now_ms: i64) -> rusqlite::Result<()> {
+    change(
+        connection,
+        "INSERT INTO messages (body, sent_at, visible_at) VALUES (?1, ?2, ?2)",
+        params![body, now_ms],
+    )
+    .map(drop)
+}
+
+fn encode(message: &QueueMessage) -> Result<String, QueueError> {
+    serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))
 }
 
 #[async_trait]
 impl Queue for SqliteQueue {
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError> {
-        let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
-        let now = now_ms();
-        let key = message.key.clone();
+        let body = encode(message)?;
+        let now = self.clock.now_ms();
         self.database
-            .queue_op(move |connection| {
-                change(
-                    connection,
-                    "INSERT INTO messages (body, sent_at, visible_at) VALUES (?1, ?2, ?2)",
-                    params![body, now],
-                )?;
-                mark_record_queued(connection, &key)
-            })
+            .queue_op(move |connection| insert_message(connection, &body, now))
             .await
-    }
-
-    /// The message and the record's status change commit together: the transactional outbox.
-    fn send_marks_queued(&self) -> bool {
-        true
     }
 
     async fn retry_after(&self, receipt_handle: &str, seconds: u32) -> Result<(), QueueError> {
@@ -605,7 +606,7 @@ impl Queue for SqliteQueue {
             return Ok(());
         };
         let receipt = receipt_handle.to_string();
-        let visible_at = now_ms() + i64::from(seconds.min(43_200)) * 1000;
+        let visible_at = self.clock.now_ms() + i64::from(seconds.min(43_200)) * 1000;
         self.database
             .queue_op(move |connection| {
                 change(
@@ -619,6 +620,55 @@ impl Queue for SqliteQueue {
     }
 }
 
+/// The outbox step in one transaction: the message and the record's `QUEUED` status commit
+/// together, or neither does (then the lease is released, as the port asks).
+pub struct SqliteOutbox {
+    database: Database,
+    clock: SharedClock,
+}
+
+#[async_trait]
+impl Outbox for SqliteOutbox {
+    async fn enqueue(&self, message: &QueueMessage) -> Result<(), QueueError> {
+        let body = encode(message)?;
+        let now = self.clock.now_ms();
+        let key = message.key.clone();
+        let result = self
+            .database
+            .queue_op(move |connection| {
+                insert_message(connection, &body, now)?;
+                mark_record_queued(connection, &key)
+            })
+            .await;
+        if result.is_err() {
+            let key = message.key.clone();
+            let released = self
+                .database
+                .store_op(move |connection| release_lease(connection, &key, now))
+                .await;
+            if let Err(error) = released {
+                tracing::error!(key = %message.key, error = %error, "lease release failed; the lease will expire");
+            }
+        }
+        result
+    }
+}
+
+/// The ports on one database file, and the queue's consumer side for the workers.
+pub fn ports(database: &Database, max_receives: u32, clock: SharedClock) -> (Ports, SqliteQueue) {
+    let queue = SqliteQueue::new(database.clone(), max_receives, clock.clone());
+    let ports = Ports {
+        store: Arc::new(SqliteStore::new(database.clone())),
+        queue: Arc::new(queue.clone()),
+        outbox: Arc::new(SqliteOutbox {
+            database: database.clone(),
+            clock: clock.clone(),
+        }),
+        clock,
+    };
+    (ports, queue)
+}
+
 #[async_trait]
 impl QueueConsumer for SqliteQueue {
     async fn receive(
@@ -626,7 +676,7 @@ impl QueueConsumer for SqliteQueue {
         max: usize,
         visibility: Duration,
     ) -> Result<Vec<InboundMessage>, QueueError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let max_receives = self.max_receives;
         self.database
             .queue_op(move |connection| {
@@ -673,10 +723,6 @@ impl QueueConsumer for SqliteQueue {
                 Ok(received)
             })
             .await
-    }
-
-    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
-        self.delete_all(&[receipt_handle.to_string()]).await
     }
 
     /// One operation for the whole batch.

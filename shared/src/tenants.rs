@@ -5,14 +5,17 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use lambda_http::http::HeaderMap;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+
+use crate::clock::SharedClock;
+use crate::config::TenantsSource;
 
 /// A credential. Its `Debug` output never shows the value, so it cannot leak into a log line.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -78,10 +81,12 @@ pub struct TenantsDocument {
     pub tenants: Vec<Tenant>,
 }
 
+/// A tenant configuration that cannot be used. Its text names where the problem is (a JSON
+/// path and position, a tenant id, a file), never a configured value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("tenant configuration is not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    #[error("tenant configuration is not valid: {0}")]
+    Json(String),
     #[error("tenant configuration: {0}")]
     Invalid(String),
     #[error("tenant configuration could not be read: {0}")]
@@ -90,6 +95,38 @@ pub enum ConfigError {
         "no tenant configuration: set {0}TENANTS_JSON, {0}TENANTS_FILE or {0}TENANTS_SECRET_ID"
     )]
     NotConfigured(String),
+}
+
+impl ConfigError {
+    /// Where a document went wrong, without quoting it: serde's own messages repeat the value
+    /// they found ("invalid type: string \"…\""), which may be a secret.
+    fn from_json(error: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        let what = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                "not well-formed JSON".to_string()
+            }
+            serde_json::error::Category::Io => "could not be read".to_string(),
+            serde_json::error::Category::Data => {
+                let message = inner.to_string();
+                if message.starts_with("missing field") || message.starts_with("duplicate field") {
+                    message
+                        .split(" at line")
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                } else {
+                    "a value of the wrong type or form".to_string()
+                }
+            }
+        };
+        ConfigError::Json(format!(
+            "{path}: {what} (line {}, column {})",
+            inner.line(),
+            inner.column()
+        ))
+    }
 }
 
 /// All tenants of one provider, indexed for constant-time-per-request lookup.
@@ -104,7 +141,9 @@ pub struct TenantDirectory {
 
 impl TenantDirectory {
     pub fn from_json(json: &str) -> Result<Self, ConfigError> {
-        let document: TenantsDocument = serde_json::from_str(json)?;
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        let document: TenantsDocument =
+            serde_path_to_error::deserialize(&mut deserializer).map_err(ConfigError::from_json)?;
         Self::new(document.tenants)
     }
 
@@ -186,20 +225,9 @@ impl TenantDirectory {
         bool::from(matched).then_some(tenant)
     }
 
-    /// For schemes where the tenant names the header: the tenant whose header carries one of its secrets.
-    pub fn by_tenant_header(&self, headers: &HeaderMap) -> Option<&Tenant> {
-        self.header_names.iter().find_map(|name| {
-            let value = crate::verify::sole(headers, name)??;
-            let tenant = self.by_secret(value.as_bytes())?;
-            (tenant.header.as_deref() == Some(name.as_str())).then_some(tenant)
-        })
-    }
-
-    /// True if the request carries any of the tenant-chosen headers.
-    pub fn carries_tenant_header(&self, headers: &HeaderMap) -> bool {
-        self.header_names
-            .iter()
-            .any(|name| headers.contains_key(name.as_str()))
+    /// The distinct header names tenants chose for their secret, lower-case.
+    pub fn header_names(&self) -> &[String] {
+        &self.header_names
     }
 
     /// The tenant that accepts requests without credentials: the one named (by the registered
@@ -235,7 +263,8 @@ fn digest_bytes(value: &[u8]) -> [u8; 32] {
     Sha256::digest(value).into()
 }
 
-type Loader = Arc<
+/// Reloads a tenant directory (from wherever the entry point reads it).
+pub type Loader = Arc<
     dyn Fn() -> futures::future::BoxFuture<'static, Result<TenantDirectory, ConfigError>>
         + Send
         + Sync,
@@ -251,26 +280,40 @@ pub struct TenantSource {
 
 struct SourceInner {
     current: RwLock<Arc<TenantDirectory>>,
-    loaded_at: Mutex<Instant>,
+    loaded_at_ms: AtomicI64,
     refreshing: AtomicBool,
-    refresh: Option<(Duration, Loader)>,
+    settled: Notify,
+    refresh: Option<Refresh>,
+}
+
+struct Refresh {
+    ttl: Duration,
+    loader: Loader,
+    clock: SharedClock,
 }
 
 impl TenantSource {
     pub fn fixed(directory: TenantDirectory) -> Self {
-        Self::build(directory, None)
+        Self::build(directory, None, 0)
     }
 
-    pub fn refreshing(directory: TenantDirectory, ttl: Duration, loader: Loader) -> Self {
-        Self::build(directory, Some((ttl, loader)))
+    pub fn refreshing(
+        directory: TenantDirectory,
+        ttl: Duration,
+        loader: Loader,
+        clock: SharedClock,
+    ) -> Self {
+        let now = clock.now_ms();
+        Self::build(directory, Some(Refresh { ttl, loader, clock }), now)
     }
 
-    fn build(directory: TenantDirectory, refresh: Option<(Duration, Loader)>) -> Self {
+    fn build(directory: TenantDirectory, refresh: Option<Refresh>, now_ms: i64) -> Self {
         TenantSource {
             inner: Arc::new(SourceInner {
                 current: RwLock::new(Arc::new(directory)),
-                loaded_at: Mutex::new(Instant::now()),
+                loaded_at_ms: AtomicI64::new(now_ms),
                 refreshing: AtomicBool::new(false),
+                settled: Notify::new(),
                 refresh,
             }),
         }
@@ -279,34 +322,52 @@ impl TenantSource {
     /// The current directory; starts a background reload when it is older than the TTL.
     pub fn current(&self) -> Arc<TenantDirectory> {
         let directory = Arc::clone(&self.inner.current.read().unwrap_or_else(|e| e.into_inner()));
-        if let Some((ttl, loader)) = &self.inner.refresh {
-            let stale = self
-                .inner
-                .loaded_at
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .elapsed()
-                >= *ttl;
+        if let Some(refresh) = &self.inner.refresh {
+            let age = refresh.clock.now_ms() - self.inner.loaded_at_ms.load(Ordering::Acquire);
+            let stale = age >= refresh.ttl.as_millis() as i64;
             if stale && !self.inner.refreshing.swap(true, Ordering::AcqRel) {
                 let inner = Arc::clone(&self.inner);
-                let load = loader();
-                tokio::spawn(async move {
-                    match load.await {
-                        Ok(fresh) => {
-                            *inner.current.write().unwrap_or_else(|e| e.into_inner()) =
-                                Arc::new(fresh);
-                            tracing::info!("tenant configuration reloaded");
-                        }
-                        Err(error) => {
-                            tracing::error!(error = %error, "tenant reload failed; keeping the last good configuration")
-                        }
-                    }
-                    *inner.loaded_at.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-                    inner.refreshing.store(false, Ordering::Release);
-                });
+                let load = (refresh.loader)();
+                tokio::spawn(async move { inner.reload(load).await });
             }
         }
         directory
+    }
+
+    /// Returns once no reload is under way (for tests and orderly shutdowns).
+    pub async fn settled(&self) {
+        loop {
+            let notified = self.inner.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.inner.refreshing.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl SourceInner {
+    async fn reload(
+        &self,
+        load: futures::future::BoxFuture<'static, Result<TenantDirectory, ConfigError>>,
+    ) {
+        match load.await {
+            Ok(fresh) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+                tracing::info!("tenant configuration reloaded");
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "tenant reload failed; keeping the last good configuration")
+            }
+        }
+        if let Some(refresh) = &self.refresh {
+            self.loaded_at_ms
+                .store(refresh.clock.now_ms(), Ordering::Release);
+        }
+        self.refreshing.store(false, Ordering::Release);
+        self.settled.notify_waiters();
     }
 }
 
@@ -316,45 +377,42 @@ impl From<TenantDirectory> for TenantSource {
     }
 }
 
-/// Reads a tenants document from, in order: `<prefix>TENANTS_JSON` (the document itself),
-/// `<prefix>TENANTS_FILE` (a path), or `<prefix>TENANTS_SECRET_ID` (an AWS Secrets Manager
-/// secret). Webhook functions use no prefix; the processor one per provider (`EGYM_`).
-pub async fn load_tenants(
-    aws: &aws_config::SdkConfig,
-    prefix: &str,
+/// Where a secret named by `TENANTS_SECRET_ID` is read (AWS Secrets Manager in the Lambdas).
+#[async_trait::async_trait]
+pub trait SecretReader: Send + Sync {
+    /// The secret's string value; the error says why not, without the value.
+    async fn read(&self, secret_id: &str) -> Result<String, String>;
+}
+
+/// No secret store: a `TENANTS_SECRET_ID` is a configuration error (the dev server, tests).
+pub struct NoSecrets;
+
+#[async_trait::async_trait]
+impl SecretReader for NoSecrets {
+    async fn read(&self, secret_id: &str) -> Result<String, String> {
+        Err(format!(
+            "secret {secret_id}: no secret store here; use TENANTS_JSON or TENANTS_FILE"
+        ))
+    }
+}
+
+/// Reads a tenants document from where `source` says.
+pub async fn load(
+    source: &TenantsSource,
+    secrets: &dyn SecretReader,
 ) -> Result<TenantDirectory, ConfigError> {
-    let set = |name: &str| {
-        std::env::var(format!("{prefix}{name}"))
-            .ok()
-            .filter(|value| !value.is_empty())
-    };
-    if let Some(json) = set("TENANTS_JSON") {
-        return TenantDirectory::from_json(&json);
+    match source {
+        TenantsSource::Json(json) => TenantDirectory::from_json(json),
+        TenantsSource::File(path) => {
+            let json = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Source(format!("{path}: {}", e.kind())))?;
+            TenantDirectory::from_json(&json)
+        }
+        TenantsSource::Secret(id) => {
+            let json = secrets.read(id).await.map_err(ConfigError::Source)?;
+            TenantDirectory::from_json(&json)
+        }
     }
-    if let Some(path) = set("TENANTS_FILE") {
-        let json = std::fs::read_to_string(&path)
-            .map_err(|e| ConfigError::Source(format!("{path}: {e}")))?;
-        return TenantDirectory::from_json(&json);
-    }
-    if let Some(secret_id) = set("TENANTS_SECRET_ID") {
-        let client = aws_sdk_secretsmanager::Client::new(aws);
-        let secret = client
-            .get_secret_value()
-            .secret_id(&secret_id)
-            .send()
-            .await
-            .map_err(|e| {
-                ConfigError::Source(format!(
-                    "secret {secret_id}: {}",
-                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-                ))
-            })?;
-        let json = secret.secret_string().ok_or_else(|| {
-            ConfigError::Source(format!("secret {secret_id} has no string value"))
-        })?;
-        return TenantDirectory::from_json(json);
-    }
-    Err(ConfigError::NotConfigured(prefix.to_string()))
 }
 
 #[cfg(test)]
@@ -377,11 +435,17 @@ mod tests {
             r#"{"tenants": [{"id": "s", "webhook_secrets": ["key-start"]}]}"#,
         )
         .unwrap();
-        let source = TenantSource::refreshing(first, Duration::from_millis(50), loader);
+        let clock = crate::clock::ManualClock::now();
+        let source =
+            TenantSource::refreshing(first, Duration::from_secs(300), loader, clock.clone());
         assert!(source.current().by_secret(b"key-start").is_some());
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        clock.advance(Duration::from_secs(299));
+        let _ = source.current();
+        source.settled().await;
+        assert_eq!(version.load(Ordering::SeqCst), 0, "not stale yet");
+        clock.advance(Duration::from_secs(1));
         let _ = source.current(); // stale: reload starts in the background
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        source.settled().await;
         assert!(source.current().by_secret(b"key-0").is_some());
         assert!(source.current().by_secret(b"key-start").is_none());
         assert_eq!(version.load(Ordering::SeqCst), 1, "one reload per TTL");
@@ -413,17 +477,6 @@ mod tests {
         for presented in [&b"key-"[..], b"key-22", b" key-2", b"KEY-2", b""] {
             assert!(tenants.by_secret(presented).is_none(), "{presented:?}");
         }
-    }
-
-    #[test]
-    fn tenant_chosen_header_must_be_that_tenants_header() {
-        let tenants = directory();
-        let mut headers = HeaderMap::new();
-        headers.insert("x-custom-auth", "key-3".parse().unwrap());
-        assert_eq!(tenants.by_tenant_header(&headers).unwrap().id, "app-3");
-        let mut wrong = HeaderMap::new();
-        wrong.insert("x-custom-auth", "key-2".parse().unwrap());
-        assert!(tenants.by_tenant_header(&wrong).is_none());
     }
 
     #[test]
@@ -459,5 +512,33 @@ mod tests {
         let printed = format!("{:?}", directory());
         assert!(!printed.contains("key-2"));
         assert!(printed.contains("Secret(***)"));
+    }
+
+    #[test]
+    fn a_broken_document_is_located_without_quoting_its_values() {
+        for (json, path) in [
+            (
+                r#"{"tenants": [{"id": "a", "webhook_secrets": "sekrit-value-1"}]}"#,
+                "tenants[0].webhook_secrets",
+            ),
+            (
+                r#"{"tenants": [{"id": "a", "webhook_secrets": [42]}, {"id": 7}]}"#,
+                "tenants[0].webhook_secrets[0]",
+            ),
+            (
+                r#"{"tenants": [{"id": "a", "api": {"base_url": "x", "api_key": ["sekrit-value-2"]}}]}"#,
+                "tenants[0].api.api_key",
+            ),
+            (
+                r#"{"tenants": [{"webhook_secrets": ["sekrit-value-3"]}]}"#,
+                "tenants[0]",
+            ),
+            (r#"{"tenants": [{"id": "sekrit-value-4"#, "tenants[0].id"),
+        ] {
+            let error = TenantDirectory::from_json(json).unwrap_err().to_string();
+            assert!(error.contains(path), "{error} should name {path}");
+            assert!(error.contains("line 1"), "{error} should give the position");
+            assert!(!error.contains("sekrit"), "{error} quotes a value");
+        }
     }
 }

@@ -1,174 +1,14 @@
-//! The event store port and its DynamoDB adapter.
-//!
-//! A record is created once per dedup key with a conditional put; a record still `RECEIVED`
-//! carries a lease so that only one delivery at a time tries to enqueue it. The processor claims
-//! a record with a lease of its own (`PROCESSING`) and finishes it only while it holds that lease.
+//! The event store port on Amazon DynamoDB: conditional puts and updates on one table, the
+//! `by_subject` index for erasure and the sparse `pending_by_lease` index for the sweeper.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Status {
-    #[default]
-    /// Stored, not yet confirmed in the queue.
-    Received,
-    /// In the queue, waiting for the processor.
-    Queued,
-    Processing,
-    Processed,
-    Failed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Received => "RECEIVED",
-            Status::Queued => "QUEUED",
-            Status::Processing => "PROCESSING",
-            Status::Processed => "PROCESSED",
-            Status::Failed => "FAILED",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Status> {
-        [
-            Status::Received,
-            Status::Queued,
-            Status::Processing,
-            Status::Processed,
-            Status::Failed,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == value)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Record {
-    /// The dedup key: `<provider>#<tenant>#<delivery id or entity#type#time>`.
-    pub key: String,
-    pub provider: String,
-    pub tenant: String,
-    pub event_type: String,
-    pub entity_id: String,
-    /// The request body exactly as received (unknown fields included).
-    pub body: String,
-    pub received_at_ms: i64,
-    pub status: Status,
-    /// While `RECEIVED`: until when the delivery that stored it owns the right to enqueue it.
-    pub lease_until_ms: i64,
-    /// DynamoDB TTL, epoch seconds.
-    pub expires_at: i64,
-    /// Processing attempts so far.
-    pub attempts: i64,
-    /// The details fetched from the provider's API (JSON), or a note of what was done instead.
-    pub detail: Option<String>,
-    pub processed_at_ms: Option<i64>,
-    /// Why the last attempt failed (kept while retrying; the final reason when `FAILED`).
-    pub last_error: Option<String>,
-    /// Set when personal data of this record was erased.
-    pub erased_at_ms: Option<i64>,
-}
-
-impl Record {
-    /// Events about the same person or object of one tenant share a subject (used for erasure).
-    pub fn subject(&self) -> String {
-        subject_of(&self.provider, &self.tenant, &self.entity_id)
-    }
-}
-
-pub fn subject_of(provider: &str, tenant: &str, entity_id: &str) -> String {
-    format!("{provider}#{tenant}#{entity_id}")
-}
-
-/// A stored record that may not be in the queue yet: what the sweeper needs to enqueue it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
-    pub key: String,
-    pub provider: String,
-    pub tenant: String,
-    pub event_type: String,
-    pub entity_id: String,
-    pub lease_until_ms: i64,
-}
-
-/// What a processor's claim on a record found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// Ours until the lease ends; the record as it is now.
-    Claimed(Box<Record>),
-    /// Already `PROCESSED` or `FAILED`: nothing to do.
-    Finished(Status),
-    /// Another processor holds a live lease.
-    Busy,
-    Missing,
-}
-
-/// How a claimed record ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// `PROCESSED`, with the fetched detail or a note.
-    Processed { detail: Option<String> },
-    /// `FAILED` for good (the provider said no: 4xx, malformed answer).
-    Failed { reason: String },
-    /// Back to `QUEUED` for the next delivery of the message; the reason is kept.
-    Retry { reason: String },
-}
-
-/// What an earlier delivery left behind, as far as the ingest path cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Existing {
-    pub status: Status,
-    pub lease_until_ms: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PutOutcome {
-    Created,
-    Exists(Existing),
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("store unavailable: {0}")]
-pub struct StoreError(pub String);
-
-#[async_trait]
-pub trait Store: Send + Sync {
-    /// Creates the record unless one with its key exists; then reports the existing one.
-    async fn put_new(&self, record: &Record) -> Result<PutOutcome, StoreError>;
-    /// Takes over a `RECEIVED` record whose lease (as seen) has expired. False if someone else did.
-    async fn take_over(
-        &self,
-        key: &str,
-        seen_lease_until_ms: i64,
-        new_lease_until_ms: i64,
-    ) -> Result<bool, StoreError>;
-    /// Ends the lease of a `RECEIVED` record now, so the sender's retry can take it over.
-    async fn release(&self, key: &str, now_ms: i64) -> Result<(), StoreError>;
-    /// `RECEIVED` -> `QUEUED`. Leaves the record alone if the processor already moved it on.
-    async fn mark_queued(&self, key: &str) -> Result<(), StoreError>;
-    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError>;
-    /// `RECEIVED` records whose lease ended before `now_ms` (stored but maybe never queued),
-    /// oldest lease first, at most `limit`. Served by an index, never a scan.
-    async fn pending(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError>;
-
-    /// Claims a `RECEIVED`/`QUEUED` record (or one whose processing lease expired) for processing.
-    async fn claim(&self, key: &str, now_ms: i64, lease_until_ms: i64)
-        -> Result<Claim, StoreError>;
-    /// Ends a claim. False if the lease was lost (another processor took over): nothing written.
-    async fn finish(
-        &self,
-        key: &str,
-        lease_until_ms: i64,
-        outcome: &Outcome,
-        now_ms: i64,
-    ) -> Result<bool, StoreError>;
-    /// Removes raw bodies and details of every record of this subject; returns how many.
-    async fn erase_subject(&self, subject: &str, now_ms: i64) -> Result<usize, StoreError>;
-}
+use shared::ports::{
+    Claim, Existing, Outcome, Pending, PutOutcome, QueueMessage, Record, Status, Store, StoreError,
+};
 
 pub struct DynamoStore {
     client: aws_sdk_dynamodb::Client,
@@ -403,11 +243,13 @@ impl Store for DynamoStore {
                 .await
                 .map_err(|e| StoreError(DisplayErrorContext(&e).to_string()))?;
             found.extend(output.items().iter().map(|item| Pending {
-                key: get_s(item, "pk"),
-                provider: get_s(item, "provider"),
-                tenant: get_s(item, "tenant"),
-                event_type: get_s(item, "event_type"),
-                entity_id: get_s(item, "entity_id"),
+                message: QueueMessage {
+                    key: get_s(item, "pk"),
+                    provider: get_s(item, "provider"),
+                    tenant: get_s(item, "tenant"),
+                    event_type: get_s(item, "event_type"),
+                    entity_id: get_s(item, "entity_id"),
+                },
                 lease_until_ms: get_n(item, "lease_until"),
             }));
         }
@@ -477,35 +319,29 @@ impl Store for DynamoStore {
         let mut values = vec![
             (":processing", s(Status::Processing.as_str())),
             (":lease", n(lease_until_ms)),
+            (":status", s(outcome.status().as_str())),
         ];
-        let update = match outcome {
-            Outcome::Processed { detail } => {
-                values.push((":done", s(Status::Processed.as_str())));
-                values.push((":now", n(now_ms)));
-                match detail {
-                    Some(detail) => {
-                        values.push((":detail", s(detail)));
-                        "SET #status = :done, processed_at = :now, detail = :detail REMOVE lease_until, last_error"
-                    }
-                    None => {
-                        "SET #status = :done, processed_at = :now REMOVE lease_until, last_error"
-                    }
-                }
-            }
-            Outcome::Failed { reason } => {
-                values.push((":failed", s(Status::Failed.as_str())));
+        let mut set = vec!["#status = :status"];
+        let mut remove = vec!["lease_until"];
+        if let Outcome::Processed { .. } = outcome {
+            values.push((":now", n(now_ms)));
+            set.push("processed_at = :now");
+        }
+        if let Some(detail) = outcome.detail() {
+            values.push((":detail", s(detail)));
+            set.push("detail = :detail");
+        }
+        match outcome.error() {
+            Some(reason) => {
                 values.push((":reason", s(reason)));
-                "SET #status = :failed, last_error = :reason REMOVE lease_until"
+                set.push("last_error = :reason");
             }
-            Outcome::Retry { reason } => {
-                values.push((":queued", s(Status::Queued.as_str())));
-                values.push((":reason", s(reason)));
-                "SET #status = :queued, last_error = :reason REMOVE lease_until"
-            }
-        };
+            None => remove.push("last_error"),
+        }
+        let update = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
         self.conditional_update(
             key,
-            update,
+            &update,
             "#status = :processing AND lease_until = :lease",
             &values,
         )

@@ -1,67 +1,11 @@
-//! The work queue port and its SQS adapter.
+//! The work queue port on Amazon SQS.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use serde::{Deserialize, Serialize};
-
-/// What the processor needs to find and enrich a stored event. Never carries credentials.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueMessage {
-    pub provider: String,
-    pub tenant: String,
-    pub key: String,
-    pub event_type: String,
-    pub entity_id: String,
-}
-
-/// A received queue message as the processor sees it, whatever queue it came from.
-#[derive(Debug, Clone)]
-pub struct InboundMessage {
-    pub id: String,
-    pub body: String,
-    /// How many times the queue has delivered it, this time included.
-    pub receive_count: u32,
-    pub receipt_handle: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("queue unavailable: {0}")]
-pub struct QueueError(pub String);
-
-#[async_trait]
-pub trait Queue: Send + Sync {
-    async fn send(&self, message: &QueueMessage) -> Result<(), QueueError>;
-    /// Whether `send` also marks the message's record `QUEUED`, in the same transaction (a
-    /// queue kept in the store's own database); the outbox then skips its separate update.
-    fn send_marks_queued(&self) -> bool {
-        false
-    }
-    /// Makes a received message visible again only after `seconds` (a provider's Retry-After).
-    async fn retry_after(&self, receipt_handle: &str, seconds: u32) -> Result<(), QueueError>;
-}
-
-/// Receiving side of a queue, for consumers that poll it themselves (the local dev server;
-/// in AWS, Lambda's SQS event source does this).
-#[async_trait]
-pub trait QueueConsumer: Send + Sync {
-    /// Up to `max` visible messages, each hidden for `visibility` after this receive.
-    async fn receive(
-        &self,
-        max: usize,
-        visibility: Duration,
-    ) -> Result<Vec<InboundMessage>, QueueError>;
-    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError>;
-    /// Deletes several received messages (what a consumer has finished with a batch).
-    async fn delete_all(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
-        for receipt_handle in receipt_handles {
-            self.delete(receipt_handle).await?;
-        }
-        Ok(())
-    }
-}
+use shared::ports::{InboundMessage, Queue, QueueConsumer, QueueError, QueueMessage};
 
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
@@ -149,14 +93,16 @@ impl QueueConsumer for SqsQueue {
             .collect())
     }
 
-    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
-        self.client
-            .delete_message()
-            .queue_url(&self.url)
-            .receipt_handle(receipt_handle)
-            .send()
-            .await
-            .map_err(|e| QueueError(DisplayErrorContext(&e).to_string()))?;
+    async fn delete_all(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
+        for receipt_handle in receipt_handles {
+            self.client
+                .delete_message()
+                .queue_url(&self.url)
+                .receipt_handle(receipt_handle)
+                .send()
+                .await
+                .map_err(|e| QueueError(DisplayErrorContext(&e).to_string()))?;
+        }
         Ok(())
     }
 }

@@ -1,0 +1,34 @@
+//! The DynamoDB + SQS adapter pair of the core's ports, the Secrets Manager tenant source and
+//! the SDK configuration the functions and tools share.
+
+use std::sync::Arc;
+
+use shared::clock::SharedClock;
+use shared::outbox::SendThenMark;
+use shared::ports::Ports;
+
+pub mod dynamodb;
+pub mod sdk;
+pub mod secrets;
+pub mod sqs;
+
+pub use dynamodb::{create_table, DynamoStore, PENDING_INDEX, SUBJECT_INDEX};
+pub use secrets::SecretsManager;
+pub use sqs::SqsQueue;
+
+/// The ports on one table and one queue. DynamoDB and SQS share no transaction, so the outbox
+/// step sends, then marks the record queued ([`SendThenMark`]); the sweeper covers the gap.
+pub fn ports(store: DynamoStore, queue: SqsQueue, clock: SharedClock) -> Ports {
+    let store = Arc::new(store);
+    let queue = Arc::new(queue);
+    Ports {
+        outbox: Arc::new(SendThenMark::new(
+            store.clone(),
+            queue.clone(),
+            clock.clone(),
+        )),
+        store,
+        queue,
+        clock,
+    }
+}

@@ -1,0 +1,356 @@
+//! The store and queue ports in memory, with the semantics of the real ones: conditional puts
+//! and leases as in DynamoDB, visibility timeouts, receive counts and a dead-letter list as in
+//! SQS with a redrive policy. Time comes from the injected clock, so tests advance it instead
+//! of sleeping. For tests and benchmarks; nothing here survives the process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use shared::clock::{after, SharedClock};
+use shared::outbox::SendThenMark;
+use shared::ports::{
+    Claim, Existing, InboundMessage, Outcome, Pending, Ports, PutOutcome, Queue, QueueConsumer,
+    QueueError, QueueMessage, Record, Status, Store, StoreError,
+};
+
+/// Records by key.
+#[derive(Default)]
+pub struct MemoryStore {
+    records: Mutex<HashMap<String, Record>>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Record>> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every record, for tests and benchmarks that look inside.
+    pub fn records(&self) -> Vec<Record> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Forgets every record that `keep` refuses (benchmarks bound their memory with it).
+    pub fn retain(&self, keep: impl Fn(&Record) -> bool) {
+        self.lock().retain(|_, record| keep(record));
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn put_new(&self, record: &Record) -> Result<PutOutcome, StoreError> {
+        let mut records = self.lock();
+        if let Some(existing) = records.get(&record.key) {
+            return Ok(PutOutcome::Exists(Existing {
+                status: existing.status,
+                lease_until_ms: existing.lease_until_ms,
+            }));
+        }
+        records.insert(record.key.clone(), record.clone());
+        Ok(PutOutcome::Created)
+    }
+
+    async fn take_over(
+        &self,
+        key: &str,
+        seen_lease_until_ms: i64,
+        new_lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(match self.lock().get_mut(key) {
+            Some(record)
+                if record.status == Status::Received
+                    && record.lease_until_ms == seen_lease_until_ms =>
+            {
+                record.lease_until_ms = new_lease_until_ms;
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn release(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+        if let Some(record) = self.lock().get_mut(key) {
+            if record.status == Status::Received {
+                record.lease_until_ms = now_ms;
+            }
+        }
+        Ok(())
+    }
+
+    async fn mark_queued(&self, key: &str) -> Result<(), StoreError> {
+        if let Some(record) = self.lock().get_mut(key) {
+            if record.status == Status::Received {
+                record.status = Status::Queued;
+            }
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        Ok(self.lock().get(key).cloned())
+    }
+
+    async fn pending(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError> {
+        let mut pending: Vec<Pending> = self
+            .lock()
+            .values()
+            .filter(|r| r.status == Status::Received && r.lease_until_ms < now_ms)
+            .map(|r| Pending {
+                message: r.message(),
+                lease_until_ms: r.lease_until_ms,
+            })
+            .collect();
+        pending.sort_by_key(|p| p.lease_until_ms);
+        pending.truncate(limit);
+        Ok(pending)
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let mut records = self.lock();
+        let Some(record) = records.get_mut(key) else {
+            return Ok(Claim::Missing);
+        };
+        match record.status {
+            Status::Processed | Status::Failed => Ok(Claim::Finished(record.status)),
+            Status::Processing if record.lease_until_ms >= now_ms => Ok(Claim::Busy),
+            _ => {
+                record.status = Status::Processing;
+                record.lease_until_ms = lease_until_ms;
+                record.attempts += 1;
+                Ok(Claim::Claimed(Box::new(record.clone())))
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        key: &str,
+        lease_until_ms: i64,
+        outcome: &Outcome,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut records = self.lock();
+        let Some(record) = records.get_mut(key) else {
+            return Ok(false);
+        };
+        if record.status != Status::Processing || record.lease_until_ms != lease_until_ms {
+            return Ok(false);
+        }
+        record.status = outcome.status();
+        record.lease_until_ms = 0;
+        record.last_error = outcome.error().map(str::to_string);
+        if let Some(detail) = outcome.detail() {
+            record.detail = Some(detail.to_string());
+        }
+        if let Outcome::Processed { .. } = outcome {
+            record.processed_at_ms = Some(now_ms);
+        }
+        Ok(true)
+    }
+
+    async fn erase_subject(&self, subject: &str, now_ms: i64) -> Result<usize, StoreError> {
+        let mut erased = 0;
+        for record in self.lock().values_mut() {
+            if record.subject() == subject {
+                record.body.clear();
+                record.detail = None;
+                record.erased_at_ms = Some(now_ms);
+                erased += 1;
+            }
+        }
+        Ok(erased)
+    }
+}
+
+struct StoredMessage {
+    body: String,
+    visible_at_ms: i64,
+    receive_count: u32,
+    receipt: Option<String>,
+}
+
+#[derive(Default)]
+struct Messages {
+    next_id: u64,
+    /// By id, so that receiving takes the oldest visible first.
+    waiting: BTreeMap<u64, StoredMessage>,
+    dead: Vec<QueueMessage>,
+}
+
+/// A queue with SQS's redrive semantics: a message received `max_receives` times moves to the
+/// dead letters on the next receive instead of being delivered again.
+pub struct MemoryQueue {
+    messages: Mutex<Messages>,
+    max_receives: u32,
+    clock: SharedClock,
+}
+
+impl MemoryQueue {
+    pub fn new(max_receives: u32, clock: SharedClock) -> Self {
+        MemoryQueue {
+            messages: Mutex::new(Messages::default()),
+            max_receives,
+            clock,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Messages> {
+        self.messages.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Messages moved to the dead letters, oldest first.
+    pub fn dead_letters(&self) -> Vec<QueueMessage> {
+        self.lock().dead.clone()
+    }
+
+    /// Messages waiting (visible or not).
+    pub fn len(&self) -> usize {
+        self.lock().waiting.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().waiting.is_empty()
+    }
+
+    /// Forgets every waiting message (benchmarks bound their memory with it).
+    pub fn clear(&self) {
+        self.lock().waiting.clear();
+    }
+}
+
+fn receipt_id(receipt: &str) -> Option<u64> {
+    receipt.split(':').next()?.parse().ok()
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    async fn send(&self, message: &QueueMessage) -> Result<(), QueueError> {
+        let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
+        let now = self.clock.now_ms();
+        let mut messages = self.lock();
+        messages.next_id += 1;
+        let id = messages.next_id;
+        messages.waiting.insert(
+            id,
+            StoredMessage {
+                body,
+                visible_at_ms: now,
+                receive_count: 0,
+                receipt: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn retry_after(&self, receipt_handle: &str, seconds: u32) -> Result<(), QueueError> {
+        let now = self.clock.now_ms();
+        let mut messages = self.lock();
+        if let Some(message) =
+            receipt_id(receipt_handle).and_then(|id| messages.waiting.get_mut(&id))
+        {
+            if message.receipt.as_deref() == Some(receipt_handle) {
+                message.visible_at_ms = now + i64::from(seconds.min(43_200)) * 1000;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueueConsumer for MemoryQueue {
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<InboundMessage>, QueueError> {
+        let now = self.clock.now_ms();
+        let mut messages = self.lock();
+        let due: Vec<u64> = messages
+            .waiting
+            .iter()
+            .filter(|(_, m)| m.visible_at_ms <= now)
+            .map(|(id, _)| *id)
+            .take(max)
+            .collect();
+        let mut received = Vec::new();
+        for id in due {
+            let Some(message) = messages.waiting.get_mut(&id) else {
+                continue;
+            };
+            if message.receive_count >= self.max_receives {
+                let body = messages.waiting.remove(&id).map(|m| m.body);
+                if let Some(dead) = body.and_then(|b| serde_json::from_str(&b).ok()) {
+                    messages.dead.push(dead);
+                }
+                continue;
+            }
+            message.receive_count += 1;
+            message.visible_at_ms = after(now, visibility);
+            let receipt = format!("{id}:{}:{now}", message.receive_count);
+            message.receipt = Some(receipt.clone());
+            received.push(InboundMessage {
+                id: id.to_string(),
+                body: message.body.clone(),
+                receive_count: message.receive_count,
+                receipt_handle: Some(receipt),
+            });
+        }
+        Ok(received)
+    }
+
+    async fn delete_all(&self, receipt_handles: &[String]) -> Result<(), QueueError> {
+        let mut messages = self.lock();
+        for receipt in receipt_handles {
+            if let Some(id) = receipt_id(receipt) {
+                if messages.waiting.get(&id).and_then(|m| m.receipt.as_deref()) == Some(receipt) {
+                    messages.waiting.remove(&id);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A store and a queue in memory, sharing one clock.
+#[derive(Clone)]
+pub struct Memory {
+    pub store: Arc<MemoryStore>,
+    pub queue: Arc<MemoryQueue>,
+    pub ports: Ports,
+}
+
+impl Memory {
+    pub fn new(max_receives: u32, clock: SharedClock) -> Memory {
+        let store = Arc::new(MemoryStore::default());
+        let queue = Arc::new(MemoryQueue::new(max_receives, clock.clone()));
+        let ports = Ports {
+            outbox: Arc::new(SendThenMark::new(
+                store.clone(),
+                queue.clone(),
+                clock.clone(),
+            )),
+            store: store.clone(),
+            queue: queue.clone(),
+            clock,
+        };
+        Memory {
+            store,
+            queue,
+            ports,
+        }
+    }
+}

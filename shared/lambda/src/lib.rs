@@ -1,0 +1,259 @@
+//! The Lambda entry points: start-up shared by every function (logging, configuration read
+//! once, AWS clients built once, warm connections), and the translation of API Gateway and SQS
+//! events to and from the core's plain types.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapter_aws::{DynamoStore, SecretsManager, SqsQueue};
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_http::service_fn;
+use lambda_runtime::LambdaEvent;
+use shared::clock::{self, SharedClock};
+use shared::config::Settings;
+use shared::fetch::DetailClient;
+use shared::outbox::Sweeper;
+use shared::ports::{InboundMessage, Ports};
+use shared::process::{Processor, ProviderTenants};
+use shared::providers::{check_tenants, Provider};
+use shared::tenants::{self as tenants, ConfigError, Loader, TenantDirectory, TenantSource};
+use shared::{Ingest, WebhookRequest, WebhookResponse};
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs a Lambda's main future on a single-threaded Tokio runtime: one invocation at a time is
+/// all Lambda sends to an execution environment, so worker threads would only add start-up time
+/// and cross-thread wake-ups.
+pub fn start(main: impl Future<Output = Result<(), Error>>) -> Result<(), Error> {
+    prefer_single_ca_bundle();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(main)
+}
+
+/// The system's CA bundle file, when `SSL_CERT_FILE` / `SSL_CERT_DIR` do not already say where
+/// to look. Without them the TLS client reads both the bundle and every file of the
+/// certificate directory (hundreds of files on Debian) at start; the bundle alone holds the
+/// same roots. Called before any thread exists, since it sets the process environment.
+fn prefer_single_ca_bundle() {
+    const BUNDLES: [&str; 3] = [
+        "/etc/pki/tls/certs/ca-bundle.crt", // Amazon Linux (Lambda), Fedora, RHEL
+        "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Alpine
+        "/etc/ssl/cert.pem",                // macOS, BSDs
+    ];
+    if std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some() {
+        return;
+    }
+    if let Some(bundle) = BUNDLES
+        .iter()
+        .find(|path| std::path::Path::new(path).is_file())
+    {
+        std::env::set_var("SSL_CERT_FILE", bundle);
+    }
+}
+
+/// The API Gateway request as the core sees it.
+pub fn to_core(request: lambda_http::Request) -> WebhookRequest {
+    let (parts, body) = request.into_parts();
+    let bytes = match body {
+        lambda_http::Body::Empty => bytes::Bytes::new(),
+        lambda_http::Body::Text(text) => bytes::Bytes::from(text),
+        lambda_http::Body::Binary(data) => bytes::Bytes::from(data),
+        _ => bytes::Bytes::new(),
+    };
+    WebhookRequest::from_parts(parts, bytes)
+}
+
+/// The core's answer as API Gateway takes it.
+pub fn from_core(response: WebhookResponse) -> lambda_http::Response<lambda_http::Body> {
+    let (parts, body) = response.into_parts();
+    let body = match String::from_utf8(body.to_vec()) {
+        Ok(text) => lambda_http::Body::Text(text),
+        Err(error) => lambda_http::Body::Binary(error.into_bytes()),
+    };
+    lambda_http::Response::from_parts(parts, body)
+}
+
+/// An SQS batch as the processor sees it.
+pub fn inbound_messages(event: SqsEvent) -> Vec<InboundMessage> {
+    event
+        .records
+        .into_iter()
+        .map(|record| InboundMessage {
+            id: record.message_id.unwrap_or_default(),
+            body: record.body.unwrap_or_default(),
+            receive_count: record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1),
+            receipt_handle: record.receipt_handle,
+        })
+        .collect()
+}
+
+/// Partial batch failures: the messages to retry.
+pub fn batch_response(failed: Vec<String>) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for id in failed {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
+    }
+    response
+}
+
+/// The Lambda handler of the processor: an SQS batch in, the messages to retry out.
+pub async fn handle_sqs(processor: &Processor, event: SqsEvent) -> SqsBatchResponse {
+    batch_response(processor.process_batch(inbound_messages(event)).await)
+}
+
+/// Everything a function built on DynamoDB and SQS needs, built once per cold start.
+struct Deployment {
+    aws: aws_config::SdkConfig,
+    settings: Settings,
+    clock: SharedClock,
+}
+
+impl Deployment {
+    async fn from_env() -> Result<Deployment, Error> {
+        shared::logging::init_json();
+        let settings = Settings::from_env()?;
+        Ok(Deployment {
+            aws: adapter_aws::sdk::from_env().await,
+            settings,
+            clock: clock::system(),
+        })
+    }
+
+    /// The store and queue named by `TABLE_NAME` and `QUEUE_URL`, connections opened.
+    async fn ports(&self) -> Result<Ports, Error> {
+        let table = self
+            .settings
+            .table_name
+            .clone()
+            .ok_or("environment variable TABLE_NAME is not set")?;
+        let queue_url = self
+            .settings
+            .queue_url
+            .clone()
+            .ok_or("environment variable QUEUE_URL is not set")?;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.aws), table);
+        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&self.aws), queue_url);
+        tokio::join!(store.warm_up(), queue.warm_up());
+        Ok(adapter_aws::ports(store, queue, self.clock.clone()))
+    }
+
+    /// The tenants under `prefix`, checked against what `provider` can verify, reloaded every
+    /// `TENANTS_REFRESH_SECONDS`.
+    async fn tenants(
+        &self,
+        provider: Arc<dyn Provider>,
+        prefix: &str,
+    ) -> Result<TenantSource, ConfigError> {
+        let secrets = Arc::new(SecretsManager::new(&self.aws));
+        let prefix = prefix.to_string();
+        let loader: Loader = Arc::new(move || {
+            let (secrets, provider, prefix) = (secrets.clone(), provider.clone(), prefix.clone());
+            Box::pin(async move {
+                let source = Settings::tenants_source(&prefix)
+                    .ok_or_else(|| ConfigError::NotConfigured(prefix.clone()))?;
+                let directory = tenants::load(&source, secrets.as_ref()).await?;
+                check_tenants(provider.as_ref(), &directory)?;
+                Ok(directory)
+            })
+        });
+        let first = loader().await?;
+        Ok(TenantSource::refreshing(
+            first,
+            self.settings.tenants_refresh,
+            loader,
+            self.clock.clone(),
+        ))
+    }
+}
+
+/// A provider's webhook function: API Gateway requests in, the core's ingest path on DynamoDB
+/// and SQS, answers out.
+pub async fn run_webhook(provider: impl Provider) -> Result<(), Error> {
+    let deployment = Deployment::from_env().await?;
+    let provider: Arc<dyn Provider> = Arc::new(provider);
+    let tenants = deployment.tenants(provider.clone(), "").await?;
+    let ingest = Arc::new(Ingest::new(
+        provider,
+        tenants,
+        deployment.ports().await?,
+        deployment.settings.ingest.clone(),
+    ));
+    lambda_http::run(service_fn(move |request: lambda_http::Request| {
+        let ingest = Arc::clone(&ingest);
+        async move { Ok::<_, Infallible>(from_core(ingest.handle(to_core(request)).await)) }
+    }))
+    .await
+}
+
+/// The processor: SQS batches in, each provider's tenants under its prefix (`EGYM_…`).
+pub async fn run_processor() -> Result<(), Error> {
+    let deployment = Deployment::from_env().await?;
+    let mut providers = Vec::new();
+    for provider in shared::providers::all() {
+        let prefix = format!("{}_", provider.name().to_ascii_uppercase());
+        let tenants = match deployment.tenants(provider.clone(), &prefix).await {
+            Ok(tenants) => tenants,
+            Err(ConfigError::NotConfigured(_)) => {
+                tracing::warn!(
+                    provider = provider.name(),
+                    "no tenants configured; its events will fail"
+                );
+                TenantSource::fixed(TenantDirectory::new(Vec::new())?)
+            }
+            Err(error) => return Err(error.into()),
+        };
+        providers.push(ProviderTenants { provider, tenants });
+    }
+    let settings = deployment.settings.processor.clone();
+    let processor = Arc::new(Processor::new(
+        providers,
+        deployment.ports().await?,
+        DetailClient::new(settings.fetch_timeout),
+        settings,
+    ));
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<SqsEvent>| {
+            let processor = Arc::clone(&processor);
+            async move { Ok::<_, Infallible>(handle_sqs(&processor, event.payload).await) }
+        },
+    ))
+    .await
+}
+
+/// The outbox sweeper: one sweep per scheduled invocation.
+pub async fn run_sweeper() -> Result<(), Error> {
+    let deployment = Deployment::from_env().await?;
+    let sweeper = Arc::new(Sweeper::new(
+        deployment.ports().await?,
+        deployment.settings.ingest.lease,
+    ));
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_: LambdaEvent<serde_json::Value>| {
+            let sweeper = Arc::clone(&sweeper);
+            async move {
+                let report = sweeper.sweep_all(Duration::from_secs(40)).await?;
+                tracing::info!(
+                    found = report.found,
+                    enqueued = report.enqueued,
+                    skipped = report.skipped,
+                    failed = report.failed,
+                    "sweep"
+                );
+                Ok::<_, Error>(
+                    serde_json::json!({ "enqueued": report.enqueued, "failed": report.failed }),
+                )
+            }
+        },
+    ))
+    .await
+}

@@ -1,0 +1,305 @@
+//! The ports the core works through: the event store, the work queue, and the outbox step
+//! that moves a stored record into the queue. Adapters (DynamoDB + SQS, SQLite, in memory)
+//! implement them and pass one conformance suite (`tests/tests/conformance.rs`).
+//!
+//! A record is created once per dedup key with a conditional put; a record still `RECEIVED`
+//! carries a lease so that only one delivery at a time tries to enqueue it. The processor claims
+//! a record with a lease of its own (`PROCESSING`) and finishes it only while it holds that lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::SharedClock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Status {
+    #[default]
+    /// Stored, not yet confirmed in the queue.
+    Received,
+    /// In the queue, waiting for the processor.
+    Queued,
+    Processing,
+    Processed,
+    Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Received,
+        Status::Queued,
+        Status::Processing,
+        Status::Processed,
+        Status::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Received => "RECEIVED",
+            Status::Queued => "QUEUED",
+            Status::Processing => "PROCESSING",
+            Status::Processed => "PROCESSED",
+            Status::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Status> {
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str() == value)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    /// The dedup key: `<provider>#<tenant>#<delivery id or entity#type#time>`.
+    pub key: String,
+    pub provider: String,
+    pub tenant: String,
+    pub event_type: String,
+    pub entity_id: String,
+    /// The request body exactly as received (unknown fields included).
+    pub body: String,
+    pub received_at_ms: i64,
+    pub status: Status,
+    /// While `RECEIVED`: until when the delivery that stored it owns the right to enqueue it.
+    pub lease_until_ms: i64,
+    /// DynamoDB TTL, epoch seconds.
+    pub expires_at: i64,
+    /// Processing attempts so far.
+    pub attempts: i64,
+    /// The details fetched from the provider's API (JSON), or a note of what was done instead.
+    pub detail: Option<String>,
+    pub processed_at_ms: Option<i64>,
+    /// Why the last attempt failed (kept while retrying; the final reason when `FAILED`).
+    pub last_error: Option<String>,
+    /// Set when personal data of this record was erased.
+    pub erased_at_ms: Option<i64>,
+}
+
+impl Record {
+    /// Events about the same person or object of one tenant share a subject (used for erasure).
+    pub fn subject(&self) -> String {
+        subject_of(&self.provider, &self.tenant, &self.entity_id)
+    }
+
+    /// What the processor needs to find this record again.
+    pub fn message(&self) -> QueueMessage {
+        QueueMessage {
+            provider: self.provider.clone(),
+            tenant: self.tenant.clone(),
+            key: self.key.clone(),
+            event_type: self.event_type.clone(),
+            entity_id: self.entity_id.clone(),
+        }
+    }
+}
+
+pub fn subject_of(provider: &str, tenant: &str, entity_id: &str) -> String {
+    format!("{provider}#{tenant}#{entity_id}")
+}
+
+/// A stored record that may not be in the queue yet: what the sweeper needs to enqueue it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub message: QueueMessage,
+    pub lease_until_ms: i64,
+}
+
+/// What a processor's claim on a record found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours until the lease ends; the record as it is now.
+    Claimed(Box<Record>),
+    /// Already `PROCESSED` or `FAILED`: nothing to do.
+    Finished(Status),
+    /// Another processor holds a live lease.
+    Busy,
+    Missing,
+}
+
+/// How a claimed record ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `PROCESSED`, with the fetched detail or a note.
+    Processed { detail: Option<String> },
+    /// `FAILED` for good (the provider said no: 4xx, over-size answer).
+    Failed { reason: String },
+    /// Back to `QUEUED` for the next delivery of the message; the reason is kept.
+    Retry { reason: String },
+}
+
+impl Outcome {
+    /// The status a record ends in: the one mapping every adapter applies.
+    pub fn status(&self) -> Status {
+        match self {
+            Outcome::Processed { .. } => Status::Processed,
+            Outcome::Failed { .. } => Status::Failed,
+            Outcome::Retry { .. } => Status::Queued,
+        }
+    }
+
+    /// What `last_error` holds afterwards (`None` clears it).
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Outcome::Processed { .. } => None,
+            Outcome::Failed { reason } | Outcome::Retry { reason } => Some(reason),
+        }
+    }
+
+    /// The detail to store, where there is one.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Outcome::Processed { detail } => detail.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// What an earlier delivery left behind, as far as the ingest path cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Existing {
+    pub status: Status,
+    pub lease_until_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    Exists(Existing),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Creates the record unless one with its key exists; then reports the existing one.
+    async fn put_new(&self, record: &Record) -> Result<PutOutcome, StoreError>;
+    /// Takes over a `RECEIVED` record whose lease (as seen) has expired. False if someone else did.
+    async fn take_over(
+        &self,
+        key: &str,
+        seen_lease_until_ms: i64,
+        new_lease_until_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Ends the lease of a `RECEIVED` record now, so the sender's retry can take it over.
+    async fn release(&self, key: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// `RECEIVED` -> `QUEUED`. Leaves the record alone if the processor already moved it on.
+    async fn mark_queued(&self, key: &str) -> Result<(), StoreError>;
+    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError>;
+    /// `RECEIVED` records whose lease ended before `now_ms` (stored but maybe never queued),
+    /// oldest lease first, at most `limit`. Served by an index, never a scan.
+    async fn pending(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError>;
+
+    /// Claims a `RECEIVED`/`QUEUED` record (or one whose processing lease expired) for processing.
+    async fn claim(&self, key: &str, now_ms: i64, lease_until_ms: i64)
+        -> Result<Claim, StoreError>;
+    /// Ends a claim. False if the lease was lost (another processor took over): nothing written.
+    async fn finish(
+        &self,
+        key: &str,
+        lease_until_ms: i64,
+        outcome: &Outcome,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Removes raw bodies and details of every record of this subject; returns how many.
+    async fn erase_subject(&self, subject: &str, now_ms: i64) -> Result<usize, StoreError>;
+}
+
+/// What the processor needs to find and enrich a stored event. Never carries credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueMessage {
+    pub provider: String,
+    pub tenant: String,
+    pub key: String,
+    pub event_type: String,
+    pub entity_id: String,
+}
+
+/// A received queue message as the processor sees it, whatever queue it came from.
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    pub id: String,
+    pub body: String,
+    /// How many times the queue has delivered it, this time included.
+    pub receive_count: u32,
+    pub receipt_handle: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("queue unavailable: {0}")]
+pub struct QueueError(pub String);
+
+#[async_trait]
+pub trait Queue: Send + Sync {
+    async fn send(&self, message: &QueueMessage) -> Result<(), QueueError>;
+    /// Makes a received message visible again only after `seconds` (a provider's Retry-After).
+    async fn retry_after(&self, receipt_handle: &str, seconds: u32) -> Result<(), QueueError>;
+}
+
+/// Receiving side of a queue, for consumers that poll it themselves (the local dev server,
+/// tests; in AWS, Lambda's SQS event source does this).
+#[async_trait]
+pub trait QueueConsumer: Send + Sync {
+    /// Up to `max` visible messages, each hidden for `visibility` after this receive.
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<InboundMessage>, QueueError>;
+    /// Deletes received messages (what a consumer has finished with).
+    async fn delete_all(&self, receipt_handles: &[String]) -> Result<(), QueueError>;
+}
+
+/// The outbox step: puts the message of a stored `RECEIVED` record, whose lease the caller
+/// holds, into the queue and marks the record `QUEUED`. If the message could not be queued
+/// the lease is released, so that the sweeper (or the sender's retry) takes the record over.
+/// Each adapter pair implements it as its store and queue allow: send then mark for SQS and
+/// DynamoDB ([`crate::outbox::SendThenMark`]), one transaction for SQLite.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    async fn enqueue(&self, message: &QueueMessage) -> Result<(), QueueError>;
+}
+
+/// The ports one deployment works through, with the clock they share.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub outbox: Arc<dyn Outbox>,
+    pub clock: SharedClock,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in Status::ALL {
+            assert_eq!(Status::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(Status::parse("DONE"), None);
+    }
+
+    #[test]
+    fn each_outcome_ends_in_one_status() {
+        let processed = Outcome::Processed {
+            detail: Some("{}".into()),
+        };
+        assert_eq!(processed.status(), Status::Processed);
+        assert_eq!(processed.detail(), Some("{}"));
+        assert_eq!(processed.error(), None);
+        let failed = Outcome::Failed { reason: "r".into() };
+        assert_eq!(
+            (failed.status(), failed.error()),
+            (Status::Failed, Some("r"))
+        );
+        let retry = Outcome::Retry { reason: "t".into() };
+        assert_eq!((retry.status(), retry.error()), (Status::Queued, Some("t")));
+    }
+}
