@@ -194,7 +194,11 @@ impl Processor {
                     return (Ok(Outcome::Failed { reason }), "failed");
                 };
                 let url = format!("{}{path}", api.base_url.trim_end_matches('/'));
-                let auth = entry.provider.api_auth(api.api_key.expose());
+                let Some(api_key) = api.api_key.as_ref() else {
+                    let reason = format!("tenant {:?} has no API key configured", message.tenant);
+                    return (Ok(Outcome::Failed { reason }), "failed");
+                };
+                let auth = entry.provider.api_auth(api_key.expose());
                 match self.client.get_json(&url, auth).await {
                     Ok(detail) => (
                         Ok(Outcome::Processed {

@@ -38,11 +38,44 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Where to fetch event details for a tenant (used by the processor).
+/// Where and how the processor reads event details from the provider's API for a tenant.
+/// Which fields a provider needs is its own business (`Provider::check_tenant`).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ApiAccess {
+    /// The API's origin, without a trailing path: `https://<studio>.open-api.magicline.com`,
+    /// `https://mms.api.egym.com`, `https://api.timify.com`, `https://flybuy.radiusnetworks.com`,
+    /// `https://api.waitwhile.com`. Only `https://`, except on loopback.
     pub base_url: String,
-    pub api_key: Secret,
+    /// The API key or token sent with every request (Magicline, EGYM, FlyBuy, Waitwhile).
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// App id and secret exchanged for an access token (TIMIFY).
+    #[serde(default)]
+    pub app_id: Option<String>,
+    #[serde(default)]
+    pub app_secret: Option<Secret>,
+    /// The company the requests are about (TIMIFY's `company-id` header).
+    #[serde(default)]
+    pub company_id: Option<String>,
+    /// Send the access token bare instead of as `Bearer <token>` (TIMIFY's older API).
+    #[serde(default)]
+    pub bare_token: bool,
+    /// Detail paths that replace the provider's defaults, by event family (where the
+    /// documentation is unconfirmed); `{id}` stands for the entity id.
+    #[serde(default)]
+    pub paths: std::collections::BTreeMap<String, String>,
+}
+
+/// How a signing key is written in the tenant document.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyEncoding {
+    /// The key's text is the key.
+    #[default]
+    Raw,
+    /// The key is Base64; its decoded bytes are the key.
+    Base64,
 }
 
 /// JSON pointers naming the fields of an envelope whose shape is not confirmed by the provider.
@@ -72,6 +105,12 @@ pub struct Tenant {
     pub url: Option<String>,
     #[serde(default)]
     pub pointers: EventPointers,
+    /// A key the provider signs each delivery with, where signing is optional and separate
+    /// from the credential (FlyBuy's HMAC key); when set, the signature is required.
+    #[serde(default)]
+    pub signing_key: Option<Secret>,
+    #[serde(default)]
+    pub signing_key_encoding: KeyEncoding,
     #[serde(default)]
     pub api: Option<ApiAccess>,
 }
