@@ -1,14 +1,27 @@
 //! Fetching event details from a provider's API: one HTTP client per cold start (connection
-//! reuse, rustls), a timeout per request, and every answer classified as done, transient
-//! (retry later) or permanent (record the reason, do not retry).
+//! reuse, rustls), a timeout per request, no redirects, `https://` only (plain `http://` on
+//! loopback), answers read in chunks up to a cap, access tokens exchanged and cached where the
+//! provider wants them, and every answer classified as done, transient (retry later), a
+//! configuration problem (retry, then the dead-letter queue: fix and redrive) or permanent.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::header::RETRY_AFTER;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::clock::SharedClock;
+use crate::tenants::Secret;
 
 /// Largest detail stored beside an event (DynamoDB items stop at 400 KB, the raw body is there too).
 pub const MAX_DETAIL_BYTES: usize = 128 * 1024;
+
+/// A token is renewed this long before the provider says it expires.
+const TOKEN_MARGIN_MS: i64 = 60_000;
+/// How long a token lasts when the provider does not say.
+const DEFAULT_TOKEN_SECONDS: i64 = 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchError {
@@ -18,84 +31,262 @@ pub enum FetchError {
         reason: String,
         /// Seconds the provider asked us to wait (429 `Retry-After`).
         retry_after: Option<u32>,
+        /// A 429: the provider's rate limit, not a failure of this event.
+        throttled: bool,
     },
-    /// 4xx and oversized answers: retrying will not help.
+    /// The tenant's settings do not work (401, 403, a missing key, a refused base URL): retried
+    /// like a transient failure so that the event waits in the dead-letter queue until the
+    /// configuration is fixed and the queue redriven.
+    Configuration { reason: String },
+    /// 404, other 4xx, redirects and oversized answers: retrying will not help.
     Permanent { reason: String },
 }
 
-#[derive(Clone)]
+impl FetchError {
+    fn transient(reason: impl Into<String>) -> FetchError {
+        FetchError::Transient {
+            reason: reason.into(),
+            retry_after: None,
+            throttled: false,
+        }
+    }
+}
+
+/// How requests to a provider's API authenticate for one tenant.
+pub enum ApiCredentials {
+    /// Headers sent with every request (an API key).
+    Headers(Vec<(&'static str, String)>),
+    /// An access token obtained first and sent with every request (TIMIFY).
+    Token(TokenExchange),
+}
+
+/// `POST <base><path>` with a JSON body of credentials; the answer's `token` (or
+/// `accessToken`, `access_token`) is sent as `Authorization: [Bearer ]<token>` along with
+/// `headers`, until `expires` (or `expires_in`) seconds have passed.
+pub struct TokenExchange {
+    pub path: &'static str,
+    pub body: Secret,
+    pub bearer: bool,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// The answer to one GET: its JSON, as text.
+pub type Detail = String;
+
 pub struct DetailClient {
     http: reqwest::Client,
+    clock: SharedClock,
+    /// Access tokens by tenant (`provider#tenant`): the token and when it expires.
+    tokens: Mutex<HashMap<String, (Secret, i64)>>,
 }
 
 impl DetailClient {
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, clock: SharedClock) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .pool_idle_timeout(Duration::from_secs(60))
+            // A redirect would carry the API key to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("webhook-processor/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("HTTP client configuration is valid");
-        DetailClient { http }
+        DetailClient {
+            http,
+            clock,
+            tokens: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// GETs `url` with one authentication header and returns the JSON answer as text.
-    pub async fn get_json(&self, url: &str, auth: (&str, String)) -> Result<String, FetchError> {
-        let response = self
+    /// GETs `base_url` + `path` with the tenant's credentials and returns the JSON answer as
+    /// text. `tenant_key` names the tenant's cached access token.
+    pub async fn get_json(
+        &self,
+        base_url: &str,
+        path: &str,
+        credentials: &ApiCredentials,
+        tenant_key: &str,
+    ) -> Result<Detail, FetchError> {
+        let base = checked_base(base_url)?;
+        let url = format!("{base}{path}");
+        match credentials {
+            ApiCredentials::Headers(headers) => self.get(&url, headers).await,
+            ApiCredentials::Token(exchange) => {
+                let mut headers = exchange.headers.clone();
+                let token = self.token(base, exchange, tenant_key, false).await?;
+                headers.push(("authorization", authorization(exchange, &token)));
+                match self.get(&url, &headers).await {
+                    // The token may have been revoked before its time: renew it once.
+                    Err(FetchError::Configuration { .. }) => {
+                        let token = self.token(base, exchange, tenant_key, true).await?;
+                        headers.pop();
+                        headers.push(("authorization", authorization(exchange, &token)));
+                        self.get(&url, &headers).await
+                    }
+                    answer => answer,
+                }
+            }
+        }
+    }
+
+    async fn get(&self, url: &str, headers: &[(&str, String)]) -> Result<Detail, FetchError> {
+        let mut request = self
             .http
-            .get(url)
-            .header(auth.0, auth.1)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|error| FetchError::Transient {
-                reason: if error.is_timeout() {
-                    "provider API timed out".to_string()
-                } else {
-                    format!("provider API unreachable: {}", without_url(&error))
-                },
-                retry_after: None,
-            })?;
-        let status = response.status();
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u32>().ok());
-            return Err(FetchError::Transient {
-                reason: format!("provider API answered {status}"),
-                retry_after,
-            });
+            .request(Method::GET, url)
+            .header("accept", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
-        if !status.is_success() {
-            return Err(FetchError::Permanent {
-                reason: format!("provider API answered {status}"),
-            });
-        }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| FetchError::Transient {
-                reason: format!("provider API answer cut off: {}", without_url(&error)),
-                retry_after: None,
-            })?;
-        if body.len() > MAX_DETAIL_BYTES {
-            return Err(FetchError::Permanent {
-                reason: format!(
-                    "provider API answer is {} bytes, over {MAX_DETAIL_BYTES}",
-                    body.len()
-                ),
-            });
-        }
-        let detail: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|error| FetchError::Transient {
-                reason: format!("provider API answered malformed JSON: {error}"),
-                retry_after: None,
-            })?;
+        let response = request.send().await.map_err(unreachable)?;
+        let body = read_answer(response).await?;
+        let detail: Value = serde_json::from_slice(&body).map_err(|error| {
+            FetchError::transient(format!("provider API answered malformed JSON: {error}"))
+        })?;
         Ok(detail.to_string())
     }
+
+    /// A cached token, or a new one (`renew` forces a new one).
+    async fn token(
+        &self,
+        base: &str,
+        exchange: &TokenExchange,
+        tenant_key: &str,
+        renew: bool,
+    ) -> Result<Secret, FetchError> {
+        let now = self.clock.now_ms();
+        if !renew {
+            let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((token, expires_at)) = tokens.get(tenant_key) {
+                if *expires_at > now + TOKEN_MARGIN_MS {
+                    return Ok(token.clone());
+                }
+            }
+        }
+        let response = self
+            .http
+            .post(format!("{base}{}", exchange.path))
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .body(exchange.body.expose().to_string())
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let body = read_answer(response).await?;
+        let answer: Value = serde_json::from_slice(&body).map_err(|_| {
+            FetchError::transient("provider token endpoint answered malformed JSON")
+        })?;
+        let token = ["token", "accessToken", "access_token"]
+            .iter()
+            .find_map(|name| answer[name].as_str())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                FetchError::transient("provider token endpoint answered without a token")
+            })?;
+        let seconds = ["expires", "expires_in", "expiresIn"]
+            .iter()
+            .find_map(|name| answer[name].as_i64())
+            .unwrap_or(DEFAULT_TOKEN_SECONDS);
+        let token = Secret::new(token);
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                tenant_key.to_string(),
+                (token.clone(), now + seconds.saturating_mul(1000)),
+            );
+        Ok(token)
+    }
+}
+
+fn authorization(exchange: &TokenExchange, token: &Secret) -> String {
+    if exchange.bearer {
+        format!("Bearer {}", token.expose())
+    } else {
+        token.expose().to_string()
+    }
+}
+
+/// The base URL without a trailing slash, if it may be called: `https://`, or `http://` to a
+/// loopback address (local sandboxes and tests).
+fn checked_base(base_url: &str) -> Result<&str, FetchError> {
+    let base = base_url.trim_end_matches('/');
+    let refused = || {
+        FetchError::Configuration {
+        reason: "the tenant's api.base_url must start with https:// (http:// only for 127.0.0.1 or localhost)".into(),
+    }
+    };
+    let url = reqwest::Url::parse(base).map_err(|_| refused())?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(base),
+        "http" if loopback => Ok(base),
+        _ => Err(refused()),
+    }
+}
+
+fn unreachable(error: reqwest::Error) -> FetchError {
+    FetchError::transient(if error.is_timeout() {
+        "provider API timed out".to_string()
+    } else {
+        format!("provider API unreachable: {}", without_url(&error))
+    })
+}
+
+/// The answer's body, if its status says it is one; read in chunks and given up on as soon as
+/// it passes [`MAX_DETAIL_BYTES`].
+async fn read_answer(mut response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
+    let status = response.status();
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        return Err(FetchError::Transient {
+            reason: format!("provider API answered {status}"),
+            retry_after,
+            throttled: status == StatusCode::TOO_MANY_REQUESTS,
+        });
+    }
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Err(FetchError::Configuration {
+            reason: format!(
+                "provider API answered {status}: check the tenant's API credentials and scopes"
+            ),
+        });
+    }
+    if status.is_redirection() {
+        return Err(FetchError::Permanent {
+            reason: format!(
+                "provider API answered {status} (a redirect, not followed): check the tenant's api.base_url"
+            ),
+        });
+    }
+    if !status.is_success() {
+        return Err(FetchError::Permanent {
+            reason: format!("provider API answered {status}"),
+        });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| {
+        FetchError::transient(format!(
+            "provider API answer cut off: {}",
+            without_url(&error)
+        ))
+    })? {
+        if body.len() + chunk.len() > MAX_DETAIL_BYTES {
+            return Err(FetchError::Permanent {
+                reason: format!("provider API answer is over {MAX_DETAIL_BYTES} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Error text without the URL (it may carry ids; never credentials, but keep logs short).
@@ -105,4 +296,33 @@ fn without_url(error: &reqwest::Error) -> String {
         text = text.replace(url.as_str(), "<url>");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_loopback_http_base_urls_are_called() {
+        for allowed in [
+            "https://studio.open-api.magicline.com",
+            "https://mms.api.egym.com/",
+            "http://127.0.0.1:9/magicline",
+            "http://localhost:8081/_sandbox/egym",
+            "http://[::1]:80",
+        ] {
+            assert!(checked_base(allowed).is_ok(), "{allowed}");
+        }
+        for refused in [
+            "http://api.timify.com",
+            "ftp://x",
+            "not a url",
+            "http://127.0.0.1.evil.example",
+        ] {
+            assert!(
+                matches!(checked_base(refused), Err(FetchError::Configuration { .. })),
+                "{refused}"
+            );
+        }
+    }
 }

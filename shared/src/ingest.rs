@@ -8,7 +8,7 @@ use http::Method;
 
 use crate::clock::after;
 pub use crate::config::IngestSettings;
-use crate::ports::{Ports, PutOutcome, Record, Status};
+use crate::ports::{subject_of, Ports, PutOutcome, Record, Status};
 use crate::providers::Provider;
 use crate::response::{Ack, IngestError};
 use crate::tenants::TenantSource;
@@ -131,6 +131,11 @@ impl Ingest {
             tenant: tenant.id.clone(),
             event_type: event.event_type.clone(),
             entity_id: event.entity_id.clone(),
+            subject: subject_of(self.provider.name(), &tenant.id, &event.subject),
+            facts: event
+                .facts
+                .as_ref()
+                .map(|facts| serde_json::Value::Object(facts.clone()).to_string()),
             // parse() accepted the body as JSON, so it is UTF-8.
             body: String::from_utf8_lossy(body).into_owned(),
             received_at_ms: now,

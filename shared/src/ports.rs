@@ -60,6 +60,10 @@ pub struct Record {
     pub tenant: String,
     pub event_type: String,
     pub entity_id: String,
+    /// Whom erasure reaches: `<provider>#<tenant>#<kind>:<id>` (see [`subject_of`]).
+    pub subject: String,
+    /// Facts of the delivery kept for operators (a JSON object), where the provider has any.
+    pub facts: Option<String>,
     /// The request body exactly as received (unknown fields included).
     pub body: String,
     pub received_at_ms: i64,
@@ -80,11 +84,6 @@ pub struct Record {
 }
 
 impl Record {
-    /// Events about the same person or object of one tenant share a subject (used for erasure).
-    pub fn subject(&self) -> String {
-        subject_of(&self.provider, &self.tenant, &self.entity_id)
-    }
-
     /// What the processor needs to find this record again.
     pub fn message(&self) -> QueueMessage {
         QueueMessage {
@@ -93,12 +92,14 @@ impl Record {
             key: self.key.clone(),
             event_type: self.event_type.clone(),
             entity_id: self.entity_id.clone(),
+            throttled: 0,
         }
     }
 }
 
-pub fn subject_of(provider: &str, tenant: &str, entity_id: &str) -> String {
-    format!("{provider}#{tenant}#{entity_id}")
+/// Events about the same person or object of one tenant share a subject (used for erasure).
+pub fn subject_of(provider: &str, tenant: &str, kind_and_id: &str) -> String {
+    format!("{provider}#{tenant}#{kind_and_id}")
 }
 
 /// A stored record that may not be in the queue yet: what the sweeper needs to enqueue it.
@@ -218,6 +219,13 @@ pub struct QueueMessage {
     pub key: String,
     pub event_type: String,
     pub entity_id: String,
+    /// How often this event has waited out the provider's rate limit (429) so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub throttled: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// A received queue message as the processor sees it, whatever queue it came from.
@@ -237,6 +245,12 @@ pub struct QueueError(pub String);
 #[async_trait]
 pub trait Queue: Send + Sync {
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError>;
+    /// Sends a message that becomes visible only after `delay_seconds` (at most 900).
+    async fn send_later(
+        &self,
+        message: &QueueMessage,
+        delay_seconds: u32,
+    ) -> Result<(), QueueError>;
     /// Makes a received message visible again only after `seconds` (a provider's Retry-After).
     async fn retry_after(&self, receipt_handle: &str, seconds: u32) -> Result<(), QueueError>;
 }

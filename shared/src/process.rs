@@ -11,10 +11,10 @@ use serde_json::json;
 
 use crate::clock::after;
 pub use crate::config::ProcessorSettings;
-use crate::fetch::{DetailClient, FetchError};
-use crate::ports::{Claim, InboundMessage, Outcome, Ports, QueueMessage};
+use crate::fetch::{DetailClient, FetchError, MAX_DETAIL_BYTES};
+use crate::ports::{Claim, InboundMessage, Outcome, Ports, QueueMessage, Record};
 use crate::providers::{Processing, Provider};
-use crate::tenants::TenantSource;
+use crate::tenants::{Tenant, TenantSource};
 
 /// A provider and its tenants, as the processor needs them.
 pub struct ProviderTenants {
@@ -107,8 +107,8 @@ impl Processor {
         };
         let now = self.ports.clock.now_ms();
         let lease = after(now, self.settings.lease);
-        match self.ports.store.claim(&message.key, now, lease).await {
-            Ok(Claim::Claimed(_)) => {}
+        let record = match self.ports.store.claim(&message.key, now, lease).await {
+            Ok(Claim::Claimed(record)) => record,
             Ok(Claim::Finished(_)) => return (Verdict::Done, "already_finished"),
             Ok(Claim::Busy) => return (Verdict::TryAgain, "busy"),
             Ok(Claim::Missing) => {
@@ -119,20 +119,32 @@ impl Processor {
                 tracing::error!(key = %message.key, error = %error, "claim failed");
                 return (Verdict::TryAgain, "store_unavailable");
             }
-        }
-
-        let (outcome, label) = self.outcome(entry, message, inbound).await;
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                tracing::error!(key = %message.key, error = %error, "processing failed");
-                Outcome::Retry { reason: error }
+        };
+        let (outcome, verdict, label) = match self.attempt(entry, &record).await {
+            Attempt::Done(outcome, label) => (outcome, Verdict::Done, label),
+            Attempt::Throttled { reason, wait } => {
+                match self.wait_out_rate_limit(message, &reason, wait).await {
+                    Some(outcome) => (outcome, Verdict::Done, "throttled"),
+                    None => (
+                        self.retry(reason, Some(wait), inbound).await,
+                        Verdict::TryAgain,
+                        "retry",
+                    ),
+                }
             }
+            Attempt::Retry {
+                reason,
+                wait,
+                label,
+            } => (
+                self.retry(reason, wait, inbound).await,
+                Verdict::TryAgain,
+                label,
+            ),
         };
-        let verdict = match outcome {
-            Outcome::Retry { .. } => Verdict::TryAgain,
-            _ => Verdict::Done,
-        };
+        if let Outcome::Retry { reason } = &outcome {
+            tracing::warn!(key = %message.key, reason = %reason, "processing will be tried again");
+        }
         match self
             .ports
             .store
@@ -151,81 +163,131 @@ impl Processor {
         }
     }
 
-    async fn outcome(
-        &self,
-        entry: &ProviderTenants,
-        message: &QueueMessage,
-        inbound: &InboundMessage,
-    ) -> (Result<Outcome, String>, &'static str) {
-        match entry.provider.processing(message) {
-            Processing::Skip => (
-                Ok(Outcome::Processed { detail: None }),
-                "stored_without_fetch",
-            ),
-            Processing::Erase => {
-                let subject = crate::ports::subject_of(
-                    &message.provider,
-                    &message.tenant,
-                    &message.entity_id,
-                );
-                match self
-                    .ports
-                    .store
-                    .erase_subject(&subject, self.ports.clock.now_ms())
-                    .await
-                {
-                    Ok(records) => {
-                        let note = json!({ "erasure": { "subject": message.entity_id, "records_erased": records } });
-                        (
-                            Ok(Outcome::Processed {
-                                detail: Some(note.to_string()),
-                            }),
-                            "erased",
-                        )
-                    }
-                    Err(error) => (Err(error.to_string()), "store_unavailable"),
-                }
+    /// What processing the claimed record comes to this time.
+    async fn attempt(&self, entry: &ProviderTenants, record: &Record) -> Attempt {
+        let tenants = entry.tenants.current();
+        let Some(tenant) = tenants.get(&record.tenant) else {
+            return Attempt::configuration(format!(
+                "tenant {:?} is not configured for {}",
+                record.tenant,
+                entry.provider.name()
+            ));
+        };
+        let processing = match entry.provider.processing(record, tenant) {
+            Ok(processing) => processing,
+            Err(reason) => return Attempt::Done(Outcome::Failed { reason }, "failed"),
+        };
+        match processing {
+            Processing::StoreOnly => {
+                Attempt::Done(Outcome::Processed { detail: None }, "stored_without_fetch")
             }
-            Processing::Fetch { path } => {
-                let tenants = entry.tenants.current();
-                let Some(api) = tenants.get(&message.tenant).and_then(|t| t.api.as_ref()) else {
-                    let reason =
-                        format!("tenant {:?} has no API access configured", message.tenant);
-                    return (Ok(Outcome::Failed { reason }), "failed");
-                };
-                let url = format!("{}{path}", api.base_url.trim_end_matches('/'));
-                let Some(api_key) = api.api_key.as_ref() else {
-                    let reason = format!("tenant {:?} has no API key configured", message.tenant);
-                    return (Ok(Outcome::Failed { reason }), "failed");
-                };
-                let auth = entry.provider.api_auth(api_key.expose());
-                match self.client.get_json(&url, auth).await {
-                    Ok(detail) => (
-                        Ok(Outcome::Processed {
-                            detail: Some(detail),
-                        }),
-                        "fetched",
-                    ),
-                    Err(FetchError::Permanent { reason }) => {
-                        (Ok(Outcome::Failed { reason }), "failed")
-                    }
-                    Err(FetchError::Transient {
-                        reason,
-                        retry_after,
-                    }) => (Ok(self.retry(reason, retry_after, inbound).await), "retry"),
+            Processing::Erase => match self
+                .ports
+                .store
+                .erase_subject(&record.subject, self.ports.clock.now_ms())
+                .await
+            {
+                Ok(records) => {
+                    let note = json!({ "erasure": { "subject": record.entity_id, "records_erased": records } });
+                    Attempt::Done(
+                        Outcome::Processed {
+                            detail: Some(note.to_string()),
+                        },
+                        "erased",
+                    )
                 }
-            }
+                Err(error) => Attempt::Retry {
+                    reason: error.to_string(),
+                    wait: None,
+                    label: "store_unavailable",
+                },
+            },
+            Processing::Fetch { paths } => self.fetch(entry, tenant, &paths).await,
         }
     }
 
-    async fn retry(
+    /// GETs each path with the tenant's credentials; one answer is the detail, several are
+    /// stored together by path.
+    async fn fetch(&self, entry: &ProviderTenants, tenant: &Tenant, paths: &[String]) -> Attempt {
+        let Some(api) = tenant.api.as_ref() else {
+            return Attempt::configuration(format!(
+                "tenant {:?} has no API access configured (`api`)",
+                tenant.id
+            ));
+        };
+        let credentials = match entry.provider.api_credentials(api) {
+            Ok(credentials) => credentials,
+            Err(reason) => return Attempt::configuration(reason),
+        };
+        let tenant_key = format!("{}#{}", entry.provider.name(), tenant.id);
+        let mut answers = Vec::with_capacity(paths.len());
+        for path in paths {
+            let answer = self
+                .client
+                .get_json(&api.base_url, path, &credentials, &tenant_key)
+                .await;
+            match answer {
+                Ok(detail) => answers.push(detail),
+                Err(error) => return Attempt::from(error),
+            }
+        }
+        let detail = match answers.as_slice() {
+            [one] => one.clone(),
+            _ => {
+                let by_path: serde_json::Map<String, serde_json::Value> = paths
+                    .iter()
+                    .zip(&answers)
+                    .map(|(path, answer)| {
+                        let value = serde_json::from_str(answer).unwrap_or_default();
+                        (path.clone(), value)
+                    })
+                    .collect();
+                serde_json::Value::Object(by_path).to_string()
+            }
+        };
+        if detail.len() > MAX_DETAIL_BYTES {
+            let reason = format!(
+                "the provider's answers are {} bytes together, over {MAX_DETAIL_BYTES}",
+                detail.len()
+            );
+            return Attempt::Done(Outcome::Failed { reason }, "failed");
+        }
+        Attempt::Done(
+            Outcome::Processed {
+                detail: Some(detail),
+            },
+            "fetched",
+        )
+    }
+
+    /// A 429 waits for the provider's rate limit in a delayed copy of the message, so that it
+    /// does not use up the message's attempts; after [`MAX_THROTTLED`] waits it counts as a
+    /// failed attempt after all. `None` if the copy could not be queued.
+    async fn wait_out_rate_limit(
         &self,
-        reason: String,
-        retry_after: Option<u32>,
-        inbound: &InboundMessage,
-    ) -> Outcome {
-        let wait =
-            retry_after.unwrap_or_else(|| self.settings.backoff_seconds(inbound.receive_count));
+        message: &QueueMessage,
+        reason: &str,
+        wait: u32,
+    ) -> Option<Outcome> {
+        if message.throttled >= MAX_THROTTLED {
+            return None;
+        }
+        let copy = QueueMessage {
+            throttled: message.throttled + 1,
+            ..message.clone()
+        };
+        let wait = wait.clamp(1, MAX_QUEUE_DELAY_SECONDS);
+        if let Err(error) = self.ports.queue.send_later(&copy, wait).await {
+            tracing::warn!(key = %message.key, error = %error, "could not queue the delayed copy; retrying the message instead");
+            return None;
+        }
+        Some(Outcome::Retry {
+            reason: format!("{reason}: waiting {wait} s for the provider's rate limit"),
+        })
+    }
+
+    async fn retry(&self, reason: String, wait: Option<u32>, inbound: &InboundMessage) -> Outcome {
+        let wait = wait.unwrap_or_else(|| self.settings.backoff_seconds(inbound.receive_count));
         if let (true, Some(receipt)) = (wait > 0, inbound.receipt_handle.as_deref()) {
             if let Err(error) = self.ports.queue.retry_after(receipt, wait).await {
                 tracing::warn!(error = %error, "could not delay the retry");
@@ -243,5 +305,65 @@ impl Processor {
             )
         };
         Outcome::Retry { reason }
+    }
+}
+
+/// How many times one event waits out a provider's rate limit before a 429 counts as a failed
+/// attempt.
+pub const MAX_THROTTLED: u32 = 60;
+/// SQS delays a message by at most 15 minutes.
+const MAX_QUEUE_DELAY_SECONDS: u32 = 900;
+/// How long a 429 without `Retry-After` waits: Magicline's rate-limit window is one minute.
+const RATE_LIMIT_WAIT_SECONDS: u32 = 60;
+
+/// How one attempt at a record ended, before it is written down.
+enum Attempt {
+    /// `PROCESSED` or `FAILED`: the message is done with.
+    Done(Outcome, &'static str),
+    /// Back to `QUEUED`; the message returns after `wait` (or the backoff) and counts.
+    Retry {
+        reason: String,
+        wait: Option<u32>,
+        label: &'static str,
+    },
+    /// The provider's rate limit: wait `wait` seconds without using up an attempt.
+    Throttled { reason: String, wait: u32 },
+}
+
+impl Attempt {
+    /// A setting that does not work: retried, then left in the dead-letter queue to be
+    /// redriven once it is fixed.
+    fn configuration(reason: String) -> Attempt {
+        Attempt::Retry {
+            reason: format!("configuration: {reason}"),
+            wait: None,
+            label: "configuration",
+        }
+    }
+}
+
+impl From<FetchError> for Attempt {
+    fn from(error: FetchError) -> Attempt {
+        match error {
+            FetchError::Permanent { reason } => Attempt::Done(Outcome::Failed { reason }, "failed"),
+            FetchError::Configuration { reason } => Attempt::configuration(reason),
+            FetchError::Transient {
+                reason,
+                retry_after,
+                throttled: true,
+            } => Attempt::Throttled {
+                reason,
+                wait: retry_after.unwrap_or(RATE_LIMIT_WAIT_SECONDS),
+            },
+            FetchError::Transient {
+                reason,
+                retry_after,
+                throttled: false,
+            } => Attempt::Retry {
+                reason,
+                wait: retry_after,
+                label: "retry",
+            },
+        }
     }
 }

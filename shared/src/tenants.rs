@@ -82,6 +82,7 @@ pub enum KeyEncoding {
 /// Unset ones take the provider's documented default.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct EventPointers {
+    pub delivery_id: Option<String>,
     pub event_type: Option<String>,
     pub object_id: Option<String>,
     pub updated_at: Option<String>,

@@ -27,12 +27,26 @@ pub enum AuthScheme {
     UrlBodySignature { header: &'static str },
 }
 
+/// Header names and values a sender adds to a request.
+pub type Headers = Vec<(String, String)>;
+
+/// A signature a tenant may ask for on top of the credential (FlyBuy's optional HMAC key).
+#[derive(Clone, Copy)]
+pub struct TenantSignature {
+    /// True if the tenant asks for no signature, or the request carries a valid one.
+    pub verify: fn(&Tenant, &WebhookRequest) -> bool,
+    /// The sender's side: the credential headers for a body, with the signature added where
+    /// the tenant asks for one.
+    pub sign: fn(&Tenant, Headers, &[u8]) -> Headers,
+}
+
 #[derive(Clone, Copy)]
 pub struct Auth {
     pub scheme: AuthScheme,
     /// The provider lets a subscription send no credential at all. Such a request is accepted
     /// only for a tenant configured with `allow_unauthenticated = true`.
     pub credential_optional: bool,
+    pub tenant_signature: Option<TenantSignature>,
 }
 
 impl Auth {
@@ -41,6 +55,7 @@ impl Auth {
         Auth {
             scheme,
             credential_optional: false,
+            tenant_signature: None,
         }
     }
 
@@ -49,6 +64,15 @@ impl Auth {
         Auth {
             scheme,
             credential_optional: true,
+            tenant_signature: None,
+        }
+    }
+
+    /// Tenants may also ask for a signature.
+    pub const fn with_tenant_signature(self, signature: TenantSignature) -> Auth {
+        Auth {
+            tenant_signature: Some(signature),
+            ..self
         }
     }
 }
@@ -86,11 +110,15 @@ pub fn authenticate<'t>(
         }),
     };
     let named = tenant_named_in_query(request);
-    match presented {
+    let tenant = match presented {
         // A URL registered for one tenant only accepts that tenant's credentials.
         Some(found) => found.filter(|tenant| named.is_none_or(|id| id == tenant.id)),
         None if auth.credential_optional => tenants.unauthenticated(named),
         None => None,
+    }?;
+    match auth.tenant_signature {
+        Some(signature) => (signature.verify)(tenant, request).then_some(tenant),
+        None => Some(tenant),
     }
 }
 
@@ -166,6 +194,20 @@ impl Auth {
     /// The headers a sender adds to prove `body`, posted to `url`, comes from `tenant` holding
     /// `secret`: the inverse of [`authenticate`], for test kits and the dev server's `send`.
     pub fn credential_headers(
+        &self,
+        tenant: &Tenant,
+        secret: &str,
+        url: &str,
+        body: &[u8],
+    ) -> Vec<(String, String)> {
+        let headers = self.scheme_headers(tenant, secret, url, body);
+        match self.tenant_signature {
+            Some(signature) => (signature.sign)(tenant, headers, body),
+            None => headers,
+        }
+    }
+
+    fn scheme_headers(
         &self,
         tenant: &Tenant,
         secret: &str,
@@ -249,12 +291,9 @@ mod tests {
             .unwrap()
     }
 
-    const SIGNED: Auth = Auth {
-        scheme: AuthScheme::UrlBodySignature {
-            header: "x-waitwhile-signature",
-        },
-        credential_optional: false,
-    };
+    const SIGNED: Auth = Auth::required(AuthScheme::UrlBodySignature {
+        header: "x-waitwhile-signature",
+    });
 
     #[test]
     fn a_signature_picks_the_tenant_by_query_or_by_trying_each() {
@@ -320,10 +359,7 @@ mod tests {
             r#"{"tenants": [{"id": "p1", "webhook_secrets": ["tok1"]}, {"id": "p2", "webhook_secrets": ["tok2"]}]}"#,
         )
         .unwrap();
-        let auth = Auth {
-            scheme: AuthScheme::HeaderSecret { header: "x-token" },
-            credential_optional: false,
-        };
+        let auth = Auth::required(AuthScheme::HeaderSecret { header: "x-token" });
         let request = |uri: &str, token: &str| {
             http::Request::builder()
                 .uri(uri)
@@ -367,10 +403,7 @@ mod tests {
             .uri("https://x/webhooks/flybuy")
             .body(Bytes::new())
             .unwrap();
-        let optional = Auth {
-            scheme: AuthScheme::HeaderSecret { header: "x-token" },
-            credential_optional: true,
-        };
+        let optional = Auth::optional(AuthScheme::HeaderSecret { header: "x-token" });
         assert_eq!(authenticate(&optional, &bare, &tenants).unwrap().id, "open");
         let required = Auth {
             credential_optional: false,

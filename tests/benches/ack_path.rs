@@ -350,13 +350,7 @@ fn queued_record(seq: u64) -> (Record, QueueMessage) {
         expires_at: 1_798_232_400,
         ..Record::default()
     };
-    let message = QueueMessage {
-        provider: record.provider.clone(),
-        tenant: record.tenant.clone(),
-        key,
-        event_type: record.event_type.clone(),
-        entity_id: record.entity_id.clone(),
-    };
+    let message = record.message();
     (record, message)
 }
 
@@ -387,7 +381,7 @@ fn bench_processor(c: &mut Criterion) {
     let processor = Processor::new(
         providers,
         store.0.ports.clone(),
-        DetailClient::new(settings.fetch_timeout),
+        DetailClient::new(settings.fetch_timeout, shared::clock::system()),
         settings,
     );
 

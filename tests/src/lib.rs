@@ -275,7 +275,7 @@ impl Backend {
         Processor::new(
             providers,
             self.ports(),
-            DetailClient::new(timeout),
+            DetailClient::new(timeout, shared::clock::system()),
             settings,
         )
     }

@@ -136,6 +136,8 @@ fn record_at(now: i64, key: &str, entity: &str) -> Record {
         tenant: "gym-1".into(),
         event_type: "GYM_CHECKIN".into(),
         entity_id: entity.into(),
+        subject: shared::ports::subject_of("egym", "gym-1", &format!("account:{entity}")),
+        facts: Some(r#"{"flag":true}"#.into()),
         body: r#"{"accountId":"a","name":"Grüße"}"#.into(),
         received_at_ms: now,
         status: Status::Received,
@@ -188,6 +190,7 @@ fn message(key: &str) -> QueueMessage {
         key: key.into(),
         event_type: "GYM_CHECKIN".into(),
         entity_id: "a".into(),
+        throttled: 0,
     }
 }
 
@@ -435,7 +438,7 @@ async fn erasure_reaches_every_record_of_the_subject_and_nothing_else() {
         for (key, entity) in [("e1", "person"), ("e2", "person"), ("e3", "someone-else")] {
             store.put_new(&ports.record(key, entity)).await.unwrap();
         }
-        let subject = ports.record("e1", "person").subject();
+        let subject = ports.record("e1", "person").subject;
         assert_eq!(
             store.erase_subject(&subject, 42).await.unwrap(),
             2,

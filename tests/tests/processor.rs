@@ -57,13 +57,8 @@ async fn every_provider_goes_from_signed_webhook_to_stored_detail() {
         ),
         (
             "egym/gym-checkin.json",
-            "/egym/v2/accounts/3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7",
+            "/egym/api/v2/accounts/3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7",
             "x-api-key: egym-demo-api-berlin",
-        ),
-        (
-            "timify/customers-created.json",
-            "/timify/v1/customers/cust-4711",
-            "authorization: timify-demo-token-berlin",
         ),
         (
             "flybuy/order-created.json",
@@ -224,7 +219,10 @@ async fn a_429_delays_the_retry_by_retry_after() {
     let processor = backend.processor(&api, settings(5), TIMEOUT);
     let key = deliver(&backend, "flybuy/customer-nearby.json").await;
     let (_, failed) = backend.pump(&processor).await;
-    assert_eq!(failed.len(), 1);
+    assert!(
+        failed.is_empty(),
+        "the message is replaced by a delayed copy"
+    );
     // Without Retry-After it would be visible again after the pump's 1 s visibility timeout.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
@@ -233,12 +231,44 @@ async fn a_429_delays_the_retry_by_retry_after() {
         "still hidden for Retry-After"
     );
     assert_eq!(api.total_calls(), 1);
-    assert!(backend
-        .record(&key)
-        .await
-        .last_error
-        .unwrap()
-        .contains("429"));
+    let record = backend.record(&key).await;
+    assert_eq!(record.status, Status::Queued);
+    let reason = record.last_error.unwrap();
+    assert!(
+        reason.contains("429") && reason.contains("30 s"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_waits_without_using_up_an_attempt() {
+    let backend = Backend::with_dead_letter_queue(2).await;
+    let api = FakeApi::start().await;
+    api.set(
+        "/flybuy/",
+        Behavior::TooManyRequests {
+            retry_after_seconds: 1,
+        },
+    );
+    let processor = backend.processor(&api, settings(2), TIMEOUT);
+    let key = deliver(&backend, "flybuy/customer-nearby.json").await;
+    // Three 429s in a row with a redrive limit of 2 receives: each wait is a fresh message.
+    for round in 1..=3 {
+        let mut received = 0;
+        for _ in 0..30 {
+            received = backend.pump(&processor).await.0;
+            if received > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(received, 1, "round {round}");
+    }
+    api.clear();
+    backend.pump_until_empty(&processor, 30).await;
+    assert!(backend.drain_dead_letters().await.is_empty());
+    assert_eq!(backend.record(&key).await.status, Status::Processed);
+    assert_eq!(api.calls("/flybuy/api/v1/orders/187"), 4);
 }
 
 #[tokio::test]
@@ -269,21 +299,48 @@ async fn transient_failures_back_off_exponentially() {
 async fn permanent_failures_end_failed_once_with_the_reason() {
     for (behavior, says) in [
         (Behavior::Status(404), "404"),
-        (Behavior::Status(401), "401"),
-        (Behavior::Status(403), "403"),
         (Behavior::Status(400), "400"),
+        (Behavior::Status(410), "410"),
     ] {
         let backend = Backend::with_dead_letter_queue(3).await;
         let api = FakeApi::start().await;
-        api.set("/timify/", behavior);
+        api.set("/magicline/", behavior);
         let processor = backend.processor(&api, settings(3), TIMEOUT);
-        let key = deliver(&backend, "timify/event-created.json").await;
+        let key = deliver(&backend, "magicline/customer-created.json").await;
         backend.pump_until_empty(&processor, 20).await;
         assert_eq!(api.total_calls(), 1, "{says}: not retried");
         assert!(backend.drain_dead_letters().await.is_empty());
         let record = backend.record(&key).await;
         assert_eq!(record.status, Status::Failed, "{says}");
         assert!(record.last_error.unwrap().contains(says), "{says}");
+    }
+}
+
+#[tokio::test]
+async fn refused_credentials_are_retried_then_dead_lettered_never_failed() {
+    for (behavior, says) in [
+        (Behavior::Status(401), "401"),
+        (Behavior::Status(403), "403"),
+    ] {
+        let backend = Backend::with_dead_letter_queue(2).await;
+        let api = FakeApi::start().await;
+        api.set("/magicline/", behavior);
+        let processor = backend.processor(&api, settings(2), TIMEOUT);
+        let key = deliver(&backend, "magicline/customer-created.json").await;
+        backend.pump_until_empty(&processor, 30).await;
+        assert_eq!(api.total_calls(), 2, "{says}: one call per receive");
+        assert_eq!(backend.drain_dead_letters().await.len(), 1, "{says}");
+        let record = backend.record(&key).await;
+        assert_eq!(
+            record.status,
+            Status::Queued,
+            "{says}: redrive can process it"
+        );
+        let reason = record.last_error.unwrap();
+        assert!(
+            reason.starts_with("configuration:") && reason.contains(says),
+            "{reason}"
+        );
     }
 }
 
@@ -337,9 +394,10 @@ async fn deletion_events_erase_the_subjects_personal_data() {
         let other_subject = deliver(&backend, "egym/second-gym.json").await;
         backend.pump_until_empty(&processor, 10).await;
         for key in &earlier {
-            assert!(
-                backend.record(key).await.detail.is_some(),
-                "{key} enriched before"
+            assert_eq!(
+                backend.record(key).await.status,
+                Status::Processed,
+                "{key} processed before"
             );
         }
         let delete_key = deliver(&backend, deletion).await;
@@ -369,6 +427,7 @@ async fn deletion_events_erase_the_subjects_personal_data() {
         );
         let untouched = backend.record(&other_subject).await;
         assert!(!untouched.body.is_empty() && untouched.detail.is_some());
+        assert!(untouched.erased_at_ms.is_none());
     }
 }
 

@@ -163,7 +163,7 @@ async fn no_secret_appears_in_any_log_line() {
             })
             .collect(),
         backend.ports(),
-        shared::fetch::DetailClient::new(Duration::from_secs(2)),
+        shared::fetch::DetailClient::new(Duration::from_secs(2), shared::clock::system()),
         ProcessorSettings {
             max_receives: 2,
             retry_backoff: Duration::ZERO,

@@ -108,12 +108,16 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Graceful: stops accepting requests, lets in-flight requests answer and each worker
-    /// finish the batch it holds, then returns.
+    /// finish the batch it holds, then closes the database (its WAL checkpointed and removed)
+    /// and returns.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.http.await;
         for worker in self.workers {
             let _ = worker.await;
+        }
+        if let Err(error) = self.database.close().await {
+            tracing::warn!(error = %error, "closing the database");
         }
     }
 
@@ -178,7 +182,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
     let processor = Arc::new(Processor::new(
         processing,
         ports.clone(),
-        DetailClient::new(settings.fetch_timeout),
+        DetailClient::new(settings.fetch_timeout, shared::clock::system()),
         settings,
     ));
 

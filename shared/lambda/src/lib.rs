@@ -218,7 +218,7 @@ pub async fn run_processor() -> Result<(), Error> {
     let processor = Arc::new(Processor::new(
         providers,
         deployment.ports().await?,
-        DetailClient::new(settings.fetch_timeout),
+        DetailClient::new(settings.fetch_timeout, deployment.clock.clone()),
         settings,
     ));
     lambda_runtime::run(lambda_runtime::service_fn(

@@ -1,22 +1,31 @@
 //! EGYM: `x-api-key` header (one or more webhooks per gym). No delivery id, so a delivery is
-//! identified by account + type + timestamp.
+//! identified by account + type + timestamp. Details from the MMS API v2:
+//! `GET /api/v2/accounts/{accountId}` on `https://mms.api.egym.com` with the gym's API key.
 
 use serde::Deserialize;
 
-use super::{dedup_suffix, parse_json, segment, ParsedEvent, Processing, Provider};
-use crate::ports::QueueMessage;
+use super::{
+    api_key_header, dedup_suffix, parse_json, segment, Number, ParsedEvent, Processing, Provider,
+};
+use crate::fetch::ApiCredentials;
+use crate::ports::Record;
 use crate::response::IngestError;
-use crate::tenants::Tenant;
+use crate::tenants::{ApiAccess, Tenant};
 use crate::verify::{Auth, AuthScheme};
 
 pub struct Egym;
 
+/// EGYM's endpoint check: nothing says it names an account.
+const TEST: &str = "TEST";
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
-    pub account_id: String,
+    /// Absent or null only on `TEST`.
+    #[serde(default)]
+    pub account_id: Option<String>,
     /// UTC milliseconds.
-    pub timestamp: i64,
+    pub timestamp: Number,
     #[serde(rename = "type")]
     pub event_type: String,
 }
@@ -32,37 +41,42 @@ impl Provider for Egym {
         })
     }
 
-    /// The member's account (endpoint unconfirmed). `TEST` is stored without a fetch;
-    /// `MEMBERSHIP_DELETE` erases what we hold about the account.
-    fn processing(&self, message: &QueueMessage) -> Processing {
-        match message.event_type.as_str() {
-            "TEST" => Processing::Skip,
+    /// `TEST` is stored without a call; `MEMBERSHIP_DELETE` erases what we hold about the
+    /// account; every other type reads the member's account.
+    fn processing(&self, record: &Record, _tenant: &Tenant) -> Result<Processing, String> {
+        Ok(match record.event_type.as_str() {
+            TEST => Processing::StoreOnly,
             "MEMBERSHIP_DELETE" => Processing::Erase,
-            _ => Processing::Fetch {
-                path: format!("/v2/accounts/{}", segment(&message.entity_id)),
-            },
-        }
+            _ => Processing::fetch(format!("/api/v2/accounts/{}", segment(&record.entity_id))),
+        })
     }
 
-    fn api_auth(&self, api_key: &str) -> (&'static str, String) {
-        ("x-api-key", api_key.to_string())
+    fn api_credentials(&self, api: &ApiAccess) -> Result<ApiCredentials, String> {
+        api_key_header(api, "x-api-key", str::to_string)
     }
 
     fn parse(&self, _tenant: &Tenant, body: &[u8]) -> Result<ParsedEvent, IngestError> {
         let notification: Notification = parse_json(body)?;
-        if notification.account_id.trim().is_empty() {
-            return Err(IngestError::MalformedBody(
-                "accountId: must not be empty".into(),
-            ));
-        }
+        let account = notification.account_id.filter(|id| !id.trim().is_empty());
+        let account = match (account, notification.event_type.as_str()) {
+            (Some(account), _) => account,
+            (None, TEST) => String::new(),
+            (None, _) => {
+                return Err(IngestError::MalformedBody(
+                    "accountId: missing or empty".into(),
+                ))
+            }
+        };
         Ok(ParsedEvent {
             dedup_suffix: dedup_suffix(&[
-                &notification.account_id,
+                &account,
                 &notification.event_type,
-                &notification.timestamp.to_string(),
+                notification.timestamp.as_str(),
             ]),
+            subject: format!("account:{account}"),
             event_type: notification.event_type,
-            entity_id: notification.account_id,
+            entity_id: account,
+            facts: None,
         })
     }
 }
@@ -96,16 +110,52 @@ mod tests {
     #[test]
     fn names_missing_fields() {
         for (body, field) in [
-            (&br#"{"timestamp": 1, "type": "TEST"}"#[..], "accountId"),
+            (
+                &br#"{"timestamp": 1, "type": "GYM_CHECKIN"}"#[..],
+                "accountId",
+            ),
             (br#"{"accountId": "a", "type": "TEST"}"#, "timestamp"),
             (br#"{"accountId": "a", "timestamp": 1}"#, "type"),
             (
-                br#"{"accountId": "", "timestamp": 1, "type": "TEST"}"#,
+                br#"{"accountId": "", "timestamp": 1, "type": "GYM_CHECKOUT"}"#,
                 "accountId",
             ),
         ] {
             let error = Egym.parse(&tenant(), body).unwrap_err().to_string();
             assert!(error.contains(field), "{error} should name {field}");
         }
+    }
+
+    #[test]
+    fn a_test_event_needs_no_account_and_is_never_fetched() {
+        for body in [
+            &br#"{"timestamp": 1667921312188, "type": "TEST"}"#[..],
+            br#"{"accountId": null, "timestamp": 1667921312188, "type": "TEST"}"#,
+        ] {
+            let event = Egym.parse(&tenant(), body).unwrap();
+            assert_eq!(event.event_type, "TEST");
+            assert_eq!(event.dedup_suffix, "#TEST#1667921312188");
+        }
+        let record = Record {
+            event_type: "TEST".into(),
+            ..Record::default()
+        };
+        assert_eq!(
+            Egym.processing(&record, &tenant()),
+            Ok(Processing::StoreOnly)
+        );
+    }
+
+    #[test]
+    fn accounts_are_read_from_the_mms_api_v2() {
+        let record = Record {
+            event_type: "GYM_CHECKIN".into(),
+            entity_id: "3f1c/2a".into(),
+            ..Record::default()
+        };
+        assert_eq!(
+            Egym.processing(&record, &tenant()),
+            Ok(Processing::fetch("/api/v2/accounts/3f1c%2F2a"))
+        );
     }
 }

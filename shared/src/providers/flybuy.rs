@@ -1,13 +1,22 @@
-//! FlyBuy: optional `Authorization: Token token="<token>"` (one webhook per project), order
-//! updates in `{"data": {...}}`. No delivery id: an update is identified by order id + updated_at.
+//! FlyBuy: optional `Authorization: Token token="<token>"` (one webhook per project), with an
+//! optional `signature="<Base64 HMAC-SHA256>"` part when the project has an HMAC key; order
+//! updates in `{"data": {...}}`. No delivery id: an update is identified by order id +
+//! updated_at. Details: `GET /api/v1/orders/{id}` with the API token (not the webhook token).
 
+use base64::Engine;
+use hmac::{Hmac, Mac};
 use serde::Deserialize;
+use sha2::Sha256;
 
-use super::{dedup_suffix, parse_json, segment, ParsedEvent, Processing, Provider};
-use crate::ports::QueueMessage;
+use super::{
+    api_key_header, dedup_suffix, parse_json, segment, ParsedEvent, Processing, Provider, Text,
+};
+use crate::fetch::ApiCredentials;
+use crate::ports::Record;
 use crate::response::IngestError;
-use crate::tenants::Tenant;
-use crate::verify::{Auth, AuthScheme};
+use crate::tenants::{ApiAccess, KeyEncoding, Tenant};
+use crate::verify::{sole, Auth, AuthScheme, TenantSignature};
+use crate::WebhookRequest;
 
 pub struct Flybuy;
 
@@ -21,8 +30,10 @@ pub struct Webhook {
 pub struct Order {
     #[serde(rename = "type")]
     pub object_type: String,
-    pub id: ObjectId,
+    pub id: Text,
     pub updated_at: String,
+    /// What happened (`order_updated` is the one value documented).
+    pub event: Option<String>,
     pub state: Option<String>,
     pub customer_state: Option<String>,
     pub arrived_at: Option<String>,
@@ -31,8 +42,8 @@ pub struct Order {
     pub partner_identifier: Option<String>,
     pub redemption_code: Option<String>,
     pub area_name: Option<String>,
-    pub customer_id: Option<i64>,
-    pub site_id: Option<i64>,
+    pub customer_id: Option<Text>,
+    pub site_id: Option<Text>,
     pub site_partner_identifier: Option<String>,
     pub customer_name: Option<String>,
     pub customer_car_type: Option<String>,
@@ -46,36 +57,120 @@ pub struct Order {
     pub other: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Documented as a number; a string id is accepted too.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum ObjectId {
-    Number(i64),
-    Text(String),
+/// The parts of a FlyBuy `Authorization` header.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Credential<'a> {
+    pub token: &'a str,
+    pub signature: Option<&'a str>,
 }
 
-impl std::fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ObjectId::Number(n) => write!(f, "{n}"),
-            ObjectId::Text(t) => f.write_str(t),
-        }
-    }
-}
-
-/// The token in `Token token="<token>"`: scheme and parameter name case-insensitive, the
-/// quotes required, whitespace around the whole value tolerated, anything else refused.
-pub fn token_from_authorization(value: &str) -> Option<&str> {
-    let (scheme, parameter) = value.trim().split_once([' ', '\t'])?;
+/// `Token token="<token>"`, optionally followed (after spaces or a comma) by
+/// `signature="<signature>"`: scheme and parameter names case-insensitive, quotes required,
+/// each parameter at most once, anything else refused.
+pub fn parse_authorization(value: &str) -> Option<Credential<'_>> {
+    let (scheme, mut rest) = value.trim().split_once([' ', '\t'])?;
     if !scheme.eq_ignore_ascii_case("token") {
         return None;
     }
-    let (name, quoted) = parameter.trim_start().split_once('=')?;
-    if !name.eq_ignore_ascii_case("token") {
-        return None;
+    let (mut token, mut signature) = (None, None);
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            break;
+        }
+        let (name, after) = rest.split_once('=')?;
+        let quoted = after.strip_prefix('"')?;
+        let end = quoted.find('"')?;
+        let value = &quoted[..end];
+        rest = &quoted[end + 1..];
+        if !(rest.is_empty() || rest.starts_with([' ', '\t', ','])) || value.is_empty() {
+            return None;
+        }
+        let slot = if name.eq_ignore_ascii_case("token") {
+            &mut token
+        } else if name.eq_ignore_ascii_case("signature") {
+            &mut signature
+        } else {
+            return None;
+        };
+        if slot.replace(value).is_some() {
+            return None;
+        }
     }
-    let token = quoted.strip_prefix('"')?.strip_suffix('"')?;
-    (!token.is_empty() && !token.contains('"')).then_some(token)
+    Some(Credential {
+        token: token?,
+        signature,
+    })
+}
+
+/// The token of a FlyBuy `Authorization` header (see [`parse_authorization`]).
+pub fn token_from_authorization(value: &str) -> Option<&str> {
+    parse_authorization(value).map(|credential| credential.token)
+}
+
+/// The key bytes of a tenant's HMAC key, as its encoding says.
+fn signing_key(tenant: &Tenant) -> Option<Vec<u8>> {
+    let key = tenant.signing_key.as_ref()?;
+    match tenant.signing_key_encoding {
+        KeyEncoding::Raw => Some(key.expose().as_bytes().to_vec()),
+        KeyEncoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(key.expose().trim())
+            .ok(),
+    }
+}
+
+/// HMAC-SHA256 over the `Date` header's value, a newline and the raw body.
+fn date_body_mac(key: &[u8], date: &str, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(date.as_bytes());
+    mac.update(b"\n");
+    mac.update(body);
+    mac
+}
+
+/// A tenant with an HMAC key accepts only requests whose signature it verifies.
+fn verify_signature(tenant: &Tenant, request: &WebhookRequest) -> bool {
+    if tenant.signing_key.is_none() {
+        return true;
+    }
+    let Some(key) = signing_key(tenant) else {
+        return false;
+    };
+    let headers = request.headers();
+    let text = |name: &str| sole(headers, name).flatten().and_then(|v| v.to_str().ok());
+    let (Some(authorization), Some(date)) = (text("authorization"), text("date")) else {
+        return false;
+    };
+    let Some(signature) = parse_authorization(authorization).and_then(|c| c.signature) else {
+        return false;
+    };
+    let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(signature) else {
+        return false;
+    };
+    date_body_mac(&key, date, request.body())
+        .verify_slice(&signature)
+        .is_ok()
+}
+
+/// The date a test sender signs with (any value works: it is signed, not checked for age).
+const SENDER_DATE: &str = "Wed, 25 Nov 2026 19:00:00 GMT";
+
+fn sign(tenant: &Tenant, mut headers: Vec<(String, String)>, body: &[u8]) -> Vec<(String, String)> {
+    let Some(key) = signing_key(tenant) else {
+        return headers;
+    };
+    let signature = base64::engine::general_purpose::STANDARD.encode(
+        date_body_mac(&key, SENDER_DATE, body)
+            .finalize()
+            .into_bytes(),
+    );
+    for (name, value) in &mut headers {
+        if name.eq_ignore_ascii_case("authorization") {
+            value.push_str(&format!(" signature=\"{signature}\""));
+        }
+    }
+    headers.push(("date".into(), SENDER_DATE.into()));
+    headers
 }
 
 impl Provider for Flybuy {
@@ -88,31 +183,71 @@ impl Provider for Flybuy {
             extract: token_from_authorization,
             present: |token| format!("Token token=\"{token}\""),
         })
+        .with_tenant_signature(TenantSignature {
+            verify: verify_signature,
+            sign,
+        })
     }
 
     /// The latest state of the order.
-    fn processing(&self, message: &QueueMessage) -> Processing {
-        Processing::Fetch {
-            path: format!("/api/v1/orders/{}", segment(&message.entity_id)),
-        }
+    fn processing(&self, record: &Record, _tenant: &Tenant) -> Result<Processing, String> {
+        Ok(Processing::fetch(format!(
+            "/api/v1/orders/{}",
+            segment(&record.entity_id)
+        )))
     }
 
-    fn api_auth(&self, api_key: &str) -> (&'static str, String) {
-        ("authorization", format!("Token token=\"{api_key}\""))
+    fn api_credentials(&self, api: &ApiAccess) -> Result<ApiCredentials, String> {
+        api_key_header(api, "authorization", |token| {
+            format!("Token token=\"{token}\"")
+        })
+    }
+
+    fn check_tenant(&self, tenant: &Tenant) -> Result<(), String> {
+        if tenant.signing_key.is_some() && signing_key(tenant).is_none() {
+            return Err("`signing_key` is not valid Base64 (signing_key_encoding = base64)".into());
+        }
+        Ok(())
     }
 
     fn parse(&self, _tenant: &Tenant, body: &[u8]) -> Result<ParsedEvent, IngestError> {
         let Webhook { data } = parse_json(body)?;
-        let id = data.id.to_string();
+        let id = data.id.0;
         if id.is_empty() || data.updated_at.is_empty() || data.object_type.is_empty() {
             return Err(IngestError::MalformedBody(
                 "data.type, data.id and data.updated_at must not be empty".into(),
             ));
         }
+        let mut facts = serde_json::Map::new();
+        for (name, value) in [
+            ("event", data.event.clone().map(serde_json::Value::from)),
+            (
+                "state_changed",
+                data.state_changed.map(serde_json::Value::from),
+            ),
+            (
+                "customer_state_changed",
+                data.customer_state_changed.map(serde_json::Value::from),
+            ),
+            ("state", data.state.clone().map(serde_json::Value::from)),
+            (
+                "customer_state",
+                data.customer_state.clone().map(serde_json::Value::from),
+            ),
+        ] {
+            if let Some(value) = value {
+                facts.insert(name.to_string(), value);
+            }
+        }
         Ok(ParsedEvent {
             dedup_suffix: dedup_suffix(&[&data.object_type, &id, &data.updated_at]),
-            event_type: data.object_type,
+            event_type: data
+                .event
+                .filter(|event| !event.is_empty())
+                .unwrap_or(data.object_type),
+            subject: format!("order:{id}"),
             entity_id: id,
+            facts: (!facts.is_empty()).then_some(facts),
         })
     }
 }
@@ -167,7 +302,7 @@ mod tests {
         let event = Flybuy.parse(&tenant(), body).unwrap();
         assert_eq!(event.dedup_suffix, "order#187#2019-02-26T17:55:20.442Z");
         assert_eq!(event.entity_id, "187");
-        assert_eq!(event.event_type, "order");
+        assert_eq!(event.event_type, "order", "no data.event: the object type");
         let Webhook { data } = parse_json(body).unwrap();
         assert!(data.other.contains_key("brand_new_field"));
         assert_eq!(data.arrived_at, None);
@@ -183,12 +318,93 @@ mod tests {
             (br#"{"data": {"id": 1, "updated_at": "x"}}"#, "type"),
             (br#"{"order": {}}"#, "data"),
             (
-                br#"{"data": {"type": "order", "id": 1, "updated_at": "x", "site_id": "forty"}}"#,
+                br#"{"data": {"type": "order", "id": 1, "updated_at": "x", "site_id": [40]}}"#,
                 "data.site_id",
             ),
         ] {
             let error = Flybuy.parse(&tenant(), body).unwrap_err().to_string();
             assert!(error.contains(field), "{error} should name {field}");
         }
+    }
+
+    #[test]
+    fn the_optional_signature_part_is_parsed_and_repeats_refused() {
+        assert_eq!(
+            parse_authorization(r#"Token token="T1" signature="c2ln""#),
+            Some(Credential {
+                token: "T1",
+                signature: Some("c2ln")
+            })
+        );
+        assert_eq!(
+            parse_authorization(r#"Token token="T1", Signature="c2ln""#)
+                .unwrap()
+                .signature,
+            Some("c2ln")
+        );
+        for refused in [
+            r#"Token token="T1" token="T2""#,
+            r#"Token signature="c2ln""#,
+            r#"Token token="T1" signature=c2ln"#,
+            r#"Token token="T1" other="x""#,
+            r#"Token token="T1"signature="c2ln""#,
+        ] {
+            assert_eq!(parse_authorization(refused), None, "{refused}");
+        }
+    }
+
+    /// Computed independently with Python:
+    /// `base64.b64encode(hmac.new(key, (date + "\n").encode() + body, hashlib.sha256).digest())`.
+    #[test]
+    fn a_tenant_with_an_hmac_key_requires_a_valid_signature() {
+        let tenants = TenantDirectory::from_json(
+            r#"{"tenants": [{"id": "p", "webhook_secrets": ["TOK"], "signing_key": "hmac-demo-key"}]}"#,
+        )
+        .unwrap();
+        let date = "Wed, 25 Nov 2026 19:00:00 GMT";
+        let body =
+            r#"{"data": {"type": "order", "id": 1, "updated_at": "t", "event": "order_updated"}}"#;
+        let expected = "dr8W8uecwtVawo2OFdt4o+mPcLUknulhlP42B51sAVI=";
+        let request = |authorization: &str, date: Option<&str>| {
+            let mut builder = http::Request::builder()
+                .method("POST")
+                .header("authorization", authorization);
+            if let Some(date) = date {
+                builder = builder.header("date", date);
+            }
+            builder
+                .body(bytes::Bytes::copy_from_slice(body.as_bytes()))
+                .unwrap()
+        };
+        let auth = Flybuy.auth();
+        let found = |r: &WebhookRequest| crate::verify::authenticate(&auth, r, &tenants).is_some();
+        let signed = format!(r#"Token token="TOK" signature="{expected}""#);
+        assert!(found(&request(&signed, Some(date))));
+        assert!(
+            !found(&request(r#"Token token="TOK""#, Some(date))),
+            "unsigned"
+        );
+        assert!(!found(&request(&signed, None)), "no Date");
+        assert!(!found(&request(
+            &signed,
+            Some("Thu, 26 Nov 2026 19:00:00 GMT")
+        )));
+        let headers =
+            auth.credential_headers(tenants.get("p").unwrap(), "TOK", "", body.as_bytes());
+        assert!(headers
+            .iter()
+            .any(|(n, v)| n == "authorization" && v.contains(expected)));
+    }
+
+    #[test]
+    fn the_event_field_is_the_type_and_the_change_flags_are_kept() {
+        let body = br#"{"data": {"type": "order", "id": 18446744073709551617, "updated_at": "t",
+            "event": "order_updated", "state_changed": false, "customer_state_changed": true}}"#;
+        let event = Flybuy.parse(&tenant(), body).unwrap();
+        assert_eq!(event.event_type, "order_updated");
+        assert_eq!(event.entity_id, "18446744073709551617");
+        let facts = event.facts.unwrap();
+        assert_eq!(facts["customer_state_changed"], true);
+        assert_eq!(facts["event"], "order_updated");
     }
 }

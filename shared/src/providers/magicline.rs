@@ -1,12 +1,17 @@
 //! Magicline: `x-api-key` header (one key per studio), delivery id in the body's `uuid`.
-//! The body only notifies; details come later from the Magicline Open API.
+//! The body only notifies; details come later from the Magicline Open API, through the call
+//! each event type's `entityId` (and `content`) names (FACTS.md §1.2).
 
 use serde::Deserialize;
 
-use super::{dedup_suffix, parse_json, segment, ParsedEvent, Processing, Provider};
-use crate::ports::QueueMessage;
+use super::{
+    api_key_header, dedup_suffix, parse_json, segment, Document, Number, ParsedEvent, Processing,
+    Provider,
+};
+use crate::fetch::ApiCredentials;
+use crate::ports::Record;
 use crate::response::IngestError;
-use crate::tenants::Tenant;
+use crate::tenants::{ApiAccess, Tenant};
 use crate::verify::{Auth, AuthScheme};
 
 pub struct Magicline;
@@ -14,16 +19,251 @@ pub struct Magicline;
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
-    pub entity_id: i64,
+    pub entity_id: Number,
     pub uuid: String,
     pub payload: Vec<NotificationEvent>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct NotificationEvent {
-    pub timestamp: i64,
+    pub timestamp: Number,
     #[serde(rename = "type")]
     pub event_type: String,
+}
+
+/// What an event type's `entityId` names, and what processing it means.
+struct Rule {
+    event_type: &'static str,
+    /// The kind of thing `entityId` is (whom an erasure reaches).
+    entity: &'static str,
+    action: Action,
+}
+
+enum Action {
+    /// GET these paths; `{entityId}` and `{<field>}` (a field of the event's `content`) are
+    /// filled in.
+    Fetch(&'static [&'static str]),
+    /// GET the path once per element of the `content` list named, filling in its fields.
+    FetchEach {
+        list: &'static str,
+        path: &'static str,
+    },
+    /// Personal data deleted or no longer ours to read: erase, call nothing.
+    Erase,
+}
+
+use Action::{Erase, Fetch, FetchEach};
+
+const CUSTOMER: &[&str] = &["/v1/customers/{entityId}"];
+const CONTRACTS: &[&str] = &["/v1/customers/{entityId}/contracts"];
+const CHECKINS: &[&str] = &["/v1/customers/{entityId}/activities/checkins"];
+const APPOINTMENT_BOOKING: &[&str] = &["/v1/appointments/booking/{entityId}"];
+const CLASS_BOOKING: &[&str] = &["/v1/classes/booking/{entityId}"];
+const CLASS_SLOT: &[&str] = &["/v1/classes/{classId}/slots/{entityId}"];
+const MODULE_CONTRACT: &[&str] =
+    &["/v1/memberships/{contractId}/self-service/additional-module-contracts/{moduleContractId}"];
+const IDLE_PERIOD: &[&str] =
+    &["/v1/memberships/{contractId}/self-service/idle-periods/{idlePeriodId}"];
+const EMPLOYEE: &[&str] = &["/v1/employees/{entityId}"];
+
+const fn rule(event_type: &'static str, entity: &'static str, action: Action) -> Rule {
+    Rule {
+        event_type,
+        entity,
+        action,
+    }
+}
+
+/// Every event type of Magicline's published table (44), with its call. Types not listed
+/// (new ones) are stored without a call.
+const RULES: &[Rule] = &[
+    rule(
+        "ADDITIONAL_INFORMATION_FIELDS_UPDATED",
+        "studio",
+        Fetch(&["/v1/customers/additional-information-fields"]),
+    ),
+    rule("AGGREGATOR_MEMBER_CREATED", "customer", Fetch(CUSTOMER)),
+    rule(
+        "APPOINTMENT_BOOKING_CANCELLED",
+        "appointment-booking",
+        Fetch(APPOINTMENT_BOOKING),
+    ),
+    rule(
+        "APPOINTMENT_BOOKING_CREATED",
+        "appointment-booking",
+        Fetch(APPOINTMENT_BOOKING),
+    ),
+    rule(
+        "APPOINTMENT_BOOKING_UPDATED",
+        "appointment-booking",
+        Fetch(APPOINTMENT_BOOKING),
+    ),
+    rule(
+        "AUTOMATIC_CUSTOMER_CHECKOUT",
+        "studio",
+        FetchEach {
+            list: "checkouts",
+            path: "/v1/customers/{customerId}/activities/checkins",
+        },
+    ),
+    rule(
+        "CONTRACT_ADDITIONAL_MODULE_CREATED",
+        "customer",
+        Fetch(MODULE_CONTRACT),
+    ),
+    rule(
+        "CONTRACT_ADDITIONAL_MODULE_UPDATED",
+        "customer",
+        Fetch(MODULE_CONTRACT),
+    ),
+    rule(
+        "CONTRACT_ADDITIONAL_MODULE_CANCELLED",
+        "customer",
+        Fetch(MODULE_CONTRACT),
+    ),
+    rule(
+        "CONTRACT_ADDITIONAL_MODULE_DELETED",
+        "customer",
+        Fetch(CONTRACTS),
+    ),
+    rule("CONTRACT_CREATED", "customer", Fetch(CONTRACTS)),
+    rule("CONTRACT_UPDATED", "customer", Fetch(CONTRACTS)),
+    rule("CONTRACT_CANCELLED", "customer", Fetch(CONTRACTS)),
+    rule(
+        "CONTRACT_IDLE_PERIOD_CREATED",
+        "customer",
+        Fetch(IDLE_PERIOD),
+    ),
+    rule(
+        "CONTRACT_IDLE_PERIOD_UPDATED",
+        "customer",
+        Fetch(IDLE_PERIOD),
+    ),
+    rule(
+        "CONTRACT_IDLE_PERIOD_CANCELLED",
+        "customer",
+        Fetch(&["/v1/memberships/{contractId}/self-service/idle-periods"]),
+    ),
+    rule(
+        "CUSTOMER_ACCESS_MEDIUM_CREATED",
+        "customer",
+        Fetch(CUSTOMER),
+    ),
+    rule(
+        "CUSTOMER_ACCESS_MEDIUM_UPDATED",
+        "customer",
+        Fetch(CUSTOMER),
+    ),
+    rule(
+        "CUSTOMER_ACCESS_MEDIUM_DELETED",
+        "customer",
+        Fetch(CUSTOMER),
+    ),
+    rule(
+        "CUSTOMER_ACCESS_RESTRICTION_CREATED",
+        "customer",
+        Fetch(CUSTOMER),
+    ),
+    rule(
+        "CUSTOMER_ACCESS_RESTRICTION_DELETED",
+        "customer",
+        Fetch(CUSTOMER),
+    ),
+    rule("CUSTOMER_CHECKIN", "customer", Fetch(CHECKINS)),
+    rule("CUSTOMER_CHECKOUT", "customer", Fetch(CHECKINS)),
+    rule(
+        "CUSTOMER_CHECKIN_STUDIOS_UPDATED",
+        "customer",
+        Fetch(CONTRACTS),
+    ),
+    rule("CUSTOMER_CREATED", "customer", Fetch(CUSTOMER)),
+    rule("CUSTOMER_UPDATED", "customer", Fetch(CUSTOMER)),
+    rule("CUSTOMER_DELETED", "customer", Erase),
+    rule(
+        "CUSTOMER_COMMUNICATION_PREFERENCES_UPDATED",
+        "customer",
+        Fetch(&["/v1/communications/{entityId}/communication-preferences"]),
+    ),
+    rule("CUSTOMER_ACCESS_DISABLED", "customer", Erase),
+    rule("CUSTOMER_HOME_STUDIO_UPDATED", "customer", Fetch(CUSTOMER)),
+    rule(
+        "CLASS_BOOKING_CREATED",
+        "class-booking",
+        Fetch(CLASS_BOOKING),
+    ),
+    rule(
+        "CLASS_BOOKING_UPDATED",
+        "class-booking",
+        Fetch(CLASS_BOOKING),
+    ),
+    rule(
+        "CLASS_BOOKING_CANCELLED",
+        "class-booking",
+        Fetch(CLASS_BOOKING),
+    ),
+    rule("CLASS_SLOT_UPDATED", "class-slot", Fetch(CLASS_SLOT)),
+    rule("CLASS_SLOT_CANCELLED", "class-slot", Fetch(CLASS_SLOT)),
+    rule("DEVICE_CREATED", "device", Fetch(&["/v1/devices"])),
+    rule("EMPLOYEE_CREATED", "employee", Fetch(EMPLOYEE)),
+    rule("EMPLOYEE_UPDATED", "employee", Fetch(EMPLOYEE)),
+    rule("EMPLOYEE_DELETED", "employee", Erase),
+    rule(
+        "FINANCE_DEBT_COLLECTION_RUN_CREATED",
+        "debt-collection-run",
+        Fetch(&[
+            "/v1/debt-collection/{entityId}/debtors",
+            "/v1/debt-collection/{entityId}/details",
+        ]),
+    ),
+    rule(
+        "FINANCE_DEBT_COLLECTION_CONFIGURATION_UPDATED",
+        "debt-collection-configuration",
+        Fetch(&["/v1/debt-collection/configuration"]),
+    ),
+    rule(
+        "FINANCE_DEBT_COLLECTION_CASE_UPDATED",
+        "debt-collection-case",
+        Fetch(&["/v1/debt-collection/cases?caseAdjustmentRequestId={entityId}"]),
+    ),
+    rule(
+        "STUDIO_OPENING_HOURS_UPDATED",
+        "studio",
+        Fetch(&["/v1/studios/information"]),
+    ),
+    rule(
+        "TAX_ADVISOR_EXPORT_CREATED",
+        "tax-advisor-export",
+        Fetch(&["/v1/taxadvisor/exports/{entityId}"]),
+    ),
+];
+
+fn rule_for(event_type: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|rule| rule.event_type == event_type)
+}
+
+/// Fills `{entityId}` and `{<field>}` placeholders; a field missing from `fields` is named.
+fn fill(template: &str, entity_id: &str, fields: Option<&Document<'_>>) -> Result<String, String> {
+    let mut path = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..]
+            .find('}')
+            .map(|i| open + i)
+            .ok_or("unclosed placeholder")?;
+        path.push_str(&rest[..open]);
+        let name = &rest[open + 1..close];
+        let value = if name == "entityId" {
+            Some(entity_id.to_string())
+        } else {
+            fields.and_then(|fields| fields.text_at(&format!("/{name}")))
+        };
+        path.push_str(&segment(&value.ok_or_else(|| {
+            format!("the event's content has no `{name}`, which its API call needs")
+        })?));
+        rest = &rest[close + 1..];
+    }
+    path.push_str(rest);
+    Ok(path)
 }
 
 impl Provider for Magicline {
@@ -37,20 +277,36 @@ impl Provider for Magicline {
         })
     }
 
-    /// Open API: customer events -> the customer. Other types have no confirmed endpoint yet,
-    /// so they are stored without a fetch.
-    fn processing(&self, message: &QueueMessage) -> Processing {
-        if message.event_type.starts_with("CUSTOMER_") {
-            Processing::Fetch {
-                path: format!("/v1/customers/{}", segment(&message.entity_id)),
+    fn processing(&self, record: &Record, _tenant: &Tenant) -> Result<Processing, String> {
+        let Some(rule) = rule_for(&record.event_type) else {
+            return Ok(Processing::StoreOnly);
+        };
+        let document = Document::parse(record.body.as_bytes()).map_err(|e| e.to_string())?;
+        let content = document.at("/payload/0/content");
+        let paths = match &rule.action {
+            Erase => return Ok(Processing::Erase),
+            Fetch(templates) => templates
+                .iter()
+                .map(|template| fill(template, &record.entity_id, content.as_ref()))
+                .collect::<Result<Vec<_>, _>>()?,
+            FetchEach { list, path } => {
+                let items = content
+                    .map(|content| content.elements(&format!("/{list}")))
+                    .unwrap_or_default();
+                if items.is_empty() {
+                    return Err(format!("the event's content lists no `{list}`"));
+                }
+                items
+                    .iter()
+                    .map(|item| fill(path, &record.entity_id, Some(item)))
+                    .collect::<Result<Vec<_>, _>>()?
             }
-        } else {
-            Processing::Skip
-        }
+        };
+        Ok(Processing::Fetch { paths })
     }
 
-    fn api_auth(&self, api_key: &str) -> (&'static str, String) {
-        ("x-api-key", api_key.to_string())
+    fn api_credentials(&self, api: &ApiAccess) -> Result<ApiCredentials, String> {
+        api_key_header(api, "x-api-key", str::to_string)
     }
 
     fn parse(&self, _tenant: &Tenant, body: &[u8]) -> Result<ParsedEvent, IngestError> {
@@ -62,10 +318,14 @@ impl Provider for Magicline {
         let first = notification.payload.first().ok_or_else(|| {
             IngestError::MalformedBody("payload: must hold at least one event".into())
         })?;
+        let entity = rule_for(&first.event_type).map_or("entity", |rule| rule.entity);
+        let entity_id = notification.entity_id.0;
         Ok(ParsedEvent {
             event_type: first.event_type.clone(),
-            entity_id: notification.entity_id.to_string(),
+            subject: format!("{entity}:{entity_id}"),
+            entity_id,
             dedup_suffix: dedup_suffix(&[&notification.uuid]),
+            facts: None,
         })
     }
 }
@@ -115,7 +375,7 @@ mod tests {
             (br#"{"entityId": 1, "payload": []}"#, "uuid"),
             (br#"{"entityId": 1, "uuid": "u", "payload": []}"#, "payload"),
             (
-                br#"{"entityId": "x", "uuid": "u", "payload": []}"#,
+                br#"{"entityId": true, "uuid": "u", "payload": []}"#,
                 "entityId",
             ),
             (
@@ -148,5 +408,97 @@ mod tests {
         assert_eq!(found(Some("k1")).as_deref(), Some("studio-1"));
         assert_eq!(found(Some("k2")), None);
         assert_eq!(found(None), None);
+    }
+
+    fn record(event_type: &str, entity_id: &str, content: &str) -> Record {
+        Record {
+            event_type: event_type.into(),
+            entity_id: entity_id.into(),
+            body: format!(
+                r#"{{"entityId": {entity_id}, "uuid": "u", "payload": [{{"timestamp": 1, "type": "{event_type}", "content": {content}}}]}}"#
+            ),
+            ..Record::default()
+        }
+    }
+
+    fn paths(event_type: &str, entity_id: &str, content: &str) -> Result<Processing, String> {
+        Magicline.processing(&record(event_type, entity_id, content), &tenant())
+    }
+
+    #[test]
+    fn each_entity_id_is_resolved_through_its_own_endpoint() {
+        let fetch = |paths: &[&str]| {
+            Ok(Processing::Fetch {
+                paths: paths.iter().map(|p| p.to_string()).collect(),
+            })
+        };
+        assert_eq!(
+            paths(
+                "CLASS_SLOT_UPDATED",
+                "88",
+                r#"{"classId": 12345678901234567890}"#
+            ),
+            fetch(&["/v1/classes/12345678901234567890/slots/88"])
+        );
+        assert_eq!(
+            paths("APPOINTMENT_BOOKING_CREATED", "9", "null"),
+            fetch(&["/v1/appointments/booking/9"])
+        );
+        assert_eq!(
+            paths(
+                "AUTOMATIC_CUSTOMER_CHECKOUT",
+                "1001",
+                r#"{"checkouts": [{"customerId": 5, "checkoutTime": "t"}, {"customerId": 6}]}"#
+            ),
+            fetch(&[
+                "/v1/customers/5/activities/checkins",
+                "/v1/customers/6/activities/checkins"
+            ])
+        );
+        assert_eq!(
+            paths("FINANCE_DEBT_COLLECTION_CASE_UPDATED", "77", "null"),
+            fetch(&["/v1/debt-collection/cases?caseAdjustmentRequestId=77"])
+        );
+        assert_eq!(
+            paths("CUSTOMER_DELETED", "5", "null"),
+            Ok(Processing::Erase)
+        );
+        assert_eq!(
+            paths("SOMETHING_NEW", "5", "null"),
+            Ok(Processing::StoreOnly)
+        );
+    }
+
+    #[test]
+    fn a_missing_content_id_is_named() {
+        let error = paths("CLASS_SLOT_CANCELLED", "88", "{}").unwrap_err();
+        assert!(error.contains("classId"), "{error}");
+        let error = paths("AUTOMATIC_CUSTOMER_CHECKOUT", "1", r#"{"checkouts": []}"#).unwrap_err();
+        assert!(error.contains("checkouts"), "{error}");
+    }
+
+    #[test]
+    fn the_table_names_every_published_type_once() {
+        assert_eq!(RULES.len(), 44);
+        for rule in RULES {
+            assert_eq!(
+                RULES
+                    .iter()
+                    .filter(|r| r.event_type == rule.event_type)
+                    .count(),
+                1,
+                "{}",
+                rule.event_type
+            );
+        }
+    }
+
+    #[test]
+    fn entity_ids_keep_every_digit_and_subjects_their_kind() {
+        let body = br#"{"entityId": 123456789012345678901, "uuid": "u",
+            "payload": [{"timestamp": 1, "type": "EMPLOYEE_DELETED"}]}"#;
+        let event = Magicline.parse(&tenant(), body).unwrap();
+        assert_eq!(event.entity_id, "123456789012345678901");
+        assert_eq!(event.subject, "employee:123456789012345678901");
     }
 }

@@ -1,37 +1,48 @@
-//! One file per provider: how its requests prove their origin, its body, its dedup key.
-//! Shared code only ever sees the [`Provider`] trait.
+//! One file per provider: how its requests prove their origin, its body, its dedup key, and
+//! what processing each of its events means. Shared code only ever sees the [`Provider`] trait.
 
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::ports::QueueMessage;
+use crate::fetch::ApiCredentials;
+use crate::ports::Record;
 use crate::response::{Ack, IngestError};
-use crate::tenants::{ConfigError, EventPointers, Tenant, TenantDirectory};
+use crate::tenants::{ApiAccess, ConfigError, EventPointers, Tenant, TenantDirectory};
 use crate::verify::Auth;
 
 pub mod egym;
 pub mod flybuy;
+pub mod json;
 pub mod magicline;
 pub mod timify;
 pub mod waitwhile;
 
 pub use egym::Egym;
 pub use flybuy::Flybuy;
+pub use json::{parse_json, Document, Number, Text};
 pub use magicline::Magicline;
 pub use timify::Timify;
 pub use waitwhile::Waitwhile;
 
-/// What processing a queued event means for its provider.
+/// What processing a stored event means for its provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Processing {
-    /// GET this path below the tenant's API base URL.
-    Fetch { path: String },
-    /// Nothing to fetch (test events, objects that no longer exist at the provider).
-    Skip,
+    /// GET each path (with its query) below the tenant's API base URL; the answers are the
+    /// event's detail.
+    Fetch { paths: Vec<String> },
+    /// Nothing to fetch (test events, objects no API call can read): stored as it came.
+    StoreOnly,
     /// The subject's data was deleted at the provider: erase what we hold about it.
     Erase,
+}
+
+impl Processing {
+    pub fn fetch(path: impl Into<String>) -> Processing {
+        Processing::Fetch {
+            paths: vec![path.into()],
+        }
+    }
 }
 
 /// What the ingest path needs to know about one accepted delivery.
@@ -40,9 +51,13 @@ pub struct ParsedEvent {
     pub event_type: String,
     /// The id of the thing the event is about (customer, account, order, visit ...).
     pub entity_id: String,
+    /// Whom erasure reaches: `<kind>:<id>` (`customer:42`, `employee:42` are different people).
+    pub subject: String,
     /// What makes this delivery unique within its tenant: the provider's delivery id where it
     /// has one, else entity + type + event time. Build it with [`dedup_suffix`].
     pub dedup_suffix: String,
+    /// Facts of the delivery kept beside the record for operators (a JSON object).
+    pub facts: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 pub trait Provider: Send + Sync + 'static {
@@ -56,12 +71,13 @@ pub trait Provider: Send + Sync + 'static {
     /// is stored whole by the pipeline.
     fn parse(&self, tenant: &Tenant, body: &[u8]) -> Result<ParsedEvent, IngestError>;
 
-    /// Which detail to fetch for a queued event (or what to do instead). See the README for
-    /// the endpoint each event type maps to, and which mappings are unconfirmed.
-    fn processing(&self, message: &QueueMessage) -> Processing;
+    /// What to do with a stored event: which details to fetch, or what to do instead. An error
+    /// names why the event cannot be processed (a body without an id its call needs).
+    fn processing(&self, record: &Record, tenant: &Tenant) -> Result<Processing, String>;
 
-    /// The header that carries the tenant's API key on detail requests.
-    fn api_auth(&self, api_key: &str) -> (&'static str, String);
+    /// How requests to the provider's API authenticate for a tenant; an error names the
+    /// setting that is missing.
+    fn api_credentials(&self, api: &ApiAccess) -> Result<ApiCredentials, String>;
 
     /// Refuses a tenant configuration this provider cannot verify requests for.
     fn check_tenant(&self, _tenant: &Tenant) -> Result<(), String> {
@@ -115,36 +131,26 @@ pub fn check_tenants(
     Ok(())
 }
 
-/// Deserializes a JSON body, naming the offending field in the error (`payload[0].type: ...`).
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IngestError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let mut path = error.path().to_string();
-        if path.chars().count() > 64 {
-            // Deeply nested input: the start of the path says enough.
-            path = path.chars().take(64).chain(['…']).collect();
-        }
-        let inner = error.into_inner();
-        if path == "." {
-            IngestError::MalformedBody(inner.to_string())
-        } else {
-            IngestError::MalformedBody(format!("{path}: {inner}"))
-        }
-    })?;
-    deserializer
-        .end()
-        .map_err(|error| IngestError::MalformedBody(error.to_string()))?;
-    Ok(value)
-}
-
 /// Joins the parts of a dedup key with `#`, escaping `%` and `#` inside parts so that two
 /// different part lists never give the same key.
 pub fn dedup_suffix(parts: &[&str]) -> String {
     parts
         .iter()
-        .map(|part| part.replace('%', "%25").replace('#', "%23"))
+        .map(|part| bounded(part).replace('%', "%25").replace('#', "%23"))
         .collect::<Vec<_>>()
         .join("#")
+}
+
+/// Longest key part kept as sent; longer ones are replaced by their SHA-256, so that a key
+/// stays far inside DynamoDB's 2,048-byte limit whatever a sender puts in a field.
+pub const MAX_KEY_PART_BYTES: usize = 200;
+
+fn bounded(part: &str) -> std::borrow::Cow<'_, str> {
+    if part.len() <= MAX_KEY_PART_BYTES {
+        part.into()
+    } else {
+        format!("sha256:{}", hex::encode(Sha256::digest(part.as_bytes()))).into()
+    }
 }
 
 /// Percent-encodes an id for use as one path segment.
@@ -159,54 +165,86 @@ pub fn segment(id: &str) -> String {
         .collect()
 }
 
-/// Default JSON pointers of an envelope whose field names are configurable per tenant.
-pub struct PointerDefaults {
-    pub event_type: &'static str,
-    pub object_id: &'static str,
-    pub updated_at: &'static str,
+/// The API key of tenants whose provider sends one key per request.
+pub fn api_key_header(
+    api: &ApiAccess,
+    header: &'static str,
+    present: impl Fn(&str) -> String,
+) -> Result<ApiCredentials, String> {
+    let key = api
+        .api_key
+        .as_ref()
+        .ok_or("the tenant's `api.api_key` is not set")?;
+    Ok(ApiCredentials::Headers(vec![(
+        header,
+        present(key.expose()),
+    )]))
 }
 
-/// Reads event type, object id and version from a JSON body through the tenant's pointers
-/// (or the provider's defaults). The version is the updated-at value, or the body's SHA-256
-/// when the body has none, so that an identical redelivery is still recognised.
+/// The detail path of an event family: the tenant's own template for it (`api.paths`, where
+/// the provider's documentation is unconfirmed), else the provider's default; `{id}` is
+/// filled with the percent-encoded id.
+pub fn detail_path(tenant: &Tenant, family: &str, default: &str, id: &str) -> String {
+    let template = tenant
+        .api
+        .as_ref()
+        .and_then(|api| api.paths.get(family))
+        .map_or(default, String::as_str);
+    template.replace("{id}", &segment(id))
+}
+
+/// Default JSON pointers of an envelope whose field names are configurable per tenant. Each
+/// default lists pointers tried in turn.
+pub struct PointerDefaults {
+    /// The provider's own id of the delivery, where it sends one: then it alone is the key.
+    pub delivery_id: &'static [&'static str],
+    pub event_type: &'static [&'static str],
+    pub object_id: &'static [&'static str],
+    pub updated_at: &'static [&'static str],
+}
+
+/// Reads event type, object id and version from a JSON body through the tenant's pointers (or
+/// the provider's defaults), keeping every value's exact text. The key is the delivery id where
+/// the body has one, else type + object + version, where the version is the updated-at value
+/// or the body's SHA-256, so that an identical redelivery is still recognised.
 pub fn parse_by_pointers(
     body: &[u8],
     pointers: &EventPointers,
     defaults: &PointerDefaults,
+    subject_kind: impl Fn(&str) -> String,
 ) -> Result<ParsedEvent, IngestError> {
-    let value: serde_json::Value = parse_json(body)?;
-    let text_at = |pointer: &str| -> Option<String> {
-        match value.pointer(pointer)? {
-            serde_json::Value::String(text) if !text.is_empty() => Some(text.clone()),
-            serde_json::Value::Number(number) => Some(number.to_string()),
-            _ => None,
-        }
+    let document = Document::parse(body)?;
+    let first = |configured: &Option<String>, defaults: &[&str]| -> (Option<String>, String) {
+        let candidates: Vec<&str> = match configured {
+            Some(pointer) => vec![pointer.as_str()],
+            None => defaults.to_vec(),
+        };
+        let found = candidates.iter().find_map(|p| document.text_at(p));
+        (found, candidates.join(" or "))
     };
-    let required = |pointer: &str| {
-        text_at(pointer).ok_or_else(|| {
-            IngestError::MalformedBody(format!(
-                "{pointer}: missing, empty or not a string or number"
-            ))
+    let required = |configured: &Option<String>, defaults: &[&str]| {
+        let (found, tried) = first(configured, defaults);
+        found.ok_or_else(|| {
+            IngestError::MalformedBody(format!("{tried}: missing, empty or not a string or number"))
         })
     };
-    let event_type = required(
-        pointers
-            .event_type
-            .as_deref()
-            .unwrap_or(defaults.event_type),
-    )?;
-    let object_id = required(pointers.object_id.as_deref().unwrap_or(defaults.object_id))?;
-    let version = text_at(
-        pointers
-            .updated_at
-            .as_deref()
-            .unwrap_or(defaults.updated_at),
-    )
-    .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))));
+    let event_type = required(&pointers.event_type, defaults.event_type)?;
+    let object_id = required(&pointers.object_id, defaults.object_id)?;
+    let dedup = match first(&pointers.delivery_id, defaults.delivery_id).0 {
+        Some(delivery_id) => dedup_suffix(&[&delivery_id]),
+        None => {
+            let version = first(&pointers.updated_at, defaults.updated_at)
+                .0
+                .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))));
+            dedup_suffix(&[&event_type, &object_id, &version])
+        }
+    };
     Ok(ParsedEvent {
-        dedup_suffix: dedup_suffix(&[&event_type, &object_id, &version]),
+        subject: format!("{}:{object_id}", subject_kind(&event_type)),
+        dedup_suffix: dedup,
         event_type,
         entity_id: object_id,
+        facts: None,
     })
 }
 
@@ -248,6 +286,17 @@ mod tests {
     fn dedup_parts_cannot_collide() {
         assert_ne!(dedup_suffix(&["a#b", "c"]), dedup_suffix(&["a", "b#c"]));
         assert_eq!(dedup_suffix(&["a", "b", "1"]), "a#b#1");
+    }
+
+    #[test]
+    fn long_key_parts_are_hashed_to_a_bounded_length() {
+        let long = "x".repeat(5000);
+        let other = format!("{}y", "x".repeat(4999));
+        let key = dedup_suffix(&[&long, &long]);
+        assert!(key.len() < 2 * (MAX_KEY_PART_BYTES + 1), "{}", key.len());
+        assert_ne!(key, dedup_suffix(&[&other, &long]));
+        let edge = "z".repeat(MAX_KEY_PART_BYTES);
+        assert_eq!(dedup_suffix(&[&edge]), edge, "kept as sent up to the limit");
     }
 
     #[test]

@@ -1,21 +1,45 @@
 //! TIMIFY: an optional custom header whose name and secret each subscription chooses.
 //! The envelope is not documented publicly, so the fields naming the event type, object id and
 //! updated-at are JSON pointers configurable per tenant; the defaults below are our assumption.
+//! Its API takes an access token exchanged for the app id and secret (`POST /v1/auth/token`),
+//! sent as `Authorization: Bearer <token>` with a `company-id` header; one booking is read with
+//! `GET /v1/appointments?ids=<id>`. No GET by id is documented for the other objects.
 
 use super::{parse_by_pointers, segment, ParsedEvent, PointerDefaults, Processing, Provider};
-use crate::ports::QueueMessage;
+use crate::fetch::{ApiCredentials, TokenExchange};
+use crate::ports::Record;
 use crate::response::{Ack, IngestError};
-use crate::tenants::Tenant;
+use crate::tenants::{ApiAccess, Secret, Tenant};
 use crate::verify::{Auth, AuthScheme};
 
 pub struct Timify;
 
-/// Unconfirmed defaults: `{"event": "customers.created", "data": {"id": "...", "updatedAt": "..."}}`.
+/// Unconfirmed defaults, each tried in turn: `{"event": "customers.created", "data": {"id":
+/// "...", "updatedAt": "..."}}` or a flat `{"type": ..., "id": ...}`.
 pub const DEFAULT_POINTERS: PointerDefaults = PointerDefaults {
-    event_type: "/event",
-    object_id: "/data/id",
-    updated_at: "/data/updatedAt",
+    delivery_id: &[],
+    event_type: &["/event", "/type"],
+    object_id: &["/data/id", "/id"],
+    updated_at: &["/data/updatedAt", "/updatedAt"],
 };
+
+/// `customers` and `deleted` of `customers.deleted`.
+fn family_and_action(event_type: &str) -> (&str, &str) {
+    event_type.split_once('.').unwrap_or((event_type, ""))
+}
+
+/// Webhook families about a booking (an appointment in TIMIFY's API).
+const BOOKING_FAMILIES: [&str; 4] = ["event", "events", "beforeConfirmations", "beforeReminders"];
+
+/// `customers` -> `customer`: one kind for every event about the same customer.
+fn subject_kind(event_type: &str) -> String {
+    let (family, _) = family_and_action(event_type);
+    if BOOKING_FAMILIES.contains(&family) {
+        "booking".to_string()
+    } else {
+        family.trim_end_matches('s').to_string()
+    }
+}
 
 impl Provider for Timify {
     fn name(&self) -> &'static str {
@@ -26,41 +50,39 @@ impl Provider for Timify {
         Auth::optional(AuthScheme::TenantChosenHeader)
     }
 
-    /// The object named by the event, by webhook family (endpoints unconfirmed). A deleted
-    /// customer is erased; other deleted objects no longer exist to be fetched.
-    fn processing(&self, message: &QueueMessage) -> Processing {
-        let (family, action) = message
-            .event_type
-            .split_once('.')
-            .unwrap_or((message.event_type.as_str(), ""));
-        if action.eq_ignore_ascii_case("deleted") {
-            return if family.eq_ignore_ascii_case("customers") {
-                Processing::Erase
-            } else {
-                Processing::Skip
-            };
-        }
-        let collection = match family {
-            "customers" => "customers",
-            "event" | "events" | "beforeConfirmations" | "beforeReminders" => "events",
-            "services" => "services",
-            "resource" => "resources",
-            "company" => "companies",
-            "manager" => "managers",
-            "enterprise" => "enterprises",
-            "customerFields" => "customer-fields",
-            "shift" => "shifts",
-            "notification" => "notifications",
-            "serviceGroups" => "service-groups",
-            _ => return Processing::Skip,
-        };
-        Processing::Fetch {
-            path: format!("/v1/{collection}/{}", segment(&message.entity_id)),
-        }
+    /// A booking is read by id; a deleted customer is erased; other objects have no
+    /// documented GET by id and are stored as they came.
+    fn processing(&self, record: &Record, _tenant: &Tenant) -> Result<Processing, String> {
+        let (family, action) = family_and_action(&record.event_type);
+        let deleted = action.eq_ignore_ascii_case("deleted");
+        Ok(match family {
+            "customers" if deleted => Processing::Erase,
+            f if BOOKING_FAMILIES.contains(&f) && !deleted => Processing::fetch(format!(
+                "/v1/appointments?ids={}",
+                segment(&record.entity_id)
+            )),
+            _ => Processing::StoreOnly,
+        })
     }
 
-    fn api_auth(&self, api_key: &str) -> (&'static str, String) {
-        ("authorization", api_key.to_string())
+    fn api_credentials(&self, api: &ApiAccess) -> Result<ApiCredentials, String> {
+        let missing = |field: &str| format!("the tenant's `api.{field}` is not set");
+        let app_id = api.app_id.as_deref().ok_or_else(|| missing("app_id"))?;
+        let app_secret = api
+            .app_secret
+            .as_ref()
+            .ok_or_else(|| missing("app_secret"))?;
+        let company = api
+            .company_id
+            .as_deref()
+            .ok_or_else(|| missing("company_id"))?;
+        let body = serde_json::json!({ "appid": app_id, "appsecret": app_secret.expose() });
+        Ok(ApiCredentials::Token(TokenExchange {
+            path: "/v1/auth/token",
+            body: Secret::new(body.to_string()),
+            bearer: !api.bare_token,
+            headers: vec![("company-id", company.to_string())],
+        }))
     }
 
     fn check_tenant(&self, tenant: &Tenant) -> Result<(), String> {
@@ -71,7 +93,7 @@ impl Provider for Timify {
     }
 
     fn parse(&self, tenant: &Tenant, body: &[u8]) -> Result<ParsedEvent, IngestError> {
-        parse_by_pointers(body, &tenant.pointers, &DEFAULT_POINTERS)
+        parse_by_pointers(body, &tenant.pointers, &DEFAULT_POINTERS, subject_kind)
     }
 
     /// TIMIFY's Sync webhooks (Before Confirmations, Before Reminders) wait for an answer they
@@ -142,8 +164,68 @@ mod tests {
         let error = Timify
             .parse(&t, br#"{"event": "customers.created", "data": {}}"#)
             .unwrap_err();
-        assert!(error.to_string().contains("/data/id"), "{error}");
+        assert!(error.to_string().contains("/data/id or /id"), "{error}");
         let error = Timify.parse(&t, br#"{"data": {"id": "x"}}"#).unwrap_err();
-        assert!(error.to_string().contains("/event"), "{error}");
+        assert!(error.to_string().contains("/event or /type"), "{error}");
+    }
+
+    #[test]
+    fn a_flat_envelope_is_read_through_the_second_defaults() {
+        let t = tenant(r#"{"tenants": [{"id": "app-1", "allow_unauthenticated": true}]}"#);
+        let event = Timify
+            .parse(
+                &t,
+                br#"{"type": "event.created", "id": 123456789012345678901234}"#,
+            )
+            .unwrap();
+        assert_eq!(event.event_type, "event.created");
+        assert_eq!(event.entity_id, "123456789012345678901234");
+        assert_eq!(event.subject, "booking:123456789012345678901234");
+    }
+
+    #[test]
+    fn bookings_are_read_by_id_and_deleted_customers_erased() {
+        let t = tenant(r#"{"tenants": [{"id": "app-1", "allow_unauthenticated": true}]}"#);
+        let record = |event_type: &str| Record {
+            event_type: event_type.into(),
+            entity_id: "b 1".into(),
+            ..Record::default()
+        };
+        assert_eq!(
+            Timify.processing(&record("event.created"), &t),
+            Ok(Processing::fetch("/v1/appointments?ids=b%201"))
+        );
+        assert_eq!(
+            Timify.processing(&record("beforeReminders.created"), &t),
+            Ok(Processing::fetch("/v1/appointments?ids=b%201"))
+        );
+        assert_eq!(
+            Timify.processing(&record("customers.deleted"), &t),
+            Ok(Processing::Erase)
+        );
+        assert_eq!(
+            Timify.processing(&record("customers.updated"), &t),
+            Ok(Processing::StoreOnly)
+        );
+    }
+
+    #[test]
+    fn the_token_exchange_needs_app_credentials_and_a_company() {
+        let api: ApiAccess = serde_json::from_str(
+            r#"{"base_url": "https://api.timify.com", "app_id": "a", "app_secret": "s", "company_id": "c"}"#,
+        )
+        .unwrap();
+        let ApiCredentials::Token(exchange) = Timify.api_credentials(&api).unwrap() else {
+            panic!("a token exchange");
+        };
+        assert_eq!(exchange.path, "/v1/auth/token");
+        assert!(exchange.bearer);
+        assert_eq!(exchange.headers, vec![("company-id", "c".to_string())]);
+        let no_company: ApiAccess = serde_json::from_str(
+            r#"{"base_url": "https://api.timify.com", "app_id": "a", "app_secret": "s"}"#,
+        )
+        .unwrap();
+        let error = Timify.api_credentials(&no_company).err().unwrap();
+        assert!(error.contains("company_id"), "{error}");
     }
 }

@@ -1,21 +1,40 @@
 //! Waitwhile: `X-Waitwhile-Signature` = Base64(HMAC-SHA256(secret, registered URL + raw body)).
 //! Each tenant (location or account webhook) holds the URL exactly as registered at Waitwhile.
-//! Envelope field names follow Waitwhile's published examples
-//! (`{"id", "type": "visit.created", "data": {"id", "updated", ...}}`) and are configurable.
+//! The envelope is `{"id", "created", "accountId", "type", "data": {...}}`; the event `id` is
+//! the dedup key (else type + object id + updated time). Field names are configurable per
+//! tenant, and so are the detail paths, which only third-party code confirms.
 
-use super::{parse_by_pointers, segment, ParsedEvent, PointerDefaults, Processing, Provider};
-use crate::ports::QueueMessage;
+use super::{
+    api_key_header, detail_path, parse_by_pointers, ParsedEvent, PointerDefaults, Processing,
+    Provider,
+};
+use crate::fetch::ApiCredentials;
+use crate::ports::Record;
 use crate::response::IngestError;
-use crate::tenants::Tenant;
+use crate::tenants::{ApiAccess, Tenant};
 use crate::verify::{Auth, AuthScheme};
 
 pub struct Waitwhile;
 
 pub const DEFAULT_POINTERS: PointerDefaults = PointerDefaults {
-    event_type: "/type",
-    object_id: "/data/id",
-    updated_at: "/data/updated",
+    delivery_id: &["/id"],
+    event_type: &["/type"],
+    object_id: &["/data/id"],
+    updated_at: &["/data/updated"],
 };
+
+/// `visit` of `visit.created`; `location-status` of `location-status.updated`.
+fn family(event_type: &str) -> &str {
+    event_type.split('.').next().unwrap_or(event_type)
+}
+
+/// What `data.id` is: a location-status event's object is its location.
+fn subject_kind(event_type: &str) -> String {
+    match family(event_type) {
+        "location-status" => "location".to_string(),
+        other => other.to_string(),
+    }
+}
 
 impl Provider for Waitwhile {
     fn name(&self) -> &'static str {
@@ -30,22 +49,29 @@ impl Provider for Waitwhile {
 
     /// The object named by the event from the Waitwhile API v2. `visit.removed` erases the
     /// visit's data; a removed location no longer exists to be fetched.
-    fn processing(&self, message: &QueueMessage) -> Processing {
-        let id = segment(&message.entity_id);
-        let path = match message.event_type.as_str() {
-            "visit.removed" => return Processing::Erase,
-            "location.removed" => return Processing::Skip,
-            t if t.starts_with("visit.") => format!("/v2/visits/{id}"),
-            t if t.starts_with("message.") => format!("/v2/messages/{id}"),
-            t if t.starts_with("location-status.") => format!("/v2/locations/{id}/status"),
-            t if t.starts_with("location.") => format!("/v2/locations/{id}"),
-            _ => return Processing::Skip,
+    fn processing(&self, record: &Record, tenant: &Tenant) -> Result<Processing, String> {
+        let default = match record.event_type.as_str() {
+            "visit.removed" => return Ok(Processing::Erase),
+            "location.removed" => return Ok(Processing::StoreOnly),
+            t => match family(t) {
+                "visit" => "/v2/visits/{id}",
+                "message" => "/v2/messages/{id}",
+                "location-status" => "/v2/location-status/{id}",
+                "location" => "/v2/locations/{id}",
+                _ => return Ok(Processing::StoreOnly),
+            },
         };
-        Processing::Fetch { path }
+        let family = family(&record.event_type);
+        Ok(Processing::fetch(detail_path(
+            tenant,
+            family,
+            default,
+            &record.entity_id,
+        )))
     }
 
-    fn api_auth(&self, api_key: &str) -> (&'static str, String) {
-        ("apikey", api_key.to_string())
+    fn api_credentials(&self, api: &ApiAccess) -> Result<ApiCredentials, String> {
+        api_key_header(api, "apikey", str::to_string)
     }
 
     fn check_tenant(&self, tenant: &Tenant) -> Result<(), String> {
@@ -56,7 +82,7 @@ impl Provider for Waitwhile {
     }
 
     fn parse(&self, tenant: &Tenant, body: &[u8]) -> Result<ParsedEvent, IngestError> {
-        parse_by_pointers(body, &tenant.pointers, &DEFAULT_POINTERS)
+        parse_by_pointers(body, &tenant.pointers, &DEFAULT_POINTERS, subject_kind)
     }
 }
 
@@ -74,15 +100,65 @@ mod tests {
         let event = Waitwhile
             .parse(
                 tenants.get("loc-1").unwrap(),
-                br#"{"id": "0T6H", "type": "visit.created", "accountId": "acc",
+                br#"{"id": "0T6H", "created": "2022-05-19T14:06:11.640Z", "type": "visit.created",
+                    "accountId": "acc",
                     "data": {"id": "Kk1B", "updated": "2022-05-19T14:06:11.638Z", "firstName": "Ana"}}"#,
             )
             .unwrap();
         assert_eq!(event.event_type, "visit.created");
         assert_eq!(event.entity_id, "Kk1B");
+        assert_eq!(event.subject, "visit:Kk1B");
+        assert_eq!(event.dedup_suffix, "0T6H", "the event id alone");
+        let without_id = Waitwhile
+            .parse(
+                tenants.get("loc-1").unwrap(),
+                br#"{"type": "visit.created", "data": {"id": 18446744073709551617, "updated": "u"}}"#,
+            )
+            .unwrap();
         assert_eq!(
-            event.dedup_suffix,
-            "visit.created#Kk1B#2022-05-19T14:06:11.638Z"
+            without_id.dedup_suffix,
+            "visit.created#18446744073709551617#u"
+        );
+    }
+
+    #[test]
+    fn detail_paths_default_to_api_v2_and_follow_the_tenants_overrides() {
+        let tenants = TenantDirectory::from_json(
+            r#"{"tenants": [
+                {"id": "a", "url": "https://x/w", "webhook_secrets": ["s1"]},
+                {"id": "b", "url": "https://x/w", "webhook_secrets": ["s2"],
+                 "api": {"base_url": "https://api.waitwhile.com", "api_key": "k",
+                         "paths": {"location-status": "/v2/locations/{id}/status"}}}
+            ]}"#,
+        )
+        .unwrap();
+        let record = |event_type: &str| Record {
+            event_type: event_type.into(),
+            entity_id: "L 1".into(),
+            ..Record::default()
+        };
+        let a = tenants.get("a").unwrap();
+        let b = tenants.get("b").unwrap();
+        let fetch = Processing::fetch;
+        assert_eq!(
+            Waitwhile.processing(&record("location-status.updated"), a),
+            Ok(fetch("/v2/location-status/L%201"))
+        );
+        assert_eq!(
+            Waitwhile.processing(&record("location-status.updated"), b),
+            Ok(fetch("/v2/locations/L%201/status"))
+        );
+        assert_eq!(
+            Waitwhile.processing(&record("message.updated"), a),
+            Ok(fetch("/v2/messages/L%201"))
+        );
+        assert_eq!(
+            Waitwhile.processing(&record("visit.removed"), a),
+            Ok(Processing::Erase)
+        );
+        assert_eq!(
+            Waitwhile.processing(&record("location.removed"), a),
+            Ok(Processing::StoreOnly)
         );
     }
 }

@@ -69,7 +69,7 @@ fn n(value: i64) -> AttributeValue {
 }
 
 fn to_item(record: &Record) -> HashMap<String, AttributeValue> {
-    HashMap::from([
+    let mut item = HashMap::from([
         ("pk".to_string(), s(&record.key)),
         ("provider".to_string(), s(&record.provider)),
         ("tenant".to_string(), s(&record.tenant)),
@@ -81,9 +81,16 @@ fn to_item(record: &Record) -> HashMap<String, AttributeValue> {
         ("lease_until".to_string(), n(record.lease_until_ms)),
         ("expires_at".to_string(), n(record.expires_at)),
         ("attempts".to_string(), n(record.attempts)),
-        ("subject".to_string(), s(&record.subject())),
         ("pending".to_string(), s(&pending_shard(&record.key))),
-    ])
+    ]);
+    // The index key may not be empty; a record without a subject is simply not in the index.
+    if !record.subject.is_empty() {
+        item.insert("subject".to_string(), s(&record.subject));
+    }
+    if let Some(facts) = &record.facts {
+        item.insert("facts".to_string(), s(facts));
+    }
+    item
 }
 
 /// Shards of the sparse `pending` index: the attribute exists only while a record is
@@ -123,6 +130,8 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreErro
         tenant: get_s(item, "tenant"),
         event_type: get_s(item, "event_type"),
         entity_id: get_s(item, "entity_id"),
+        subject: get_s(item, "subject"),
+        facts: item.get("facts").and_then(|v| v.as_s().ok()).cloned(),
         body: get_s(item, "body"),
         received_at_ms: get_n(item, "received_at"),
         status: status_of(item)?,
@@ -249,6 +258,7 @@ impl Store for DynamoStore {
                     tenant: get_s(item, "tenant"),
                     event_type: get_s(item, "event_type"),
                     entity_id: get_s(item, "entity_id"),
+                    throttled: 0,
                 },
                 lease_until_ms: get_n(item, "lease_until"),
             }));

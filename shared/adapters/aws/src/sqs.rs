@@ -34,11 +34,25 @@ impl SqsQueue {
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError> {
+        self.send_later(message, 0).await
+    }
+
+    async fn send_later(
+        &self,
+        message: &QueueMessage,
+        delay_seconds: u32,
+    ) -> Result<(), QueueError> {
         let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
-        self.client
+        let mut request = self
+            .client
             .send_message()
             .queue_url(&self.url)
-            .message_body(body)
+            .message_body(body);
+        if delay_seconds > 0 {
+            // SQS delays a message by at most 15 minutes.
+            request = request.delay_seconds(delay_seconds.min(900) as i32);
+        }
+        request
             .send()
             .await
             .map_err(|e| QueueError(DisplayErrorContext(&e).to_string()))?;

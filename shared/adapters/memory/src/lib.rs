@@ -165,7 +165,7 @@ impl Store for MemoryStore {
     async fn erase_subject(&self, subject: &str, now_ms: i64) -> Result<usize, StoreError> {
         let mut erased = 0;
         for record in self.lock().values_mut() {
-            if record.subject() == subject {
+            if record.subject == subject {
                 record.body.clear();
                 record.detail = None;
                 record.erased_at_ms = Some(now_ms);
@@ -239,8 +239,17 @@ fn receipt_id(receipt: &str) -> Option<u64> {
 #[async_trait]
 impl Queue for MemoryQueue {
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError> {
+        self.send_later(message, 0).await
+    }
+
+    async fn send_later(
+        &self,
+        message: &QueueMessage,
+        delay_seconds: u32,
+    ) -> Result<(), QueueError> {
         let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
         let now = self.clock.now_ms();
+        let visible_at_ms = now + i64::from(delay_seconds.min(900)) * 1000;
         let mut messages = self.lock();
         messages.next_id += 1;
         let id = messages.next_id;
@@ -248,7 +257,7 @@ impl Queue for MemoryQueue {
             id,
             StoredMessage {
                 body,
-                visible_at_ms: now,
+                visible_at_ms,
                 receive_count: 0,
                 receipt: None,
             },

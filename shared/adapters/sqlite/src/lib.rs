@@ -5,11 +5,14 @@
 //! One thread owns the connection and runs every operation, so conditional writes are
 //! serialised per item as DynamoDB does and the async runtime never waits on SQLite. Operations
 //! that arrive together share one transaction (group commit), each inside its own savepoint; an
-//! operation is answered only once its transaction has committed.
+//! operation is answered only once its transaction has committed. The same thread checkpoints
+//! the WAL between two transactions, which keeps it bounded under load that never pauses, and
+//! truncates it on [`Database::close`].
 
+use std::cell::Cell;
+use std::os::raw::c_int;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Weak};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -37,7 +40,8 @@ CREATE TABLE IF NOT EXISTS records (
     detail TEXT,
     processed_at INTEGER,
     last_error TEXT,
-    erased_at INTEGER
+    erased_at INTEGER,
+    facts TEXT
 );
 CREATE INDEX IF NOT EXISTS records_by_subject ON records(subject);
 CREATE INDEX IF NOT EXISTS records_by_received ON records(received_at);
@@ -64,16 +68,28 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 /// An operation for the database thread.
 type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+/// Answers [`Database::close`] once the database is closed.
+type Closed = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// What the database thread is asked to do.
+enum Message {
+    Job(Job),
+    Close(Closed),
+}
 
 /// Operations committed together at most; bounds how long the first one waits for the rest.
 const MAX_JOBS_PER_TRANSACTION: usize = 256;
 
+/// Pages (4 KiB) in the WAL at which the database thread checkpoints it, between two group
+/// transactions: the WAL file stays within about this much plus one group transaction.
+const CHECKPOINT_AT_PAGES: i32 = 2048;
+/// Without an operation for this long, the database thread checkpoints what the WAL holds.
+const CHECKPOINT_WHEN_IDLE_FOR: Duration = Duration::from_millis(500);
+
 /// One SQLite database holding the records, the queue and its dead letters.
 #[derive(Clone)]
 pub struct Database {
-    jobs: mpsc::Sender<Job>,
-    /// Held by every handle; the checkpoint thread stops once the last one is gone.
-    _open: Arc<()>,
+    jobs: mpsc::Sender<Message>,
 }
 
 impl Database {
@@ -84,37 +100,45 @@ impl Database {
         // checkpoints): every commit is in the operating system's hands before it is answered,
         // so the data survives a crash or kill of this process, not a power cut or OS crash.
         // That is what a development server needs; an fsync per checkpoint stalls the writes
-        // behind it on a busy disk.
+        // behind it on a busy disk. SQLite's own automatic checkpoints are off: the database
+        // thread runs them itself, after answering (see `Checkpoints`); the size limit cuts the
+        // file back should it ever have grown past it (a reader in another process holding an
+        // old snapshot keeps the WAL from being started over).
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA busy_timeout = 5000; PRAGMA journal_size_limit = 67108864;")
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA busy_timeout = 5000;
+                 PRAGMA journal_size_limit = 16777216; PRAGMA wal_autocheckpoint = 0;",
+            )
             .map_err(sql)?;
+        // After wal_autocheckpoint, which would replace it.
+        connection.wal_hook(Some(note_wal_pages));
         connection.execute_batch(SCHEMA).map_err(sql)?;
+        add_missing_columns(&connection).map_err(sql)?;
         connection.set_prepared_statement_cache_capacity(64);
-        let open = Arc::new(());
-        let commits = Arc::new(AtomicU64::new(0));
-        if !is_in_memory(path) {
-            // Checkpoints copy the WAL back into the database file and sync it. Done by a thread
-            // of their own, in a pause between writes, rather than by whichever commit crosses
-            // a size threshold, they do not hold up the webhooks waiting for the database.
-            connection
-                .execute_batch("PRAGMA wal_autocheckpoint = 0;")
-                .map_err(sql)?;
-            let checkpoints = Connection::open(path).map_err(sql)?;
-            checkpoints
-                .execute_batch("PRAGMA synchronous = OFF;")
-                .map_err(sql)?;
-            let (open, commits) = (Arc::downgrade(&open), Arc::clone(&commits));
-            std::thread::Builder::new()
-                .name("sqlite-checkpoint".into())
-                .spawn(move || checkpoint_while_open(checkpoints, open, &commits))
-                .map_err(|e| StoreError(format!("cannot start the checkpoint thread: {e}")))?;
-        }
         let (jobs, inbox) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite".into())
-            .spawn(move || serve(connection, inbox, &commits))
+            .spawn(move || serve(connection, inbox))
             .map_err(|e| StoreError(format!("cannot start the database thread: {e}")))?;
-        Ok(Database { jobs, _open: open })
+        Ok(Database { jobs })
+    }
+
+    /// Closes the database once every operation sent before has been answered: checkpoints the
+    /// WAL into the database file and truncates it (SQLite removes it once no connection is
+    /// left). Operations sent afterwards, through any handle, fail. For a graceful shutdown;
+    /// a database already closed answers `Ok`.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let closed: Closed = Box::new(move |result| {
+            let _ = answer.send(result);
+        });
+        if self.jobs.send(Message::Close(closed)).is_err() {
+            return Ok(());
+        }
+        match answered.await {
+            Ok(result) => result.map_err(StoreError),
+            Err(_) => Ok(()),
+        }
     }
 
     /// Runs `work` on the database thread, inside a savepoint of the current group
@@ -135,7 +159,9 @@ impl Database {
             })
         });
         const STOPPED: &str = "sqlite: the database thread has stopped";
-        self.jobs.send(job).map_err(|_| STOPPED.to_string())?;
+        self.jobs
+            .send(Message::Job(job))
+            .map_err(|_| STOPPED.to_string())?;
         answered.await.map_err(|_| STOPPED.to_string())?
     }
 
@@ -183,16 +209,45 @@ impl Database {
 }
 
 /// The database thread: takes the operations waiting, runs them in one transaction, commits,
-/// answers them; until every [`Database`] handle is gone.
-fn serve(connection: Connection, inbox: mpsc::Receiver<Job>, commits: &AtomicU64) {
+/// answers them, then checkpoints the WAL if it is due; until [`Database::close`] or until every
+/// [`Database`] handle is gone, then closes the database.
+fn serve(connection: Connection, inbox: mpsc::Receiver<Message>) {
+    let mut checkpoints = Checkpoints::default();
     let mut replies: Vec<Reply> = Vec::new();
-    while let Ok(first) = inbox.recv() {
+    let mut closing: Option<Closed> = None;
+    loop {
+        let first = if checkpoints.idle_checkpoint_due() {
+            match inbox.recv_timeout(CHECKPOINT_WHEN_IDLE_FOR) {
+                Ok(message) => message,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    checkpoints.when_idle(&connection);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match inbox.recv() {
+                Ok(message) => message,
+                Err(_) => break,
+            }
+        };
+        let first = match first {
+            Message::Job(job) => job,
+            Message::Close(closed) => {
+                closing = Some(closed);
+                break;
+            }
+        };
         // Should BEGIN fail, each operation's savepoint is a transaction of its own.
         let grouped = connection.execute_batch("BEGIN IMMEDIATE").is_ok();
         replies.push(first(&connection));
         while replies.len() < MAX_JOBS_PER_TRANSACTION {
             match inbox.try_recv() {
-                Ok(job) => replies.push(job(&connection)),
+                Ok(Message::Job(job)) => replies.push(job(&connection)),
+                Ok(Message::Close(closed)) => {
+                    closing = Some(closed);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -204,60 +259,113 @@ fn serve(connection: Connection, inbox: mpsc::Receiver<Job>, commits: &AtomicU64
         } else {
             None
         };
-        commits.fetch_add(1, Ordering::Relaxed);
         for reply in replies.drain(..) {
             reply(failure.as_deref());
         }
-    }
-}
-
-fn is_in_memory(path: &Path) -> bool {
-    path.as_os_str().is_empty() || path == Path::new(":memory:")
-}
-
-/// How often the checkpoint thread looks; a look that finds no commit since the one before is
-/// a pause.
-const CHECKPOINT_LOOK_EVERY: Duration = Duration::from_millis(100);
-/// Under writes without a pause, a checkpoint still runs this often, bounding the WAL.
-const CHECKPOINT_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
-
-/// Passive checkpoints (they neither wait for nor block the writer) in pauses between writes,
-/// until the database is closed.
-fn checkpoint_while_open(connection: Connection, open: Weak<()>, commits: &AtomicU64) {
-    run_only_when_idle();
-    let mut seen = commits.load(Ordering::Relaxed);
-    let mut checkpointed = seen;
-    let mut last_checkpoint = std::time::Instant::now();
-    while open.strong_count() > 0 {
-        std::thread::sleep(CHECKPOINT_LOOK_EVERY);
-        let now = commits.load(Ordering::Relaxed);
-        let pause = now == seen;
-        seen = now;
-        if now == checkpointed || !(pause || last_checkpoint.elapsed() >= CHECKPOINT_AT_LEAST_EVERY)
-        {
-            continue;
+        if closing.is_some() {
+            break;
         }
-        if let Err(error) = connection.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
-            tracing::warn!(error = %error, "WAL checkpoint failed; retrying");
+        checkpoints.after_commit(&connection);
+    }
+    let result = close(connection);
+    if let Err(error) = &result {
+        tracing::warn!(error = %error, "closing the database");
+    }
+    if let Some(closed) = closing {
+        closed(result);
+    }
+}
+
+/// Checkpoints the WAL into the database file, truncates it and closes the connection.
+fn close(connection: Connection) -> Result<(), String> {
+    let checkpointed = checkpoint(&connection, "TRUNCATE");
+    connection.close().map_err(|(_, error)| error.to_string())?;
+    match checkpointed {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("the WAL was not fully checkpointed: another process is reading".into()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+thread_local! {
+    /// Pages in the WAL after the last commit on this thread (SQLite's WAL hook).
+    static WAL_PAGES: Cell<i32> = const { Cell::new(0) };
+}
+
+fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.with(|noted| noted.set(pages));
+    Ok(())
+}
+
+/// When the database thread checkpoints the WAL. Without checkpoints that complete, the WAL
+/// grows without bound: SQLite starts it over from its beginning only at the start of a write
+/// transaction that finds every frame copied back into the database file, and a checkpoint
+/// running beside a writer that never pauses never catches up with it (nor does
+/// `journal_size_limit` cut the file back before the WAL has been started over). Run by the
+/// only writer between two of its transactions, a passive checkpoint copies every frame, so
+/// the next transaction starts the WAL over; it is run after the operations of the transaction
+/// before have been answered, so it delays only those that arrive meanwhile (they then commit
+/// together).
+#[derive(Default)]
+struct Checkpoints {
+    /// Checkpoint once the WAL holds this many pages (0: [`CHECKPOINT_AT_PAGES`]).
+    next_at_pages: i32,
+    /// Frames written since the last checkpoint.
+    unchecked: bool,
+}
+
+impl Checkpoints {
+    fn after_commit(&mut self, connection: &Connection) {
+        let pages = WAL_PAGES.with(Cell::get);
+        if pages == 0 {
+            return;
         }
-        checkpointed = now;
-        last_checkpoint = std::time::Instant::now();
+        self.unchecked = true;
+        let due = match self.next_at_pages {
+            0 => CHECKPOINT_AT_PAGES,
+            pages => pages,
+        };
+        if pages >= due {
+            let complete = self.run(connection);
+            // Incomplete (a reader elsewhere holds an old snapshot): try again a little later.
+            self.next_at_pages = if complete {
+                0
+            } else {
+                pages.saturating_add(CHECKPOINT_AT_PAGES / 4)
+            };
+        }
+    }
+
+    fn idle_checkpoint_due(&self) -> bool {
+        self.unchecked
+    }
+
+    fn when_idle(&mut self, connection: &Connection) {
+        if self.run(connection) {
+            self.next_at_pages = 0;
+        }
+    }
+
+    fn run(&mut self, connection: &Connection) -> bool {
+        self.unchecked = false;
+        match checkpoint(connection, "PASSIVE") {
+            Ok(complete) => complete,
+            Err(error) => {
+                tracing::warn!(error = %error, "WAL checkpoint failed; trying again later");
+                false
+            }
+        }
     }
 }
 
-/// Background work: the scheduler gives this thread a core only when nothing else wants it.
-#[cfg(target_os = "linux")]
-fn run_only_when_idle() {
-    let parameters = libc::sched_param { sched_priority: 0 };
-    // SAFETY: plain system call on the calling thread with a valid parameter block.
-    let failed = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &parameters) } != 0;
-    if failed {
-        tracing::debug!("SCHED_IDLE refused; checkpoints run at normal priority");
-    }
+/// A checkpoint in `mode`; whether it copied every frame of the WAL.
+fn checkpoint(connection: &Connection, mode: &str) -> rusqlite::Result<bool> {
+    let (busy, frames, copied): (i64, i64, i64) =
+        connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
+    Ok(busy == 0 && frames == copied)
 }
-
-#[cfg(not(target_os = "linux"))]
-fn run_only_when_idle() {}
 
 fn in_savepoint<T>(
     connection: &Connection,
@@ -284,9 +392,26 @@ fn sql(error: rusqlite::Error) -> StoreError {
     StoreError(format!("sqlite: {error}"))
 }
 
+/// Columns added since the first schema, for databases made before them.
+const ADDED_COLUMNS: [(&str, &str); 1] = [("facts", "TEXT")];
+
+fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
+    for (name, kind) in ADDED_COLUMNS {
+        let present: bool = connection.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('records') WHERE name = ?1",
+            params![name],
+            |row| row.get(0),
+        )?;
+        if !present {
+            connection.execute_batch(&format!("ALTER TABLE records ADD COLUMN {name} {kind}"))?;
+        }
+    }
+    Ok(())
+}
+
 const RECORD_COLUMNS: &str =
     "pk, provider, tenant, event_type, entity_id, body, received_at, status, \
-    lease_until, expires_at, attempts, detail, processed_at, last_error, erased_at";
+    lease_until, expires_at, attempts, detail, processed_at, last_error, erased_at, subject, facts";
 
 fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
     let status: String = row.get(7)?;
@@ -306,6 +431,8 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
         processed_at_ms: row.get(12)?,
         last_error: row.get(13)?,
         erased_at_ms: row.get(14)?,
+        subject: row.get(15)?,
+        facts: row.get(16)?,
     })
 }
 
@@ -386,8 +513,8 @@ impl Store for SqliteStore {
                 let inserted = change(
                     connection,
                     "INSERT INTO records (pk, provider, tenant, event_type, entity_id, subject, body,
-                        received_at, status, lease_until, expires_at, attempts)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                        received_at, status, lease_until, expires_at, attempts, facts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                      ON CONFLICT(pk) DO NOTHING",
                     params![
                         record.key,
@@ -395,13 +522,14 @@ impl Store for SqliteStore {
                         record.tenant,
                         record.event_type,
                         record.entity_id,
-                        record.subject(),
+                        record.subject,
                         record.body,
                         record.received_at_ms,
                         record.status.as_str(),
                         record.lease_until_ms,
                         record.expires_at,
                         record.attempts,
+                        record.facts,
                     ],
                 )?;
                 if inserted == 1 {
@@ -473,6 +601,7 @@ impl Store for SqliteStore {
                             tenant: row.get(2)?,
                             event_type: row.get(3)?,
                             entity_id: row.get(4)?,
+                            throttled: 0,
                         },
                         lease_until_ms: row.get(5)?,
                     })
@@ -579,10 +708,19 @@ impl SqliteQueue {
 
 /// Inserts a queue message; the caller's transaction decides when it becomes real.
 fn insert_message(connection: &Connection, body: &str, now_ms: i64) -> rusqlite::Result<()> {
+    insert_message_visible_at(connection, body, now_ms, now_ms)
+}
+
+fn insert_message_visible_at(
+    connection: &Connection,
+    body: &str,
+    now_ms: i64,
+    visible_at_ms: i64,
+) -> rusqlite::Result<()> {
     change(
         connection,
-        "INSERT INTO messages (body, sent_at, visible_at) VALUES (?1, ?2, ?2)",
-        params![body, now_ms],
+        "INSERT INTO messages (body, sent_at, visible_at) VALUES (?1, ?2, ?3)",
+        params![body, now_ms, visible_at_ms],
     )
     .map(drop)
 }
@@ -598,6 +736,21 @@ impl Queue for SqliteQueue {
         let now = self.clock.now_ms();
         self.database
             .queue_op(move |connection| insert_message(connection, &body, now))
+            .await
+    }
+
+    async fn send_later(
+        &self,
+        message: &QueueMessage,
+        delay_seconds: u32,
+    ) -> Result<(), QueueError> {
+        let body = encode(message)?;
+        let now = self.clock.now_ms();
+        let visible_at = now + i64::from(delay_seconds.min(900)) * 1000;
+        self.database
+            .queue_op(move |connection| {
+                insert_message_visible_at(connection, &body, now, visible_at)
+            })
             .await
     }
 

@@ -1,0 +1,242 @@
+//! Reading provider bodies without losing a digit: fields read as text keep the exact text the
+//! sender wrote (a JSON number's digits, a string's characters), never a float's rendering.
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use crate::response::IngestError;
+
+/// Deserializes a JSON body, naming the offending field in the error (`payload[0].type: ...`).
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IngestError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let mut path = error.path().to_string();
+        if path.chars().count() > 64 {
+            // Deeply nested input: the start of the path says enough.
+            path = path.chars().take(64).chain(['…']).collect();
+        }
+        let inner = error.into_inner();
+        if path == "." {
+            IngestError::MalformedBody(inner.to_string())
+        } else {
+            IngestError::MalformedBody(format!("{path}: {inner}"))
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| IngestError::MalformedBody(error.to_string()))?;
+    Ok(value)
+}
+
+/// A JSON string or number as its exact text: a string's characters, a number's digits as
+/// written (`18446744073709551617`, `-0.10`, `1e400`). Anything else is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Text(pub String);
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <&RawValue>::deserialize(deserializer)?;
+        scalar_text(raw)
+            .map(Text)
+            .ok_or_else(|| D::Error::custom("expected a string or a number"))
+    }
+}
+
+/// A JSON number as its exact text (`18446744073709551617` stays those digits). Strings and
+/// everything else are refused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Number(pub String);
+
+impl Number {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <&RawValue>::deserialize(deserializer)?;
+        match raw.get().as_bytes().first() {
+            Some(b'-' | b'0'..=b'9') => Ok(Number(raw.get().to_string())),
+            _ => Err(D::Error::custom("expected a number")),
+        }
+    }
+}
+
+/// The exact text of a string or number value; `None` for anything else.
+fn scalar_text(raw: &RawValue) -> Option<String> {
+    let text = raw.get();
+    match text.as_bytes().first()? {
+        b'"' => serde_json::from_str::<String>(text).ok(),
+        b'-' | b'0'..=b'9' => Some(text.to_string()),
+        _ => None,
+    }
+}
+
+/// A parsed body that can be asked for the exact text at a JSON pointer (RFC 6901).
+pub struct Document<'a> {
+    root: &'a RawValue,
+}
+
+impl<'a> Document<'a> {
+    /// Checks that `body` is one well-formed JSON value (UTF-8, nothing after it).
+    pub fn parse(body: &'a [u8]) -> Result<Document<'a>, IngestError> {
+        let root: &RawValue = parse_json_borrowed(body)?;
+        Ok(Document { root })
+    }
+
+    /// The non-empty string or number at `pointer`, as written.
+    pub fn text_at(&self, pointer: &str) -> Option<String> {
+        let mut value = self.root;
+        if !pointer.is_empty() {
+            for token in pointer.strip_prefix('/')?.split('/') {
+                value = child(value, &token.replace("~1", "/").replace("~0", "~"))?;
+            }
+        }
+        scalar_text(value).filter(|text| !text.is_empty())
+    }
+
+    /// The sub-document at `pointer`, to be read with its own pointers.
+    pub fn at(&self, pointer: &str) -> Option<Document<'a>> {
+        let mut value = self.root;
+        for token in pointer.strip_prefix('/')?.split('/') {
+            value = child(value, &token.replace("~1", "/").replace("~0", "~"))?;
+        }
+        Some(Document { root: value })
+    }
+
+    /// The elements of the array at `pointer` (none if it is not an array).
+    pub fn elements(&self, pointer: &str) -> Vec<Document<'a>> {
+        let Some(list) = self.at(pointer) else {
+            return Vec::new();
+        };
+        serde_json::from_str::<Vec<&RawValue>>(list.root.get())
+            .map(|items| items.into_iter().map(|root| Document { root }).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn parse_json_borrowed(body: &[u8]) -> Result<&RawValue, IngestError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| IngestError::MalformedBody("body is not UTF-8".into()))?;
+    serde_json::from_str(text).map_err(|error| IngestError::MalformedBody(error.to_string()))
+}
+
+fn child<'a>(value: &'a RawValue, token: &str) -> Option<&'a RawValue> {
+    match value.get().as_bytes().first()? {
+        b'{' => object_fields(value)
+            .into_iter()
+            .rev() // the last of repeated names wins, as in serde_json's own maps
+            .find(|(name, _)| name == token)
+            .map(|(_, value)| value),
+        b'[' => {
+            let index: usize = token.parse().ok()?;
+            serde_json::from_str::<Vec<&RawValue>>(value.get())
+                .ok()?
+                .get(index)
+                .copied()
+        }
+        _ => None,
+    }
+}
+
+fn object_fields(value: &RawValue) -> Vec<(std::borrow::Cow<'_, str>, &RawValue)> {
+    struct Fields<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
+    impl<'de> Deserialize<'de> for Fields<'de> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Fields<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Self::Value, A::Error> {
+                    let mut fields = Vec::new();
+                    while let Some(entry) = map.next_entry()? {
+                        fields.push(entry);
+                    }
+                    Ok(Fields(fields))
+                }
+            }
+            deserializer.deserialize_map(Visit)
+        }
+    }
+    serde_json::from_str::<Fields>(value.get())
+        .map(|fields| fields.0)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_every_digit_and_strings_their_characters() {
+        let body = br#"{"data": {"id": 18446744073709551617, "neg": -12345678901234567890123,
+            "f": 1.50, "s": "a\"b\u00e9", "list": [{"x": 1e400}], "a/b": {"~": 7}, "e": ""}}"#;
+        let document = Document::parse(body).unwrap();
+        assert_eq!(
+            document.text_at("/data/id").unwrap(),
+            "18446744073709551617"
+        );
+        assert_eq!(
+            document.text_at("/data/neg").unwrap(),
+            "-12345678901234567890123"
+        );
+        assert_eq!(document.text_at("/data/f").unwrap(), "1.50");
+        assert_eq!(document.text_at("/data/s").unwrap(), "a\"bé");
+        assert_eq!(document.text_at("/data/list/0/x").unwrap(), "1e400");
+        assert_eq!(document.text_at("/data/a~1b/~0").unwrap(), "7");
+        assert_eq!(document.text_at("/data/e"), None, "empty");
+        assert_eq!(document.text_at("/data/list"), None, "not a scalar");
+        assert_eq!(document.text_at("/data/missing"), None);
+        assert_eq!(document.elements("/data/list").len(), 1);
+    }
+
+    #[test]
+    fn the_last_of_repeated_names_wins() {
+        let document = Document::parse(br#"{"id": 1, "id": 2}"#).unwrap();
+        assert_eq!(document.text_at("/id").unwrap(), "2");
+    }
+
+    #[test]
+    fn malformed_or_non_utf8_bodies_are_refused() {
+        assert!(Document::parse(b"{\"a\": 1").is_err());
+        assert!(Document::parse(b"{} x").is_err());
+        assert!(Document::parse(b"\xff\xfe").is_err());
+    }
+
+    #[test]
+    fn text_fields_refuse_other_types() {
+        #[derive(Deserialize)]
+        struct Body {
+            #[allow(dead_code)]
+            id: Text,
+        }
+        assert_eq!(
+            parse_json::<Body>(br#"{"id": 123456789012345678901234567890}"#)
+                .unwrap()
+                .id
+                .as_str(),
+            "123456789012345678901234567890"
+        );
+        assert!(parse_json::<Body>(br#"{"id": true}"#).is_err());
+        assert!(parse_json::<Body>(br#"{"id": {"x": 1}}"#).is_err());
+    }
+}
