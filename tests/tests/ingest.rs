@@ -358,3 +358,28 @@ async fn a_body_exactly_at_the_limit_is_accepted() {
         413
     );
 }
+
+#[tokio::test]
+async fn two_waitwhile_deliveries_whose_ids_differ_beyond_two_to_the_64_are_both_kept() {
+    let backend = Backend::new().await;
+    let ingest = backend.ingest("waitwhile");
+    let tenants = e2e::demo_tenants("waitwhile");
+    let tenant = tenants.get("acct-main").unwrap();
+    let url = tenant.url.clone().unwrap();
+    let mut keys = Vec::new();
+    for id in ["18446744073709551617", "18446744073709551618"] {
+        let body = format!(
+            r#"{{"type": "visit.updated", "data": {{"id": {id}, "updated": "2026-11-25T18:00:00Z"}}}}"#
+        );
+        let signature =
+            shared::verify::url_body_signature("ww-demo-secret-account-new", &url, body.as_bytes());
+        let mut request = post("waitwhile", &[("x-waitwhile-signature", &signature)], &body);
+        *request.uri_mut() = url.parse().unwrap();
+        let response = ingest.handle(request).await;
+        assert_eq!(response.status(), 202, "{id}");
+        keys.push(response_json(&response)["id"].as_str().unwrap().to_string());
+    }
+    assert!(keys[0].contains("#18446744073709551617#"), "{}", keys[0]);
+    assert_ne!(keys[0], keys[1]);
+    assert_eq!(backend.items().await.len(), 2);
+}

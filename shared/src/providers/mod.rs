@@ -331,4 +331,73 @@ mod tests {
         }
         assert!(by_name("nope").is_none());
     }
+
+    mod exact_keys {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Integers as a sender may write them: beyond 2^53 and 2^64, negative, with leading
+        /// digits that a float would round away.
+        fn integer() -> impl Strategy<Value = String> {
+            (any::<bool>(), "[1-9][0-9]{0,40}")
+                .prop_map(|(negative, digits)| format!("{}{digits}", if negative { "-" } else { "" }))
+        }
+
+        fn tenant(provider: &str) -> Tenant {
+            let json = r#"{"tenants": [{"id": "t", "url": "https://x/w", "header": "h", "webhook_secrets": ["s"]}]}"#;
+            let tenants = TenantDirectory::from_json(json).unwrap();
+            assert!(by_name(provider).is_some());
+            tenants.get("t").unwrap().clone()
+        }
+
+        fn key(provider: &str, body: &str) -> String {
+            by_name(provider)
+                .unwrap()
+                .parse(&tenant(provider), body.as_bytes())
+                .unwrap()
+                .dedup_suffix
+        }
+
+        /// Bodies whose key takes a JSON number from the body, by provider.
+        fn bodies(id: &str) -> [(&'static str, String); 4] {
+            [
+                (
+                    "waitwhile",
+                    format!(r#"{{"type": "visit.updated", "data": {{"id": {id}, "updated": "u"}}}}"#),
+                ),
+                (
+                    "timify",
+                    format!(r#"{{"event": "event.updated", "data": {{"id": {id}, "updatedAt": "u"}}}}"#),
+                ),
+                (
+                    "flybuy",
+                    format!(r#"{{"data": {{"type": "order", "id": {id}, "updated_at": "u"}}}}"#),
+                ),
+                (
+                    "egym",
+                    format!(r#"{{"accountId": "a", "timestamp": {id}, "type": "GYM_CHECKIN"}}"#),
+                ),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn distinct_numbers_never_share_a_key(a in integer(), b in integer()) {
+                prop_assume!(a != b);
+                for ((provider, first), (_, second)) in bodies(&a).into_iter().zip(bodies(&b)) {
+                    prop_assert_ne!(key(provider, &first), key(provider, &second), "{}", provider);
+                    prop_assert_eq!(key(provider, &first), key(provider, &first.clone()));
+                    prop_assert!(key(provider, &first).contains(a.as_str()), "{} keeps {}", provider, a);
+                }
+            }
+        }
+
+        #[test]
+        fn the_reported_pair_gets_two_keys() {
+            let a = key("waitwhile", &bodies("18446744073709551617")[0].1);
+            let b = key("waitwhile", &bodies("18446744073709551618")[0].1);
+            assert_eq!(a, "visit.updated#18446744073709551617#u");
+            assert_ne!(a, b);
+        }
+    }
 }
