@@ -236,6 +236,16 @@ impl TenantDirectory {
         })
     }
 
+    /// A directory without tenants.
+    pub fn empty() -> Self {
+        TenantDirectory {
+            tenants: Vec::new(),
+            by_id: HashMap::new(),
+            by_secret_digest: HashMap::new(),
+            header_names: Vec::new(),
+        }
+    }
+
     pub fn get(&self, id: &str) -> Option<&Tenant> {
         self.by_id.get(id).map(|&index| &self.tenants[index])
     }
@@ -347,6 +357,18 @@ impl TenantSource {
         Self::build(directory, Some(Refresh { ttl, loader, clock }), now)
     }
 
+    /// No tenants until `loader` succeeds: the first look starts a load, and a failed one is
+    /// tried again after [`RETRY_FAILED_LOAD`]. For the processor, where one provider's broken
+    /// document must hold back only that provider's events, which wait and retry meanwhile.
+    pub fn loading(ttl: Duration, loader: Loader, clock: SharedClock) -> Self {
+        let never = i64::MIN / 2;
+        Self::build(
+            TenantDirectory::empty(),
+            Some(Refresh { ttl, loader, clock }),
+            never,
+        )
+    }
+
     fn build(directory: TenantDirectory, refresh: Option<Refresh>, now_ms: i64) -> Self {
         TenantSource {
             inner: Arc::new(SourceInner {
@@ -399,7 +421,18 @@ impl SourceInner {
                 tracing::info!("tenant configuration reloaded");
             }
             Err(error) => {
-                tracing::error!(error = %error, "tenant reload failed; keeping the last good configuration")
+                tracing::error!(error = %error, "tenant reload failed; keeping the last good configuration");
+                if let Some(refresh) = &self.refresh {
+                    // Looked at again after RETRY_FAILED_LOAD rather than a whole TTL.
+                    let retry = refresh.ttl.saturating_sub(RETRY_FAILED_LOAD);
+                    self.loaded_at_ms.store(
+                        refresh.clock.now_ms() - retry.as_millis() as i64,
+                        Ordering::Release,
+                    );
+                }
+                self.refreshing.store(false, Ordering::Release);
+                self.settled.notify_waiters();
+                return;
             }
         }
         if let Some(refresh) = &self.refresh {
@@ -410,6 +443,9 @@ impl SourceInner {
         self.settled.notify_waiters();
     }
 }
+
+/// How soon a failed load is tried again.
+pub const RETRY_FAILED_LOAD: Duration = Duration::from_secs(30);
 
 impl From<TenantDirectory> for TenantSource {
     fn from(directory: TenantDirectory) -> Self {
@@ -580,5 +616,33 @@ mod tests {
             assert!(error.contains("line 1"), "{error} should give the position");
             assert!(!error.contains("sekrit"), "{error} quotes a value");
         }
+    }
+
+    #[tokio::test]
+    async fn a_source_that_fails_to_load_has_no_tenants_and_tries_again_soon() {
+        let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&attempts);
+        let loader: Loader = Arc::new(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if n == 0 {
+                    TenantDirectory::from_json("{broken")
+                } else {
+                    TenantDirectory::from_json(r#"{"tenants": [{"id": "s"}]}"#)
+                }
+            })
+        });
+        let clock = crate::clock::ManualClock::now();
+        let source = TenantSource::loading(Duration::from_secs(300), loader, clock.clone());
+        assert!(source.current().is_empty(), "nothing until a load succeeds");
+        source.settled().await;
+        assert!(source.current().is_empty(), "the first load failed");
+        source.settled().await;
+        assert_eq!(attempts.load(Ordering::SeqCst), 1, "not again at once");
+        clock.advance(RETRY_FAILED_LOAD);
+        let _ = source.current();
+        source.settled().await;
+        assert!(source.current().get("s").is_some());
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
     }
 }

@@ -256,6 +256,18 @@ impl Backend {
         settings: ProcessorSettings,
         timeout: Duration,
     ) -> Processor {
+        self.processor_with(api, settings, timeout, |_, demo| TenantSource::fixed(demo))
+    }
+
+    /// The real processor with each provider's tenants chosen by `tenants`, given the
+    /// provider and its demo tenants pointed at `api`.
+    pub fn processor_with(
+        &self,
+        api: &FakeApi,
+        settings: ProcessorSettings,
+        timeout: Duration,
+        tenants: impl Fn(&str, TenantDirectory) -> TenantSource,
+    ) -> Processor {
         let providers = shared::providers::all()
             .into_iter()
             .map(|provider| {
@@ -265,10 +277,10 @@ impl Backend {
                     tenant["api"]["base_url"] =
                         format!("{}/{}", api.base_url, provider.name()).into();
                 }
-                let tenants = TenantDirectory::from_json(&document.to_string()).unwrap();
+                let demo = TenantDirectory::from_json(&document.to_string()).unwrap();
                 ProviderTenants {
+                    tenants: tenants(provider.name(), demo),
                     provider,
-                    tenants: TenantSource::fixed(tenants),
                 }
             })
             .collect();

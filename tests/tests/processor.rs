@@ -8,6 +8,7 @@ use e2e::fake_api::{Behavior, FakeApi};
 use e2e::{event, response_json, Backend};
 use shared::ports::{InboundMessage, Status};
 use shared::process::{ProcessorSettings, Verdict};
+use shared::tenants::{Loader, Tenant, TenantDirectory, TenantSource};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -439,4 +440,60 @@ async fn timify_answers_sync_webhooks_before_any_processing() {
         .handle(event("timify/sync-before-reminders.json"))
         .await;
     assert_eq!(response_json(&response), serde_json::json!({}));
+}
+
+#[tokio::test]
+async fn a_provider_whose_tenants_do_not_load_holds_back_only_its_own_events() {
+    let backend = Backend::with_dead_letter_queue(2).await;
+    let api = FakeApi::start().await;
+    let broken = "egym";
+    let processor = backend.processor_with(&api, settings(2), TIMEOUT, |provider, demo| {
+        if provider != broken {
+            return TenantSource::fixed(demo);
+        }
+        let loader: Loader = Arc::new(|| {
+            Box::pin(async { TenantDirectory::from_json(r#"{"tenants": [{"id": 7}]}"#) })
+        });
+        TenantSource::loading(Duration::from_secs(300), loader, shared::clock::system())
+    });
+    let waiting = deliver(&backend, "egym/gym-checkin.json").await;
+    let fine = deliver(&backend, "magicline/customer-created.json").await;
+    backend.pump_until_empty(&processor, 30).await;
+    assert_eq!(backend.record(&fine).await.status, Status::Processed);
+    let record = backend.record(&waiting).await;
+    assert_eq!(
+        record.status,
+        Status::Queued,
+        "never FAILED: fix, then redrive"
+    );
+    let reason = record.last_error.unwrap();
+    assert!(reason.starts_with("configuration:"), "{reason}");
+    let dead = backend.drain_dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].key, waiting);
+}
+
+#[tokio::test]
+async fn an_event_of_a_tenant_not_yet_configured_waits_for_the_configuration() {
+    let backend = Backend::with_dead_letter_queue(5).await;
+    let api = FakeApi::start().await;
+    let without_berlin = |provider: &str, demo: TenantDirectory| {
+        if provider != "egym" {
+            return TenantSource::fixed(demo);
+        }
+        let others: Vec<Tenant> = demo
+            .iter()
+            .filter(|t| t.id != "gym-berlin-01")
+            .cloned()
+            .collect();
+        TenantSource::fixed(TenantDirectory::new(others).unwrap())
+    };
+    let before = backend.processor_with(&api, settings(5), TIMEOUT, without_berlin);
+    let key = deliver(&backend, "egym/gym-checkin.json").await;
+    backend.pump(&before).await;
+    assert_eq!(backend.record(&key).await.status, Status::Queued);
+    // The gym is added to the configuration: the next delivery of the message processes it.
+    let after = backend.processor(&api, settings(5), TIMEOUT);
+    backend.pump_until_empty(&after, 30).await;
+    assert_eq!(backend.record(&key).await.status, Status::Processed);
 }

@@ -18,7 +18,7 @@ use shared::outbox::Sweeper;
 use shared::ports::{InboundMessage, Ports};
 use shared::process::{Processor, ProviderTenants};
 use shared::providers::{check_tenants, Provider};
-use shared::tenants::{self as tenants, ConfigError, Loader, TenantDirectory, TenantSource};
+use shared::tenants::{self as tenants, ConfigError, Loader, TenantSource};
 use shared::{Ingest, WebhookRequest, WebhookResponse};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -154,9 +154,20 @@ impl Deployment {
         provider: Arc<dyn Provider>,
         prefix: &str,
     ) -> Result<TenantSource, ConfigError> {
+        let loader = self.tenant_loader(provider, prefix);
+        let first = loader().await?;
+        Ok(TenantSource::refreshing(
+            first,
+            self.settings.tenants_refresh,
+            loader,
+            self.clock.clone(),
+        ))
+    }
+
+    fn tenant_loader(&self, provider: Arc<dyn Provider>, prefix: &str) -> Loader {
         let secrets = Arc::new(SecretsManager::new(&self.aws));
         let prefix = prefix.to_string();
-        let loader: Loader = Arc::new(move || {
+        Arc::new(move || {
             let (secrets, provider, prefix) = (secrets.clone(), provider.clone(), prefix.clone());
             Box::pin(async move {
                 let source = Settings::tenants_source(&prefix)
@@ -165,14 +176,7 @@ impl Deployment {
                 check_tenants(provider.as_ref(), &directory)?;
                 Ok(directory)
             })
-        });
-        let first = loader().await?;
-        Ok(TenantSource::refreshing(
-            first,
-            self.settings.tenants_refresh,
-            loader,
-            self.clock.clone(),
-        ))
+        })
     }
 }
 
@@ -201,16 +205,18 @@ pub async fn run_processor() -> Result<(), Error> {
     let mut providers = Vec::new();
     for provider in shared::providers::all() {
         let prefix = format!("{}_", provider.name().to_ascii_uppercase());
+        // A provider whose tenants do not load holds back only its own events: they are
+        // retried (then dead-lettered) while its document is tried again.
         let tenants = match deployment.tenants(provider.clone(), &prefix).await {
             Ok(tenants) => tenants,
-            Err(ConfigError::NotConfigured(_)) => {
-                tracing::warn!(
-                    provider = provider.name(),
-                    "no tenants configured; its events will fail"
-                );
-                TenantSource::fixed(TenantDirectory::new(Vec::new())?)
+            Err(error) => {
+                tracing::error!(provider = provider.name(), error = %error, "tenants did not load; this provider's events wait until they do");
+                TenantSource::loading(
+                    deployment.settings.tenants_refresh,
+                    deployment.tenant_loader(provider.clone(), &prefix),
+                    deployment.clock.clone(),
+                )
             }
-            Err(error) => return Err(error.into()),
         };
         providers.push(ProviderTenants { provider, tenants });
     }
