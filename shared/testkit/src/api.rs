@@ -1,0 +1,306 @@
+//! The providers' documented APIs as data, and a double that answers like them: the fixture on
+//! an exact route with the required headers (after a token exchange where the API has one),
+//! 401 on missing or wrong credentials, 404 on any other method, path or query.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use shared::tenants::{ApiAccess, TenantDirectory};
+
+use crate::template::{fill_value, matches_text, matches_value};
+use crate::Kit;
+
+/// What every request must carry and which requests the API answers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Api {
+    /// Required headers, as templates over the tenant's `api` settings (`{api_key}`,
+    /// `{app_id}`, `{app_secret}`, `{company_id}`) and `{token}`, the exchanged token.
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub token: Option<TokenExchange>,
+    pub routes: Vec<Route>,
+}
+
+/// The request that trades the tenant's app credentials for an access token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenExchange {
+    pub method: String,
+    pub path: String,
+    /// The JSON body, a template over the tenant's `api` settings.
+    pub body: Value,
+    /// The answer; `{token}` and `{refresh_token}` are filled with fresh values.
+    pub answer: Value,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Route {
+    pub method: String,
+    /// `{x}` matches one path segment.
+    pub path: String,
+    /// Query parameters the request must carry, and no others.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// Made-up fixture; `{x}` of the path is filled with what the request had there.
+    pub answer: Value,
+}
+
+impl Api {
+    /// The route answering this request, with the values of its placeholders; the most
+    /// literal one where several match (`/customers/additional-information-fields` over
+    /// `/customers/{customerId}`).
+    pub fn route(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+    ) -> Option<(&Route, Vec<(String, String)>)> {
+        self.routes
+            .iter()
+            .filter(|route| route.method.eq_ignore_ascii_case(method))
+            .filter_map(|route| Some((route, route.captures(path, query)?)))
+            .max_by_key(|(route, _)| route.path.split('/').filter(|s| !s.contains('{')).count())
+    }
+
+    fn is_token_exchange(&self, method: &str, path: &str, query: &str) -> bool {
+        self.token.as_ref().is_some_and(|token| {
+            token.method.eq_ignore_ascii_case(method) && token.path == path && query.is_empty()
+        })
+    }
+}
+
+impl Route {
+    fn captures(&self, path: &str, query: &str) -> Option<Vec<(String, String)>> {
+        let expected: Vec<&str> = self.path.split('/').collect();
+        let actual: Vec<&str> = path.split('/').collect();
+        if expected.len() != actual.len() {
+            return None;
+        }
+        let mut captured = Vec::new();
+        for (template, segment) in expected.iter().zip(&actual) {
+            captured.extend(crate::template::capture(template, segment)?);
+        }
+        let pairs: BTreeMap<&str, &str> = query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+            .collect();
+        if pairs.len() != self.query.len() {
+            return None;
+        }
+        for (name, template) in &self.query {
+            captured.extend(crate::template::capture(
+                template,
+                pairs.get(name.as_str())?,
+            )?);
+        }
+        Some(captured)
+    }
+}
+
+/// An answer of the double: status and JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    fn error(status: u16, error: &str) -> Answer {
+        Answer {
+            status,
+            body: json!({ "error": error }),
+        }
+    }
+}
+
+/// Answers requests to every provider's API as the kits describe them. Strict, it accepts
+/// only the credentials of tenants it trusts (the kits' demo tenants and those given to
+/// [`ApiDouble::trust`]); lenient, any non-empty credential of the documented shape.
+pub struct ApiDouble {
+    apis: HashMap<&'static str, Api>,
+    /// Per provider, the API settings of trusted tenants; `None`: lenient.
+    trusted: Option<Mutex<HashMap<String, Vec<ApiAccess>>>>,
+    /// Issued tokens: (provider, index of the trusted tenant, or `None` when lenient).
+    tokens: Mutex<HashMap<String, (String, Option<usize>)>>,
+    issued: AtomicU64,
+}
+
+impl ApiDouble {
+    pub fn strict() -> ApiDouble {
+        let double = ApiDouble::new(Some(Mutex::default()));
+        for kit in Kit::all() {
+            double.trust(kit.name(), &kit.tenants("http://unused"));
+        }
+        double
+    }
+
+    pub fn lenient() -> ApiDouble {
+        ApiDouble::new(None)
+    }
+
+    fn new(trusted: Option<Mutex<HashMap<String, Vec<ApiAccess>>>>) -> ApiDouble {
+        ApiDouble {
+            apis: Kit::all()
+                .into_iter()
+                .map(|kit| (kit.name(), kit.api().clone()))
+                .collect(),
+            trusted,
+            tokens: Mutex::default(),
+            issued: AtomicU64::new(0),
+        }
+    }
+
+    /// Accepts these tenants' API credentials too (strict doubles only).
+    pub fn trust(&self, provider: &str, tenants: &TenantDirectory) {
+        if let Some(trusted) = &self.trusted {
+            let mut trusted = trusted.lock().unwrap();
+            let list = trusted.entry(provider.to_string()).or_default();
+            list.extend(tenants.iter().filter_map(|tenant| tenant.api.clone()));
+        }
+    }
+
+    /// Every access token handed out so far.
+    pub fn tokens(&self) -> Vec<String> {
+        self.tokens.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// The required header names of a provider's API (empty for an unknown provider).
+    pub fn header_names(&self, provider: &str) -> Vec<String> {
+        self.apis
+            .get(provider)
+            .map(|api| api.headers.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// True if this request is a provider's token exchange.
+    pub fn is_token_exchange(&self, provider: &str, method: &str, path: &str, query: &str) -> bool {
+        self.apis
+            .get(provider)
+            .is_some_and(|api| api.is_token_exchange(method, path, query))
+    }
+
+    /// The answer to a request for `path` (below the provider's API base) with `query`.
+    pub fn answer(
+        &self,
+        provider: &str,
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Answer {
+        let Some(api) = self.apis.get(provider) else {
+            return Answer::error(404, "no such provider API");
+        };
+        if api.is_token_exchange(method, path, query) {
+            return self.exchange(provider, api.token.as_ref().unwrap(), body);
+        }
+        let Some((route, captured)) = api.route(method, path, query) else {
+            return Answer::error(404, "not found");
+        };
+        if !self.authorized(provider, api, headers) {
+            return Answer::error(401, "unauthorized");
+        }
+        let value = |name: &str| {
+            captured
+                .iter()
+                .find(|(captured, _)| captured == name)
+                .map(|(_, value)| value.clone())
+        };
+        Answer {
+            status: 200,
+            body: fill_value(&route.answer, &value),
+        }
+    }
+
+    fn exchange(&self, provider: &str, exchange: &TokenExchange, body: &[u8]) -> Answer {
+        let Ok(presented) = serde_json::from_slice::<Value>(body) else {
+            return Answer::error(400, "the token request is not JSON");
+        };
+        let Some(tenant) = self.candidates(provider).into_iter().find(|&tenant| {
+            matches_value(&exchange.body, &presented, &|name, got| {
+                self.accepts(provider, tenant, name, got)
+            })
+        }) else {
+            return Answer::error(401, "unknown app credentials");
+        };
+        let token = self.fresh_token(provider);
+        let refresh = self.fresh_token(provider);
+        self.tokens
+            .lock()
+            .unwrap()
+            .insert(token.clone(), (provider.to_string(), tenant));
+        let value = |name: &str| match name {
+            "token" => Some(token.clone()),
+            "refresh_token" => Some(refresh.clone()),
+            _ => None,
+        };
+        Answer {
+            status: 200,
+            body: fill_value(&exchange.answer, &value),
+        }
+    }
+
+    /// Random-looking, so that a test can tell a token in a log line from anything else.
+    fn fresh_token(&self, provider: &str) -> String {
+        let n = self.issued.fetch_add(1, Ordering::Relaxed);
+        let seed = format!("{provider}{n}{:?}", std::time::SystemTime::now());
+        hex::encode(&Sha256::digest(seed.as_bytes())[..20])
+    }
+
+    fn authorized(&self, provider: &str, api: &Api, headers: &http::HeaderMap) -> bool {
+        self.candidates(provider).into_iter().any(|tenant| {
+            api.headers.iter().all(|(name, template)| {
+                let mut values = headers.get_all(name.as_str()).iter();
+                let (Some(value), None) = (values.next(), values.next()) else {
+                    return false;
+                };
+                value.to_str().is_ok_and(|value| {
+                    matches_text(template, value, &|name, got| {
+                        self.accepts(provider, tenant, name, got)
+                    })
+                })
+            })
+        })
+    }
+
+    /// Trusted tenants that may have sent a request (by index), or `[None]` when lenient.
+    fn candidates(&self, provider: &str) -> Vec<Option<usize>> {
+        match &self.trusted {
+            None => vec![None],
+            Some(trusted) => {
+                let count = trusted.lock().unwrap().get(provider).map_or(0, Vec::len);
+                (0..count).map(Some).collect()
+            }
+        }
+    }
+
+    /// True if `got` is the value of placeholder `name` for this tenant: a token it was
+    /// issued, or its own `api` setting (any non-empty text when lenient).
+    fn accepts(&self, provider: &str, tenant: Option<usize>, name: &str, got: &str) -> bool {
+        if name == "token" {
+            let tokens = self.tokens.lock().unwrap();
+            return tokens.get(got) == Some(&(provider.to_string(), tenant));
+        }
+        let (Some(index), Some(trusted)) = (tenant, &self.trusted) else {
+            return true;
+        };
+        let trusted = trusted.lock().unwrap();
+        let api = &trusted[provider][index];
+        api_setting(api, name).as_deref() == Some(got)
+    }
+}
+
+fn api_setting(api: &ApiAccess, name: &str) -> Option<String> {
+    match name {
+        "api_key" => api.api_key.as_ref().map(|s| s.expose().to_string()),
+        "app_id" => api.app_id.clone(),
+        "app_secret" => api.app_secret.as_ref().map(|s| s.expose().to_string()),
+        "company_id" => api.company_id.clone(),
+        _ => None,
+    }
+}
