@@ -59,8 +59,25 @@ async fn main() -> Result<(), devserver::Error> {
         ..devserver::Options::default()
     })
     .await?;
-    tokio::signal::ctrl_c().await?;
+    stop_requested().await?;
     tracing::info!("shutting down: finishing in-flight requests and batches");
     server.shutdown().await;
     Ok(())
+}
+
+/// Ctrl-C (SIGINT) or, on Unix, SIGTERM (`kill`, service managers): both stop gracefully.
+async fn stop_requested() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => interrupted,
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
 }

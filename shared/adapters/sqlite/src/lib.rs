@@ -897,3 +897,117 @@ impl QueueConsumer for SqliteQueue {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use super::*;
+
+    fn fresh_path(name: &str) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        std::env::temp_dir().join(format!("sqlite-{name}-{}-{nanos}.db", std::process::id()))
+    }
+
+    fn wal_size(path: &Path) -> u64 {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn remove(path: &Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_stays_bounded_under_writes_that_never_pause() {
+        const WRITERS: usize = 64;
+        const ROW: usize = 2048;
+        // Four times the checkpoint size in rows alone, written back to back.
+        let rows = 4 * CHECKPOINT_AT_PAGES as usize * 4096 / ROW;
+        let path = fresh_path("bounded");
+        let database = Database::open(&path).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let (path, done) = (path.clone(), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut peak = 0;
+                while !done.load(Ordering::Relaxed) {
+                    peak = peak.max(wal_size(&path));
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                peak
+            })
+        };
+        let written = Arc::new(AtomicU64::new(0));
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                let (database, written) = (database.clone(), Arc::clone(&written));
+                tokio::spawn(async move {
+                    for n in 0..rows / WRITERS {
+                        let body = format!("{writer}:{n}:{}", "x".repeat(ROW));
+                        database
+                            .run(move |connection| insert_message(connection, &body, 0))
+                            .await
+                            .unwrap();
+                        written.fetch_add(ROW as u64, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        let peak = sampler.join().unwrap();
+        let checkpoint_bytes = CHECKPOINT_AT_PAGES as u64 * 4096;
+        assert!(written.load(Ordering::Relaxed) >= 4 * checkpoint_bytes);
+        // The checkpoint size plus one group transaction (at most 256 rows of 2 KiB here).
+        assert!(
+            peak <= checkpoint_bytes + 2 * 1024 * 1024,
+            "WAL peak {peak} bytes; checkpoints at {checkpoint_bytes}"
+        );
+        database.close().await.unwrap();
+        remove(&path);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_empties_the_wal_keeps_the_data_and_refuses_later_operations() {
+        let path = fresh_path("close");
+        let database = Database::open(&path).unwrap();
+        let other_handle = database.clone();
+        for n in 0..100 {
+            let body = format!("message {n}");
+            database
+                .run(move |connection| insert_message(connection, &body, 0))
+                .await
+                .unwrap();
+        }
+        assert!(wal_size(&path) > 0);
+        database.close().await.unwrap();
+        assert_eq!(wal_size(&path), 0);
+        assert!(other_handle.recent_records(1).await.is_err());
+        other_handle.close().await.unwrap();
+
+        let reopened = Database::open(&path).unwrap();
+        let count = reopened
+            .run(|connection| {
+                connection.query_row("SELECT count(*) FROM messages", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(count, 100);
+        reopened.close().await.unwrap();
+        remove(&path);
+    }
+}
