@@ -6,12 +6,17 @@ use std::time::Instant;
 
 use http::Method;
 
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
 use crate::clock::after;
 pub use crate::config::IngestSettings;
-use crate::ports::{subject_of, Ports, PutOutcome, Record, Status};
+use crate::ports::{
+    subject_of, Ports, PutOutcome, QueueMessage, Record, Status, StoreError, MAX_ITEM_BYTES,
+};
 use crate::providers::Provider;
 use crate::response::{Ack, IngestError};
-use crate::tenants::TenantSource;
+use crate::tenants::{Tenant, TenantSource};
 use crate::verify::authenticate;
 use crate::{WebhookRequest, WebhookResponse};
 
@@ -107,59 +112,61 @@ impl Ingest {
             return Err(IngestError::MethodNotAllowed);
         }
         let tenants = self.tenants.current();
-        let tenant = authenticate(&self.provider.auth(), request, &tenants)
+        let verified = authenticate(&self.provider.auth(), request, &tenants)
             .ok_or(IngestError::Unauthorized)?;
-        trail.tenant = Some(tenant.id.clone());
-        if !declares_json(request) {
-            return Err(IngestError::UnsupportedMediaType);
-        }
-        let event = self.provider.parse(tenant, body)?;
-        trail.event_type = Some(event.event_type.clone());
-        let key = format!(
-            "{}#{}#{}",
-            self.provider.name(),
-            tenant.id,
-            event.dedup_suffix
-        );
-        trail.key = Some(key.clone());
-
-        let now = self.ports.clock.now_ms();
-        let lease_until = after(now, self.settings.lease);
-        let record = Record {
-            key: key.clone(),
-            provider: self.provider.name().to_string(),
-            tenant: tenant.id.clone(),
-            event_type: event.event_type.clone(),
-            entity_id: event.entity_id.clone(),
-            subject: subject_of(self.provider.name(), &tenant.id, &event.subject),
-            facts: event
-                .facts
-                .as_ref()
-                .map(|facts| serde_json::Value::Object(facts.clone()).to_string()),
-            // parse() accepted the body as JSON, so it is UTF-8.
-            body: String::from_utf8_lossy(body).into_owned(),
-            received_at_ms: now,
-            status: Status::Received,
-            lease_until_ms: lease_until,
-            expires_at: (now / 1000) + self.settings.retention.as_secs() as i64,
-            ..Record::default()
+        trail.tenant = Some(verified.tenant.id.clone());
+        // Authentic from here on: whatever the body is, it is kept.
+        let delivery = Delivery {
+            provider: self.provider.as_ref(),
+            tenant: verified.tenant,
+            body,
+            declared_json: declares_json(request),
+            unauthenticated: !verified.with_credential,
         };
-        match self.ports.store.put_new(&record).await.map_err(|error| {
-            tracing::error!(key = %key, error = %error, "store write failed");
-            IngestError::Unavailable
-        })? {
-            PutOutcome::Created => {}
-            PutOutcome::Exists(existing) if existing.status != Status::Received => {
+        let now = self.ports.clock.now_ms();
+        let mut record = delivery.record(now, &self.settings);
+        trail.event_type = Some(record.event_type.clone());
+        trail.key = Some(record.key.clone());
+        if record.item_size() > MAX_ITEM_BYTES {
+            return Err(IngestError::PayloadTooLarge {
+                limit: self.settings.max_body_bytes.min(MAX_ITEM_BYTES),
+            });
+        }
+        if record.status == Status::Quarantined {
+            return self.quarantine(&record).await;
+        }
+        record.lease_until_ms = after(now, self.settings.lease);
+        self.store_and_enqueue(&record, now).await
+    }
+
+    async fn quarantine(&self, record: &Record) -> Result<Ack, IngestError> {
+        let reason = record.last_error.clone().unwrap_or_default();
+        tracing::warn!(key = %record.key, reason = %reason, "authentic delivery quarantined");
+        match self.ports.store.put_new(record).await {
+            Ok(_) => Ok(Ack::Quarantined {
+                key: record.key.clone(),
+                reason,
+            }),
+            Err(error) => self.spill(record, error).await,
+        }
+    }
+
+    async fn store_and_enqueue(&self, record: &Record, now: i64) -> Result<Ack, IngestError> {
+        let key = record.key.clone();
+        match self.ports.store.put_new(record).await {
+            Err(error) => return self.spill(record, error).await,
+            Ok(PutOutcome::Created) => {}
+            Ok(PutOutcome::Exists(existing)) if existing.status != Status::Received => {
                 return Ok(Ack::Duplicate { key });
             }
-            PutOutcome::Exists(existing) if existing.lease_until_ms > now => {
+            Ok(PutOutcome::Exists(existing)) if existing.lease_until_ms > now => {
                 return Err(IngestError::InFlight);
             }
-            PutOutcome::Exists(existing) => {
+            Ok(PutOutcome::Exists(existing)) => {
                 let taken = self
                     .ports
                     .store
-                    .take_over(&key, existing.lease_until_ms, lease_until)
+                    .take_over(&key, existing.lease_until_ms, record.lease_until_ms)
                     .await
                     .map_err(|error| {
                         tracing::error!(key = %key, error = %error, "lease take-over failed");
@@ -170,13 +177,109 @@ impl Ingest {
                 }
             }
         }
-
         if let Err(error) = self.ports.outbox.enqueue(&record.message()).await {
             // Durably stored: the sweeper enqueues it once its (now released) lease is over.
             tracing::error!(key = %key, error = %error, "enqueue failed; the sweeper will enqueue the stored record");
             return Ok(Ack::Stored { key });
         }
         Ok(Ack::Accepted { key })
+    }
+
+    /// The store did not take the record: a refusal is the sender's answer; an outage sends
+    /// the whole delivery to the queue instead, for the processor to store.
+    async fn spill(&self, record: &Record, error: StoreError) -> Result<Ack, IngestError> {
+        let key = record.key.clone();
+        if let StoreError::Rejected(reason) = &error {
+            tracing::error!(key = %key, error = %reason, "store refused the record");
+            return Err(IngestError::Unstorable);
+        }
+        tracing::error!(key = %key, error = %error, "store write failed; spilling the delivery to the queue");
+        let message = record.spill();
+        if spill_size(&message) > MAX_SPILL_BYTES {
+            return Err(IngestError::Unavailable);
+        }
+        match self.ports.queue.send(&message).await {
+            Ok(()) => Ok(Ack::Spilled { key }),
+            Err(error) => {
+                tracing::error!(key = %key, error = %error, "spill failed: store and queue both unavailable");
+                Err(IngestError::Unavailable)
+            }
+        }
+    }
+}
+
+/// SQS takes messages up to 1 MiB (the template sets `MaximumMessageSize`).
+pub const MAX_SPILL_BYTES: usize = 1024 * 1024;
+
+fn spill_size(message: &QueueMessage) -> usize {
+    serde_json::to_vec(message).map_or(usize::MAX, |body| body.len())
+}
+
+/// An authentic delivery of one provider's tenant.
+pub struct Delivery<'a> {
+    pub provider: &'a dyn Provider,
+    pub tenant: &'a Tenant,
+    pub body: &'a [u8],
+    /// The request declared a JSON body (or none at all).
+    pub declared_json: bool,
+    /// It carried no credential (its tenant allows that).
+    pub unauthenticated: bool,
+}
+
+impl Delivery<'_> {
+    /// The record to store: under its dedup key, or quarantined under the hash of its body
+    /// when the provider's parser cannot read it.
+    pub fn record(&self, now: i64, settings: &IngestSettings) -> Record {
+        let name = self.provider.name();
+        let parsed = if self.declared_json {
+            self.provider.parse(self.tenant, self.body)
+        } else {
+            Err(IngestError::UnsupportedMediaType)
+        };
+        let base = Record {
+            provider: name.to_string(),
+            tenant: self.tenant.id.clone(),
+            received_at_ms: now,
+            expires_at: (now / 1000) + settings.retention.as_secs() as i64,
+            unauthenticated: self.unauthenticated,
+            ..Record::default()
+        };
+        match parsed {
+            Ok(event) => Record {
+                key: format!("{name}#{}#{}", self.tenant.id, event.dedup_suffix),
+                subject: subject_of(name, &self.tenant.id, &event.subject),
+                facts: event
+                    .facts
+                    .map(|facts| serde_json::Value::Object(facts).to_string()),
+                event_type: event.event_type,
+                entity_id: event.entity_id,
+                // parse() accepted the body as JSON, so it is UTF-8.
+                body: String::from_utf8_lossy(self.body).into_owned(),
+                status: Status::Received,
+                ..base
+            },
+            Err(error) => {
+                let (body, facts) = match std::str::from_utf8(self.body) {
+                    Ok(text) => (text.to_string(), None),
+                    Err(_) => (
+                        base64::engine::general_purpose::STANDARD.encode(self.body),
+                        Some(r#"{"body_encoding":"base64"}"#.to_string()),
+                    ),
+                };
+                Record {
+                    key: format!(
+                        "{name}#{}#quarantine#{}",
+                        self.tenant.id,
+                        hex::encode(Sha256::digest(self.body))
+                    ),
+                    body,
+                    facts,
+                    status: Status::Quarantined,
+                    last_error: Some(error.to_string()),
+                    ..base
+                }
+            }
+        }
     }
 }
 

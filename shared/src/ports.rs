@@ -24,15 +24,18 @@ pub enum Status {
     Processing,
     Processed,
     Failed,
+    /// Authentic but unreadable: kept as it came, never processed, visible to operators.
+    Quarantined,
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
         Status::Received,
         Status::Queued,
         Status::Processing,
         Status::Processed,
         Status::Failed,
+        Status::Quarantined,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl Status {
             Status::Processing => "PROCESSING",
             Status::Processed => "PROCESSED",
             Status::Failed => "FAILED",
+            Status::Quarantined => "QUARANTINED",
         }
     }
 
@@ -81,6 +85,9 @@ pub struct Record {
     pub last_error: Option<String>,
     /// Set when personal data of this record was erased.
     pub erased_at_ms: Option<i64>,
+    /// Accepted without a credential (a tenant with `allow_unauthenticated`): such a delivery
+    /// never erases anything.
+    pub unauthenticated: bool,
 }
 
 impl Record {
@@ -92,8 +99,92 @@ impl Record {
             key: self.key.clone(),
             event_type: self.event_type.clone(),
             entity_id: self.entity_id.clone(),
-            throttled: 0,
+            ..QueueMessage::default()
         }
+    }
+
+    /// The message that carries this whole record, for when the store cannot take it: the
+    /// processor stores it first (with the same conditional put), then processes it.
+    pub fn spill(&self) -> QueueMessage {
+        QueueMessage {
+            spilled: Some(Box::new(Spilled {
+                body: self.body.clone(),
+                received_at_ms: self.received_at_ms,
+                expires_at: self.expires_at,
+                subject: self.subject.clone(),
+                facts: self.facts.clone(),
+                quarantined: (self.status == Status::Quarantined)
+                    .then(|| self.last_error.clone().unwrap_or_default()),
+                unauthenticated: self.unauthenticated,
+            })),
+            ..self.message()
+        }
+    }
+
+    /// About how many bytes the record takes as a DynamoDB item (names and values).
+    pub fn item_size(&self) -> usize {
+        const NUMBERS_AND_NAMES: usize = 200;
+        [
+            self.key.len() * 2, // the key, and the pending index's copy of it
+            self.provider.len(),
+            self.tenant.len(),
+            self.event_type.len(),
+            self.entity_id.len(),
+            self.subject.len(),
+            self.facts.as_ref().map_or(0, String::len),
+            self.body.len(),
+            self.detail.as_ref().map_or(0, String::len),
+            self.last_error.as_ref().map_or(0, String::len),
+            NUMBERS_AND_NAMES,
+        ]
+        .iter()
+        .sum()
+    }
+}
+
+/// The largest item DynamoDB stores (400 KB), less a margin for what [`Record::item_size`]
+/// does not count exactly.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024 - 4 * 1024;
+
+/// A delivery the webhook function could not store, carried whole in its queue message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spilled {
+    pub body: String,
+    pub received_at_ms: i64,
+    pub expires_at: i64,
+    pub subject: String,
+    pub facts: Option<String>,
+    /// Why it was quarantined, when it was.
+    pub quarantined: Option<String>,
+    #[serde(default)]
+    pub unauthenticated: bool,
+}
+
+impl QueueMessage {
+    /// The record a spill message carries, as the webhook function would have stored it; the
+    /// message being in the queue already, it is stored `QUEUED`.
+    pub fn spilled_record(&self) -> Option<Record> {
+        let spilled = self.spilled.as_ref()?;
+        Some(Record {
+            key: self.key.clone(),
+            provider: self.provider.clone(),
+            tenant: self.tenant.clone(),
+            event_type: self.event_type.clone(),
+            entity_id: self.entity_id.clone(),
+            subject: spilled.subject.clone(),
+            facts: spilled.facts.clone(),
+            body: spilled.body.clone(),
+            received_at_ms: spilled.received_at_ms,
+            expires_at: spilled.expires_at,
+            status: if spilled.quarantined.is_some() {
+                Status::Quarantined
+            } else {
+                Status::Queued
+            },
+            last_error: spilled.quarantined.clone(),
+            unauthenticated: spilled.unauthenticated,
+            ..Record::default()
+        })
     }
 }
 
@@ -173,8 +264,14 @@ pub enum PutOutcome {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("store unavailable: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// Throttled, down, timed out: try again, or spill.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store refused this write for good (a value it cannot hold): retrying will not help.
+    #[error("store refused the write: {0}")]
+    Rejected(String),
+}
 
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -207,12 +304,22 @@ pub trait Store: Send + Sync {
         outcome: &Outcome,
         now_ms: i64,
     ) -> Result<bool, StoreError>;
-    /// Removes raw bodies and details of every record of this subject; returns how many.
-    async fn erase_subject(&self, subject: &str, now_ms: i64) -> Result<usize, StoreError>;
+    /// Leaves a tombstone for the subject (kept until `tombstone_expires_at`, epoch seconds),
+    /// then removes raw bodies and details of every record of it; returns how many records.
+    async fn erase_subject(
+        &self,
+        subject: &str,
+        now_ms: i64,
+        tombstone_expires_at: i64,
+    ) -> Result<usize, StoreError>;
+    /// When the subject was last erased, if it was.
+    async fn erased_at(&self, subject: &str) -> Result<Option<i64>, StoreError>;
+    /// Removes one record's raw body and detail.
+    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<(), StoreError>;
 }
 
 /// What the processor needs to find and enrich a stored event. Never carries credentials.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct QueueMessage {
     pub provider: String,
     pub tenant: String,
@@ -222,6 +329,12 @@ pub struct QueueMessage {
     /// How often this event has waited out the provider's rate limit (429) so far.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub throttled: u32,
+    /// The whole delivery, when the webhook function could not store it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spilled: Option<Box<Spilled>>,
+    /// The second pass of an erasure, once the subject index has caught up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erase_again: bool,
 }
 
 fn is_zero(value: &u32) -> bool {

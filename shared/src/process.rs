@@ -12,7 +12,9 @@ use serde_json::json;
 use crate::clock::after;
 pub use crate::config::ProcessorSettings;
 use crate::fetch::{DetailClient, FetchError, MAX_DETAIL_BYTES};
-use crate::ports::{Claim, InboundMessage, Outcome, Ports, QueueMessage, Record};
+use crate::ports::{
+    Claim, InboundMessage, Outcome, Ports, QueueMessage, Record, Status, StoreError, MAX_ITEM_BYTES,
+};
 use crate::providers::{Processing, Provider};
 use crate::tenants::{Tenant, TenantSource};
 
@@ -105,6 +107,19 @@ impl Processor {
             tracing::error!(provider = %message.provider, "message for a provider this processor does not know");
             return (Verdict::TryAgain, "unknown_provider");
         };
+        if let Some(record) = message.spilled_record() {
+            match self.store_spilled(&record).await {
+                Ok(true) => {}
+                Ok(false) => return (Verdict::Done, "quarantined"),
+                Err(error) => {
+                    tracing::error!(key = %message.key, error = %error, "storing a spilled delivery failed");
+                    return (Verdict::TryAgain, "store_unavailable");
+                }
+            }
+        }
+        if message.erase_again {
+            return self.erase_again(message).await;
+        }
         let now = self.ports.clock.now_ms();
         let lease = after(now, self.settings.lease);
         let record = match self.ports.store.claim(&message.key, now, lease).await {
@@ -145,12 +160,11 @@ impl Processor {
         if let Outcome::Retry { reason } = &outcome {
             tracing::warn!(key = %message.key, reason = %reason, "processing will be tried again");
         }
-        match self
-            .ports
-            .store
-            .finish(&message.key, lease, &outcome, self.ports.clock.now_ms())
-            .await
-        {
+        if label == "erased" {
+            self.erase_again_later(message).await;
+        }
+        let fetched = label == "fetched";
+        match self.finish(&record, lease, outcome, now, fetched).await {
             Ok(true) => (verdict, label),
             Ok(false) => {
                 tracing::warn!(key = %message.key, "claim lost before the result was stored");
@@ -160,6 +174,103 @@ impl Processor {
                 tracing::error!(key = %message.key, error = %error, "storing the result failed");
                 (Verdict::TryAgain, "store_unavailable")
             }
+        }
+    }
+
+    /// Stores a delivery the webhook function spilled, with the same conditional put, so that
+    /// it and a direct copy are counted once. False if it was quarantined (nothing to process).
+    async fn store_spilled(&self, record: &Record) -> Result<bool, StoreError> {
+        self.ports.store.put_new(record).await?;
+        Ok(record.status != Status::Quarantined)
+    }
+
+    /// Writes the outcome under the claim. A detail is written only if it fits in the record
+    /// and its subject was not erased meanwhile: an erasure that comes after this write finds
+    /// the record through the index, one that came before is seen here afterwards.
+    async fn finish(
+        &self,
+        record: &Record,
+        lease: i64,
+        outcome: Outcome,
+        claimed_at: i64,
+        fetched: bool,
+    ) -> Result<bool, StoreError> {
+        let outcome = match outcome {
+            Outcome::Processed {
+                detail: Some(detail),
+            } if record.item_size() + detail.len() > MAX_ITEM_BYTES => Outcome::Failed {
+                reason: format!(
+                    "the provider's answer ({} bytes) does not fit beside the event in one record",
+                    detail.len()
+                ),
+            },
+            outcome => outcome,
+        };
+        let store = &self.ports.store;
+        let now = self.ports.clock.now_ms();
+        let finished = match store.finish(&record.key, lease, &outcome, now).await {
+            Err(StoreError::Rejected(reason)) => {
+                let failed = Outcome::Failed {
+                    reason: format!("the store refused the result: {reason}"),
+                };
+                store.finish(&record.key, lease, &failed, now).await?
+            }
+            result => result?,
+        };
+        if finished && fetched && self.erased_since(record, claimed_at).await? {
+            store
+                .erase_record(&record.key, self.ports.clock.now_ms())
+                .await?;
+        }
+        Ok(finished)
+    }
+
+    /// True if the record's subject was erased at or after `since`.
+    async fn erased_since(&self, record: &Record, since: i64) -> Result<bool, StoreError> {
+        if record.subject.is_empty() {
+            return Ok(false);
+        }
+        Ok(self
+            .ports
+            .store
+            .erased_at(&record.subject)
+            .await?
+            .is_some_and(|erased_at| erased_at >= since))
+    }
+
+    /// An erasure is done once more after the subject index has caught up, for records
+    /// written just before it.
+    async fn erase_again_later(&self, message: &QueueMessage) {
+        let again = QueueMessage {
+            erase_again: true,
+            throttled: 0,
+            ..message.clone()
+        };
+        if let Err(error) = self
+            .ports
+            .queue
+            .send_later(&again, ERASE_AGAIN_AFTER_SECONDS)
+            .await
+        {
+            tracing::warn!(key = %message.key, error = %error, "could not schedule the second erasure pass");
+        }
+    }
+
+    async fn erase_again(&self, message: &QueueMessage) -> (Verdict, &'static str) {
+        let record = match self.ports.store.get(&message.key).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return (Verdict::Done, "erased"),
+            Err(_) => return (Verdict::TryAgain, "store_unavailable"),
+        };
+        let now = self.ports.clock.now_ms();
+        match self
+            .ports
+            .store
+            .erase_subject(&record.subject, now, record.expires_at)
+            .await
+        {
+            Ok(_) => (Verdict::Done, "erased_again"),
+            Err(_) => (Verdict::TryAgain, "store_unavailable"),
         }
     }
 
@@ -177,14 +288,33 @@ impl Processor {
             Ok(processing) => processing,
             Err(reason) => return Attempt::Done(Outcome::Failed { reason }, "failed"),
         };
+        match self.erased_since(record, i64::MIN).await {
+            Ok(false) => {}
+            Ok(true) if processing == Processing::Erase => {}
+            Ok(true) => return self.drop_erased_body(record).await,
+            Err(error) => return Attempt::store_unavailable(error),
+        }
         match processing {
             Processing::StoreOnly => {
                 Attempt::Done(Outcome::Processed { detail: None }, "stored_without_fetch")
             }
+            Processing::Erase if record.unauthenticated => {
+                let note = json!({ "erasure": { "skipped": "delivered without a credential: it may not erase anything" } });
+                Attempt::Done(
+                    Outcome::Processed {
+                        detail: Some(note.to_string()),
+                    },
+                    "erasure_refused",
+                )
+            }
             Processing::Erase => match self
                 .ports
                 .store
-                .erase_subject(&record.subject, self.ports.clock.now_ms())
+                .erase_subject(
+                    &record.subject,
+                    self.ports.clock.now_ms(),
+                    record.expires_at,
+                )
                 .await
             {
                 Ok(records) => {
@@ -196,13 +326,30 @@ impl Processor {
                         "erased",
                     )
                 }
-                Err(error) => Attempt::Retry {
-                    reason: error.to_string(),
-                    wait: None,
-                    label: "store_unavailable",
-                },
+                Err(error) => Attempt::store_unavailable(error),
             },
             Processing::Fetch { paths } => self.fetch(entry, tenant, &paths).await,
+        }
+    }
+
+    /// A delivery about a subject erased before: its body goes, and nothing is fetched.
+    async fn drop_erased_body(&self, record: &Record) -> Attempt {
+        match self
+            .ports
+            .store
+            .erase_record(&record.key, self.ports.clock.now_ms())
+            .await
+        {
+            Ok(()) => {
+                let note = json!({ "erasure": { "subject_erased_before": record.entity_id } });
+                Attempt::Done(
+                    Outcome::Processed {
+                        detail: Some(note.to_string()),
+                    },
+                    "subject_erased",
+                )
+            }
+            Err(error) => Attempt::store_unavailable(error),
         }
     }
 
@@ -313,6 +460,8 @@ impl Processor {
 pub const MAX_THROTTLED: u32 = 60;
 /// SQS delays a message by at most 15 minutes.
 const MAX_QUEUE_DELAY_SECONDS: u32 = 900;
+/// When an erasure runs its second pass (the subject index is eventually consistent).
+const ERASE_AGAIN_AFTER_SECONDS: u32 = 60;
 /// How long a 429 without `Retry-After` waits: Magicline's rate-limit window is one minute.
 const RATE_LIMIT_WAIT_SECONDS: u32 = 60;
 
@@ -331,6 +480,14 @@ enum Attempt {
 }
 
 impl Attempt {
+    fn store_unavailable(error: StoreError) -> Attempt {
+        Attempt::Retry {
+            reason: error.to_string(),
+            wait: None,
+            label: "store_unavailable",
+        }
+    }
+
     /// A setting that does not work: retried, then left in the dead-letter queue to be
     /// redriven once it is fixed.
     fn configuration(reason: String) -> Attempt {

@@ -22,6 +22,8 @@ pub enum IngestError {
     MalformedBody(String),
     #[error("this delivery is being processed, retry later")]
     InFlight,
+    #[error("this delivery cannot be stored (the store refused it)")]
+    Unstorable,
     #[error("temporarily unavailable, retry later")]
     Unavailable,
 }
@@ -35,6 +37,7 @@ impl IngestError {
             IngestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::MalformedBody(_) => StatusCode::BAD_REQUEST,
             IngestError::InFlight => StatusCode::CONFLICT,
+            IngestError::Unstorable => StatusCode::UNPROCESSABLE_ENTITY,
             IngestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -48,6 +51,7 @@ impl IngestError {
             IngestError::UnsupportedMediaType => "bad_content_type",
             IngestError::MalformedBody(_) => "malformed",
             IngestError::InFlight => "in_flight",
+            IngestError::Unstorable => "unstorable",
             IngestError::Unavailable => "unavailable",
         }
     }
@@ -72,6 +76,11 @@ pub enum Ack {
     Stored { key: String },
     /// Seen before: nothing else happened.
     Duplicate { key: String },
+    /// Authentic but unreadable: kept, never processed, shown to operators.
+    Quarantined { key: String, reason: String },
+    /// The store was unavailable: the whole delivery went to the queue, and the processor
+    /// stores it.
+    Spilled { key: String },
     /// The provider waits for an answer it reads (TIMIFY Sync webhooks): 200 with `{}` means "no change".
     EmptyObject,
 }
@@ -82,6 +91,8 @@ impl Ack {
             Ack::Accepted { .. } | Ack::EmptyObject => "accepted",
             Ack::Stored { .. } => "stored_not_queued",
             Ack::Duplicate { .. } => "duplicate",
+            Ack::Quarantined { .. } => "quarantined",
+            Ack::Spilled { .. } => "spilled",
         }
     }
 
@@ -98,6 +109,14 @@ impl Ack {
             Ack::Duplicate { key } => json_response(
                 StatusCode::OK,
                 &json!({ "status": "duplicate", "duplicate": true, "id": key }),
+            ),
+            Ack::Quarantined { key, reason } => json_response(
+                StatusCode::ACCEPTED,
+                &json!({ "status": "quarantined", "reason": reason, "id": key }),
+            ),
+            Ack::Spilled { key } => json_response(
+                StatusCode::ACCEPTED,
+                &json!({ "status": "accepted", "duplicate": false, "stored": false, "id": key }),
             ),
             Ack::EmptyObject => json_response(StatusCode::OK, &json!({})),
         }

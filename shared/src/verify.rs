@@ -77,12 +77,20 @@ impl Auth {
     }
 }
 
+/// Whom a request proved to come from.
+#[derive(Debug, Clone, Copy)]
+pub struct Verified<'t> {
+    pub tenant: &'t Tenant,
+    /// False for a tenant reached without a credential (`allow_unauthenticated`).
+    pub with_credential: bool,
+}
+
 /// The tenant this request proves to come from, or `None`.
 pub fn authenticate<'t>(
     auth: &Auth,
     request: &WebhookRequest,
     tenants: &'t TenantDirectory,
-) -> Option<&'t Tenant> {
+) -> Option<Verified<'t>> {
     let headers = request.headers();
     let presented = match auth.scheme {
         AuthScheme::HeaderSecret { header } => {
@@ -110,15 +118,23 @@ pub fn authenticate<'t>(
         }),
     };
     let named = tenant_named_in_query(request);
-    let tenant = match presented {
+    let verified = match presented {
         // A URL registered for one tenant only accepts that tenant's credentials.
-        Some(found) => found.filter(|tenant| named.is_none_or(|id| id == tenant.id)),
-        None if auth.credential_optional => tenants.unauthenticated(named),
+        Some(found) => found
+            .filter(|tenant| named.is_none_or(|id| id == tenant.id))
+            .map(|tenant| Verified {
+                tenant,
+                with_credential: true,
+            }),
+        None if auth.credential_optional => tenants.unauthenticated(named).map(|tenant| Verified {
+            tenant,
+            with_credential: false,
+        }),
         None => None,
     }?;
     match auth.tenant_signature {
-        Some(signature) => (signature.verify)(tenant, request).then_some(tenant),
-        None => Some(tenant),
+        Some(signature) => (signature.verify)(verified.tenant, request).then_some(verified),
+        None => Some(verified),
     }
 }
 
@@ -307,7 +323,7 @@ mod tests {
                 body,
             );
             assert_eq!(
-                authenticate(&SIGNED, &request, &tenants).unwrap().id,
+                authenticate(&SIGNED, &request, &tenants).unwrap().tenant.id,
                 "loc-1"
             );
         }
@@ -318,7 +334,7 @@ mod tests {
             body,
         );
         assert_eq!(
-            authenticate(&SIGNED, &request, &tenants).unwrap().id,
+            authenticate(&SIGNED, &request, &tenants).unwrap().tenant.id,
             "loc-2"
         );
     }
@@ -367,8 +383,9 @@ mod tests {
                 .body(Bytes::new())
                 .unwrap()
         };
-        let found =
-            |uri, token| authenticate(&auth, &request(uri, token), &tenants).map(|t| t.id.clone());
+        let found = |uri, token| {
+            authenticate(&auth, &request(uri, token), &tenants).map(|v| v.tenant.id.clone())
+        };
         assert_eq!(
             found("https://x/h?tenant=p1", "tok1").as_deref(),
             Some("p1")
@@ -404,7 +421,10 @@ mod tests {
             .body(Bytes::new())
             .unwrap();
         let optional = Auth::optional(AuthScheme::HeaderSecret { header: "x-token" });
-        assert_eq!(authenticate(&optional, &bare, &tenants).unwrap().id, "open");
+        assert_eq!(
+            authenticate(&optional, &bare, &tenants).unwrap().tenant.id,
+            "open"
+        );
         let required = Auth {
             credential_optional: false,
             ..optional
@@ -436,7 +456,7 @@ mod tests {
                 .unwrap()
         };
         let found = |name, value| {
-            authenticate(&auth, &request(name, value), &tenants).map(|t| t.id.clone())
+            authenticate(&auth, &request(name, value), &tenants).map(|v| v.tenant.id.clone())
         };
         assert_eq!(found("x-custom-auth", "key-3").as_deref(), Some("app-3"));
         assert_eq!(
@@ -459,7 +479,7 @@ mod tests {
         }
         let request = request.body(Bytes::copy_from_slice(body)).unwrap();
         assert_eq!(
-            authenticate(&SIGNED, &request, &tenants).unwrap().id,
+            authenticate(&SIGNED, &request, &tenants).unwrap().tenant.id,
             "loc-1"
         );
     }

@@ -190,7 +190,7 @@ fn message(key: &str) -> QueueMessage {
         key: key.into(),
         event_type: "GYM_CHECKIN".into(),
         entity_id: "a".into(),
-        throttled: 0,
+        ..QueueMessage::default()
     }
 }
 
@@ -440,8 +440,30 @@ async fn erasure_reaches_every_record_of_the_subject_and_nothing_else() {
         }
         let subject = ports.record("e1", "person").subject;
         assert_eq!(
-            store.erase_subject(&subject, 42).await.unwrap(),
+            store.erased_at(&subject).await.unwrap(),
+            None,
+            "{}",
+            ports.name
+        );
+        assert_eq!(
+            store
+                .erase_subject(&subject, 42, 4_000_000_000)
+                .await
+                .unwrap(),
             2,
+            "{}",
+            ports.name
+        );
+        assert_eq!(
+            store.erased_at(&subject).await.unwrap(),
+            Some(42),
+            "{}: the tombstone",
+            ports.name
+        );
+        let other = ports.record("e3", "someone-else").subject;
+        assert_eq!(
+            store.erased_at(&other).await.unwrap(),
+            None,
             "{}",
             ports.name
         );
@@ -606,6 +628,51 @@ async fn the_outbox_queues_a_stored_record_and_marks_it_queued() {
                 .unwrap()
                 .is_empty(),
             "{}: nothing left for the sweeper",
+            ports.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn single_records_are_erased_and_quarantined_ones_kept_apart() {
+    for ports in all_pairs().await {
+        let store = &ports.store;
+        store.put_new(&ports.record("r1", "a")).await.unwrap();
+        store.erase_record("r1", 7).await.unwrap();
+        let erased = store.get("r1").await.unwrap().unwrap();
+        assert_eq!(
+            (erased.body.as_str(), erased.erased_at_ms),
+            ("", Some(7)),
+            "{}",
+            ports.name
+        );
+        store.erase_record("missing", 7).await.unwrap();
+
+        let quarantined = Record {
+            status: Status::Quarantined,
+            last_error: Some("malformed body: uuid missing".into()),
+            subject: String::new(),
+            unauthenticated: true,
+            ..ports.record("q1", "")
+        };
+        store.put_new(&quarantined).await.unwrap();
+        assert_eq!(
+            store.get("q1").await.unwrap().unwrap(),
+            quarantined,
+            "{}",
+            ports.name
+        );
+        let now = ports.now();
+        assert_eq!(
+            store.claim("q1", now, now + 1000).await.unwrap(),
+            Claim::Finished(Status::Quarantined),
+            "{}: never processed",
+            ports.name
+        );
+        let pending = store.pending(now + 3_600_000, 10).await.unwrap();
+        assert!(
+            pending.iter().all(|p| p.message.key != "q1"),
+            "{}: never swept",
             ports.name
         );
     }

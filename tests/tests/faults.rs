@@ -40,12 +40,70 @@ async fn ingest_via(backend: &Backend, store: &Proxy, queue: &Proxy, provider: &
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_unavailable_is_503_with_nothing_half_written() {
+async fn store_unavailable_spills_to_the_queue_and_the_processor_stores_it_once() {
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    let store_proxy = Proxy::start(local_aws_address()).await;
+    let queue_proxy = Proxy::start(local_aws_address()).await;
+    let ingest = ingest_via(&backend, &store_proxy, &queue_proxy, "magicline").await;
+    store_proxy.drop_connections();
+    let response = ingest
+        .handle(event("magicline/customer-created.json"))
+        .await;
+    assert_eq!(response.status(), 202, "Magicline may never send it again");
+    let answer = response_json(&response);
+    assert_eq!(answer["stored"], false);
+    let key = answer["id"].as_str().unwrap().to_string();
+    assert!(backend.items().await.is_empty(), "nothing stored yet");
+
+    // A direct copy arrives once DynamoDB is back, before the spill is processed.
+    store_proxy.restore();
+    let copy = ingest
+        .handle(event("magicline/customer-created.json"))
+        .await;
+    assert_eq!(copy.status(), 202);
+    let processor = backend.processor(&api, settings(), Duration::from_secs(5));
+    backend.pump_until_empty(&processor, 30).await;
+    assert_eq!(backend.items().await.len(), 1, "counted once");
+    let record = backend.record(&key).await;
+    assert_eq!(record.status, Status::Processed);
+    assert!(
+        record.body.contains("095be615"),
+        "the spilled body was stored"
+    );
+    assert_eq!(
+        api.calls("/magicline/v1/customers/7893459"),
+        1,
+        "processed once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spilled_delivery_is_stored_by_the_processor_alone() {
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    let store_proxy = Proxy::start(local_aws_address()).await;
+    let queue_proxy = Proxy::start(local_aws_address()).await;
+    let ingest = ingest_via(&backend, &store_proxy, &queue_proxy, "egym").await;
+    store_proxy.drop_connections();
+    let response = ingest.handle(event("egym/gym-checkin.json")).await;
+    assert_eq!(response_json(&response)["stored"], false);
+    let processor = backend.processor(&api, settings(), Duration::from_secs(5));
+    backend.pump_until_empty(&processor, 30).await;
+    let key = response_json(&response)["id"].as_str().unwrap().to_string();
+    let record = backend.record(&key).await;
+    assert_eq!(record.status, Status::Processed);
+    assert_eq!(record.attempts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_and_queue_both_unavailable_is_503_with_nothing_half_written() {
     let backend = Backend::new().await;
     let store_proxy = Proxy::start(local_aws_address()).await;
     let queue_proxy = Proxy::start(local_aws_address()).await;
     let ingest = ingest_via(&backend, &store_proxy, &queue_proxy, "egym").await;
     store_proxy.drop_connections();
+    queue_proxy.drop_connections();
     let response = ingest.handle(event("egym/gym-checkin.json")).await;
     assert_eq!(response.status(), 503);
     assert!(response_json(&response)["error"]
@@ -57,6 +115,7 @@ async fn store_unavailable_is_503_with_nothing_half_written() {
 
     // The provider retries once DynamoDB is back.
     store_proxy.restore();
+    queue_proxy.restore();
     assert_eq!(
         ingest.handle(event("egym/gym-checkin.json")).await.status(),
         202

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use adapter_aws::SqsQueue;
+use base64::Engine;
 use e2e::{event, post, response_json, Backend};
 use shared::clock::{Clock, SystemClock};
 use shared::ports::{PutOutcome, Record, Status, Store};
@@ -270,7 +271,7 @@ async fn a_delivery_in_flight_answers_409_until_its_lease_expires() {
 }
 
 #[tokio::test]
-async fn bad_requests_get_their_status_and_leave_no_trace() {
+async fn unauthenticated_and_oversized_requests_leave_no_trace() {
     let backend = Backend::new().await;
     let ingest = backend.ingest("egym");
     let key = ("x-api-key", "egym-demo-secret-berlin");
@@ -293,23 +294,7 @@ async fn bad_requests_get_their_status_and_leave_no_trace() {
             401,
             "unauthorized",
         ),
-        (post("egym", &[key], "not json"), 400, "malformed"),
-        (
-            post("egym", &[key], r#"{"accountId":"a","type":"TEST"}"#),
-            400,
-            "timestamp",
-        ),
-        (
-            post(
-                "egym",
-                &[key],
-                r#"{"accountId":"a","timestamp":"soon","type":"TEST"}"#,
-            ),
-            400,
-            "timestamp",
-        ),
-        (post("egym", &[key], r#"[]"#), 400, "malformed"),
-        (post("egym", &[key], ""), 400, "malformed"),
+        (post("egym", &[], "not json"), 401, "unauthorized"),
         (
             post(
                 "egym",
@@ -334,6 +319,69 @@ async fn bad_requests_get_their_status_and_leave_no_trace() {
     }
     assert!(backend.items().await.is_empty());
     assert!(backend.drain().await.is_empty());
+}
+
+#[tokio::test]
+async fn authentic_but_unreadable_deliveries_are_quarantined_once_and_never_queued() {
+    let backend = Backend::new().await;
+    let ingest = backend.ingest("egym");
+    let key = ("x-api-key", "egym-demo-secret-berlin");
+    let mut not_utf8 = post("egym", &[key], "");
+    *not_utf8.body_mut() = bytes::Bytes::from_static(b"{\"accountId\": \"\xff\"}");
+    let mut xml = post("egym", &[key], "<event/>");
+    xml.headers_mut()
+        .insert("content-type", "application/xml".parse().unwrap());
+    let cases: Vec<(WebhookRequest, &str)> = vec![
+        (post("egym", &[key], "not json"), "malformed"),
+        (
+            post("egym", &[key], r#"{"accountId":"a","type":"GYM_CHECKIN"}"#),
+            "timestamp",
+        ),
+        (
+            post(
+                "egym",
+                &[key],
+                r#"{"accountId":"a","timestamp":"soon","type":"GYM_CHECKIN"}"#,
+            ),
+            "timestamp",
+        ),
+        (
+            post("egym", &[key], r#"{"timestamp":1,"type":"GYM_CHECKIN"}"#),
+            "accountId",
+        ),
+        (post("egym", &[key], r#"[]"#), "malformed"),
+        (post("egym", &[key], ""), "malformed"),
+        (xml, "content-type"),
+        (not_utf8, "unicode"),
+    ];
+    let mut keys = std::collections::HashSet::new();
+    for (request, says) in cases {
+        let again = request.clone();
+        let response = ingest.handle(request).await;
+        assert_eq!(response.status(), 202, "{says}");
+        let answer = response_json(&response);
+        assert_eq!(answer["status"], "quarantined", "{says}");
+        assert!(
+            answer["reason"].as_str().unwrap().contains(says),
+            "{answer} should say {says}"
+        );
+        let key = answer["id"].as_str().unwrap().to_string();
+        assert!(key.starts_with("egym#gym-berlin-01#quarantine#"), "{key}");
+        let record = backend.record(&key).await;
+        assert_eq!(record.status, Status::Quarantined);
+        let kept = match record.facts.as_deref() {
+            Some(r#"{"body_encoding":"base64"}"#) => base64::engine::general_purpose::STANDARD
+                .decode(&record.body)
+                .unwrap(),
+            _ => record.body.clone().into_bytes(),
+        };
+        assert_eq!(kept, again.body().as_ref(), "kept as it came");
+        let repeated = response_json(&ingest.handle(again).await);
+        assert_eq!(repeated["id"], key.as_str(), "the same body is kept once");
+        keys.insert(key);
+    }
+    assert_eq!(backend.items().await.len(), keys.len());
+    assert!(backend.drain().await.is_empty(), "never queued");
 }
 
 #[tokio::test]

@@ -403,8 +403,9 @@ mod tests {
             builder.body(bytes::Bytes::new()).unwrap()
         };
         let auth = Magicline.auth();
-        let found =
-            |key| crate::verify::authenticate(&auth, &request(key), &tenants).map(|t| t.id.clone());
+        let found = |key| {
+            crate::verify::authenticate(&auth, &request(key), &tenants).map(|v| v.tenant.id.clone())
+        };
         assert_eq!(found(Some("k1")).as_deref(), Some("studio-1"));
         assert_eq!(found(Some("k2")), None);
         assert_eq!(found(None), None);

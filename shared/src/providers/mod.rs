@@ -339,8 +339,9 @@ mod tests {
         /// Integers as a sender may write them: beyond 2^53 and 2^64, negative, with leading
         /// digits that a float would round away.
         fn integer() -> impl Strategy<Value = String> {
-            (any::<bool>(), "[1-9][0-9]{0,40}")
-                .prop_map(|(negative, digits)| format!("{}{digits}", if negative { "-" } else { "" }))
+            (any::<bool>(), "[1-9][0-9]{0,40}").prop_map(|(negative, digits)| {
+                format!("{}{digits}", if negative { "-" } else { "" })
+            })
         }
 
         fn tenant(provider: &str) -> Tenant {
@@ -363,11 +364,15 @@ mod tests {
             [
                 (
                     "waitwhile",
-                    format!(r#"{{"type": "visit.updated", "data": {{"id": {id}, "updated": "u"}}}}"#),
+                    format!(
+                        r#"{{"type": "visit.updated", "data": {{"id": {id}, "updated": "u"}}}}"#
+                    ),
                 ),
                 (
                     "timify",
-                    format!(r#"{{"event": "event.updated", "data": {{"id": {id}, "updatedAt": "u"}}}}"#),
+                    format!(
+                        r#"{{"event": "event.updated", "data": {{"id": {id}, "updatedAt": "u"}}}}"#
+                    ),
                 ),
                 (
                     "flybuy",

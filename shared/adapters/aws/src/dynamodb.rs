@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use shared::ports::{
     Claim, Existing, Outcome, Pending, PutOutcome, QueueMessage, Record, Status, Store, StoreError,
@@ -55,8 +55,21 @@ impl DynamoStore {
             {
                 Ok(false)
             }
-            Err(error) => Err(StoreError(DisplayErrorContext(&error).to_string())),
+            Err(error) => Err(store_error(&error)),
         }
+    }
+}
+
+/// A refusal DynamoDB will repeat (a value it cannot hold) apart from a passing failure.
+fn store_error<E, R>(error: &SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let text = DisplayErrorContext(error).to_string();
+    match error.code() {
+        Some("ValidationException") => StoreError::Rejected(text),
+        _ => StoreError::Unavailable(text),
     }
 }
 
@@ -81,8 +94,17 @@ fn to_item(record: &Record) -> HashMap<String, AttributeValue> {
         ("lease_until".to_string(), n(record.lease_until_ms)),
         ("expires_at".to_string(), n(record.expires_at)),
         ("attempts".to_string(), n(record.attempts)),
-        ("pending".to_string(), s(&pending_shard(&record.key))),
     ]);
+    // Sparse: only a record that may still need the sweeper is in the pending index.
+    if record.status == Status::Received {
+        item.insert("pending".to_string(), s(&pending_shard(&record.key)));
+    }
+    if let Some(reason) = &record.last_error {
+        item.insert("last_error".to_string(), s(reason));
+    }
+    if record.unauthenticated {
+        item.insert("unauthenticated".to_string(), AttributeValue::Bool(true));
+    }
     // The index key may not be empty; a record without a subject is simply not in the index.
     if !record.subject.is_empty() {
         item.insert("subject".to_string(), s(&record.subject));
@@ -120,7 +142,8 @@ fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
 
 fn status_of(item: &HashMap<String, AttributeValue>) -> Result<Status, StoreError> {
     let value = get_s(item, "status");
-    Status::parse(&value).ok_or_else(|| StoreError(format!("record has unknown status {value:?}")))
+    Status::parse(&value)
+        .ok_or_else(|| StoreError::Unavailable(format!("record has unknown status {value:?}")))
 }
 
 fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreError> {
@@ -144,6 +167,11 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreErro
             .map(|_| get_n(item, "processed_at")),
         last_error: item.get("last_error").and_then(|v| v.as_s().ok()).cloned(),
         erased_at_ms: item.get("erased_at").map(|_| get_n(item, "erased_at")),
+        unauthenticated: item
+            .get("unauthenticated")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
     })
 }
 
@@ -164,14 +192,14 @@ impl Store for DynamoStore {
             Err(error) => match error.as_service_error() {
                 Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(failed)) => {
                     let old = failed.item().ok_or_else(|| {
-                        StoreError("conditional put failed without the existing item".into())
+                        StoreError::Unavailable("conditional put failed without the existing item".into())
                     })?;
                     Ok(PutOutcome::Exists(Existing {
                         status: status_of(old)?,
                         lease_until_ms: get_n(old, "lease_until"),
                     }))
                 }
-                _ => Err(StoreError(DisplayErrorContext(&error).to_string())),
+                _ => Err(store_error(&error)),
             },
         }
     }
@@ -232,7 +260,7 @@ impl Store for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError(DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| store_error(&e))?;
         output.item().map(from_item).transpose()
     }
 
@@ -250,7 +278,7 @@ impl Store for DynamoStore {
                 .limit(limit as i32)
                 .send()
                 .await
-                .map_err(|e| StoreError(DisplayErrorContext(&e).to_string()))?;
+                .map_err(|e| store_error(&e))?;
             found.extend(output.items().iter().map(|item| Pending {
                 message: QueueMessage {
                     key: get_s(item, "pk"),
@@ -258,7 +286,7 @@ impl Store for DynamoStore {
                     tenant: get_s(item, "tenant"),
                     event_type: get_s(item, "event_type"),
                     entity_id: get_s(item, "entity_id"),
-                    throttled: 0,
+                    ..QueueMessage::default()
                 },
                 lease_until_ms: get_n(item, "lease_until"),
             }));
@@ -301,7 +329,7 @@ impl Store for DynamoStore {
             Ok(output) => {
                 let item = output
                     .attributes()
-                    .ok_or_else(|| StoreError("claim returned no attributes".into()))?;
+                    .ok_or_else(|| StoreError::Unavailable("claim returned no attributes".into()))?;
                 Ok(Claim::Claimed(Box::new(from_item(item)?)))
             }
             Err(error) => match error.as_service_error() {
@@ -314,7 +342,7 @@ impl Store for DynamoStore {
                         },
                     }
                 }
-                _ => Err(StoreError(DisplayErrorContext(&error).to_string())),
+                _ => Err(store_error(&error)),
             },
         }
     }
@@ -358,7 +386,22 @@ impl Store for DynamoStore {
         .await
     }
 
-    async fn erase_subject(&self, subject: &str, now_ms: i64) -> Result<usize, StoreError> {
+    async fn erase_subject(
+        &self,
+        subject: &str,
+        now_ms: i64,
+        tombstone_expires_at: i64,
+    ) -> Result<usize, StoreError> {
+        // The tombstone first: whatever is stored or finished after it sees it.
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&tombstone_key(subject)))
+            .item("erased_at", n(now_ms))
+            .item("expires_at", n(tombstone_expires_at))
+            .send()
+            .await
+            .map_err(|e| store_error(&e))?;
         let mut keys = Vec::new();
         let mut pages = self
             .client
@@ -371,23 +414,55 @@ impl Store for DynamoStore {
             .items()
             .send();
         while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| StoreError(DisplayErrorContext(&e).to_string()))?;
+            let item = item.map_err(|e| store_error(&e))?;
             keys.push(get_s(&item, "pk"));
         }
         for key in &keys {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(key))
-                .update_expression("SET erased_at = :now REMOVE body, detail")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":now", n(now_ms))
-                .send()
-                .await
-                .map_err(|e| StoreError(DisplayErrorContext(&e).to_string()))?;
+            self.erase_record(key, now_ms).await?;
         }
         Ok(keys.len())
     }
+
+    async fn erased_at(&self, subject: &str) -> Result<Option<i64>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&tombstone_key(subject)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(&e))?;
+        Ok(output.item().map(|item| get_n(item, "erased_at")))
+    }
+
+    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .update_expression("SET erased_at = :now REMOVE body, detail")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", n(now_ms))
+            .send()
+            .await;
+        match result {
+            Err(error)
+                if !error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(store_error(&error))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where the tombstone of an erased subject is kept (beside the records, outside every index).
+fn tombstone_key(subject: &str) -> String {
+    format!("erased#{subject}")
 }
 
 /// The index of records by subject (provider#tenant#entity), for erasure.
@@ -459,6 +534,6 @@ pub async fn create_table(
         .global_secondary_indexes(pending)
         .send()
         .await
-        .map_err(|e| StoreError(DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| store_error(&e))?;
     Ok(())
 }

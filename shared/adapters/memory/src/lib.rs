@@ -15,10 +15,11 @@ use shared::ports::{
     QueueError, QueueMessage, Record, Status, Store, StoreError,
 };
 
-/// Records by key.
+/// Records by key, and the tombstones of erased subjects.
 #[derive(Default)]
 pub struct MemoryStore {
     records: Mutex<HashMap<String, Record>>,
+    tombstones: Mutex<HashMap<String, i64>>,
 }
 
 impl MemoryStore {
@@ -125,14 +126,14 @@ impl Store for MemoryStore {
             return Ok(Claim::Missing);
         };
         match record.status {
-            Status::Processed | Status::Failed => Ok(Claim::Finished(record.status)),
             Status::Processing if record.lease_until_ms >= now_ms => Ok(Claim::Busy),
-            _ => {
+            Status::Received | Status::Queued | Status::Processing => {
                 record.status = Status::Processing;
                 record.lease_until_ms = lease_until_ms;
                 record.attempts += 1;
                 Ok(Claim::Claimed(Box::new(record.clone())))
             }
+            finished => Ok(Claim::Finished(finished)),
         }
     }
 
@@ -162,18 +163,47 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    async fn erase_subject(&self, subject: &str, now_ms: i64) -> Result<usize, StoreError> {
+    async fn erase_subject(
+        &self,
+        subject: &str,
+        now_ms: i64,
+        _tombstone_expires_at: i64,
+    ) -> Result<usize, StoreError> {
+        self.tombstones
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(subject.to_string(), now_ms);
         let mut erased = 0;
         for record in self.lock().values_mut() {
             if record.subject == subject {
-                record.body.clear();
-                record.detail = None;
-                record.erased_at_ms = Some(now_ms);
+                erase(record, now_ms);
                 erased += 1;
             }
         }
         Ok(erased)
     }
+
+    async fn erased_at(&self, subject: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .tombstones
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(subject)
+            .copied())
+    }
+
+    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+        if let Some(record) = self.lock().get_mut(key) {
+            erase(record, now_ms);
+        }
+        Ok(())
+    }
+}
+
+fn erase(record: &mut Record, now_ms: i64) {
+    record.body.clear();
+    record.detail = None;
+    record.erased_at_ms = Some(now_ms);
 }
 
 struct StoredMessage {

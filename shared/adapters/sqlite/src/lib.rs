@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     receive_count INTEGER NOT NULL,
     moved_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tombstones (
+    subject TEXT PRIMARY KEY,
+    erased_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
 ";
 
 /// Answers an operation once its transaction has committed (`Some(reason)` if it did not).
@@ -119,7 +124,9 @@ impl Database {
         std::thread::Builder::new()
             .name("sqlite".into())
             .spawn(move || serve(connection, inbox))
-            .map_err(|e| StoreError(format!("cannot start the database thread: {e}")))?;
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the database thread: {e}"))
+            })?;
         Ok(Database { jobs })
     }
 
@@ -136,7 +143,7 @@ impl Database {
             return Ok(());
         }
         match answered.await {
-            Ok(result) => result.map_err(StoreError),
+            Ok(result) => result.map_err(StoreError::Unavailable),
             Err(_) => Ok(()),
         }
     }
@@ -169,7 +176,7 @@ impl Database {
         &self,
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.run(work).await.map_err(StoreError)
+        self.run(work).await.map_err(StoreError::Unavailable)
     }
 
     async fn queue_op<T: Send + 'static>(
@@ -389,11 +396,14 @@ fn in_savepoint<T>(
 }
 
 fn sql(error: rusqlite::Error) -> StoreError {
-    StoreError(format!("sqlite: {error}"))
+    StoreError::Unavailable(format!("sqlite: {error}"))
 }
 
 /// Columns added since the first schema, for databases made before them.
-const ADDED_COLUMNS: [(&str, &str); 1] = [("facts", "TEXT")];
+const ADDED_COLUMNS: [(&str, &str); 2] = [
+    ("facts", "TEXT"),
+    ("unauthenticated", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
     for (name, kind) in ADDED_COLUMNS {
@@ -411,7 +421,8 @@ fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
 
 const RECORD_COLUMNS: &str =
     "pk, provider, tenant, event_type, entity_id, body, received_at, status, \
-    lease_until, expires_at, attempts, detail, processed_at, last_error, erased_at, subject, facts";
+    lease_until, expires_at, attempts, detail, processed_at, last_error, erased_at, subject, facts, \
+    unauthenticated";
 
 fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
     let status: String = row.get(7)?;
@@ -433,6 +444,7 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
         erased_at_ms: row.get(14)?,
         subject: row.get(15)?,
         facts: row.get(16)?,
+        unauthenticated: row.get(17)?,
     })
 }
 
@@ -513,8 +525,9 @@ impl Store for SqliteStore {
                 let inserted = change(
                     connection,
                     "INSERT INTO records (pk, provider, tenant, event_type, entity_id, subject, body,
-                        received_at, status, lease_until, expires_at, attempts, facts)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                        received_at, status, lease_until, expires_at, attempts, facts, last_error,
+                        unauthenticated)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                      ON CONFLICT(pk) DO NOTHING",
                     params![
                         record.key,
@@ -530,6 +543,8 @@ impl Store for SqliteStore {
                         record.expires_at,
                         record.attempts,
                         record.facts,
+                        record.last_error,
+                        record.unauthenticated,
                     ],
                 )?;
                 if inserted == 1 {
@@ -601,7 +616,7 @@ impl Store for SqliteStore {
                             tenant: row.get(2)?,
                             event_type: row.get(3)?,
                             entity_id: row.get(4)?,
-                            throttled: 0,
+                            ..QueueMessage::default()
                         },
                         lease_until_ms: row.get(5)?,
                     })
@@ -672,15 +687,52 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn erase_subject(&self, subject: &str, now_ms: i64) -> Result<usize, StoreError> {
+    async fn erase_subject(
+        &self,
+        subject: &str,
+        now_ms: i64,
+        tombstone_expires_at: i64,
+    ) -> Result<usize, StoreError> {
         let subject = subject.to_string();
         self.database
             .store_op(move |connection| {
                 change(
                     connection,
+                    "INSERT INTO tombstones (subject, erased_at, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(subject) DO UPDATE SET erased_at = ?2, expires_at = ?3",
+                    params![subject, now_ms, tombstone_expires_at],
+                )?;
+                change(
+                    connection,
                     "UPDATE records SET body = NULL, detail = NULL, erased_at = ?1 WHERE subject = ?2",
                     params![now_ms, subject],
                 )
+            })
+            .await
+    }
+
+    async fn erased_at(&self, subject: &str) -> Result<Option<i64>, StoreError> {
+        let subject = subject.to_string();
+        self.database
+            .store_op(move |connection| {
+                connection
+                    .prepare_cached("SELECT erased_at FROM tombstones WHERE subject = ?1")?
+                    .query_row(params![subject], |row| row.get(0))
+                    .optional()
+            })
+            .await
+    }
+
+    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.database
+            .store_op(move |connection| {
+                change(
+                    connection,
+                    "UPDATE records SET body = NULL, detail = NULL, erased_at = ?1 WHERE pk = ?2",
+                    params![now_ms, key],
+                )
+                .map(drop)
             })
             .await
     }

@@ -1,0 +1,220 @@
+//! Erasure that holds: a fetch running while its subject is erased writes no detail, later
+//! deliveries about an erased subject keep no body and call nothing, a second pass catches
+//! records the subject index had not shown yet, and a delivery without a credential erases
+//! nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapter_memory::Memory;
+use e2e::fake_api::{Behavior, FakeApi};
+use e2e::{event, post, Backend};
+use shared::clock::{Clock, ManualClock};
+use shared::fetch::DetailClient;
+use shared::ports::{QueueConsumer, Record, Status, Store};
+use shared::process::{Processor, ProcessorSettings, ProviderTenants};
+use shared::tenants::{TenantDirectory, TenantSource};
+use shared::{Ingest, IngestSettings};
+
+const ACCOUNT: &str = "3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7";
+const ACCOUNT_PATH: &str = "/egym/api/v2/accounts/3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7";
+
+fn settings() -> ProcessorSettings {
+    ProcessorSettings {
+        retry_backoff: Duration::ZERO,
+        ..ProcessorSettings::default()
+    }
+}
+
+async fn deliver(backend: &Backend, file: &str) -> String {
+    let response = backend.ingest("egym").handle(event(file)).await;
+    assert!(response.status().is_success(), "{file}");
+    e2e::response_json(&response)["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn subject() -> String {
+    shared::ports::subject_of("egym", "gym-berlin-01", &format!("account:{ACCOUNT}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_running_while_its_subject_is_erased_writes_no_detail() {
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    api.set("/egym/", Behavior::Slow(Duration::from_millis(1500)));
+    let processor = Arc::new(backend.processor(&api, settings(), Duration::from_secs(5)));
+    let key = deliver(&backend, "egym/gym-checkin.json").await;
+    let running = {
+        let processor = Arc::clone(&processor);
+        let backend = Backend {
+            dynamodb: backend.dynamodb.clone(),
+            sqs: backend.sqs.clone(),
+            table: backend.table.clone(),
+            queue_url: backend.queue_url.clone(),
+            dead_letter_url: None,
+        };
+        tokio::spawn(async move { backend.pump(&processor).await })
+    };
+    // The fetch is under way (the API answers after 1.5 s): the member is erased meanwhile.
+    wait_until(|| api.total_calls() == 1).await;
+    let erased = backend
+        .store()
+        .erase_subject(&subject(), now(), now() / 1000 + 3600)
+        .await
+        .unwrap();
+    assert_eq!(erased, 1);
+    running.await.unwrap();
+    let record = backend.record(&key).await;
+    assert_eq!(record.status, Status::Processed);
+    assert_eq!(record.detail, None, "the answer that came back is not kept");
+    assert_eq!(record.body, "");
+}
+
+#[tokio::test]
+async fn deliveries_about_an_erased_subject_keep_no_body_and_call_nothing() {
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    let processor = backend.processor(&api, settings(), Duration::from_secs(5));
+    deliver(&backend, "egym/membership-delete.json").await;
+    backend.pump_until_empty(&processor, 10).await;
+    let later = deliver(&backend, "egym/equipment-checkin.json").await;
+    backend.pump_until_empty(&processor, 10).await;
+    assert_eq!(
+        api.calls(ACCOUNT_PATH),
+        0,
+        "nothing fetched about an erased member"
+    );
+    let record = backend.record(&later).await;
+    assert_eq!(record.status, Status::Processed);
+    assert_eq!(record.body, "", "its body was not kept");
+    assert!(record.erased_at_ms.is_some());
+    let other = deliver(&backend, "egym/second-gym.json").await;
+    backend.pump_until_empty(&processor, 10).await;
+    assert!(
+        backend.record(&other).await.detail.is_some(),
+        "others still fetched"
+    );
+}
+
+/// The in-memory pair on a clock the test moves, with the demo tenants.
+fn in_memory() -> (Memory, Arc<ManualClock>, Processor) {
+    in_memory_with(e2e::demo_tenants)
+}
+
+fn in_memory_with(
+    tenants: impl Fn(&str) -> TenantDirectory,
+) -> (Memory, Arc<ManualClock>, Processor) {
+    let clock = ManualClock::now();
+    let memory = Memory::new(5, clock.clone());
+    let providers = shared::providers::all()
+        .into_iter()
+        .map(|provider| ProviderTenants {
+            tenants: TenantSource::fixed(tenants(provider.name())),
+            provider,
+        })
+        .collect();
+    let processor = Processor::new(
+        providers,
+        memory.ports.clone(),
+        DetailClient::new(Duration::from_secs(1), clock.clone()),
+        settings(),
+    );
+    (memory, clock, processor)
+}
+
+async fn pump(memory: &Memory, processor: &Processor) -> usize {
+    let batch = memory
+        .queue
+        .receive(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let failed = processor.process_batch(batch.clone()).await;
+    let done: Vec<String> = batch
+        .iter()
+        .filter(|m| !failed.contains(&m.id))
+        .filter_map(|m| m.receipt_handle.clone())
+        .collect();
+    memory.queue.delete_all(&done).await.unwrap();
+    batch.len()
+}
+
+#[tokio::test]
+async fn a_second_pass_erases_what_the_subject_index_did_not_show_yet() {
+    let (memory, clock, processor) = in_memory();
+    let ingest = Ingest::new(
+        shared::providers::by_name("egym").unwrap(),
+        e2e::demo_tenants("egym"),
+        memory.ports.clone(),
+        IngestSettings::default(),
+    );
+    ingest.handle(event("egym/membership-delete.json")).await;
+    assert_eq!(pump(&memory, &processor).await, 1);
+    // A record the first pass could not see: already processed, with the member's data.
+    let missed = Record {
+        key: "egym#gym-berlin-01#missed".into(),
+        provider: "egym".into(),
+        tenant: "gym-berlin-01".into(),
+        subject: subject(),
+        body: "{\"accountId\": \"...\"}".into(),
+        detail: Some("{\"firstName\": \"Ben\"}".into()),
+        status: Status::Processed,
+        ..Record::default()
+    };
+    memory.store.put_new(&missed).await.unwrap();
+    assert_eq!(pump(&memory, &processor).await, 0, "the second pass waits");
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(pump(&memory, &processor).await, 1);
+    let record = memory.store.get(&missed.key).await.unwrap().unwrap();
+    assert_eq!((record.body.as_str(), record.detail), ("", None));
+}
+
+#[tokio::test]
+async fn a_deletion_delivered_without_a_credential_erases_nothing() {
+    let open = || {
+        TenantDirectory::from_json(
+            r#"{"tenants": [{"id": "app-open", "allow_unauthenticated": true}]}"#,
+        )
+        .unwrap()
+    };
+    let (memory, _clock, processor) = in_memory_with(|_| open());
+    let ingest = Ingest::new(
+        shared::providers::by_name("timify").unwrap(),
+        open(),
+        memory.ports.clone(),
+        IngestSettings::default(),
+    );
+    let victim = Record {
+        key: "timify#app-open#earlier".into(),
+        provider: "timify".into(),
+        tenant: "app-open".into(),
+        subject: shared::ports::subject_of("timify", "app-open", "customer:cust-1"),
+        body: "{\"data\": {\"id\": \"cust-1\"}}".into(),
+        status: Status::Processed,
+        ..Record::default()
+    };
+    memory.store.put_new(&victim).await.unwrap();
+    let deletion =
+        r#"{"event": "customers.deleted", "data": {"id": "cust-1", "updatedAt": "2026-11-25"}}"#;
+    let response = ingest.handle(post("timify", &[], deletion)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(pump(&memory, &processor).await, 1);
+    let kept = memory.store.get(&victim.key).await.unwrap().unwrap();
+    assert!(!kept.body.is_empty(), "nothing erased");
+    assert_eq!(memory.store.erased_at(&victim.subject).await.unwrap(), None);
+}
+
+fn now() -> i64 {
+    shared::clock::SystemClock.now_ms()
+}
+
+async fn wait_until(done: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached in 2 s");
+}
