@@ -1,20 +1,22 @@
 //! CPU of the ack path and of the processor's per-message work, with in-memory ports (no I/O).
+//! Every provider, its tenants and its deliveries come from its test kit (`testkit`).
 //!
 //! `cargo bench -p e2e --bench ack_path` (scripts/bench runs it with shorter timings).
 //!
 //! Groups:
 //! - `ack/<provider>/<tenants>`: `Ingest::handle` on a new delivery (verify + tenant lookup +
 //!   parse + dedup key + record build + store put + queue message build and JSON encoding +
-//!   answer), with 1 and 10,000 tenants configured. Every iteration is a new delivery (fresh
-//!   dedup key) and a tenant picked across the whole directory, so the accept path is measured,
-//!   not the duplicate path or one hot tenant.
-//! - `ack_from_apigw_json/magicline`: the same plus decoding the API Gateway event JSON into the
-//!   request, as the Lambda runtime does before the handler runs.
-//! - `ack_worst_case/...`: lookups that are linear by design (a Waitwhile account-wide webhook
-//!   without `?tenant=`, which tries every registered URL; TIMIFY with every tenant choosing its
-//!   own header name, where `ack/timify` has them share one). Reported, not part of the targets.
-//! - `processor/...`: `Processor::process` on a queued EGYM `TEST` event (no fetch: read the
-//!   message, claim, decide, finish), and `handle_sqs` on a batch of 10 such SQS records.
+//!   answer), with 1 and 10,000 tenants configured. Every iteration is a new delivery (the kit's
+//!   unique-delivery template) from a tenant picked across the whole directory, so the accept
+//!   path is measured, not the duplicate path or one hot tenant.
+//! - `ack_from_apigw_json/<first provider>`: the same plus decoding the API Gateway event JSON
+//!   into the request, as the Lambda runtime does before the handler runs.
+//! - `ack_worst_case/...`: lookups that are linear by design, where a kit names one (`scale.
+//!   worst_case`: a Waitwhile account-wide webhook without `?tenant=`, which tries every
+//!   registered URL; TIMIFY with every tenant choosing its own header name). Reported, not part
+//!   of the targets.
+//! - `processor/...`: `Processor::process` on a queued event the kits say is stored without a
+//!   call (read the message, claim, decide, finish), and `handle_sqs` on a batch of 10.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,16 +24,16 @@ use std::time::Instant;
 
 use adapter_memory::Memory;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use base64::Engine;
-use bytes::Bytes;
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use shared::fetch::DetailClient;
-use shared::ports::{InboundMessage, QueueMessage, Record, Status};
+use shared::ports::{InboundMessage, Record, Status};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants, Verdict};
-use shared::tenants::{TenantDirectory, TenantSource};
+use shared::tenants::{Tenant, TenantSource};
 use shared::{Ingest, IngestSettings, WebhookRequest};
+use testkit::{Expect, Kit, Lookup};
+
+/// Where the kits' tenants' APIs point: nothing listens there, and nothing here calls it.
+const NO_API: &str = "http://127.0.0.1:9";
 
 /// Records kept before the store is emptied (outside the timed part) to bound memory.
 const STORE_CAPACITY: usize = 20_000;
@@ -74,117 +76,11 @@ impl Bounded {
 // Tenants and requests per provider
 // ---------------------------------------------------------------------------------------------
 
-/// The header TIMIFY tenants name for their secret in the normal case (one name shared by all).
-const TIMIFY_HEADER: &str = "X-Timify-Secret";
-
-fn secret(provider: &str, index: usize) -> String {
-    format!("{provider}-bench-secret-{index:05}-Zq8v2LmN")
-}
-
-fn waitwhile_url(index: usize, named: bool) -> String {
-    if named {
-        format!("https://abc123.execute-api.eu-central-1.amazonaws.com/webhooks/waitwhile?tenant=t{index:05}")
-    } else {
-        format!(
-            "https://abc123.execute-api.eu-central-1.amazonaws.com/webhooks/waitwhile/{index:05}"
-        )
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Variant {
-    /// As deployed: tenant found through its key digest, or `?tenant=` for Waitwhile, and
-    /// TIMIFY tenants sharing one header name.
-    Normal,
-    /// Waitwhile without `?tenant=`; TIMIFY with one header name per tenant.
-    Worst,
-}
-
-/// A tenants document of `count` tenants of `provider`, each with a unique id and secret.
-fn tenants_json(provider: &str, count: usize, variant: Variant) -> String {
-    let tenants: Vec<serde_json::Value> = (0..count)
-        .map(|index| {
-            let mut tenant = serde_json::json!({
-                "id": format!("t{index:05}"),
-                "webhook_secrets": [secret(provider, index)],
-                "api": {"base_url": "http://127.0.0.1:9/api", "api_key": format!("api-key-{index}")},
-            });
-            match provider {
-                "timify" => {
-                    tenant["header"] = match variant {
-                        Variant::Normal => TIMIFY_HEADER.into(),
-                        Variant::Worst => format!("X-Hook-Secret-{index:05}").into(),
-                    }
-                }
-                "waitwhile" => {
-                    tenant["url"] = waitwhile_url(index, variant == Variant::Normal).into()
-                }
-                _ => {}
-            }
-            tenant
-        })
-        .collect();
-    serde_json::json!({ "tenants": tenants }).to_string()
-}
-
 /// A new delivery (`seq` makes its dedup key unique) from tenant `index`.
-fn webhook(provider: &str, seq: u64, index: usize, variant: Variant) -> WebhookRequest {
-    let secret = secret(provider, index);
-    let mut uri =
-        format!("https://abc123.execute-api.eu-central-1.amazonaws.com/webhooks/{provider}");
-    let mut builder = http::Request::builder()
-        .method("POST")
-        .header("content-type", "application/json")
-        .header("user-agent", "bench/1.0");
-    let body = match provider {
-        "magicline" => {
-            builder = builder.header("x-api-key", &secret);
-            format!(
-                r#"{{"entityId": 7893459, "uuid": "095be615-a8ad-4c33-8e9c-{seq:012x}", "payload": [{{"timestamp": 1795640400000, "type": "CUSTOMER_CREATED"}}]}}"#
-            )
-        }
-        "egym" => {
-            builder = builder.header("x-api-key", &secret);
-            format!(
-                r#"{{"accountId": "3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7", "timestamp": {}, "type": "GYM_CHECKIN"}}"#,
-                1_795_640_400_000u64 + seq
-            )
-        }
-        "timify" => {
-            let header = match variant {
-                Variant::Normal => TIMIFY_HEADER.to_string(),
-                Variant::Worst => format!("X-Hook-Secret-{index:05}"),
-            };
-            builder = builder.header(header.as_str(), &secret);
-            format!(
-                r#"{{"event": "customers.created", "companyId": "company-5f1e", "data": {{"id": "cust-{seq}", "updatedAt": "2026-11-25T18:00:00.000Z"}}}}"#
-            )
-        }
-        "flybuy" => {
-            builder = builder.header("authorization", format!("Token token=\"{secret}\""));
-            format!(
-                r#"{{"data": {{"type": "order", "id": {seq}, "arrived_at": null, "customer_state": "created", "eta_at": "2026-11-25T17:15:33.645Z", "partner_identifier": "24667", "state": "created", "redemption_code": "NNSE9J", "created_at": "2026-11-25T17:14:50.941Z", "updated_at": "2026-11-25T17:00:20.442Z", "area_name": null, "customer_id": 135, "site_id": 43, "site_partner_identifier": "", "customer_name": "Demo Customer", "customer_car_type": "Demo Hatchback", "customer_car_color": "Red", "customer_license_plate": "DEMO-123", "pickup_window": null, "customer_state_changed": false, "state_changed": true}}}}"#
-            )
-        }
-        "waitwhile" => {
-            let body = format!(
-                r#"{{"id": "evt-{seq}-visit-created", "created": "2026-11-25T18:00:11.638Z", "accountId": "acct-demo-0001", "type": "visit.created", "data": {{"id": "Kk1BeidF0N4p8wzp2J0x-{seq}", "updated": "2026-11-25T18:00:11.638Z", "locationId": "loc-downtown", "state": "WAITING", "firstName": "Demo", "partySize": 1}}}}"#
-            );
-            let url = waitwhile_url(index, variant == Variant::Normal);
-            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-            mac.update(url.as_bytes());
-            mac.update(body.as_bytes());
-            let signature =
-                base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-            builder = builder.header("x-waitwhile-signature", signature);
-            if variant == Variant::Normal {
-                uri = format!("{uri}?tenant=t{index:05}");
-            }
-            body
-        }
-        other => panic!("no bench request for provider {other}"),
-    };
-    builder.uri(uri).body(Bytes::from(body)).unwrap()
+fn webhook(setup: &Setup, seq: u64, index: usize) -> WebhookRequest {
+    let tenant = &setup.tenants[index];
+    let secret = tenant.webhook_secrets[0].expose();
+    setup.kit.unique(seq, tenant, secret)
 }
 
 /// A tenant index spread over the directory, so lookups do not hit one hot entry.
@@ -193,23 +89,36 @@ fn pick(seq: u64, count: usize) -> usize {
 }
 
 struct Setup {
+    kit: Kit,
     ingest: Ingest,
+    tenants: Vec<Tenant>,
     store: Bounded,
 }
 
-fn ingest_for(provider_name: &str, count: usize, variant: Variant) -> Setup {
-    let provider = shared::providers::by_name(provider_name).expect("provider");
-    let tenants =
-        TenantDirectory::from_json(&tenants_json(provider_name, count, variant)).expect("tenants");
-    shared::providers::check_tenants(provider.as_ref(), &tenants).expect("valid tenants");
+fn ingest_for(
+    provider: &Arc<dyn shared::providers::Provider>,
+    count: usize,
+    lookup: Lookup,
+) -> Setup {
+    let kit = Kit::of(provider.as_ref());
+    let directory = kit
+        .scaled_tenants(count, lookup)
+        .expect("the kit has this lookup");
+    shared::providers::check_tenants(provider.as_ref(), &directory).expect("valid tenants");
+    let tenants = directory.iter().cloned().collect();
     let store = Bounded::new();
     let ingest = Ingest::new(
-        provider,
-        tenants,
+        provider.clone(),
+        directory,
         store.0.ports.clone(),
         IngestSettings::default(),
     );
-    Setup { ingest, store }
+    Setup {
+        kit,
+        ingest,
+        tenants,
+        store,
+    }
 }
 
 /// Fails the bench loudly if the request it measures would not be accepted as new.
@@ -218,8 +127,9 @@ fn assert_accepted(runtime: &tokio::runtime::Runtime, setup: &Setup, request: We
     let status = response.status().as_u16();
     let body = String::from_utf8_lossy(response.body()).into_owned();
     assert!(
-        status == 202 || (status == 200 && body == "{}"),
-        "bench request not accepted as new: {status} {body}"
+        status == setup.kit.accepted_status() && setup.store.0.store.len() == 1,
+        "{}: bench request not accepted as new: {status} {body}",
+        setup.kit.name()
     );
     setup.store.0.store.retain(|_| false);
     setup.store.0.queue.clear();
@@ -236,60 +146,70 @@ fn bench_ack(c: &mut Criterion) {
     let runtime = runtime();
     let mut group = c.benchmark_group("ack");
     group.throughput(Throughput::Elements(1));
-    for provider in ["magicline", "egym", "timify", "flybuy", "waitwhile"] {
-        let setups: Vec<_> = TENANT_COUNTS
-            .iter()
-            .map(|&count| {
-                let setup = ingest_for(provider, count, Variant::Normal);
-                assert_accepted(
-                    &runtime,
-                    &setup,
-                    webhook(provider, 1 << 40, count - 1, Variant::Normal),
-                );
-                (count, setup)
-            })
-            .collect();
-        // Flatness is judged on `interleaved_flatness`; these give each count's own median.
-        for (count, setup) in &setups {
-            let count = *count;
-            let seq = AtomicU64::new(0);
-            group.bench_function(format!("{provider}/{count}"), |b| {
-                b.to_async(&runtime).iter_batched(
-                    || {
-                        setup.store.trim();
-                        let n = seq.fetch_add(1, Ordering::Relaxed);
-                        webhook(provider, n, pick(n, count), Variant::Normal)
-                    },
-                    |request| setup.ingest.handle(request),
-                    BatchSize::SmallInput,
-                )
-            });
+    for provider in shared::providers::all() {
+        for count in TENANT_COUNTS {
+            // Flatness is judged on `interleaved_flatness`; these give each count's own median.
+            let setup = ingest_for(&provider, count, Lookup::Normal);
+            let name = format!("{}/{count}", setup.kit.name());
+            bench_new_deliveries(&mut group, &runtime, &name, &setup);
         }
     }
     group.finish();
+    bench_from_apigw_json(c, &runtime);
 
-    // The same, starting from the API Gateway event JSON the Lambda runtime receives.
-    let mut group = c.benchmark_group("ack_from_apigw_json");
+    // Lookups that are linear by design, for the record.
+    let mut group = c.benchmark_group("ack_worst_case");
     group.throughput(Throughput::Elements(1));
-    let setup = ingest_for("magicline", 1, Variant::Normal);
-    let event_template = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../events/magicline/customer-created.json"
-    ))
-    .expect("events/magicline/customer-created.json");
-    let mut event: serde_json::Value = serde_json::from_str(&event_template).unwrap();
-    event["headers"]["x-api-key"] = secret("magicline", 0).into();
-    let event_template = event.to_string();
-    let uuid = "095be615-a8ad-4c33-8e9c-c7612fbf6c9f";
-    assert!(event_template.contains(uuid), "the event file changed");
+    group.sample_size(10);
+    for provider in shared::providers::all() {
+        let Some(label) = Kit::of(provider.as_ref()).worst_case().map(String::from) else {
+            continue;
+        };
+        for count in TENANT_COUNTS {
+            let setup = ingest_for(&provider, count, Lookup::WorstCase);
+            bench_new_deliveries(&mut group, &runtime, &format!("{label}/{count}"), &setup);
+        }
+    }
+    group.finish();
+}
+
+/// `Ingest::handle` on a new delivery each iteration, from tenants across the directory.
+fn bench_new_deliveries(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    setup: &Setup,
+) {
+    let count = setup.tenants.len();
+    assert_accepted(runtime, setup, webhook(setup, 1 << 40, count - 1));
     let seq = AtomicU64::new(0);
-    let setup = &setup;
-    group.bench_function("magicline/1", |b| {
-        b.to_async(&runtime).iter_batched(
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter_batched(
             || {
                 setup.store.trim();
                 let n = seq.fetch_add(1, Ordering::Relaxed);
-                event_template.replace(uuid, &format!("095be615-a8ad-4c33-8e9c-{n:012x}"))
+                webhook(setup, n, pick(n, count))
+            },
+            |request| setup.ingest.handle(request),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+/// The same, starting from the API Gateway event JSON the Lambda runtime receives (for the
+/// first provider, one tenant).
+fn bench_from_apigw_json(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let mut group = c.benchmark_group("ack_from_apigw_json");
+    group.throughput(Throughput::Elements(1));
+    let provider = &shared::providers::all()[0];
+    let setup = ingest_for(provider, 1, Lookup::Normal);
+    let seq = AtomicU64::new(0);
+    let setup = &setup;
+    group.bench_function(format!("{}/1", setup.kit.name()), |b| {
+        b.to_async(runtime).iter_batched(
+            || {
+                setup.store.trim();
+                apigw_json(&webhook(setup, seq.fetch_add(1, Ordering::Relaxed), 0))
             },
             |json| async move {
                 let request = lambda_http::request::from_str(&json).expect("API Gateway event");
@@ -299,80 +219,100 @@ fn bench_ack(c: &mut Criterion) {
         )
     });
     group.finish();
-
-    // Lookups that are linear by design, for the record.
-    let mut group = c.benchmark_group("ack_worst_case");
-    group.throughput(Throughput::Elements(1));
-    group.sample_size(10);
-    for (provider, label) in [
-        ("waitwhile", "waitwhile_account_webhook"),
-        ("timify", "timify_header_per_tenant"),
-    ] {
-        for count in TENANT_COUNTS {
-            let setup = ingest_for(provider, count, Variant::Worst);
-            assert_accepted(
-                &runtime,
-                &setup,
-                webhook(provider, 1 << 40, count - 1, Variant::Worst),
-            );
-            let seq = AtomicU64::new(0);
-            group.bench_function(format!("{label}/{count}"), |b| {
-                b.to_async(&runtime).iter_batched(
-                    || {
-                        setup.store.trim();
-                        let n = seq.fetch_add(1, Ordering::Relaxed);
-                        webhook(provider, n, pick(n, count), Variant::Worst)
-                    },
-                    |request| setup.ingest.handle(request),
-                    BatchSize::SmallInput,
-                )
-            });
-        }
-    }
-    group.finish();
 }
 
-/// A queued EGYM `TEST` event: processing stores it without a fetch.
-fn queued_record(seq: u64) -> (Record, QueueMessage) {
-    let timestamp = 1_795_640_400_000u64 + seq;
-    let key = format!("egym#gym-berlin-01#3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7#TEST#{timestamp}");
-    let record = Record {
-        key: key.clone(),
-        provider: "egym".into(),
-        tenant: "gym-berlin-01".into(),
-        event_type: "TEST".into(),
-        entity_id: "3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7".into(),
-        body: format!(
-            r#"{{"accountId": "3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7", "timestamp": {timestamp}, "type": "TEST"}}"#
-        ),
-        received_at_ms: 1_795_640_400_000,
+/// The API Gateway HTTP API (payload 2.0) event carrying `request`.
+fn apigw_json(request: &WebhookRequest) -> String {
+    let path = request.uri().path();
+    let route = format!("POST {path}");
+    let mut headers: serde_json::Map<String, serde_json::Value> = request
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap().into()))
+        .collect();
+    let host = request.uri().host().unwrap_or_default();
+    headers.insert("host".into(), host.into());
+    headers.insert("user-agent".into(), "bench/1.0".into());
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": route,
+        "rawPath": path,
+        "rawQueryString": request.uri().query().unwrap_or_default(),
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "abc123", "domainName": host, "domainPrefix": "abc123",
+            "http": { "method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.10", "userAgent": "bench/1.0" },
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "routeKey": route, "stage": "$default",
+            "time": "25/Nov/2026:19:00:00 +0000", "timeEpoch": 1795640400000u64
+        },
+        "body": std::str::from_utf8(request.body()).unwrap(),
+        "isBase64Encoded": false,
+    })
+    .to_string()
+}
+
+/// A delivery the kits say is stored without an API call, stored and queued through the real
+/// handler: the record every processor iteration works on (under a key of its own).
+fn stored_without_call(runtime: &tokio::runtime::Runtime) -> Record {
+    let (provider, kit, case) = shared::providers::all()
+        .into_iter()
+        .find_map(|provider| {
+            let kit = Kit::of(provider.as_ref());
+            let case = kit
+                .cases()
+                .iter()
+                .find(|case| case.process == Some(Expect::Calls(Vec::new())))?
+                .clone();
+            Some((provider, kit, case))
+        })
+        .expect("a kit case processed without a call");
+    let memory = Memory::new(5, shared::clock::system());
+    let ingest = Ingest::new(
+        provider,
+        kit.tenants(NO_API),
+        memory.ports.clone(),
+        IngestSettings::default(),
+    );
+    let status = runtime.block_on(ingest.handle(kit.request(&case))).status();
+    assert!(
+        status.is_success(),
+        "{}/{}: {status}",
+        kit.name(),
+        case.name
+    );
+    memory
+        .store
+        .records()
+        .pop()
+        .expect("the delivery is stored")
+}
+
+fn queued_record(template: &Record, seq: u64) -> Record {
+    Record {
+        key: format!("{}#{seq}", template.key),
         status: Status::Queued,
-        expires_at: 1_798_232_400,
-        ..Record::default()
-    };
-    let message = record.message();
-    (record, message)
+        ..template.clone()
+    }
+}
+
+fn inbound(record: &Record, seq: u64) -> InboundMessage {
+    InboundMessage {
+        id: format!("msg-{seq}"),
+        body: serde_json::to_string(&record.message()).unwrap(),
+        receive_count: 1,
+        receipt_handle: Some(format!("receipt-{seq}")),
+    }
 }
 
 fn bench_processor(c: &mut Criterion) {
     let runtime = runtime();
-    let env: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../events/env.json"))
-            .expect("events/env.json"),
-    )
-    .unwrap();
     let providers = shared::providers::all()
         .into_iter()
         .map(|provider| {
-            let variable = format!("{}_TENANTS_JSON", provider.name().to_ascii_uppercase());
-            let json = env["ProcessorFunction"][&variable]
-                .as_str()
-                .unwrap_or(r#"{"tenants": []}"#);
+            let tenants = Kit::of(provider.as_ref()).tenants(NO_API);
             ProviderTenants {
                 provider,
-                tenants: TenantSource::fixed(
-                    TenantDirectory::from_json(json).expect("demo tenants"),
-                ),
+                tenants: TenantSource::fixed(tenants),
             }
         })
         .collect();
@@ -384,24 +324,19 @@ fn bench_processor(c: &mut Criterion) {
         DetailClient::new(settings.fetch_timeout, shared::clock::system()),
         settings,
     );
+    let template = stored_without_call(&runtime);
 
     // Sanity: the measured message is processed and finished without a fetch.
-    let (record, message) = queued_record(1 << 40);
-    let key = record.key.clone();
-    store.insert(record);
-    let inbound = InboundMessage {
-        id: "check".into(),
-        body: serde_json::to_string(&message).unwrap(),
-        receive_count: 1,
-        receipt_handle: Some("receipt".into()),
-    };
-    assert_eq!(runtime.block_on(processor.process(&inbound)), Verdict::Done);
+    let record = queued_record(&template, 1 << 40);
+    store.insert(record.clone());
+    let verdict = runtime.block_on(processor.process(&inbound(&record, 1 << 40)));
+    assert_eq!(verdict, Verdict::Done);
     let status = store
         .0
         .store
         .records()
         .into_iter()
-        .find(|r| r.key == key)
+        .find(|r| r.key == record.key)
         .map(|r| r.status);
     assert_eq!(
         status,
@@ -410,6 +345,7 @@ fn bench_processor(c: &mut Criterion) {
     );
 
     let processor = &processor;
+    let template = &template;
     let mut group = c.benchmark_group("processor");
     group.throughput(Throughput::Elements(1));
     let seq = AtomicU64::new(0);
@@ -418,14 +354,9 @@ fn bench_processor(c: &mut Criterion) {
             || {
                 store.trim_finished();
                 let n = seq.fetch_add(1, Ordering::Relaxed);
-                let (record, message) = queued_record(n);
-                store.insert(record);
-                InboundMessage {
-                    id: format!("msg-{n}"),
-                    body: serde_json::to_string(&message).unwrap(),
-                    receive_count: 1,
-                    receipt_handle: Some(format!("receipt-{n}")),
-                }
+                let record = queued_record(template, n);
+                store.insert(record.clone());
+                inbound(&record, n)
             },
             |inbound| async move {
                 let verdict = processor.process(&inbound).await;
@@ -445,15 +376,9 @@ fn bench_processor(c: &mut Criterion) {
                 let records = (0..10)
                     .map(|_| {
                         let n = seq.fetch_add(1, Ordering::Relaxed);
-                        let (record, message) = queued_record(n);
-                        store.insert(record);
-                        let mut sqs = SqsMessage::default();
-                        sqs.message_id = Some(format!("msg-{n}"));
-                        sqs.receipt_handle = Some(format!("receipt-{n}"));
-                        sqs.body = Some(serde_json::to_string(&message).unwrap());
-                        sqs.attributes
-                            .insert("ApproximateReceiveCount".into(), "1".into());
-                        sqs
+                        let record = queued_record(template, n);
+                        store.insert(record.clone());
+                        sqs_message(&inbound(&record, n))
                     })
                     .collect();
                 let mut event = SqsEvent::default();
@@ -471,6 +396,16 @@ fn bench_processor(c: &mut Criterion) {
     group.finish();
 }
 
+fn sqs_message(inbound: &InboundMessage) -> SqsMessage {
+    let mut sqs = SqsMessage::default();
+    sqs.message_id = Some(inbound.id.clone());
+    sqs.receipt_handle = inbound.receipt_handle.clone();
+    sqs.body = Some(inbound.body.clone());
+    sqs.attributes
+        .insert("ApproximateReceiveCount".into(), "1".into());
+    sqs
+}
+
 /// With 1 and with 10,000 tenants, one webhook from each in turn, each timed on its own: the
 /// two medians come from the same stretch of time, so drift of the machine (which criterion's
 /// benchmarks, measured one after the other, are exposed to) touches both alike. Written as JSON
@@ -482,16 +417,16 @@ fn interleaved_flatness() {
     const ROUNDS: u64 = 100_000;
     let runtime = runtime();
     let mut results = serde_json::Map::new();
-    for provider in ["magicline", "egym", "timify", "flybuy", "waitwhile"] {
-        let setups: Vec<(usize, Setup)> = TENANT_COUNTS
+    for provider in shared::providers::all() {
+        let setups: Vec<Setup> = TENANT_COUNTS
             .iter()
-            .map(|&count| (count, ingest_for(provider, count, Variant::Normal)))
+            .map(|&count| ingest_for(&provider, count, Lookup::Normal))
             .collect();
         let mut samples: Vec<Vec<u64>> = vec![Vec::new(); setups.len()];
         for round in 0..ROUNDS {
-            for (index, (count, setup)) in setups.iter().enumerate() {
+            for (index, setup) in setups.iter().enumerate() {
                 setup.store.trim();
-                let request = webhook(provider, round, pick(round, *count), Variant::Normal);
+                let request = webhook(setup, round, pick(round, setup.tenants.len()));
                 let started = Instant::now();
                 let response = runtime.block_on(setup.ingest.handle(request));
                 let elapsed = started.elapsed().as_nanos() as u64;
@@ -505,13 +440,17 @@ fn interleaved_flatness() {
         let medians: serde_json::Map<String, serde_json::Value> = setups
             .iter()
             .zip(samples.iter_mut())
-            .map(|((count, _), values)| {
+            .map(|(setup, values)| {
                 values.sort_unstable();
-                (count.to_string(), values[values.len() / 2].into())
+                (
+                    setup.tenants.len().to_string(),
+                    values[values.len() / 2].into(),
+                )
             })
             .collect();
-        println!("interleaved {provider}: median ns by tenant count {medians:?}");
-        results.insert(provider.to_string(), medians.into());
+        let name = provider.name();
+        println!("interleaved {name}: median ns by tenant count {medians:?}");
+        results.insert(name.to_string(), medians.into());
     }
     let json = serde_json::json!({ "rounds": ROUNDS, "median_ns": results });
     std::fs::write(out, json.to_string()).expect("write ACK_FLATNESS_JSON");

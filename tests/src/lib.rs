@@ -117,6 +117,11 @@ impl Backend {
         let queue_url = sqs
             .create_queue()
             .queue_name(unique_name("work"))
+            // As template.yaml: a spilled delivery carries its whole body.
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize,
+                "1048576",
+            )
             .send()
             .await
             .expect("create queue")

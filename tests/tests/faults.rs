@@ -262,3 +262,27 @@ async fn a_provider_api_dropping_connections_is_retried_then_succeeds() {
     assert_eq!((record.status, record.attempts), (Status::Processed, 2));
     assert!(backend.drain_dead_letters().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_of_the_largest_size_spills_in_one_message() {
+    let backend = Backend::new().await;
+    let store_proxy = Proxy::start(local_aws_address()).await;
+    let queue_proxy = Proxy::start(local_aws_address()).await;
+    let ingest = ingest_via(&backend, &store_proxy, &queue_proxy, "magicline").await;
+    store_proxy.drop_connections();
+    let padding = "\"".repeat(120 * 1024);
+    let body = serde_json::json!({
+        "entityId": 7, "uuid": "big-one",
+        "payload": [{"timestamp": 1, "type": "CUSTOMER_UPDATED"}],
+        "padding": padding,
+    })
+    .to_string();
+    assert!(body.len() < 256 * 1024 && body.len() > 240 * 1024);
+    let request = e2e::post("magicline", &[("x-api-key", "ml-demo-key-1001-new")], &body);
+    let response = ingest.handle(request).await;
+    assert_eq!(response.status(), 202, "{}", response_json(&response));
+    assert_eq!(response_json(&response)["stored"], false);
+    let messages = backend.drain().await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].spilled.as_ref().unwrap().body, body);
+}

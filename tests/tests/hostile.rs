@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 
 use e2e::{root, Backend};
+use shared::IngestSettings;
+use testkit::Kit;
 
 fn corpus() -> BTreeMap<String, serde_json::Value> {
     let folder = root().join("tests/hostile");
@@ -78,17 +80,20 @@ fn the_corpus_holds_at_least_60_hostile_requests_across_all_providers() {
 async fn every_hostile_request_gets_its_clear_answer_and_leaves_no_trace() {
     let mut backends = BTreeMap::new();
     for provider in shared::providers::all() {
-        backends.insert(provider.name(), (Backend::new().await, 0usize));
+        let backend = Backend::new().await;
+        let tenants = Kit::of(provider.as_ref()).tenants("http://127.0.0.1:9");
+        let ingest = backend.ingest_with(provider.name(), tenants, IngestSettings::default());
+        backends.insert(provider.name(), (backend, ingest, 0usize));
     }
     let mut failures = Vec::new();
     for (name, case) in corpus() {
         let provider = case["provider"].as_str().unwrap();
-        let (backend, accepted) = backends.get_mut(provider).unwrap();
+        let (_, ingest, accepted) = backends.get_mut(provider).unwrap();
         let request = match e2e::apigw_request(&event(&case)) {
             Ok(request) => request,
             Err(error) => panic!("{name}: not a valid API Gateway event: {error}"),
         };
-        let response = backend.ingest(provider).handle(request).await;
+        let response = ingest.handle(request).await;
         let status = response.status().as_u16();
         let expected = case["status"].as_u64().unwrap() as u16;
         let body: serde_json::Value =
@@ -109,7 +114,7 @@ async fn every_hostile_request_gets_its_clear_answer_and_leaves_no_trace() {
             ));
         }
     }
-    for (provider, (backend, accepted)) in &backends {
+    for (provider, (backend, _, accepted)) in &backends {
         let items = backend.items().await.len();
         let messages = backend.drain().await.len();
         if items != *accepted || messages != *accepted {

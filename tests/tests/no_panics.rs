@@ -1,10 +1,13 @@
 //! Property tests: no input makes a verifier, a parser or the whole ingest path panic or answer
 //! anything but its documented statuses. Arbitrary headers and bytes, every provider.
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use shared::providers::flybuy::token_from_authorization;
 use shared::{Ingest, IngestSettings};
+use testkit::Kit;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -13,34 +16,76 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Every provider's real handler on the in-memory store and queue.
+/// Every provider's real handler, with its kit's demo tenants, on the in-memory store and queue.
 fn handlers() -> Vec<(String, Ingest)> {
     let memory = adapter_memory::Memory::new(5, shared::clock::system());
     shared::providers::all()
         .into_iter()
         .map(|provider| {
-            let name = provider.name().to_string();
+            let kit = Kit::of(provider.as_ref());
             let ingest = Ingest::new(
                 provider,
-                e2e::demo_tenants(&name),
+                kit.tenants("http://127.0.0.1:9"),
                 memory.ports.clone(),
                 IngestSettings::default(),
             );
-            (name, ingest)
+            (kit.name().to_string(), ingest)
         })
         .collect()
 }
 
-const HEADER_NAMES: [&str; 8] = [
-    "x-api-key",
-    "authorization",
-    "x-waitwhile-signature",
-    "x-timify-secret",
-    "x-webhook-token",
-    "content-type",
-    "x-anything",
-    "apikey",
-];
+/// What the kits know: header names and values of real deliveries from every demo tenant,
+/// the APIs' header names, `?tenant=` queries, and the envelopes' field names.
+struct Known {
+    header_names: Vec<String>,
+    header_values: Vec<Vec<u8>>,
+    queries: Vec<String>,
+    fields: Vec<String>,
+}
+
+static KNOWN: LazyLock<Known> = LazyLock::new(|| {
+    let mut known = Known {
+        header_names: vec!["x-anything".into()],
+        header_values: Vec::new(),
+        queries: Vec::new(),
+        fields: Vec::new(),
+    };
+    for kit in Kit::all() {
+        known.header_names.extend(kit.api().headers.keys().cloned());
+        for tenant in kit.tenants("http://127.0.0.1:9").iter() {
+            known.queries.push(format!("tenant={}", tenant.id));
+            let secret = tenant.webhook_secrets.first().map_or("", |s| s.expose());
+            for (name, value) in kit.unique(1, tenant, secret).headers() {
+                known.header_names.push(name.to_string());
+                known.header_values.push(value.as_bytes().to_vec());
+            }
+        }
+        let body: serde_json::Value = serde_json::from_str(&kit.unique_body(1)).unwrap();
+        field_names(&body, &mut known.fields);
+    }
+    for list in [
+        &mut known.header_names,
+        &mut known.queries,
+        &mut known.fields,
+    ] {
+        list.sort();
+        list.dedup();
+    }
+    known
+});
+
+fn field_names(value: &serde_json::Value, names: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (name, item) in fields {
+                names.push(format!("{name:?}"));
+                field_names(item, names);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| field_names(item, names)),
+        _ => {}
+    }
+}
 
 fn header_value() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
@@ -48,45 +93,36 @@ fn header_value() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(0x20u8..0x7f, 0..80),
         // Anything a header value may carry (obs-text included).
         proptest::collection::vec(any::<u8>(), 0..80),
-        Just(br#"Token token="FBDEMO41TOKEN""#.to_vec()),
-        Just(b"ml-demo-key-1001-new".to_vec()),
-        Just(b"application/json".to_vec()),
+        proptest::sample::select(KNOWN.header_values.clone()),
     ]
 }
 
 fn body() -> impl Strategy<Value = Vec<u8>> {
+    let syntax = [
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        "null",
+        "1e400",
+        "-0",
+        "\"x\"",
+        "99999999999999999999",
+        "true",
+    ];
+    let words: Vec<String> = syntax
+        .iter()
+        .map(|s| s.to_string())
+        .chain(KNOWN.fields.clone())
+        .collect();
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..300),
         "[ -~]{0,200}".prop_map(String::into_bytes),
         // JSON-ish text around the envelopes' field names.
-        proptest::collection::vec(
-            prop_oneof![
-                Just("{"),
-                Just("}"),
-                Just("["),
-                Just("]"),
-                Just(","),
-                Just(":"),
-                Just("null"),
-                Just("\"uuid\""),
-                Just("\"entityId\""),
-                Just("\"payload\""),
-                Just("\"type\""),
-                Just("\"timestamp\""),
-                Just("\"accountId\""),
-                Just("\"data\""),
-                Just("\"id\""),
-                Just("\"updated_at\""),
-                Just("\"event\""),
-                Just("1e400"),
-                Just("-0"),
-                Just("\"x\""),
-                Just("99999999999999999999"),
-                Just("true")
-            ],
-            0..40
-        )
-        .prop_map(|parts| parts.concat().into_bytes()),
+        proptest::collection::vec(proptest::sample::select(words), 0..40)
+            .prop_map(|parts| parts.concat().into_bytes()),
     ]
 }
 
@@ -101,7 +137,7 @@ proptest! {
     #[test]
     fn every_parser_accepts_or_refuses_any_bytes(bytes in body()) {
         for provider in shared::providers::all() {
-            let tenants = e2e::demo_tenants(provider.name());
+            let tenants = Kit::of(provider.as_ref()).tenants("http://127.0.0.1:9");
             let tenant = tenants.iter().next().unwrap();
             if let Ok(event) = provider.parse(tenant, &bytes) {
                 prop_assert!(!event.dedup_suffix.is_empty());
@@ -112,11 +148,11 @@ proptest! {
     #[test]
     fn the_ingest_path_answers_any_request_with_a_documented_status(
         method in prop_oneof![Just("POST"), Just("GET"), Just("PUT"), Just("OPTIONS")],
-        headers in proptest::collection::vec((0..HEADER_NAMES.len(), header_value()), 0..5),
+        headers in proptest::collection::vec((0..KNOWN.header_names.len(), header_value()), 0..5),
         body in body(),
         query in prop_oneof![
             Just(String::new()),
-            Just("tenant=loc-downtown".to_string()),
+            proptest::sample::select(KNOWN.queries.clone()),
             Just("tenant=%00".to_string()),
             "[a-z=&]{0,20}"
         ],
@@ -128,7 +164,7 @@ proptest! {
                 .uri(format!("https://example.test/webhooks/{provider}?{query}"));
             for (name, value) in &headers {
                 if let Ok(value) = http::HeaderValue::from_bytes(value) {
-                    request = request.header(HEADER_NAMES[*name], value);
+                    request = request.header(KNOWN.header_names[*name].as_str(), value);
                 }
             }
             let request = request.body(Bytes::from(body.clone())).unwrap();

@@ -1,18 +1,20 @@
 //! Captures every log line (debug level, SDKs included) of a full run — valid, invalid and
-//! rotated credentials for every provider, processing with API keys, failures, the sweeper —
-//! and checks that no webhook secret, token, signing secret or API key appears in it, not even
-//! an 8-character piece of one.
+//! rotated credentials for every tenant of every provider's test kit, processing with API keys
+//! and token exchanges, failures, the sweeper — and checks that no webhook secret, signing key,
+//! API key, app secret or access token appears in it, not even an 8-character piece of one.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2e::fake_api::{Behavior, FakeApi};
-use e2e::{post, Backend};
+use e2e::Backend;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
 use shared::tenants::{TenantDirectory, TenantSource};
-use shared::{Ingest, IngestSettings, WebhookRequest};
+use shared::{Ingest, IngestSettings};
+use testkit::{Expect, Kit};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -42,66 +44,70 @@ fn secret(label: &str) -> String {
         .collect()
 }
 
-struct Provider {
-    name: &'static str,
-    current: String,
-    old: String,
-    api_key: String,
-}
+/// Where a tenants document keeps secrets.
+const SECRET_FIELDS: [&str; 3] = ["/signing_key", "/api/api_key", "/api/app_secret"];
 
-impl Provider {
-    fn tenants(&self, api_base: &str) -> TenantDirectory {
-        let json = serde_json::json!({ "tenants": [{
-            "id": "t1",
-            "webhook_secrets": [self.current, self.old],
-            "header": "x-hook-secret",
-            "url": format!("https://example.test/webhooks/{}?tenant=t1", self.name),
-            "api": { "base_url": format!("{api_base}/{}", self.name), "api_key": self.api_key },
-        }]});
-        TenantDirectory::from_json(&json.to_string()).unwrap()
-    }
-
-    fn body(&self, n: u32) -> String {
-        match self.name {
-            "magicline" => format!(
-                r#"{{"entityId": {n}, "uuid": "u-{n}", "payload": [{{"timestamp": 1, "type": "CUSTOMER_CREATED"}}]}}"#
-            ),
-            "egym" => {
-                format!(r#"{{"accountId": "acc-{n}", "timestamp": {n}, "type": "GYM_CHECKIN"}}"#)
+/// The kit's demo tenants (API at `api_base`) with every secret replaced by a fresh one: the
+/// tenants document and the secrets.
+fn fresh_tenants(kit: &Kit, api_base: &str) -> (String, Vec<String>) {
+    let mut document: Value = serde_json::from_str(&kit.tenants_json(api_base)).unwrap();
+    let mut secrets = Vec::new();
+    let mut fresh = |value: &mut Value| {
+        let new = secret(&format!("{}-{}", kit.name(), secrets.len()));
+        *value = new.clone().into();
+        secrets.push(new);
+    };
+    for tenant in document["tenants"].as_array_mut().unwrap() {
+        for value in tenant["webhook_secrets"].as_array_mut().unwrap() {
+            fresh(value);
+        }
+        for pointer in SECRET_FIELDS {
+            if let Some(value) = tenant.pointer_mut(pointer) {
+                fresh(value);
             }
-            "timify" => format!(
-                r#"{{"event": "customers.updated", "data": {{"id": "c-{n}", "updatedAt": "t{n}"}}}}"#
-            ),
-            "flybuy" => {
-                format!(r#"{{"data": {{"type": "order", "id": {n}, "updated_at": "t{n}"}}}}"#)
-            }
-            _ => format!(
-                r#"{{"type": "visit.updated", "data": {{"id": "v-{n}", "updated": "t{n}"}}}}"#
-            ),
         }
     }
+    (document.to_string(), secrets)
+}
 
-    /// A delivery carrying `credential` the way this provider's scheme carries it.
-    fn request(&self, credential: &str, n: u32) -> WebhookRequest {
-        let body = self.body(n);
-        let url = format!("https://example.test/webhooks/{}?tenant=t1", self.name);
-        let tenants = self.tenants("http://unused");
-        let headers = shared::providers::by_name(self.name)
-            .unwrap()
-            .auth()
-            .credential_headers(
-                tenants.get("t1").unwrap(),
-                credential,
-                &url,
-                body.as_bytes(),
+fn directory(json: &str) -> TenantDirectory {
+    TenantDirectory::from_json(json).unwrap()
+}
+
+/// Delivers, as every tenant, a new event with each of its secrets and one with a wrong
+/// secret, then the kit's first case whose processing calls the API.
+async fn deliver_all(kit: &Kit, ingest: &Ingest, tenants: &TenantDirectory) {
+    let wrong = secret("wrong");
+    let mut seq = 0;
+    for tenant in tenants.iter() {
+        let secrets = tenant.webhook_secrets.iter().map(|s| s.expose());
+        for (credential, valid) in secrets.map(|s| (s, true)).chain([(wrong.as_str(), false)]) {
+            seq += 1;
+            let status = ingest
+                .handle(kit.unique(seq, tenant, credential))
+                .await
+                .status();
+            assert_eq!(
+                status.is_success(),
+                valid,
+                "{} {}: {status}",
+                kit.name(),
+                tenant.id
             );
-        let headers: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
-        let mut request = post(self.name, &headers, &body);
-        *request.uri_mut() = url.parse().unwrap();
-        request
+        }
+    }
+    let calls_api = |case: &&testkit::Case| matches!(&case.process, Some(Expect::Calls(calls)) if !calls.is_empty());
+    if let Some(case) = kit.cases().iter().find(calls_api) {
+        let status = ingest
+            .handle(kit.request_from(case, tenants))
+            .await
+            .status();
+        assert!(
+            status.is_success(),
+            "{}/{}: {status}",
+            kit.name(),
+            case.name
+        );
     }
 }
 
@@ -115,53 +121,36 @@ async fn no_secret_appears_in_any_log_line() {
         .with_writer(move || writer.clone())
         .init();
 
-    let providers: Vec<Provider> = shared::providers::all()
-        .iter()
-        .map(|p| Provider {
-            name: p.name(),
-            current: secret(&format!("{}-current", p.name())),
-            old: secret(&format!("{}-old", p.name())),
-            api_key: secret(&format!("{}-api", p.name())),
-        })
-        .collect();
     let backend = Backend::with_dead_letter_queue(2).await;
     let api = FakeApi::start().await;
-    api.set("/egym/", Behavior::Status(401));
-    api.set("/flybuy/", Behavior::Status(500));
-
-    for provider in &providers {
+    let mut secrets = Vec::new();
+    let mut processing = Vec::new();
+    for (index, provider) in shared::providers::all().into_iter().enumerate() {
+        let kit = Kit::of(provider.as_ref());
+        let (tenants, fresh) = fresh_tenants(&kit, &api.base_url);
+        secrets.extend(fresh);
+        api.trust(kit.name(), &directory(&tenants));
+        // Some APIs refuse or fail, so that the error paths log too.
+        match index % 4 {
+            1 => api.set(&format!("/{}/", kit.name()), Behavior::Status(401)),
+            3 => api.set(&format!("/{}/", kit.name()), Behavior::Status(500)),
+            _ => {}
+        }
         let ingest = Ingest::new(
-            shared::providers::by_name(provider.name).unwrap(),
-            provider.tenants(&api.base_url),
+            provider.clone(),
+            directory(&tenants),
             backend.ports(),
             IngestSettings::default(),
         );
-        let wrong = secret("wrong");
-        for (n, credential) in [&provider.current, &provider.old, &wrong]
-            .into_iter()
-            .enumerate()
-        {
-            let status = ingest
-                .handle(provider.request(credential, n as u32))
-                .await
-                .status();
-            assert_eq!(
-                status.is_success(),
-                n < 2,
-                "{} #{n}: {status}",
-                provider.name
-            );
-        }
+        deliver_all(&kit, &ingest, &directory(&tenants)).await;
+        processing.push(ProviderTenants {
+            provider,
+            tenants: TenantSource::fixed(directory(&tenants)),
+        });
     }
 
     let processor = Processor::new(
-        providers
-            .iter()
-            .map(|p| ProviderTenants {
-                provider: shared::providers::by_name(p.name).unwrap(),
-                tenants: TenantSource::fixed(p.tenants(&api.base_url)),
-            })
-            .collect(),
+        processing,
         backend.ports(),
         shared::fetch::DetailClient::new(Duration::from_secs(2), shared::clock::system()),
         ProcessorSettings {
@@ -170,12 +159,13 @@ async fn no_secret_appears_in_any_log_line() {
             ..ProcessorSettings::default()
         },
     );
-    backend.pump_until_empty(&processor, 30).await;
+    backend.pump_until_empty(&processor, 60).await;
     backend.sweeper().sweep(100).await.unwrap();
     assert!(
-        api.total_calls() >= 8,
+        api.total_calls() >= shared::providers::all().len(),
         "the processor called the provider APIs with their keys"
     );
+    secrets.extend(api.tokens());
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
@@ -186,16 +176,13 @@ async fn no_secret_appears_in_any_log_line() {
         logs.contains("\"processed\""),
         "processor log lines were captured"
     );
-    for provider in &providers {
-        for value in [&provider.current, &provider.old, &provider.api_key] {
-            for start in 0..=value.len() - 8 {
-                let piece = &value[start..start + 8];
-                assert!(
-                    !logs.contains(piece),
-                    "{}: a piece of a secret ({piece}) is in the logs",
-                    provider.name
-                );
-            }
+    for value in &secrets {
+        for start in 0..=value.len() - 8 {
+            let piece = &value[start..start + 8];
+            assert!(
+                !logs.contains(piece),
+                "a piece of a secret ({piece}) is in the logs"
+            );
         }
     }
 }

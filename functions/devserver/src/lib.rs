@@ -214,7 +214,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
     let app = Router::new()
         .route("/", get(index))
         .route("/webhooks/{provider}", any(webhook))
-        .route("/_sandbox/{provider}/{*path}", get(sandbox::answer))
+        .route("/_sandbox/{provider}/{*path}", any(sandbox::answer))
         .route("/_dev/events", get(list_events))
         .route("/_dev/events/{key}", get(show_event))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))

@@ -32,7 +32,7 @@ pub use api::{Answer, Api, ApiDouble, Route, TokenExchange};
 include!(concat!(env!("OUT_DIR"), "/data.rs"));
 
 /// The public origin the sample deliveries are posted to (the registered webhook URLs').
-pub const PUBLIC_ORIGIN: &str = "https://abc123.execute-api.eu-central-1.amazonaws.com";
+const PUBLIC_ORIGIN: &str = "https://abc123.execute-api.eu-central-1.amazonaws.com";
 
 /// An API base nothing listens on, for tenants whose API is not called.
 const NO_API: &str = "http://127.0.0.1:9";
@@ -242,11 +242,9 @@ impl Kit {
         &self.data.cases
     }
 
-    pub fn case(&self, name: &str) -> &Case {
-        self.cases()
-            .iter()
-            .find(|case| case.name == name)
-            .unwrap_or_else(|| panic!("{}: no case {name:?}", self.name))
+    /// The status the webhook answers a new delivery with.
+    pub fn accepted_status(&self) -> u16 {
+        self.data.accepted_status
     }
 
     /// The status the webhook must answer `case` with.
@@ -262,7 +260,12 @@ impl Kit {
     /// The request of `case`, with its credential: the provider's own scheme
     /// ([`Auth::credential_headers`]) unless the case writes its headers out.
     pub fn request(&self, case: &Case) -> WebhookRequest {
-        let tenants = self.tenants(NO_API);
+        self.request_from(case, &self.tenants(NO_API))
+    }
+
+    /// The request of `case` from `tenants` in place of the demo tenants (the same tenants
+    /// with other secrets, say).
+    pub fn request_from(&self, case: &Case, tenants: &TenantDirectory) -> WebhookRequest {
         let tenant = tenants
             .iter()
             .nth(case.tenant)
@@ -274,19 +277,21 @@ impl Kit {
             query => format!("{}?{query}", self.webhook_url()),
         };
         let secret = self.secret(case, tenant);
-        let url = tenant.url.clone().unwrap_or_else(|| uri.clone());
+        // What a signature covers: the registered URL and the body, unless the case says other.
+        let url = case
+            .signed_url
+            .as_ref()
+            .or(tenant.url.as_ref())
+            .unwrap_or(&uri);
+        let signed = case
+            .signed_body
+            .as_ref()
+            .map_or(body.clone(), Value::to_string);
         let headers = match &case.headers {
             None => self
                 .auth
-                .credential_headers(tenant, &secret, &url, body.as_bytes()),
-            Some(templates) => {
-                let signed = case
-                    .signed_body
-                    .as_ref()
-                    .map_or(body.clone(), Value::to_string);
-                let url = case.signed_url.as_deref().unwrap_or(&url);
-                written_headers(templates, tenant, &secret, url, &signed)
-            }
+                .credential_headers(tenant, &secret, url, signed.as_bytes()),
+            Some(templates) => written_headers(templates, tenant, &secret, url, &signed),
         };
         build(
             case.method.as_deref().unwrap_or("POST"),

@@ -1,0 +1,46 @@
+//! The generated files (events/, devserver.toml, README.md's event table, tests/hostile/) are
+//! what the test kits' data says: `scripts/make_events.py --check` and `scripts/make_hostile.py
+//! --check` name every file that drifted.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use e2e::root;
+
+/// The project's virtual environment's Python where there is one, else `python3`.
+fn python() -> PathBuf {
+    let venv = std::env::var_os("VIRTUAL_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv"));
+    let inside = venv.join("bin/python");
+    if inside.exists() {
+        inside
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+fn check(script: &str) {
+    let output = Command::new(python())
+        .arg(root().join("scripts").join(script))
+        .arg("--check")
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| panic!("{script}: cannot run {:?}: {e}", python()));
+    assert!(
+        output.status.success(),
+        "{script} --check: generated files differ from the kit data; run scripts/{script}\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn events_devserver_toml_and_the_readme_table_are_what_the_kits_say() {
+    check("make_events.py");
+}
+
+#[test]
+fn the_hostile_corpus_is_what_the_kits_say() {
+    check("make_hostile.py");
+}
