@@ -450,3 +450,15 @@ pub fn post(provider: &str, headers: &[(&str, &str)], body: &str) -> WebhookRequ
 }
 pub mod fake_api;
 pub mod proxy;
+
+/// Waits until `done` holds, looking every 10 ms; fails the test after `within`.
+pub async fn wait_until(within: Duration, done: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < within,
+            "condition not reached within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -58,7 +58,7 @@ async fn a_fetch_running_while_its_subject_is_erased_writes_no_detail() {
         tokio::spawn(async move { backend.pump(&processor).await })
     };
     // The fetch is under way (the API answers after 1.5 s): the member is erased meanwhile.
-    wait_until(|| api.total_calls() == 1).await;
+    e2e::wait_until(Duration::from_secs(2), || api.total_calls() == 1).await;
     let erased = backend
         .store()
         .erase_subject(&subject(), now(), now() / 1000 + 3600)
@@ -207,14 +207,4 @@ async fn a_deletion_delivered_without_a_credential_erases_nothing() {
 
 fn now() -> i64 {
     shared::clock::SystemClock.now_ms()
-}
-
-async fn wait_until(done: impl Fn() -> bool) {
-    for _ in 0..200 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not reached in 2 s");
 }

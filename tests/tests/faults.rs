@@ -198,8 +198,9 @@ async fn a_processor_killed_mid_batch_is_redelivered_without_double_effects() {
         };
         tokio::spawn(async move { backend.pump(&processor).await })
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    victim.abort(); // the invocation dies holding three claims
+    // The invocation dies holding three claims, its three API calls under way.
+    e2e::wait_until(Duration::from_secs(5), || api.total_calls() == 3).await;
+    victim.abort();
     let _ = victim.await;
     let in_flight = backend.items().await;
     assert!(in_flight
