@@ -328,6 +328,8 @@ def outputs():
         event = webhook_event(kits, provider, case)
         files[EVENTS / file] = as_file(event)
         manifest[file] = {"status": case.get("status", kits[provider]["accepted_status"]), "shows": case["shows"]}
+        if case.get("quarantined"):
+            manifest[file]["quarantined"] = True
         written[file] = event
     for name, event, after, failed, what in processor_cases(kits, written):
         files[EVENTS / "processor" / name] = as_file(event)

@@ -11,7 +11,10 @@ every file that differs from what it would write and exits non-zero.
 
 Fields: provider, method, headers (pairs; API Gateway joins repeated headers with a comma, so
 the corpus does too), query, body (text) or body_base64 (+ is_base64), pad_to (the harness pads
-the JSON object with a "padding" field to exactly this many bytes), status, says, why.
+the JSON object with a "padding" field to exactly this many bytes), status, outcome (`refused`:
+nothing stored; `quarantined`: an authentic delivery the provider's parser cannot read, stored
+once and never queued; `accepted`: stored and queued), says (what the error or the quarantine
+reason names), why.
 """
 
 import argparse
@@ -96,12 +99,12 @@ def good_body(provider):
 
 
 def case(provider, name, status, says, why, body=None, headers=None, method="POST", body_bytes=None,
-         content_type="application/json", pad_to=None):
+         content_type="application/json", pad_to=None, outcome="accepted"):
     raw = body_bytes if body_bytes is not None else (body if body is not None else good_body(provider)).encode()
     hs = [["content-type", content_type]] if content_type else []
     hs += creds(provider, raw) if headers is None else headers
     item = {"provider": provider, "method": method, "headers": hs, "query": query_of(provider),
-            "status": status, "says": says, "why": why}
+            "status": status, "outcome": "refused" if status >= 400 else outcome, "says": says, "why": why}
     try:
         item["body"] = raw.decode("utf-8")
         item["is_base64"] = False
@@ -113,26 +116,36 @@ def case(provider, name, status, says, why, body=None, headers=None, method="POS
     return provider + "-" + name, item
 
 
+def quarantined(provider, name, says, why, **request):
+    """An authentic delivery the provider's parser cannot read: kept, answered as accepted."""
+    return case(provider, name, KITS[provider]["accepted_status"], says, why, outcome="quarantined", **request)
+
+
 def generic_cases(provider):
     kit = KITS[provider]
     good = good_body(provider)
-    yield case(provider, "empty-body", 400, "malformed body", "No body at all", body="")
-    yield case(provider, "invalid-utf8", 400, "malformed body", "Bytes that are not UTF-8 (base64-flagged)",
-               body_bytes=b'{"x": "\xff\xfe\xfd"}')
-    yield case(provider, "base64-flagged-garbage", 400, "malformed body",
-               "A base64-flagged body that decodes to non-JSON", body_bytes=b"\x00\x01\x02 not json")
-    yield case(provider, "wrong-content-type", 415, "content-type", "Valid JSON declared as text/plain",
-               content_type="text/plain")
-    yield case(provider, "form-content-type", 415, "content-type", "Declared as a form post",
-               content_type="application/x-www-form-urlencoded")
-    yield case(provider, "nested-10000-deep", 400, "malformed body", "JSON nested 10,000 levels deep",
-               body="[" * 10000 + "]" * 10000)
-    yield case(provider, "array-not-object", 400, "malformed body", "An array where the envelope object belongs",
-               body="[" + good + "]")
-    yield case(provider, "trailing-garbage", 400, "malformed body", "A valid envelope followed by more data",
-               body=good + " {}")
-    for n, (body, field) in enumerate(kit["hostile"]["bad_fields"]):
-        yield case(provider, f"bad-field-{n}", 400, field, f"Null, out-of-range or misshapen {field}", body=body)
+    yield quarantined(provider, "empty-body", "malformed body", "No body at all", body="")
+    yield quarantined(provider, "invalid-utf8", "malformed body", "Bytes that are not UTF-8 (base64-flagged)",
+                      body_bytes=b'{"x": "\xff\xfe\xfd"}')
+    yield quarantined(provider, "base64-flagged-garbage", "malformed body",
+                      "A base64-flagged body that decodes to non-JSON", body_bytes=b"\x00\x01\x02 not json")
+    yield quarantined(provider, "wrong-content-type", "content-type", "Valid JSON declared as text/plain",
+                      content_type="text/plain")
+    yield quarantined(provider, "form-content-type", "content-type", "Declared as a form post",
+                      content_type="application/x-www-form-urlencoded")
+    yield quarantined(provider, "nested-10000-deep", "malformed body", "JSON nested 10,000 levels deep",
+                      body="[" * 10000 + "]" * 10000)
+    yield quarantined(provider, "array-not-object", "malformed body", "An array where the envelope object belongs",
+                      body="[" + good + "]")
+    yield quarantined(provider, "trailing-garbage", "malformed body", "A valid envelope followed by more data",
+                      body=good + " {}")
+    for n, bad in enumerate(kit["hostile"]["bad_fields"]):
+        why = f"Null, out-of-range or misshapen {bad['field']}"
+        if bad["outcome"] == "quarantined":
+            yield quarantined(provider, f"bad-field-{n}", bad["field"], why, body=bad["body"])
+        else:
+            yield case(provider, f"bad-field-{n}", kit["accepted_status"], "", why + ": read as it is",
+                       body=bad["body"])
     for method in ["GET", "PUT", "DELETE", "PATCH"]:
         yield case(provider, f"method-{method.lower()}", 405, "method not allowed", f"{method} instead of POST",
                    method=method, body="" if method in ("GET", "DELETE") else None)
