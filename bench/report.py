@@ -109,6 +109,11 @@ def handler_latency(log_path, skip):
     return values[len(values) // 2] / 1000, values[int(len(values) * 0.99)] / 1000
 
 
+def ack_providers(criterion):
+    """Every provider the ack bench measured (`ack/<provider>/<tenants>`), in name order."""
+    return sorted({name.split("/")[1] for name in criterion if name.startswith("ack/")})
+
+
 def us(ns):
     return f"{ns / 1000:.2f} µs"
 
@@ -286,7 +291,7 @@ def main():
     add("|---|---|---|---|---|---|---|")
     worst_ack = 0.0
     all_flat = True
-    for provider in ["magicline", "egym", "timify", "flybuy", "waitwhile"]:
+    for provider in ack_providers(criterion):
         one = criterion.get(f"ack/{provider}/1")
         many = criterion.get(f"ack/{provider}/10000")
         pair = interleaved.get(provider) or {}
