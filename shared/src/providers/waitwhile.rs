@@ -161,4 +161,26 @@ mod tests {
             Ok(Processing::StoreOnly)
         );
     }
+
+    /// Two deliveries whose ids differ only beyond 2^64 once shared a key through `f64`.
+    #[test]
+    fn ids_beyond_two_to_the_64_keep_their_digits() {
+        let tenants = TenantDirectory::from_json(
+            r#"{"tenants": [{"id": "a", "url": "https://x/w", "webhook_secrets": ["s"]}]}"#,
+        )
+        .unwrap();
+        let key = |id: &str| {
+            let body =
+                format!(r#"{{"type": "visit.updated", "data": {{"id": {id}, "updated": "u"}}}}"#);
+            Waitwhile
+                .parse(tenants.get("a").unwrap(), body.as_bytes())
+                .unwrap()
+                .dedup_suffix
+        };
+        assert_eq!(
+            key("18446744073709551617"),
+            "visit.updated#18446744073709551617#u"
+        );
+        assert_ne!(key("18446744073709551617"), key("18446744073709551618"));
+    }
 }

@@ -304,7 +304,13 @@ impl Kit {
     /// The `seq`-th unique delivery (its dedup key differs for every `seq`) from `tenant`,
     /// proved with `secret` through the provider's own scheme.
     pub fn unique(&self, seq: u64, tenant: &Tenant, secret: &str) -> WebhookRequest {
-        let body = self.unique_body(seq);
+        self.unique_with(&seq.to_string(), tenant, secret)
+    }
+
+    /// [`Kit::unique`] with any integer written out (beyond 2^64, negative): the exact text
+    /// a sender would put in the body.
+    pub fn unique_with(&self, seq: &str, tenant: &Tenant, secret: &str) -> WebhookRequest {
+        let body = self.unique_body_with(seq);
         let url = tenant.url.clone().unwrap_or_else(|| self.webhook_url());
         let headers = self
             .auth
@@ -315,11 +321,15 @@ impl Kit {
     /// The unique-delivery template with `seq` filled in: a value `"{seq}"` becomes the
     /// number, `{seq}` inside a text the digits.
     pub fn unique_body(&self, seq: u64) -> String {
+        self.unique_body_with(&seq.to_string())
+    }
+
+    fn unique_body_with(&self, seq: &str) -> String {
         self.data
             .unique
             .to_string()
-            .replace("\"{seq}\"", &seq.to_string())
-            .replace("{seq}", &seq.to_string())
+            .replace("\"{seq}\"", seq)
+            .replace("{seq}", seq)
     }
 
     /// `count` tenants `t00000`, `t00001` … with one secret each, shaped as `scale` says; `None`
