@@ -111,6 +111,48 @@ async fn deliver_all(kit: &Kit, ingest: &Ingest, tenants: &TenantDirectory) {
     }
 }
 
+/// Tenant documents with secrets where they do not belong (a key where a list is expected, a
+/// number, a document cut off inside a secret), loaded the way the functions load them and
+/// their errors logged as the functions log them. Returns the secrets they held.
+async fn load_malformed_tenant_documents() -> Vec<String> {
+    let held: Vec<String> = (0..6).map(|n| secret(&format!("malformed-{n}"))).collect();
+    let documents = [
+        format!(
+            r#"{{"tenants": [{{"id": "a", "webhook_secrets": "{}"}}]}}"#,
+            held[0]
+        ),
+        format!(
+            r#"{{"tenants": [{{"id": "a", "webhook_secrets": [{{"key": "{}"}}]}}]}}"#,
+            held[1]
+        ),
+        format!(
+            r#"{{"tenants": [{{"id": "a", "api": {{"base_url": "https://x", "api_key": ["{}"]}}}}]}}"#,
+            held[2]
+        ),
+        format!(
+            r#"{{"tenants": [{{"id": "a", "signing_key": {{"v": "{}"}}}}]}}"#,
+            held[3]
+        ),
+        format!(
+            r#"{{"tenants": [{{"id": "a", "webhook_secrets": ["{}"#,
+            held[4]
+        ),
+        format!(
+            r#"{{"tenants": [{{"id": "a", "unknown": "{}", "api": {{"base_url": "https://x", "apikey": "{}"}}}}]}}"#,
+            held[5], held[5]
+        ),
+    ];
+    for document in &documents {
+        let source = shared::config::TenantsSource::Json(document.clone());
+        let error = shared::tenants::load(&source, &shared::tenants::NoSecrets)
+            .await
+            .expect_err("a malformed document does not load");
+        tracing::error!(error = %error, "tenant configuration did not load");
+        tracing::debug!(error = ?error, "tenant configuration did not load");
+    }
+    held
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_appears_in_any_log_line() {
     let captured = Captured::default();
@@ -161,6 +203,7 @@ async fn no_secret_appears_in_any_log_line() {
     );
     backend.pump_until_empty(&processor, 60).await;
     backend.sweeper().sweep(100).await.unwrap();
+    secrets.extend(load_malformed_tenant_documents().await);
     assert!(
         api.total_calls() >= shared::providers::all().len(),
         "the processor called the provider APIs with their keys"
