@@ -10,6 +10,7 @@ pub mod config;
 pub mod fetch;
 pub mod ingest;
 pub mod logging;
+pub mod operate;
 pub mod outbox;
 pub mod ports;
 pub mod process;

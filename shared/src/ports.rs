@@ -54,6 +54,41 @@ impl Status {
             .into_iter()
             .find(|status| status.as_str() == value)
     }
+
+    /// An operator has to look at records in this state (they get an index of their own).
+    pub fn needs_attention(self) -> bool {
+        matches!(self, Status::Failed | Status::Quarantined)
+    }
+}
+
+/// Which records an operator asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFilter {
+    /// The providers to look at; the operations layer names every provider when none is given.
+    pub providers: Vec<String>,
+    pub tenant: Option<String>,
+    pub status: Option<Status>,
+    /// Received at or after, epoch milliseconds.
+    pub since_ms: i64,
+    /// Received before, epoch milliseconds.
+    pub until_ms: i64,
+    pub limit: usize,
+}
+
+impl EventFilter {
+    pub fn matches(&self, record: &Record) -> bool {
+        self.providers.contains(&record.provider)
+            && self.tenant.as_ref().is_none_or(|t| *t == record.tenant)
+            && self.status.is_none_or(|s| s == record.status)
+            && record.received_at_ms >= self.since_ms
+            && record.received_at_ms < self.until_ms
+    }
+}
+
+/// The day (since the Unix epoch, UTC) a record was received: the partition of the listing
+/// index, one per provider and day.
+pub fn day_of(received_at_ms: i64) -> i64 {
+    received_at_ms.div_euclid(86_400_000)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -314,6 +349,24 @@ pub trait Store: Send + Sync {
     ) -> Result<usize, StoreError>;
     /// When the subject was last erased, if it was.
     async fn erased_at(&self, subject: &str) -> Result<Option<i64>, StoreError>;
+
+    /// Records matching `filter`, newest first, at most `filter.limit`, without body and
+    /// detail. Served by indexes (by provider and day; failed and quarantined ones by status),
+    /// never a scan.
+    async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError>;
+    /// Puts a record back on its way to the processor for a replay: `RECEIVED` under a new
+    /// lease, its last error cleared. False if it is quarantined or missing, or someone holds a
+    /// live lease on it.
+    async fn reopen(&self, key: &str, now_ms: i64, lease_until_ms: i64)
+        -> Result<bool, StoreError>;
+    /// A quarantined record whose delivery was released under its real key: `PROCESSED` with
+    /// `note` as its detail. False if it is not quarantined (released already).
+    async fn resolve_quarantine(
+        &self,
+        key: &str,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
     /// Removes one record's raw body and detail.
     async fn erase_record(&self, key: &str, now_ms: i64) -> Result<(), StoreError>;
 }

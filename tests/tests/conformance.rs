@@ -12,8 +12,8 @@ use adapter_sqlite::Database;
 use e2e::{unique_name, Backend};
 use shared::clock::{Clock, ManualClock};
 use shared::ports::{
-    Claim, InboundMessage, Outbox, Outcome, PutOutcome, Queue, QueueConsumer, QueueError,
-    QueueMessage, Record, Status, Store,
+    Claim, EventFilter, InboundMessage, Outbox, Outcome, PutOutcome, Queue, QueueConsumer,
+    QueueError, QueueMessage, Record, Status, Store,
 };
 
 const MAX_RECEIVES: u32 = 2;
@@ -673,6 +673,219 @@ async fn single_records_are_erased_and_quarantined_ones_kept_apart() {
         assert!(
             pending.iter().all(|p| p.message.key != "q1"),
             "{}: never swept",
+            ports.name
+        );
+    }
+}
+
+/// Records of two providers, tenants and days, in every state an operator filters by.
+async fn stored_for_listing(ports: &Ports) -> i64 {
+    let now = ports.now();
+    let day = 86_400_000;
+    let cases = [
+        ("l-old", "egym", "gym-1", now - 2 * day, None),
+        ("l-new", "egym", "gym-1", now - 1000, None),
+        ("l-other-tenant", "egym", "gym-2", now - 2000, None),
+        ("l-magicline", "magicline", "studio-1", now - 3000, None),
+        (
+            "l-failed",
+            "egym",
+            "gym-1",
+            now - 4000,
+            Some(Status::Failed),
+        ),
+        (
+            "l-quarantined",
+            "egym",
+            "gym-1",
+            now - 5000,
+            Some(Status::Quarantined),
+        ),
+    ];
+    for (key, provider, tenant, received, status) in cases {
+        let record = Record {
+            provider: provider.into(),
+            tenant: tenant.into(),
+            received_at_ms: received,
+            status: if status == Some(Status::Quarantined) {
+                Status::Quarantined
+            } else {
+                Status::Received
+            },
+            ..record_at(received, key, "a")
+        };
+        ports.store.put_new(&record).await.unwrap();
+        if status == Some(Status::Failed) {
+            ports.store.claim(key, now, now + 1000).await.unwrap();
+            let failed = Outcome::Failed {
+                reason: "404".into(),
+            };
+            assert!(ports
+                .store
+                .finish(key, now + 1000, &failed, now)
+                .await
+                .unwrap());
+        }
+    }
+    now
+}
+
+fn listing(now: i64) -> EventFilter {
+    EventFilter {
+        providers: vec!["egym".into(), "magicline".into()],
+        tenant: None,
+        status: None,
+        since_ms: now - 3 * 86_400_000,
+        until_ms: now + 1,
+        limit: 100,
+    }
+}
+
+fn keys(records: &[Record]) -> Vec<&str> {
+    records.iter().map(|r| r.key.as_str()).collect()
+}
+
+#[tokio::test]
+async fn listings_are_newest_first_filtered_and_without_bodies() {
+    for ports in all_pairs().await {
+        let now = stored_for_listing(&ports).await;
+        let store = &ports.store;
+        let all = store.list(&listing(now)).await.unwrap();
+        assert_eq!(
+            keys(&all),
+            [
+                "l-new",
+                "l-other-tenant",
+                "l-magicline",
+                "l-failed",
+                "l-quarantined",
+                "l-old"
+            ],
+            "{}",
+            ports.name
+        );
+        assert!(
+            all.iter().all(|r| r.body.is_empty() && r.detail.is_none()),
+            "{}: summaries only",
+            ports.name
+        );
+        let egym_gym_1 = EventFilter {
+            providers: vec!["egym".into()],
+            tenant: Some("gym-1".into()),
+            limit: 2,
+            ..listing(now)
+        };
+        assert_eq!(
+            keys(&store.list(&egym_gym_1).await.unwrap()),
+            ["l-new", "l-failed"],
+            "{}",
+            ports.name
+        );
+        for (status, expected) in [
+            (Status::Failed, "l-failed"),
+            (Status::Quarantined, "l-quarantined"),
+        ] {
+            let by_status = EventFilter {
+                status: Some(status),
+                ..listing(now)
+            };
+            let found = store.list(&by_status).await.unwrap();
+            assert_eq!(keys(&found), [expected], "{}", ports.name);
+            assert_eq!(found[0].status, status);
+        }
+        let recent = EventFilter {
+            since_ms: now - 86_400_000,
+            status: Some(Status::Received),
+            ..listing(now)
+        };
+        assert_eq!(
+            keys(&store.list(&recent).await.unwrap()),
+            ["l-new", "l-other-tenant", "l-magicline"],
+            "{}",
+            ports.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_replay_reopens_a_record_once_and_never_one_in_flight_or_quarantined() {
+    for ports in all_pairs().await {
+        let now = stored_for_listing(&ports).await;
+        let store = &ports.store;
+        assert!(
+            !store.reopen("l-new", now, now + 10_000).await.unwrap(),
+            "{}: a live ingest lease",
+            ports.name
+        );
+        assert!(!store
+            .reopen("l-quarantined", now, now + 10_000)
+            .await
+            .unwrap());
+        assert!(!store.reopen("missing", now, now + 10_000).await.unwrap());
+        assert!(
+            store.reopen("l-failed", now, now + 10_000).await.unwrap(),
+            "{}",
+            ports.name
+        );
+        let reopened = store.get("l-failed").await.unwrap().unwrap();
+        assert_eq!(
+            (reopened.status, reopened.last_error.clone()),
+            (Status::Received, None),
+            "{}",
+            ports.name
+        );
+        assert!(
+            !store.reopen("l-failed", now, now + 20_000).await.unwrap(),
+            "{}: the second replay finds it in flight",
+            ports.name
+        );
+        let failed_ones = EventFilter {
+            status: Some(Status::Failed),
+            ..listing(now)
+        };
+        assert!(
+            store.list(&failed_ones).await.unwrap().is_empty(),
+            "{}",
+            ports.name
+        );
+        ports.outbox.enqueue(&reopened.message()).await.unwrap();
+        assert_eq!(
+            ports.receive(Duration::from_secs(30)).await.len(),
+            1,
+            "{}",
+            ports.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_released_quarantine_is_resolved_once() {
+    for ports in all_pairs().await {
+        let now = stored_for_listing(&ports).await;
+        let store = &ports.store;
+        assert!(
+            store
+                .resolve_quarantine("l-quarantined", r#"{"released_as":"k"}"#, now)
+                .await
+                .unwrap(),
+            "{}",
+            ports.name
+        );
+        let released = store.get("l-quarantined").await.unwrap().unwrap();
+        assert_eq!(released.status, Status::Processed, "{}", ports.name);
+        assert_eq!(released.detail.as_deref(), Some(r#"{"released_as":"k"}"#));
+        assert!(!store
+            .resolve_quarantine("l-quarantined", "x", now)
+            .await
+            .unwrap());
+        assert!(!store.resolve_quarantine("l-new", "x", now).await.unwrap());
+        let quarantined = EventFilter {
+            status: Some(Status::Quarantined),
+            ..listing(now)
+        };
+        assert!(
+            store.list(&quarantined).await.unwrap().is_empty(),
+            "{}",
             ports.name
         );
     }

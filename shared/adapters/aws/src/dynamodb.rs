@@ -5,9 +5,11 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::KeysAndAttributes;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use shared::ports::{
-    Claim, Existing, Outcome, Pending, PutOutcome, QueueMessage, Record, Status, Store, StoreError,
+    day_of, Claim, EventFilter, Existing, Outcome, Pending, PutOutcome, QueueMessage, Record,
+    Status, Store, StoreError,
 };
 
 pub struct DynamoStore {
@@ -73,6 +75,109 @@ where
     }
 }
 
+impl DynamoStore {
+    /// Keys and receive times in one partition of a listing index, newest first, received in
+    /// the filter's window.
+    async fn keys_in(
+        &self,
+        index: &str,
+        attribute: &str,
+        partition: &str,
+        filter: &EventFilter,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression(
+                "#partition = :partition AND received_at BETWEEN :since AND :until",
+            )
+            .expression_attribute_names("#partition", attribute)
+            .expression_attribute_values(":partition", s(partition))
+            .expression_attribute_values(":since", n(filter.since_ms))
+            .expression_attribute_values(":until", n(filter.until_ms.saturating_sub(1)))
+            .scan_index_forward(false)
+            .into_paginator()
+            .items()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| store_error(&e))?;
+            keys.push((get_s(&item, "pk"), get_n(&item, "received_at")));
+        }
+        Ok(keys)
+    }
+
+    /// Reads the records of `keys` (in that order, 100 at a time, without body and detail)
+    /// and keeps those the filter matches, until it has `filter.limit`.
+    async fn collect(
+        &self,
+        keys: Vec<(String, i64)>,
+        filter: &EventFilter,
+        found: &mut Vec<Record>,
+    ) -> Result<(), StoreError> {
+        for chunk in keys.chunks(100) {
+            if found.len() >= filter.limit {
+                return Ok(());
+            }
+            let mut records = self
+                .get_many(chunk.iter().map(|(key, _)| key.as_str()))
+                .await?;
+            records.sort_by(|a, b| (b.received_at_ms, &b.key).cmp(&(a.received_at_ms, &a.key)));
+            found.extend(records.into_iter().filter(|r| filter.matches(r)));
+        }
+        Ok(())
+    }
+
+    async fn get_many(&self, keys: impl Iterator<Item = &str>) -> Result<Vec<Record>, StoreError> {
+        let keys: Vec<HashMap<String, AttributeValue>> = keys
+            .map(|key| HashMap::from([("pk".to_string(), s(key))]))
+            .collect();
+        let mut request = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .projection_expression(SUMMARY_ATTRIBUTES)
+                .expression_attribute_names("#status", "status")
+                .build()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+        );
+        let mut records = Vec::new();
+        while let Some(keys) = request.take() {
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+                .map_err(|e| store_error(&e))?;
+            for item in output
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                records.push(from_item(item)?);
+            }
+            request = output
+                .unprocessed_keys()
+                .and_then(|unprocessed| unprocessed.get(&self.table))
+                .cloned();
+        }
+        Ok(records)
+    }
+}
+
+/// Everything of a record but its body and detail: what a listing shows.
+const SUMMARY_ATTRIBUTES: &str = "pk, provider, tenant, event_type, entity_id, subject, facts, \
+     received_at, #status, lease_until, expires_at, attempts, processed_at, last_error, \
+     erased_at, unauthenticated";
+
+/// The listing index's partition of a record: its provider and the day it was received.
+fn day_key(provider: &str, received_at_ms: i64) -> String {
+    format!("{provider}#{}", day_of(received_at_ms))
+}
+
 fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_string())
 }
@@ -95,6 +200,13 @@ fn to_item(record: &Record) -> HashMap<String, AttributeValue> {
         ("expires_at".to_string(), n(record.expires_at)),
         ("attempts".to_string(), n(record.attempts)),
     ]);
+    item.insert(
+        "day".to_string(),
+        s(&day_key(&record.provider, record.received_at_ms)),
+    );
+    if record.status.needs_attention() {
+        item.insert("attention".to_string(), s(record.status.as_str()));
+    }
     // Sparse: only a record that may still need the sweeper is in the pending index.
     if record.status == Status::Received {
         item.insert("pending".to_string(), s(&pending_shard(&record.key)));
@@ -376,12 +488,89 @@ impl Store for DynamoStore {
             }
             None => remove.push("last_error"),
         }
+        if outcome.status().needs_attention() {
+            set.push("attention = :status");
+        }
         let update = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
         self.conditional_update(
             key,
             &update,
             "#status = :processing AND lease_until = :lease",
             &values,
+        )
+        .await
+    }
+
+    async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError> {
+        let mut found = Vec::new();
+        match filter.status.filter(|status| status.needs_attention()) {
+            Some(status) => {
+                let keys = self
+                    .keys_in(ATTENTION_INDEX, "attention", status.as_str(), filter)
+                    .await?;
+                self.collect(keys, filter, &mut found).await?;
+            }
+            None => {
+                let mut day = day_of(filter.until_ms.saturating_sub(1));
+                while day >= day_of(filter.since_ms) && found.len() < filter.limit {
+                    let mut keys = Vec::new();
+                    for provider in &filter.providers {
+                        let partition = format!("{provider}#{day}");
+                        keys.extend(self.keys_in(DAY_INDEX, "day", &partition, filter).await?);
+                    }
+                    keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+                    self.collect(keys, filter, &mut found).await?;
+                    day -= 1;
+                }
+            }
+        }
+        found.sort_by(|a, b| (b.received_at_ms, &b.key).cmp(&(a.received_at_ms, &a.key)));
+        found.truncate(filter.limit);
+        Ok(found)
+    }
+
+    async fn reopen(
+        &self,
+        key: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.conditional_update(
+            key,
+            "SET #status = :received, lease_until = :lease, pending = :shard \
+             REMOVE last_error, attention",
+            "#status IN (:queued, :processed, :failed) \
+             OR (#status IN (:received, :processing) AND lease_until < :now)",
+            &[
+                (":received", s(Status::Received.as_str())),
+                (":queued", s(Status::Queued.as_str())),
+                (":processing", s(Status::Processing.as_str())),
+                (":processed", s(Status::Processed.as_str())),
+                (":failed", s(Status::Failed.as_str())),
+                (":lease", n(lease_until_ms)),
+                (":now", n(now_ms)),
+                (":shard", s(&pending_shard(key))),
+            ],
+        )
+        .await
+    }
+
+    async fn resolve_quarantine(
+        &self,
+        key: &str,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.conditional_update(
+            key,
+            "SET #status = :processed, detail = :note, processed_at = :now REMOVE attention",
+            "#status = :quarantined",
+            &[
+                (":processed", s(Status::Processed.as_str())),
+                (":quarantined", s(Status::Quarantined.as_str())),
+                (":note", s(note)),
+                (":now", n(now_ms)),
+            ],
         )
         .await
     }
@@ -468,6 +657,12 @@ fn tombstone_key(subject: &str) -> String {
 /// The index of records by subject (provider#tenant#entity), for erasure.
 pub const SUBJECT_INDEX: &str = "by_subject";
 
+/// Every record by provider and day of receipt (`day`), newest first: what listings read.
+pub const DAY_INDEX: &str = "by_day";
+
+/// The sparse index of failed and quarantined records (`attention`, their status) by time.
+pub const ATTENTION_INDEX: &str = "by_attention";
+
 /// The sparse index of `RECEIVED` records by lease end (`pending` shard, `lease_until`), for the sweeper.
 pub const PENDING_INDEX: &str = "pending_by_lease";
 
@@ -521,6 +716,19 @@ pub async fn create_table(
         )
         .build()
         .expect("index is complete");
+    let by_time = |name: &str, partition: &str| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(partition, KeyType::Hash))
+            .key_schema(key("received_at", KeyType::Range))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::KeysOnly)
+                    .build(),
+            )
+            .build()
+            .expect("index is complete")
+    };
     client
         .create_table()
         .table_name(table)
@@ -529,9 +737,14 @@ pub async fn create_table(
         .attribute_definitions(attribute("subject", ScalarAttributeType::S))
         .attribute_definitions(attribute("pending", ScalarAttributeType::S))
         .attribute_definitions(attribute("lease_until", ScalarAttributeType::N))
+        .attribute_definitions(attribute("day", ScalarAttributeType::S))
+        .attribute_definitions(attribute("attention", ScalarAttributeType::S))
+        .attribute_definitions(attribute("received_at", ScalarAttributeType::N))
         .key_schema(key("pk", KeyType::Hash))
         .global_secondary_indexes(by_subject)
         .global_secondary_indexes(pending)
+        .global_secondary_indexes(by_time(DAY_INDEX, "day"))
+        .global_secondary_indexes(by_time(ATTENTION_INDEX, "attention"))
         .send()
         .await
         .map_err(|e| store_error(&e))?;

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use shared::clock::{after, SharedClock};
 use shared::outbox::SendThenMark;
 use shared::ports::{
-    Claim, Existing, InboundMessage, Outcome, Pending, Ports, PutOutcome, Queue, QueueConsumer,
-    QueueError, QueueMessage, Record, Status, Store, StoreError,
+    Claim, EventFilter, Existing, InboundMessage, Outcome, Pending, Ports, PutOutcome, Queue,
+    QueueConsumer, QueueError, QueueMessage, Record, Status, Store, StoreError,
 };
 
 /// Records by key, and the tombstones of erased subjects.
@@ -197,6 +197,62 @@ impl Store for MemoryStore {
             erase(record, now_ms);
         }
         Ok(())
+    }
+
+    async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError> {
+        let mut found: Vec<Record> = self
+            .lock()
+            .values()
+            .filter(|record| filter.matches(record))
+            .map(|record| Record {
+                body: String::new(),
+                detail: None,
+                ..record.clone()
+            })
+            .collect();
+        found.sort_by(|a, b| (b.received_at_ms, &b.key).cmp(&(a.received_at_ms, &a.key)));
+        found.truncate(filter.limit);
+        Ok(found)
+    }
+
+    async fn reopen(
+        &self,
+        key: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut records = self.lock();
+        let Some(record) = records.get_mut(key) else {
+            return Ok(false);
+        };
+        let reopenable = match record.status {
+            Status::Quarantined => false,
+            Status::Received | Status::Processing => record.lease_until_ms < now_ms,
+            Status::Queued | Status::Processed | Status::Failed => true,
+        };
+        if reopenable {
+            record.status = Status::Received;
+            record.lease_until_ms = lease_until_ms;
+            record.last_error = None;
+        }
+        Ok(reopenable)
+    }
+
+    async fn resolve_quarantine(
+        &self,
+        key: &str,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(match self.lock().get_mut(key) {
+            Some(record) if record.status == Status::Quarantined => {
+                record.status = Status::Processed;
+                record.detail = Some(note.to_string());
+                record.processed_at_ms = Some(now_ms);
+                true
+            }
+            _ => false,
+        })
     }
 }
 

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use shared::clock::SharedClock;
 use shared::ports::{
-    Claim, Existing, InboundMessage, Outbox, Outcome, Pending, Ports, PutOutcome, Queue,
-    QueueConsumer, QueueError, QueueMessage, Record, Status, Store, StoreError,
+    Claim, EventFilter, Existing, InboundMessage, Outbox, Outcome, Pending, Ports, PutOutcome,
+    Queue, QueueConsumer, QueueError, QueueMessage, Record, Status, Store, StoreError,
 };
 
 const SCHEMA: &str = "
@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_by_subject ON records(subject);
 CREATE INDEX IF NOT EXISTS records_by_received ON records(received_at);
 CREATE INDEX IF NOT EXISTS records_pending ON records(lease_until) WHERE status = 'RECEIVED';
+CREATE INDEX IF NOT EXISTS records_by_provider ON records(provider, received_at);
+CREATE INDEX IF NOT EXISTS records_needing_attention ON records(status, received_at)
+    WHERE status IN ('FAILED', 'QUARANTINED');
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     body TEXT NOT NULL,
@@ -419,6 +422,12 @@ fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// [`RECORD_COLUMNS`] without body and detail, for listings.
+const SUMMARY_COLUMNS: &str =
+    "pk, provider, tenant, event_type, entity_id, NULL, received_at, status, \
+    lease_until, expires_at, attempts, NULL, processed_at, last_error, erased_at, subject, facts, \
+    unauthenticated";
+
 const RECORD_COLUMNS: &str =
     "pk, provider, tenant, event_type, entity_id, body, received_at, status, \
     lease_until, expires_at, attempts, detail, processed_at, last_error, erased_at, subject, facts, \
@@ -736,6 +745,87 @@ impl Store for SqliteStore {
             })
             .await
     }
+
+    async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError> {
+        let filter = filter.clone();
+        self.database
+            .store_op(move |connection| {
+                let sql = list_query(&filter);
+                let mut values: Vec<rusqlite::types::Value> = vec![
+                    filter.since_ms.into(),
+                    filter.until_ms.into(),
+                    filter.tenant.clone().into(),
+                    (filter.limit as i64).into(),
+                ];
+                values.extend(filter.providers.iter().cloned().map(Into::into));
+                let mut statement = connection.prepare_cached(&sql)?;
+                let rows =
+                    statement.query_map(rusqlite::params_from_iter(values), record_from_row)?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn reopen(
+        &self,
+        key: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        self.database
+            .store_op(move |connection| {
+                let changed = change(
+                    connection,
+                    "UPDATE records SET status = 'RECEIVED', lease_until = ?2, last_error = NULL
+                     WHERE pk = ?1 AND (status IN ('QUEUED', 'PROCESSED', 'FAILED')
+                        OR (status IN ('RECEIVED', 'PROCESSING') AND lease_until < ?3))",
+                    params![key, lease_until_ms, now_ms],
+                )?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn resolve_quarantine(
+        &self,
+        key: &str,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (key, note) = (key.to_string(), note.to_string());
+        self.database
+            .store_op(move |connection| {
+                let changed = change(
+                    connection,
+                    "UPDATE records SET status = 'PROCESSED', detail = ?2, processed_at = ?3
+                     WHERE pk = ?1 AND status = 'QUARANTINED'",
+                    params![key, note, now_ms],
+                )?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+}
+
+/// The listing query: ?1 since, ?2 until, ?3 tenant (or NULL), ?4 limit, ?5… the providers.
+/// A status is written into the text, so that failed and quarantined records are read
+/// through their partial index.
+fn list_query(filter: &EventFilter) -> String {
+    let providers = (0..filter.providers.len())
+        .map(|i| format!("?{}", i + 5))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let status = filter
+        .status
+        .map(|status| format!("AND status = '{}'", status.as_str()))
+        .unwrap_or_default();
+    format!(
+        "SELECT {SUMMARY_COLUMNS} FROM records
+         WHERE received_at >= ?1 AND received_at < ?2 AND provider IN ({providers})
+           AND (?3 IS NULL OR tenant = ?3) {status}
+         ORDER BY received_at DESC, pk DESC LIMIT ?4"
+    )
 }
 
 /// The [`Queue`] and [`QueueConsumer`] ports on the embedded database, with SQS's redrive

@@ -1,0 +1,236 @@
+//! What operators do with the stored events: find them, replay them through the outbox,
+//! release quarantined ones through the current parser, erase a subject, count them. The admin
+//! command line and the dev server's pages are thin shells around this.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+
+use crate::clock::after;
+use crate::config::IngestSettings;
+use crate::ingest::Delivery;
+use crate::ports::{subject_of, EventFilter, Ports, PutOutcome, Record, Status, StoreError};
+use crate::tenants::TenantDirectory;
+
+/// What an operator can be told went wrong, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum OperateError {
+    #[error("no event with the key {0:?}: list events to find its key")]
+    UnknownKey(String),
+    #[error("{0:?} is not quarantined (it is {1}): only quarantined events are released")]
+    NotQuarantined(String, &'static str),
+    #[error("no provider is called {0:?}; known: {1}")]
+    UnknownProvider(String, String),
+    #[error("tenant {0:?} is not in {1}'s configuration: add it, then release again")]
+    UnknownTenant(String, String),
+    #[error("the body still does not parse: {0}; fix the provider's parser or the tenant's pointers, then release again")]
+    StillUnreadable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How a replay of one event went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replayed {
+    /// Back in the queue, to be processed once more.
+    Queued,
+    /// Stored for it, but the queue write failed: the sweeper enqueues it.
+    LeftToTheSweeper,
+    /// Not replayed, and why (quarantined, in flight, unknown).
+    Skipped(String),
+}
+
+/// How many records a provider has in one status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count {
+    pub provider: String,
+    pub status: Status,
+    pub count: u64,
+}
+
+pub struct Operations {
+    ports: Ports,
+    settings: IngestSettings,
+}
+
+impl Operations {
+    pub fn new(ports: Ports, settings: IngestSettings) -> Self {
+        Operations { ports, settings }
+    }
+
+    /// A filter with every provider when none is named and the retention period when no
+    /// start is given.
+    pub fn filter(
+        &self,
+        provider: Option<&str>,
+        tenant: Option<&str>,
+        status: Option<Status>,
+        since_ms: Option<i64>,
+        limit: usize,
+    ) -> Result<EventFilter, OperateError> {
+        let providers = match provider {
+            Some(name) => {
+                crate::providers::by_name(name).ok_or_else(|| {
+                    OperateError::UnknownProvider(name.to_string(), provider_names().join(", "))
+                })?;
+                vec![name.to_string()]
+            }
+            None => provider_names(),
+        };
+        let now = self.ports.clock.now_ms();
+        Ok(EventFilter {
+            providers,
+            tenant: tenant.map(str::to_string),
+            status,
+            since_ms: since_ms.unwrap_or_else(|| now - self.settings.retention.as_millis() as i64),
+            until_ms: now + 1,
+            limit,
+        })
+    }
+
+    pub async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, OperateError> {
+        Ok(self.ports.store.list(filter).await?)
+    }
+
+    pub async fn show(&self, key: &str) -> Result<Record, OperateError> {
+        self.ports
+            .store
+            .get(key)
+            .await?
+            .ok_or_else(|| OperateError::UnknownKey(key.to_string()))
+    }
+
+    /// Sends one event through the outbox again: its record back to `RECEIVED` under a lease
+    /// (a conditional write, so two replays of one event queue it once), then queued.
+    pub async fn replay(&self, key: &str) -> Result<Replayed, OperateError> {
+        let Some(record) = self.ports.store.get(key).await? else {
+            return Ok(Replayed::Skipped("no such event".into()));
+        };
+        if record.status == Status::Quarantined {
+            return Ok(Replayed::Skipped("quarantined: release it instead".into()));
+        }
+        let now = self.ports.clock.now_ms();
+        let lease = after(now, self.settings.lease);
+        if !self.ports.store.reopen(key, now, lease).await? {
+            return Ok(Replayed::Skipped(format!(
+                "{} and being worked on right now",
+                record.status.as_str()
+            )));
+        }
+        Ok(match self.ports.outbox.enqueue(&record.message()).await {
+            Ok(()) => Replayed::Queued,
+            Err(_) => Replayed::LeftToTheSweeper,
+        })
+    }
+
+    /// Runs a quarantined delivery through its provider's current parser; if it now parses,
+    /// stores and queues it under its real dedup key (counted once, like any delivery) and
+    /// marks the quarantined record as released. Returns the real key.
+    pub async fn release(
+        &self,
+        key: &str,
+        tenants: &TenantDirectory,
+    ) -> Result<String, OperateError> {
+        let quarantined = self.show(key).await?;
+        if quarantined.status != Status::Quarantined {
+            return Err(OperateError::NotQuarantined(
+                key.to_string(),
+                quarantined.status.as_str(),
+            ));
+        }
+        let provider = crate::providers::by_name(&quarantined.provider).ok_or_else(|| {
+            OperateError::UnknownProvider(quarantined.provider.clone(), provider_names().join(", "))
+        })?;
+        let tenant = tenants.get(&quarantined.tenant).ok_or_else(|| {
+            OperateError::UnknownTenant(quarantined.tenant.clone(), quarantined.provider.clone())
+        })?;
+        let body = raw_body(&quarantined);
+        let delivery = Delivery {
+            provider: provider.as_ref(),
+            tenant,
+            body: &body,
+            declared_json: true,
+            unauthenticated: quarantined.unauthenticated,
+        };
+        let now = self.ports.clock.now_ms();
+        let mut record = delivery.record(quarantined.received_at_ms, &self.settings);
+        if record.status == Status::Quarantined {
+            return Err(OperateError::StillUnreadable(
+                record.last_error.unwrap_or_default(),
+            ));
+        }
+        record.lease_until_ms = after(now, self.settings.lease);
+        if self.ports.store.put_new(&record).await? == PutOutcome::Created {
+            // A failed send leaves it to the sweeper, like a webhook's.
+            let _ = self.ports.outbox.enqueue(&record.message()).await;
+        }
+        let note = serde_json::json!({ "released_as": record.key }).to_string();
+        self.ports.store.resolve_quarantine(key, &note, now).await?;
+        Ok(record.key)
+    }
+
+    /// Erases what is held about one subject (`<kind>:<id>`, as the provider names it:
+    /// `customer:42`) of one tenant; returns how many records.
+    pub async fn erase(
+        &self,
+        provider: &str,
+        tenant: &str,
+        subject: &str,
+    ) -> Result<usize, OperateError> {
+        crate::providers::by_name(provider).ok_or_else(|| {
+            OperateError::UnknownProvider(provider.to_string(), provider_names().join(", "))
+        })?;
+        let now = self.ports.clock.now_ms();
+        let keep_tombstone_until = (now / 1000) + self.settings.retention.as_secs() as i64;
+        Ok(self
+            .ports
+            .store
+            .erase_subject(
+                &subject_of(provider, tenant, subject),
+                now,
+                keep_tombstone_until,
+            )
+            .await?)
+    }
+
+    /// Records per provider and status received since `since_ms` (every provider, every
+    /// status, zeros left out).
+    pub async fn stats(&self, since_ms: Option<i64>) -> Result<Vec<Count>, OperateError> {
+        let filter = self.filter(None, None, None, since_ms, usize::MAX)?;
+        let mut counts: BTreeMap<(String, &'static str), Count> = BTreeMap::new();
+        for record in self.ports.store.list(&filter).await? {
+            counts
+                .entry((record.provider.clone(), record.status.as_str()))
+                .or_insert(Count {
+                    provider: record.provider.clone(),
+                    status: record.status,
+                    count: 0,
+                })
+                .count += 1;
+        }
+        Ok(counts.into_values().collect())
+    }
+}
+
+fn provider_names() -> Vec<String> {
+    crate::providers::all()
+        .iter()
+        .map(|provider| provider.name().to_string())
+        .collect()
+}
+
+/// The body as it came: quarantined bodies that were not UTF-8 are kept Base64-encoded.
+pub fn raw_body(record: &Record) -> Vec<u8> {
+    let base64 = record
+        .facts
+        .as_deref()
+        .and_then(|facts| serde_json::from_str::<serde_json::Value>(facts).ok())
+        .is_some_and(|facts| facts["body_encoding"] == "base64");
+    if base64 {
+        base64::engine::general_purpose::STANDARD
+            .decode(&record.body)
+            .unwrap_or_default()
+    } else {
+        record.body.clone().into_bytes()
+    }
+}
