@@ -28,10 +28,20 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// and cross-thread wake-ups.
 pub fn start(main: impl Future<Output = Result<(), Error>>) -> Result<(), Error> {
     prefer_single_ca_bundle();
+    forget_empty_endpoint();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(main)
+}
+
+/// The template declares `AWS_ENDPOINT_URL` (so that `sam local --env-vars` may set it) and
+/// leaves it empty in AWS; the SDK would take an empty value for an endpoint. Called before any
+/// thread exists, since it changes the process environment.
+fn forget_empty_endpoint() {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_some_and(|value| value.is_empty()) {
+        std::env::remove_var("AWS_ENDPOINT_URL");
+    }
 }
 
 /// The system's CA bundle file, when `SSL_CERT_FILE` / `SSL_CERT_DIR` do not already say where
