@@ -2,7 +2,8 @@
 a bounded wrk run on loopback of mixed new and duplicate Magicline and EGYM webhooks
 (bench/load.lua), requests/s and latency percentiles.
 
-Each run starts a fresh `devserver --listen 127.0.0.1:PORT --data <fresh file> --workers W` with
+Each run starts a fresh `devserver --listen 127.0.0.1:PORT --admin-listen 127.0.0.1:PORT2
+--data <fresh file> --workers W` (ready once its admin index answers) with
 the checked-in devserver.toml: with W = 2 (the default) its processor workers drain the queue
 (and fetch details from the built-in sandbox) while the load runs, as they do in use; W = 0
 shows the webhook path alone. wrk runs on the same 2 cores.
@@ -88,6 +89,7 @@ def measure(args, workers, connections, run_id, out_dir):
     """A fresh server with `workers` processor workers: warm-up, then the measured run."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    admin_port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-devserver-") as data_dir:
         log = open(out_dir / f"devserver-w{workers}-c{connections}.log", "wb")
         process = subprocess.Popen(
@@ -95,6 +97,8 @@ def measure(args, workers, connections, run_id, out_dir):
                 str(Path(args.devserver).resolve()),
                 "--listen",
                 f"127.0.0.1:{port}",
+                "--admin-listen",
+                f"127.0.0.1:{admin_port}",
                 "--data",
                 f"{data_dir}/bench.db",
                 "--config",
@@ -107,7 +111,7 @@ def measure(args, workers, connections, run_id, out_dir):
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_ready(f"{url}/", process)
+            wait_ready(f"http://127.0.0.1:{admin_port}/", process)
             warmup, _ = run_wrk(
                 url, args.threads, connections, args.warmup // args.threads, run_id, args.max_seconds
             )

@@ -1,7 +1,8 @@
-//! The local dev server end to end over real HTTP on a loopback port: every events/ file gets
+//! The local dev server end to end over real HTTP on loopback ports: every events/ file gets
 //! its declared status, accepted ones end PROCESSED with detail from the sandbox, duplicates
 //! enqueue nothing, a restart keeps records and dedup, a dead worker's message is delivered
-//! again, and a shutdown loses nothing that was accepted.
+//! again, a shutdown loses nothing that was accepted, and the admin routes are served on the
+//! loopback admin listener only, never on the webhook port.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use shared::ports::{Record, Status};
 fn options(data: &Path, workers: usize) -> Options {
     Options {
         listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
         config: root().join("devserver.toml"),
         data: data.to_path_buf(),
         workers,
@@ -42,7 +44,7 @@ async fn send(server: &RunningServer, file: &str) -> (u16, serde_json::Value) {
 }
 
 async fn events(server: &RunningServer) -> Vec<serde_json::Value> {
-    reqwest::get(format!("http://{}/_dev/events", server.addr))
+    reqwest::get(format!("http://{}/_dev/events", server.admin_addr))
         .await
         .unwrap()
         .json()
@@ -50,15 +52,18 @@ async fn events(server: &RunningServer) -> Vec<serde_json::Value> {
         .unwrap()
 }
 
-/// Waits until no record is waiting for the processor (bounded: fails after 20 s).
+/// Waits until no record is waiting for the processor (bounded: fails after 20 s); quarantined
+/// records are never processed.
 async fn settled(server: &RunningServer) -> Vec<Record> {
     let started = Instant::now();
     loop {
         let records = server.database.recent_records(10_000).await.unwrap();
-        if records
-            .iter()
-            .all(|r| matches!(r.status, Status::Processed | Status::Failed))
-        {
+        if records.iter().all(|r| {
+            matches!(
+                r.status,
+                Status::Processed | Status::Failed | Status::Quarantined
+            )
+        }) {
             return records;
         }
         assert!(
@@ -69,13 +74,26 @@ async fn settled(server: &RunningServer) -> Vec<Record> {
     }
 }
 
+/// Each webhook event file's declared status.
 fn webhook_files() -> BTreeMap<String, u16> {
-    let text = std::fs::read_to_string(root().join("events/manifest.json")).unwrap();
-    let manifest: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
-    manifest
+    declared()
         .into_iter()
         .filter_map(|(file, declared)| Some((file, declared["status"].as_u64()? as u16)))
         .collect()
+}
+
+/// The event files declared quarantined (authentic but unreadable: stored, never processed).
+fn quarantined_files() -> Vec<String> {
+    declared()
+        .into_iter()
+        .filter(|(_, declared)| declared["quarantined"].as_bool().unwrap_or(false))
+        .map(|(file, _)| file)
+        .collect()
+}
+
+fn declared() -> BTreeMap<String, serde_json::Value> {
+    let text = std::fs::read_to_string(root().join("events/manifest.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +109,12 @@ async fn every_event_file_gets_its_declared_status_and_accepted_ones_are_enriche
     }
     let records = settled(&server).await;
     assert_eq!(records.len(), accepted, "one record per accepted file");
-    for record in &records {
+    let quarantined = records
+        .iter()
+        .filter(|r| r.status == Status::Quarantined)
+        .count();
+    assert_eq!(quarantined, quarantined_files().len());
+    for record in records.iter().filter(|r| r.status != Status::Quarantined) {
         assert_eq!(
             record.status,
             Status::Processed,
@@ -101,18 +124,37 @@ async fn every_event_file_gets_its_declared_status_and_accepted_ones_are_enriche
         );
         assert_eq!(record.attempts, 1, "{}", record.key);
     }
-    let fetched = records.iter().filter(|r| {
+    // Every detail fetched came from the sandbox (the others are erasure summaries), and each
+    // provider's events were enriched from it.
+    let from_sandbox = |r: &&Record| {
         r.detail
             .as_deref()
             .is_some_and(|d| d.contains("\"sandbox\":true"))
-    });
-    assert!(
-        fetched.count() > accepted / 2,
-        "most events enriched from the sandbox"
-    );
+    };
+    for record in &records {
+        if let Some(detail) = record.detail.as_deref() {
+            assert!(
+                from_sandbox(&record) || detail.starts_with("{\"erasure\""),
+                "{}: {detail}",
+                record.key
+            );
+        }
+    }
+    for provider in shared::providers::all() {
+        assert!(
+            records
+                .iter()
+                .filter(|r| r.provider == provider.name())
+                .any(|r| from_sandbox(&r)),
+            "no {} event enriched from the sandbox",
+            provider.name()
+        );
+    }
     let listed = events(&server).await;
     assert_eq!(listed.len(), accepted);
-    assert!(listed.iter().all(|e| e["status"] == "PROCESSED"));
+    assert!(listed
+        .iter()
+        .all(|e| e["status"] == "PROCESSED" || e["status"] == "QUARANTINED"));
     server.shutdown().await;
 }
 
@@ -130,12 +172,13 @@ async fn duplicates_enqueue_nothing_and_the_event_view_shows_body_and_detail() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].attempts, 1, "processed once");
     let key = first["id"].as_str().unwrap().replace('#', "%23");
-    let view: serde_json::Value = reqwest::get(format!("http://{}/_dev/events/{key}", server.addr))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: serde_json::Value =
+        reqwest::get(format!("http://{}/_dev/events/{key}", server.admin_addr))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     assert_eq!(view["body"]["uuid"], "095be615-a8ad-4c33-8e9c-c7612fbf6c9f");
     assert_eq!(view["detail"]["firstName"], "Mia");
     assert_eq!(view["detail"]["sandbox"], true);
@@ -230,6 +273,82 @@ async fn shutdown_loses_nothing_that_was_accepted() {
             );
         }
     }
-    assert!(records.iter().all(|r| r.status == Status::Processed));
+    assert!(records
+        .iter()
+        .all(|r| matches!(r.status, Status::Processed | Status::Quarantined)));
     restarted.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_routes_are_served_on_the_admin_listener_only() {
+    let server = devserver::start(options(&fresh_data(), 1)).await.unwrap();
+    assert_ne!(server.addr, server.admin_addr);
+    assert!(server.admin_addr.ip().is_loopback());
+    let (status, accepted) = send(&server, "magicline/customer-created.json").await;
+    assert_eq!(status, 202, "{accepted}");
+    settled(&server).await;
+    let key = accepted["id"].as_str().unwrap().replace('#', "%23");
+    let sandbox_path = "/_sandbox/magicline/v1/customers/7893459";
+
+    // The webhook port (the one exposed through a tunnel): webhooks only.
+    for path in [
+        "/".to_string(),
+        "/_dev/events".to_string(),
+        format!("/_dev/events/{key}"),
+        sandbox_path.to_string(),
+    ] {
+        let answer = reqwest::get(format!("http://{}{path}", server.addr))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404, "{path} on the webhook port");
+        let body = answer.text().await.unwrap();
+        assert!(
+            !body.contains("7893459"),
+            "{path} on the webhook port: {body}"
+        );
+    }
+
+    // The admin port: the index, the events and the sandbox; no webhooks.
+    let admin = format!("http://{}", server.admin_addr);
+    let index: serde_json::Value = reqwest::get(format!("{admin}/"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(index["events"].as_str().unwrap().contains("/_dev/events"));
+    let webhooks = index["webhooks"].to_string();
+    assert!(
+        webhooks.contains(&format!("http://{}/webhooks/magicline", server.addr)),
+        "{webhooks}"
+    );
+    assert_eq!(events(&server).await.len(), 1);
+    let view = reqwest::get(format!("{admin}/_dev/events/{key}"))
+        .await
+        .unwrap();
+    assert_eq!(view.status(), 200);
+    let view: serde_json::Value = view.json().await.unwrap();
+    assert_eq!(view["body"]["uuid"], "095be615-a8ad-4c33-8e9c-c7612fbf6c9f");
+    let answer = reqwest::Client::new()
+        .post(format!("{admin}/webhooks/magicline"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404, "webhooks on the admin port");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_listener_off_loopback_is_refused() {
+    for exposed in ["0.0.0.0:0", "[::]:0"] {
+        let mut options = options(&fresh_data(), 1);
+        options.admin_listen = exposed.parse().unwrap();
+        let Err(error) = devserver::start(options).await else {
+            panic!("{exposed} accepted for the admin listener");
+        };
+        let error = error.to_string();
+        assert!(error.contains("--admin-listen"), "{error}");
+        assert!(error.contains("not a loopback address"), "{error}");
+    }
 }

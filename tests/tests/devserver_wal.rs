@@ -27,6 +27,7 @@ const LOAD_AT_MOST: Duration = Duration::from_secs(60);
 fn options(data: &Path) -> Options {
     Options {
         listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
         config: root().join("devserver.toml"),
         data: data.to_path_buf(),
         workers: 2,

@@ -3,6 +3,11 @@
 //! processor workers polling the embedded queue (the very `Processor` the processing Lambda
 //! runs), a sandbox of the provider APIs, and `/_dev/events` to see what happened. No AWS, no
 //! Docker.
+//!
+//! Two listeners: the webhook one (the address to expose through a tunnel) serves nothing but
+//! `POST /webhooks/<provider>`; the admin one, on loopback only, serves the index, `/_dev/…`
+//! (raw bodies and fetched customer data, without authentication) and the sandbox, which only
+//! the server's own processor calls.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,7 +46,11 @@ pub const SANDBOX_PLACEHOLDER: &str = "{sandbox}";
 
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Where the webhooks are served (`POST /webhooks/<provider>` and nothing else).
     pub listen: SocketAddr,
+    /// Where the admin routes (the index, `/_dev/…`) and the provider-API sandbox are served;
+    /// must be a loopback address.
+    pub admin_listen: SocketAddr,
     pub config: PathBuf,
     pub data: PathBuf,
     pub workers: usize,
@@ -60,6 +69,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             config: PathBuf::from("devserver.toml"),
             data: PathBuf::from("devserver.db"),
             workers: 2,
@@ -93,16 +103,23 @@ pub fn load_config(text: &str, sandbox_base: &str) -> Result<HashMap<String, Vec
 #[derive(Clone)]
 struct AppState {
     ingests: Arc<HashMap<&'static str, Arc<Ingest>>>,
+    /// The webhook listener's address, for the index.
+    webhooks_at: SocketAddr,
     database: Database,
     ports: Ports,
 }
 
 /// A started server; stop it with [`RunningServer::shutdown`].
 pub struct RunningServer {
+    /// The webhook listener's address.
     pub addr: SocketAddr,
+    /// The admin listener's address (the index, `/_dev/…`, the sandbox).
+    pub admin_addr: SocketAddr,
     pub database: Database,
     stop: watch::Sender<bool>,
+    stop_admin: watch::Sender<bool>,
     http: JoinHandle<()>,
+    admin: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -116,6 +133,9 @@ impl RunningServer {
         for worker in self.workers {
             let _ = worker.await;
         }
+        // The workers' last fetches may still need the sandbox.
+        let _ = self.stop_admin.send(true);
+        let _ = self.admin.await;
         if let Err(error) = self.database.close().await {
             tracing::warn!(error = %error, "closing the database");
         }
@@ -124,6 +144,7 @@ impl RunningServer {
     /// Stops everything at once, as a crash would: whatever a worker held is not finished.
     pub fn abort(self) {
         self.http.abort();
+        self.admin.abort();
         for worker in &self.workers {
             worker.abort();
         }
@@ -131,9 +152,16 @@ impl RunningServer {
 }
 
 pub async fn start(options: Options) -> Result<RunningServer, Error> {
-    let listener = tokio::net::TcpListener::bind(options.listen).await?;
+    check_admin_listen(options.admin_listen)?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| format!("--listen {}: {e}", options.listen))?;
     let addr = listener.local_addr()?;
-    let sandbox_base = format!("http://{addr}/_sandbox");
+    let admin_listener = tokio::net::TcpListener::bind(options.admin_listen)
+        .await
+        .map_err(|e| format!("--admin-listen {}: {e}", options.admin_listen))?;
+    let admin_addr = admin_listener.local_addr()?;
+    let sandbox_base = format!("http://{admin_addr}/_sandbox");
     let config_text = std::fs::read_to_string(&options.config)
         .map_err(|e| format!("{}: {e}", options.config.display()))?;
     let mut configured = load_config(&config_text, &sandbox_base)?;
@@ -208,36 +236,70 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
 
     let state = AppState {
         ingests: Arc::new(ingests),
+        webhooks_at: addr,
         database: database.clone(),
         ports,
     };
-    let app = Router::new()
-        .route("/", get(index))
+    // Anything else on the webhook port, `/_dev/…` included, is 404.
+    let webhooks = Router::new()
         .route("/webhooks/{provider}", any(webhook))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(state.clone());
+    let admin = Router::new()
+        .route("/", get(index))
         .route("/_sandbox/{provider}/{*path}", any(sandbox::answer))
         .route("/_dev/events", get(list_events))
         .route("/_dev/events/{key}", get(show_event))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(state);
-    let mut http_stopped = stopped;
-    let http = tokio::spawn(async move {
+    let http = serve(listener, webhooks, stopped, "webhook");
+    let (stop_admin, admin_stopped) = watch::channel(false);
+    let admin = serve(admin_listener, admin, admin_stopped, "admin");
+    tracing::info!(%addr, admin = %admin_addr, data = %options.data.display(), workers = options.workers, "dev server ready");
+    Ok(RunningServer {
+        addr,
+        admin_addr,
+        database,
+        stop,
+        stop_admin,
+        http,
+        admin,
+        workers,
+    })
+}
+
+/// The admin routes show raw webhook bodies and fetched customer data without authentication:
+/// they are served on loopback only.
+fn check_admin_listen(admin_listen: SocketAddr) -> Result<(), Error> {
+    if admin_listen.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(format!(
+        "--admin-listen {admin_listen}: not a loopback address. The admin routes (/_dev/events \
+         with raw webhook bodies and fetched customer data, the provider-API sandbox) have no \
+         authentication and are served on loopback only: use 127.0.0.1 or [::1], and expose only \
+         --listen (the webhooks) through a tunnel"
+    )
+    .into())
+}
+
+/// Serves `app` on `listener` until `stopped`, then lets in-flight requests answer.
+fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    mut stopped: watch::Receiver<bool>,
+    name: &'static str,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
         let shutdown = async move {
-            let _ = http_stopped.wait_for(|stop| *stop).await;
+            let _ = stopped.wait_for(|stop| *stop).await;
         };
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
         {
-            tracing::error!(error = %error, "HTTP server stopped");
+            tracing::error!(error = %error, listener = name, "HTTP server stopped");
         }
-    });
-    tracing::info!(%addr, data = %options.data.display(), workers = options.workers, "dev server ready");
-    Ok(RunningServer {
-        addr,
-        database,
-        stop,
-        http,
-        workers,
     })
 }
 
@@ -320,10 +382,14 @@ async fn webhook(
 async fn index(State(state): State<AppState>) -> Json<Value> {
     let mut providers: Vec<&str> = state.ingests.keys().copied().collect();
     providers.sort();
+    let webhooks_at = state.webhooks_at;
     Json(json!({
-        "webhooks": providers.iter().map(|p| format!("POST /webhooks/{p}")).collect::<Vec<_>>(),
+        "webhooks": providers
+            .iter()
+            .map(|p| format!("POST http://{webhooks_at}/webhooks/{p}"))
+            .collect::<Vec<_>>(),
         "events": "GET /_dev/events, GET /_dev/events/{key} (escape # as %23)",
-        "sandbox": "GET /_sandbox/{provider}/... (made-up provider API data)",
+        "sandbox": "/_sandbox/{provider}/... (made-up provider API data)",
     }))
 }
 
@@ -403,6 +469,23 @@ mod tests {
                     &format!("http://127.0.0.1:1/_sandbox/{}", provider.name())
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_admin_listener_is_refused_off_loopback() {
+        for loopback in ["127.0.0.1:8081", "127.0.0.2:0", "[::1]:8081"] {
+            assert!(
+                check_admin_listen(loopback.parse().unwrap()).is_ok(),
+                "{loopback}"
+            );
+        }
+        for exposed in ["0.0.0.0:8081", "[::]:8081", "192.168.1.20:8081"] {
+            let error = check_admin_listen(exposed.parse().unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("not a loopback address"), "{error}");
+            assert!(error.contains(exposed), "{error}");
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -12,9 +13,14 @@ use clap::{Parser, Subcommand};
     about = "Local webhook ingestion server: every provider, the processor, an embedded store and queue"
 )]
 struct Cli {
-    /// Address to listen on.
+    /// Address for the webhooks (`POST /webhooks/<provider>` only): the one to expose through
+    /// a tunnel.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Loopback address for the index, `/_dev/events` (raw bodies, fetched customer data; no
+    /// authentication) and the provider-API sandbox. Never exposed: other addresses are refused.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    admin_listen: SocketAddr,
     /// Tenants and keys per provider (TOML).
     #[arg(long, default_value = "devserver.toml")]
     config: PathBuf,
@@ -42,8 +48,17 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), devserver::Error> {
-    let cli = Cli::parse();
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("devserver: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), devserver::Error> {
     if let Some(Command::Send { event_file, to }) = cli.command {
         let answer = devserver::send::send(&event_file, &to).await?;
         println!("HTTP {}\n{}", answer.status, answer.body);
@@ -52,6 +67,7 @@ async fn main() -> Result<(), devserver::Error> {
     shared::logging::init_readable();
     let server = devserver::start(devserver::Options {
         listen: cli.listen,
+        admin_listen: cli.admin_listen,
         config: cli.config,
         data: cli.data,
         workers: cli.workers,
