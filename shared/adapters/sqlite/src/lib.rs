@@ -359,7 +359,14 @@ impl Checkpoints {
     fn run(&mut self, connection: &Connection) -> bool {
         self.unchecked = false;
         match checkpoint(connection, "PASSIVE") {
-            Ok(complete) => complete,
+            Ok(complete) => {
+                // The next transaction starts the WAL over; one that writes nothing (a read)
+                // calls no WAL hook, so the count it would leave is that of a WAL now copied.
+                if complete {
+                    WAL_PAGES.with(|noted| noted.set(0));
+                }
+                complete
+            }
             Err(error) => {
                 tracing::warn!(error = %error, "WAL checkpoint failed; trying again later");
                 false
