@@ -91,6 +91,11 @@ pub struct Settings {
     pub table_name: Option<String>,
     /// The work queue (`QUEUE_URL`).
     pub queue_url: Option<String>,
+    /// Where processed events are published (`EVENT_BUS_NAME`; unset: not published).
+    pub event_bus_name: Option<String>,
+    /// The CloudWatch namespace of the functions' metrics (`METRICS_NAMESPACE`; unset: none
+    /// written).
+    pub metrics_namespace: Option<String>,
 }
 
 impl Default for Settings {
@@ -101,6 +106,8 @@ impl Default for Settings {
             tenants_refresh: Duration::from_secs(300),
             table_name: None,
             queue_url: None,
+            event_bus_name: None,
+            metrics_namespace: None,
         }
     }
 }
@@ -151,6 +158,8 @@ impl Settings {
                 .unwrap_or(defaults.tenants_refresh),
             table_name: env.text("TABLE_NAME"),
             queue_url: env.text("QUEUE_URL"),
+            event_bus_name: env.text("EVENT_BUS_NAME"),
+            metrics_namespace: env.text("METRICS_NAMESPACE"),
         })
     }
 

@@ -10,6 +10,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use crate::clock::after;
+use crate::metrics::{Metrics, NoMetrics};
 pub use crate::config::IngestSettings;
 use crate::ports::{
     subject_of, Ports, PutOutcome, QueueMessage, Record, Status, StoreError, MAX_ITEM_BYTES,
@@ -26,6 +27,7 @@ pub struct Ingest {
     tenants: TenantSource,
     ports: Ports,
     settings: IngestSettings,
+    metrics: Arc<dyn Metrics>,
 }
 
 /// What the log line of one request says besides the outcome.
@@ -65,7 +67,14 @@ impl Ingest {
             tenants,
             ports,
             settings,
+            metrics: Arc::new(NoMetrics),
         }
+    }
+
+    /// Counts every answer in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn provider(&self) -> &dyn Provider {
@@ -84,6 +93,12 @@ impl Ingest {
             ),
             Err(error) => (error.outcome(), error.into_response()),
         };
+        let latency = started.elapsed();
+        self.metrics.webhook(
+            self.provider.name(),
+            outcome,
+            latency.as_secs_f64() * 1000.0,
+        );
         tracing::info!(
             provider = self.provider.name(),
             tenant = trail.tenant.as_deref().unwrap_or("-"),
@@ -91,7 +106,7 @@ impl Ingest {
             key = trail.key.as_deref().unwrap_or("-"),
             outcome,
             status = response.status().as_u16(),
-            latency_us = started.elapsed().as_micros() as u64,
+            latency_us = latency.as_micros() as u64,
             "webhook"
         );
         response

@@ -7,9 +7,11 @@
 
 pub mod clock;
 pub mod config;
+pub mod downstream;
 pub mod fetch;
 pub mod ingest;
 pub mod logging;
+pub mod metrics;
 pub mod operate;
 pub mod outbox;
 pub mod ports;

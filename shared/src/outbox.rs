@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::clock::{after, SharedClock};
+use crate::metrics::{Metrics, NoMetrics};
 use crate::ports::{Outbox, Ports, Queue, QueueError, QueueMessage, Store, StoreError};
 
 /// Sends the message, then marks the record `QUEUED`. If the send fails the lease is released
@@ -68,11 +69,22 @@ pub struct Sweeper {
     ports: Ports,
     /// The lease the sweeper takes on a record while it enqueues it (the ingest lease).
     lease: Duration,
+    metrics: Arc<dyn Metrics>,
 }
 
 impl Sweeper {
     pub fn new(ports: Ports, lease: Duration) -> Self {
-        Sweeper { ports, lease }
+        Sweeper {
+            ports,
+            lease,
+            metrics: Arc::new(NoMetrics),
+        }
+    }
+
+    /// Counts what every sweep did in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Enqueues up to `limit` records whose lease has ended.
@@ -102,6 +114,12 @@ impl Sweeper {
                     tracing::error!(key = %message.key, error = %error, "sweeper could not enqueue; will try again");
                 }
             }
+        }
+        if report.enqueued > 0 {
+            self.metrics.swept("enqueued", report.enqueued);
+        }
+        if report.failed > 0 {
+            self.metrics.swept("failed", report.failed);
         }
         Ok(report)
     }

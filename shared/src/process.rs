@@ -11,7 +11,9 @@ use serde_json::json;
 
 use crate::clock::after;
 pub use crate::config::ProcessorSettings;
+use crate::downstream::Publisher;
 use crate::fetch::{DetailClient, FetchError, MAX_DETAIL_BYTES};
+use crate::metrics::{Metrics, NoMetrics};
 use crate::ports::{
     Claim, InboundMessage, Outcome, Ports, QueueMessage, Record, Status, StoreError, MAX_ITEM_BYTES,
 };
@@ -29,6 +31,8 @@ pub struct Processor {
     ports: Ports,
     client: DetailClient,
     settings: ProcessorSettings,
+    metrics: Arc<dyn Metrics>,
+    publisher: Option<Arc<dyn Publisher>>,
 }
 
 /// Whether a message is done with (deleted from the queue) or must come back.
@@ -53,7 +57,21 @@ impl Processor {
             ports,
             client,
             settings,
+            metrics: Arc::new(NoMetrics),
+            publisher: None,
         }
+    }
+
+    /// Counts every outcome in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Publishes every event that reaches `PROCESSED` (see [`crate::downstream`]).
+    pub fn with_publisher(mut self, publisher: Arc<dyn Publisher>) -> Self {
+        self.publisher = Some(publisher);
+        self
     }
 
     pub fn settings(&self) -> &ProcessorSettings {
@@ -84,6 +102,12 @@ impl Processor {
             }
         };
         let (verdict, outcome) = self.process_message(&message, inbound).await;
+        let dead_lettered =
+            verdict == Verdict::TryAgain && inbound.receive_count >= self.settings.max_receives;
+        if let Some(counted) = metric_outcome(outcome, dead_lettered) {
+            let fetch_ms = (outcome == "fetched").then(|| started.elapsed().as_secs_f64() * 1000.0);
+            self.metrics.processed(&message.provider, counted, fetch_ms);
+        }
         tracing::info!(
             provider = %message.provider,
             tenant = %message.tenant,
@@ -157,6 +181,10 @@ impl Processor {
                 label,
             ),
         };
+        let (outcome, verdict, label) = match self.publish(&record, outcome).await {
+            Ok(outcome) => (outcome, verdict, label),
+            Err(reason) => (self.retry(reason, None, inbound).await, Verdict::TryAgain, "retry"),
+        };
         if let Outcome::Retry { reason } = &outcome {
             tracing::warn!(key = %message.key, reason = %reason, "processing will be tried again");
         }
@@ -173,6 +201,24 @@ impl Processor {
             Err(error) => {
                 tracing::error!(key = %message.key, error = %error, "storing the result failed");
                 (Verdict::TryAgain, "store_unavailable")
+            }
+        }
+    }
+
+    /// Publishes a record that is about to be `PROCESSED`; a failure is the reason to retry.
+    async fn publish(&self, record: &Record, outcome: Outcome) -> Result<Outcome, String> {
+        let (Some(publisher), Outcome::Processed { detail }) = (&self.publisher, &outcome) else {
+            return Ok(outcome);
+        };
+        let event = crate::downstream::processed(record, detail.as_deref());
+        match publisher.publish(&event).await {
+            Ok(()) => {
+                self.metrics.published("published");
+                Ok(outcome)
+            }
+            Err(error) => {
+                self.metrics.published("failed");
+                Err(format!("publishing the processed event failed: {error}"))
             }
         }
     }
@@ -464,6 +510,21 @@ const MAX_QUEUE_DELAY_SECONDS: u32 = 900;
 const ERASE_AGAIN_AFTER_SECONDS: u32 = 60;
 /// How long a 429 without `Retry-After` waits: Magicline's rate-limit window is one minute.
 const RATE_LIMIT_WAIT_SECONDS: u32 = 60;
+
+/// The metric outcome of a processing label (`None`: nothing to count, a redelivery).
+fn metric_outcome(label: &str, dead_lettered: bool) -> Option<&'static str> {
+    Some(match label {
+        "fetched" => "fetched",
+        "stored_without_fetch" | "erasure_refused" | "subject_erased" => "stored_without_fetch",
+        "erased" | "erased_again" => "erased",
+        "throttled" => "throttled",
+        "failed" => "failed",
+        "already_finished" | "quarantined" => return None,
+        _ if dead_lettered => "dead_lettered",
+        "configuration" => "configuration",
+        _ => "retried",
+    })
+}
 
 /// How one attempt at a record ended, before it is written down.
 enum Attempt {

@@ -7,13 +7,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapter_aws::{DynamoStore, SecretsManager, SqsQueue};
+use adapter_aws::{DynamoStore, EventBus, SecretsManager, SqsQueue};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_http::service_fn;
 use lambda_runtime::LambdaEvent;
 use shared::clock::{self, SharedClock};
 use shared::config::Settings;
 use shared::fetch::DetailClient;
+use shared::metrics::{Emf, Metrics, NoMetrics};
 use shared::outbox::Sweeper;
 use shared::ports::{InboundMessage, Ports};
 use shared::process::{Processor, ProviderTenants};
@@ -157,6 +158,14 @@ impl Deployment {
         Ok(adapter_aws::ports(store, queue, self.clock.clone()))
     }
 
+    /// EMF lines on standard output in the configured namespace, or nothing.
+    fn metrics(&self) -> Arc<dyn Metrics> {
+        match &self.settings.metrics_namespace {
+            Some(namespace) => Arc::new(Emf::stdout(namespace.clone(), self.clock.clone())),
+            None => Arc::new(NoMetrics),
+        }
+    }
+
     /// The tenants under `prefix`, checked against what `provider` can verify, reloaded every
     /// `TENANTS_REFRESH_SECONDS`.
     async fn tenants(
@@ -196,12 +205,15 @@ pub async fn run_webhook(provider: impl Provider) -> Result<(), Error> {
     let deployment = Deployment::from_env().await?;
     let provider: Arc<dyn Provider> = Arc::new(provider);
     let tenants = deployment.tenants(provider.clone(), "").await?;
-    let ingest = Arc::new(Ingest::new(
-        provider,
-        tenants,
-        deployment.ports().await?,
-        deployment.settings.ingest.clone(),
-    ));
+    let ingest = Arc::new(
+        Ingest::new(
+            provider,
+            tenants,
+            deployment.ports().await?,
+            deployment.settings.ingest.clone(),
+        )
+        .with_metrics(deployment.metrics()),
+    );
     lambda_http::run(service_fn(move |request: lambda_http::Request| {
         let ingest = Arc::clone(&ingest);
         async move { Ok::<_, Infallible>(from_core(ingest.handle(to_core(request)).await)) }
@@ -231,12 +243,18 @@ pub async fn run_processor() -> Result<(), Error> {
         providers.push(ProviderTenants { provider, tenants });
     }
     let settings = deployment.settings.processor.clone();
-    let processor = Arc::new(Processor::new(
+    let mut processor = Processor::new(
         providers,
         deployment.ports().await?,
         DetailClient::new(settings.fetch_timeout, deployment.clock.clone()),
         settings,
-    ));
+    )
+    .with_metrics(deployment.metrics());
+    if let Some(bus) = &deployment.settings.event_bus_name {
+        let client = aws_sdk_eventbridge::Client::new(&deployment.aws);
+        processor = processor.with_publisher(Arc::new(EventBus::new(client, bus.clone())));
+    }
+    let processor = Arc::new(processor);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<SqsEvent>| {
             let processor = Arc::clone(&processor);
@@ -249,10 +267,10 @@ pub async fn run_processor() -> Result<(), Error> {
 /// The outbox sweeper: one sweep per scheduled invocation.
 pub async fn run_sweeper() -> Result<(), Error> {
     let deployment = Deployment::from_env().await?;
-    let sweeper = Arc::new(Sweeper::new(
-        deployment.ports().await?,
-        deployment.settings.ingest.lease,
-    ));
+    let sweeper = Arc::new(
+        Sweeper::new(deployment.ports().await?, deployment.settings.ingest.lease)
+            .with_metrics(deployment.metrics()),
+    );
     lambda_runtime::run(lambda_runtime::service_fn(
         move |_: LambdaEvent<serde_json::Value>| {
             let sweeper = Arc::clone(&sweeper);

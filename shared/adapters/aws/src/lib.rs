@@ -8,11 +8,13 @@ use shared::outbox::SendThenMark;
 use shared::ports::Ports;
 
 pub mod dynamodb;
+pub mod eventbridge;
 pub mod sdk;
 pub mod secrets;
 pub mod sqs;
 
 pub use dynamodb::{create_table, DynamoStore, PENDING_INDEX, SUBJECT_INDEX};
+pub use eventbridge::EventBus;
 pub use secrets::SecretsManager;
 pub use sqs::SqsQueue;
 

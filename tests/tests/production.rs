@@ -1,0 +1,302 @@
+//! What production adds around the processing path: processed and erased events published to
+//! an EventBridge bus (the local endpoint's, routed to a queue the test reads), failed ones
+//! not, a failed publication retried; and an embedded-metric-format line for every outcome.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use adapter_aws::EventBus;
+use adapter_memory::Memory;
+use e2e::fake_api::{Behavior, FakeApi};
+use e2e::{event, post, unique_name, Backend};
+use shared::metrics::Emf;
+use shared::ports::{QueueConsumer, Status};
+use shared::process::{Processor, ProcessorSettings, ProviderTenants};
+use shared::tenants::TenantSource;
+use shared::{Ingest, IngestSettings};
+
+fn settings() -> ProcessorSettings {
+    ProcessorSettings {
+        max_receives: 2,
+        retry_backoff: Duration::ZERO,
+        ..ProcessorSettings::default()
+    }
+}
+
+/// A bus on the local endpoint whose every `webhooks.*` event lands in a queue.
+struct Bus {
+    name: String,
+    events: aws_sdk_eventbridge::Client,
+    sqs: aws_sdk_sqs::Client,
+    capture_url: String,
+}
+
+impl Bus {
+    async fn new() -> Bus {
+        let aws = e2e::local_aws().await;
+        let events = aws_sdk_eventbridge::Client::new(&aws);
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let name = unique_name("bus");
+        events.create_event_bus().name(&name).send().await.unwrap();
+        let capture_url = sqs
+            .create_queue()
+            .queue_name(unique_name("published"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&capture_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        events
+            .put_rule()
+            .name("everything")
+            .event_bus_name(&name)
+            .event_pattern(r#"{"source": [{"prefix": "webhooks."}]}"#)
+            .send()
+            .await
+            .unwrap();
+        events
+            .put_targets()
+            .rule("everything")
+            .event_bus_name(&name)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("capture")
+                    .arn(arn)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        Bus {
+            name,
+            events,
+            sqs,
+            capture_url,
+        }
+    }
+
+    fn publisher(&self) -> Arc<EventBus> {
+        Arc::new(EventBus::new(self.events.clone(), &self.name))
+    }
+
+    /// Every event published so far.
+    async fn published(&self) -> Vec<serde_json::Value> {
+        let mut found = Vec::new();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.capture_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(300)
+                .send()
+                .await
+                .unwrap()
+                .messages
+                .unwrap_or_default();
+            if received.is_empty() {
+                return found;
+            }
+            found.extend(
+                received
+                    .iter()
+                    .map(|m| serde_json::from_str(m.body().unwrap()).unwrap()),
+            );
+        }
+    }
+}
+
+async fn deliver(backend: &Backend, file: &str) -> String {
+    let provider = file.split('/').next().unwrap();
+    let response = backend.ingest(provider).handle(event(file)).await;
+    assert!(response.status().is_success(), "{file}");
+    e2e::response_json(&response)["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn processed_and_erased_events_are_published_and_failed_ones_are_not() {
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    api.set("/magicline/", Behavior::Status(404));
+    let bus = Bus::new().await;
+    let processor = backend
+        .processor(&api, settings(), Duration::from_secs(5))
+        .with_publisher(bus.publisher());
+    let fetched = deliver(&backend, "egym/second-gym.json").await;
+    let failed = deliver(&backend, "magicline/customer-created.json").await;
+    let erasure = deliver(&backend, "egym/membership-delete.json").await;
+    backend.pump_until_empty(&processor, 20).await;
+    assert_eq!(backend.record(&failed).await.status, Status::Failed);
+
+    let published = bus.published().await;
+    let keys: Vec<&str> = published
+        .iter()
+        .map(|e| e["detail"]["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(published.len(), 2, "{keys:?}");
+    assert!(keys.contains(&fetched.as_str()) && keys.contains(&erasure.as_str()));
+    let checkin = published
+        .iter()
+        .find(|e| e["detail"]["key"] == fetched.as_str())
+        .unwrap();
+    assert_eq!(checkin["source"], "webhooks.egym");
+    assert_eq!(checkin["detail-type"], "GYM_CHECKIN");
+    assert_eq!(checkin["detail"]["tenant"], "gym-hamburg-02");
+    assert!(
+        checkin["detail"]["detail"].is_object(),
+        "the fetched account"
+    );
+    let deleted = published
+        .iter()
+        .find(|e| e["detail"]["key"] == erasure.as_str())
+        .unwrap();
+    assert_eq!(deleted["detail-type"], "MEMBERSHIP_DELETE");
+    assert!(deleted["detail"]["detail"]["erasure"].is_object());
+}
+
+#[tokio::test]
+async fn a_publication_that_fails_is_retried_like_a_fetch() {
+    let backend = Backend::with_dead_letter_queue(5).await;
+    let api = FakeApi::start().await;
+    let nowhere = Arc::new(EventBus::new(
+        aws_sdk_eventbridge::Client::new(&e2e::local_aws().await),
+        unique_name("no-such-bus"),
+    ));
+    let failing = backend
+        .processor(&api, settings(), Duration::from_secs(5))
+        .with_publisher(nowhere);
+    let key = deliver(&backend, "egym/gym-checkin.json").await;
+    backend.pump(&failing).await;
+    let record = backend.record(&key).await;
+    assert_eq!(record.status, Status::Queued, "not PROCESSED unpublished");
+    assert!(
+        record.last_error.unwrap().contains("publishing"),
+        "the reason is kept"
+    );
+    let bus = Bus::new().await;
+    let working = backend
+        .processor(&api, settings(), Duration::from_secs(5))
+        .with_publisher(bus.publisher());
+    backend.pump_until_empty(&working, 20).await;
+    assert_eq!(backend.record(&key).await.status, Status::Processed);
+    assert_eq!(bus.published().await.len(), 1);
+}
+
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn outcomes(&self, metric: &str) -> Vec<String> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .filter(|line| line.get(metric).is_some())
+            .map(|line| line["Outcome"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
+    let lines = Lines::default();
+    let clock = shared::clock::system();
+    let metrics = Arc::new(Emf::new("Webhooks/test", clock.clone(), lines.clone()));
+    let memory = Memory::new(2, clock.clone());
+    let api = FakeApi::start().await;
+    api.set("/magicline/", Behavior::Status(404));
+    let ingest = |provider: &str| {
+        Ingest::new(
+            shared::providers::by_name(provider).unwrap(),
+            e2e::demo_tenants(provider),
+            memory.ports.clone(),
+            IngestSettings::default(),
+        )
+        .with_metrics(metrics.clone())
+    };
+    let egym = ingest("egym");
+    egym.handle(event("egym/gym-checkin.json")).await;
+    egym.handle(event("egym/gym-checkin.json")).await;
+    egym.handle(event("egym/bad-wrong-key.json")).await;
+    egym.handle(post(
+        "egym",
+        &[("x-api-key", "egym-demo-secret-berlin")],
+        "{",
+    ))
+    .await;
+    ingest("magicline")
+        .handle(event("magicline/customer-created.json"))
+        .await;
+    assert_eq!(
+        lines.outcomes("Webhooks"),
+        [
+            "accepted",
+            "duplicate",
+            "unauthorized",
+            "quarantined",
+            "accepted"
+        ]
+    );
+
+    let providers = shared::providers::all()
+        .into_iter()
+        .map(|provider| {
+            let mut document: serde_json::Value =
+                serde_json::from_str(&e2e::demo_tenants_json(provider.name())).unwrap();
+            for tenant in document["tenants"].as_array_mut().unwrap() {
+                tenant["api"]["base_url"] = format!("{}/{}", api.base_url, provider.name()).into();
+            }
+            ProviderTenants {
+                tenants: TenantSource::fixed(
+                    shared::tenants::TenantDirectory::from_json(&document.to_string()).unwrap(),
+                ),
+                provider,
+            }
+        })
+        .collect();
+    let processor = Processor::new(
+        providers,
+        memory.ports.clone(),
+        shared::fetch::DetailClient::new(Duration::from_secs(2), clock.clone()),
+        settings(),
+    )
+    .with_metrics(metrics.clone());
+    let batch = memory
+        .queue
+        .receive(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 2);
+    processor.process_batch(batch).await;
+    let mut processed = lines.outcomes("Processed");
+    processed.sort();
+    assert_eq!(processed, ["failed", "fetched"]);
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("\"FetchLatency\""), "fetch latency measured");
+    assert!(text.contains("\"AckLatency\""), "ack latency measured");
+}
