@@ -207,19 +207,20 @@ fn authorization(exchange: &TokenExchange, token: &Secret) -> String {
 }
 
 /// The base URL without a trailing slash, if it may be called: `https://`, or `http://` to a
-/// loopback address (local sandboxes and tests).
+/// loopback address (local sandboxes and tests) or to `host.docker.internal`, the machine a
+/// `sam local` container runs on (scripts/local-aws's sandbox).
 fn checked_base(base_url: &str) -> Result<&str, FetchError> {
     let base = base_url.trim_end_matches('/');
     let refused = || {
         FetchError::Configuration {
-        reason: "the tenant's api.base_url must start with https:// (http:// only for 127.0.0.1 or localhost)".into(),
+        reason: "the tenant's api.base_url must start with https:// (http:// only for 127.0.0.1, localhost or host.docker.internal)".into(),
     }
     };
     let url = reqwest::Url::parse(base).map_err(|_| refused())?;
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Domain(name)) => name == "localhost" || name == "host.docker.internal",
         None => false,
     };
     match url.scheme() {
@@ -310,6 +311,7 @@ mod tests {
             "http://127.0.0.1:9/magicline",
             "http://localhost:8081/_sandbox/egym",
             "http://[::1]:80",
+            "http://host.docker.internal:4566/_sandbox/egym",
         ] {
             assert!(checked_base(allowed).is_ok(), "{allowed}");
         }
@@ -318,6 +320,7 @@ mod tests {
             "ftp://x",
             "not a url",
             "http://127.0.0.1.evil.example",
+            "http://host.docker.internal.evil.example",
         ] {
             assert!(
                 matches!(checked_base(refused), Err(FetchError::Configuration { .. })),
