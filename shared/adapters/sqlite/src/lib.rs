@@ -216,6 +216,22 @@ impl Database {
             .filter_map(|body| serde_json::from_str(body).ok())
             .collect())
     }
+
+    /// Moves every dead-lettered message back into the queue, visible now and with its receive
+    /// count starting over (as an SQS redrive does), in one transaction; returns how many.
+    pub async fn redrive_dead_letters(&self, now_ms: i64) -> Result<usize, QueueError> {
+        self.queue_op(move |connection| {
+            let moved = change(
+                connection,
+                "INSERT INTO messages (body, sent_at, visible_at)
+                 SELECT body, ?1, ?1 FROM dead_letters ORDER BY moved_at, id",
+                params![now_ms],
+            )?;
+            change(connection, "DELETE FROM dead_letters", [])?;
+            Ok(moved)
+        })
+        .await
+    }
 }
 
 /// The database thread: takes the operations waiting, runs them in one transaction, commits,
