@@ -321,7 +321,10 @@ where
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
-            let text = error.render().to_string();
+            let mut text = error.render().to_string();
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
             return match error.kind() {
                 clap::error::ErrorKind::DisplayHelp
                 | clap::error::ErrorKind::DisplayVersion
