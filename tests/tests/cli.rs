@@ -218,6 +218,19 @@ impl Place {
     }
 }
 
+impl Drop for Place {
+    /// Removes the database file and its WAL.
+    fn drop(&mut self) {
+        if let Place::Sqlite { path, .. } = self {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.as_os_str().to_owned();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+        }
+    }
+}
+
 /// Messages visible in a queue, without receiving them.
 async fn visible(backend: &Backend, url: &str) -> usize {
     backend
