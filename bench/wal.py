@@ -110,13 +110,35 @@ def memory_kib(pid):
         return None
 
 
+def busy_ticks():
+    """CPU time spent busy by the whole machine so far, in clock ticks (/proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return user + nice + system + irq + softirq + steal
+
+
+def process_ticks(pid):
+    """CPU time (user + system) of one process so far, in clock ticks; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class Sampler(threading.Thread):
-    """The `-wal` file's size and the server's memory every `interval` seconds."""
+    """The `-wal` file's size and the server's memory every `interval` seconds; and how much
+    of the machine's CPU went to processes other than the server and wrk meanwhile (another
+    build on a 2-core machine shows in latency)."""
 
     def __init__(self, data, pid, interval=0.1):
         super().__init__(daemon=True)
         self.wal = f"{data}-wal"
         self.pid = pid
+        self.wrk_pid = None
+        self.ticks = {}  # pid -> last CPU ticks seen
         self.interval = interval
         self.stopped = threading.Event()
         self.samples = []  # (seconds since start, WAL bytes, RSS KiB)
@@ -125,7 +147,13 @@ class Sampler(threading.Thread):
 
     def run(self):
         started = time.monotonic()
+        self.busy_at_start = busy_ticks()
+        self.server_ticks_at_start = process_ticks(self.pid) or 0
         while not self.stopped.is_set():
+            for pid in (self.pid, self.wrk_pid):
+                ticks = process_ticks(pid) if pid else None
+                if ticks is not None:
+                    self.ticks[pid] = ticks
             wal = file_size(self.wal)
             memory = memory_kib(self.pid)
             rss = memory[0] if memory else 0
@@ -138,6 +166,14 @@ class Sampler(threading.Thread):
     def stop(self):
         self.stopped.set()
         self.join()
+
+    def other_cpu_share(self, seconds):
+        """Share of the machine's CPU time used by other processes while sampling."""
+        busy = busy_ticks() - self.busy_at_start
+        ours = self.ticks.get(self.pid, 0) - self.server_ticks_at_start
+        ours += self.ticks.get(self.wrk_pid, 0) if self.wrk_pid else 0
+        capacity = seconds * os.cpu_count() * os.sysconf("SC_CLK_TCK")
+        return max(0.0, (busy - ours) / capacity)
 
 
 def start_wrk(url, threads, connections, seconds, run_id):
@@ -266,8 +302,11 @@ def load_run(args, data, out_dir):
         )
     sampler = Sampler(data, server.process.pid)
     sampler.start()
+    load_started = time.monotonic()
     wrk = start_wrk(server.url, args.threads, args.connections, args.seconds, run_id + 1)
+    sampler.wrk_pid = wrk.pid
     result, raw = wrk_result(wrk, args.seconds + 60)
+    other_cpu = sampler.other_cpu_share(time.monotonic() - load_started)
     (out_dir / "wal-wrk.txt").write_text(raw)
     wal_at_end_of_load = file_size(f"{data}-wal")
     stop_seconds = server.stop()
@@ -285,6 +324,7 @@ def load_run(args, data, out_dir):
         "peak_wal_bytes": sampler.peak_wal,
         "wal_bytes_at_end_of_load": wal_at_end_of_load,
         "peak_rss_kib": sampler.peak_rss_kib,
+        "other_processes_cpu_share": other_cpu,
         "stop_seconds": stop_seconds,
         "wal_bytes_after_shutdown": file_size(f"{data}-wal"),
         "wal_file_after_shutdown": os.path.exists(f"{data}-wal"),
@@ -405,7 +445,8 @@ def main():
                 f"(file {'present' if report['wal_file_after_shutdown'] else 'absent'}, "
                 f"shutdown {report['stop_seconds']:.1f} s); database "
                 f"{report['database_bytes_after_shutdown'] / MIB:.1f} MiB; "
-                f"peak RSS {report['peak_rss_kib'] / 1024:.1f} MiB",
+                f"peak RSS {report['peak_rss_kib'] / 1024:.1f} MiB; other processes used "
+                f"{report['other_processes_cpu_share']:.0%} of the CPU meanwhile",
                 flush=True,
             )
     if out:
