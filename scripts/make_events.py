@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes, from the provider test kits (shared/testkit/data/<provider>.json), the sample API
 Gateway HTTP API (payload 2.0) events under events/<provider>/, the SQS events under
-events/processor/, events/manifest.json (what each must get), events/env.json (demo tenants for
-`sam local invoke --env-vars` and the tests), devserver.toml and the event table of README.md.
+events/processor/, events/manifest.json (what each must get), events/env.json (for `sam local
+invoke --env-vars` and the tests: every function pointed at scripts/local-aws, the webhooks' demo
+tenants), devserver.toml and the event table of README.md.
 
 This file holds no provider's data and never branches on a provider's name: add or change a
 case in the kit data and run it again. `--check` writes nothing; it names every file that
@@ -19,6 +20,7 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
 DATA = ROOT / "shared" / "testkit" / "data"
 EVENTS = ROOT / "events"
 README = ROOT / "README.md"
@@ -249,19 +251,33 @@ def tenants_at(kit, provider, api_base):
     return tenants
 
 
-def function_id(provider):
-    return provider.capitalize() + "WebhookFunction"
-
-
 def env_json(kits):
-    env = {
-        function_id(provider): {"TENANTS_JSON": json.dumps({"tenants": tenants_at(kit, provider, UNREACHABLE_API)})}
-        for provider, kit in kits.items()
-    }
-    env["ProcessorFunction"] = {
-        provider.upper() + "_TENANTS_JSON": json.dumps({"tenants": tenants_at(kit, provider, UNREACHABLE_API)})
-        for provider, kit in kits.items()
-    }
+    """`--env-vars` for every function of template.yaml. `sam local` sets only variables the
+    template declares, and makes of `!Ref <resource>` the logical id (of anything else, ""); so
+    each declared variable that names a resource gets what it would be on scripts/local-aws
+    (the table, queues, secrets and bus it creates from the template, as a container reaches
+    them), AWS_ENDPOINT_URL the endpoint, and each webhook function its provider's demo tenants
+    (API unreachable: a webhook never calls it). The processor reads its tenants from the
+    endpoint's secrets, where scripts/local-aws puts the same tenants with the API at its sandbox."""
+    try:
+        import cfn  # noqa: PLC0415 (PyYAML is needed for this part only)
+    except ImportError as error:
+        sys.exit(f"{error}: run this with the project's venv (.venv/bin/python scripts/make_events.py)")
+    template = cfn.load()
+    local = cfn.LocalStack(template)
+    by_path = {path: function for (_, path), function in cfn.routes(template).items()}
+    env = {}
+    for function in cfn.functions(template):
+        variables = {"AWS_ENDPOINT_URL": cfn.CONTAINER_ENDPOINT}
+        for name, value in cfn.declared_variables(template, function).items():
+            if cfn.references_resources(template, value):
+                variables[name] = str(local.resolve(value))
+        env[function] = dict(sorted(variables.items()))
+    for provider, kit in kits.items():
+        function = by_path.get(f"/webhooks/{provider}")
+        if function is None:
+            sys.exit(f"template.yaml has no function on /webhooks/{provider}")
+        env[function]["TENANTS_JSON"] = json.dumps({"tenants": tenants_at(kit, provider, UNREACHABLE_API)})
     return json.dumps(env, indent=2) + "\n"
 
 
