@@ -1,8 +1,10 @@
 //! The local dev server end to end over real HTTP on loopback ports: every events/ file gets
 //! its declared status, accepted ones end PROCESSED with detail from the sandbox, duplicates
 //! enqueue nothing, a restart keeps records and dedup, a dead worker's message is delivered
-//! again, a shutdown loses nothing that was accepted, and the admin routes are served on the
-//! loopback admin listener only, never on the webhook port.
+//! again, a shutdown loses nothing that was accepted, the admin routes are served on the
+//! loopback admin listener only, never on the webhook port, and with `[downstream]` configured
+//! processed and erased events (never failed ones) are POSTed there. The event pages are
+//! tested in `devserver_pages.rs`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -351,4 +353,144 @@ async fn an_admin_listener_off_loopback_is_refused() {
         assert!(error.contains("--admin-listen"), "{error}");
         assert!(error.contains("not a loopback address"), "{error}");
     }
+}
+
+/// A downstream receiver on a loopback port: keeps every JSON body POSTed to it and answers
+/// with `status`.
+async fn receiver(
+    status: u16,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use axum::extract::State;
+    type Received = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+    let received: Received = Default::default();
+    let app = axum::Router::new()
+        .route(
+            "/events",
+            axum::routing::post(
+                move |State(received): State<Received>, body: axum::body::Bytes| async move {
+                    received
+                        .lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap_or_default());
+                    axum::http::StatusCode::from_u16(status).unwrap()
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processed_and_erased_events_are_posted_downstream_and_failed_ones_are_not() {
+    let (url, received) = receiver(200).await;
+    // gym-hamburg-02's API path is wrong: the sandbox answers 404, its event FAILS.
+    let text = std::fs::read_to_string(root().join("devserver.toml")).unwrap();
+    let right = r#"api = { base_url = "{sandbox}/egym", api_key = "egym-demo-api-hamburg" }"#;
+    assert!(text.contains(right));
+    let text = text.replace(
+        right,
+        &right.replace("{sandbox}/egym", "{sandbox}/egym/moved"),
+    );
+    let config = std::env::temp_dir().join(format!("{}.toml", unique_name("downstream")));
+    std::fs::write(&config, format!("{text}\n[downstream]\nurl = \"{url}\"\n")).unwrap();
+    let mut options = options(&fresh_data(), 1);
+    options.config = config;
+    let server = devserver::start(options).await.unwrap();
+
+    let mut keys = Vec::new();
+    for file in [
+        "magicline/customer-created.json",
+        "magicline/customer-deleted.json",
+        "egym/second-gym.json",
+    ] {
+        let (status, body) = send(&server, file).await;
+        assert_eq!(status, 202, "{file}: {body}");
+        keys.push(body["id"].as_str().unwrap().to_string());
+    }
+    let records = settled(&server).await;
+    let status_of = |key: &str| records.iter().find(|r| r.key == key).unwrap().status;
+    assert_eq!(status_of(&keys[0]), Status::Processed);
+    assert_eq!(status_of(&keys[1]), Status::Processed);
+    assert_eq!(status_of(&keys[2]), Status::Failed);
+    // Published before the record is finished, so already there; and nothing more comes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = received.lock().unwrap().clone();
+    let mut published: Vec<&str> = events
+        .iter()
+        .map(|e| e["detail"]["key"].as_str().unwrap())
+        .collect();
+    published.sort_unstable();
+    let mut expected = vec![keys[0].as_str(), keys[1].as_str()];
+    expected.sort_unstable();
+    assert_eq!(published, expected, "{events:#?}");
+    for event in &events {
+        assert_eq!(event["source"], "webhooks.magicline");
+        assert_eq!(event["detail"]["provider"], "magicline");
+        assert_eq!(event["detail"]["tenant"], "studio-1001");
+        assert_eq!(event["detail-type"], event["detail"]["event_type"]);
+    }
+    let by_key = |key: &str| {
+        events
+            .iter()
+            .find(|e| e["detail"]["key"] == key)
+            .unwrap()
+            .clone()
+    };
+    let created = by_key(&keys[0]);
+    assert_eq!(created["detail-type"], "CUSTOMER_CREATED");
+    assert_eq!(created["detail"]["detail"]["firstName"], "Mia");
+    let erased = by_key(&keys[1]);
+    assert_eq!(erased["detail-type"], "CUSTOMER_DELETED");
+    assert!(
+        erased["detail"]["detail"]["erasure"].is_object(),
+        "{erased}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downstream_answer_other_than_2xx_or_no_answer_is_a_failed_publication() {
+    let event = shared::downstream::DownstreamEvent {
+        source: "webhooks.egym".into(),
+        detail_type: "GYM_CHECKIN".into(),
+        detail: serde_json::json!({ "key": "egym#g#1" }),
+    };
+    use shared::downstream::Publisher;
+    let (accepting, received) = receiver(204).await;
+    let publisher = devserver::downstream::HttpPublisher::new(&accepting).unwrap();
+    publisher.publish(&event).await.unwrap();
+    assert_eq!(
+        received.lock().unwrap()[0],
+        serde_json::json!({
+            "source": "webhooks.egym",
+            "detail-type": "GYM_CHECKIN",
+            "detail": { "key": "egym#g#1" },
+        })
+    );
+    for status in [500, 404, 302] {
+        let (url, _) = receiver(status).await;
+        let error = devserver::downstream::HttpPublisher::new(&url)
+            .unwrap()
+            .publish(&event)
+            .await
+            .unwrap_err();
+        assert!(error.contains(&status.to_string()), "{error}");
+    }
+    // Nothing listening.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/events", listener.local_addr().unwrap())
+    };
+    let error = devserver::downstream::HttpPublisher::new(&closed)
+        .unwrap()
+        .publish(&event)
+        .await
+        .unwrap_err();
+    assert!(error.starts_with("downstream:"), "{error}");
 }

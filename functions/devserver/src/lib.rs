@@ -5,9 +5,12 @@
 //! Docker.
 //!
 //! Two listeners: the webhook one (the address to expose through a tunnel) serves nothing but
-//! `POST /webhooks/<provider>`; the admin one, on loopback only, serves the index, `/_dev/…`
-//! (raw bodies and fetched customer data, without authentication) and the sandbox, which only
-//! the server's own processor calls.
+//! `POST /webhooks/<provider>`; the admin one, on loopback only, serves the index, the event
+//! pages (`/events`, see [`pages`]), `/_dev/…` (raw bodies and fetched customer data, without
+//! authentication) and the sandbox, which only the server's own processor calls.
+//!
+//! With a `[downstream] url = "…"` section in the configuration, every processed or erased
+//! event is also POSTed there, in EventBridge's shape (see [`downstream`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,11 +23,12 @@ use axum::body::{to_bytes, Body};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use shared::clock::SharedClock;
 use shared::fetch::DetailClient;
+use shared::operate::Operations;
 use shared::outbox::Sweeper;
 use shared::ports::{Ports, QueueConsumer, Record};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
@@ -33,6 +37,9 @@ use shared::{Ingest, IngestSettings, WebhookRequest};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod downstream;
+mod html;
+mod pages;
 pub mod sandbox;
 pub mod send;
 
@@ -82,22 +89,60 @@ impl Default for Options {
     }
 }
 
-/// Tenants of every provider, read from the TOML configuration (one table per provider).
+/// Tenants of every provider, read from the TOML configuration (one table per provider; an
+/// optional `[downstream]` table is read by [`parse_config`]).
 pub fn load_config(text: &str, sandbox_base: &str) -> Result<HashMap<String, Vec<Tenant>>, Error> {
+    Ok(parse_config(text, sandbox_base)?.providers)
+}
+
+/// The whole configuration file.
+#[derive(Debug)]
+pub struct Config {
+    /// Tenants of every provider named.
+    pub providers: HashMap<String, Vec<Tenant>>,
+    /// Where processed and erased events are POSTed, if anywhere.
+    pub downstream: Option<DownstreamConfig>,
+}
+
+/// `[downstream]`: where the processor publishes every event it finishes as `PROCESSED`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownstreamConfig {
+    /// `http://…` or `https://…`; receives `POST`s of `{"source", "detail-type", "detail"}`.
+    pub url: String,
+}
+
+/// The TOML configuration: one table per provider, with its tenants, and an optional
+/// `[downstream]` table.
+pub fn parse_config(text: &str, sandbox_base: &str) -> Result<Config, Error> {
     #[derive(serde::Deserialize)]
     struct ProviderSection {
         tenants: Vec<Tenant>,
     }
     let text = text.replace(SANDBOX_PLACEHOLDER, sandbox_base);
-    let sections: HashMap<String, ProviderSection> = toml::from_str(&text)?;
+    let mut table: toml::Table = toml::from_str(&text)?;
+    let downstream = match table.remove("downstream") {
+        None => None,
+        Some(section) => {
+            let section: DownstreamConfig = section
+                .try_into()
+                .map_err(|e| format!("[downstream]: {e}"))?;
+            downstream::check_url(&section.url).map_err(|e| format!("[downstream] url: {e}"))?;
+            Some(section)
+        }
+    };
     let mut providers = HashMap::new();
-    for (name, section) in sections {
+    for (name, section) in table {
         if shared::providers::by_name(&name).is_none() {
             return Err(format!("configuration names an unknown provider [{name}]").into());
         }
+        let section: ProviderSection = section.try_into().map_err(|e| format!("[{name}]: {e}"))?;
         providers.insert(name, section.tenants);
     }
-    Ok(providers)
+    Ok(Config {
+        providers,
+        downstream,
+    })
 }
 
 #[derive(Clone)]
@@ -107,6 +152,12 @@ struct AppState {
     webhooks_at: SocketAddr,
     database: Database,
     ports: Ports,
+    /// The core's operator operations (list, show, replay, release, stats) for the pages.
+    operations: Arc<Operations>,
+    /// Each provider's configured tenants, for releasing quarantined events.
+    tenants: Arc<HashMap<String, TenantDirectory>>,
+    /// How often the sweeper runs (the pages say when it picks up a replay it was left).
+    sweep_interval: Duration,
 }
 
 /// A started server; stop it with [`RunningServer::shutdown`].
@@ -164,7 +215,8 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
     let sandbox_base = format!("http://{admin_addr}/_sandbox");
     let config_text = std::fs::read_to_string(&options.config)
         .map_err(|e| format!("{}: {e}", options.config.display()))?;
-    let mut configured = load_config(&config_text, &sandbox_base)?;
+    let config = parse_config(&config_text, &sandbox_base)?;
+    let mut configured = config.providers;
 
     let database = Database::open(&options.data)?;
     let (ports, queue) =
@@ -173,6 +225,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
 
     let mut ingests = HashMap::new();
     let mut processing = Vec::new();
+    let mut directories = HashMap::new();
     for provider in shared::providers::all() {
         let tenants = configured.remove(provider.name()).unwrap_or_default();
         let uses_sandbox = tenants.iter().any(|t| {
@@ -198,6 +251,10 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
                 IngestSettings::default(),
             )),
         );
+        directories.insert(
+            provider.name().to_string(),
+            TenantDirectory::new(tenants.clone())?,
+        );
         processing.push(ProviderTenants {
             provider,
             tenants: TenantSource::fixed(TenantDirectory::new(tenants)?),
@@ -207,12 +264,18 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         max_receives: options.max_receives,
         ..ProcessorSettings::default()
     };
-    let processor = Arc::new(Processor::new(
+    let mut processor = Processor::new(
         processing,
         ports.clone(),
         DetailClient::new(settings.fetch_timeout, shared::clock::system()),
         settings,
-    ));
+    );
+    if let Some(section) = &config.downstream {
+        processor =
+            processor.with_publisher(Arc::new(downstream::HttpPublisher::new(&section.url)?));
+        tracing::info!(url = %downstream::redacted(&section.url), "processed and erased events are POSTed downstream");
+    }
+    let processor = Arc::new(processor);
 
     let (stop, stopped) = watch::channel(false);
     let workers: Vec<JoinHandle<()>> = (0..options.workers)
@@ -238,7 +301,10 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         ingests: Arc::new(ingests),
         webhooks_at: addr,
         database: database.clone(),
+        operations: Arc::new(Operations::new(ports.clone(), IngestSettings::default())),
         ports,
+        tenants: Arc::new(directories),
+        sweep_interval: options.sweep_interval,
     };
     // Anything else on the webhook port, `/_dev/…` included, is 404.
     let webhooks = Router::new()
@@ -250,7 +316,13 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         .route("/_sandbox/{provider}/{*path}", any(sandbox::answer))
         .route("/_dev/events", get(list_events))
         .route("/_dev/events/{key}", get(show_event))
+        .route("/events", get(pages::list))
+        .route("/events/{key}", get(pages::record))
+        .route("/events/{key}/replay", post(pages::replay))
+        .route("/events/{key}/release", post(pages::release))
+        .route("/assets/{name}", get(pages::asset))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(axum::middleware::from_fn(pages::only_loopback_hosts))
         .with_state(state);
     let http = serve(listener, webhooks, stopped, "webhook");
     let (stop_admin, admin_stopped) = watch::channel(false);
@@ -379,7 +451,11 @@ async fn webhook(
     Response::from_parts(parts, Body::from(body))
 }
 
-async fn index(State(state): State<AppState>) -> Json<Value> {
+/// The routes as JSON; a browser (asking for HTML) is sent to the event list page.
+async fn index(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if pages::wants_html(&headers) {
+        return axum::response::Redirect::to("/events").into_response();
+    }
     let mut providers: Vec<&str> = state.ingests.keys().copied().collect();
     providers.sort();
     let webhooks_at = state.webhooks_at;
@@ -389,8 +465,10 @@ async fn index(State(state): State<AppState>) -> Json<Value> {
             .map(|p| format!("POST http://{webhooks_at}/webhooks/{p}"))
             .collect::<Vec<_>>(),
         "events": "GET /_dev/events, GET /_dev/events/{key} (escape # as %23)",
+        "pages": "GET /events in a browser: the live event list, each record, replay and release",
         "sandbox": "/_sandbox/{provider}/... (made-up provider API data)",
     }))
+    .into_response()
 }
 
 fn summary(record: &Record) -> Value {
@@ -486,6 +564,42 @@ mod tests {
                 .to_string();
             assert!(error.contains("not a loopback address"), "{error}");
             assert!(error.contains(exposed), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_downstream_section_is_read_beside_the_providers() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../devserver.toml"))
+                .unwrap();
+        assert!(parse_config(&text, "http://x")
+            .unwrap()
+            .downstream
+            .is_none());
+        let with = format!("{text}\n[downstream]\nurl = \"http://127.0.0.1:9000/events\"\n");
+        let config = parse_config(&with, "http://x").unwrap();
+        assert_eq!(
+            config.downstream.unwrap().url,
+            "http://127.0.0.1:9000/events"
+        );
+        assert_eq!(config.providers.len(), shared::providers::all().len());
+        assert_eq!(
+            load_config(&with, "http://x").unwrap().len(),
+            shared::providers::all().len()
+        );
+        for (bad, says) in [
+            ("[downstream]\nurl = \"ftp://x/y\"\n", "http"),
+            (
+                "[downstream]\nurl = \"http://x/\"\nretries = 3\n",
+                "retries",
+            ),
+            ("[downstream]\n", "url"),
+        ] {
+            let error = parse_config(bad, "http://x").unwrap_err().to_string();
+            assert!(
+                error.contains("[downstream]") && error.contains(says),
+                "{error}"
+            );
         }
     }
 
