@@ -15,8 +15,11 @@ pub struct SettingError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestSettings {
     pub max_body_bytes: usize,
-    /// How long a delivery that stored a record owns the right to enqueue it. Longer than the
-    /// function timeout, so a live delivery is never overtaken.
+    /// How long a stored record is left to the delivery that stored it (it sends the message
+    /// but, to keep the ack path at two round trips, does not mark the record `QUEUED`): once
+    /// this is over and no processor has claimed it, the sweeper re-sends it. Longer than the
+    /// function timeout, so a live delivery is never overtaken; long enough that a queue
+    /// working normally claims every record first.
     pub lease: Duration,
     /// How long records are kept (DynamoDB TTL).
     pub retention: Duration,
@@ -26,7 +29,7 @@ impl Default for IngestSettings {
     fn default() -> Self {
         IngestSettings {
             max_body_bytes: 256 * 1024,
-            lease: Duration::from_secs(10),
+            lease: Duration::from_secs(60),
             retention: Duration::from_secs(30 * 24 * 3600),
         }
     }

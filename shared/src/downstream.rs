@@ -31,7 +31,9 @@ pub const MAX_DETAIL_BYTES: usize = 240 * 1024;
 /// erasure note, or nothing).
 pub fn processed(record: &Record, detail: Option<&str>) -> DownstreamEvent {
     let detail_value = match detail {
-        Some(text) if text.len() > MAX_DETAIL_BYTES => json!({ "omitted": true, "bytes": text.len() }),
+        Some(text) if text.len() > MAX_DETAIL_BYTES => {
+            json!({ "omitted": true, "bytes": text.len() })
+        }
         Some(text) => serde_json::from_str(text).unwrap_or(Value::Null),
         None => Value::Null,
     };

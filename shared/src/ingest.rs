@@ -10,8 +10,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use crate::clock::after;
-use crate::metrics::{Metrics, NoMetrics};
 pub use crate::config::IngestSettings;
+use crate::metrics::{Metrics, NoMetrics};
 use crate::ports::{
     subject_of, Ports, PutOutcome, QueueMessage, Record, Status, StoreError, MAX_ITEM_BYTES,
 };
@@ -151,7 +151,7 @@ impl Ingest {
             return self.quarantine(&record).await;
         }
         record.lease_until_ms = after(now, self.settings.lease);
-        self.store_and_enqueue(&record, now).await
+        self.store_and_enqueue(&record).await
     }
 
     async fn quarantine(&self, record: &Record) -> Result<Ack, IngestError> {
@@ -166,33 +166,17 @@ impl Ingest {
         }
     }
 
-    async fn store_and_enqueue(&self, record: &Record, now: i64) -> Result<Ack, IngestError> {
+    async fn store_and_enqueue(&self, record: &Record) -> Result<Ack, IngestError> {
         let key = record.key.clone();
         match self.ports.store.put_new(record).await {
             Err(error) => return self.spill(record, error).await,
             Ok(PutOutcome::Created) => {}
-            Ok(PutOutcome::Exists(existing)) if existing.status != Status::Received => {
-                return Ok(Ack::Duplicate { key });
-            }
-            Ok(PutOutcome::Exists(existing)) if existing.lease_until_ms > now => {
-                return Err(IngestError::InFlight);
-            }
-            Ok(PutOutcome::Exists(existing)) => {
-                let taken = self
-                    .ports
-                    .store
-                    .take_over(&key, existing.lease_until_ms, record.lease_until_ms)
-                    .await
-                    .map_err(|error| {
-                        tracing::error!(key = %key, error = %error, "lease take-over failed");
-                        IngestError::Unavailable
-                    })?;
-                if !taken {
-                    return Err(IngestError::InFlight);
-                }
-            }
+            // Stored before: its first delivery sent the message, or the sweeper sends it once
+            // that delivery's lease is over. Either way the promise of a 2xx holds, and only
+            // the sweeper re-sends, so copies never multiply messages.
+            Ok(PutOutcome::Exists(_)) => return Ok(Ack::Duplicate { key }),
         }
-        if let Err(error) = self.ports.outbox.enqueue(&record.message()).await {
+        if let Err(error) = self.ports.outbox.send_fresh(&record.message()).await {
             // Durably stored: the sweeper enqueues it once its (now released) lease is over.
             tracing::error!(key = %key, error = %error, "enqueue failed; the sweeper will enqueue the stored record");
             return Ok(Ack::Stored { key });

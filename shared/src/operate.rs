@@ -117,10 +117,14 @@ impl Operations {
                 record.status.as_str()
             )));
         }
-        Ok(match self.ports.outbox.enqueue(&record.message()).await {
-            Ok(()) => Replayed::Queued,
-            Err(_) => Replayed::LeftToTheSweeper,
-        })
+        // Left RECEIVED under the lease like a fresh delivery: a second replay within it is
+        // refused, and the sweeper re-sends it if nobody claims it.
+        Ok(
+            match self.ports.outbox.send_fresh(&record.message()).await {
+                Ok(()) => Replayed::Queued,
+                Err(_) => Replayed::LeftToTheSweeper,
+            },
+        )
     }
 
     /// Runs a quarantined delivery through its provider's current parser; if it now parses,

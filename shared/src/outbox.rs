@@ -30,20 +30,35 @@ impl SendThenMark {
     }
 }
 
-#[async_trait]
-impl Outbox for SendThenMark {
-    async fn enqueue(&self, message: &QueueMessage) -> Result<(), QueueError> {
+impl SendThenMark {
+    /// Sends; if that fails, releases the lease at once so that the sweeper (or a retry) can
+    /// take the record over.
+    async fn send(&self, message: &QueueMessage) -> Result<(), QueueError> {
         if let Err(error) = self.queue.send(message).await {
             if let Err(release) = self.store.release(&message.key, self.clock.now_ms()).await {
                 tracing::error!(key = %message.key, error = %release, "lease release failed; the lease will expire");
             }
             return Err(error);
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Outbox for SendThenMark {
+    async fn enqueue(&self, message: &QueueMessage) -> Result<(), QueueError> {
+        self.send(message).await?;
         // The message is in the queue: a failed status update only costs a harmless redelivery.
         if let Err(error) = self.store.mark_queued(&message.key).await {
             tracing::warn!(key = %message.key, error = %error, "record enqueued but not marked QUEUED");
         }
         Ok(())
+    }
+
+    /// Two round trips on the ack path (put, send): the record stays `RECEIVED` under its
+    /// lease; the sweeper re-sends and marks it only if no processor claimed it by then.
+    async fn send_fresh(&self, message: &QueueMessage) -> Result<(), QueueError> {
+        self.send(message).await
     }
 }
 

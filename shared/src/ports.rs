@@ -443,6 +443,13 @@ pub trait QueueConsumer: Send + Sync {
 #[async_trait]
 pub trait Outbox: Send + Sync {
     async fn enqueue(&self, message: &QueueMessage) -> Result<(), QueueError>;
+    /// The webhook's own send, right after it stored the record: where marking the record
+    /// `QUEUED` would cost a third round trip, the record may stay `RECEIVED` under its lease —
+    /// the sweeper re-sends (and marks) whatever nobody claimed once that lease is over. A
+    /// failed send releases the lease, as [`Outbox::enqueue`] does.
+    async fn send_fresh(&self, message: &QueueMessage) -> Result<(), QueueError> {
+        self.enqueue(message).await
+    }
 }
 
 /// The ports one deployment works through, with the clock they share.

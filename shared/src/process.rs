@@ -183,7 +183,11 @@ impl Processor {
         };
         let (outcome, verdict, label) = match self.publish(&record, outcome).await {
             Ok(outcome) => (outcome, verdict, label),
-            Err(reason) => (self.retry(reason, None, inbound).await, Verdict::TryAgain, "retry"),
+            Err(reason) => (
+                self.retry(reason, None, inbound).await,
+                Verdict::TryAgain,
+                "retry",
+            ),
         };
         if let Outcome::Retry { reason } = &outcome {
             tracing::warn!(key = %message.key, reason = %reason, "processing will be tried again");

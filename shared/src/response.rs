@@ -20,8 +20,6 @@ pub enum IngestError {
     UnsupportedMediaType,
     #[error("malformed body: {0}")]
     MalformedBody(String),
-    #[error("this delivery is being processed, retry later")]
-    InFlight,
     #[error("this delivery cannot be stored (the store refused it)")]
     Unstorable,
     #[error("temporarily unavailable, retry later")]
@@ -36,7 +34,6 @@ impl IngestError {
             IngestError::Unauthorized => StatusCode::UNAUTHORIZED,
             IngestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::MalformedBody(_) => StatusCode::BAD_REQUEST,
-            IngestError::InFlight => StatusCode::CONFLICT,
             IngestError::Unstorable => StatusCode::UNPROCESSABLE_ENTITY,
             IngestError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -50,7 +47,6 @@ impl IngestError {
             IngestError::Unauthorized => "unauthorized",
             IngestError::UnsupportedMediaType => "bad_content_type",
             IngestError::MalformedBody(_) => "malformed",
-            IngestError::InFlight => "in_flight",
             IngestError::Unstorable => "unstorable",
             IngestError::Unavailable => "unavailable",
         }
@@ -150,7 +146,6 @@ mod tests {
                 IngestError::MalformedBody("missing field `uuid`".into()),
                 400,
             ),
-            (IngestError::InFlight, 409),
             (IngestError::Unavailable, 503),
         ];
         for (error, status) in cases {

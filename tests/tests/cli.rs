@@ -402,7 +402,12 @@ async fn replay_of_a_failed_event_processes_it_once_and_never_queues_it_twice() 
         api.clear();
         let replayed = place.json(&["replay", "--status", "FAILED"]).await;
         assert_eq!(replayed["queued"], json!([key]), "{name}: {replayed}");
-        assert_eq!(place.status(&key).await, Status::Queued, "{name}");
+        // On its way again: RECEIVED under the replay's lease where the queue and the store
+        // share no transaction (DynamoDB + SQS), QUEUED where they do (SQLite).
+        assert!(
+            matches!(place.status(&key).await, Status::Received | Status::Queued),
+            "{name}"
+        );
         // Nothing is FAILED any more: a second bulk run finds nothing to queue.
         let again = place.json(&["replay", "--status", "FAILED"]).await;
         assert_eq!(again["queued"], json!([]), "{name}: {again}");

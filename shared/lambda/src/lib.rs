@@ -140,8 +140,9 @@ impl Deployment {
         })
     }
 
-    /// The store and queue named by `TABLE_NAME` and `QUEUE_URL`, connections opened.
-    async fn ports(&self) -> Result<Ports, Error> {
+    /// The store and queue named by `TABLE_NAME` and `QUEUE_URL`, connections opened (the
+    /// store's with a read of `warm_up_key`, where the function may read one).
+    async fn ports(&self, warm_up_key: Option<&str>) -> Result<Ports, Error> {
         let table = self
             .settings
             .table_name
@@ -154,7 +155,12 @@ impl Deployment {
             .ok_or("environment variable QUEUE_URL is not set")?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.aws), table);
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&self.aws), queue_url);
-        tokio::join!(store.warm_up(), queue.warm_up());
+        let store_warm_up = async {
+            if let Some(key) = warm_up_key {
+                store.warm_up(key).await;
+            }
+        };
+        tokio::join!(store_warm_up, queue.warm_up());
         Ok(adapter_aws::ports(store, queue, self.clock.clone()))
     }
 
@@ -205,11 +211,12 @@ pub async fn run_webhook(provider: impl Provider) -> Result<(), Error> {
     let deployment = Deployment::from_env().await?;
     let provider: Arc<dyn Provider> = Arc::new(provider);
     let tenants = deployment.tenants(provider.clone(), "").await?;
+    let warm_up_key = format!("{}#warm-up", provider.name());
     let ingest = Arc::new(
         Ingest::new(
             provider,
             tenants,
-            deployment.ports().await?,
+            deployment.ports(Some(&warm_up_key)).await?,
             deployment.settings.ingest.clone(),
         )
         .with_metrics(deployment.metrics()),
@@ -245,7 +252,7 @@ pub async fn run_processor() -> Result<(), Error> {
     let settings = deployment.settings.processor.clone();
     let mut processor = Processor::new(
         providers,
-        deployment.ports().await?,
+        deployment.ports(Some("warm-up")).await?,
         DetailClient::new(settings.fetch_timeout, deployment.clock.clone()),
         settings,
     )
@@ -268,8 +275,12 @@ pub async fn run_processor() -> Result<(), Error> {
 pub async fn run_sweeper() -> Result<(), Error> {
     let deployment = Deployment::from_env().await?;
     let sweeper = Arc::new(
-        Sweeper::new(deployment.ports().await?, deployment.settings.ingest.lease)
-            .with_metrics(deployment.metrics()),
+        // The sweeper reads no record by key: its role has no GetItem to warm up with.
+        Sweeper::new(
+            deployment.ports(None).await?,
+            deployment.settings.ingest.lease,
+        )
+        .with_metrics(deployment.metrics()),
     );
     lambda_runtime::run(lambda_runtime::service_fn(
         move |_: LambdaEvent<serde_json::Value>| {

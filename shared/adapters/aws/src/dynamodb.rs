@@ -25,9 +25,10 @@ impl DynamoStore {
         }
     }
 
-    /// Opens the TLS connection during cold start rather than on the first webhook.
-    pub async fn warm_up(&self) {
-        let _ = self.get("warm-up#connection").await;
+    /// Opens the TLS connection during cold start rather than on the first webhook, with a
+    /// read of `key` (one the function may read: a webhook function only its provider's keys).
+    pub async fn warm_up(&self, key: &str) {
+        let _ = self.get(key).await;
     }
 
     async fn conditional_update(
