@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use adapter_aws::{DynamoStore, SqsQueue};
@@ -43,6 +44,52 @@ pub async fn local_aws() -> aws_config::SdkConfig {
     aws_at(&endpoint).await
 }
 
+/// The ARN of a queue (for redrive policies and event targets).
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone()
+}
+
+/// The project's virtual environment's Python where there is one, else `python3`.
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("VIRTUAL_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv"));
+    let inside = venv.join("bin/python");
+    if inside.exists() {
+        inside
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// A log or metrics writer whose every line the test can read afterwards.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
 /// SDK configuration for an endpoint (the local one, or a proxy in front of it).
 pub async fn aws_at(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -57,6 +104,7 @@ pub async fn aws_at(endpoint: &str) -> aws_config::SdkConfig {
 }
 
 /// A fresh table and queue on the local endpoint, plus clients to look inside them.
+#[derive(Clone)]
 pub struct Backend {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
@@ -79,17 +127,7 @@ impl Backend {
             .expect("create dead-letter queue")
             .queue_url
             .unwrap();
-        let dead_letter_arn = backend
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&dead_letter_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-            .clone();
+        let dead_letter_arn = queue_arn(&backend.sqs, &dead_letter_url).await;
         backend
             .sqs
             .set_queue_attributes()

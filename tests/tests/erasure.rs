@@ -48,13 +48,7 @@ async fn a_fetch_running_while_its_subject_is_erased_writes_no_detail() {
     let key = deliver(&backend, "egym/gym-checkin.json").await;
     let running = {
         let processor = Arc::clone(&processor);
-        let backend = Backend {
-            dynamodb: backend.dynamodb.clone(),
-            sqs: backend.sqs.clone(),
-            table: backend.table.clone(),
-            queue_url: backend.queue_url.clone(),
-            dead_letter_url: None,
-        };
+        let backend = backend.clone();
         tokio::spawn(async move { backend.pump(&processor).await })
     };
     // The fetch is under way (the API answers after 1.5 s): the member is erased meanwhile.

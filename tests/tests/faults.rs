@@ -189,13 +189,7 @@ async fn a_processor_killed_mid_batch_is_redelivered_without_double_effects() {
     let processor = Arc::new(backend.processor(&api, settings(), Duration::from_secs(5)));
     let victim = {
         let processor = Arc::clone(&processor);
-        let backend = Backend {
-            dynamodb: backend.dynamodb.clone(),
-            sqs: backend.sqs.clone(),
-            table: backend.table.clone(),
-            queue_url: backend.queue_url.clone(),
-            dead_letter_url: None,
-        };
+        let backend = backend.clone();
         tokio::spawn(async move { backend.pump(&processor).await })
     };
     // The invocation dies holding three claims, its three API calls under way.

@@ -2,23 +2,9 @@
 //! what the test kits' data says: `scripts/make_events.py --check` and `scripts/make_hostile.py
 //! --check` name every file that drifted.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use e2e::root;
-
-/// The project's virtual environment's Python where there is one, else `python3`.
-fn python() -> PathBuf {
-    let venv = std::env::var_os("VIRTUAL_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv"));
-    let inside = venv.join("bin/python");
-    if inside.exists() {
-        inside
-    } else {
-        PathBuf::from("python3")
-    }
-}
+use e2e::{python, root};
 
 fn check(script: &str) {
     let output = Command::new(python())

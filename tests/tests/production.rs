@@ -2,14 +2,13 @@
 //! an EventBridge bus (the local endpoint's, routed to a queue the test reads), failed ones
 //! not, a failed publication retried; and an embedded-metric-format line for every outcome.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_aws::EventBus;
 use adapter_memory::Memory;
 use e2e::fake_api::{Behavior, FakeApi};
-use e2e::{event, post, unique_name, Backend};
+use e2e::{event, post, unique_name, Backend, Captured};
 use shared::metrics::Emf;
 use shared::ports::{QueueConsumer, Status};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
@@ -47,16 +46,7 @@ impl Bus {
             .unwrap()
             .queue_url
             .unwrap();
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&capture_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-            .clone();
+        let arn = e2e::queue_arn(&sqs, &capture_url).await;
         events
             .put_rule()
             .name("everything")
@@ -197,34 +187,20 @@ async fn a_publication_that_fails_is_retried_like_a_fetch() {
     assert_eq!(bus.published().await.len(), 1);
 }
 
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Lines {
-    fn outcomes(&self, metric: &str) -> Vec<String> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-            .filter(|line| line.get(metric).is_some())
-            .map(|line| line["Outcome"].as_str().unwrap().to_string())
-            .collect()
-    }
+/// The outcomes of the lines that carry `metric`.
+fn outcomes(lines: &Captured, metric: &str) -> Vec<String> {
+    lines
+        .text()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|line| line.get(metric).is_some())
+        .map(|line| line["Outcome"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test]
 async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
-    let lines = Lines::default();
+    let lines = Captured::default();
     let clock = shared::clock::system();
     let metrics = Arc::new(Emf::new("Webhooks/test", clock.clone(), lines.clone()));
     let memory = Memory::new(2, clock.clone());
@@ -253,7 +229,7 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
         .handle(event("magicline/customer-created.json"))
         .await;
     assert_eq!(
-        lines.outcomes("Webhooks"),
+        outcomes(&lines, "Webhooks"),
         [
             "accepted",
             "duplicate",
@@ -293,10 +269,10 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
         .unwrap();
     assert_eq!(batch.len(), 2);
     processor.process_batch(batch).await;
-    let mut processed = lines.outcomes("Processed");
+    let mut processed = outcomes(&lines, "Processed");
     processed.sort();
     assert_eq!(processed, ["failed", "fetched"]);
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let text = lines.text();
     assert!(text.contains("\"FetchLatency\""), "fetch latency measured");
     assert!(text.contains("\"AckLatency\""), "ack latency measured");
 }

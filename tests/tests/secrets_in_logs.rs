@@ -3,31 +3,16 @@
 //! and token exchanges, failures, the sweeper — and checks that no webhook secret, signing key,
 //! API key, app secret or access token appears in it, not even an 8-character piece of one.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2e::fake_api::{Behavior, FakeApi};
-use e2e::Backend;
+use e2e::{Backend, Captured};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
 use shared::tenants::{TenantDirectory, TenantSource};
 use shared::{Ingest, IngestSettings};
 use testkit::{Expect, Kit};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A fresh random-looking secret (base62) so that no log text can match it by accident.
 fn secret(label: &str) -> String {
@@ -210,7 +195,7 @@ async fn no_secret_appears_in_any_log_line() {
     );
     secrets.extend(api.tokens());
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("\"webhook\""),
         "webhook log lines were captured"

@@ -1330,58 +1330,7 @@ impl Serialize for Stored {
 
 /// Re-indents valid JSON text without parsing its values, so nothing but whitespace changes.
 fn indent_json(text: &str) -> String {
-    fn newline(out: &mut String, depth: usize) {
-        out.push('\n');
-        out.push_str(&"  ".repeat(depth));
-    }
-    let mut out = String::with_capacity(text.len() * 2);
-    let mut depth = 0usize;
-    let (mut in_string, mut escaped) = (false, false);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match c {
-            '"' => {
-                in_string = true;
-                out.push(c);
-            }
-            '{' | '[' => {
-                while chars.peek().is_some_and(|c| c.is_whitespace()) {
-                    chars.next();
-                }
-                out.push(c);
-                if let Some(close) = chars.next_if(|next| matches!(next, '}' | ']')) {
-                    out.push(close);
-                } else {
-                    depth += 1;
-                    newline(&mut out, depth);
-                }
-            }
-            '}' | ']' => {
-                depth = depth.saturating_sub(1);
-                newline(&mut out, depth);
-                out.push(c);
-            }
-            ',' => {
-                out.push(c);
-                newline(&mut out, depth);
-            }
-            ':' => out.push_str(": "),
-            c if c.is_whitespace() => {}
-            c => out.push(c),
-        }
-    }
-    out
+    shared::providers::pretty_json(text).unwrap_or_else(|| text.to_string())
 }
 
 /// A record as scripts get it; `body` and `detail` only for one record (`show`).

@@ -20,7 +20,7 @@ pub mod waitwhile;
 
 pub use egym::Egym;
 pub use flybuy::Flybuy;
-pub use json::{parse_json, Document, Number, Text};
+pub use json::{parse_json, pretty_json, Document, Number, Text};
 pub use magicline::Magicline;
 pub use timify::Timify;
 pub use waitwhile::Waitwhile;
