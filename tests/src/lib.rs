@@ -13,7 +13,10 @@ use aws_lambda_events::sqs::SqsEvent;
 use bytes::Bytes;
 use fake_api::FakeApi;
 use shared::fetch::DetailClient;
-use shared::ports::{Ports, QueueMessage, Record};
+use shared::ports::{
+    Claim, EventFilter, Outcome, Pending, Ports, PutOutcome, QueueMessage, Record, Store,
+    StoreError,
+};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
 use shared::tenants::{TenantDirectory, TenantSource};
 use shared::{Ingest, IngestSettings, WebhookRequest, WebhookResponse};
@@ -498,5 +501,58 @@ pub async fn wait_until(within: Duration, done: impl Fn() -> bool) {
             "condition not reached within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The in-memory store, except that every new record is refused with `error()`: a store
+/// that is down (`Unavailable`) or one that cannot hold the value (`Rejected`).
+pub struct RefusingPuts {
+    pub inner: Arc<adapter_memory::MemoryStore>,
+    pub error: fn() -> StoreError,
+}
+
+#[async_trait::async_trait]
+impl Store for RefusingPuts {
+    async fn put_new(&self, _: &Record) -> Result<PutOutcome, StoreError> {
+        Err((self.error)())
+    }
+    async fn take_over(&self, k: &str, s: i64, n: i64) -> Result<bool, StoreError> {
+        self.inner.take_over(k, s, n).await
+    }
+    async fn release(&self, k: &str, n: i64) -> Result<(), StoreError> {
+        self.inner.release(k, n).await
+    }
+    async fn mark_queued(&self, k: &str) -> Result<(), StoreError> {
+        self.inner.mark_queued(k).await
+    }
+    async fn get(&self, k: &str) -> Result<Option<Record>, StoreError> {
+        self.inner.get(k).await
+    }
+    async fn pending(&self, n: i64, l: usize) -> Result<Vec<Pending>, StoreError> {
+        self.inner.pending(n, l).await
+    }
+    async fn claim(&self, k: &str, n: i64, l: i64) -> Result<Claim, StoreError> {
+        self.inner.claim(k, n, l).await
+    }
+    async fn finish(&self, k: &str, l: i64, o: &Outcome, n: i64) -> Result<bool, StoreError> {
+        self.inner.finish(k, l, o, n).await
+    }
+    async fn erase_subject(&self, s: &str, n: i64, e: i64) -> Result<usize, StoreError> {
+        self.inner.erase_subject(s, n, e).await
+    }
+    async fn erased_at(&self, s: &str) -> Result<Option<i64>, StoreError> {
+        self.inner.erased_at(s).await
+    }
+    async fn erase_record(&self, k: &str, n: i64) -> Result<(), StoreError> {
+        self.inner.erase_record(k, n).await
+    }
+    async fn list(&self, f: &EventFilter) -> Result<Vec<Record>, StoreError> {
+        self.inner.list(f).await
+    }
+    async fn reopen(&self, k: &str, n: i64, l: i64) -> Result<bool, StoreError> {
+        self.inner.reopen(k, n, l).await
+    }
+    async fn resolve_quarantine(&self, k: &str, t: &str, n: i64) -> Result<bool, StoreError> {
+        self.inner.resolve_quarantine(k, t, n).await
     }
 }

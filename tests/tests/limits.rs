@@ -6,73 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_memory::Memory;
-use async_trait::async_trait;
 use e2e::fake_api::FakeApi;
-use shared::ports::{
-    Claim, EventFilter, InboundMessage, Outcome, Pending, Ports, PutOutcome, Record, Status, Store,
-    StoreError,
-};
+use shared::ports::{InboundMessage, Ports, Record, Status, StoreError};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
 use shared::tenants::{TenantDirectory, TenantSource};
 use shared::{Ingest, IngestSettings};
-
-/// The in-memory store, except that it refuses every new record as DynamoDB refuses a value
-/// it cannot hold.
-struct Refusing(Arc<adapter_memory::MemoryStore>);
-
-#[async_trait]
-impl Store for Refusing {
-    async fn put_new(&self, _: &Record) -> Result<PutOutcome, StoreError> {
-        Err(StoreError::Rejected(
-            "ValidationException: item too large".into(),
-        ))
-    }
-    async fn take_over(&self, k: &str, s: i64, n: i64) -> Result<bool, StoreError> {
-        self.0.take_over(k, s, n).await
-    }
-    async fn release(&self, k: &str, n: i64) -> Result<(), StoreError> {
-        self.0.release(k, n).await
-    }
-    async fn mark_queued(&self, k: &str) -> Result<(), StoreError> {
-        self.0.mark_queued(k).await
-    }
-    async fn get(&self, k: &str) -> Result<Option<Record>, StoreError> {
-        self.0.get(k).await
-    }
-    async fn pending(&self, n: i64, l: usize) -> Result<Vec<Pending>, StoreError> {
-        self.0.pending(n, l).await
-    }
-    async fn claim(&self, k: &str, n: i64, l: i64) -> Result<Claim, StoreError> {
-        self.0.claim(k, n, l).await
-    }
-    async fn finish(&self, k: &str, l: i64, o: &Outcome, n: i64) -> Result<bool, StoreError> {
-        self.0.finish(k, l, o, n).await
-    }
-    async fn erase_subject(&self, s: &str, n: i64, e: i64) -> Result<usize, StoreError> {
-        self.0.erase_subject(s, n, e).await
-    }
-    async fn erased_at(&self, s: &str) -> Result<Option<i64>, StoreError> {
-        self.0.erased_at(s).await
-    }
-    async fn erase_record(&self, k: &str, n: i64) -> Result<(), StoreError> {
-        self.0.erase_record(k, n).await
-    }
-    async fn list(&self, f: &EventFilter) -> Result<Vec<Record>, StoreError> {
-        self.0.list(f).await
-    }
-    async fn reopen(&self, k: &str, n: i64, l: i64) -> Result<bool, StoreError> {
-        self.0.reopen(k, n, l).await
-    }
-    async fn resolve_quarantine(&self, k: &str, t: &str, n: i64) -> Result<bool, StoreError> {
-        self.0.resolve_quarantine(k, t, n).await
-    }
-}
 
 #[tokio::test]
 async fn a_record_the_store_refuses_for_good_is_a_422_not_a_5xx() {
     let memory = Memory::new(5, shared::clock::system());
     let ports = Ports {
-        store: Arc::new(Refusing(memory.store.clone())),
+        store: Arc::new(e2e::RefusingPuts {
+            inner: memory.store.clone(),
+            error: || StoreError::Rejected("ValidationException: item too large".into()),
+        }),
         ..memory.ports.clone()
     };
     let ingest = Ingest::new(

@@ -10,7 +10,7 @@ use adapter_memory::Memory;
 use e2e::fake_api::{Behavior, FakeApi};
 use e2e::{event, post, unique_name, Backend, Captured};
 use shared::metrics::Emf;
-use shared::ports::{QueueConsumer, Status};
+use shared::ports::{Ports, QueueConsumer, Status, StoreError};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
 use shared::tenants::TenantSource;
 use shared::{Ingest, IngestSettings};
@@ -206,28 +206,52 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
     let memory = Memory::new(2, clock.clone());
     let api = FakeApi::start().await;
     api.set("/magicline/", Behavior::Status(404));
-    let ingest = |provider: &str| {
+    api.set("/flybuy/", Behavior::Status(500));
+    api.set("/waitwhile/", Behavior::Status(401));
+    let ingest = |provider: &str, ports: Ports| {
         Ingest::new(
             shared::providers::by_name(provider).unwrap(),
             e2e::demo_tenants(provider),
-            memory.ports.clone(),
-            IngestSettings::default(),
+            ports,
+            IngestSettings {
+                max_body_bytes: 4096,
+                ..IngestSettings::default()
+            },
         )
         .with_metrics(metrics.clone())
     };
-    let egym = ingest("egym");
+    let egym = ingest("egym", memory.ports.clone());
+    let key = ("x-api-key", "egym-demo-secret-berlin");
     egym.handle(event("egym/gym-checkin.json")).await;
     egym.handle(event("egym/gym-checkin.json")).await;
     egym.handle(event("egym/bad-wrong-key.json")).await;
-    egym.handle(post(
-        "egym",
-        &[("x-api-key", "egym-demo-secret-berlin")],
-        "{",
-    ))
-    .await;
-    ingest("magicline")
-        .handle(event("magicline/customer-created.json"))
+    egym.handle(post("egym", &[key], "{")).await;
+    egym.handle(post("egym", &[key], &"x".repeat(5000))).await;
+    let mut get = post("egym", &[key], "{}");
+    *get.method_mut() = http::Method::GET;
+    egym.handle(get).await;
+    egym.handle(event("egym/test.json")).await;
+    egym.handle(event("egym/membership-delete.json")).await;
+    let store_down = Ports {
+        store: Arc::new(e2e::RefusingPuts {
+            inner: memory.store.clone(),
+            error: || StoreError::Unavailable("throttled".into()),
+        }),
+        ..memory.ports.clone()
+    };
+    ingest("egym", store_down)
+        .handle(event("egym/second-gym.json"))
         .await;
+    for file in [
+        "magicline/customer-created.json",
+        "flybuy/order-created.json",
+        "waitwhile/visit-created.json",
+    ] {
+        let provider = file.split('/').next().unwrap();
+        ingest(provider, memory.ports.clone())
+            .handle(event(file))
+            .await;
+    }
     assert_eq!(
         outcomes(&lines, "Webhooks"),
         [
@@ -235,6 +259,13 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
             "duplicate",
             "unauthorized",
             "quarantined",
+            "too_large",
+            "bad_method",
+            "accepted",
+            "accepted",
+            "spilled",
+            "accepted",
+            "accepted",
             "accepted"
         ]
     );
@@ -242,36 +273,93 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
     let providers = shared::providers::all()
         .into_iter()
         .map(|provider| {
-            let mut document: serde_json::Value =
-                serde_json::from_str(&e2e::demo_tenants_json(provider.name())).unwrap();
-            for tenant in document["tenants"].as_array_mut().unwrap() {
-                tenant["api"]["base_url"] = format!("{}/{}", api.base_url, provider.name()).into();
-            }
+            let document = e2e::demo_tenants_json(provider.name())
+                .replace("http://127.0.0.1:9", &api.base_url);
             ProviderTenants {
                 tenants: TenantSource::fixed(
-                    shared::tenants::TenantDirectory::from_json(&document.to_string()).unwrap(),
+                    shared::tenants::TenantDirectory::from_json(&document).unwrap(),
                 ),
                 provider,
             }
         })
         .collect();
+    let bus = Bus::new().await;
     let processor = Processor::new(
         providers,
         memory.ports.clone(),
         shared::fetch::DetailClient::new(Duration::from_secs(2), clock.clone()),
         settings(),
     )
-    .with_metrics(metrics.clone());
+    .with_metrics(metrics.clone())
+    .with_publisher(bus.publisher());
+    // First receives, in the order sent: fetched (the account), stored without a fetch (TEST),
+    // erased, the spill stored and fetched, failed (404), retried (500), configuration (401).
     let batch = memory
         .queue
         .receive(10, Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(batch.len(), 2);
-    processor.process_batch(batch).await;
+    assert_eq!(batch.len(), 7);
+    for message in batch {
+        processor.process(&message).await;
+    }
+    // The last attempt of a message that keeps failing goes to the dead-letter queue.
+    let mut last = memory
+        .queue
+        .receive(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(last.is_empty(), "retries wait for their visibility");
+    let flybuy = memory
+        .store
+        .records()
+        .into_iter()
+        .find(|r| r.provider == "flybuy")
+        .unwrap();
+    last.push(shared::ports::InboundMessage {
+        id: "last".into(),
+        body: serde_json::to_string(&flybuy.message()).unwrap(),
+        receive_count: 2,
+        receipt_handle: None,
+    });
+    processor.process(&last[0]).await;
     let mut processed = outcomes(&lines, "Processed");
     processed.sort();
-    assert_eq!(processed, ["failed", "fetched"]);
+    assert_eq!(
+        processed,
+        [
+            "configuration",
+            "dead_lettered",
+            "erased",
+            "failed",
+            "fetched",
+            "fetched",
+            "retried",
+            "stored_without_fetch"
+        ]
+    );
+    assert_eq!(
+        outcomes(&lines, "Published").len(),
+        4,
+        "fetched x2, TEST, erasure"
+    );
+
+    // A record whose send never happened: the sweeper's recovery is counted.
+    let stranded = shared::ports::Record {
+        key: "egym#gym-berlin-01#stranded".into(),
+        provider: "egym".into(),
+        tenant: "gym-berlin-01".into(),
+        status: shared::ports::Status::Received,
+        ..shared::ports::Record::default()
+    };
+    use shared::ports::Store;
+    memory.store.put_new(&stranded).await.unwrap();
+    shared::outbox::Sweeper::new(memory.ports.clone(), Duration::from_secs(60))
+        .with_metrics(metrics.clone())
+        .sweep(10)
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&lines, "Swept"), ["enqueued"]);
     let text = lines.text();
     assert!(text.contains("\"FetchLatency\""), "fetch latency measured");
     assert!(text.contains("\"AckLatency\""), "ack latency measured");
