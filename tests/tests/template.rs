@@ -6,24 +6,10 @@
 //! The template is read by scripts/cfn.py (PyYAML with CloudFormation's tags).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::Command;
 
-use e2e::{demo_env, local_aws, root, unique_name};
+use e2e::{demo_env, local_aws, python, root, unique_name};
 use serde_json::{json, Map, Value};
-
-/// The project's virtual environment's Python where there is one, else `python3`.
-fn python() -> PathBuf {
-    let venv = std::env::var_os("VIRTUAL_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv"));
-    let inside = venv.join("bin/python");
-    if inside.exists() {
-        inside
-    } else {
-        PathBuf::from("python3")
-    }
-}
 
 /// template.yaml as JSON, short tags in their long form (`{"Ref": "EventsTable"}`).
 fn template() -> Value {
