@@ -740,6 +740,7 @@ async fn stack_for(backend: &Backend, tenants: &Value) -> String {
             "WorkQueueUrl": { "Value": backend.queue_url },
             "DeadLetterQueueUrl": { "Value": backend.dead_letter_url.clone().unwrap() },
             "WaitwhileTenantsSecretArn": { "Value": secret },
+            "EventBusName": { "Value": "stack-events" },
         },
     });
     let name = unique_name("stack");
@@ -788,6 +789,7 @@ async fn the_stack_names_the_table_queues_and_tenants_secret() {
         assert_eq!(function["TABLE_NAME"], backend.table.as_str(), "{env}");
         assert_eq!(function["QUEUE_URL"], backend.queue_url.as_str(), "{env}");
     }
+    assert_eq!(env["ProcessorFunction"]["EVENT_BUS_NAME"], "stack-events");
     for function in ["ProcessorFunction", "SweeperFunction"] {
         assert_eq!(env[function]["TABLE_NAME"], backend.table.as_str(), "{env}");
         assert_eq!(

@@ -1241,7 +1241,7 @@ async fn replay(target: &Target, args: ReplayArgs, json: bool, out: &mut String)
 
 /// `{"<LogicalFunctionId>": {"TABLE_NAME": …, "QUEUE_URL": …}, …}` for every function of
 /// template.yaml: each provider's webhook function, the processor and the sweeper; with the
-/// stack, the tenants secrets too.
+/// stack, the tenants secrets and the processor's event bus too.
 async fn sam_env(aws: &AwsPlace) -> Result<Value> {
     let base = json!({ "TABLE_NAME": aws.table, "QUEUE_URL": aws.queue_url });
     let mut functions = serde_json::Map::new();
@@ -1257,6 +1257,16 @@ async fn sam_env(aws: &AwsPlace) -> Result<Value> {
             }
         }
         functions.insert(format!("{}WebhookFunction", logical_name(name)), env);
+    }
+    if let Some(stack) = &aws.stack {
+        // Without it sam local resolves the template's `!Ref EventBus` to the logical id.
+        let publishing = stack
+            .parameters
+            .get("PublishProcessedEvents")
+            .is_none_or(|value| value == "true");
+        if let (true, Some(bus)) = (publishing, stack.outputs.get("EventBusName")) {
+            processor["EVENT_BUS_NAME"] = bus.clone().into();
+        }
     }
     functions.insert("ProcessorFunction".into(), processor);
     functions.insert("SweeperFunction".into(), base);
