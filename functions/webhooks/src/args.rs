@@ -1,0 +1,295 @@
+//! The arguments: where the events are (`--stack`, `--table`/`--queue`/`--dlq`, `--local`), the
+//! subcommands and their flags, parsed with clap.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use shared::ports::Status;
+
+const ABOUT: &str = "Operate the webhook ingestion: find stored webhooks, replay them, redrive \
+the dead-letter queue, release quarantined deliveries, erase a subject, count.";
+
+const LONG_ABOUT: &str = "Operate the webhook ingestion: find stored webhooks, replay them, \
+redrive the dead-letter queue, release quarantined deliveries, erase a subject, count.
+
+Say where the events are with one of:
+  --stack NAME                  the deployed stack: its outputs name the table and queues
+                                (AWS credentials and region as usual: AWS_PROFILE, AWS_REGION …)
+  --table NAME --queue URL [--dlq URL]
+                                a table and queues named directly (AWS_ENDPOINT_URL is honoured)
+  --local devserver.db          the dev server's database (its tenants from --config)
+
+--json prints one JSON document for scripts. Exit codes: 0 ok, 1 the operation failed, 2 usage.";
+
+#[derive(Debug, Parser)]
+#[command(name = "webhooks", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+    /// Print one JSON document instead of tables.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TargetArgs {
+    /// The deployed stack (CloudFormation): reads the table and queue URLs from its outputs.
+    #[arg(long, global = true, value_name = "NAME", conflicts_with_all = ["table", "queue", "dlq", "local"])]
+    pub(crate) stack: Option<String>,
+    /// The events table (DynamoDB), instead of --stack.
+    #[arg(long, global = true, value_name = "NAME", requires = "queue")]
+    pub(crate) table: Option<String>,
+    /// The work queue's URL (SQS), with --table.
+    #[arg(long, global = true, value_name = "URL", requires = "table")]
+    pub(crate) queue: Option<String>,
+    /// The dead-letter queue's URL (SQS), with --table; needed by `dlq`.
+    #[arg(long, global = true, value_name = "URL", requires = "table")]
+    pub(crate) dlq: Option<String>,
+    /// The dev server's database file (its --data), instead of AWS.
+    #[arg(long, global = true, value_name = "PATH", conflicts_with_all = ["table", "queue", "dlq"])]
+    pub(crate) local: Option<PathBuf>,
+    /// With --local: the dev server's configuration, where `quarantine release` finds tenants.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        default_value = "devserver.toml"
+    )]
+    pub(crate) config: PathBuf,
+    /// On AWS: the tenants document ({"tenants": [...]}) of the provider whose delivery
+    /// `quarantine release` parses again; without it, the stack's <Provider>TenantsSecretArn.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) tenants_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Find stored webhooks by provider, tenant, status and time; show one.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Send events through the queue again, each exactly once (by key, or every one in a status).
+    Replay(ReplayArgs),
+    /// The dead-letter queue: what waits there, and moving it back to the work queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Authentic deliveries that could not be read: list, show, release through the current parser.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+    /// Erase what is held about one person or object (raw bodies and fetched details).
+    #[command(after_help = ERASE_HELP)]
+    Erase(EraseArgs),
+    /// Counts by provider and status.
+    Stats {
+        /// Received since: a duration back from now (30m, 2h, 3d, 1w) or an RFC 3339 time;
+        /// default: the retention period.
+        #[arg(long, value_parser = parse_since, value_name = "WHEN")]
+        since: Option<Since>,
+    },
+    /// Print a `sam local` env-vars file (JSON) for every function: the stack's table and queue.
+    ///
+    /// `webhooks sam-env --stack NAME > env.json; sam local start-api --env-vars env.json` runs
+    /// the local build against the real table and queue (and the stack's tenants secrets).
+    SamEnv,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventsCommand {
+    /// Stored webhooks, newest first (through the listing indexes, never a table scan).
+    List(Filters),
+    /// One stored webhook: raw body, fetched detail, attempts, last error, times, facts.
+    Show {
+        /// The dedup key (`<provider>#<tenant>#…`, as `events list` shows it).
+        key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// Messages in the dead-letter queue, with their records' status and last error.
+    List {
+        /// At most this many messages.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Moves every dead-lettered message back to the work queue (once its cause is fixed).
+    Redrive,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QuarantineCommand {
+    /// Quarantined deliveries, newest first, with the parser's reason.
+    List(QuarantineFilters),
+    /// One quarantined delivery, with its raw body.
+    Show { key: String },
+    /// Parses a quarantined delivery again with the current parser and tenants; if it reads
+    /// now, stores and queues it under its real dedup key (once) and marks the quarantined
+    /// record released.
+    Release { key: String },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Filters {
+    /// magicline, egym, timify, flybuy or waitwhile; default: every provider.
+    #[arg(long)]
+    pub(crate) provider: Option<String>,
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
+    /// RECEIVED, QUEUED, PROCESSING, PROCESSED, FAILED or QUARANTINED.
+    #[arg(long, value_parser = parse_status)]
+    pub(crate) status: Option<Status>,
+    /// Received since: a duration back from now (30m, 2h, 3d, 1w) or an RFC 3339 time;
+    /// default: the retention period.
+    #[arg(long, value_parser = parse_since, value_name = "WHEN")]
+    pub(crate) since: Option<Since>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QuarantineFilters {
+    #[arg(long)]
+    pub(crate) provider: Option<String>,
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
+    #[arg(long, value_parser = parse_since, value_name = "WHEN")]
+    pub(crate) since: Option<Since>,
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// Dedup keys to replay.
+    #[arg(required_unless_present = "status", conflicts_with = "status")]
+    pub(crate) keys: Vec<String>,
+    /// Replay every event in this status instead (usually FAILED).
+    #[arg(long, value_parser = parse_status)]
+    pub(crate) status: Option<Status>,
+    /// With --status: only this provider's.
+    #[arg(long, requires = "status")]
+    pub(crate) provider: Option<String>,
+    /// With --status: only this tenant's.
+    #[arg(long, requires = "status")]
+    pub(crate) tenant: Option<String>,
+    /// With --status: received since (30m, 2h, 3d or an RFC 3339 time); default: the retention period.
+    #[arg(long, value_parser = parse_since, value_name = "WHEN", requires = "status")]
+    pub(crate) since: Option<Since>,
+    /// With --status: at most this many events.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) limit: usize,
+}
+
+const ERASE_HELP: &str =
+    "The subject is `<kind>:<id>`, the kind being what the provider's event is \
+about (the `subject` each provider file in shared/src/providers/ gives its events):
+  magicline  customer:<id>, employee:<id>, and for other events the entity their type names:
+             appointment-booking, class-booking, class-slot, device, studio, debt-collection-run,
+             debt-collection-case, tax-advisor-export … (the entityId of the webhook)
+  egym       account:<accountId>
+  timify     booking:<id> (event.*, events.*, beforeConfirmations.*, beforeReminders.*), else the
+             family without its plural s: customer:<id>, service:<id>, resource:<id> …
+  flybuy     order:<data.id>
+  waitwhile  the event family: visit:<id>, location:<id> (location-status.* too), message:<id> …
+`customer:42` and `employee:42` are different people. `webhooks events show KEY` prints a
+record's subject. A tombstone stays for the retention period, so later deliveries about the
+subject keep no body either.";
+
+#[derive(Debug, Args)]
+pub(crate) struct EraseArgs {
+    #[arg(long)]
+    pub(crate) provider: String,
+    #[arg(long)]
+    pub(crate) tenant: String,
+    /// `<kind>:<id>`, e.g. customer:42 (see below).
+    #[arg(long)]
+    pub(crate) subject: String,
+}
+
+/// A `--since` value: a duration back from now, or a point in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    Ago(Duration),
+    At(i64),
+}
+
+impl Since {
+    pub(crate) fn at(self, now_ms: i64) -> i64 {
+        match self {
+            Since::Ago(duration) => now_ms - duration.as_millis() as i64,
+            Since::At(ms) => ms,
+        }
+    }
+}
+
+fn parse_since(text: &str) -> Result<Since, String> {
+    let text = text.trim();
+    if let Ok(time) = text.parse::<jiff::Timestamp>() {
+        return Ok(Since::At(time.as_millisecond()));
+    }
+    let unit_at = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(unit_at);
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if seconds > 0 => Ok(Since::Ago(Duration::from_secs(n.saturating_mul(seconds)))),
+        _ => Err(format!(
+            "{text:?}: give a duration back from now (30m, 2h, 3d, 1w) or an RFC 3339 time \
+             (2025-01-31T12:00:00Z)"
+        )),
+    }
+}
+
+fn parse_status(text: &str) -> Result<Status, String> {
+    Status::parse(&text.to_ascii_uppercase()).ok_or_else(|| {
+        let names: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+        format!("{text:?} is not a status; one of {}", names.join(", "))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_duration_back_or_a_time() {
+        assert_eq!(parse_since("2h"), Ok(Since::Ago(Duration::from_secs(7200))));
+        assert_eq!(
+            parse_since("3d"),
+            Ok(Since::Ago(Duration::from_secs(3 * 86_400)))
+        );
+        assert_eq!(
+            parse_since("2025-01-31T12:00:00Z"),
+            Ok(Since::At(1_738_324_800_000))
+        );
+        assert_eq!(
+            parse_since("2025-01-31T13:00:00+01:00"),
+            Ok(Since::At(1_738_324_800_000))
+        );
+        for bad in ["", "2", "h", "2x", "yesterday", "-2h"] {
+            assert!(parse_since(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Since::Ago(Duration::from_secs(1)).at(5_000),
+            4_000,
+            "back from now"
+        );
+    }
+
+    #[test]
+    fn statuses_are_read_in_any_case() {
+        assert_eq!(parse_status("failed"), Ok(Status::Failed));
+        assert!(parse_status("done").unwrap_err().contains("QUARANTINED"));
+    }
+}

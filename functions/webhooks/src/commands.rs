@@ -1,0 +1,254 @@
+//! Each subcommand: the core's operation it runs on the target, and what it prints.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+use shared::operate::{OperateError, Replayed};
+use shared::ports::Status;
+
+use crate::args::{
+    Cli, Command, DlqCommand, EventsCommand, Filters, QuarantineCommand, ReplayArgs,
+};
+use crate::place::{aws_place, logical_name, AwsPlace, Target};
+use crate::print::{
+    filters_json, pretty, print_dead_letters, print_record, print_records, print_stats,
+    progress_bar,
+};
+use crate::{Failure, Result};
+
+/// Runs a parsed command, writing what it prints to `out`; returns the exit code.
+pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
+    let json = cli.json;
+    if let Command::SamEnv = cli.command {
+        let aws = aws_place(&cli.target).await?;
+        let env = sam_env(&aws).await?;
+        writeln!(out, "{}", pretty(&env)).ok();
+        return Ok(0);
+    }
+    let target = Target::open(&cli.target).await?;
+    match cli.command {
+        Command::Events(EventsCommand::List(filters)) => {
+            let records = target.list(&filters, filters.status).await?;
+            print_records(out, json, &records, &filters_json(&filters), filters.limit);
+            Ok(0)
+        }
+        Command::Events(EventsCommand::Show { key }) => {
+            let record = target.operations.show(&key).await?;
+            print_record(out, json, &record);
+            Ok(0)
+        }
+        Command::Replay(args) => replay(&target, args, json, out).await,
+        Command::Dlq(DlqCommand::List { limit }) => {
+            let letters = target.dead_letters(limit).await?;
+            print_dead_letters(out, json, &letters);
+            Ok(0)
+        }
+        Command::Dlq(DlqCommand::Redrive) => {
+            let moved = target.redrive().await?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    pretty(&json!({ "moved": moved.count, "method": moved.method }))
+                )
+                .ok();
+            } else {
+                writeln!(
+                    out,
+                    "moved {} message(s) from the dead-letter queue back to the work queue ({})",
+                    moved.count, moved.how
+                )
+                .ok();
+            }
+            Ok(0)
+        }
+        Command::Quarantine(QuarantineCommand::List(q)) => {
+            let filters = Filters {
+                provider: q.provider,
+                tenant: q.tenant,
+                status: Some(Status::Quarantined),
+                since: q.since,
+                limit: q.limit,
+            };
+            let records = target.list(&filters, filters.status).await?;
+            print_records(out, json, &records, &filters_json(&filters), filters.limit);
+            Ok(0)
+        }
+        Command::Quarantine(QuarantineCommand::Show { key }) => {
+            let record = target.operations.show(&key).await?;
+            print_record(out, json, &record);
+            Ok(0)
+        }
+        Command::Quarantine(QuarantineCommand::Release { key }) => {
+            let record = target.operations.show(&key).await?;
+            if record.status != Status::Quarantined {
+                return Err(OperateError::NotQuarantined(key, record.status.as_str()).into());
+            }
+            let tenants = target.tenants(&record.provider).await?;
+            let released_as = target.operations.release(&key, &tenants).await?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    pretty(&json!({ "released": key, "as": released_as }))
+                )
+                .ok();
+            } else {
+                writeln!(
+                    out,
+                    "released {key}\n      as {released_as} (stored and queued once under its dedup key)"
+                )
+                .ok();
+            }
+            Ok(0)
+        }
+        Command::Erase(args) => {
+            if !args.subject.contains(':') {
+                return Err(Failure::Usage(format!(
+                    "--subject {:?}: give <kind>:<id>, e.g. customer:42 (see `webhooks erase --help`)",
+                    args.subject
+                )));
+            }
+            let erased = target
+                .operations
+                .erase(&args.provider, &args.tenant, &args.subject)
+                .await?;
+            let subject = shared::ports::subject_of(&args.provider, &args.tenant, &args.subject);
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    pretty(&json!({ "subject": subject, "records_erased": erased }))
+                )
+                .ok();
+            } else {
+                writeln!(
+                    out,
+                    "erased {subject}: {erased} record(s) now without body and detail; a tombstone \
+                     keeps later deliveries about it from keeping theirs"
+                )
+                .ok();
+            }
+            Ok(0)
+        }
+        Command::Stats { since } => {
+            let since_ms = since.map(|s| s.at(target.now_ms()));
+            let counts = target.operations.stats(since_ms).await?;
+            print_stats(out, json, &counts);
+            Ok(0)
+        }
+        Command::SamEnv => unreachable!("handled above"),
+    }
+}
+
+async fn replay(target: &Target, args: ReplayArgs, json: bool, out: &mut String) -> Result<i32> {
+    let bulk = args.status.is_some();
+    let keys: Vec<String> = match args.status {
+        Some(status) => {
+            let filters = Filters {
+                provider: args.provider,
+                tenant: args.tenant,
+                status: Some(status),
+                since: args.since,
+                limit: args.limit,
+            };
+            target
+                .list(&filters, Some(status))
+                .await?
+                .into_iter()
+                .map(|record| record.key)
+                .collect()
+        }
+        None => args.keys,
+    };
+    let bar = if bulk {
+        progress_bar(keys.len() as u64, "replaying")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut queued = Vec::new();
+    let mut swept = Vec::new();
+    let mut skipped = Vec::new();
+    for key in keys {
+        match target.operations.replay(&key).await {
+            Ok(Replayed::Queued) => queued.push(key),
+            Ok(Replayed::LeftToTheSweeper) => swept.push(key),
+            Ok(Replayed::Skipped(reason)) => skipped.push((key, reason)),
+            Err(error) => skipped.push((key, error.to_string())),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if json {
+        let skipped: Vec<Value> = skipped
+            .iter()
+            .map(|(key, reason)| json!({ "key": key, "reason": reason }))
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            pretty(&json!({ "queued": queued, "left_to_the_sweeper": swept, "skipped": skipped }))
+        )
+        .ok();
+    } else {
+        writeln!(out, "queued:              {}", queued.len()).ok();
+        let later = if swept.is_empty() {
+            ""
+        } else {
+            " (stored for replay, but the queue write failed: the sweeper sends them within a minute)"
+        };
+        writeln!(out, "left to the sweeper: {}{later}", swept.len()).ok();
+        writeln!(out, "skipped:             {}", skipped.len()).ok();
+        let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (key, reason) in &skipped {
+            by_reason.entry(reason).or_default().push(key);
+        }
+        for (reason, keys) in by_reason {
+            writeln!(out, "  {reason}: {}", keys.len()).ok();
+            for key in keys.iter().take(20) {
+                writeln!(out, "    {key}").ok();
+            }
+            if keys.len() > 20 {
+                writeln!(out, "    … and {} more (--json lists all)", keys.len() - 20).ok();
+            }
+        }
+    }
+    // Keys named one by one that were not replayed make the run fail; in a bulk run, skips are
+    // part of the summary.
+    Ok(if !bulk && !skipped.is_empty() { 1 } else { 0 })
+}
+
+/// `{"<LogicalFunctionId>": {"TABLE_NAME": …, "QUEUE_URL": …}, …}` for every function of
+/// template.yaml: each provider's webhook function, the processor and the sweeper; with the
+/// stack, the tenants secrets and the processor's event bus too.
+async fn sam_env(aws: &AwsPlace) -> Result<Value> {
+    let base = json!({ "TABLE_NAME": aws.table, "QUEUE_URL": aws.queue_url });
+    let mut functions = serde_json::Map::new();
+    let mut processor = base.clone();
+    for provider in shared::providers::all() {
+        let name = provider.name();
+        let mut env = base.clone();
+        if let Some(stack) = &aws.stack {
+            if let Some(secret) = stack.tenants_secret(&aws.config, name).await? {
+                env["TENANTS_SECRET_ID"] = secret.clone().into();
+                processor[format!("{}_TENANTS_SECRET_ID", name.to_ascii_uppercase())] =
+                    secret.into();
+            }
+        }
+        functions.insert(format!("{}WebhookFunction", logical_name(name)), env);
+    }
+    if let Some(stack) = &aws.stack {
+        // Without it sam local resolves the template's `!Ref EventBus` to the logical id.
+        let publishing = stack
+            .parameters
+            .get("PublishProcessedEvents")
+            .is_none_or(|value| value == "true");
+        if let (true, Some(bus)) = (publishing, stack.outputs.get("EventBusName")) {
+            processor["EVENT_BUS_NAME"] = bus.clone().into();
+        }
+    }
+    functions.insert("ProcessorFunction".into(), processor);
+    functions.insert("SweeperFunction".into(), base);
+    Ok(Value::Object(functions))
+}

@@ -1,0 +1,406 @@
+//! The [`Store`] port on the embedded database: the records, their leases and tombstones.
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use shared::ports::{
+    Claim, EventFilter, Existing, Outcome, Pending, PutOutcome, QueueMessage, Record, Status,
+    Store, StoreError,
+};
+
+use crate::database::{change, Database};
+
+/// [`RECORD_COLUMNS`] without body and detail, for listings.
+const SUMMARY_COLUMNS: &str =
+    "pk, provider, tenant, event_type, entity_id, NULL, received_at, status, \
+    lease_until, expires_at, attempts, NULL, processed_at, last_error, erased_at, subject, facts, \
+    unauthenticated";
+
+pub(crate) const RECORD_COLUMNS: &str =
+    "pk, provider, tenant, event_type, entity_id, body, received_at, status, \
+    lease_until, expires_at, attempts, detail, processed_at, last_error, erased_at, subject, facts, \
+    unauthenticated";
+
+pub(crate) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
+    let status: String = row.get(7)?;
+    Ok(Record {
+        key: row.get(0)?,
+        provider: row.get(1)?,
+        tenant: row.get(2)?,
+        event_type: row.get(3)?,
+        entity_id: row.get(4)?,
+        body: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
+        received_at_ms: row.get(6)?,
+        status: Status::parse(&status).unwrap_or_default(),
+        lease_until_ms: row.get::<_, Option<i64>>(8)?.unwrap_or_default(),
+        expires_at: row.get(9)?,
+        attempts: row.get(10)?,
+        detail: row.get(11)?,
+        processed_at_ms: row.get(12)?,
+        last_error: row.get(13)?,
+        erased_at_ms: row.get(14)?,
+        subject: row.get(15)?,
+        facts: row.get(16)?,
+        unauthenticated: row.get(17)?,
+    })
+}
+
+fn existing(connection: &Connection, key: &str) -> rusqlite::Result<Option<(Status, i64)>> {
+    connection
+        .prepare_cached("SELECT status, lease_until FROM records WHERE pk = ?1")?
+        .query_row(params![key], |row| {
+            let status: String = row.get(0)?;
+            Ok((
+                Status::parse(&status).unwrap_or_default(),
+                row.get::<_, Option<i64>>(1)?.unwrap_or_default(),
+            ))
+        })
+        .optional()
+}
+
+fn record(connection: &Connection, key: &str) -> rusqlite::Result<Option<Record>> {
+    connection
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE pk = ?1"
+        ))?
+        .query_row(params![key], record_from_row)
+        .optional()
+}
+
+/// `RECEIVED` -> `QUEUED`; a record in any other state is left as it is.
+pub(crate) fn mark_record_queued(connection: &Connection, key: &str) -> rusqlite::Result<()> {
+    change(
+        connection,
+        "UPDATE records SET status = 'QUEUED' WHERE pk = ?1 AND status = 'RECEIVED'",
+        params![key],
+    )
+    .map(drop)
+}
+
+/// Ends the lease of a `RECEIVED` record now.
+pub(crate) fn release_lease(
+    connection: &Connection,
+    key: &str,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    change(
+        connection,
+        "UPDATE records SET lease_until = ?1 WHERE pk = ?2 AND status = 'RECEIVED'",
+        params![now_ms, key],
+    )
+    .map(drop)
+}
+
+/// The [`Store`] port on the embedded database.
+#[derive(Clone)]
+pub struct SqliteStore {
+    database: Database,
+}
+
+impl SqliteStore {
+    pub fn new(database: Database) -> Self {
+        SqliteStore { database }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_new(&self, record: &Record) -> Result<PutOutcome, StoreError> {
+        let record = record.clone();
+        self.database
+            .store_op(move |connection| {
+                let inserted = change(
+                    connection,
+                    "INSERT INTO records (pk, provider, tenant, event_type, entity_id, subject, body,
+                        received_at, status, lease_until, expires_at, attempts, facts, last_error,
+                        unauthenticated)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                     ON CONFLICT(pk) DO NOTHING",
+                    params![
+                        record.key,
+                        record.provider,
+                        record.tenant,
+                        record.event_type,
+                        record.entity_id,
+                        record.subject,
+                        record.body,
+                        record.received_at_ms,
+                        record.status.as_str(),
+                        record.lease_until_ms,
+                        record.expires_at,
+                        record.attempts,
+                        record.facts,
+                        record.last_error,
+                        record.unauthenticated,
+                    ],
+                )?;
+                if inserted == 1 {
+                    return Ok(PutOutcome::Created);
+                }
+                let (status, lease_until_ms) = existing(connection, &record.key)?
+                    .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                Ok(PutOutcome::Exists(Existing {
+                    status,
+                    lease_until_ms,
+                }))
+            })
+            .await
+    }
+
+    async fn take_over(
+        &self,
+        key: &str,
+        seen_lease_until_ms: i64,
+        new_lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        self.database
+            .store_op(move |connection| {
+                let changed = change(
+                    connection,
+                    "UPDATE records SET lease_until = ?1
+                     WHERE pk = ?2 AND status = 'RECEIVED' AND lease_until = ?3",
+                    params![new_lease_until_ms, key, seen_lease_until_ms],
+                )?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn release(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.database
+            .store_op(move |connection| release_lease(connection, &key, now_ms))
+            .await
+    }
+
+    async fn mark_queued(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.database
+            .store_op(move |connection| mark_record_queued(connection, &key))
+            .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        let key = key.to_string();
+        self.database
+            .store_op(move |connection| record(connection, &key))
+            .await
+    }
+
+    async fn pending(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError> {
+        self.database
+            .store_op(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT pk, provider, tenant, event_type, entity_id, lease_until FROM records
+                     WHERE status = 'RECEIVED' AND lease_until < ?1 ORDER BY lease_until LIMIT ?2",
+                )?;
+                let rows = statement.query_map(params![now_ms, limit as i64], |row| {
+                    Ok(Pending {
+                        message: QueueMessage {
+                            key: row.get(0)?,
+                            provider: row.get(1)?,
+                            tenant: row.get(2)?,
+                            event_type: row.get(3)?,
+                            entity_id: row.get(4)?,
+                            ..QueueMessage::default()
+                        },
+                        lease_until_ms: row.get(5)?,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let key = key.to_string();
+        self.database
+            .store_op(move |connection| {
+                let changed = change(
+                    connection,
+                    "UPDATE records SET status = 'PROCESSING', lease_until = ?1, attempts = attempts + 1
+                     WHERE pk = ?2 AND (status IN ('RECEIVED', 'QUEUED')
+                        OR (status = 'PROCESSING' AND lease_until < ?3))",
+                    params![lease_until_ms, key, now_ms],
+                )?;
+                if changed == 1 {
+                    let claimed =
+                        record(connection, &key)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                    return Ok(Claim::Claimed(Box::new(claimed)));
+                }
+                Ok(match existing(connection, &key)? {
+                    None => Claim::Missing,
+                    Some((Status::Processing, _)) => Claim::Busy,
+                    Some((status, _)) => Claim::Finished(status),
+                })
+            })
+            .await
+    }
+
+    async fn finish(
+        &self,
+        key: &str,
+        lease_until_ms: i64,
+        outcome: &Outcome,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        let outcome = outcome.clone();
+        self.database
+            .store_op(move |connection| {
+                let processed_at = matches!(outcome, Outcome::Processed { .. }).then_some(now_ms);
+                let changed = change(
+                    connection,
+                    "UPDATE records SET status = ?3, processed_at = COALESCE(?4, processed_at),
+                        detail = COALESCE(?5, detail), last_error = ?6, lease_until = NULL
+                     WHERE pk = ?1 AND status = 'PROCESSING' AND lease_until = ?2",
+                    params![
+                        key,
+                        lease_until_ms,
+                        outcome.status().as_str(),
+                        processed_at,
+                        outcome.detail(),
+                        outcome.error(),
+                    ],
+                )?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn erase_subject(
+        &self,
+        subject: &str,
+        now_ms: i64,
+        tombstone_expires_at: i64,
+    ) -> Result<usize, StoreError> {
+        let subject = subject.to_string();
+        self.database
+            .store_op(move |connection| {
+                change(
+                    connection,
+                    "INSERT INTO tombstones (subject, erased_at, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(subject) DO UPDATE SET erased_at = ?2, expires_at = ?3",
+                    params![subject, now_ms, tombstone_expires_at],
+                )?;
+                change(
+                    connection,
+                    "UPDATE records SET body = NULL, detail = NULL, erased_at = ?1 WHERE subject = ?2",
+                    params![now_ms, subject],
+                )
+            })
+            .await
+    }
+
+    async fn erased_at(&self, subject: &str) -> Result<Option<i64>, StoreError> {
+        let subject = subject.to_string();
+        self.database
+            .store_op(move |connection| {
+                connection
+                    .prepare_cached("SELECT erased_at FROM tombstones WHERE subject = ?1")?
+                    .query_row(params![subject], |row| row.get(0))
+                    .optional()
+            })
+            .await
+    }
+
+    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.database
+            .store_op(move |connection| {
+                change(
+                    connection,
+                    "UPDATE records SET body = NULL, detail = NULL, erased_at = ?1 WHERE pk = ?2",
+                    params![now_ms, key],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError> {
+        let filter = filter.clone();
+        self.database
+            .store_op(move |connection| {
+                let sql = list_query(&filter);
+                let mut values: Vec<rusqlite::types::Value> = vec![
+                    filter.since_ms.into(),
+                    filter.until_ms.into(),
+                    filter.tenant.clone().into(),
+                    (filter.limit as i64).into(),
+                ];
+                values.extend(filter.providers.iter().cloned().map(Into::into));
+                let mut statement = connection.prepare_cached(&sql)?;
+                let rows =
+                    statement.query_map(rusqlite::params_from_iter(values), record_from_row)?;
+                rows.collect()
+            })
+            .await
+    }
+
+    async fn reopen(
+        &self,
+        key: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        self.database
+            .store_op(move |connection| {
+                let changed = change(
+                    connection,
+                    "UPDATE records SET status = 'RECEIVED', lease_until = ?2, last_error = NULL
+                     WHERE pk = ?1 AND (status IN ('QUEUED', 'PROCESSED', 'FAILED')
+                        OR (status IN ('RECEIVED', 'PROCESSING') AND lease_until < ?3))",
+                    params![key, lease_until_ms, now_ms],
+                )?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn resolve_quarantine(
+        &self,
+        key: &str,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (key, note) = (key.to_string(), note.to_string());
+        self.database
+            .store_op(move |connection| {
+                let changed = change(
+                    connection,
+                    "UPDATE records SET status = 'PROCESSED', detail = ?2, processed_at = ?3
+                     WHERE pk = ?1 AND status = 'QUARANTINED'",
+                    params![key, note, now_ms],
+                )?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+}
+
+/// The listing query: ?1 since, ?2 until, ?3 tenant (or NULL), ?4 limit, ?5… the providers.
+/// A status is written into the text, so that failed and quarantined records are read
+/// through their partial index.
+fn list_query(filter: &EventFilter) -> String {
+    let providers = (0..filter.providers.len())
+        .map(|i| format!("?{}", i + 5))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let status = filter
+        .status
+        .map(|status| format!("AND status = '{}'", status.as_str()))
+        .unwrap_or_default();
+    format!(
+        "SELECT {SUMMARY_COLUMNS} FROM records
+         WHERE received_at >= ?1 AND received_at < ?2 AND provider IN ({providers})
+           AND (?3 IS NULL OR tenant = ?3) {status}
+         ORDER BY received_at DESC, pk DESC LIMIT ?4"
+    )
+}
