@@ -19,6 +19,7 @@ Usage: lambda_harness.py --endpoint http://127.0.0.1:PORT --bootstrap PATH --out
 """
 
 import argparse
+import bisect
 import http.server
 import json
 import os
@@ -166,7 +167,7 @@ class RuntimeApi:
 
 
 def endpoint_log(endpoint):
-    """The endpoint's per-request timings since the last call: [[start_ns, end_ns, op], ...]."""
+    """The endpoint's per-request log since the last call: [[start_ns, end_ns, op, facts], ...]."""
     with urllib.request.urlopen(f"{endpoint}/_bench/timings", timeout=10) as answer:
         return json.load(answer)
 
@@ -175,15 +176,36 @@ def endpoint_time(log, start_ns, end_ns):
     """Time spent inside the endpoint by requests that started within [start_ns, end_ns].
     An end past `end_ns` (the endpoint process descheduled between writing its answer and
     reading the clock) is clipped to it."""
-    return sum(min(e, end_ns) - s for s, e, _ in log if start_ns <= s <= end_ns)
+    return sum(min(e, end_ns) - s for s, e, *_ in log if start_ns <= s <= end_ns)
+
+
+def operations_within(log, intervals):
+    """How many requests of each operation started within any of `intervals`."""
+    counts = {}
+    intervals = sorted(intervals)
+    for entry in log:
+        index = bisect.bisect_right(intervals, (entry[0], float("inf"))) - 1
+        if index >= 0 and intervals[index][0] <= entry[0] <= intervals[index][1]:
+            counts[entry[2]] = counts.get(entry[2], 0) + 1
+    return counts
+
+
+def tag_caller(client, caller="harness"):
+    """Marks a boto3 client's requests as the harness's own in the endpoint's log."""
+
+    def add_header(request, **_):
+        request.headers["X-Bench-Caller"] = caller
+
+    client.meta.events.register("before-sign.*.*", add_header)
+    return client
 
 
 def create_resources(endpoint, suffix):
     session = boto3.session.Session(
         aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
     )
-    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
-    sqs = session.client("sqs", endpoint_url=endpoint)
+    dynamodb = tag_caller(session.client("dynamodb", endpoint_url=endpoint))
+    sqs = tag_caller(session.client("sqs", endpoint_url=endpoint))
     table = f"bench-events-{suffix}"
     dynamodb.create_table(
         TableName=table,
@@ -270,7 +292,7 @@ def purge_queue(endpoint, queue_url):
         session = boto3.session.Session(
             aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
         )
-        _SQS_CLIENTS[endpoint] = session.client("sqs", endpoint_url=endpoint)
+        _SQS_CLIENTS[endpoint] = tag_caller(session.client("sqs", endpoint_url=endpoint))
     sqs = _SQS_CLIENTS[endpoint]
     while True:
         messages = sqs.receive_message(
@@ -288,7 +310,9 @@ def purge_queue(endpoint, queue_url):
 
 def run_process(command, env, cwd, endpoint, events, warm, log_file):
     """Starts one function process, invokes it 1 + `warm` times, returns its figures. Between
-    invocations (outside every timed interval) the work queue is emptied every 50 invocations."""
+    invocations (outside every timed interval) the work queue is emptied every 50 invocations.
+    `endpoint` is where the endpoint's log is read and the queue emptied (the endpoint itself,
+    never the delaying proxy the function may be pointed at)."""
     api = RuntimeApi()
     environment = dict(env, AWS_LAMBDA_RUNTIME_API=api.address)
     api.events.put(events.next())
@@ -309,7 +333,7 @@ def run_process(command, env, cwd, endpoint, events, warm, log_file):
             init_ns = (api.first_next_at or received) - started
             init_endpoint_ns = endpoint_time(cold_log, started, api.first_next_at or received)
             cold_endpoint_ns = endpoint_time(cold_log, started, received)
-            operations = [op for s, _, op in cold_log if started <= s <= received]
+            operations = [entry[2] for entry in cold_log if started <= entry[0] <= received]
             invocations = []
             statuses = {str(first_status): 1}
             for index in range(warm):
@@ -335,6 +359,7 @@ def run_process(command, env, cwd, endpoint, events, warm, log_file):
             api.close()
     warm_total = [(r - s) for s, r in invocations]
     warm_endpoint = [endpoint_time(warm_log, s, r) for s, r in invocations]
+    warm_operations = operations_within(warm_log, invocations)
     return {
         "cold_ns": cold_ns,
         "init_ns": init_ns,
@@ -346,6 +371,7 @@ def run_process(command, env, cwd, endpoint, events, warm, log_file):
         "hwm_kb": after_all.get("VmHWM"),
         "warm_ns": warm_total,
         "warm_endpoint_ns": warm_endpoint,
+        "warm_operations": warm_operations,
         "statuses": statuses,
     }
 
@@ -371,7 +397,13 @@ def summary(values):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--endpoint", required=True, help="where the functions send their AWS calls")
+    parser.add_argument(
+        "--timings",
+        default=None,
+        help="the endpoint itself, when --endpoint is a proxy in front of it (its log is read there)",
+    )
+    parser.add_argument("--no-floor", action="store_true", help="skip the null runtime")
     parser.add_argument("--bootstrap", required=True, help="release magicline-webhook binary")
     parser.add_argument("--python", default=sys.executable, help="Python for the peer")
     parser.add_argument("--cold-runs", type=int, default=20)
@@ -383,8 +415,9 @@ def main():
 
     logs = Path(args.logs or Path(args.out).parent)
     logs.mkdir(parents=True, exist_ok=True)
+    timings = args.timings or args.endpoint
     suffix = f"{os.getpid()}-{int(time.time())}"
-    table, idempotency, queue_url = create_resources(args.endpoint, suffix)
+    table, idempotency, queue_url = create_resources(timings, suffix)
     tenants = json.loads((ROOT / "events/env.json").read_text())["MagiclineWebhookFunction"][
         "TENANTS_JSON"
     ]
@@ -401,7 +434,7 @@ def main():
         "AWS_CONFIG_FILE": "/dev/null",
         "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         "AWS_LAMBDA_FUNCTION_NAME": "bench-magicline-webhook",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/bench-magicline-webhook",
         "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
@@ -430,11 +463,12 @@ def main():
             "cwd": str(peer_dir),
         },
     }
-    contenders["floor"] = {
-        "command": [os.path.abspath(args.python), str(ROOT / "bench/null_runtime.py")],
-        "env": base_env,
-        "cwd": str(ROOT),
-    }
+    if not args.no_floor:
+        contenders["floor"] = {
+            "command": [os.path.abspath(args.python), str(ROOT / "bench/null_runtime.py")],
+            "env": base_env,
+            "cwd": str(ROOT),
+        }
     if args.only:
         contenders = {args.only: contenders[args.only]}
     events = Events(os.getpid() & 0xFFFFFFFF)
@@ -445,9 +479,7 @@ def main():
         env = spec["env"]
         if warm:
             # moto slows down as a table and a queue fill up: each warm run gets its own.
-            table, idempotency, queue_url = create_resources(
-                args.endpoint, f"{suffix}-{name}-warm"
-            )
+            table, idempotency, queue_url = create_resources(timings, f"{suffix}-{name}-warm")
             env = dict(env, TABLE_NAME=table, QUEUE_URL=queue_url)
             if "IDEMPOTENCY_TABLE_NAME" in env:
                 env["IDEMPOTENCY_TABLE_NAME"] = idempotency
@@ -455,7 +487,7 @@ def main():
             spec["command"],
             env,
             spec["cwd"],
-            args.endpoint,
+            timings,
             events,
             warm,
             logs / f"{name}-function.log",
@@ -498,27 +530,37 @@ def main():
         if name == "floor":
             report[name] = {"warm_ms": summary([v / 1e6 for v in warm["warm_ns"]])}
             continue
-        report[name] = {
+        figures = {
             "command": " ".join(Path(c).name if i == 0 else c for i, c in enumerate(contenders[name]["command"])),
-            "cold_ms": summary([s["cold_ns"] / 1e6 for s in cold]),
-            "cold_endpoint_ms": summary([s["cold_endpoint_ns"] / 1e6 for s in cold]),
-            "cold_ex_endpoint_ms": summary(
-                [(s["cold_ns"] - s["cold_endpoint_ns"]) / 1e6 for s in cold]
-            ),
-            "init_ex_endpoint_ms": summary(
-                [(s["init_ns"] - s["init_endpoint_ns"]) / 1e6 for s in cold]
-            ),
-            "cold_endpoint_operations": cold[0]["cold_endpoint_operations"],
-            "cold_rss_kb": summary([s["hwm_after_first_kb"] for s in cold]),
-            "cold_statuses": sorted({k for s in cold for k in s["statuses"]}),
             "warm_ms": summary([v / 1e6 for v in warm["warm_ns"]]),
             "warm_endpoint_ms": summary([v / 1e6 for v in warm["warm_endpoint_ns"]]),
             "warm_ex_endpoint_ms": summary(
                 [(t - e) / 1e6 for t, e in zip(warm["warm_ns"], warm["warm_endpoint_ns"])]
             ),
+            # Per warm invocation, by the endpoint's log.
+            "warm_operations_per_invocation": {
+                op: count / len(warm["warm_ns"]) for op, count in sorted(warm["warm_operations"].items())
+            },
             "warm_statuses": warm["statuses"],
             "max_rss_kb": warm["hwm_kb"],
         }
+        if cold:
+            figures.update(
+                {
+                    "cold_ms": summary([s["cold_ns"] / 1e6 for s in cold]),
+                    "cold_endpoint_ms": summary([s["cold_endpoint_ns"] / 1e6 for s in cold]),
+                    "cold_ex_endpoint_ms": summary(
+                        [(s["cold_ns"] - s["cold_endpoint_ns"]) / 1e6 for s in cold]
+                    ),
+                    "init_ex_endpoint_ms": summary(
+                        [(s["init_ns"] - s["init_endpoint_ns"]) / 1e6 for s in cold]
+                    ),
+                    "cold_endpoint_operations": cold[0]["cold_endpoint_operations"],
+                    "cold_rss_kb": summary([s["hwm_after_first_kb"] for s in cold]),
+                    "cold_statuses": sorted({k for s in cold for k in s["statuses"]}),
+                }
+            )
+        report[name] = figures
     Path(args.out).write_text(json.dumps(report, indent=2))
 
 

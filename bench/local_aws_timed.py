@@ -1,5 +1,5 @@
-"""The local DynamoDB + SQS wire endpoint of scripts/local_aws.py (moto), with a timing
-log for the benchmarks.
+"""The local DynamoDB + SQS + EventBridge wire endpoint of scripts/local_aws.py (moto), with a
+timing log for the benchmarks and, with --account, what each request costs in billed units.
 
 Unlike scripts/local_aws.py (werkzeug's server, which closes the connection after every answer),
 it keeps HTTP/1.1 connections open between calls, as DynamoDB and SQS do, so neither contender
@@ -10,13 +10,22 @@ Every request's time inside the endpoint is logged (CLOCK_MONOTONIC, the same cl
 harness's time.monotonic_ns()): from the moment its first bytes arrived in the endpoint's socket
 (the kernel's receive timestamp, SO_TIMESTAMPNS: so the endpoint thread's wake-up counts as the
 endpoint's, not the caller's), through reading the request and moto's work, to the moment the
-answer has been handed to the socket. The harness subtracts it from cold-start and
+answer is complete and about to be written to the socket (the write itself, tens of µs, is
+left to the caller: once it wakes the caller, this thread may not read the clock again for a
+while on a busy machine). The harness subtracts it from cold-start and
 per-invocation figures as "the endpoint's own latency". Assumes clients wait for each answer
 before they send the next request on a connection (no pipelining), as the SDKs do.
 
-GET /_bench/timings returns the log as JSON [[start_ns, end_ns, operation], ...] and clears it.
+GET /_bench/timings returns the log as JSON [[start_ns, end_ns, operation, facts], ...] and
+clears it. `operation` is the X-Amz-Target (e.g. `DynamoDB_20120810.PutItem`) or the path;
+`facts` says the service, the HTTP status, who called (the `X-Bench-Caller` header the harnesses
+put on their own requests, else "function") and, with --account, the billed units of the request
+by DynamoDB's, SQS's and EventBridge's rules (bench/ddb_units.py): DynamoDB write and read units
+for the table and each index, from the item as it was before and after the request (read from
+moto within the same lock, so the request's own time includes that work: use --account for
+counting, not for timing), SQS requests in 64 KB chunks, EventBridge entries in 64 KB chunks.
 
-Usage: local_aws_timed.py HOST PORT
+Usage: local_aws_timed.py HOST PORT [--account]
 """
 
 import http.server
@@ -31,8 +40,15 @@ import urllib.parse
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from http_body import arrival_ns, enable_arrival_times, read_body
+import ddb_units
 
 LOG = []
+# Requests being answered: /_bench/timings waits for them, since each is logged only once its
+# answer has been handed to the socket (after the client may already have read it).
+IN_FLIGHT = [0]
+IN_FLIGHT_CHANGED = threading.Condition()
+ACCOUNT = False
+SCHEMAS = {}  # table name -> ddb_units.Schema
 MOTO = threading.Lock()
 # Framing is this server's business: moto's values for these are replaced.
 HOP_HEADERS = {"content-length", "connection", "transfer-encoding", "keep-alive"}
@@ -100,35 +116,237 @@ class KeepAliveHandler(http.server.BaseHTTPRequestHandler):
 
         environ = self._environ(body)
         if environ["PATH_INFO"] == "/_bench/timings":
+            with IN_FLIGHT_CHANGED:
+                IN_FLIGHT_CHANGED.wait_for(lambda: IN_FLIGHT[0] == 0, timeout=2)
             answer["status"] = "200 OK"
             answer["headers"] = [("Content-Type", "application/json")]
             payload = json.dumps(LOG).encode()
             LOG.clear()
-            timed = False
         else:
-            with MOTO:
-                chunks = self.app(environ, start_response)
-                try:
-                    payload = b"".join(answer.get("written", [])) + b"".join(chunks)
-                finally:
-                    if hasattr(chunks, "close"):
-                        chunks.close()
-            timed = True
+            with IN_FLIGHT_CHANGED:
+                IN_FLIGHT[0] += 1
+            try:
+                self._moto(environ, body, answer, start_response)
+            finally:
+                with IN_FLIGHT_CHANGED:
+                    IN_FLIGHT[0] -= 1
+                    IN_FLIGHT_CHANGED.notify_all()
+            return
+        self._write(answer, payload)
+
+    def _moto(self, environ, body, answer, start_response):
+        with MOTO:
+            accounting = Accounting(self, environ, body) if ACCOUNT else None
+            if accounting:
+                accounting.before()
+            chunks = self.app(environ, start_response)
+            try:
+                payload = b"".join(answer.get("written", [])) + b"".join(chunks)
+            finally:
+                if hasattr(chunks, "close"):
+                    chunks.close()
+            units = accounting.after(answer["status"], payload) if accounting else None
+        # The answer is complete: the clock is read before the write, since the client may be
+        # woken by it and take the CPU before this thread reads the clock again.
+        ended = time.monotonic_ns()
+        self._write(answer, payload)
+        operation = self.headers.get("X-Amz-Target") or form_action(environ, body) or self.path
+        facts = {
+            "service": service_of(operation, self.headers.get("Authorization", "")),
+            "status": int(answer["status"].split()[0]),
+            "caller": self.headers.get("X-Bench-Caller", "function"),
+        }
+        if units:
+            facts["units"] = units
+        LOG.append([self.bench_started, ended, operation, facts])
+
+    def _write(self, answer, payload):
         if self.command == "HEAD":
             payload = b""
         head = [f"HTTP/1.1 {answer['status']}"]
         head += [f"{k}: {v}" for k, v in answer["headers"] if k.lower() not in HOP_HEADERS]
         head.append(f"Content-Length: {len(payload)}")
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
-        if timed:
-            operation = self.headers.get("X-Amz-Target") or self.path
-            LOG.append([self.bench_started, time.monotonic_ns(), operation])
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _answer
 
+    def moto_json(self, environ, target, payload):
+        """Calls moto itself (under the lock already held) with a JSON-protocol request."""
+        data = json.dumps(payload).encode()
+        inner = dict(environ)
+        inner.update(
+            {
+                "REQUEST_METHOD": "POST",
+                "PATH_INFO": "/",
+                "QUERY_STRING": "",
+                "CONTENT_TYPE": "application/x-amz-json-1.0",
+                "CONTENT_LENGTH": str(len(data)),
+                "HTTP_X_AMZ_TARGET": target,
+                "wsgi.input": io.BytesIO(data),
+            }
+        )
+        status = {}
+
+        def start_response(code, headers, exc_info=None):
+            status["code"] = code
+            return lambda _: None
+
+        chunks = self.app(inner, start_response)
+        try:
+            text = b"".join(chunks)
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
+        if not status.get("code", "").startswith("200"):
+            return None
+        return json.loads(text or b"{}")
+
+
+def form_action(environ, body):
+    """The Action of a query-protocol request (SQS's older protocol)."""
+    if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        return urllib.parse.parse_qs(body.decode("latin-1")).get("Action", [None])[0]
+    return None
+
+
+def service_of(operation, authorization):
+    prefix = operation.split(".", 1)[0]
+    known = {"DynamoDB_20120810": "dynamodb", "AmazonSQS": "sqs", "AWSEvents": "events",
+             "secretsmanager": "secretsmanager"}
+    if prefix in known:
+        return known[prefix]
+    # SigV4: Credential=<key>/<date>/<region>/<service>/aws4_request
+    try:
+        return authorization.split("Credential=", 1)[1].split("/")[3]
+    except IndexError:
+        return "other"
+
+
+class Accounting:
+    """The billed units of one request (see bench/ddb_units.py)."""
+
+    DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
+
+    def __init__(self, handler, environ, body):
+        self.handler, self.environ = handler, environ
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        self.service, _, self.operation = target.partition(".")
+        if not self.operation:
+            self.operation = form_action(environ, body) or ""
+        try:
+            self.request = json.loads(body or b"{}")
+        except ValueError:
+            self.request = {}
+        self.images = None
+
+    def schema(self, table):
+        if table not in SCHEMAS:
+            described = self.handler.moto_json(
+                self.environ, "DynamoDB_20120810.DescribeTable", {"TableName": table}
+            )
+            if described is None:
+                return None
+            SCHEMAS[table] = ddb_units.Schema(described)
+        return SCHEMAS[table]
+
+    def item(self, table, key):
+        got = self.handler.moto_json(
+            self.environ,
+            "DynamoDB_20120810.GetItem",
+            {"TableName": table, "Key": key, "ConsistentRead": True},
+        )
+        return (got or {}).get("Item")
+
+    def before(self):
+        if self.service != "DynamoDB_20120810":
+            return
+        table = self.request.get("TableName")
+        schema = self.schema(table) if table else None
+        if schema is None:
+            return
+        if self.operation == "PutItem":
+            key = schema.key_of(self.request.get("Item", {}))
+        elif self.operation in ("UpdateItem", "DeleteItem", "GetItem"):
+            key = self.request.get("Key", {})
+        else:
+            return
+        self.images = (schema, key, self.item(table, key))
+
+    def after(self, status, payload):
+        try:
+            if self.service == "DynamoDB_20120810":
+                return self.dynamodb(payload)
+            if self.service == "AmazonSQS" or self.environ.get("HTTP_AUTHORIZATION", "").find("/sqs/") > 0:
+                return self.sqs(status, payload)
+            if self.service == "AWSEvents":
+                return self.events()
+        except (ValueError, KeyError, TypeError) as error:
+            return {"error": str(error)}
+        return None
+
+    def dynamodb(self, payload):
+        operation = self.operation
+        if operation in self.DYNAMODB_WRITES and self.images:
+            schema, key, before = self.images
+            after = self.item(schema.name, key) if operation != "DeleteItem" else None
+            size = max(ddb_units.item_size(before), ddb_units.item_size(after))
+            indexes = schema.index_write_units(before, after)
+            return {
+                "wru": ddb_units.write_units(size) + sum(indexes.values()),
+                "wru_table": ddb_units.write_units(size),
+                "wru_indexes": indexes,
+                "item_bytes_before": ddb_units.item_size(before),
+                "item_bytes_after": ddb_units.item_size(after),
+            }
+        if operation == "GetItem" and self.images:
+            _, _, item = self.images
+            consistent = bool(self.request.get("ConsistentRead"))
+            return {"rru": ddb_units.read_units(ddb_units.item_size(item), consistent),
+                    "item_bytes": ddb_units.item_size(item)}
+        if operation == "BatchGetItem":
+            total = 0
+            for table, spec in self.request.get("RequestItems", {}).items():
+                for key in spec.get("Keys", []):
+                    size = ddb_units.item_size(self.item(table, key))
+                    total += ddb_units.read_units(size, bool(spec.get("ConsistentRead")))
+            return {"rru": total}
+        if operation in ("Query", "Scan"):
+            answer = json.loads(payload or b"{}")
+            size = sum(ddb_units.item_size(i) for i in answer.get("Items", []))
+            consistent = bool(self.request.get("ConsistentRead")) and not self.request.get("IndexName")
+            return {"rru": ddb_units.read_units(size, consistent)}
+        return None
+
+    def sqs(self, status, payload):
+        operation = self.operation
+        if operation == "SendMessage":
+            size = len(self.request.get("MessageBody", "").encode())
+            size += len(json.dumps(self.request.get("MessageAttributes", {})).encode()) \
+                if self.request.get("MessageAttributes") else 0
+            return {"requests": ddb_units.chunks_64k(size), "bytes": size}
+        if operation == "SendMessageBatch":
+            size = sum(len(e.get("MessageBody", "").encode()) for e in self.request.get("Entries", []))
+            return {"requests": ddb_units.chunks_64k(size), "bytes": size}
+        if operation == "ReceiveMessage":
+            answer = json.loads(payload or b"{}") if status.startswith("200") else {}
+            size = sum(len(m.get("Body", "").encode()) for m in answer.get("Messages", []))
+            return {"requests": ddb_units.chunks_64k(size), "bytes": size,
+                    "messages": len(answer.get("Messages", []))}
+        return {"requests": 1}
+
+    def events(self):
+        if self.operation != "PutEvents":
+            return {"entries": 0, "units": 0}
+        entries = self.request.get("Entries", [])
+        sizes = [ddb_units.eventbridge_entry_size(e) for e in entries]
+        return {"entries": len(entries), "units": sum(ddb_units.chunks_64k(s) for s in sizes),
+                "bytes": sum(sizes)}
+
 
 def main() -> None:
+    global ACCOUNT
     host, port = sys.argv[1], int(sys.argv[2])
+    ACCOUNT = "--account" in sys.argv[3:]
     KeepAliveHandler.app = DomainDispatcherApplication(create_backend_app)
     server = http.server.ThreadingHTTPServer((host, port), KeepAliveHandler)
     server.daemon_threads = True

@@ -17,7 +17,19 @@
 //!   of the targets.
 //! - `processor/...`: `Processor::process` on a queued event the kits say is stored without a
 //!   call (read the message, claim, decide, finish), and `handle_sqs` on a batch of 10.
+//!
+//! Two other jobs for scripts/bench, each instead of the benchmarks, chosen by the environment:
+//! - `ACK_EVENTS_DIR`: writes, for every provider, API Gateway events of new deliveries of each
+//!   body size in `ACK_EVENTS_SIZES` (bytes, default `300,51200`; `ACK_EVENTS_COUNT` of each,
+//!   default 200), signed with the provider's own scheme, and its demo tenants, for
+//!   bench/cost.py to send through the release bootstraps.
+//! - `ACK_ROUNDTRIP_JSON`: `Ingest::handle` on the AWS adapters, the SDK configured as the
+//!   functions configure it and pointed at `ACK_ROUNDTRIP_ENDPOINT` (bench/delay_proxy.py in
+//!   front of bench/local_aws_timed.py at `ACK_ROUNDTRIP_DIRECT`), as the ack path is now (put,
+//!   send) and as it was before (put, send, mark queued: the outbox's `enqueue`, which the
+//!   sweeper still uses), in turn; per webhook its time and the endpoint's own time.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -458,7 +470,331 @@ fn interleaved_flatness() {
 
 criterion_group!(benches, bench_ack, bench_processor);
 
+// ---------------------------------------------------------------------------------------------
+// Events for the release bootstraps (ACK_EVENTS_DIR)
+// ---------------------------------------------------------------------------------------------
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The kit's `seq`-th unique delivery from `tenant`, its body padded to `size` bytes with a
+/// field no parser reads (when it is shorter), signed again with the provider's scheme.
+fn padded(
+    kit: &Kit,
+    provider: &dyn shared::providers::Provider,
+    tenant: &Tenant,
+    seq: u64,
+    size: usize,
+) -> WebhookRequest {
+    let secret = tenant.webhook_secrets[0].expose();
+    let base = kit.unique(seq, tenant, secret);
+    let url = base.uri().to_string();
+    let mut body = String::from_utf8(base.body().to_vec()).expect("kit bodies are text");
+    const FIELD: usize = r#","bench_padding":"""#.len();
+    if body.ends_with('}') && body.len() + FIELD < size {
+        let fill = "x".repeat(size - body.len() - FIELD);
+        body.truncate(body.len() - 1);
+        body.push_str(&format!(r#","bench_padding":"{fill}"}}"#));
+    }
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(&url)
+        .header("content-type", "application/json");
+    for (name, value) in provider
+        .auth()
+        .credential_headers(tenant, secret, &url, body.as_bytes())
+    {
+        request = request.header(name, value);
+    }
+    request
+        .body(bytes::Bytes::from(body))
+        .expect("a valid request")
+}
+
+fn write_events(dir: PathBuf) {
+    let count: u64 = env_or("ACK_EVENTS_COUNT", 200);
+    let sizes: Vec<usize> = std::env::var("ACK_EVENTS_SIZES")
+        .unwrap_or_else(|_| "300,51200".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("ACK_EVENTS_SIZES: byte counts"))
+        .collect();
+    // Keys of different runs apart (the uuids and ids of the kits' templates take the digits).
+    let run: u64 = env_or(
+        "ACK_EVENTS_RUN",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 100_000,
+    );
+    std::fs::create_dir_all(&dir).expect("ACK_EVENTS_DIR");
+    let runtime = runtime();
+    let mut index = serde_json::Map::new();
+    for provider in shared::providers::all() {
+        let kit = Kit::of(provider.as_ref());
+        let name = kit.name();
+        // The demo tenants, their API at `{api}/<provider>` for the caller to fill in.
+        std::fs::write(
+            dir.join(format!("{name}.tenants.json")),
+            kit.tenants_json("{api}"),
+        )
+        .expect("write tenants");
+        let tenants = kit.tenants(NO_API);
+        let tenant = tenants.iter().next().expect("a demo tenant");
+        let memory = Memory::new(5, shared::clock::system());
+        let ingest = Ingest::new(
+            provider.clone(),
+            kit.tenants(NO_API),
+            memory.ports.clone(),
+            IngestSettings::default(),
+        );
+        let mut files = serde_json::Map::new();
+        for (i, &size) in sizes.iter().enumerate() {
+            let mut lines = String::new();
+            let mut body_bytes = 0;
+            for n in 0..count {
+                let seq = run * 10_000_000 + i as u64 * 1_000_000 + n;
+                let request = padded(&kit, provider.as_ref(), tenant, seq, size);
+                body_bytes = request.body().len();
+                lines.push_str(&apigw_json(&request));
+                lines.push('\n');
+                if n == 0 {
+                    // The bootstraps must take it as a new delivery, as the core does here.
+                    let again = padded(&kit, provider.as_ref(), tenant, seq, size);
+                    let response = runtime.block_on(ingest.handle(again));
+                    assert_eq!(
+                        response.status().as_u16(),
+                        kit.accepted_status(),
+                        "{name}, {size} bytes: not accepted: {}",
+                        String::from_utf8_lossy(response.body())
+                    );
+                }
+            }
+            let file = format!("{name}-{size}.jsonl");
+            std::fs::write(dir.join(&file), lines).expect("write events");
+            files.insert(
+                size.to_string(),
+                serde_json::json!({ "file": file, "count": count, "body_bytes": body_bytes }),
+            );
+        }
+        index.insert(
+            name.to_string(),
+            serde_json::json!({
+                "tenants": format!("{name}.tenants.json"),
+                "accepted_status": kit.accepted_status(),
+                "sizes": files,
+            }),
+        );
+    }
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::Value::Object(index).to_string(),
+    )
+    .expect("write index");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ack path through a delaying proxy, before and after (ACK_ROUNDTRIP_JSON)
+// ---------------------------------------------------------------------------------------------
+
+/// The ack path as it was before it took two round trips: send, then mark the record
+/// `QUEUED` (the outbox's `enqueue`, which the sweeper still uses).
+struct MarkQueuedToo(Arc<dyn shared::ports::Outbox>);
+
+#[async_trait::async_trait]
+impl shared::ports::Outbox for MarkQueuedToo {
+    async fn enqueue(
+        &self,
+        message: &shared::ports::QueueMessage,
+    ) -> Result<(), shared::ports::QueueError> {
+        self.0.enqueue(message).await
+    }
+
+    async fn send_fresh(
+        &self,
+        message: &shared::ports::QueueMessage,
+    ) -> Result<(), shared::ports::QueueError> {
+        self.0.enqueue(message).await
+    }
+}
+
+/// Per webhook of one variant: its time, the endpoint's own time, and the requests it made.
+#[derive(Default)]
+struct Samples {
+    raw_ns: Vec<u64>,
+    endpoint_ns: Vec<u64>,
+    operations: std::collections::BTreeMap<String, u64>,
+}
+
+/// The endpoint's log since the last call: (start, end, operation) per request.
+async fn endpoint_log(direct: &str) -> Vec<(u64, u64, String)> {
+    let log: Vec<serde_json::Value> = reqwest::get(format!("{direct}/_bench/timings"))
+        .await
+        .expect("endpoint timings")
+        .json()
+        .await
+        .expect("timings JSON");
+    log.iter()
+        .map(|entry| {
+            (
+                entry[0].as_u64().unwrap_or_default(),
+                entry[1].as_u64().unwrap_or_default(),
+                entry[2].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn roundtrip(out: PathBuf) {
+    let endpoint = std::env::var("ACK_ROUNDTRIP_ENDPOINT").expect("ACK_ROUNDTRIP_ENDPOINT");
+    let direct = std::env::var("ACK_ROUNDTRIP_DIRECT").expect("ACK_ROUNDTRIP_DIRECT");
+    let rounds: usize = env_or("ACK_ROUNDTRIP_N", 300);
+    // The functions' SDK configuration (adapter_aws::sdk::from_env) reads these; set before
+    // any thread exists.
+    for (name, value) in [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ] {
+        std::env::set_var(name, value);
+    }
+    let runtime = runtime();
+    let report = runtime.block_on(async {
+        let aws = adapter_aws::sdk::from_env().await;
+        let setup = e2e::aws_at(&direct).await;
+        let setup_dynamodb = aws_sdk_dynamodb::Client::new(&setup);
+        let setup_sqs = aws_sdk_sqs::Client::new(&setup);
+        let suffix = std::process::id();
+        let table = format!("bench-roundtrip-{suffix}");
+        adapter_aws::create_table(&setup_dynamodb, &table)
+            .await
+            .expect("create table");
+        let queue_url = setup_sqs
+            .create_queue()
+            .queue_name(format!("bench-roundtrip-{suffix}"))
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .unwrap();
+        let store = adapter_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &table);
+        let queue = adapter_aws::SqsQueue::new(aws_sdk_sqs::Client::new(&aws), &queue_url);
+        let provider = shared::providers::all().remove(0);
+        let kit = Kit::of(provider.as_ref());
+        store.warm_up(&format!("{}#warm-up", kit.name())).await;
+        queue.warm_up().await;
+        let now = adapter_aws::ports(store, queue, shared::clock::system());
+        let before = shared::ports::Ports {
+            outbox: Arc::new(MarkQueuedToo(now.outbox.clone())),
+            ..now.clone()
+        };
+        let variants = [("three_calls", before), ("two_calls", now)].map(|(name, ports)| {
+            let ingest = Ingest::new(
+                provider.clone(),
+                kit.tenants(NO_API),
+                ports,
+                IngestSettings::default(),
+            );
+            (name, ingest)
+        });
+        let tenants = kit.tenants(NO_API);
+        let tenant = tenants.iter().next().expect("a demo tenant");
+        let secret = tenant.webhook_secrets[0].expose().to_string();
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 100_000;
+        let mut seq = run * 10_000_000;
+        let mut results: Vec<Samples> = vec![Samples::default(), Samples::default()];
+        let warm_up = 10;
+        for round in 0..rounds + warm_up {
+            if round % 50 == 0 {
+                // moto's SendMessage slows down as a queue fills: emptied between webhooks.
+                let consumer = adapter_aws::SqsQueue::new(setup_sqs.clone(), &queue_url);
+                use shared::ports::QueueConsumer;
+                loop {
+                    let messages = consumer
+                        .receive(10, std::time::Duration::from_secs(30))
+                        .await
+                        .expect("receive");
+                    if messages.is_empty() {
+                        break;
+                    }
+                    let handles: Vec<String> = messages
+                        .into_iter()
+                        .filter_map(|m| m.receipt_handle)
+                        .collect();
+                    consumer.delete_all(&handles).await.expect("delete");
+                }
+            }
+            for (index, (name, ingest)) in variants.iter().enumerate() {
+                seq += 1;
+                let request = kit.unique(seq, tenant, &secret);
+                endpoint_log(&direct).await;
+                let started = Instant::now();
+                let response = ingest.handle(request).await;
+                let elapsed = started.elapsed().as_nanos() as u64;
+                assert_eq!(
+                    response.status().as_u16(),
+                    kit.accepted_status(),
+                    "{name}: {}",
+                    String::from_utf8_lossy(response.body())
+                );
+                let log = endpoint_log(&direct).await;
+                if round < warm_up {
+                    continue;
+                }
+                let samples = &mut results[index];
+                samples.raw_ns.push(elapsed);
+                samples
+                    .endpoint_ns
+                    .push(log.iter().map(|(s, e, _)| e.saturating_sub(*s)).sum());
+                for (_, _, operation) in log {
+                    *samples.operations.entry(operation).or_default() += 1;
+                }
+            }
+        }
+        let variants: serde_json::Map<String, serde_json::Value> = variants
+            .iter()
+            .zip(results)
+            .map(|((name, _), samples)| {
+                (
+                    name.to_string(),
+                    serde_json::json!({
+                        "raw_ns": samples.raw_ns,
+                        "endpoint_ns": samples.endpoint_ns,
+                        "operations": samples.operations,
+                    }),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "provider": kit.name(),
+            "webhooks": rounds,
+            "variants": variants,
+        })
+    });
+    std::fs::write(out, report.to_string()).expect("write ACK_ROUNDTRIP_JSON");
+}
+
 fn main() {
+    if let Some(dir) = std::env::var_os("ACK_EVENTS_DIR") {
+        write_events(dir.into());
+        return;
+    }
+    if let Some(out) = std::env::var_os("ACK_ROUNDTRIP_JSON") {
+        roundtrip(out.into());
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     interleaved_flatness();
