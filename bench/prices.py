@@ -8,6 +8,7 @@ when AWS changes them: BENCHMARKS.md prints this table with the figures.
 
 REGION = "us-east-1 (N. Virginia)"
 CHECKED = "2026-11-26"
+PAGES_DATED = "the stored pages are dated July 2025 to March 2026 where they carry a date"
 
 # name: (USD, unit, source)
 PRICES = {

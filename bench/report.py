@@ -198,7 +198,7 @@ def chart(lambda_results, path, roundtrips=None, costs=None):
                     (label, sum(pair["ours"][1]["arm64"][0].values()), sum(pair["peer"][1]["arm64"][0].values()))
                 )
         if groups:
-            panels.append(("USD per million Magicline webhooks, arm64 (bold < 1: ours costs more)", groups))
+            panels.append(("USD per million webhooks, arm64", groups))
     columns = 3
     rows = (len(panels) + columns - 1) // columns
     figure, grid = plt.subplots(rows, columns, figsize=(13, 4.6 * rows), squeeze=False)
@@ -248,7 +248,7 @@ def chart(lambda_results, path, roundtrips=None, costs=None):
     figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
     figure.suptitle(
         "Magicline webhook Lambda, same harness, same events, same local DynamoDB/SQS endpoint "
-        "(bold: peer ÷ ours)",
+        "(bold: peer ÷ ours; below 1× ours is the larger)",
         fontsize=11,
     )
     figure.tight_layout(rect=(0, 0.07 / rows, 1, 1))
@@ -534,9 +534,10 @@ def cost_section(add, results, summary_rows, lambda_results):
     add("")
     add(
         f"Prices: AWS list prices in **{prices.REGION}**, on demand, without free tiers or "
-        f"discounts, as of {prices.CHECKED}. This machine has no live web: each price was checked "
-        "against stored copies of public pages (named below), not read from AWS's pages on the "
-        "day; the one marked \"from memory\" could not be checked that way. API Gateway and "
+        f"discounts, checked on {prices.CHECKED} ({prices.PAGES_DATED}). This machine has no live "
+        "web: each price was checked against stored copies of public pages (named below), not "
+        "read from AWS's own price pages on the day, so a change AWS made since those copies "
+        "would not show; the one marked \"from memory\" could not be checked that way. API Gateway and "
         "EventBridge are the same for both contenders and are included, since they are part of "
         "what a webhook costs. Not included: data transfer (a webhook's request into AWS is free, "
         "answers are a few hundred bytes), Secrets Manager (tenant documents are read at a cold "
@@ -550,7 +551,14 @@ def cost_section(add, results, summary_rows, lambda_results):
     add("| Price | USD | Source (stored copy) |")
     add("|---|---|---|")
     for name, (value, unit, source) in prices.PRICES.items():
-        shown = f"{value * 1e6:.2f} per million" if value < 1e-3 and "GB-second" not in unit else f"{value:g}"
+        if "GB-second" in unit:
+            shown = f"{value:.10f}".rstrip("0")
+        elif value < 1e-3:
+            per_million = value * 1e6
+            digits = 2 if round(per_million, 2) == round(per_million, 3) else 3
+            shown = f"{per_million:.{digits}f} per million"
+        else:
+            shown = f"{value:.2f}"
         add(f"| {unit} | {shown} | {source} |")
     add("")
 
@@ -581,9 +589,12 @@ def cost_section(add, results, summary_rows, lambda_results):
     index_units = {}
     for run, _ in priced:
         if run["contender"] == "ours":
+            run_units = {}
             for phase in (run["ack"]["units_per_webhook"], run["process"]["units_per_message"]):
                 for index, value in phase.get("wru_indexes", {}).items():
-                    index_units[index] = max(index_units.get(index, 0), value)
+                    run_units[index] = run_units.get(index, 0) + value
+            for index, value in run_units.items():
+                index_units[index] = max(index_units.get(index, 0), value)
     if index_units:
         add(
             "Of ours' write units, the indexes take: "
