@@ -1026,8 +1026,9 @@ def main():
         "on the requests that started within the interval, measured by the endpoint's HTTP "
         "server for each request: from the moment the request's first bytes arrived in its socket "
         "(the kernel's receive timestamp, so the endpoint thread's wake-up is the endpoint's), "
-        "through reading the request and moto's work, to the moment the last byte of the answer "
-        "is handed to the socket (CLOCK_MONOTONIC, the harness's clock). Both contenders get the "
+        "through reading the request and moto's work, to the moment the answer is complete and "
+        "about to be written to the socket (CLOCK_MONOTONIC, the harness's clock; the write "
+        "itself, tens of µs, stays with the contender). Both contenders get the "
         "same treatment. "
         "Not subtracted: loopback transfer, TCP connection set-up where a client opens one (the "
         "endpoint keeps connections open between calls, as DynamoDB and SQS do), the client's own work "
@@ -1095,7 +1096,7 @@ def main():
         "time for ours' two connection warm-up calls) took "
         f"{ms(rust['init_ex_endpoint_ms']['median'])} for ours and "
         f"{ms(python['init_ex_endpoint_ms']['median'])} for the peer. Ours reads the system's "
-        "single CA bundle file at start (`shared::runtime::start` points `SSL_CERT_FILE` at it "
+        "single CA bundle file at start (`lambda_glue::start` in `shared/lambda` points `SSL_CERT_FILE` at it "
         "unless set), not every file of the certificate directory."
     )
     add("")
@@ -1112,7 +1113,8 @@ def main():
         "Where ours goes on a warm invocation: its handler's own work is under 20 µs "
         "(section 1); the rest is two calls through the AWS SDK for Rust (request building, "
         "SigV4 signing, the SDK's interceptor pipeline, the response parsed) and loopback TCP. "
-        "A profile (`perf`) of the bootstrap in this harness shows no single hot spot to remove."
+        "An earlier profile (`perf`, not part of this run) of the bootstrap in this harness "
+        "showed no single hot spot to remove."
     )
     add("")
     add(f"![Side by side]({chart_link})")
@@ -1230,7 +1232,9 @@ def main():
         "stripped). 1 MB = 1,000,000 bytes. arm64 (what the template deploys by default): "
         + (
             f"cross-compiled by this run with cargo-lambda and zig (`{arm64['command']}`, "
-            f"{arm64['seconds'] / 60:.1f} min), stripped as the release profile says."
+            f"{arm64['seconds']:.0f} s"
+            + (", `target/sam` already held a build of these sources" if arm64["seconds"] < 60 else "")
+            + "), stripped as the release profile says."
             if arm64
             else "not built by this run (no cargo-lambda or zig in `.venv`, or `BENCH_ARM64=0`); "
             f"the sizes a helper measured at commit {ARM64_FALLBACK['commit']} with "
