@@ -1,10 +1,11 @@
 //! A TCP proxy on a loopback port that forwards to a real endpoint — or, on command, drops
-//! every connection (open ones included), as a failing network or a stopped service would.
+//! every connection (open ones included), as a failing network or a stopped service would, or
+//! only the connections that carry a request with a given text (one kind of call failing).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -12,7 +13,11 @@ use tokio::sync::watch;
 pub struct Proxy {
     pub url: String,
     dropping: Arc<watch::Sender<bool>>,
+    refused: Refused,
 }
+
+/// The text whose requests are dropped, if any.
+type Refused = Arc<Mutex<Option<Vec<u8>>>>;
 
 impl Proxy {
     pub async fn start(target: SocketAddr) -> Proxy {
@@ -21,9 +26,11 @@ impl Proxy {
         let (dropping, _) = watch::channel(false);
         let dropping = Arc::new(dropping);
         let state = Arc::clone(&dropping);
+        let refused = Refused::default();
+        let refusing = Arc::clone(&refused);
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
                 let mut watching = state.subscribe();
@@ -31,18 +38,32 @@ impl Proxy {
                     drop(inbound);
                     continue;
                 }
+                let refusing = Arc::clone(&refusing);
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
+                    let (mut from_client, mut to_client) = inbound.into_split();
+                    let (mut from_target, to_target) = outbound.into_split();
                     tokio::select! {
-                        _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = forward_unless_refused(&mut from_client, to_target, &refusing) => {}
+                        _ = tokio::io::copy(&mut from_target, &mut to_client) => {}
                         _ = watching.wait_for(|dropping| *dropping) => {}
                     }
                 });
             }
         });
-        Proxy { url, dropping }
+        Proxy {
+            url,
+            dropping,
+            refused,
+        }
+    }
+
+    /// Drops every connection that carries a request containing `text`, until
+    /// [`Proxy::restore`]; other requests pass.
+    pub fn drop_requests_containing(&self, text: &str) {
+        *self.refused.lock().unwrap() = Some(text.as_bytes().to_vec());
     }
 
     /// Drops every open and every new connection until [`Proxy::restore`].
@@ -52,6 +73,40 @@ impl Proxy {
 
     pub fn restore(&self) {
         self.dropping.send_replace(false);
+        *self.refused.lock().unwrap() = None;
+    }
+}
+
+/// Copies the client's bytes to the target, and stops (dropping both) at the first request
+/// that contains the refused text, even where it is split between two reads.
+async fn forward_unless_refused(
+    from_client: &mut tokio::net::tcp::OwnedReadHalf,
+    mut to_target: tokio::net::tcp::OwnedWriteHalf,
+    refused: &Refused,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut seen: Vec<u8> = Vec::new();
+    loop {
+        let Ok(read) = from_client.read(&mut buffer).await else {
+            return;
+        };
+        if read == 0 {
+            return;
+        }
+        if let Some(text) = refused.lock().unwrap().clone() {
+            seen.extend_from_slice(&buffer[..read]);
+            if seen
+                .windows(text.len())
+                .any(|window| window == text.as_slice())
+            {
+                return;
+            }
+            let keep = seen.len().saturating_sub(text.len());
+            seen.drain(..keep);
+        }
+        if to_target.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
     }
 }
 

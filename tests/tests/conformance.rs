@@ -678,6 +678,142 @@ async fn single_records_are_erased_and_quarantined_ones_kept_apart() {
     }
 }
 
+/// A body of 50 KiB (of a kind a webhook may carry), under a key shaped as real keys are.
+fn large_record(now: i64, key: &str) -> Record {
+    let items: Vec<String> = (0..600)
+        .map(|i| format!(r#"{{"id":{i},"name":"member {i}","checkedIn":true}}"#))
+        .collect();
+    let body = format!(r#"{{"accountId":"a","items":[{}]}}"#, items.join(","));
+    assert!(body.len() > 20_000);
+    Record {
+        body,
+        ..record_at(now, key, "a")
+    }
+}
+
+#[tokio::test]
+async fn a_large_body_comes_back_whole_until_its_record_is_erased() {
+    for ports in all_pairs().await {
+        let store = &ports.store;
+        let key = "egym#gym-1#large-1";
+        let stored = large_record(ports.now(), key);
+        assert_eq!(
+            store.put_new(&stored).await.unwrap(),
+            PutOutcome::Created,
+            "{}",
+            ports.name
+        );
+        let copy = Record {
+            body: r#"{"accountId":"a","a copy":"that must not replace the first"}"#.into(),
+            ..stored.clone()
+        };
+        assert!(
+            matches!(store.put_new(&copy).await.unwrap(), PutOutcome::Exists(_)),
+            "{}",
+            ports.name
+        );
+        assert_eq!(
+            store.get(key).await.unwrap().unwrap().body,
+            stored.body,
+            "{}: get",
+            ports.name
+        );
+        let now = ports.now();
+        let Claim::Claimed(claimed) = store.claim(key, now, now + 60_000).await.unwrap() else {
+            panic!("{}: not claimed", ports.name)
+        };
+        assert_eq!(claimed.body, stored.body, "{}: claim", ports.name);
+        let outcome = Outcome::Processed {
+            detail: Some("{}".into()),
+        };
+        assert!(store
+            .finish(key, now + 60_000, &outcome, now)
+            .await
+            .unwrap());
+        let finished = store.get(key).await.unwrap().unwrap();
+        assert_eq!(
+            (finished.status, finished.body.as_str()),
+            (Status::Processed, stored.body.as_str()),
+            "{}: finished",
+            ports.name
+        );
+        store.erase_record(key, 9).await.unwrap();
+        let erased = store.get(key).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                erased.body.as_str(),
+                erased.detail.as_deref(),
+                erased.erased_at_ms
+            ),
+            ("", None, Some(9)),
+            "{}: erased",
+            ports.name
+        );
+    }
+}
+
+/// On DynamoDB the claim and the finish rewrite the whole item and are billed by its size:
+/// a large body is kept in an item of its own, written once, and the record stays under one
+/// write unit through its life. Erasure empties both.
+#[tokio::test]
+async fn dynamodb_keeps_a_large_body_out_of_the_record_it_rewrites() {
+    let backend = Backend::new().await;
+    let ports = backend.ports();
+    let store = ports.store;
+    let now = ports.clock.now_ms();
+    let key = "egym#gym-1#large-2";
+    let stored = large_record(now, key);
+    store.put_new(&stored).await.unwrap();
+    store.claim(key, now, now + 60_000).await.unwrap();
+    let outcome = Outcome::Processed {
+        detail: Some(r#"{"name":"A"}"#.into()),
+    };
+    assert!(store
+        .finish(key, now + 60_000, &outcome, now)
+        .await
+        .unwrap());
+
+    let items = backend
+        .dynamodb
+        .scan()
+        .table_name(&backend.table)
+        .send()
+        .await
+        .unwrap();
+    let items = items.items();
+    assert_eq!(items.len(), 2, "the record and its body's item");
+    let size =
+        |item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+            item.iter()
+                .map(|(name, value)| name.len() + value.as_s().map_or(8, String::len))
+                .sum::<usize>()
+        };
+    let pk = |item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+        item["pk"].as_s().unwrap().clone()
+    };
+    let record = items.iter().find(|item| pk(item) == key).unwrap();
+    assert!(!record.contains_key("body"));
+    assert!(size(record) < 1024, "the record is {} bytes", size(record));
+    let body = items.iter().find(|item| pk(item) != key).unwrap();
+    assert!(
+        pk(body).starts_with("egym#"),
+        "under the provider's keys: {}",
+        pk(body)
+    );
+    assert_eq!(body["body"].as_s().unwrap(), &stored.body);
+
+    store.erase_record(key, 9).await.unwrap();
+    let body = backend
+        .dynamodb
+        .get_item()
+        .table_name(&backend.table)
+        .key("pk", body["pk"].clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(!body.item().unwrap().contains_key("body"), "erased");
+}
+
 /// Records of two providers, tenants and days, in every state an operator filters by.
 async fn stored_for_listing(ports: &Ports) -> i64 {
     let now = ports.now();

@@ -96,6 +96,36 @@ async fn a_spilled_delivery_is_stored_by_the_processor_alone() {
     assert_eq!(record.attempts, 1);
 }
 
+/// DynamoDB keeps a large body in an item of its own, written beside the record: when only
+/// that write fails, the record is stored without its body, so the delivery is spilled whole
+/// and the processor's put writes the body before it is processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_whose_own_write_fails_is_spilled_and_kept_whole() {
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    let store_proxy = Proxy::start(local_aws_address()).await;
+    let queue_proxy = Proxy::start(local_aws_address()).await;
+    let ingest = ingest_via(&backend, &store_proxy, &queue_proxy, "magicline").await;
+    store_proxy.drop_requests_containing("##body#");
+    let body = serde_json::json!({
+        "entityId": 7, "uuid": "large-body-1",
+        "payload": [{"timestamp": 1, "type": "CUSTOMER_UPDATED"}],
+        "padding": "x".repeat(8 * 1024),
+    })
+    .to_string();
+    let request = e2e::post("magicline", &[("x-api-key", "ml-demo-key-1001-new")], &body);
+    let response = ingest.handle(request).await;
+    assert_eq!(response.status(), 202, "{}", response_json(&response));
+    assert_eq!(response_json(&response)["stored"], false, "spilled");
+    let key = response_json(&response)["id"].as_str().unwrap().to_string();
+
+    let processor = backend.processor(&api, settings(), Duration::from_secs(5));
+    backend.pump_until_empty(&processor, 30).await;
+    let record = backend.record(&key).await;
+    assert_eq!(record.status, Status::Processed);
+    assert_eq!(record.body, body, "the body as it came");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_and_queue_both_unavailable_is_503_with_nothing_half_written() {
     let backend = Backend::new().await;

@@ -1,5 +1,10 @@
 //! The event store port on Amazon DynamoDB: conditional puts and updates on one table, the
 //! `by_subject` index for erasure and the sparse `pending_by_lease` index for the sweeper.
+//!
+//! DynamoDB bills every write by the size of the whole item, before or after, whichever is
+//! larger. A record is written three times (stored, claimed, finished), so a body that would
+//! take it over one write unit is kept in an item of its own, written once beside the record
+//! (see [`body_apart`]).
 
 use std::collections::HashMap;
 
@@ -187,6 +192,41 @@ fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// The largest record, body included, kept as one item: up to it every write is one write
+/// unit anyway.
+const ONE_WRITE_UNIT: usize = 1024;
+
+/// Whether the record's body goes into an item of its own (its `body_key`): written once by
+/// the conditional put, read back where the body is needed, so that the claim and the finish
+/// rewrite a record of one write unit instead of the whole body.
+fn body_apart(record: &Record) -> bool {
+    record.item_size() > ONE_WRITE_UNIT
+}
+
+/// Where a record's body is kept when it is kept apart: under the record's provider (the only
+/// keys a webhook function may write) with an empty tenant segment, which no record key has
+/// (tenant ids are never empty), so it cannot meet a record's key.
+fn body_key(key: &str) -> String {
+    match key.split_once('#') {
+        Some((provider, rest)) => format!("{provider}##body#{rest}"),
+        None => format!("##body#{key}"),
+    }
+}
+
+/// The record key a body's own item belongs to, if `pk` is one (for tools that read the
+/// table's items directly).
+pub fn body_owner(pk: &str) -> Option<String> {
+    let (provider, rest) = pk.split_once("##body#")?;
+    Some(if provider.is_empty() {
+        rest.to_string()
+    } else {
+        format!("{provider}#{rest}")
+    })
+}
+
+/// Marks a record whose body is in its `body_key` item.
+const BODY_APART: &str = "body_apart";
+
 fn to_item(record: &Record) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
         ("pk".to_string(), s(&record.key)),
@@ -194,7 +234,6 @@ fn to_item(record: &Record) -> HashMap<String, AttributeValue> {
         ("tenant".to_string(), s(&record.tenant)),
         ("event_type".to_string(), s(&record.event_type)),
         ("entity_id".to_string(), s(&record.entity_id)),
-        ("body".to_string(), s(&record.body)),
         ("received_at".to_string(), n(record.received_at_ms)),
         ("status".to_string(), s(record.status.as_str())),
         ("lease_until".to_string(), n(record.lease_until_ms)),
@@ -205,6 +244,11 @@ fn to_item(record: &Record) -> HashMap<String, AttributeValue> {
         "day".to_string(),
         s(&day_key(&record.provider, record.received_at_ms)),
     );
+    if body_apart(record) {
+        item.insert(BODY_APART.to_string(), AttributeValue::Bool(true));
+    } else {
+        item.insert("body".to_string(), s(&record.body));
+    }
     if record.status.needs_attention() {
         item.insert("attention".to_string(), s(record.status.as_str()));
     }
@@ -288,9 +332,9 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreErro
     })
 }
 
-#[async_trait]
-impl Store for DynamoStore {
-    async fn put_new(&self, record: &Record) -> Result<PutOutcome, StoreError> {
+impl DynamoStore {
+    /// The conditional put of the record itself.
+    async fn put_record(&self, record: &Record) -> Result<PutOutcome, StoreError> {
         let result = self
             .client
             .put_item()
@@ -315,6 +359,72 @@ impl Store for DynamoStore {
                 _ => Err(store_error(&error)),
             },
         }
+    }
+
+    /// Writes the body's own item unless it is there already (an earlier copy of the delivery).
+    async fn put_body(&self, record: &Record) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&body_key(&record.key)))
+            .item("body", s(&record.body))
+            .item("expires_at", n(record.expires_at))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Err(error)
+                if !error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(store_error(&error))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The record of `item`, with its body read from the body's own item where it is kept
+    /// apart. `None` when that item holds no body (expired, or erased half-way).
+    async fn with_body(
+        &self,
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<Option<Record>, StoreError> {
+        let mut record = from_item(item)?;
+        if !item.contains_key(BODY_APART) {
+            return Ok(Some(record));
+        }
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&body_key(&record.key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(&e))?;
+        let Some(body) = output.item().and_then(|body| body.get("body")) else {
+            return Ok(None);
+        };
+        record.body = body.as_s().cloned().unwrap_or_default();
+        Ok(Some(record))
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn put_new(&self, record: &Record) -> Result<PutOutcome, StoreError> {
+        if !body_apart(record) {
+            return self.put_record(record).await;
+        }
+        // Side by side, so the webhook still waits on one write before it sends. Only both
+        // written is stored: a body that did not get written makes the caller spill the whole
+        // delivery, and the processor's put of the spilled record writes it again.
+        let (body, stored) =
+            futures::future::join(self.put_body(record), self.put_record(record)).await;
+        body?;
+        stored
     }
 
     async fn take_over(
@@ -374,7 +484,14 @@ impl Store for DynamoStore {
             .send()
             .await
             .map_err(|e| store_error(&e))?;
-        output.item().map(from_item).transpose()
+        let Some(item) = output.item() else {
+            return Ok(None);
+        };
+        // A body item gone before its record (both expire together) leaves the record readable.
+        match self.with_body(item).await? {
+            Some(record) => Ok(Some(record)),
+            None => from_item(item).map(Some),
+        }
     }
 
     async fn pending(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError> {
@@ -443,7 +560,10 @@ impl Store for DynamoStore {
                 let item = output
                     .attributes()
                     .ok_or_else(|| StoreError::Unavailable("claim returned no attributes".into()))?;
-                Ok(Claim::Claimed(Box::new(from_item(item)?)))
+                let record = self.with_body(item).await?.ok_or_else(|| {
+                    StoreError::Unavailable(format!("the body of {key} is not stored yet"))
+                })?;
+                Ok(Claim::Claimed(Box::new(record)))
             }
             Err(error) => match error.as_service_error() {
                 Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => {
@@ -632,7 +752,27 @@ impl Store for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .key("pk", s(key))
-            .update_expression("SET erased_at = :now REMOVE body, detail")
+            .update_expression("SET erased_at = :now REMOVE body, detail, body_apart")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", n(now_ms))
+            .send()
+            .await;
+        if let Err(error) = result {
+            if !error
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception())
+            {
+                return Err(store_error(&error));
+            }
+        }
+        // The body's own item, where there is one; an update, not a delete, keeps the
+        // functions' permissions as they are (an erasure is rare; what it writes does not matter).
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&body_key(key)))
+            .update_expression("SET erased_at = :now REMOVE body")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":now", n(now_ms))
             .send()
@@ -750,4 +890,20 @@ pub async fn create_table(
         .await
         .map_err(|e| store_error(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_key_stays_under_its_provider_and_never_meets_a_record_key() {
+        for key in ["egym#gym-1#abc", "magicline#t#x#body#y", "bare"] {
+            let body = body_key(key);
+            assert_ne!(body, key);
+            assert_eq!(body_owner(&body).as_deref(), Some(key));
+            assert_eq!(body_owner(key), None, "a record key is no body key");
+        }
+        assert!(body_key("egym#gym-1#abc").starts_with("egym#"));
+    }
 }
