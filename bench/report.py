@@ -603,6 +603,15 @@ def cost_section(add, results, summary_rows, lambda_results):
             "`pending_by_lease` on the ack; the claim takes it out of `pending_by_lease`)."
         )
         add("")
+    add(
+        "A record that would take more than one write unit keeps its body in an item of its own "
+        "(RELIABILITY.md, \"Large bodies on DynamoDB\"): the webhook writes it once, beside the "
+        "record (two `PutItem` calls side by side, so still two sequential round trips), the "
+        "processor's claim reads it back (the read units above), and the claim and the finish "
+        "rewrite a record of one write unit instead of the whole body. The peer writes its "
+        "event item with the body and updates it once."
+    )
+    add("")
 
     # Dollars: ours vs the peer, Magicline.
     pairs = {}
@@ -765,7 +774,8 @@ def cost_diagnosis(add, pairs):
             )
     add(
         "- These are changes to the core (`shared/`) and the table, not to the benchmark; none of "
-        "them is made here. The floor for any design on this stack is what both pay alike: API "
+        "them is made here (the largest one the first cost run found, a large body rewritten by "
+        "the claim and the finish, is: see above). The floor for any design on this stack is what both pay alike: API "
         "Gateway, EventBridge, SQS, Lambda requests, one put and two updates of a small record "
         "and the platform's log lines."
     )
