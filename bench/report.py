@@ -612,7 +612,7 @@ def cost_section(add, results, summary_rows, lambda_results):
         )
         add("")
     add(
-        "A record that would take more than one write unit keeps its body in an item of its own "
+        "A body over one write unit (1 KB) is kept in an item of its own "
         "(RELIABILITY.md, \"Large bodies on DynamoDB\"): the webhook writes it once, beside the "
         "record (two `PutItem` calls side by side, so still two sequential round trips), the "
         "processor's claim reads it back (the read units above), and the claim and the finish "

@@ -192,15 +192,17 @@ fn n(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-/// The largest record, body included, kept as one item: up to it every write is one write
-/// unit anyway.
+/// What DynamoDB bills one write unit for.
 const ONE_WRITE_UNIT: usize = 1024;
 
 /// Whether the record's body goes into an item of its own (its `body_key`): written once by
 /// the conditional put, read back where the body is needed, so that the claim and the finish
-/// rewrite a record of one write unit instead of the whole body.
+/// rewrite a record of about one write unit instead of the whole body. A body that alone
+/// takes more than a write unit: below that, the record's other attributes decide whether it
+/// crosses 1 KB, and a body item would cost a write and a read for a unit saved at best
+/// (measured: BENCHMARKS.md, section 5).
 fn body_apart(record: &Record) -> bool {
-    record.item_size() > ONE_WRITE_UNIT
+    record.body.len() > ONE_WRITE_UNIT
 }
 
 /// Where a record's body is kept when it is kept apart: under the record's provider (the only
