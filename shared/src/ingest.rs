@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::after;
 pub use crate::config::IngestSettings;
-use crate::metrics::{Metrics, NoMetrics};
+use crate::metrics::{LogLines, Metrics, WebhookLine};
 use crate::ports::{
     subject_of, Ports, PutOutcome, QueueMessage, Record, Status, StoreError, MAX_ITEM_BYTES,
 };
@@ -67,11 +67,11 @@ impl Ingest {
             tenants,
             ports,
             settings,
-            metrics: Arc::new(NoMetrics),
+            metrics: Arc::new(LogLines),
         }
     }
 
-    /// Counts every answer in `metrics`.
+    /// Writes every answer down in `metrics` (a log line apiece unless told otherwise).
     pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
         self.metrics = metrics;
         self
@@ -93,22 +93,15 @@ impl Ingest {
             ),
             Err(error) => (error.outcome(), error.into_response()),
         };
-        let latency = started.elapsed();
-        self.metrics.webhook(
-            self.provider.name(),
+        self.metrics.webhook(&WebhookLine {
+            provider: self.provider.name(),
+            tenant: trail.tenant.as_deref().unwrap_or("-"),
+            event_type: trail.event_type.as_deref().unwrap_or("-"),
+            key: trail.key.as_deref().unwrap_or("-"),
             outcome,
-            latency.as_secs_f64() * 1000.0,
-        );
-        tracing::info!(
-            provider = self.provider.name(),
-            tenant = trail.tenant.as_deref().unwrap_or("-"),
-            event_type = trail.event_type.as_deref().unwrap_or("-"),
-            key = trail.key.as_deref().unwrap_or("-"),
-            outcome,
-            status = response.status().as_u16(),
-            latency_us = latency.as_micros() as u64,
-            "webhook"
-        );
+            status: response.status().as_u16(),
+            latency: started.elapsed(),
+        });
         response
     }
 

@@ -1,40 +1,96 @@
-//! What the functions count, written as CloudWatch embedded-metric-format (EMF) lines: one JSON
-//! line per measurement on standard output, which CloudWatch Logs turns into metrics with no
-//! extra AWS call on the ack path. Outcome names are part of the contract with the alarms and
+//! Where each webhook and each handled message is written down: one log line apiece. In a
+//! Lambda function that line is a CloudWatch embedded-metric-format (EMF) document — the log
+//! line and its metrics in one, which CloudWatch Logs turns into metrics with no extra AWS call
+//! and no second line to pay for. Outcome names are part of the contract with the alarms and
 //! the dashboard in template.yaml.
 
 use std::io::Write;
 use std::sync::Mutex;
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::clock::SharedClock;
 
+/// One webhook answered.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookLine<'a> {
+    pub provider: &'a str,
+    pub tenant: &'a str,
+    pub event_type: &'a str,
+    pub key: &'a str,
+    /// `accepted`, `duplicate`, `quarantined`, `spilled`, `stored_not_queued`, `in_flight`,
+    /// `unauthorized`, `too_large`, `bad_method`, `unstorable`, `unavailable`.
+    pub outcome: &'a str,
+    pub status: u16,
+    pub latency: Duration,
+}
+
+/// One queued event handled.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageLine<'a> {
+    pub provider: &'a str,
+    pub tenant: &'a str,
+    pub event_type: &'a str,
+    pub key: &'a str,
+    /// What the processor did, in its own words (`fetched`, `busy`, `claim_lost`, …).
+    pub outcome: &'a str,
+    /// What it counts as: `fetched`, `stored_without_fetch`, `erased`, `retried`, `throttled`,
+    /// `configuration`, `failed`, `dead_lettered`; `None` for what is not counted (a
+    /// redelivery of a finished event).
+    pub counted: Option<&'a str>,
+    pub attempt: u32,
+    pub retry: bool,
+    pub latency: Duration,
+    /// The API calls' time, where the details were fetched.
+    pub fetch: Option<Duration>,
+    /// The downstream event: `published` or `failed`, where one was due.
+    pub publication: Option<&'a str>,
+}
+
 pub trait Metrics: Send + Sync {
-    /// One webhook answered: its outcome (`accepted`, `duplicate`, `quarantined`, `spilled`,
-    /// `stored_not_queued`, `in_flight`, `unauthorized`, `too_large`, `bad_method`,
-    /// `unstorable`, `unavailable`) and how long the answer took.
-    fn webhook(&self, provider: &str, outcome: &str, ack_ms: f64);
-    /// One queued event handled: `fetched`, `stored_without_fetch`, `erased`, `retried`,
-    /// `throttled`, `configuration`, `failed`, `dead_lettered`; the API calls' time if any.
-    fn processed(&self, provider: &str, outcome: &str, fetch_ms: Option<f64>);
+    fn webhook(&self, line: &WebhookLine<'_>);
+    fn processed(&self, line: &MessageLine<'_>);
     /// Records the sweeper handled: `enqueued` or `failed`.
     fn swept(&self, outcome: &str, count: usize);
-    /// One downstream event: `published` or `failed`.
-    fn published(&self, outcome: &str);
 }
 
-/// Counts nothing (the dev server, tests that do not look).
-pub struct NoMetrics;
+/// Log lines only, no metrics (the dev server, tests that do not look).
+pub struct LogLines;
 
-impl Metrics for NoMetrics {
-    fn webhook(&self, _: &str, _: &str, _: f64) {}
-    fn processed(&self, _: &str, _: &str, _: Option<f64>) {}
+impl Metrics for LogLines {
+    fn webhook(&self, line: &WebhookLine<'_>) {
+        tracing::info!(
+            provider = line.provider,
+            tenant = line.tenant,
+            event_type = line.event_type,
+            key = line.key,
+            outcome = line.outcome,
+            status = line.status,
+            latency_us = line.latency.as_micros() as u64,
+            "webhook"
+        );
+    }
+
+    fn processed(&self, line: &MessageLine<'_>) {
+        tracing::info!(
+            provider = line.provider,
+            tenant = line.tenant,
+            event_type = line.event_type,
+            key = line.key,
+            outcome = line.outcome,
+            attempt = line.attempt,
+            retry = line.retry,
+            latency_ms = line.latency.as_millis() as u64,
+            publication = line.publication.unwrap_or("-"),
+            "processed"
+        );
+    }
+
     fn swept(&self, _: &str, _: usize) {}
-    fn published(&self, _: &str) {}
 }
 
-/// Writes EMF lines to `out` (standard output in a Lambda function).
+/// Writes each line as an EMF document to `out` (standard output in a Lambda function).
 pub struct Emf<W: Write + Send> {
     namespace: String,
     clock: SharedClock,
@@ -64,29 +120,34 @@ impl<W: Write + Send> Emf<W> {
         }
     }
 
-    fn write(&self, properties: &[(&str, &str)], measures: &[Measure<'_>]) {
-        let directives: Vec<Value> = measures
-            .iter()
-            .map(|m| {
-                json!({
-                    "Namespace": self.namespace,
-                    "Dimensions": m.dimensions,
-                    "Metrics": [{ "Name": m.name, "Unit": m.unit }],
+    /// One line: what happened (`fields`, the dimensions' values among them) and the metrics
+    /// it counts; a line that counts nothing is a plain JSON log line.
+    fn write(&self, fields: Map<String, Value>, measures: &[Measure<'_>]) {
+        let mut line = Map::new();
+        if !measures.is_empty() {
+            let directives: Vec<Value> = measures
+                .iter()
+                .map(|m| {
+                    json!({
+                        "Namespace": self.namespace,
+                        "Dimensions": m.dimensions,
+                        "Metrics": [{ "Name": m.name, "Unit": m.unit }],
+                    })
                 })
-            })
-            .collect();
-        let mut line = json!({
-            "_aws": { "Timestamp": self.clock.now_ms(), "CloudWatchMetrics": directives },
-        });
-        for (name, value) in properties {
-            line[*name] = json!(value);
+                .collect();
+            line.insert(
+                "_aws".into(),
+                json!({ "Timestamp": self.clock.now_ms(), "CloudWatchMetrics": directives }),
+            );
         }
+        line.insert("level".into(), json!("INFO"));
+        line.extend(fields);
         for measure in measures {
-            line[measure.name] = measure.value.clone();
+            line.insert(measure.name.into(), measure.value.clone());
         }
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        // A metric line that cannot be written is lost; the request it measures is not.
-        let _ = writeln!(out, "{line}");
+        // A line that cannot be written is lost; the request it describes is not.
+        let _ = writeln!(out, "{}", Value::Object(line));
         let _ = out.flush();
     }
 }
@@ -94,11 +155,25 @@ impl<W: Write + Send> Emf<W> {
 const BY_PROVIDER_AND_OUTCOME: &[&[&str]] = &[&["Provider", "Outcome"], &["Outcome"]];
 const BY_PROVIDER: &[&[&str]] = &[&["Provider"]];
 const BY_OUTCOME: &[&[&str]] = &[&["Outcome"]];
+const BY_PUBLICATION: &[&[&str]] = &[&["Publication"]];
+
+fn milliseconds(duration: Duration) -> Value {
+    json!(duration.as_secs_f64() * 1000.0)
+}
 
 impl<W: Write + Send> Metrics for Emf<W> {
-    fn webhook(&self, provider: &str, outcome: &str, ack_ms: f64) {
+    fn webhook(&self, line: &WebhookLine<'_>) {
+        let fields = json!({
+            "message": "webhook",
+            "Provider": line.provider,
+            "tenant": line.tenant,
+            "event_type": line.event_type,
+            "key": line.key,
+            "Outcome": line.outcome,
+            "status": line.status,
+        });
         self.write(
-            &[("Provider", provider), ("Outcome", outcome)],
+            into_map(fields),
             &[
                 Measure {
                     name: "Webhooks",
@@ -109,34 +184,58 @@ impl<W: Write + Send> Metrics for Emf<W> {
                 Measure {
                     name: "AckLatency",
                     unit: "Milliseconds",
-                    value: json!(ack_ms),
+                    value: milliseconds(line.latency),
                     dimensions: BY_PROVIDER,
                 },
             ],
         );
     }
 
-    fn processed(&self, provider: &str, outcome: &str, fetch_ms: Option<f64>) {
-        let mut measures = vec![Measure {
-            name: "Processed",
-            unit: "Count",
-            value: json!(1),
-            dimensions: BY_PROVIDER_AND_OUTCOME,
-        }];
-        if let Some(ms) = fetch_ms {
+    fn processed(&self, line: &MessageLine<'_>) {
+        let mut fields = into_map(json!({
+            "message": "processed",
+            "Provider": line.provider,
+            "tenant": line.tenant,
+            "event_type": line.event_type,
+            "key": line.key,
+            "outcome": line.outcome,
+            "attempt": line.attempt,
+            "retry": line.retry,
+            "latency_ms": line.latency.as_millis() as u64,
+        }));
+        let mut measures = Vec::new();
+        if let Some(counted) = line.counted {
+            fields.insert("Outcome".into(), json!(counted));
             measures.push(Measure {
-                name: "FetchLatency",
-                unit: "Milliseconds",
-                value: json!(ms),
-                dimensions: BY_PROVIDER,
+                name: "Processed",
+                unit: "Count",
+                value: json!(1),
+                dimensions: BY_PROVIDER_AND_OUTCOME,
+            });
+            if let Some(fetch) = line.fetch {
+                measures.push(Measure {
+                    name: "FetchLatency",
+                    unit: "Milliseconds",
+                    value: milliseconds(fetch),
+                    dimensions: BY_PROVIDER,
+                });
+            }
+        }
+        if let Some(publication) = line.publication {
+            fields.insert("Publication".into(), json!(publication));
+            measures.push(Measure {
+                name: "Published",
+                unit: "Count",
+                value: json!(1),
+                dimensions: BY_PUBLICATION,
             });
         }
-        self.write(&[("Provider", provider), ("Outcome", outcome)], &measures);
+        self.write(fields, &measures);
     }
 
     fn swept(&self, outcome: &str, count: usize) {
         self.write(
-            &[("Outcome", outcome)],
+            into_map(json!({ "message": "sweep", "Outcome": outcome })),
             &[Measure {
                 name: "Swept",
                 unit: "Count",
@@ -145,17 +244,12 @@ impl<W: Write + Send> Metrics for Emf<W> {
             }],
         );
     }
+}
 
-    fn published(&self, outcome: &str) {
-        self.write(
-            &[("Outcome", outcome)],
-            &[Measure {
-                name: "Published",
-                unit: "Count",
-                value: json!(1),
-                dimensions: BY_OUTCOME,
-            }],
-        );
+fn into_map(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
     }
 }
 
@@ -182,7 +276,15 @@ mod tests {
         let lines = Lines::default();
         let clock = crate::clock::ManualClock::starting_at(1_700_000_000_000);
         let emf = Emf::new("Webhooks/test", clock, lines.clone());
-        emf.webhook("egym", "quarantined", 1.5);
+        emf.webhook(&WebhookLine {
+            provider: "egym",
+            tenant: "gym-1",
+            event_type: "GYM_CHECKIN",
+            key: "egym#gym-1#k",
+            outcome: "quarantined",
+            status: 202,
+            latency: Duration::from_micros(1500),
+        });
         let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         let line: Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(line["_aws"]["Timestamp"], 1_700_000_000_000i64);
@@ -198,5 +300,67 @@ mod tests {
         assert_eq!(line["Outcome"], "quarantined");
         assert_eq!(line["Webhooks"], 1);
         assert_eq!(line["AckLatency"], 1.5);
+        assert_eq!(
+            (&line["message"], &line["key"], &line["status"]),
+            (&json!("webhook"), &json!("egym#gym-1#k"), &json!(202)),
+            "the log line and its metrics are one line"
+        );
+        assert_eq!(text.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_processed_line_counts_its_publication_and_a_redelivery_counts_nothing() {
+        let lines = Lines::default();
+        let emf = Emf::new("Webhooks/test", crate::clock::system(), lines.clone());
+        let handled = MessageLine {
+            provider: "egym",
+            tenant: "gym-1",
+            event_type: "GYM_CHECKIN",
+            key: "egym#gym-1#k",
+            outcome: "fetched",
+            counted: Some("fetched"),
+            attempt: 1,
+            retry: false,
+            latency: Duration::from_millis(9),
+            fetch: Some(Duration::from_millis(7)),
+            publication: Some("published"),
+        };
+        emf.processed(&handled);
+        emf.processed(&MessageLine {
+            outcome: "already_finished",
+            counted: None,
+            fetch: None,
+            publication: None,
+            ..handled
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let names: Vec<&Value> = lines[0]["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| &d["Metrics"][0]["Name"])
+            .collect();
+        assert_eq!(
+            names,
+            [
+                &json!("Processed"),
+                &json!("FetchLatency"),
+                &json!("Published")
+            ]
+        );
+        assert_eq!(
+            (
+                &lines[0]["Outcome"],
+                &lines[0]["Publication"],
+                &lines[0]["FetchLatency"]
+            ),
+            (&json!("fetched"), &json!("published"), &json!(7.0))
+        );
+        assert!(lines[1].get("_aws").is_none(), "a plain log line");
+        assert_eq!(lines[1]["outcome"], "already_finished");
     }
 }

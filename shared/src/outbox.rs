@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::clock::{after, SharedClock};
-use crate::metrics::{Metrics, NoMetrics};
+use crate::metrics::{LogLines, Metrics};
 use crate::ports::{Outbox, Ports, Queue, QueueError, QueueMessage, Store, StoreError};
 
 /// Sends the message, then marks the record `QUEUED`. If the send fails the lease is released
@@ -92,7 +92,7 @@ impl Sweeper {
         Sweeper {
             ports,
             lease,
-            metrics: Arc::new(NoMetrics),
+            metrics: Arc::new(LogLines),
         }
     }
 

@@ -13,7 +13,7 @@ use crate::clock::after;
 pub use crate::config::ProcessorSettings;
 use crate::downstream::Publisher;
 use crate::fetch::{DetailClient, FetchError, MAX_DETAIL_BYTES};
-use crate::metrics::{Metrics, NoMetrics};
+use crate::metrics::{LogLines, MessageLine, Metrics};
 use crate::ports::{
     Claim, InboundMessage, Outcome, Ports, QueueMessage, Record, Status, StoreError, MAX_ITEM_BYTES,
 };
@@ -57,12 +57,12 @@ impl Processor {
             ports,
             client,
             settings,
-            metrics: Arc::new(NoMetrics),
+            metrics: Arc::new(LogLines),
             publisher: None,
         }
     }
 
-    /// Counts every outcome in `metrics`.
+    /// Writes every handled message down in `metrics` (a log line apiece unless told otherwise).
     pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
         self.metrics = metrics;
         self
@@ -101,31 +101,35 @@ impl Processor {
                 return Verdict::TryAgain;
             }
         };
-        let (verdict, outcome) = self.process_message(&message, inbound).await;
+        let mut publication = None;
+        let (verdict, outcome) = self
+            .process_message(&message, inbound, &mut publication)
+            .await;
         let dead_lettered =
             verdict == Verdict::TryAgain && inbound.receive_count >= self.settings.max_receives;
-        if let Some(counted) = metric_outcome(outcome, dead_lettered) {
-            let fetch_ms = (outcome == "fetched").then(|| started.elapsed().as_secs_f64() * 1000.0);
-            self.metrics.processed(&message.provider, counted, fetch_ms);
-        }
-        tracing::info!(
-            provider = %message.provider,
-            tenant = %message.tenant,
-            event_type = %message.event_type,
-            key = %message.key,
+        let latency = started.elapsed();
+        self.metrics.processed(&MessageLine {
+            provider: &message.provider,
+            tenant: &message.tenant,
+            event_type: &message.event_type,
+            key: &message.key,
             outcome,
-            attempt = inbound.receive_count,
-            retry = verdict == Verdict::TryAgain,
-            latency_ms = started.elapsed().as_millis() as u64,
-            "processed"
-        );
+            counted: metric_outcome(outcome, dead_lettered),
+            attempt: inbound.receive_count,
+            retry: verdict == Verdict::TryAgain,
+            latency,
+            fetch: (outcome == "fetched").then_some(latency),
+            publication,
+        });
         verdict
     }
 
+    /// What became of the message, and of its downstream event in `publication`.
     async fn process_message(
         &self,
         message: &QueueMessage,
         inbound: &InboundMessage,
+        publication: &mut Option<&'static str>,
     ) -> (Verdict, &'static str) {
         let Some(entry) = self.providers.get(message.provider.as_str()) else {
             tracing::error!(provider = %message.provider, "message for a provider this processor does not know");
@@ -181,7 +185,7 @@ impl Processor {
                 label,
             ),
         };
-        let (outcome, verdict, label) = match self.publish(&record, outcome).await {
+        let (outcome, verdict, label) = match self.publish(&record, outcome, publication).await {
             Ok(outcome) => (outcome, verdict, label),
             Err(reason) => (
                 self.retry(reason, None, inbound).await,
@@ -210,21 +214,25 @@ impl Processor {
     }
 
     /// Publishes a record that is about to be `PROCESSED`; a failure is the reason to retry.
-    async fn publish(&self, record: &Record, outcome: Outcome) -> Result<Outcome, String> {
+    async fn publish(
+        &self,
+        record: &Record,
+        outcome: Outcome,
+        publication: &mut Option<&'static str>,
+    ) -> Result<Outcome, String> {
         let (Some(publisher), Outcome::Processed { detail }) = (&self.publisher, &outcome) else {
             return Ok(outcome);
         };
         let event = crate::downstream::processed(record, detail.as_deref());
-        match publisher.publish(&event).await {
-            Ok(()) => {
-                self.metrics.published("published");
-                Ok(outcome)
-            }
-            Err(error) => {
-                self.metrics.published("failed");
-                Err(format!("publishing the processed event failed: {error}"))
-            }
-        }
+        let published = publisher.publish(&event).await;
+        *publication = Some(if published.is_ok() {
+            "published"
+        } else {
+            "failed"
+        });
+        published
+            .map(|()| outcome)
+            .map_err(|error| format!("publishing the processed event failed: {error}"))
     }
 
     /// Stores a delivery the webhook function spilled, with the same conditional put, so that

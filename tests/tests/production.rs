@@ -189,12 +189,17 @@ async fn a_publication_that_fails_is_retried_like_a_fetch() {
 
 /// The outcomes of the lines that carry `metric`.
 fn outcomes(lines: &Captured, metric: &str) -> Vec<String> {
+    dimension_of(lines, metric, "Outcome")
+}
+
+/// The values of `dimension` on the lines that carry `metric`.
+fn dimension_of(lines: &Captured, metric: &str, dimension: &str) -> Vec<String> {
     lines
         .text()
         .lines()
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
         .filter(|line| line.get(metric).is_some())
-        .map(|line| line["Outcome"].as_str().unwrap().to_string())
+        .map(|line| line[dimension].as_str().unwrap().to_string())
         .collect()
 }
 
@@ -339,8 +344,8 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
         ]
     );
     assert_eq!(
-        outcomes(&lines, "Published").len(),
-        4,
+        dimension_of(&lines, "Published", "Publication"),
+        ["published"; 4],
         "fetched x2, TEST, erasure"
     );
 
@@ -363,4 +368,17 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
     let text = lines.text();
     assert!(text.contains("\"FetchLatency\""), "fetch latency measured");
     assert!(text.contains("\"AckLatency\""), "ack latency measured");
+    // Each webhook and each handled message is one line: its log line and its metrics.
+    let messages: Vec<String> = text
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .map(|line| line["message"].as_str().unwrap_or("-").to_string())
+        .collect();
+    let count = |name: &str| messages.iter().filter(|m| *m == name).count();
+    assert_eq!(
+        (count("webhook"), count("processed"), count("sweep")),
+        (12, 8, 1),
+        "{messages:?}"
+    );
+    assert_eq!(messages.len(), 21, "no other lines");
 }

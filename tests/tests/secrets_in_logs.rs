@@ -138,6 +138,16 @@ async fn load_malformed_tenant_documents() -> Vec<String> {
     held
 }
 
+/// The functions' own lines as a Lambda function writes them (one EMF line per webhook and
+/// per message), into the same capture as the log lines.
+fn emf(captured: &Captured) -> std::sync::Arc<shared::metrics::Emf<Captured>> {
+    std::sync::Arc::new(shared::metrics::Emf::new(
+        "Webhooks/test",
+        shared::clock::system(),
+        captured.clone(),
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_appears_in_any_log_line() {
     let captured = Captured::default();
@@ -163,12 +173,16 @@ async fn no_secret_appears_in_any_log_line() {
             3 => api.set(&format!("/{}/", kit.name()), Behavior::Status(500)),
             _ => {}
         }
-        let ingest = Ingest::new(
+        let mut ingest = Ingest::new(
             provider.clone(),
             directory(&tenants),
             backend.ports(),
             IngestSettings::default(),
         );
+        // Half the providers write their lines as the Lambda functions do (EMF).
+        if index % 2 == 1 {
+            ingest = ingest.with_metrics(emf(&captured));
+        }
         deliver_all(&kit, &ingest, &directory(&tenants)).await;
         processing.push(ProviderTenants {
             provider,
@@ -185,7 +199,8 @@ async fn no_secret_appears_in_any_log_line() {
             retry_backoff: Duration::ZERO,
             ..ProcessorSettings::default()
         },
-    );
+    )
+    .with_metrics(emf(&captured));
     backend.pump_until_empty(&processor, 60).await;
     backend.sweeper().sweep(100).await.unwrap();
     secrets.extend(load_malformed_tenant_documents().await);
@@ -204,6 +219,7 @@ async fn no_secret_appears_in_any_log_line() {
         logs.contains("\"processed\""),
         "processor log lines were captured"
     );
+    assert!(logs.contains("\"_aws\""), "EMF lines were captured");
     for value in &secrets {
         for start in 0..=value.len() - 8 {
             let piece = &value[start..start + 8];

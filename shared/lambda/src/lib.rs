@@ -14,7 +14,7 @@ use lambda_runtime::LambdaEvent;
 use shared::clock::{self, SharedClock};
 use shared::config::Settings;
 use shared::fetch::DetailClient;
-use shared::metrics::{Emf, Metrics, NoMetrics};
+use shared::metrics::{Emf, LogLines, Metrics};
 use shared::outbox::Sweeper;
 use shared::ports::{InboundMessage, Ports};
 use shared::process::{Processor, ProviderTenants};
@@ -168,7 +168,7 @@ impl Deployment {
     fn metrics(&self) -> Arc<dyn Metrics> {
         match &self.settings.metrics_namespace {
             Some(namespace) => Arc::new(Emf::stdout(namespace.clone(), self.clock.clone())),
-            None => Arc::new(NoMetrics),
+            None => Arc::new(LogLines),
         }
     }
 
