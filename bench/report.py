@@ -792,8 +792,8 @@ def cost_diagnosis(add, pairs):
                 + ("(the target met)." if after <= target else "(still above the target).")
             )
     add(
-        "- These are changes to the core (`shared/`) and the table, not to the benchmark; none of "
-        "them is made here. Two that the first cost run found are made: a large body is no longer "
+        "- These are changes to the core (`shared/`) and the table, not to the benchmark, and none "
+        "of them is made. Two that the first cost run pointed to are made: a large body is no longer "
         "rewritten by the claim and the finish (see above), and each webhook and each handled "
         "message writes one line, its log line and its metrics in one (there were two and three). "
         "The floor for any design on this stack is what both pay alike: API "
