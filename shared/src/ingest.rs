@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::after;
 pub use crate::config::IngestSettings;
-use crate::metrics::{LogLines, Metrics, WebhookLine};
+use crate::metrics::{About, LogLines, Metrics, WebhookLine};
 use crate::ports::{
     subject_of, Ports, PutOutcome, QueueMessage, Record, Status, StoreError, MAX_ITEM_BYTES,
 };
@@ -94,10 +94,12 @@ impl Ingest {
             Err(error) => (error.outcome(), error.into_response()),
         };
         self.metrics.webhook(&WebhookLine {
-            provider: self.provider.name(),
-            tenant: trail.tenant.as_deref().unwrap_or("-"),
-            event_type: trail.event_type.as_deref().unwrap_or("-"),
-            key: trail.key.as_deref().unwrap_or("-"),
+            about: About {
+                provider: self.provider.name(),
+                tenant: trail.tenant.as_deref().unwrap_or("-"),
+                event_type: trail.event_type.as_deref().unwrap_or("-"),
+                key: trail.key.as_deref().unwrap_or("-"),
+            },
             outcome,
             status: response.status().as_u16(),
             latency: started.elapsed(),

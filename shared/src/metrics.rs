@@ -12,13 +12,32 @@ use serde_json::{json, Map, Value};
 
 use crate::clock::SharedClock;
 
-/// One webhook answered.
+/// The event a line is about (`-` for what is not known yet).
 #[derive(Debug, Clone, Copy)]
-pub struct WebhookLine<'a> {
+pub struct About<'a> {
     pub provider: &'a str,
     pub tenant: &'a str,
     pub event_type: &'a str,
     pub key: &'a str,
+}
+
+impl About<'_> {
+    /// Its fields on an EMF line, under `message`; `Provider` is also a dimension.
+    fn fields(&self, message: &str) -> Map<String, Value> {
+        into_map(json!({
+            "message": message,
+            "Provider": self.provider,
+            "tenant": self.tenant,
+            "event_type": self.event_type,
+            "key": self.key,
+        }))
+    }
+}
+
+/// One webhook answered.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookLine<'a> {
+    pub about: About<'a>,
     /// `accepted`, `duplicate`, `quarantined`, `spilled`, `stored_not_queued`, `in_flight`,
     /// `unauthorized`, `too_large`, `bad_method`, `unstorable`, `unavailable`.
     pub outcome: &'a str,
@@ -29,10 +48,7 @@ pub struct WebhookLine<'a> {
 /// One queued event handled.
 #[derive(Debug, Clone, Copy)]
 pub struct MessageLine<'a> {
-    pub provider: &'a str,
-    pub tenant: &'a str,
-    pub event_type: &'a str,
-    pub key: &'a str,
+    pub about: About<'a>,
     /// What the processor did, in its own words (`fetched`, `busy`, `claim_lost`, …).
     pub outcome: &'a str,
     /// What it counts as: `fetched`, `stored_without_fetch`, `erased`, `retried`, `throttled`,
@@ -61,10 +77,10 @@ pub struct LogLines;
 impl Metrics for LogLines {
     fn webhook(&self, line: &WebhookLine<'_>) {
         tracing::info!(
-            provider = line.provider,
-            tenant = line.tenant,
-            event_type = line.event_type,
-            key = line.key,
+            provider = line.about.provider,
+            tenant = line.about.tenant,
+            event_type = line.about.event_type,
+            key = line.about.key,
             outcome = line.outcome,
             status = line.status,
             latency_us = line.latency.as_micros() as u64,
@@ -74,10 +90,10 @@ impl Metrics for LogLines {
 
     fn processed(&self, line: &MessageLine<'_>) {
         tracing::info!(
-            provider = line.provider,
-            tenant = line.tenant,
-            event_type = line.event_type,
-            key = line.key,
+            provider = line.about.provider,
+            tenant = line.about.tenant,
+            event_type = line.about.event_type,
+            key = line.about.key,
             outcome = line.outcome,
             attempt = line.attempt,
             retry = line.retry,
@@ -163,17 +179,11 @@ fn milliseconds(duration: Duration) -> Value {
 
 impl<W: Write + Send> Metrics for Emf<W> {
     fn webhook(&self, line: &WebhookLine<'_>) {
-        let fields = json!({
-            "message": "webhook",
-            "Provider": line.provider,
-            "tenant": line.tenant,
-            "event_type": line.event_type,
-            "key": line.key,
-            "Outcome": line.outcome,
-            "status": line.status,
-        });
+        let mut fields = line.about.fields("webhook");
+        fields.insert("Outcome".into(), json!(line.outcome));
+        fields.insert("status".into(), json!(line.status));
         self.write(
-            into_map(fields),
+            fields,
             &[
                 Measure {
                     name: "Webhooks",
@@ -192,17 +202,13 @@ impl<W: Write + Send> Metrics for Emf<W> {
     }
 
     fn processed(&self, line: &MessageLine<'_>) {
-        let mut fields = into_map(json!({
-            "message": "processed",
-            "Provider": line.provider,
-            "tenant": line.tenant,
-            "event_type": line.event_type,
-            "key": line.key,
+        let mut fields = line.about.fields("processed");
+        fields.extend(into_map(json!({
             "outcome": line.outcome,
             "attempt": line.attempt,
             "retry": line.retry,
             "latency_ms": line.latency.as_millis() as u64,
-        }));
+        })));
         let mut measures = Vec::new();
         if let Some(counted) = line.counted {
             fields.insert("Outcome".into(), json!(counted));
@@ -271,16 +277,20 @@ mod tests {
         }
     }
 
+    const ABOUT: About<'static> = About {
+        provider: "egym",
+        tenant: "gym-1",
+        event_type: "GYM_CHECKIN",
+        key: "egym#gym-1#k",
+    };
+
     #[test]
     fn a_webhook_line_is_embedded_metric_format() {
         let lines = Lines::default();
         let clock = crate::clock::ManualClock::starting_at(1_700_000_000_000);
         let emf = Emf::new("Webhooks/test", clock, lines.clone());
         emf.webhook(&WebhookLine {
-            provider: "egym",
-            tenant: "gym-1",
-            event_type: "GYM_CHECKIN",
-            key: "egym#gym-1#k",
+            about: ABOUT,
             outcome: "quarantined",
             status: 202,
             latency: Duration::from_micros(1500),
@@ -313,10 +323,7 @@ mod tests {
         let lines = Lines::default();
         let emf = Emf::new("Webhooks/test", crate::clock::system(), lines.clone());
         let handled = MessageLine {
-            provider: "egym",
-            tenant: "gym-1",
-            event_type: "GYM_CHECKIN",
-            key: "egym#gym-1#k",
+            about: ABOUT,
             outcome: "fetched",
             counted: Some("fetched"),
             attempt: 1,

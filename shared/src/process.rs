@@ -13,7 +13,7 @@ use crate::clock::after;
 pub use crate::config::ProcessorSettings;
 use crate::downstream::Publisher;
 use crate::fetch::{DetailClient, FetchError, MAX_DETAIL_BYTES};
-use crate::metrics::{LogLines, MessageLine, Metrics};
+use crate::metrics::{About, LogLines, MessageLine, Metrics};
 use crate::ports::{
     Claim, InboundMessage, Outcome, Ports, QueueMessage, Record, Status, StoreError, MAX_ITEM_BYTES,
 };
@@ -109,10 +109,12 @@ impl Processor {
             verdict == Verdict::TryAgain && inbound.receive_count >= self.settings.max_receives;
         let latency = started.elapsed();
         self.metrics.processed(&MessageLine {
-            provider: &message.provider,
-            tenant: &message.tenant,
-            event_type: &message.event_type,
-            key: &message.key,
+            about: About {
+                provider: &message.provider,
+                tenant: &message.tenant,
+                event_type: &message.event_type,
+                key: &message.key,
+            },
             outcome,
             counted: metric_outcome(outcome, dead_lettered),
             attempt: inbound.receive_count,

@@ -68,6 +68,21 @@ impl DynamoStore {
     }
 }
 
+/// A conditional write whose condition did not hold is no failure here (the item is there
+/// already, or not there to change); any other error is.
+fn unless_condition_failed<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<(), StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Err(error) if error.code() != Some("ConditionalCheckFailedException") => {
+            Err(store_error(&error))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A refusal DynamoDB will repeat (a value it cannot hold) apart from a passing failure.
 fn store_error<E, R>(error: &SdkError<E, R>) -> StoreError
 where
@@ -375,16 +390,22 @@ impl DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match result {
-            Err(error)
-                if !error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(store_error(&error))
-            }
-            _ => Ok(()),
-        }
+        unless_condition_failed(result)
+    }
+
+    /// Sets `erased_at` on the item `pk` and removes `attributes` from it, if the item exists.
+    async fn erase_item(&self, pk: &str, attributes: &str, now_ms: i64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .update_expression(format!("SET erased_at = :now REMOVE {attributes}"))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", n(now_ms))
+            .send()
+            .await;
+        unless_condition_failed(result)
     }
 
     /// The record of `item`, with its body read from the body's own item where it is kept
@@ -749,46 +770,11 @@ impl Store for DynamoStore {
     }
 
     async fn erase_record(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(key))
-            .update_expression("SET erased_at = :now REMOVE body, detail, body_apart")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":now", n(now_ms))
-            .send()
-            .await;
-        if let Err(error) = result {
-            if !error
-                .as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception())
-            {
-                return Err(store_error(&error));
-            }
-        }
+        self.erase_item(key, "body, detail, body_apart", now_ms)
+            .await?;
         // The body's own item, where there is one; an update, not a delete, keeps the
         // functions' permissions as they are (an erasure is rare; what it writes does not matter).
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(&body_key(key)))
-            .update_expression("SET erased_at = :now REMOVE body")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":now", n(now_ms))
-            .send()
-            .await;
-        match result {
-            Err(error)
-                if !error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(store_error(&error))
-            }
-            _ => Ok(()),
-        }
+        self.erase_item(&body_key(key), "body", now_ms).await
     }
 }
 
