@@ -25,6 +25,13 @@ pub struct IngestSettings {
     pub retention: Duration,
 }
 
+impl IngestSettings {
+    /// When a record received at `now_ms` expires (DynamoDB TTL, epoch seconds).
+    pub fn expires_at(&self, now_ms: i64) -> i64 {
+        (now_ms / 1000) + self.retention.as_secs() as i64
+    }
+}
+
 impl Default for IngestSettings {
     fn default() -> Self {
         IngestSettings {
@@ -69,7 +76,7 @@ impl ProcessorSettings {
             .retry_backoff
             .as_secs()
             .saturating_mul(1 << attempt.clamp(1, 16).saturating_sub(1));
-        doubled.min(900) as u32
+        doubled.min(u64::from(crate::ports::MAX_DELAY_SECONDS)) as u32
     }
 }
 

@@ -1,5 +1,6 @@
 //! The ingest path of one webhook request:
-//! limit -> method -> verify -> parse -> dedupe -> store -> enqueue -> answer.
+//! limit -> method -> verify -> parse (or quarantine) -> dedupe -> store (or spill to the
+//! queue) -> enqueue -> answer.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +14,8 @@ use crate::clock::after;
 pub use crate::config::IngestSettings;
 use crate::metrics::{About, LogLines, Metrics, WebhookLine};
 use crate::ports::{
-    subject_of, Ports, PutOutcome, QueueMessage, Record, Status, StoreError, MAX_ITEM_BYTES,
+    subject_of, Ports, PutOutcome, QueueMessage, Record, Status, StoreError, BASE64_BODY_FACTS,
+    MAX_ITEM_BYTES,
 };
 use crate::providers::Provider;
 use crate::response::{Ack, IngestError};
@@ -234,7 +236,7 @@ impl Delivery<'_> {
             provider: name.to_string(),
             tenant: self.tenant.id.clone(),
             received_at_ms: now,
-            expires_at: (now / 1000) + settings.retention.as_secs() as i64,
+            expires_at: settings.expires_at(now),
             unauthenticated: self.unauthenticated,
             ..Record::default()
         };
@@ -257,7 +259,7 @@ impl Delivery<'_> {
                     Ok(text) => (text.to_string(), None),
                     Err(_) => (
                         base64::engine::general_purpose::STANDARD.encode(self.body),
-                        Some(r#"{"body_encoding":"base64"}"#.to_string()),
+                        Some(BASE64_BODY_FACTS.to_string()),
                     ),
                 };
                 Record {
@@ -277,8 +279,8 @@ impl Delivery<'_> {
     }
 }
 
-/// Every provider posts JSON. A body declared as something else is refused; a request without
-/// a content-type is read as JSON.
+/// Every provider posts JSON. An authentic body declared as something else is quarantined; a
+/// request without a content-type is read as JSON.
 fn declares_json(request: &WebhookRequest) -> bool {
     let Some(value) = request.headers().get(http::header::CONTENT_TYPE) else {
         return true;

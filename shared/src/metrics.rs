@@ -38,7 +38,7 @@ impl About<'_> {
 #[derive(Debug, Clone, Copy)]
 pub struct WebhookLine<'a> {
     pub about: About<'a>,
-    /// `accepted`, `duplicate`, `quarantined`, `spilled`, `stored_not_queued`, `in_flight`,
+    /// `accepted`, `duplicate`, `quarantined`, `spilled`, `stored_not_queued`,
     /// `unauthorized`, `too_large`, `bad_method`, `unstorable`, `unavailable`.
     pub outcome: &'a str,
     pub status: u16,
@@ -57,9 +57,8 @@ pub struct MessageLine<'a> {
     pub counted: Option<&'a str>,
     pub attempt: u32,
     pub retry: bool,
+    /// How long the message took (`FetchLatency` where it was `fetched`).
     pub latency: Duration,
-    /// The API calls' time, where the details were fetched.
-    pub fetch: Option<Duration>,
     /// The downstream event: `published` or `failed`, where one was due.
     pub publication: Option<&'a str>,
 }
@@ -218,11 +217,11 @@ impl<W: Write + Send> Metrics for Emf<W> {
                 value: json!(1),
                 dimensions: BY_PROVIDER_AND_OUTCOME,
             });
-            if let Some(fetch) = line.fetch {
+            if line.outcome == "fetched" {
                 measures.push(Measure {
                     name: "FetchLatency",
                     unit: "Milliseconds",
-                    value: milliseconds(fetch),
+                    value: milliseconds(line.latency),
                     dimensions: BY_PROVIDER,
                 });
             }
@@ -328,15 +327,13 @@ mod tests {
             counted: Some("fetched"),
             attempt: 1,
             retry: false,
-            latency: Duration::from_millis(9),
-            fetch: Some(Duration::from_millis(7)),
+            latency: Duration::from_millis(7),
             publication: Some("published"),
         };
         emf.processed(&handled);
         emf.processed(&MessageLine {
             outcome: "already_finished",
             counted: None,
-            fetch: None,
             publication: None,
             ..handled
         });

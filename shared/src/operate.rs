@@ -3,6 +3,7 @@
 //! command line and the dev server's pages are thin shells around this.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine;
 
@@ -10,6 +11,7 @@ use crate::clock::after;
 use crate::config::IngestSettings;
 use crate::ingest::Delivery;
 use crate::ports::{subject_of, EventFilter, Ports, PutOutcome, Record, Status, StoreError};
+use crate::providers::Provider;
 use crate::tenants::TenantDirectory;
 
 /// What an operator can be told went wrong, with what to do about it.
@@ -70,9 +72,7 @@ impl Operations {
     ) -> Result<EventFilter, OperateError> {
         let providers = match provider {
             Some(name) => {
-                crate::providers::by_name(name).ok_or_else(|| {
-                    OperateError::UnknownProvider(name.to_string(), provider_names().join(", "))
-                })?;
+                known_provider(name)?;
                 vec![name.to_string()]
             }
             None => provider_names(),
@@ -127,28 +127,33 @@ impl Operations {
         )
     }
 
-    /// Runs a quarantined delivery through its provider's current parser; if it now parses,
-    /// stores and queues it under its real dedup key (counted once, like any delivery) and
-    /// marks the quarantined record as released. Returns the real key.
-    pub async fn release(
-        &self,
-        key: &str,
-        tenants: &TenantDirectory,
-    ) -> Result<String, OperateError> {
-        let quarantined = self.show(key).await?;
-        if quarantined.status != Status::Quarantined {
+    /// The quarantined record under `key` (what [`Operations::release`] takes); an error if
+    /// there is none or it is not quarantined (released already).
+    pub async fn quarantined(&self, key: &str) -> Result<Record, OperateError> {
+        let record = self.show(key).await?;
+        if record.status != Status::Quarantined {
             return Err(OperateError::NotQuarantined(
                 key.to_string(),
-                quarantined.status.as_str(),
+                record.status.as_str(),
             ));
         }
-        let provider = crate::providers::by_name(&quarantined.provider).ok_or_else(|| {
-            OperateError::UnknownProvider(quarantined.provider.clone(), provider_names().join(", "))
-        })?;
+        Ok(record)
+    }
+
+    /// Runs a quarantined delivery (from [`Operations::quarantined`]) through its provider's
+    /// current parser; if it now parses, stores and queues it under its real dedup key
+    /// (counted once, like any delivery) and marks the quarantined record as released.
+    /// Returns the real key.
+    pub async fn release(
+        &self,
+        quarantined: &Record,
+        tenants: &TenantDirectory,
+    ) -> Result<String, OperateError> {
+        let provider = known_provider(&quarantined.provider)?;
         let tenant = tenants.get(&quarantined.tenant).ok_or_else(|| {
             OperateError::UnknownTenant(quarantined.tenant.clone(), quarantined.provider.clone())
         })?;
-        let body = raw_body(&quarantined);
+        let body = raw_body(quarantined);
         let delivery = Delivery {
             provider: provider.as_ref(),
             tenant,
@@ -168,8 +173,11 @@ impl Operations {
             // A failed send leaves it to the sweeper, like a webhook's.
             let _ = self.ports.outbox.enqueue(&record.message()).await;
         }
-        let note = serde_json::json!({ "released_as": record.key }).to_string();
-        self.ports.store.resolve_quarantine(key, &note, now).await?;
+        let note = serde_json::json!({ RELEASED_AS: record.key }).to_string();
+        self.ports
+            .store
+            .resolve_quarantine(&quarantined.key, &note, now)
+            .await?;
         Ok(record.key)
     }
 
@@ -181,11 +189,9 @@ impl Operations {
         tenant: &str,
         subject: &str,
     ) -> Result<usize, OperateError> {
-        crate::providers::by_name(provider).ok_or_else(|| {
-            OperateError::UnknownProvider(provider.to_string(), provider_names().join(", "))
-        })?;
+        known_provider(provider)?;
         let now = self.ports.clock.now_ms();
-        let keep_tombstone_until = (now / 1000) + self.settings.retention.as_secs() as i64;
+        let keep_tombstone_until = self.settings.expires_at(now);
         Ok(self
             .ports
             .store
@@ -216,6 +222,12 @@ impl Operations {
     }
 }
 
+/// The provider named `name`, or an error that names the known ones.
+fn known_provider(name: &str) -> Result<Arc<dyn Provider>, OperateError> {
+    crate::providers::by_name(name)
+        .ok_or_else(|| OperateError::UnknownProvider(name.to_string(), provider_names().join(", ")))
+}
+
 fn provider_names() -> Vec<String> {
     crate::providers::all()
         .iter()
@@ -223,14 +235,22 @@ fn provider_names() -> Vec<String> {
         .collect()
 }
 
+/// Where a released quarantine's note names the record it was stored as.
+const RELEASED_AS: &str = "released_as";
+
+/// The key a quarantined delivery was released as, if this record is one that was released.
+pub fn released_as(record: &Record) -> Option<String> {
+    let note = record
+        .detail
+        .as_deref()
+        .filter(|_| record.status == Status::Processed)?;
+    let note: serde_json::Value = serde_json::from_str(note).ok()?;
+    note[RELEASED_AS].as_str().map(str::to_string)
+}
+
 /// The body as it came: quarantined bodies that were not UTF-8 are kept Base64-encoded.
 pub fn raw_body(record: &Record) -> Vec<u8> {
-    let base64 = record
-        .facts
-        .as_deref()
-        .and_then(|facts| serde_json::from_str::<serde_json::Value>(facts).ok())
-        .is_some_and(|facts| facts["body_encoding"] == "base64");
-    if base64 {
+    if record.body_is_base64() {
         base64::engine::general_purpose::STANDARD
             .decode(&record.body)
             .unwrap_or_default()

@@ -13,7 +13,7 @@ use crate::metrics::{LogLines, Metrics};
 use crate::ports::{Outbox, Ports, Queue, QueueError, QueueMessage, Store, StoreError};
 
 /// Sends the message, then marks the record `QUEUED`. If the send fails the lease is released
-/// at once, so the sweeper (or a retry) can take it over.
+/// at once, so the sweeper can take it over.
 pub struct SendThenMark {
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
@@ -31,7 +31,7 @@ impl SendThenMark {
 }
 
 impl SendThenMark {
-    /// Sends; if that fails, releases the lease at once so that the sweeper (or a retry) can
+    /// Sends; if that fails, releases the lease at once so that the sweeper can
     /// take the record over.
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError> {
         if let Err(error) = self.queue.send(message).await {

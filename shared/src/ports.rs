@@ -3,7 +3,8 @@
 //! implement them and pass one conformance suite (`tests/tests/conformance.rs`).
 //!
 //! A record is created once per dedup key with a conditional put; a record still `RECEIVED`
-//! carries a lease so that only one delivery at a time tries to enqueue it. The processor claims
+//! carries a lease so that only its own delivery enqueues it until the lease ends, then the
+//! sweeper. The processor claims
 //! a record with a lease of its own (`PROCESSING`) and finishes it only while it holds that lease.
 
 use std::sync::Arc;
@@ -85,6 +86,15 @@ impl EventFilter {
     }
 }
 
+impl EventFilter {
+    /// The records a listing answers: newest first (ties by key, descending), at most `limit`.
+    pub fn newest(&self, mut records: Vec<Record>) -> Vec<Record> {
+        records.sort_by(|a, b| (b.received_at_ms, &b.key).cmp(&(a.received_at_ms, &a.key)));
+        records.truncate(self.limit);
+        records
+    }
+}
+
 /// The day (since the Unix epoch, UTC) a record was received: the partition of the listing
 /// index, one per provider and day.
 pub fn day_of(received_at_ms: i64) -> i64 {
@@ -125,7 +135,18 @@ pub struct Record {
     pub unauthenticated: bool,
 }
 
+/// The facts of a quarantined record whose body was not UTF-8 and is kept Base64-encoded.
+pub const BASE64_BODY_FACTS: &str = r#"{"body_encoding":"base64"}"#;
+
 impl Record {
+    /// Whether the body is kept Base64-encoded (see [`BASE64_BODY_FACTS`]).
+    pub fn body_is_base64(&self) -> bool {
+        self.facts
+            .as_deref()
+            .and_then(|facts| serde_json::from_str::<serde_json::Value>(facts).ok())
+            .is_some_and(|facts| facts["body_encoding"] == "base64")
+    }
+
     /// What the processor needs to find this record again.
     pub fn message(&self) -> QueueMessage {
         QueueMessage {
@@ -240,7 +261,7 @@ pub struct Pending {
 pub enum Claim {
     /// Ours until the lease ends; the record as it is now.
     Claimed(Box<Record>),
-    /// Already `PROCESSED` or `FAILED`: nothing to do.
+    /// Already `PROCESSED`, `FAILED` or `QUARANTINED`: nothing to do.
     Finished(Status),
     /// Another processor holds a live lease.
     Busy,
@@ -276,6 +297,11 @@ impl Outcome {
         }
     }
 
+    /// When the record was processed, if this outcome processes it.
+    pub fn processed_at(&self, now_ms: i64) -> Option<i64> {
+        matches!(self, Outcome::Processed { .. }).then_some(now_ms)
+    }
+
     /// The detail to store, where there is one.
     pub fn detail(&self) -> Option<&str> {
         match self {
@@ -285,7 +311,8 @@ impl Outcome {
     }
 }
 
-/// What an earlier delivery left behind, as far as the ingest path cares.
+/// What an earlier delivery left behind (the conditional put reports it; the ingest path
+/// answers any copy as a duplicate whatever it says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Existing {
     pub status: Status,
@@ -319,7 +346,7 @@ pub trait Store: Send + Sync {
         seen_lease_until_ms: i64,
         new_lease_until_ms: i64,
     ) -> Result<bool, StoreError>;
-    /// Ends the lease of a `RECEIVED` record now, so the sender's retry can take it over.
+    /// Ends the lease of a `RECEIVED` record now, so the sweeper takes it over at once.
     async fn release(&self, key: &str, now_ms: i64) -> Result<(), StoreError>;
     /// `RECEIVED` -> `QUEUED`. Leaves the record alone if the processor already moved it on.
     async fn mark_queued(&self, key: &str) -> Result<(), StoreError>;
@@ -408,6 +435,12 @@ pub struct InboundMessage {
 #[error("queue unavailable: {0}")]
 pub struct QueueError(pub String);
 
+/// The longest a message can be delayed when sent (SQS's limit, kept by every queue).
+pub const MAX_DELAY_SECONDS: u32 = 900;
+
+/// The longest a received message can be hidden (SQS's limit, kept by every queue).
+pub const MAX_VISIBILITY_SECONDS: u32 = 43_200;
+
 #[async_trait]
 pub trait Queue: Send + Sync {
     async fn send(&self, message: &QueueMessage) -> Result<(), QueueError>;
@@ -437,7 +470,7 @@ pub trait QueueConsumer: Send + Sync {
 
 /// The outbox step: puts the message of a stored `RECEIVED` record, whose lease the caller
 /// holds, into the queue and marks the record `QUEUED`. If the message could not be queued
-/// the lease is released, so that the sweeper (or the sender's retry) takes the record over.
+/// the lease is released, so that the sweeper takes the record over.
 /// Each adapter pair implements it as its store and queue allow: send then mark for SQS and
 /// DynamoDB ([`crate::outbox::SendThenMark`]), one transaction for SQLite.
 #[async_trait]

@@ -15,7 +15,8 @@ use crate::downstream::Publisher;
 use crate::fetch::{DetailClient, FetchError, MAX_DETAIL_BYTES};
 use crate::metrics::{About, LogLines, MessageLine, Metrics};
 use crate::ports::{
-    Claim, InboundMessage, Outcome, Ports, QueueMessage, Record, Status, StoreError, MAX_ITEM_BYTES,
+    Claim, InboundMessage, Outcome, Ports, QueueConsumer, QueueError, QueueMessage, Record, Status,
+    StoreError, MAX_DELAY_SECONDS, MAX_ITEM_BYTES,
 };
 use crate::providers::{Processing, Provider};
 use crate::tenants::{Tenant, TenantSource};
@@ -91,6 +92,23 @@ impl Processor {
             .await
     }
 
+    /// Processes a batch a consumer received from `queue` itself (the dev server, tools; in AWS,
+    /// Lambda's event source does this) and deletes every message that is done with; the rest
+    /// come back when their visibility ends.
+    pub async fn process_received(
+        &self,
+        queue: &dyn QueueConsumer,
+        batch: Vec<InboundMessage>,
+    ) -> Result<(), QueueError> {
+        let failed = self.process_batch(batch.clone()).await;
+        let done: Vec<String> = batch
+            .into_iter()
+            .filter(|m| !failed.contains(&m.id))
+            .filter_map(|m| m.receipt_handle)
+            .collect();
+        queue.delete_all(&done).await
+    }
+
     pub async fn process(&self, inbound: &InboundMessage) -> Verdict {
         let started = Instant::now();
         let message: QueueMessage = match serde_json::from_str(&inbound.body) {
@@ -120,7 +138,6 @@ impl Processor {
             attempt: inbound.receive_count,
             retry: verdict == Verdict::TryAgain,
             latency,
-            fetch: (outcome == "fetched").then_some(latency),
             publication,
         });
         verdict
@@ -483,7 +500,7 @@ impl Processor {
             throttled: message.throttled + 1,
             ..message.clone()
         };
-        let wait = wait.clamp(1, MAX_QUEUE_DELAY_SECONDS);
+        let wait = wait.clamp(1, MAX_DELAY_SECONDS);
         if let Err(error) = self.ports.queue.send_later(&copy, wait).await {
             tracing::warn!(key = %message.key, error = %error, "could not queue the delayed copy; retrying the message instead");
             return None;
@@ -519,7 +536,6 @@ impl Processor {
 /// attempt.
 pub const MAX_THROTTLED: u32 = 60;
 /// SQS delays a message by at most 15 minutes.
-const MAX_QUEUE_DELAY_SECONDS: u32 = 900;
 /// When an erasure runs its second pass (the subject index is eventually consistent).
 const ERASE_AGAIN_AFTER_SECONDS: u32 = 60;
 /// How long a 429 without `Retry-After` waits: Magicline's rate-limit window is one minute.

@@ -186,13 +186,7 @@ impl Place {
                         return total;
                     }
                     total += batch.len();
-                    let failed = processor.process_batch(batch.clone()).await;
-                    let done: Vec<String> = batch
-                        .iter()
-                        .filter(|m| !failed.contains(&m.id))
-                        .filter_map(|m| m.receipt_handle.clone())
-                        .collect();
-                    queue.delete_all(&done).await.unwrap();
+                    processor.process_received(queue, batch).await.unwrap();
                 }
             }
         }

@@ -398,13 +398,7 @@ async fn work(
             }
             continue;
         }
-        let failed = processor.process_batch(batch.clone()).await;
-        let done: Vec<String> = batch
-            .iter()
-            .filter(|m| !failed.contains(&m.id))
-            .filter_map(|m| m.receipt_handle.clone())
-            .collect();
-        if let Err(error) = queue.delete_all(&done).await {
+        if let Err(error) = processor.process_received(queue.as_ref(), batch).await {
             tracing::error!(error = %error, "queue delete failed; the messages come back and are skipped as done");
         }
     }

@@ -511,7 +511,7 @@ fn record_view(record: &Record) -> String {
             |error| format!(r#"<dd class="err">{}</dd>"#, esc(error))
         ),
     );
-    let base64 = facts(record).is_some_and(|facts| facts["body_encoding"] == "base64");
+    let base64 = record.body_is_base64();
     out.push_str("<section><h2>Body</h2>");
     if record.body.is_empty() {
         out.push_str(if record.erased_at_ms.is_some() {
@@ -545,10 +545,6 @@ fn record_view(record: &Record) -> String {
     out
 }
 
-fn facts(record: &Record) -> Option<serde_json::Value> {
-    serde_json::from_str(record.facts.as_deref()?).ok()
-}
-
 /// JSON re-indented (values exactly as sent), or the text as it is.
 fn json_block(text: &str) -> String {
     format!(
@@ -560,13 +556,7 @@ fn json_block(text: &str) -> String {
 /// Replay for every event but quarantined ones; release for quarantined ones.
 fn actions(record: &Record) -> String {
     let link = esc(&pct(&record.key));
-    let released_as = record
-        .detail
-        .as_deref()
-        .filter(|_| record.status == Status::Processed)
-        .and_then(|detail| serde_json::from_str::<serde_json::Value>(detail).ok())
-        .and_then(|detail| detail["released_as"].as_str().map(str::to_string));
-    if let Some(released_as) = released_as {
+    if let Some(released_as) = shared::operate::released_as(record) {
         return format!(
             r#"<div class="actions"><p>Released from quarantine as <a href="/events/{}" class="mono">{}</a>: replay that one if needed.</p></div>"#,
             esc(&pct(&released_as)),
@@ -632,11 +622,11 @@ pub async fn release(
     if let Some(why) = cross_site(&headers) {
         return refused(why);
     }
-    let released = match state.operations.show(&key).await {
+    let released = match state.operations.quarantined(&key).await {
         Ok(record) => {
             let none = TenantDirectory::empty();
             let tenants = state.tenants.get(&record.provider).unwrap_or(&none);
-            state.operations.release(&key, tenants).await
+            state.operations.release(&record, tenants).await
         }
         Err(error) => Err(error),
     };

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::{json, Value};
-use shared::operate::{OperateError, Replayed};
+use shared::operate::Replayed;
 use shared::ports::Status;
 
 use crate::args::{
@@ -81,12 +81,9 @@ pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
             Ok(0)
         }
         Command::Quarantine(QuarantineCommand::Release { key }) => {
-            let record = target.operations.show(&key).await?;
-            if record.status != Status::Quarantined {
-                return Err(OperateError::NotQuarantined(key, record.status.as_str()).into());
-            }
+            let record = target.operations.quarantined(&key).await?;
             let tenants = target.tenants(&record.provider).await?;
-            let released_as = target.operations.release(&key, &tenants).await?;
+            let released_as = target.operations.release(&record, &tenants).await?;
             if json {
                 writeln!(
                     out,

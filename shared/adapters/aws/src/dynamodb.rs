@@ -1,10 +1,12 @@
-//! The event store port on Amazon DynamoDB: conditional puts and updates on one table, the
-//! `by_subject` index for erasure and the sparse `pending_by_lease` index for the sweeper.
+//! The event store port on Amazon DynamoDB: conditional puts and updates on one table, with
+//! the `by_subject` index for erasure, the sparse `pending_by_lease` index for the sweeper and
+//! the `by_day` and sparse `by_attention` indexes for listings. Beside the records the table
+//! holds erasure tombstones and bodies kept apart.
 //!
 //! DynamoDB bills every write by the size of the whole item, before or after, whichever is
-//! larger. A record is written three times (stored, claimed, finished), so a body that would
-//! take it over one write unit is kept in an item of its own, written once beside the record
-//! (see [`body_apart`]).
+//! larger. A record is written three times (stored, claimed, finished), so a body over one
+//! write unit is kept in an item of its own, written once beside the record (see
+//! [`body_apart`]).
 
 use std::collections::HashMap;
 
@@ -142,10 +144,9 @@ impl DynamoStore {
             if found.len() >= filter.limit {
                 return Ok(());
             }
-            let mut records = self
+            let records = self
                 .get_many(chunk.iter().map(|(key, _)| key.as_str()))
                 .await?;
-            records.sort_by(|a, b| (b.received_at_ms, &b.key).cmp(&(a.received_at_ms, &a.key)));
             found.extend(records.into_iter().filter(|r| filter.matches(r)));
         }
         Ok(())
@@ -194,9 +195,9 @@ const SUMMARY_ATTRIBUTES: &str = "pk, provider, tenant, event_type, entity_id, s
      received_at, #status, lease_until, expires_at, attempts, processed_at, last_error, \
      erased_at, unauthenticated";
 
-/// The listing index's partition of a record: its provider and the day it was received.
-fn day_key(provider: &str, received_at_ms: i64) -> String {
-    format!("{provider}#{}", day_of(received_at_ms))
+/// The listing index's partition: a provider and a day (see [`day_of`]).
+fn day_key(provider: &str, day: i64) -> String {
+    format!("{provider}#{day}")
 }
 
 fn s(value: &str) -> AttributeValue {
@@ -259,7 +260,7 @@ fn to_item(record: &Record) -> HashMap<String, AttributeValue> {
     ]);
     item.insert(
         "day".to_string(),
-        s(&day_key(&record.provider, record.received_at_ms)),
+        s(&day_key(&record.provider, day_of(record.received_at_ms))),
     );
     if body_apart(record) {
         item.insert(BODY_APART.to_string(), AttributeValue::Bool(true));
@@ -409,7 +410,7 @@ impl DynamoStore {
     }
 
     /// The record of `item`, with its body read from the body's own item where it is kept
-    /// apart. `None` when that item holds no body (expired, or erased half-way).
+    /// apart. `None` when that item holds no body (expired, or read while an erasure runs).
     async fn with_body(
         &self,
         item: &HashMap<String, AttributeValue>,
@@ -617,8 +618,8 @@ impl Store for DynamoStore {
         ];
         let mut set = vec!["#status = :status"];
         let mut remove = vec!["lease_until"];
-        if let Outcome::Processed { .. } = outcome {
-            values.push((":now", n(now_ms)));
+        if let Some(at) = outcome.processed_at(now_ms) {
+            values.push((":now", n(at)));
             set.push("processed_at = :now");
         }
         if let Some(detail) = outcome.detail() {
@@ -659,7 +660,7 @@ impl Store for DynamoStore {
                 while day >= day_of(filter.since_ms) && found.len() < filter.limit {
                     let mut keys = Vec::new();
                     for provider in &filter.providers {
-                        let partition = format!("{provider}#{day}");
+                        let partition = day_key(provider, day);
                         keys.extend(self.keys_in(DAY_INDEX, "day", &partition, filter).await?);
                     }
                     keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
@@ -668,9 +669,7 @@ impl Store for DynamoStore {
                 }
             }
         }
-        found.sort_by(|a, b| (b.received_at_ms, &b.key).cmp(&(a.received_at_ms, &a.key)));
-        found.truncate(filter.limit);
-        Ok(found)
+        Ok(filter.newest(found))
     }
 
     async fn reopen(
@@ -796,7 +795,7 @@ pub const ATTENTION_INDEX: &str = "by_attention";
 pub const PENDING_INDEX: &str = "pending_by_lease";
 
 /// Creates the events table as template.yaml declares it (for tests, benchmarks and local
-/// endpoints): `pk`, the `by_subject` index and the sparse `pending_by_lease` index.
+/// endpoints): `pk` and its four indexes.
 pub async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     table: &str,

@@ -5,7 +5,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use shared::ports::{InboundMessage, Queue, QueueConsumer, QueueError, QueueMessage};
+use shared::ports::{
+    InboundMessage, Queue, QueueConsumer, QueueError, QueueMessage, MAX_DELAY_SECONDS,
+    MAX_VISIBILITY_SECONDS,
+};
 
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
@@ -50,7 +53,7 @@ impl Queue for SqsQueue {
             .message_body(body);
         if delay_seconds > 0 {
             // SQS delays a message by at most 15 minutes.
-            request = request.delay_seconds(delay_seconds.min(900) as i32);
+            request = request.delay_seconds(delay_seconds.min(MAX_DELAY_SECONDS) as i32);
         }
         request
             .send()
@@ -65,7 +68,7 @@ impl Queue for SqsQueue {
             .queue_url(&self.url)
             .receipt_handle(receipt_handle)
             // SQS allows at most 12 hours.
-            .visibility_timeout(seconds.min(43_200) as i32)
+            .visibility_timeout(seconds.min(MAX_VISIBILITY_SECONDS) as i32)
             .send()
             .await
             .map_err(|e| QueueError(DisplayErrorContext(&e).to_string()))?;

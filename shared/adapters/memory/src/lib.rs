@@ -12,7 +12,8 @@ use shared::clock::{after, SharedClock};
 use shared::outbox::SendThenMark;
 use shared::ports::{
     Claim, EventFilter, Existing, InboundMessage, Outcome, Pending, Ports, PutOutcome, Queue,
-    QueueConsumer, QueueError, QueueMessage, Record, Status, Store, StoreError,
+    QueueConsumer, QueueError, QueueMessage, Record, Status, Store, StoreError, MAX_DELAY_SECONDS,
+    MAX_VISIBILITY_SECONDS,
 };
 
 /// Records by key, and the tombstones of erased subjects.
@@ -157,8 +158,8 @@ impl Store for MemoryStore {
         if let Some(detail) = outcome.detail() {
             record.detail = Some(detail.to_string());
         }
-        if let Outcome::Processed { .. } = outcome {
-            record.processed_at_ms = Some(now_ms);
+        if let Some(at) = outcome.processed_at(now_ms) {
+            record.processed_at_ms = Some(at);
         }
         Ok(true)
     }
@@ -200,7 +201,7 @@ impl Store for MemoryStore {
     }
 
     async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError> {
-        let mut found: Vec<Record> = self
+        let found: Vec<Record> = self
             .lock()
             .values()
             .filter(|record| filter.matches(record))
@@ -210,9 +211,7 @@ impl Store for MemoryStore {
                 ..record.clone()
             })
             .collect();
-        found.sort_by(|a, b| (b.received_at_ms, &b.key).cmp(&(a.received_at_ms, &a.key)));
-        found.truncate(filter.limit);
-        Ok(found)
+        Ok(filter.newest(found))
     }
 
     async fn reopen(
@@ -335,7 +334,7 @@ impl Queue for MemoryQueue {
     ) -> Result<(), QueueError> {
         let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
         let now = self.clock.now_ms();
-        let visible_at_ms = now + i64::from(delay_seconds.min(900)) * 1000;
+        let visible_at_ms = now + i64::from(delay_seconds.min(MAX_DELAY_SECONDS)) * 1000;
         let mut messages = self.lock();
         messages.next_id += 1;
         let id = messages.next_id;
@@ -358,7 +357,7 @@ impl Queue for MemoryQueue {
             receipt_id(receipt_handle).and_then(|id| messages.waiting.get_mut(&id))
         {
             if message.receipt.as_deref() == Some(receipt_handle) {
-                message.visible_at_ms = now + i64::from(seconds.min(43_200)) * 1000;
+                message.visible_at_ms = now + i64::from(seconds.min(MAX_VISIBILITY_SECONDS)) * 1000;
             }
         }
         Ok(())

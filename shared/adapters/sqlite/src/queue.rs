@@ -6,7 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, Connection};
 use shared::clock::SharedClock;
-use shared::ports::{InboundMessage, Queue, QueueConsumer, QueueError, QueueMessage};
+use shared::ports::{
+    InboundMessage, Queue, QueueConsumer, QueueError, QueueMessage, MAX_DELAY_SECONDS,
+    MAX_VISIBILITY_SECONDS,
+};
 
 use crate::database::{change, Database};
 
@@ -74,7 +77,7 @@ impl Queue for SqliteQueue {
     ) -> Result<(), QueueError> {
         let body = encode(message)?;
         let now = self.clock.now_ms();
-        let visible_at = now + i64::from(delay_seconds.min(900)) * 1000;
+        let visible_at = now + i64::from(delay_seconds.min(MAX_DELAY_SECONDS)) * 1000;
         self.database
             .queue_op(move |connection| {
                 insert_message_visible_at(connection, &body, now, visible_at)
@@ -87,7 +90,8 @@ impl Queue for SqliteQueue {
             return Ok(());
         };
         let receipt = receipt_handle.to_string();
-        let visible_at = self.clock.now_ms() + i64::from(seconds.min(43_200)) * 1000;
+        let visible_at =
+            self.clock.now_ms() + i64::from(seconds.min(MAX_VISIBILITY_SECONDS)) * 1000;
         self.database
             .queue_op(move |connection| {
                 change(

@@ -253,7 +253,7 @@ impl Store for SqliteStore {
         let outcome = outcome.clone();
         self.database
             .store_op(move |connection| {
-                let processed_at = matches!(outcome, Outcome::Processed { .. }).then_some(now_ms);
+                let processed_at = outcome.processed_at(now_ms);
                 let changed = change(
                     connection,
                     "UPDATE records SET status = ?3, processed_at = COALESCE(?4, processed_at),
