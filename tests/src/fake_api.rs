@@ -32,7 +32,6 @@ pub struct Call {
     pub method: String,
     /// Path and query below the provider's API base (`/v1/appointments?ids=7`).
     pub path: String,
-    pub headers: Vec<(String, String)>,
 }
 
 impl Call {
@@ -249,7 +248,6 @@ impl Fake {
             provider: provider.to_string(),
             method: parts.method.to_string(),
             path: below,
-            headers,
         });
         shared
             .behaviors

@@ -214,7 +214,6 @@ impl Backend {
         )
     }
 
-    /// Every item in the table.
     /// The records (and tombstones) in the table. A body kept in an item of its own is part
     /// of its record, not counted apart; one whose record is not there is a trace left behind
     /// and fails the test.
@@ -576,4 +575,33 @@ impl Store for RefusingPuts {
     async fn resolve_quarantine(&self, k: &str, t: &str, n: i64) -> Result<bool, StoreError> {
         self.inner.resolve_quarantine(k, t, n).await
     }
+}
+
+/// template.yaml as JSON, short tags in their long form (`{"Ref": "EventsTable"}`).
+pub fn template() -> serde_json::Value {
+    let output = std::process::Command::new(python())
+        .arg(root().join("scripts/cfn.py"))
+        .arg(root().join("template.yaml"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/cfn.py with {:?}: {e}", python()));
+    assert!(
+        output.status.success(),
+        "scripts/cfn.py template.yaml failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("scripts/cfn.py prints JSON")
+}
+
+/// The resources of one `Type`, by logical id.
+pub fn resources_of_type<'a>(
+    template: &'a serde_json::Value,
+    kind: &str,
+) -> std::collections::BTreeMap<&'a str, &'a serde_json::Value> {
+    template["Resources"]
+        .as_object()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, resource)| resource["Type"] == kind)
+        .map(|(name, resource)| (name.as_str(), resource))
+        .collect()
 }

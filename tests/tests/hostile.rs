@@ -98,8 +98,15 @@ fn misanswered(
         "quarantined" => {
             let raw = case.get("body").or(case.get("body_base64")).unwrap();
             left.quarantined.insert(raw.to_string());
-            // TIMIFY's acknowledgement is `{}` whatever happened; others name the reason.
-            (body["reason"].as_str().unwrap_or(says), 400)
+            // An acknowledgement that is `{}` whatever happened (TIMIFY's) says nothing; any
+            // other names the reason.
+            let silent = body.as_object().is_some_and(|answer| answer.is_empty());
+            let reason = if silent {
+                says
+            } else {
+                body["reason"].as_str().unwrap_or_default()
+            };
+            (reason, 400)
         }
         _ => {
             left.accepted += 1;

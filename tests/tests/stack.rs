@@ -9,13 +9,19 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-const PROVIDERS: [(&str, &str); 5] = [
-    ("Magicline", "magicline"),
-    ("Egym", "egym"),
-    ("Timify", "timify"),
-    ("Flybuy", "flybuy"),
-    ("Waitwhile", "waitwhile"),
-];
+/// Every provider: the prefix of its resources' logical ids (`Magicline`) and its name.
+fn providers() -> Vec<(String, String)> {
+    shared::providers::all()
+        .iter()
+        .map(|provider| {
+            let name = provider.name().to_string();
+            let prefix = e2e::function_id(&name)
+                .trim_end_matches("WebhookFunction")
+                .to_string();
+            (prefix, name)
+        })
+        .collect()
+}
 
 /// Single-item reads and writes: all a webhook function does with the table.
 const ITEM_ACTIONS: [&str; 3] = [
@@ -24,62 +30,21 @@ const ITEM_ACTIONS: [&str; 3] = [
     "dynamodb:UpdateItem",
 ];
 
-const FUNCTIONS: [&str; 7] = [
-    "MagiclineWebhookFunction",
-    "EgymWebhookFunction",
-    "TimifyWebhookFunction",
-    "FlybuyWebhookFunction",
-    "WaitwhileWebhookFunction",
-    "SweeperFunction",
-    "ProcessorFunction",
-];
-
-/// template.yaml in CloudFormation's JSON form: `!Ref X` is `{"Ref": "X"}`, `!GetAtt A.B` is
-/// `{"Fn::GetAtt": ["A", "B"]}`, any other `!Name v` is `{"Fn::Name": v}`.
-fn template() -> Value {
-    let path = e2e::root().join("template.yaml");
-    let text = std::fs::read_to_string(&path).expect("template.yaml is readable");
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).expect("template.yaml is YAML");
-    to_json(yaml)
+/// Every function's logical id: one webhook function per provider, the sweeper, the processor.
+fn functions() -> Vec<String> {
+    let mut functions: Vec<String> = providers()
+        .into_iter()
+        .map(|(prefix, _)| format!("{prefix}WebhookFunction"))
+        .collect();
+    functions.extend([
+        "SweeperFunction".to_string(),
+        "ProcessorFunction".to_string(),
+    ]);
+    functions
 }
 
-fn to_json(yaml: serde_yaml::Value) -> Value {
-    use serde_yaml::Value as Y;
-    match yaml {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => serde_json::to_value(&n).expect("a YAML number is a JSON number"),
-        Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect()),
-        Y::Mapping(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        Y::String(s) => s,
-                        other => serde_yaml::to_string(&other).unwrap().trim().to_string(),
-                    };
-                    (key, to_json(v))
-                })
-                .collect(),
-        ),
-        Y::Tagged(tagged) => {
-            let tag = tagged.tag.to_string();
-            let name = tag.trim_start_matches('!');
-            let value = to_json(tagged.value);
-            match name {
-                "Ref" | "Condition" => json!({ name: value }),
-                "GetAtt" => match value.as_str() {
-                    Some(dotted) => {
-                        let (resource, attribute) =
-                            dotted.split_once('.').expect("!GetAtt Resource.Attribute");
-                        json!({ "Fn::GetAtt": [resource, attribute] })
-                    }
-                    None => json!({ "Fn::GetAtt": value }),
-                },
-                _ => json!({ format!("Fn::{name}"): value }),
-            }
-        }
-    }
+fn template() -> Value {
+    e2e::template()
 }
 
 fn resources(t: &Value) -> &serde_json::Map<String, Value> {
@@ -193,7 +158,7 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 #[test]
 fn each_webhook_function_stores_only_its_own_providers_records() {
     let t = template();
-    for (resource_prefix, provider) in PROVIDERS {
+    for (resource_prefix, provider) in providers() {
         let function = format!("{resource_prefix}WebhookFunction");
         let statements = function_statements(&t, &function);
         for statement in &statements {
@@ -384,7 +349,7 @@ fn the_processor_receives_from_its_own_queue_and_publishes_to_its_own_bus() {
     }
 
     let secrets = on_service(&statements, "secretsmanager");
-    let expected: BTreeSet<String> = PROVIDERS
+    let expected: BTreeSet<String> = providers()
         .iter()
         .map(|(prefix, _)| reference(&format!("{prefix}TenantsSecret")).to_string())
         .collect();
@@ -479,8 +444,8 @@ fn every_function_logs_to_a_group_of_its_own_kept_for_the_retention_parameter() 
     let retention = &t["Parameters"]["LogRetentionDays"];
     assert_eq!(retention["Default"], 30);
     let mut groups = BTreeSet::new();
-    for function in FUNCTIONS {
-        let group_name = resource(&t, function)["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    for function in functions() {
+        let group_name = resource(&t, &function)["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
             .as_str()
             .unwrap_or_else(|| panic!("{function}: LoggingConfig.LogGroup is !Ref <a log group>"))
             .to_string();
@@ -504,7 +469,7 @@ fn every_function_logs_to_a_group_of_its_own_kept_for_the_retention_parameter() 
         .values()
         .filter(|r| r["Type"] == "AWS::Logs::LogGroup")
         .count();
-    assert_eq!(all_groups, FUNCTIONS.len());
+    assert_eq!(all_groups, functions().len());
 }
 
 #[test]
@@ -522,7 +487,7 @@ fn every_function_runs_on_the_architecture_parameter() {
         .filter(|(_, r)| r["Type"] == "AWS::Serverless::Function")
         .map(|(name, _)| name)
         .collect();
-    assert_eq!(functions.len(), FUNCTIONS.len());
+    assert_eq!(functions.len(), self::functions().len());
     for name in functions {
         let properties = &resource(&t, name)["Properties"];
         assert!(
@@ -707,7 +672,7 @@ fn queues_functions_and_the_api_raise_alarms() {
             .collect();
         assert_eq!(
             covered,
-            FUNCTIONS.iter().map(|f| f.to_string()).collect(),
+            functions().into_iter().collect(),
             "{metric} of every function"
         );
     }
@@ -740,7 +705,7 @@ fn the_dashboard_shows_the_same_figures_and_its_url_is_an_output() {
     ] {
         assert!(body.contains(figure), "the dashboard shows {figure}");
     }
-    for function in FUNCTIONS {
+    for function in functions() {
         for metric in ["Errors", "Throttles"] {
             let line = format!(r#""AWS/Lambda", "{metric}", "FunctionName", "${{{function}}}""#);
             assert!(body.contains(&line), "the dashboard shows {line}");
@@ -781,7 +746,7 @@ fn the_outputs_the_code_and_the_readme_rely_on_exist() {
         "EventBusName".to_string(),
         "EventBusArn".to_string(),
     ];
-    for (prefix, _) in PROVIDERS {
+    for (prefix, _) in providers() {
         expected.push(format!("{prefix}WebhookUrl"));
         expected.push(format!("{prefix}TenantsSecretArn"));
     }

@@ -6,35 +6,9 @@
 //! The template is read by scripts/cfn.py (PyYAML with CloudFormation's tags).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 
-use e2e::{demo_env, local_aws, python, root, unique_name};
+use e2e::{demo_env, local_aws, resources_of_type, template, unique_name};
 use serde_json::{json, Map, Value};
-
-/// template.yaml as JSON, short tags in their long form (`{"Ref": "EventsTable"}`).
-fn template() -> Value {
-    let output = Command::new(python())
-        .arg(root().join("scripts/cfn.py"))
-        .arg(root().join("template.yaml"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run scripts/cfn.py with {:?}: {e}", python()));
-    assert!(
-        output.status.success(),
-        "scripts/cfn.py template.yaml failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("scripts/cfn.py prints JSON")
-}
-
-fn resources_of_type<'a>(template: &'a Value, kind: &str) -> BTreeMap<&'a str, &'a Value> {
-    template["Resources"]
-        .as_object()
-        .expect("Resources")
-        .iter()
-        .filter(|(_, resource)| resource["Type"] == kind)
-        .map(|(name, resource)| (name.as_str(), resource))
-        .collect()
-}
 
 /// (attribute name, type or key type) pairs, in order.
 type Pairs = Vec<(String, String)>;

@@ -55,8 +55,8 @@ pub const SANDBOX_PLACEHOLDER: &str = "{sandbox}";
 pub struct Options {
     /// Where the webhooks are served (`POST /webhooks/<provider>` and nothing else).
     pub listen: SocketAddr,
-    /// Where the admin routes (the index, `/_dev/…`) and the provider-API sandbox are served;
-    /// must be a loopback address.
+    /// Where the admin routes (the index, the `/events` pages, `/_dev/…`) and the provider-API
+    /// sandbox are served; must be a loopback address.
     pub admin_listen: SocketAddr,
     pub config: PathBuf,
     pub data: PathBuf,
@@ -81,7 +81,7 @@ impl Default for Options {
             data: PathBuf::from("devserver.db"),
             workers: 2,
             visibility: Duration::from_secs(30),
-            max_receives: 5,
+            max_receives: ProcessorSettings::default().max_receives,
             poll_interval: Duration::from_millis(100),
             sweep_interval: Duration::from_secs(5),
             clock: shared::clock::system(),
@@ -164,7 +164,7 @@ struct AppState {
 pub struct RunningServer {
     /// The webhook listener's address.
     pub addr: SocketAddr,
-    /// The admin listener's address (the index, `/_dev/…`, the sandbox).
+    /// The admin listener's address (the index, the `/events` pages, `/_dev/…`, the sandbox).
     pub admin_addr: SocketAddr,
     pub database: Database,
     stop: watch::Sender<bool>,
@@ -222,6 +222,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
     let (ports, queue) =
         adapter_sqlite::ports(&database, options.max_receives, options.clock.clone());
     let queue = Arc::new(queue);
+    let ingest_settings = IngestSettings::default();
 
     let mut ingests = HashMap::new();
     let mut processing = Vec::new();
@@ -248,7 +249,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
                 Arc::clone(&provider),
                 tenants_for_ingest,
                 ports.clone(),
-                IngestSettings::default(),
+                ingest_settings.clone(),
             )),
         );
         directories.insert(
@@ -289,7 +290,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         })
         .collect();
 
-    let sweeper = Sweeper::new(ports.clone(), IngestSettings::default().lease);
+    let sweeper = Sweeper::new(ports.clone(), ingest_settings.lease);
     let mut workers: Vec<JoinHandle<()>> = workers;
     workers.push(tokio::spawn(sweep(
         sweeper,
@@ -301,7 +302,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         ingests: Arc::new(ingests),
         webhooks_at: addr,
         database: database.clone(),
-        operations: Arc::new(Operations::new(ports.clone(), IngestSettings::default())),
+        operations: Arc::new(Operations::new(ports.clone(), ingest_settings)),
         ports,
         tenants: Arc::new(directories),
         sweep_interval: options.sweep_interval,
@@ -347,8 +348,9 @@ fn check_admin_listen(admin_listen: SocketAddr) -> Result<(), Error> {
         return Ok(());
     }
     Err(format!(
-        "--admin-listen {admin_listen}: not a loopback address. The admin routes (/_dev/events \
-         with raw webhook bodies and fetched customer data, the provider-API sandbox) have no \
+        "--admin-listen {admin_listen}: not a loopback address. The admin routes (/events and \
+         /_dev/events with raw webhook bodies and fetched customer data, replay and release \
+         buttons, the provider-API sandbox) have no \
          authentication and are served on loopback only: use 127.0.0.1 or [::1], and expose only \
          --listen (the webhooks) through a tunnel"
     )

@@ -17,8 +17,9 @@ struct Cli {
     /// a tunnel.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Loopback address for the index, `/_dev/events` (raw bodies, fetched customer data; no
-    /// authentication) and the provider-API sandbox. Never exposed: other addresses are refused.
+    /// Loopback address for the index, the `/events` pages and `/_dev/events` (raw bodies,
+    /// fetched customer data, replay and release; no authentication) and the provider-API
+    /// sandbox. Never exposed: other addresses are refused.
     #[arg(long, default_value = "127.0.0.1:8081")]
     admin_listen: SocketAddr,
     /// Tenants and keys per provider (TOML).

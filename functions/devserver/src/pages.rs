@@ -781,9 +781,10 @@ fn page(state: &AppState, headers: &HeaderMap, title: &str, content: &str) -> Re
     if flash.is_some() {
         response.headers_mut().insert(
             header::SET_COOKIE,
-            HeaderValue::from_static(
-                "devserver_flash=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict",
-            ),
+            HeaderValue::from_str(&format!(
+                "{FLASH_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
+            ))
+            .expect("the cookie's name and attributes are header-safe"),
         );
     }
     response

@@ -175,7 +175,7 @@ pub(crate) struct ReplayArgs {
     /// With --status: only this tenant's.
     #[arg(long, requires = "status")]
     pub(crate) tenant: Option<String>,
-    /// With --status: received since (30m, 2h, 3d or an RFC 3339 time); default: the retention period.
+    /// With --status: received since (30m, 2h, 3d, 1w or an RFC 3339 time); default: the retention period.
     #[arg(long, value_parser = parse_since, value_name = "WHEN", requires = "status")]
     pub(crate) since: Option<Since>,
     /// With --status: at most this many events.

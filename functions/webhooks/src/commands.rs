@@ -29,7 +29,7 @@ pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
     let target = Target::open(&cli.target).await?;
     match cli.command {
         Command::Events(EventsCommand::List(filters)) => {
-            let records = target.list(&filters, filters.status).await?;
+            let records = target.list(&filters).await?;
             print_records(out, json, &records, &filters_json(&filters), filters.limit);
             Ok(0)
         }
@@ -71,7 +71,7 @@ pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
                 since: q.since,
                 limit: q.limit,
             };
-            let records = target.list(&filters, filters.status).await?;
+            let records = target.list(&filters).await?;
             print_records(out, json, &records, &filters_json(&filters), filters.limit);
             Ok(0)
         }
@@ -151,7 +151,7 @@ async fn replay(target: &Target, args: ReplayArgs, json: bool, out: &mut String)
                 limit: args.limit,
             };
             target
-                .list(&filters, Some(status))
+                .list(&filters)
                 .await?
                 .into_iter()
                 .map(|record| record.key)

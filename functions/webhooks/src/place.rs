@@ -11,7 +11,7 @@ use adapter_aws::{DynamoStore, SecretsManager, SqsQueue};
 use adapter_sqlite::Database;
 use shared::config::{IngestSettings, Settings};
 use shared::operate::Operations;
-use shared::ports::{Ports, QueueMessage, Record, Status};
+use shared::ports::{Ports, QueueMessage, Record};
 use shared::process::ProcessorSettings;
 use shared::tenants::{SecretReader, Tenant, TenantDirectory};
 
@@ -111,16 +111,12 @@ impl Target {
         self.ports.clock.now_ms()
     }
 
-    pub(crate) async fn list(
-        &self,
-        filters: &Filters,
-        status: Option<Status>,
-    ) -> Result<Vec<Record>> {
+    pub(crate) async fn list(&self, filters: &Filters) -> Result<Vec<Record>> {
         let since_ms = filters.since.map(|since| since.at(self.now_ms()));
         let filter = self.operations.filter(
             filters.provider.as_deref(),
             filters.tenant.as_deref(),
-            status,
+            filters.status,
             since_ms,
             filters.limit,
         )?;

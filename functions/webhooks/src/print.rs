@@ -12,7 +12,8 @@ use shared::ports::{Record, Status};
 use crate::args::Filters;
 use crate::dlq::DeadLetter;
 
-pub(crate) fn pretty(value: &Value) -> String {
+/// One JSON document, indented.
+pub(crate) fn pretty(value: &impl Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
@@ -125,11 +126,6 @@ fn record_json(record: &Record, whole: bool) -> RecordJson {
     }
 }
 
-/// One JSON document, indented.
-fn pretty_of(value: &impl Serialize) -> String {
-    serde_json::to_string_pretty(value).unwrap_or_default()
-}
-
 /// An aligned table without borders; the columns in `numbers` are aligned right.
 fn table(header: &[&str], rows: Vec<Vec<String>>, numbers: &[usize]) -> String {
     let mut table = comfy_table::Table::new();
@@ -193,7 +189,7 @@ pub(crate) fn print_records(
             count: events.len(),
             events,
         };
-        writeln!(out, "{}", pretty_of(&listing)).ok();
+        writeln!(out, "{}", pretty(&listing)).ok();
         return;
     }
     if records.is_empty() {
@@ -268,7 +264,7 @@ pub(crate) fn print_records(
 
 pub(crate) fn print_record(out: &mut String, json: bool, record: &Record) {
     if json {
-        writeln!(out, "{}", pretty_of(&record_json(record, true))).ok();
+        writeln!(out, "{}", pretty(&record_json(record, true))).ok();
         return;
     }
     let mut lines: Vec<(&str, String)> = vec![
@@ -410,7 +406,7 @@ pub(crate) fn print_stats(out: &mut String, json: bool, counts: &[Count]) {
     let mut header = vec!["PROVIDER"];
     header.extend(Status::ALL.iter().map(|s| s.as_str()));
     header.push("TOTAL");
-    let mut totals = [0u64; 6];
+    let mut totals = [0u64; Status::ALL.len()];
     let mut rows = Vec::new();
     for (provider, counts) in &by_provider {
         let mut row = vec![provider.to_string()];
@@ -426,7 +422,9 @@ pub(crate) fn print_stats(out: &mut String, json: bool, counts: &[Count]) {
     row.extend(totals.iter().map(u64::to_string));
     row.push(totals.iter().sum::<u64>().to_string());
     rows.push(row);
-    out.push_str(&table(&header, rows, &[1, 2, 3, 4, 5, 6, 7]));
+    // Every column after the provider holds a number.
+    let numbers: Vec<usize> = (1..header.len()).collect();
+    out.push_str(&table(&header, rows, &numbers));
 }
 
 pub(crate) fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
