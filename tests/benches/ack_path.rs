@@ -45,7 +45,7 @@ use shared::{Ingest, IngestSettings, WebhookRequest};
 use testkit::{Expect, Kit, Lookup};
 
 /// Where the kits' tenants' APIs point: nothing listens there, and nothing here calls it.
-const NO_API: &str = "http://127.0.0.1:9";
+use e2e::NO_API;
 
 /// Records kept before the store is emptied (outside the timed part) to bound memory.
 const STORE_CAPACITY: usize = 20_000;

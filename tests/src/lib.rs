@@ -334,28 +334,7 @@ impl Backend {
         timeout: Duration,
         tenants: impl Fn(&str, TenantDirectory) -> TenantSource,
     ) -> Processor {
-        let providers = shared::providers::all()
-            .into_iter()
-            .map(|provider| {
-                let mut document: serde_json::Value =
-                    serde_json::from_str(&demo_tenants_json(provider.name())).unwrap();
-                for tenant in document["tenants"].as_array_mut().unwrap() {
-                    tenant["api"]["base_url"] =
-                        format!("{}/{}", api.base_url, provider.name()).into();
-                }
-                let demo = TenantDirectory::from_json(&document.to_string()).unwrap();
-                ProviderTenants {
-                    tenants: tenants(provider.name(), demo),
-                    provider,
-                }
-            })
-            .collect();
-        Processor::new(
-            providers,
-            self.ports(),
-            DetailClient::new(timeout, shared::clock::system()),
-            settings,
-        )
+        demo_processor(self.ports(), api, settings, timeout, tenants)
     }
 
     /// Does what Lambda's SQS event source does once: receives a batch (visibility 1 s),
@@ -472,6 +451,42 @@ pub fn demo_tenants_json(provider: &str) -> String {
 
 pub fn demo_tenants(provider: &str) -> TenantDirectory {
     TenantDirectory::from_json(&demo_tenants_json(provider)).expect("demo tenants")
+}
+
+/// Where the demo tenants' APIs are (`<NO_API>/<provider>`): an address nothing answers on.
+pub const NO_API: &str = "http://127.0.0.1:9";
+
+/// `provider`'s demo tenants with their API at `<api_base>/<provider>` instead of [`NO_API`].
+pub fn demo_tenants_at(provider: &str, api_base: &str) -> TenantDirectory {
+    let document = demo_tenants_json(provider).replace(NO_API, api_base);
+    TenantDirectory::from_json(&document).expect("demo tenants")
+}
+
+/// The real processor on `ports`, every provider's demo tenants with their API at `api` (as
+/// `tenants` makes a source of them).
+pub fn demo_processor(
+    ports: Ports,
+    api: &FakeApi,
+    settings: ProcessorSettings,
+    timeout: Duration,
+    tenants: impl Fn(&str, TenantDirectory) -> TenantSource,
+) -> Processor {
+    let providers = shared::providers::all()
+        .into_iter()
+        .map(|provider| ProviderTenants {
+            tenants: tenants(
+                provider.name(),
+                demo_tenants_at(provider.name(), &api.base_url),
+            ),
+            provider,
+        })
+        .collect();
+    Processor::new(
+        providers,
+        ports,
+        DetailClient::new(timeout, shared::clock::system()),
+        settings,
+    )
 }
 
 /// An API Gateway HTTP API (v2) event file turned into the request the core sees, through

@@ -12,10 +12,9 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use e2e::fake_api::{Behavior, FakeApi};
 use e2e::{demo_tenants, demo_tenants_json, event, response_json, unique_name, Backend};
 use serde_json::{json, Value};
-use shared::fetch::DetailClient;
 use shared::ports::{Claim, Outcome, Ports, QueueConsumer, Status};
-use shared::process::{Processor, ProcessorSettings, ProviderTenants};
-use shared::tenants::{TenantDirectory, TenantSource};
+use shared::process::{Processor, ProcessorSettings};
+use shared::tenants::TenantSource;
 use shared::{Ingest, IngestSettings};
 use webhooks::Output;
 
@@ -135,29 +134,9 @@ impl Place {
 
     /// The real processor on this place, every provider's demo tenants pointed at `api`.
     fn processor(&self, api: &FakeApi) -> Processor {
-        let providers = shared::providers::all()
-            .into_iter()
-            .map(|provider| {
-                let mut document: Value =
-                    serde_json::from_str(&demo_tenants_json(provider.name())).unwrap();
-                for tenant in document["tenants"].as_array_mut().unwrap() {
-                    tenant["api"]["base_url"] =
-                        format!("{}/{}", api.base_url, provider.name()).into();
-                }
-                ProviderTenants {
-                    tenants: TenantSource::fixed(
-                        TenantDirectory::from_json(&document.to_string()).unwrap(),
-                    ),
-                    provider,
-                }
-            })
-            .collect();
-        Processor::new(
-            providers,
-            self.ports(),
-            DetailClient::new(TIMEOUT, shared::clock::system()),
-            settings(),
-        )
+        e2e::demo_processor(self.ports(), api, settings(), TIMEOUT, |_, tenants| {
+            TenantSource::fixed(tenants)
+        })
     }
 
     /// Runs the processor until the queue stays empty; returns how many messages it received.

@@ -15,7 +15,7 @@ fn integer() -> impl Strategy<Value = String> {
 
 /// The key the handler answers for the kit's unique delivery made with `seq`.
 fn key(runtime: &tokio::runtime::Runtime, ingest: &Ingest, kit: &Kit, seq: &str) -> String {
-    let tenants = kit.tenants("http://127.0.0.1:9");
+    let tenants = kit.tenants(e2e::NO_API);
     let tenant = tenants.iter().next().unwrap();
     let secret = tenant.webhook_secrets[0].expose();
     let response = runtime.block_on(ingest.handle(kit.unique_with(seq, tenant, secret)));
@@ -35,7 +35,7 @@ fn handlers() -> Vec<(Kit, Ingest, Memory)> {
             let memory = Memory::new(5, shared::clock::system());
             let ingest = Ingest::new(
                 provider,
-                kit.tenants("http://127.0.0.1:9"),
+                kit.tenants(e2e::NO_API),
                 memory.ports.clone(),
                 IngestSettings::default(),
             );

@@ -9,7 +9,7 @@ use adapter_memory::Memory;
 use e2e::fake_api::FakeApi;
 use shared::ports::{InboundMessage, Ports, Record, Status, StoreError};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
-use shared::tenants::{TenantDirectory, TenantSource};
+use shared::tenants::TenantSource;
 use shared::{Ingest, IngestSettings};
 
 #[tokio::test]
@@ -44,12 +44,10 @@ async fn a_record_the_store_refuses_for_good_is_a_422_not_a_5xx() {
 async fn a_detail_that_does_not_fit_beside_its_event_ends_failed_after_one_call() {
     let memory = Memory::new(5, shared::clock::system());
     let api = FakeApi::start().await;
-    let tenants = e2e::demo_tenants_json("egym")
-        .replace("http://127.0.0.1:9/egym", &format!("{}/egym", api.base_url));
     let processor = Processor::new(
         vec![ProviderTenants {
             provider: shared::providers::by_name("egym").unwrap(),
-            tenants: TenantSource::fixed(TenantDirectory::from_json(&tenants).unwrap()),
+            tenants: TenantSource::fixed(e2e::demo_tenants_at("egym", &api.base_url)),
         }],
         memory.ports.clone(),
         shared::fetch::DetailClient::new(Duration::from_secs(2), shared::clock::system()),

@@ -25,7 +25,7 @@ fn handlers() -> Vec<(String, Ingest)> {
             let kit = Kit::of(provider.as_ref());
             let ingest = Ingest::new(
                 provider,
-                kit.tenants("http://127.0.0.1:9"),
+                kit.tenants(e2e::NO_API),
                 memory.ports.clone(),
                 IngestSettings::default(),
             );
@@ -52,7 +52,7 @@ static KNOWN: LazyLock<Known> = LazyLock::new(|| {
     };
     for kit in Kit::all() {
         known.header_names.extend(kit.api().headers.keys().cloned());
-        for tenant in kit.tenants("http://127.0.0.1:9").iter() {
+        for tenant in kit.tenants(e2e::NO_API).iter() {
             known.queries.push(format!("tenant={}", tenant.id));
             let secret = tenant.webhook_secrets.first().map_or("", |s| s.expose());
             for (name, value) in kit.unique(1, tenant, secret).headers() {
@@ -137,7 +137,7 @@ proptest! {
     #[test]
     fn every_parser_accepts_or_refuses_any_bytes(bytes in body()) {
         for provider in shared::providers::all() {
-            let tenants = Kit::of(provider.as_ref()).tenants("http://127.0.0.1:9");
+            let tenants = Kit::of(provider.as_ref()).tenants(e2e::NO_API);
             let tenant = tenants.iter().next().unwrap();
             if let Ok(event) = provider.parse(tenant, &bytes) {
                 prop_assert!(!event.dedup_suffix.is_empty());

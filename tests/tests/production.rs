@@ -11,7 +11,7 @@ use e2e::fake_api::{Behavior, FakeApi};
 use e2e::{event, post, unique_name, Backend, Captured};
 use shared::metrics::Emf;
 use shared::ports::{Ports, QueueConsumer, Status, StoreError};
-use shared::process::{Processor, ProcessorSettings, ProviderTenants};
+use shared::process::ProcessorSettings;
 use shared::tenants::TenantSource;
 use shared::{Ingest, IngestSettings};
 
@@ -275,25 +275,13 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
         ]
     );
 
-    let providers = shared::providers::all()
-        .into_iter()
-        .map(|provider| {
-            let document = e2e::demo_tenants_json(provider.name())
-                .replace("http://127.0.0.1:9", &api.base_url);
-            ProviderTenants {
-                tenants: TenantSource::fixed(
-                    shared::tenants::TenantDirectory::from_json(&document).unwrap(),
-                ),
-                provider,
-            }
-        })
-        .collect();
     let bus = Bus::new().await;
-    let processor = Processor::new(
-        providers,
+    let processor = e2e::demo_processor(
         memory.ports.clone(),
-        shared::fetch::DetailClient::new(Duration::from_secs(2), clock.clone()),
+        &api,
         settings(),
+        Duration::from_secs(2),
+        |_, tenants| TenantSource::fixed(tenants),
     )
     .with_metrics(metrics.clone())
     .with_publisher(bus.publisher());
