@@ -25,13 +25,13 @@ pub trait Publisher: Send + Sync {
 
 /// EventBridge takes entries up to 256 KB; a larger detail is replaced by a pointer to the
 /// record (its key), for the consumer to read.
-pub const MAX_DETAIL_BYTES: usize = 240 * 1024;
+pub const MAX_PUBLISHED_DETAIL_BYTES: usize = 240 * 1024;
 
 /// The event for a record that reached `PROCESSED` with `detail` (the provider's answer, an
 /// erasure note, or nothing).
 pub fn processed(record: &Record, detail: Option<&str>) -> DownstreamEvent {
     let detail_value = match detail {
-        Some(text) if text.len() > MAX_DETAIL_BYTES => {
+        Some(text) if text.len() > MAX_PUBLISHED_DETAIL_BYTES => {
             json!({ "omitted": true, "bytes": text.len() })
         }
         Some(text) => serde_json::from_str(text).unwrap_or(Value::Null),
@@ -69,7 +69,7 @@ mod tests {
         assert_eq!(small.detail_type, "GYM_CHECKIN");
         assert_eq!(small.detail["detail"]["firstName"], "Ben");
         assert_eq!(small.detail["key"], "egym#g#a#GYM_CHECKIN#1");
-        let big = format!(r#"{{"x": "{}"}}"#, "y".repeat(MAX_DETAIL_BYTES));
+        let big = format!(r#"{{"x": "{}"}}"#, "y".repeat(MAX_PUBLISHED_DETAIL_BYTES));
         let pointer = processed(&record, Some(&big));
         assert_eq!(pointer.detail["detail"]["omitted"], true);
         assert!(pointer.detail.to_string().len() < 1024);

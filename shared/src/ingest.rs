@@ -205,7 +205,7 @@ impl Ingest {
 }
 
 /// SQS takes messages up to 1 MiB (the template sets `MaximumMessageSize`).
-pub const MAX_SPILL_BYTES: usize = 1024 * 1024;
+const MAX_SPILL_BYTES: usize = 1024 * 1024;
 
 fn spill_size(message: &QueueMessage) -> usize {
     serde_json::to_vec(message).map_or(usize::MAX, |body| body.len())

@@ -95,12 +95,6 @@ impl EventFilter {
     }
 }
 
-/// The day (since the Unix epoch, UTC) a record was received: the partition of the listing
-/// index, one per provider and day.
-pub fn day_of(received_at_ms: i64) -> i64 {
-    received_at_ms.div_euclid(86_400_000)
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Record {
     /// The dedup key: `<provider>#<tenant>#<delivery id or entity#type#time>`.

@@ -15,8 +15,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::types::KeysAndAttributes;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use shared::ports::{
-    day_of, Claim, EventFilter, Existing, Outcome, Pending, PutOutcome, QueueMessage, Record,
-    Status, Store, StoreError,
+    Claim, EventFilter, Existing, Outcome, Pending, PutOutcome, QueueMessage, Record, Status,
+    Store, StoreError,
 };
 
 pub struct DynamoStore {
@@ -194,6 +194,12 @@ impl DynamoStore {
 const SUMMARY_ATTRIBUTES: &str = "pk, provider, tenant, event_type, entity_id, subject, facts, \
      received_at, #status, lease_until, expires_at, attempts, processed_at, last_error, \
      erased_at, unauthenticated";
+
+/// The day (since the Unix epoch, UTC) a record was received: the partition of the listing
+/// index, one per provider and day.
+fn day_of(received_at_ms: i64) -> i64 {
+    received_at_ms.div_euclid(86_400_000)
+}
 
 /// The listing index's partition: a provider and a day (see [`day_of`]).
 fn day_key(provider: &str, day: i64) -> String {
