@@ -28,6 +28,7 @@ Usage: cost.py --release-dir target/release --devserver target/release/devserver
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -40,9 +41,10 @@ import uuid
 from pathlib import Path
 
 import boto3
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import cfn  # noqa: E402
 import ddb_units  # noqa: E402
 import throughput  # noqa: E402  (free_port, wait_ready)
 from lambda_harness import (  # noqa: E402
@@ -398,15 +400,10 @@ def process(direct, esm, queue_url, command, env, cwd, log_path, critical_path=N
 # -------------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
 def template_table():
-    """EventsTable's key and indexes as template.yaml declares them."""
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)
-    properties = template["Resources"]["EventsTable"]["Properties"]
+    """EventsTable's key and indexes as template.yaml declares them (read once)."""
+    properties = cfn.load()["Resources"]["EventsTable"]["Properties"]
     return {
         "AttributeDefinitions": properties["AttributeDefinitions"],
         "KeySchema": properties["KeySchema"],
