@@ -199,8 +199,8 @@ def create_stack(endpoint, container_url, region=None, template=None, aws=None):
 # ---------------------------------------------------------------------------------------------
 # The provider-API sandbox: each kit's documented routes and token exchange, lenient about
 # credentials (any non-empty value of the documented shape; tokens must be ones it issued),
-# answering the made-up fixtures marked "sandbox": true. The same rules as testkit's lenient
-# ApiDouble (shared/testkit/src/api.rs), which the dev server's sandbox uses.
+# answering the made-up fixtures marked "sandbox": true. (testkit's ApiDouble, which the tests
+# and the dev server's sandbox use, is strict: only the configured tenants' credentials.)
 # ---------------------------------------------------------------------------------------------
 
 _NAME = re.compile(r"\{([A-Za-z0-9_]+)\}")

@@ -5,7 +5,7 @@
 //! configuration problem (retry, then the dead-letter queue: fix and redrive) or permanent.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::RETRY_AFTER;
@@ -76,9 +76,13 @@ pub type Detail = String;
 pub struct DetailClient {
     http: reqwest::Client,
     clock: SharedClock,
-    /// Access tokens by tenant (`provider#tenant`): the token and when it expires.
-    tokens: Mutex<HashMap<String, (Secret, i64)>>,
+    /// Access tokens by tenant (`provider#tenant`). Each slot is held while its token is
+    /// exchanged, so that concurrent fetches of one tenant wait for one exchange.
+    tokens: Mutex<HashMap<String, TokenSlot>>,
 }
+
+/// A tenant's access token and when it expires (epoch milliseconds), once there is one.
+type TokenSlot = Arc<tokio::sync::Mutex<Option<(Secret, i64)>>>;
 
 impl DetailClient {
     pub fn new(timeout: Duration, clock: SharedClock) -> Self {
@@ -113,12 +117,12 @@ impl DetailClient {
             ApiCredentials::Headers(headers) => self.get(&url, headers).await,
             ApiCredentials::Token(exchange) => {
                 let mut headers = exchange.headers.clone();
-                let token = self.token(base, exchange, tenant_key, false).await?;
+                let token = self.token(base, exchange, tenant_key, None).await?;
                 headers.push(("authorization", authorization(exchange, &token)));
                 match self.get(&url, &headers).await {
                     // The token may have been revoked before its time: renew it once.
                     Err(FetchError::Configuration { .. }) => {
-                        let token = self.token(base, exchange, tenant_key, true).await?;
+                        let token = self.token(base, exchange, tenant_key, Some(&token)).await?;
                         headers.pop();
                         headers.push(("authorization", authorization(exchange, &token)));
                         self.get(&url, &headers).await
@@ -145,23 +149,41 @@ impl DetailClient {
         Ok(detail.to_string())
     }
 
-    /// A cached token, or a new one (`renew` forces a new one).
+    /// The cached token while it has more than a margin left and is not the one `refused`,
+    /// else a new one.
     async fn token(
         &self,
         base: &str,
         exchange: &TokenExchange,
         tenant_key: &str,
-        renew: bool,
+        refused: Option<&Secret>,
     ) -> Result<Secret, FetchError> {
+        let slot = Arc::clone(
+            self.tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(tenant_key.to_string())
+                .or_default(),
+        );
+        let mut cached = slot.lock().await;
         let now = self.clock.now_ms();
-        if !renew {
-            let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((token, expires_at)) = tokens.get(tenant_key) {
-                if *expires_at > now + TOKEN_MARGIN_MS {
-                    return Ok(token.clone());
-                }
+        if let Some((token, expires_at)) = cached.as_ref() {
+            let fresh = *expires_at > now + TOKEN_MARGIN_MS;
+            if fresh && refused.is_none_or(|refused| refused != token) {
+                return Ok(token.clone());
             }
         }
+        let token = self.exchange(base, exchange).await?;
+        *cached = Some(token.clone());
+        Ok(token.0)
+    }
+
+    /// Trades the tenant's credentials for a token; returns it and when it expires.
+    async fn exchange(
+        &self,
+        base: &str,
+        exchange: &TokenExchange,
+    ) -> Result<(Secret, i64), FetchError> {
         let response = self
             .http
             .post(format!("{base}{}", exchange.path))
@@ -186,15 +208,8 @@ impl DetailClient {
             .iter()
             .find_map(|name| answer[name].as_i64())
             .unwrap_or(DEFAULT_TOKEN_SECONDS);
-        let token = Secret::new(token);
-        self.tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                tenant_key.to_string(),
-                (token.clone(), now + seconds.saturating_mul(1000)),
-            );
-        Ok(token)
+        let expires_at = self.clock.now_ms() + seconds.saturating_mul(1000);
+        Ok((Secret::new(token), expires_at))
     }
 }
 

@@ -2,8 +2,9 @@
 //! provider's documented API from its test kit under `/<provider>/…` (the demo tenants' API
 //! base is `<base_url>/<provider>`): the kit's fixture on an exact route with the required
 //! headers (after a token exchange where the API has one), 401 on missing or wrong
-//! credentials, 404 on any other method, path or query. It records every call and misbehaves
-//! on command (slow, any status, 429 with Retry-After, malformed JSON).
+//! credentials, 404 on any other method, path or query. It records every call and, on command,
+//! misbehaves — but only towards a request the API would have served (right route, right
+//! credentials), so that a failure-path test cannot pass with a wrong URL or a missing key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,9 +21,43 @@ use testkit::ApiDouble;
 #[derive(Debug, Clone)]
 pub enum Behavior {
     Status(u16),
-    TooManyRequests { retry_after_seconds: u32 },
+    /// 429, with this `Retry-After` value if any.
+    TooManyRequests {
+        retry_after: Option<String>,
+    },
     Slow(Duration),
     MalformedJson,
+    /// 302 to this URL.
+    Redirect(String),
+    /// A well-formed JSON answer of about this many bytes.
+    Oversized(usize),
+    /// The answer waits until the gate opens.
+    Held(Gate),
+}
+
+/// Holds answers back until the test opens it; counts the requests waiting at it.
+#[derive(Debug, Clone, Default)]
+pub struct Gate {
+    open: Arc<tokio::sync::watch::Sender<bool>>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Gate {
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Requests held at the gate right now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn pass(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.waiting.fetch_add(1, SeqCst);
+        let _ = self.open.subscribe().wait_for(|open| *open).await;
+        self.waiting.fetch_sub(1, SeqCst);
+    }
 }
 
 /// One request the fake received.
@@ -32,6 +67,8 @@ pub struct Call {
     pub method: String,
     /// Path and query below the provider's API base (`/v1/appointments?ids=7`).
     pub path: String,
+    /// The API would serve it: a documented route, with the tenant's credentials.
+    pub served: bool,
 }
 
 impl Call {
@@ -43,6 +80,7 @@ impl Call {
 
 #[derive(Default)]
 struct Shared {
+    /// Served requests by path (without the query).
     calls: HashMap<String, usize>,
     auth_seen: HashMap<String, String>,
     requests: Vec<Call>,
@@ -83,7 +121,7 @@ impl FakeApi {
         self.fake.double.trust(provider, tenants);
     }
 
-    /// Makes every path starting with `prefix` misbehave.
+    /// Makes every served request whose path starts with `prefix` misbehave.
     pub fn set(&self, prefix: &str, behavior: Behavior) {
         self.shared().behaviors.push((prefix.to_string(), behavior));
     }
@@ -101,13 +139,28 @@ impl FakeApi {
         }
     }
 
-    /// Calls to `path` (`/<provider>/…`, without the query), token exchanges included.
+    /// Calls to `path` (`/<provider>/…`, without the query) that the API served — on a
+    /// documented route, with the tenant's credentials — token exchanges included.
     pub fn calls(&self, path: &str) -> usize {
         self.shared().calls.get(path).copied().unwrap_or(0)
     }
 
+    /// Every request received, served or not.
     pub fn total_calls(&self) -> usize {
-        self.shared().calls.values().sum()
+        self.shared().requests.len()
+    }
+
+    /// Requests the API would have refused (undocumented, or without the right credentials).
+    pub fn refused(&self) -> Vec<Call> {
+        self.requests()
+            .into_iter()
+            .filter(|call| !call.served)
+            .collect()
+    }
+
+    /// Refuses every access token handed out so far (revoked before their time).
+    pub fn revoke_tokens(&self) {
+        self.fake.double.revoke_tokens();
     }
 
     /// The first of the provider's required API headers that came with the last call to
@@ -153,49 +206,65 @@ async fn answer(State(fake): State<Fake>, request: Request) -> Response {
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or_default().to_string();
     let (provider, below) = split_provider(&path);
-    let behavior = fake.record(&parts, &path, provider, below, &query);
-    let respond = || {
-        let answer = fake.double.answer(
-            provider,
-            parts.method.as_str(),
-            below,
-            &query,
-            &parts.headers,
-            &body,
-        );
-        let mut json = answer.body;
-        if let (200, Some(object)) = (answer.status, json.as_object_mut()) {
-            object.insert("path".into(), path.clone().into());
-        }
-        (
-            StatusCode::from_u16(answer.status).unwrap(),
-            axum::Json(json),
-        )
-            .into_response()
+    let answer = fake.double.answer(
+        provider,
+        parts.method.as_str(),
+        below,
+        &query,
+        &parts.headers,
+        &body,
+    );
+    let served = answer.status == 200;
+    let behavior = fake.record(&parts, &path, provider, below, &query, served);
+    let mut json = answer.body;
+    if let (true, Some(object)) = (served, json.as_object_mut()) {
+        object.insert("path".into(), path.clone().into());
+    }
+    let status = StatusCode::from_u16(answer.status).unwrap();
+    let respond = || (status, axum::Json(json)).into_response();
+    let Some(behavior) = behavior.filter(|_| served) else {
+        return respond();
     };
+    misbehave(behavior, respond).await
+}
+
+async fn misbehave(behavior: Behavior, respond: impl FnOnce() -> Response) -> Response {
     match behavior {
-        None => respond(),
-        Some(Behavior::Status(code)) => (
+        Behavior::Status(code) => (
             StatusCode::from_u16(code).unwrap(),
             "{\"error\":\"as commanded\"}",
         )
             .into_response(),
-        Some(Behavior::TooManyRequests {
-            retry_after_seconds,
-        }) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", retry_after_seconds.to_string())],
-            "slow down",
-        )
-            .into_response(),
-        Some(Behavior::Slow(delay)) => {
+        Behavior::TooManyRequests { retry_after } => {
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, "slow down").into_response();
+            if let Some(value) = retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", value.parse().unwrap());
+            }
+            response
+        }
+        Behavior::Slow(delay) => {
             tokio::time::sleep(delay).await;
             respond()
         }
-        Some(Behavior::MalformedJson) => (
+        Behavior::Held(gate) => {
+            gate.pass().await;
+            respond()
+        }
+        Behavior::MalformedJson => (
             StatusCode::OK,
             [("content-type", "application/json")],
             "{\"id\": ",
+        )
+            .into_response(),
+        Behavior::Redirect(location) => {
+            (StatusCode::FOUND, [("location", location)], "").into_response()
+        }
+        Behavior::Oversized(bytes) => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            format!("{{\"padding\":\"{}\"}}", "x".repeat(bytes)),
         )
             .into_response(),
     }
@@ -219,6 +288,7 @@ impl Fake {
         provider: &str,
         below: &str,
         query: &str,
+        served: bool,
     ) -> Option<Behavior> {
         let headers: Vec<(String, String)> = parts
             .headers
@@ -238,7 +308,9 @@ impl Fake {
             })
             .unwrap_or_default();
         let mut shared = self.shared.lock().unwrap();
-        *shared.calls.entry(path.to_string()).or_default() += 1;
+        if served {
+            *shared.calls.entry(path.to_string()).or_default() += 1;
+        }
         shared.auth_seen.insert(path.to_string(), auth);
         let below = match query {
             "" => below.to_string(),
@@ -248,6 +320,7 @@ impl Fake {
             provider: provider.to_string(),
             method: parts.method.to_string(),
             path: below,
+            served,
         });
         shared
             .behaviors

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use fake_api::FakeApi;
 use shared::fetch::DetailClient;
 use shared::ports::{
-    Claim, EventFilter, Outcome, Pending, Ports, PutOutcome, QueueMessage, Record, Store,
+    Claim, EventFilter, Outcome, Pending, Ports, PutOutcome, QueueMessage, Record, Status, Store,
     StoreError,
 };
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
@@ -293,14 +293,23 @@ impl Backend {
     }
 
     async fn drain_queue(&self, queue_url: &str) -> Vec<QueueMessage> {
-        let mut messages = Vec::new();
+        self.drain_bodies(queue_url)
+            .await
+            .iter()
+            .map(|body| serde_json::from_str(body).expect("message JSON"))
+            .collect()
+    }
+
+    /// The raw bodies of every message in a queue (received and deleted).
+    async fn drain_bodies(&self, queue_url: &str) -> Vec<String> {
+        let mut bodies = Vec::new();
         loop {
             let received = self.receive_some(queue_url, 60).await;
             if received.is_empty() {
-                return messages;
+                return bodies;
             }
             for message in received {
-                messages.push(serde_json::from_str(message.body().unwrap()).expect("message JSON"));
+                bodies.push(message.body().unwrap_or_default().to_string());
                 self.sqs
                     .delete_message()
                     .queue_url(queue_url)
@@ -403,20 +412,76 @@ impl Backend {
         (received.len(), failed)
     }
 
-    /// Pumps until the queue stays empty for two seconds (failed messages come back after 1 s),
-    /// at most `rounds` batches.
+    /// Pumps until no message is visible or in flight (delayed ones, due later, do not count),
+    /// at most `rounds` batches; fails the test if that takes over 30 s.
     pub async fn pump_until_empty(&self, processor: &Processor, rounds: usize) {
-        let mut idle_since = std::time::Instant::now();
-        for _ in 0..rounds {
+        let started = std::time::Instant::now();
+        let mut batches = 0;
+        while batches < rounds && self.messages_waiting().await > 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the queue did not empty within 30 s"
+            );
             let (received, _) = self.pump(processor).await;
             if received > 0 {
-                idle_since = std::time::Instant::now();
-            } else if idle_since.elapsed() > Duration::from_secs(2) {
-                return;
+                batches += 1;
             } else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+
+    /// Pumps until the record of `key` is done with (`PROCESSED`, `FAILED`, `QUARANTINED`),
+    /// delayed messages included; fails the test if that takes over 30 s.
+    pub async fn pump_until_finished(&self, processor: &Processor, key: &str) -> Record {
+        let started = std::time::Instant::now();
+        loop {
+            let record = self.record(key).await;
+            if matches!(
+                record.status,
+                Status::Processed | Status::Failed | Status::Quarantined
+            ) {
+                return record;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{key} still {:?} after 30 s",
+                record.status
+            );
+            if self.pump(processor).await.0 == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// Messages visible or in flight in the work queue (not those delayed by their sender).
+    pub async fn messages_waiting(&self) -> usize {
+        use aws_sdk_sqs::types::QueueAttributeName as Name;
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(Name::ApproximateNumberOfMessages)
+            .attribute_names(Name::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes")
+            .attributes
+            .unwrap_or_default();
+        [
+            Name::ApproximateNumberOfMessages,
+            Name::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|name| attributes.get(name).map_or(0, |n| n.parse().unwrap()))
+        .sum()
+    }
+
+    /// The raw bodies of every message in the dead-letter queue (received and deleted).
+    pub async fn dead_letter_bodies(&self) -> Vec<String> {
+        let queue_url = self.dead_letter_url.clone();
+        self.drain_bodies(&queue_url.expect("made with a dead-letter queue"))
+            .await
     }
 
     pub async fn record(&self, key: &str) -> Record {
@@ -619,4 +684,92 @@ pub fn resources_of_type<'a>(
         .filter(|(_, resource)| resource["Type"] == kind)
         .map(|(name, resource)| (name.as_str(), resource))
         .collect()
+}
+
+/// The in-memory store and queue on a clock the test moves, with the real webhook handlers
+/// and the real processor (every provider's demo tenants, their APIs at `api`) on them: for
+/// what depends on time (backoff, delays, token expiry) without sleeping.
+pub struct InMemory {
+    pub memory: adapter_memory::Memory,
+    pub clock: Arc<shared::clock::ManualClock>,
+    pub processor: Processor,
+}
+
+impl InMemory {
+    pub fn new(api: &FakeApi, settings: ProcessorSettings) -> InMemory {
+        let clock = shared::clock::ManualClock::now();
+        let memory = adapter_memory::Memory::new(settings.max_receives, clock.clone());
+        let providers = shared::providers::all()
+            .into_iter()
+            .map(|provider| ProviderTenants {
+                tenants: TenantSource::fixed(demo_tenants_at(provider.name(), &api.base_url)),
+                provider,
+            })
+            .collect();
+        let processor = Processor::new(
+            providers,
+            memory.ports.clone(),
+            DetailClient::new(Duration::from_secs(2), clock.clone()),
+            settings,
+        );
+        InMemory {
+            memory,
+            clock,
+            processor,
+        }
+    }
+
+    /// Sends an event file through its provider's real webhook handler; returns the key.
+    pub async fn deliver(&self, file: &str) -> String {
+        let provider = file.split('/').next().unwrap();
+        self.deliver_request(provider, event(file)).await
+    }
+
+    /// Sends a request through `provider`'s real webhook handler; returns the key it stored.
+    pub async fn deliver_request(&self, provider: &str, request: WebhookRequest) -> String {
+        let ingest = Ingest::new(
+            shared::providers::by_name(provider).expect("known provider"),
+            demo_tenants(provider),
+            self.memory.ports.clone(),
+            IngestSettings::default(),
+        );
+        let keys = || -> std::collections::BTreeSet<String> {
+            self.memory
+                .store
+                .records()
+                .into_iter()
+                .map(|r| r.key)
+                .collect()
+        };
+        let before = keys();
+        let response = ingest.handle(request).await;
+        assert!(response.status().is_success(), "{provider}");
+        let new: Vec<String> = keys().difference(&before).cloned().collect();
+        assert_eq!(new.len(), 1, "{provider}: one new record stored");
+        new[0].clone()
+    }
+
+    /// Receives the visible messages (hidden 30 s while processed) and processes them as the
+    /// dev server does; returns how many there were.
+    pub async fn pump(&self) -> usize {
+        use shared::ports::QueueConsumer;
+        let queue = self.memory.queue.as_ref();
+        let batch = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+        let count = batch.len();
+        self.processor.process_received(queue, batch).await.unwrap();
+        count
+    }
+
+    pub async fn record(&self, key: &str) -> Record {
+        self.memory
+            .store
+            .get(key)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no record {key}"))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_memory::Memory;
-use e2e::fake_api::{Behavior, FakeApi};
+use e2e::fake_api::{Behavior, FakeApi, Gate};
 use e2e::{event, post, Backend};
 use shared::clock::{Clock, ManualClock};
 use shared::fetch::DetailClient;
@@ -43,7 +43,8 @@ fn subject() -> String {
 async fn a_fetch_running_while_its_subject_is_erased_writes_no_detail() {
     let backend = Backend::new().await;
     let api = FakeApi::start().await;
-    api.set("/egym/", Behavior::Slow(Duration::from_millis(1500)));
+    let gate = Gate::default();
+    api.set("/egym/", Behavior::Held(gate.clone()));
     let processor = Arc::new(backend.processor(&api, settings(), Duration::from_secs(5)));
     let key = deliver(&backend, "egym/gym-checkin.json").await;
     let running = {
@@ -51,15 +52,18 @@ async fn a_fetch_running_while_its_subject_is_erased_writes_no_detail() {
         let backend = backend.clone();
         tokio::spawn(async move { backend.pump(&processor).await })
     };
-    // The fetch is under way (the API answers after 1.5 s): the member is erased meanwhile.
-    e2e::wait_until(Duration::from_secs(2), || api.total_calls() == 1).await;
+    // The fetch is under way, its answer held back: the member is erased meanwhile.
+    e2e::wait_until(Duration::from_secs(5), || gate.waiting() == 1).await;
     let erased = backend
         .store()
         .erase_subject(&subject(), now(), now() / 1000 + 3600)
         .await
         .unwrap();
     assert_eq!(erased, 1);
+    assert_eq!(gate.waiting(), 1, "the fetch was still in flight");
+    gate.open();
     running.await.unwrap();
+    assert_eq!(api.calls(ACCOUNT_PATH), 1, "the answer came back");
     let record = backend.record(&key).await;
     assert_eq!(record.status, Status::Processed);
     assert_eq!(record.detail, None, "the answer that came back is not kept");
@@ -195,6 +199,17 @@ async fn a_deletion_delivered_without_a_credential_erases_nothing() {
     let kept = memory.store.get(&victim.key).await.unwrap().unwrap();
     assert!(!kept.body.is_empty(), "nothing erased");
     assert_eq!(memory.store.erased_at(&victim.subject).await.unwrap(), None);
+    let deletion = memory
+        .store
+        .records()
+        .into_iter()
+        .find(|record| record.key != victim.key)
+        .unwrap();
+    let note: serde_json::Value = serde_json::from_str(&deletion.detail.unwrap()).unwrap();
+    assert_eq!(
+        note["erasure"]["skipped"], "delivered without a credential: it may not erase anything",
+        "the note says why"
+    );
 }
 
 fn now() -> i64 {

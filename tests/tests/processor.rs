@@ -5,12 +5,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use e2e::fake_api::{Behavior, FakeApi};
-use e2e::{event, response_json, Backend};
-use shared::ports::{InboundMessage, Status};
-use shared::process::{ProcessorSettings, Verdict};
+use e2e::proxy::{local_aws_address, Proxy};
+use e2e::{event, response_json, Backend, InMemory};
+use shared::ports::{InboundMessage, QueueMessage, Status, Store};
+use shared::process::{ProcessorSettings, Verdict, MAX_THROTTLED};
 use shared::tenants::{Loader, Tenant, TenantDirectory, TenantSource};
+use shared::WebhookRequest;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// What Magicline's `customer-created.json` fetches.
+const CUSTOMER: &str = "/magicline/v1/customers/7893459";
+/// What FlyBuy's order events fetch.
+const ORDER_187: &str = "/flybuy/api/v1/orders/187";
+/// What Waitwhile's `visit-updated.json` fetches.
+const VISIT: &str = "/waitwhile/v2/visits/Kk1BeidF0N4p8wzp2J0x";
+/// What EGYM's `gym-checkout.json` fetches.
+const CHECKOUT_ACCOUNT: &str = "/egym/api/v2/accounts/3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7";
 
 fn settings(max_receives: u32) -> ProcessorSettings {
     ProcessorSettings {
@@ -23,6 +33,12 @@ fn settings(max_receives: u32) -> ProcessorSettings {
 
 /// Sends an event file through the real webhook handler; returns the dedup key it stored.
 async fn deliver(backend: &Backend, file: &str) -> String {
+    let provider = file.split('/').next().unwrap();
+    deliver_request(backend, provider, event(file)).await
+}
+
+/// Sends a request through `provider`'s real webhook handler; returns the key it stored.
+async fn deliver_request(backend: &Backend, provider: &str, request: WebhookRequest) -> String {
     let keys =
         |items: Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>| {
             items
@@ -31,18 +47,17 @@ async fn deliver(backend: &Backend, file: &str) -> String {
                 .collect::<std::collections::HashSet<_>>()
         };
     let before = keys(backend.items().await);
-    let provider = file.split('/').next().unwrap();
-    let response = backend.ingest(provider).handle(event(file)).await;
+    let response = backend.ingest(provider).handle(request).await;
     assert!(
         response.status().is_success(),
-        "{file}: {}",
+        "{provider}: {}",
         response.status()
     );
     let after = keys(backend.items().await);
     let mut new = after.difference(&before);
     let key = new
         .next()
-        .unwrap_or_else(|| panic!("{file} stored nothing new"))
+        .unwrap_or_else(|| panic!("{provider}: nothing new stored"))
         .clone();
     assert!(new.next().is_none());
     key
@@ -119,6 +134,7 @@ async fn a_redelivered_processed_message_calls_no_api_again() {
     };
     assert_eq!(processor.process(&message("first")).await, Verdict::Done);
     assert_eq!(processor.process(&message("again")).await, Verdict::Done);
+    assert_eq!(api.calls(ORDER_187), 1);
     assert_eq!(api.total_calls(), 1);
     assert_eq!(backend.record(&key).await.attempts, 1);
 }
@@ -146,6 +162,7 @@ async fn two_processors_given_the_same_message_call_the_api_once() {
         [Verdict::Done, Verdict::TryAgain],
         "the loser retries later"
     );
+    assert_eq!(api.calls(VISIT), 1);
     assert_eq!(api.total_calls(), 1);
     assert_eq!(backend.record(&key).await.status, Status::Processed);
     // The loser's redelivery finds the work done.
@@ -185,11 +202,7 @@ async fn transient_failures_are_retried_then_dead_lettered_with_the_reason() {
         let processor = backend.processor(&api, settings(3), Duration::from_millis(300));
         let key = deliver(&backend, "magicline/customer-created.json").await;
         backend.pump_until_empty(&processor, 60).await;
-        assert_eq!(
-            api.calls("/magicline/v1/customers/7893459"),
-            3,
-            "{says}: one call per receive"
-        );
+        assert_eq!(api.calls(CUSTOMER), 3, "{says}: one call per receive");
         let dead = backend.drain_dead_letters().await;
         assert_eq!(dead.len(), 1, "{says}");
         assert_eq!(dead[0].key, key);
@@ -207,38 +220,103 @@ async fn transient_failures_are_retried_then_dead_lettered_with_the_reason() {
     }
 }
 
+/// A 429 puts a copy of the message back, delayed by `Retry-After` (seconds, or 60 s when
+/// the provider gives none), and the record says so; the next delivery calls the API again.
 #[tokio::test]
-async fn a_429_delays_the_retry_by_retry_after() {
-    let backend = Backend::with_dead_letter_queue(5).await;
+async fn a_429_delays_the_retry_by_retry_after_or_a_minute() {
+    for (retry_after, wait) in [(Some("30"), 30), (None, 60)] {
+        let api = FakeApi::start().await;
+        let local = InMemory::new(&api, settings(5));
+        let retry_after = retry_after.map(str::to_string);
+        api.set("/flybuy/", Behavior::TooManyRequests { retry_after });
+        let key = local.deliver("flybuy/customer-nearby.json").await;
+        assert_eq!(local.pump().await, 1);
+        assert_eq!(api.calls(ORDER_187), 1);
+        let record = local.record(&key).await;
+        assert_eq!(record.status, Status::Queued);
+        let reason = record.last_error.unwrap();
+        assert!(
+            reason.contains("429") && reason.contains(&format!("waiting {wait} s")),
+            "{reason}"
+        );
+        api.clear();
+        local.advance(Duration::from_secs(wait - 1));
+        assert_eq!(local.pump().await, 0, "still waiting at {} s", wait - 1);
+        local.advance(Duration::from_secs(1));
+        assert_eq!(local.pump().await, 1, "back after {wait} s");
+        assert_eq!(local.record(&key).await.status, Status::Processed);
+        assert_eq!(api.calls(ORDER_187), 2);
+    }
+}
+
+/// After [`MAX_THROTTLED`] waits, a 429 counts as a failed attempt: no delayed copy, the
+/// message itself is retried (and heads for the dead-letter queue like any failure).
+#[tokio::test]
+async fn a_429_after_the_last_allowed_wait_counts_as_an_attempt() {
     let api = FakeApi::start().await;
+    let local = InMemory::new(&api, settings(5));
     api.set(
         "/flybuy/",
         Behavior::TooManyRequests {
-            retry_after_seconds: 30,
+            retry_after: Some("1".into()),
         },
     );
-    let processor = backend.processor(&api, settings(5), TIMEOUT);
-    let key = deliver(&backend, "flybuy/customer-nearby.json").await;
-    let (_, failed) = backend.pump(&processor).await;
+    let key = local.deliver("flybuy/customer-nearby.json").await;
+    local.memory.queue.clear();
+    let message = QueueMessage {
+        throttled: MAX_THROTTLED,
+        ..local.record(&key).await.message()
+    };
+    let inbound = InboundMessage {
+        id: "m".into(),
+        body: serde_json::to_string(&message).unwrap(),
+        receive_count: 1,
+        receipt_handle: None,
+    };
+    assert_eq!(local.processor.process(&inbound).await, Verdict::TryAgain);
+    assert!(local.memory.queue.is_empty(), "no delayed copy");
+    let reason = local.record(&key).await.last_error.unwrap();
     assert!(
-        failed.is_empty(),
-        "the message is replaced by a delayed copy"
-    );
-    // Without Retry-After it would be visible again after the pump's 1 s visibility timeout.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(
-        backend.pump(&processor).await.0,
-        0,
-        "still hidden for Retry-After"
-    );
-    assert_eq!(api.total_calls(), 1);
-    let record = backend.record(&key).await;
-    assert_eq!(record.status, Status::Queued);
-    let reason = record.last_error.unwrap();
-    assert!(
-        reason.contains("429") && reason.contains("30 s"),
+        reason.contains("429") && reason.contains("attempt 1 of 5") && !reason.contains("waiting"),
         "{reason}"
     );
+    assert_eq!(api.calls(ORDER_187), 1);
+}
+
+/// When the delayed copy cannot be queued, the message itself is retried: nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_whose_delayed_copy_cannot_be_queued_retries_the_message() {
+    let backend = Backend::with_dead_letter_queue(5).await;
+    let api = FakeApi::start().await;
+    let sqs_proxy = Proxy::start(local_aws_address()).await;
+    let sqs = aws_sdk_sqs::Client::new(&e2e::aws_at(&sqs_proxy.url).await);
+    let ports = adapter_aws::ports(
+        backend.store(),
+        adapter_aws::SqsQueue::new(sqs, &backend.queue_url),
+        shared::clock::system(),
+    );
+    let processor = e2e::demo_processor(ports, &api, settings(5), TIMEOUT, |_, demo| {
+        TenantSource::fixed(demo)
+    });
+    api.set(
+        "/flybuy/",
+        Behavior::TooManyRequests {
+            retry_after: Some("1".into()),
+        },
+    );
+    let key = deliver(&backend, "flybuy/customer-nearby.json").await;
+    sqs_proxy.drop_requests_containing("DelaySeconds");
+    let (received, failed) = backend.pump(&processor).await;
+    assert_eq!((received, failed.len()), (1, 1), "reported for retry");
+    let reason = backend.record(&key).await.last_error.unwrap();
+    assert!(
+        reason.contains("429") && reason.contains("attempt 1 of 5"),
+        "{reason}"
+    );
+    api.clear();
+    backend.pump_until_empty(&processor, 10).await;
+    assert_eq!(backend.record(&key).await.status, Status::Processed);
+    assert_eq!(api.calls(ORDER_187), 2);
 }
 
 #[tokio::test]
@@ -248,7 +326,7 @@ async fn a_429_waits_without_using_up_an_attempt() {
     api.set(
         "/flybuy/",
         Behavior::TooManyRequests {
-            retry_after_seconds: 1,
+            retry_after: Some("1".into()),
         },
     );
     let processor = backend.processor(&api, settings(2), TIMEOUT);
@@ -266,42 +344,50 @@ async fn a_429_waits_without_using_up_an_attempt() {
         assert_eq!(received, 1, "round {round}");
     }
     api.clear();
-    backend.pump_until_empty(&processor, 30).await;
+    let record = backend.pump_until_finished(&processor, &key).await;
+    assert_eq!(record.status, Status::Processed);
     assert!(backend.drain_dead_letters().await.is_empty());
-    assert_eq!(backend.record(&key).await.status, Status::Processed);
-    assert_eq!(api.calls("/flybuy/api/v1/orders/187"), 4);
+    assert_eq!(api.calls(ORDER_187), 4);
 }
 
+/// Each transient failure hides the message twice as long as the one before.
 #[tokio::test]
 async fn transient_failures_back_off_exponentially() {
-    let backend = Backend::with_dead_letter_queue(5).await;
     let api = FakeApi::start().await;
-    api.set("/egym/", Behavior::Status(502));
     let backoff = ProcessorSettings {
-        retry_backoff: Duration::from_secs(3),
+        retry_backoff: Duration::from_secs(10),
         ..settings(5)
     };
-    let processor = backend.processor(&api, backoff, TIMEOUT);
-    deliver(&backend, "egym/gym-checkout.json").await;
-    assert_eq!(backend.pump(&processor).await.1.len(), 1);
-    // The pump hides messages for 1 s; the first backoff (3 s) hides it longer.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(backend.pump(&processor).await.0, 0, "still backing off");
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    assert_eq!(
-        backend.pump(&processor).await.0,
-        1,
-        "retried after the backoff"
-    );
-    assert_eq!(api.total_calls(), 2);
+    let local = InMemory::new(&api, backoff);
+    api.set("/egym/", Behavior::Status(502));
+    local.deliver("egym/gym-checkout.json").await;
+    assert_eq!(local.pump().await, 1);
+    for wait in [10, 20, 40] {
+        local.advance(Duration::from_secs(wait - 1));
+        assert_eq!(local.pump().await, 0, "still backing off at {} s", wait - 1);
+        local.advance(Duration::from_secs(2));
+        assert_eq!(local.pump().await, 1, "retried after {wait} s");
+    }
+    assert_eq!(api.calls(CHECKOUT_ACCOUNT), 4);
 }
 
 #[tokio::test]
 async fn permanent_failures_end_failed_once_with_the_reason() {
+    // Another host, holding the same API: a redirect there would hand it the API key.
+    let elsewhere = FakeApi::start().await;
+    let redirect = format!("{}{CUSTOMER}", elsewhere.base_url);
     for (behavior, says) in [
         (Behavior::Status(404), "404"),
         (Behavior::Status(400), "400"),
         (Behavior::Status(410), "410"),
+        (
+            Behavior::Redirect(redirect),
+            "302 Found (a redirect, not followed)",
+        ),
+        (
+            Behavior::Oversized(200 * 1024),
+            "answer is over 131072 bytes",
+        ),
     ] {
         let backend = Backend::with_dead_letter_queue(3).await;
         let api = FakeApi::start().await;
@@ -309,7 +395,9 @@ async fn permanent_failures_end_failed_once_with_the_reason() {
         let processor = backend.processor(&api, settings(3), TIMEOUT);
         let key = deliver(&backend, "magicline/customer-created.json").await;
         backend.pump_until_empty(&processor, 20).await;
-        assert_eq!(api.total_calls(), 1, "{says}: not retried");
+        assert_eq!(api.calls(CUSTOMER), 1, "{says}: not retried");
+        assert_eq!(api.total_calls(), 1, "{says}");
+        assert_eq!(elsewhere.total_calls(), 0, "{says}: never followed");
         assert!(backend.drain_dead_letters().await.is_empty());
         let record = backend.record(&key).await;
         assert_eq!(record.status, Status::Failed, "{says}");
@@ -329,8 +417,11 @@ async fn refused_credentials_are_retried_then_dead_lettered_never_failed() {
         let processor = backend.processor(&api, settings(2), TIMEOUT);
         let key = deliver(&backend, "magicline/customer-created.json").await;
         backend.pump_until_empty(&processor, 30).await;
-        assert_eq!(api.total_calls(), 2, "{says}: one call per receive");
-        assert_eq!(backend.drain_dead_letters().await.len(), 1, "{says}");
+        assert_eq!(api.calls(CUSTOMER), 2, "{says}: one call per receive");
+        assert_eq!(api.total_calls(), 2, "{says}");
+        let dead = backend.drain_dead_letters().await;
+        assert_eq!(dead.len(), 1, "{says}");
+        assert_eq!(dead[0].key, key, "{says}");
         let record = backend.record(&key).await;
         assert_eq!(
             record.status,
@@ -345,23 +436,39 @@ async fn refused_credentials_are_retried_then_dead_lettered_never_failed() {
     }
 }
 
+/// A message whose record is missing, and one that is not a message at all, are retried and
+/// end in the dead-letter queue as they came: never dropped.
 #[tokio::test]
-async fn a_message_whose_record_is_missing_is_reported_failed() {
-    let backend = Backend::new().await;
+async fn a_message_whose_record_is_missing_is_reported_failed_then_dead_lettered() {
+    let backend = Backend::with_dead_letter_queue(2).await;
     let api = FakeApi::start().await;
-    let processor = backend.processor(&api, settings(5), TIMEOUT);
-    let message = InboundMessage {
+    let processor = backend.processor(&api, settings(2), TIMEOUT);
+    let orphan = r#"{"provider":"egym","tenant":"gym-berlin-01","key":"egym#gym-berlin-01#nobody#GYM_CHECKIN#1","event_type":"GYM_CHECKIN","entity_id":"nobody"}"#;
+    let message = |body: &str| InboundMessage {
         id: "orphan".into(),
-        body: r#"{"provider":"egym","tenant":"gym-berlin-01","key":"egym#gym-berlin-01#nobody#GYM_CHECKIN#1","event_type":"GYM_CHECKIN","entity_id":"nobody"}"#.into(),
+        body: body.into(),
         receive_count: 1,
         receipt_handle: None,
     };
-    assert_eq!(processor.process(&message).await, Verdict::TryAgain);
-    let unreadable = InboundMessage {
-        body: "not json".into(),
-        ..message
-    };
-    assert_eq!(processor.process(&unreadable).await, Verdict::TryAgain);
+    assert_eq!(processor.process(&message(orphan)).await, Verdict::TryAgain);
+    assert_eq!(
+        processor.process(&message("not json")).await,
+        Verdict::TryAgain
+    );
+    for body in [orphan, "not json"] {
+        backend
+            .sqs
+            .send_message()
+            .queue_url(&backend.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    backend.pump_until_empty(&processor, 10).await;
+    let mut dead = backend.dead_letter_bodies().await;
+    dead.sort();
+    assert_eq!(dead, ["not json", orphan]);
     assert_eq!(api.total_calls(), 0);
 }
 
@@ -430,6 +537,152 @@ async fn deletion_events_erase_the_subjects_personal_data() {
         assert!(!untouched.body.is_empty() && untouched.detail.is_some());
         assert!(untouched.erased_at_ms.is_none());
     }
+}
+
+/// A Magicline delivery of one event about `entity`, with the demo studio's key.
+fn magicline(entity: u64, event_type: &str, uuid: &str) -> WebhookRequest {
+    let body = serde_json::json!({
+        "entityId": entity, "uuid": uuid,
+        "payload": [{"timestamp": 1795640400000u64, "type": event_type}],
+    });
+    e2e::post(
+        "magicline",
+        &[("x-api-key", "ml-demo-key-1001-new")],
+        &body.to_string(),
+    )
+}
+
+#[tokio::test]
+async fn magiclines_three_deletion_types_erase_what_came_before_and_what_comes_after() {
+    let cases = [
+        (
+            "CUSTOMER_DELETED",
+            7893459,
+            ["CUSTOMER_CREATED", "CUSTOMER_CHECKIN"],
+        ),
+        (
+            "CUSTOMER_ACCESS_DISABLED",
+            7893459,
+            ["CUSTOMER_UPDATED", "CUSTOMER_CHECKOUT"],
+        ),
+        (
+            "EMPLOYEE_DELETED",
+            42,
+            ["EMPLOYEE_CREATED", "EMPLOYEE_UPDATED"],
+        ),
+    ];
+    for (deletion, entity, before) in cases {
+        let backend = Backend::new().await;
+        let api = FakeApi::start().await;
+        let processor = backend.processor(&api, settings(5), TIMEOUT);
+        let mut earlier = Vec::new();
+        for (n, event_type) in before.iter().enumerate() {
+            let request = magicline(entity, event_type, &format!("{deletion}-before-{n}"));
+            earlier.push(deliver_request(&backend, "magicline", request).await);
+        }
+        let other = deliver_request(
+            &backend,
+            "magicline",
+            magicline(5551234, "CUSTOMER_UPDATED", "other"),
+        )
+        .await;
+        backend.pump_until_empty(&processor, 10).await;
+        for key in &earlier {
+            assert!(
+                backend.record(key).await.detail.is_some(),
+                "{deletion}: {key} fetched before"
+            );
+        }
+        let calls_before = api.total_calls();
+        let deletion_key =
+            deliver_request(&backend, "magicline", magicline(entity, deletion, deletion)).await;
+        backend.pump_until_empty(&processor, 10).await;
+        for key in &earlier {
+            let record = backend.record(key).await;
+            assert_eq!(
+                (record.body.as_str(), record.detail.as_deref()),
+                ("", None),
+                "{deletion}: {key}"
+            );
+            assert!(record.erased_at_ms.is_some(), "{deletion}: {key}");
+        }
+        let deletion_record = backend.record(&deletion_key).await;
+        assert_eq!(deletion_record.body, "", "{deletion}: its own body too");
+        let note: serde_json::Value =
+            serde_json::from_str(&deletion_record.detail.unwrap()).unwrap();
+        assert_eq!(
+            note["erasure"]["records_erased"], 3,
+            "{deletion}: two + itself"
+        );
+        let subject = backend.record(&earlier[0]).await.subject;
+        assert!(
+            backend.store().erased_at(&subject).await.unwrap().is_some(),
+            "{deletion}: a tombstone"
+        );
+        assert_eq!(
+            api.total_calls(),
+            calls_before,
+            "{deletion}: erasing calls no API"
+        );
+        // A later delivery about the erased person keeps no body and fetches nothing.
+        let later =
+            deliver_request(&backend, "magicline", magicline(entity, before[1], "later")).await;
+        backend.pump_until_empty(&processor, 10).await;
+        let record = backend.record(&later).await;
+        assert_eq!(
+            (record.status, record.body.as_str()),
+            (Status::Processed, ""),
+            "{deletion}"
+        );
+        assert_eq!(
+            api.total_calls(),
+            calls_before,
+            "{deletion}: nothing fetched after"
+        );
+        let untouched = backend.record(&other).await;
+        assert!(
+            !untouched.body.is_empty() && untouched.detail.is_some(),
+            "{deletion}"
+        );
+    }
+}
+
+const TIMIFY_TOKEN: &str = "/timify/v1/auth/token";
+const TIMIFY_APPOINTMENTS: &str = "/timify/v1/appointments";
+
+/// TIMIFY's access token is exchanged once and reused, renewed once the API refuses it, and
+/// renewed a minute before it expires without waiting for a refusal.
+#[tokio::test]
+async fn timify_tokens_are_cached_renewed_after_a_refusal_and_before_they_expire() {
+    let api = FakeApi::start().await;
+    let local = InMemory::new(&api, settings(5));
+    local.deliver("timify/event-created.json").await;
+    local.deliver("timify/sync-before-confirmations.json").await;
+    assert_eq!(local.pump().await, 2);
+    assert_eq!(api.calls(TIMIFY_APPOINTMENTS), 2);
+    assert_eq!(api.calls(TIMIFY_TOKEN), 1, "one exchange for both fetches");
+
+    api.revoke_tokens();
+    let refused = local.deliver("timify/sync-before-reminders.json").await;
+    assert_eq!(local.pump().await, 1);
+    assert_eq!(api.refused().len(), 1, "the revoked token, refused once");
+    assert_eq!(api.calls(TIMIFY_TOKEN), 2, "renewed after the refusal");
+    assert_eq!(local.record(&refused).await.status, Status::Processed);
+
+    // The token is good for 3600 s: 59 s before its end, the next fetch renews it first.
+    local.advance(Duration::from_secs(3600 - 59));
+    let kit = testkit::Kit::of(shared::providers::by_name("timify").unwrap().as_ref());
+    let case = kit
+        .cases()
+        .iter()
+        .find(|case| case.name == "event-updated")
+        .unwrap();
+    let key = local.deliver_request("timify", kit.request(case)).await;
+    assert_eq!(local.pump().await, 1);
+    assert_eq!(api.calls(TIMIFY_TOKEN), 3, "renewed before it expired");
+    assert_eq!(api.refused().len(), 1, "without a refusal first");
+    assert_eq!(local.record(&key).await.status, Status::Processed);
+    assert_eq!(api.calls(TIMIFY_APPOINTMENTS), 4);
 }
 
 #[tokio::test]

@@ -158,6 +158,8 @@ struct AppState {
     tenants: Arc<HashMap<String, TenantDirectory>>,
     /// How often the sweeper runs (the pages say when it picks up a replay it was left).
     sweep_interval: Duration,
+    /// The provider APIs' sandbox, trusting the configured tenants' API credentials.
+    sandbox: Arc<testkit::ApiDouble>,
 }
 
 /// A started server; stop it with [`RunningServer::shutdown`].
@@ -298,7 +300,12 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         stopped.clone(),
     )));
 
+    let sandbox = testkit::ApiDouble::trusting_nobody();
+    for (provider, tenants) in &directories {
+        sandbox.trust(provider, tenants);
+    }
     let state = AppState {
+        sandbox: Arc::new(sandbox),
         ingests: Arc::new(ingests),
         webhooks_at: addr,
         database: database.clone(),

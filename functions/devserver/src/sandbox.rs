@@ -1,22 +1,20 @@
 //! A sandbox of the providers' APIs, served by the dev server itself under
 //! `/_sandbox/<provider>/…`, so that enrichment works offline: each provider's documented
 //! routes and token exchange from its test kit, answered with made-up fixture data labelled
-//! `"sandbox": true`. It takes any non-empty credential of the documented shape (the keys in
-//! `devserver.toml` are yours to change), but refuses a request without one (401) and any
-//! method, path or query the provider does not document (404).
+//! `"sandbox": true`. Like the provider, it takes only the API credentials of the tenants in
+//! `devserver.toml` (yours to change; the server reads them at start), so a request with
+//! another tenant's key or none is refused (401), and so is any method, path or query the
+//! provider does not document (404).
 
-use std::sync::LazyLock;
-
+use crate::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use testkit::ApiDouble;
 
-static SANDBOX: LazyLock<ApiDouble> = LazyLock::new(ApiDouble::lenient);
-
-pub async fn answer(
+pub(crate) async fn answer(
+    State(state): State<AppState>,
     Path((provider, path)): Path<(String, String)>,
     method: Method,
     RawQuery(query): RawQuery,
@@ -24,7 +22,7 @@ pub async fn answer(
     body: Bytes,
 ) -> Response {
     let path = format!("/{}", path.trim_start_matches('/'));
-    let answer = SANDBOX.answer(
+    let answer = state.sandbox.answer(
         &provider,
         method.as_str(),
         &path,

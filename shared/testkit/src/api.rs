@@ -83,12 +83,14 @@ impl Route {
         for (template, segment) in expected.iter().zip(&actual) {
             captured.extend(crate::template::capture(template, segment)?);
         }
-        let pairs: BTreeMap<&str, &str> = query
+        let listed: Vec<(&str, &str)> = query
             .split('&')
             .filter(|pair| !pair.is_empty())
             .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
             .collect();
-        if pairs.len() != self.query.len() {
+        let pairs: BTreeMap<&str, &str> = listed.iter().copied().collect();
+        // A parameter given twice is not the documented request (`ids=1&ids=2`).
+        if pairs.len() != listed.len() || pairs.len() != self.query.len() {
             return None;
         }
         for (name, template) in &self.query {
@@ -117,55 +119,67 @@ impl Answer {
     }
 }
 
-/// Answers requests to every provider's API as the kits describe them. Strict, it accepts
-/// only the credentials of tenants it trusts (the kits' demo tenants and those given to
-/// [`ApiDouble::trust`]); lenient, any non-empty credential of the documented shape.
+/// Answers requests to every provider's API as the kits describe them, accepting only the
+/// credentials of tenants it trusts (the kits' demo tenants and those given to
+/// [`ApiDouble::trust`]) and only tokens it issued that have neither expired nor been revoked.
 pub struct ApiDouble {
     apis: HashMap<&'static str, Api>,
-    /// Per provider, the API settings of trusted tenants; `None`: lenient.
-    trusted: Option<Mutex<HashMap<String, Vec<ApiAccess>>>>,
-    /// Issued tokens: (provider, index of the trusted tenant, or `None` when lenient).
-    tokens: Mutex<HashMap<String, (String, Option<usize>)>>,
+    /// Per provider, the API settings of trusted tenants.
+    trusted: Mutex<HashMap<String, Vec<ApiAccess>>>,
+    tokens: Mutex<HashMap<String, Issued>>,
     issued: AtomicU64,
 }
 
+/// An access token the double handed out.
+#[derive(Debug, Clone, PartialEq)]
+struct Issued {
+    provider: String,
+    /// Index of the trusted tenant it was issued to.
+    tenant: usize,
+    /// Epoch milliseconds after which it is refused; `i64::MIN` once revoked.
+    expires_at_ms: i64,
+}
+
 impl ApiDouble {
+    /// Trusts the kits' demo tenants.
     pub fn strict() -> ApiDouble {
-        let double = ApiDouble::new(Some(Mutex::default()));
+        let double = ApiDouble::trusting_nobody();
         for kit in Kit::all() {
             double.trust(kit.name(), &kit.tenants("http://unused"));
         }
         double
     }
 
-    pub fn lenient() -> ApiDouble {
-        ApiDouble::new(None)
-    }
-
-    fn new(trusted: Option<Mutex<HashMap<String, Vec<ApiAccess>>>>) -> ApiDouble {
+    /// Trusts only the tenants later given to [`ApiDouble::trust`].
+    pub fn trusting_nobody() -> ApiDouble {
         ApiDouble {
             apis: Kit::all()
                 .into_iter()
                 .map(|kit| (kit.name(), kit.api().clone()))
                 .collect(),
-            trusted,
+            trusted: Mutex::default(),
             tokens: Mutex::default(),
             issued: AtomicU64::new(0),
         }
     }
 
-    /// Accepts these tenants' API credentials too (strict doubles only).
+    /// Accepts these tenants' API credentials too.
     pub fn trust(&self, provider: &str, tenants: &TenantDirectory) {
-        if let Some(trusted) = &self.trusted {
-            let mut trusted = trusted.lock().unwrap();
-            let list = trusted.entry(provider.to_string()).or_default();
-            list.extend(tenants.iter().filter_map(|tenant| tenant.api.clone()));
-        }
+        let mut trusted = self.trusted.lock().unwrap();
+        let list = trusted.entry(provider.to_string()).or_default();
+        list.extend(tenants.iter().filter_map(|tenant| tenant.api.clone()));
     }
 
     /// Every access token handed out so far.
     pub fn tokens(&self) -> Vec<String> {
         self.tokens.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// Refuses every token handed out so far, as a provider does that revokes them early.
+    pub fn revoke_tokens(&self) {
+        for issued in self.tokens.lock().unwrap().values_mut() {
+            issued.expires_at_ms = i64::MIN;
+        }
     }
 
     /// The required header names of a provider's API (empty for an unknown provider).
@@ -197,7 +211,7 @@ impl ApiDouble {
             return Answer::error(404, "no such provider API");
         };
         if api.is_token_exchange(method, path, query) {
-            return self.exchange(provider, api.token.as_ref().unwrap(), body);
+            return self.exchange(provider, api.token.as_ref().unwrap(), headers, body);
         }
         let Some((route, captured)) = api.route(method, path, query) else {
             return Answer::error(404, "not found");
@@ -217,7 +231,22 @@ impl ApiDouble {
         }
     }
 
-    fn exchange(&self, provider: &str, exchange: &TokenExchange, body: &[u8]) -> Answer {
+    fn exchange(
+        &self,
+        provider: &str,
+        exchange: &TokenExchange,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Answer {
+        let declared_json = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                value.split(';').next().unwrap_or_default().trim() == "application/json"
+            });
+        if !declared_json {
+            return Answer::error(415, "the token request must be sent as application/json");
+        }
         let Ok(presented) = serde_json::from_slice::<Value>(body) else {
             return Answer::error(400, "the token request is not JSON");
         };
@@ -230,10 +259,15 @@ impl ApiDouble {
         };
         let token = self.fresh_token(provider);
         let refresh = self.fresh_token(provider);
-        self.tokens
-            .lock()
-            .unwrap()
-            .insert(token.clone(), (provider.to_string(), tenant));
+        let lifetime_ms = exchange.answer["expires"].as_i64().unwrap_or(3600) * 1000;
+        self.tokens.lock().unwrap().insert(
+            token.clone(),
+            Issued {
+                provider: provider.to_string(),
+                tenant,
+                expires_at_ms: now_ms() + lifetime_ms,
+            },
+        );
         let value = |name: &str| match name {
             "token" => Some(token.clone()),
             "refresh_token" => Some(refresh.clone()),
@@ -268,31 +302,38 @@ impl ApiDouble {
         })
     }
 
-    /// Trusted tenants that may have sent a request (by index), or `[None]` when lenient.
-    fn candidates(&self, provider: &str) -> Vec<Option<usize>> {
-        match &self.trusted {
-            None => vec![None],
-            Some(trusted) => {
-                let count = trusted.lock().unwrap().get(provider).map_or(0, Vec::len);
-                (0..count).map(Some).collect()
-            }
-        }
+    /// Trusted tenants that may have sent a request, by index.
+    fn candidates(&self, provider: &str) -> Vec<usize> {
+        let count = self
+            .trusted
+            .lock()
+            .unwrap()
+            .get(provider)
+            .map_or(0, Vec::len);
+        (0..count).collect()
     }
 
-    /// True if `got` is the value of placeholder `name` for this tenant: a token it was
-    /// issued, or its own `api` setting (any non-empty text when lenient).
-    fn accepts(&self, provider: &str, tenant: Option<usize>, name: &str, got: &str) -> bool {
+    /// True if `got` is the value of placeholder `name` for this tenant: a live token it was
+    /// issued, or its own `api` setting.
+    fn accepts(&self, provider: &str, tenant: usize, name: &str, got: &str) -> bool {
         if name == "token" {
             let tokens = self.tokens.lock().unwrap();
-            return tokens.get(got) == Some(&(provider.to_string(), tenant));
+            return tokens.get(got).is_some_and(|issued| {
+                issued.provider == provider
+                    && issued.tenant == tenant
+                    && issued.expires_at_ms > now_ms()
+            });
         }
-        let (Some(index), Some(trusted)) = (tenant, &self.trusted) else {
-            return true;
-        };
-        let trusted = trusted.lock().unwrap();
-        let api = &trusted[provider][index];
+        let trusted = self.trusted.lock().unwrap();
+        let api = &trusted[provider][tenant];
         api_setting(api, name).as_deref() == Some(got)
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 fn api_setting(api: &ApiAccess, name: &str) -> Option<String> {

@@ -80,7 +80,7 @@ fn signed_in(double: &ApiDouble, kit: &Kit) -> http::HeaderMap {
             &exchange.method,
             &exchange.path,
             "",
-            &http::HeaderMap::new(),
+            &json_content(),
             body.as_bytes(),
         );
         assert_eq!(answer.status, 200, "{}: {answer:?}", kit.name());
@@ -135,16 +135,80 @@ fn the_double_answers_documented_routes_and_refuses_the_rest() {
     }
 }
 
+fn json_content() -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().unwrap());
+    headers
+}
+
 #[test]
-fn a_lenient_double_takes_any_credential_of_the_documented_shape() {
-    let double = ApiDouble::lenient();
+fn a_parameter_given_twice_is_not_the_documented_request() {
+    let double = ApiDouble::strict();
     for kit in Kit::all() {
+        let headers = signed_in(&double, &kit);
+        for route in kit
+            .api()
+            .routes
+            .iter()
+            .filter(|route| !route.query.is_empty())
+        {
+            let (path, query) = concrete(route);
+            let twice = format!("{query}&{query}");
+            let status = double
+                .answer(kit.name(), &route.method, &path, &twice, &headers, b"")
+                .status;
+            assert_eq!(status, 404, "{}: {path}?{twice}", kit.name());
+        }
+    }
+}
+
+#[test]
+fn tokens_are_exchanged_as_json_and_refused_once_revoked() {
+    let double = ApiDouble::strict();
+    let kits: Vec<Kit> = Kit::all()
+        .into_iter()
+        .filter(|kit| kit.api().token.is_some())
+        .collect();
+    assert!(!kits.is_empty(), "some kit's API exchanges tokens");
+    for kit in kits {
+        let exchange = kit.api().token.as_ref().unwrap();
+        let headers = signed_in(&double, &kit);
         let route = &kit.api().routes[0];
         let (path, query) = concrete(route);
-        let headers = signed_in(&double, &kit);
+        let answer = |headers: &http::HeaderMap| {
+            double
+                .answer(kit.name(), &route.method, &path, &query, headers, b"")
+                .status
+        };
+        assert_eq!(answer(&headers), 200, "{}", kit.name());
+        double.revoke_tokens();
+        assert_eq!(answer(&headers), 401, "{}: a revoked token", kit.name());
+        let form = double.answer(
+            kit.name(),
+            &exchange.method,
+            &exchange.path,
+            "",
+            &http::HeaderMap::new(),
+            b"{}",
+        );
+        assert_eq!(form.status, 415, "{}: no JSON content type", kit.name());
+    }
+}
+
+#[test]
+fn a_double_trusting_nobody_refuses_the_demo_tenants() {
+    let double = ApiDouble::trusting_nobody();
+    let strict = ApiDouble::strict();
+    for kit in Kit::all()
+        .into_iter()
+        .filter(|kit| kit.api().token.is_none())
+    {
+        let route = &kit.api().routes[0];
+        let (path, query) = concrete(route);
+        let headers = signed_in(&strict, &kit);
         let status = double
             .answer(kit.name(), &route.method, &path, &query, &headers, b"")
             .status;
-        assert_eq!(status, 200, "{}", kit.name());
+        assert_eq!(status, 401, "{}", kit.name());
     }
 }
