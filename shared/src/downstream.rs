@@ -1,6 +1,8 @@
 //! Telling the users' own services: every event that reaches `PROCESSED` (an erasure
-//! included) is published once it is done — at least once: a failed publication is retried
-//! like a failed fetch, and a retry may publish it twice; consumers deduplicate by `key`.
+//! included) is published once it is written and its subject's tombstone checked — at least
+//! once: a failed publication is retried on its own (never with a new fetch), and a retry may
+//! publish it twice; consumers deduplicate by `key`. A record whose personal data was erased
+//! is never published.
 
 use async_trait::async_trait;
 use serde_json::{json, Value};

@@ -409,6 +409,9 @@ pub struct QueueMessage {
     /// The second pass of an erasure, once the subject index has caught up.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub erase_again: bool,
+    /// Only the publication of an event already `PROCESSED` is to be retried.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_again: bool,
 }
 
 fn is_zero(value: &u32) -> bool {

@@ -773,3 +773,88 @@ impl InMemory {
         self.clock.advance(by);
     }
 }
+
+/// A bus on the local endpoint whose every `webhooks.*` event lands in a queue.
+pub struct Bus {
+    name: String,
+    events: aws_sdk_eventbridge::Client,
+    sqs: aws_sdk_sqs::Client,
+    capture_url: String,
+}
+
+impl Bus {
+    pub async fn new() -> Bus {
+        let aws = local_aws().await;
+        let events = aws_sdk_eventbridge::Client::new(&aws);
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let name = unique_name("bus");
+        events.create_event_bus().name(&name).send().await.unwrap();
+        let capture_url = sqs
+            .create_queue()
+            .queue_name(unique_name("published"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let arn = queue_arn(&sqs, &capture_url).await;
+        events
+            .put_rule()
+            .name("everything")
+            .event_bus_name(&name)
+            .event_pattern(r#"{"source": [{"prefix": "webhooks."}]}"#)
+            .send()
+            .await
+            .unwrap();
+        events
+            .put_targets()
+            .rule("everything")
+            .event_bus_name(&name)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("capture")
+                    .arn(arn)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        Bus {
+            name,
+            events,
+            sqs,
+            capture_url,
+        }
+    }
+
+    pub fn publisher(&self) -> Arc<adapter_aws::EventBus> {
+        Arc::new(adapter_aws::EventBus::new(self.events.clone(), &self.name))
+    }
+
+    /// Every event published since the last look (each is seen once).
+    pub async fn published(&self) -> Vec<serde_json::Value> {
+        let mut found = Vec::new();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.capture_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(300)
+                .send()
+                .await
+                .unwrap()
+                .messages
+                .unwrap_or_default();
+            if received.is_empty() {
+                return found;
+            }
+            found.extend(
+                received
+                    .iter()
+                    .map(|m| serde_json::from_str(m.body().unwrap()).unwrap()),
+            );
+        }
+    }
+}

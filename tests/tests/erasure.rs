@@ -11,6 +11,7 @@ use e2e::fake_api::{Behavior, FakeApi, Gate};
 use e2e::{event, post, Backend};
 use shared::clock::{Clock, ManualClock};
 use shared::fetch::DetailClient;
+use shared::operate::{Operations, Replayed};
 use shared::ports::{QueueConsumer, Record, Status, Store};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
 use shared::tenants::{TenantDirectory, TenantSource};
@@ -45,7 +46,12 @@ async fn a_fetch_running_while_its_subject_is_erased_writes_no_detail() {
     let api = FakeApi::start().await;
     let gate = Gate::default();
     api.set("/egym/", Behavior::Held(gate.clone()));
-    let processor = Arc::new(backend.processor(&api, settings(), Duration::from_secs(5)));
+    let bus = e2e::Bus::new().await;
+    let processor = Arc::new(
+        backend
+            .processor(&api, settings(), Duration::from_secs(5))
+            .with_publisher(bus.publisher()),
+    );
     let key = deliver(&backend, "egym/gym-checkin.json").await;
     let running = {
         let processor = Arc::clone(&processor);
@@ -64,6 +70,10 @@ async fn a_fetch_running_while_its_subject_is_erased_writes_no_detail() {
     gate.open();
     running.await.unwrap();
     assert_eq!(api.calls(ACCOUNT_PATH), 1, "the answer came back");
+    assert!(
+        bus.published().await.is_empty(),
+        "nothing erased is published"
+    );
     let record = backend.record(&key).await;
     assert_eq!(record.status, Status::Processed);
     assert_eq!(record.detail, None, "the answer that came back is not kept");
@@ -94,6 +104,49 @@ async fn deliveries_about_an_erased_subject_keep_no_body_and_call_nothing() {
         backend.record(&other).await.detail.is_some(),
         "others still fetched"
     );
+}
+
+/// A record whose subject is erased before the processor gets to it ends `PROCESSED` with a
+/// note (not `FAILED` for its empty body), calls nothing and publishes nothing; so does a
+/// replay of it afterwards.
+#[tokio::test]
+async fn a_record_erased_before_it_is_processed_ends_processed_and_so_does_its_replay() {
+    for file in ["egym/gym-checkin.json", "magicline/customer-created.json"] {
+        let backend = Backend::new().await;
+        let api = FakeApi::start().await;
+        let bus = e2e::Bus::new().await;
+        let processor = backend
+            .processor(&api, settings(), Duration::from_secs(5))
+            .with_publisher(bus.publisher());
+        let provider = file.split('/').next().unwrap();
+        let response = backend.ingest(provider).handle(event(file)).await;
+        let key = e2e::response_json(&response)["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let stored = backend.record(&key).await;
+        let store = backend.store();
+        store
+            .erase_subject(&stored.subject, now(), now() / 1000 + 3600)
+            .await
+            .unwrap();
+        let operations = Operations::new(backend.ports(), IngestSettings::default());
+        for round in ["first", "replay"] {
+            backend.pump_until_empty(&processor, 10).await;
+            let record = backend.record(&key).await;
+            assert_eq!(record.status, Status::Processed, "{file} {round}");
+            assert_eq!(record.last_error, None, "{file} {round}");
+            let note: serde_json::Value = serde_json::from_str(&record.detail.unwrap()).unwrap();
+            assert_eq!(
+                note["erasure"]["subject_erased_before"], stored.entity_id,
+                "{file} {round}"
+            );
+            assert_eq!(api.total_calls(), 0, "{file} {round}");
+            assert!(bus.published().await.is_empty(), "{file} {round}");
+            let replayed = operations.replay(&key).await.unwrap();
+            assert_eq!(replayed, Replayed::Queued, "{file} {round}");
+        }
+    }
 }
 
 /// The in-memory pair on a clock the test moves, with the demo tenants.

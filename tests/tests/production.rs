@@ -8,103 +8,21 @@ use std::time::Duration;
 use adapter_aws::EventBus;
 use adapter_memory::Memory;
 use e2e::fake_api::{Behavior, FakeApi};
-use e2e::{event, post, unique_name, Backend, Captured};
+use e2e::{event, post, unique_name, Backend, Bus, Captured};
 use shared::metrics::Emf;
 use shared::ports::{Ports, QueueConsumer, Status, StoreError};
 use shared::process::ProcessorSettings;
 use shared::tenants::TenantSource;
 use shared::{Ingest, IngestSettings};
 
+/// What EGYM's `gym-checkin.json` fetches.
+const ACCOUNT: &str = "/egym/api/v2/accounts/3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7";
+
 fn settings() -> ProcessorSettings {
     ProcessorSettings {
         max_receives: 2,
         retry_backoff: Duration::ZERO,
         ..ProcessorSettings::default()
-    }
-}
-
-/// A bus on the local endpoint whose every `webhooks.*` event lands in a queue.
-struct Bus {
-    name: String,
-    events: aws_sdk_eventbridge::Client,
-    sqs: aws_sdk_sqs::Client,
-    capture_url: String,
-}
-
-impl Bus {
-    async fn new() -> Bus {
-        let aws = e2e::local_aws().await;
-        let events = aws_sdk_eventbridge::Client::new(&aws);
-        let sqs = aws_sdk_sqs::Client::new(&aws);
-        let name = unique_name("bus");
-        events.create_event_bus().name(&name).send().await.unwrap();
-        let capture_url = sqs
-            .create_queue()
-            .queue_name(unique_name("published"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-        let arn = e2e::queue_arn(&sqs, &capture_url).await;
-        events
-            .put_rule()
-            .name("everything")
-            .event_bus_name(&name)
-            .event_pattern(r#"{"source": [{"prefix": "webhooks."}]}"#)
-            .send()
-            .await
-            .unwrap();
-        events
-            .put_targets()
-            .rule("everything")
-            .event_bus_name(&name)
-            .targets(
-                aws_sdk_eventbridge::types::Target::builder()
-                    .id("capture")
-                    .arn(arn)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-        Bus {
-            name,
-            events,
-            sqs,
-            capture_url,
-        }
-    }
-
-    fn publisher(&self) -> Arc<EventBus> {
-        Arc::new(EventBus::new(self.events.clone(), &self.name))
-    }
-
-    /// Every event published so far.
-    async fn published(&self) -> Vec<serde_json::Value> {
-        let mut found = Vec::new();
-        loop {
-            let received = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.capture_url)
-                .max_number_of_messages(10)
-                .visibility_timeout(300)
-                .send()
-                .await
-                .unwrap()
-                .messages
-                .unwrap_or_default();
-            if received.is_empty() {
-                return found;
-            }
-            found.extend(
-                received
-                    .iter()
-                    .map(|m| serde_json::from_str(m.body().unwrap()).unwrap()),
-            );
-        }
     }
 }
 
@@ -160,7 +78,7 @@ async fn processed_and_erased_events_are_published_and_failed_ones_are_not() {
 }
 
 #[tokio::test]
-async fn a_publication_that_fails_is_retried_like_a_fetch() {
+async fn a_publication_that_fails_is_retried_alone_without_a_new_fetch() {
     let backend = Backend::with_dead_letter_queue(5).await;
     let api = FakeApi::start().await;
     let nowhere = Arc::new(EventBus::new(
@@ -171,20 +89,41 @@ async fn a_publication_that_fails_is_retried_like_a_fetch() {
         .processor(&api, settings(), Duration::from_secs(5))
         .with_publisher(nowhere);
     let key = deliver(&backend, "egym/gym-checkin.json").await;
-    backend.pump(&failing).await;
-    let record = backend.record(&key).await;
-    assert_eq!(record.status, Status::Queued, "not PROCESSED unpublished");
-    assert!(
-        record.last_error.unwrap().contains("publishing"),
-        "the reason is kept"
+    let (received, failed) = backend.pump(&failing).await;
+    assert_eq!(
+        (received, failed.len()),
+        (1, 0),
+        "done with: a copy retries the publication"
     );
+    let record = backend.record(&key).await;
+    assert_eq!(
+        record.status,
+        Status::Processed,
+        "written before it is published"
+    );
+    assert!(record.detail.is_some());
     let bus = Bus::new().await;
     let working = backend
         .processor(&api, settings(), Duration::from_secs(5))
         .with_publisher(bus.publisher());
-    backend.pump_until_empty(&working, 20).await;
-    assert_eq!(backend.record(&key).await.status, Status::Processed);
-    assert_eq!(bus.published().await.len(), 1);
+    let started = std::time::Instant::now();
+    let mut published = Vec::new();
+    while published.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never published"
+        );
+        if backend.pump(&working).await.0 == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        published.extend(bus.published().await);
+    }
+    backend.pump_until_empty(&working, 10).await;
+    published.extend(bus.published().await);
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0]["detail"]["key"], key);
+    assert_eq!(api.calls(ACCOUNT), 1, "fetched once");
+    assert_eq!(backend.record(&key).await.attempts, 1);
 }
 
 /// The outcomes of the lines that carry `metric`.

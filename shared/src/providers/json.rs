@@ -16,17 +16,46 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IngestError> {
             // Deeply nested input: the start of the path says enough.
             path = path.chars().take(64).chain(['…']).collect();
         }
-        let inner = error.into_inner();
+        let inner = without_values(&error.into_inner().to_string());
         if path == "." {
-            IngestError::MalformedBody(inner.to_string())
+            IngestError::MalformedBody(inner)
         } else {
             IngestError::MalformedBody(format!("{path}: {inner}"))
         }
     })?;
     deserializer
         .end()
-        .map_err(|error| IngestError::MalformedBody(error.to_string()))?;
+        .map_err(|error| IngestError::MalformedBody(without_values(&error.to_string())))?;
     Ok(value)
+}
+
+/// A parser's message with the value it quotes cut out: where and what was wrong (path,
+/// position, the type found and the one expected), never what the sender wrote — bodies hold
+/// personal data, and these messages go into records and log lines.
+/// `invalid type: string "Max", expected u64 at line 1 column 9` ->
+/// `invalid type: string, expected u64 at line 1 column 9`.
+pub fn without_values(message: &str) -> String {
+    const QUOTING_A_VALUE: [&str; 4] = [
+        "invalid type: ",
+        "invalid value: ",
+        "unknown variant ",
+        "unknown field ",
+    ];
+    if !QUOTING_A_VALUE
+        .iter()
+        .any(|start| message.starts_with(start))
+    {
+        return message.to_string();
+    }
+    let Some(quote) = message.find(['"', '`']) else {
+        return message.to_string();
+    };
+    let tail = message
+        .rfind(", expected")
+        .or_else(|| message.rfind(" at line "))
+        .filter(|&at| at > quote)
+        .unwrap_or(message.len());
+    format!("{}{}", message[..quote].trim_end(), &message[tail..])
 }
 
 /// A JSON string or number as its exact text: a string's characters, a number's digits as
@@ -132,7 +161,8 @@ impl<'a> Document<'a> {
 fn parse_json_borrowed(body: &[u8]) -> Result<&RawValue, IngestError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| IngestError::MalformedBody("body is not UTF-8".into()))?;
-    serde_json::from_str(text).map_err(|error| IngestError::MalformedBody(error.to_string()))
+    serde_json::from_str(text)
+        .map_err(|error| IngestError::MalformedBody(without_values(&error.to_string())))
 }
 
 fn child<'a>(value: &'a RawValue, token: &str) -> Option<&'a RawValue> {
@@ -246,6 +276,52 @@ pub fn pretty_json(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Person {
+        id: u64,
+        kind: Kind,
+    }
+
+    #[derive(Debug, Deserialize)]
+    enum Kind {
+        Member,
+    }
+
+    #[test]
+    fn parse_errors_say_where_and_what_but_never_quote_a_value() {
+        let cases: [(&[u8], &str); 5] = [
+            (
+                br#"{"id": "Max, expected Mustermann", "kind": "Member"}"#,
+                "id: invalid type: string, expected u64 at line 1 column",
+            ),
+            (
+                br#"{"id": -5, "kind": "Member"}"#,
+                "id: invalid value: integer, expected u64 at line 1 column",
+            ),
+            (
+                br#"{"id": 5, "kind": "Mustermann"}"#,
+                "kind: unknown variant, expected `Member` at line 1 column",
+            ),
+            (
+                br#"{"id": 5, "kind": "Member"} "Mustermann""#,
+                "trailing characters at line 1 column",
+            ),
+            (
+                br#"{"id": 5, "kind": "Mustermann"#,
+                "EOF while parsing a string at line 1 column",
+            ),
+        ];
+        for (body, says) in cases {
+            let error = parse_json::<Person>(body).unwrap_err().to_string();
+            assert!(error.contains(says), "{error:?} should say {says:?}");
+            assert!(
+                !error.contains("Mustermann") && !error.contains("-5"),
+                "{error}"
+            );
+        }
+    }
 
     #[test]
     fn numbers_keep_every_digit_and_strings_their_characters() {

@@ -241,6 +241,33 @@ fn rule_for(event_type: &str) -> Option<&'static Rule> {
     RULES.iter().find(|rule| rule.event_type == event_type)
 }
 
+/// The paths one event's rule calls, its placeholders filled from `entityId` and `content`.
+fn rule_paths(
+    rule: &Rule,
+    entity_id: &str,
+    content: Option<&Document<'_>>,
+) -> Result<Vec<String>, String> {
+    match &rule.action {
+        Erase => Ok(Vec::new()),
+        Fetch(templates) => templates
+            .iter()
+            .map(|template| fill(template, entity_id, content))
+            .collect(),
+        FetchEach { list, path } => {
+            let items = content
+                .map(|content| content.elements(&format!("/{list}")))
+                .unwrap_or_default();
+            if items.is_empty() {
+                return Err(format!("the event's content lists no `{list}`"));
+            }
+            items
+                .iter()
+                .map(|item| fill(path, entity_id, Some(item)))
+                .collect()
+        }
+    }
+}
+
 /// Fills `{entityId}` and `{<field>}` placeholders; a field missing from `fields` is named.
 fn fill(template: &str, entity_id: &str, fields: Option<&Document<'_>>) -> Result<String, String> {
     let mut path = String::new();
@@ -277,31 +304,36 @@ impl Provider for Magicline {
         })
     }
 
+    /// Every event of the payload gets its call; a deletion among them erases instead (the
+    /// person's data goes, so nothing about them is fetched).
     fn processing(&self, record: &Record, _tenant: &Tenant) -> Result<Processing, String> {
-        let Some(rule) = rule_for(&record.event_type) else {
-            return Ok(Processing::StoreOnly);
-        };
         let document = Document::parse(record.body.as_bytes()).map_err(|e| e.to_string())?;
-        let content = document.at("/payload/0/content");
-        let paths = match &rule.action {
-            Erase => return Ok(Processing::Erase),
-            Fetch(templates) => templates
-                .iter()
-                .map(|template| fill(template, &record.entity_id, content.as_ref()))
-                .collect::<Result<Vec<_>, _>>()?,
-            FetchEach { list, path } => {
-                let items = content
-                    .map(|content| content.elements(&format!("/{list}")))
-                    .unwrap_or_default();
-                if items.is_empty() {
-                    return Err(format!("the event's content lists no `{list}`"));
+        let events = document.elements("/payload");
+        let rules: Vec<(Option<&Rule>, Option<Document<'_>>)> = events
+            .iter()
+            .map(|event| {
+                let event_type = event.text_at("/type").unwrap_or_default();
+                (rule_for(&event_type), event.at("/content"))
+            })
+            .collect();
+        if rules
+            .iter()
+            .any(|(rule, _)| rule.is_some_and(|r| matches!(r.action, Erase)))
+        {
+            return Ok(Processing::Erase);
+        }
+        let mut paths: Vec<String> = Vec::new();
+        for (rule, content) in rules {
+            let Some(rule) = rule else { continue };
+            for path in rule_paths(rule, &record.entity_id, content.as_ref())? {
+                if !paths.contains(&path) {
+                    paths.push(path);
                 }
-                items
-                    .iter()
-                    .map(|item| fill(path, &record.entity_id, Some(item)))
-                    .collect::<Result<Vec<_>, _>>()?
             }
-        };
+        }
+        if paths.is_empty() {
+            return Ok(Processing::StoreOnly);
+        }
         Ok(Processing::Fetch { paths })
     }
 
@@ -314,18 +346,34 @@ impl Provider for Magicline {
         if notification.uuid.trim().is_empty() {
             return Err(IngestError::MalformedBody("uuid: must not be empty".into()));
         }
-        // The payload may list several events about the same entity; the first one names the record.
-        let first = notification.payload.first().ok_or_else(|| {
-            IngestError::MalformedBody("payload: must hold at least one event".into())
-        })?;
-        let entity = rule_for(&first.event_type).map_or("entity", |rule| rule.entity);
+        // The payload may list several events about the same entity: a deletion among them
+        // names the record (it is what processing does), else the first one does.
+        let is_erasure = |event: &&NotificationEvent| {
+            rule_for(&event.event_type).is_some_and(|rule| matches!(rule.action, Erase))
+        };
+        let named = notification
+            .payload
+            .iter()
+            .find(is_erasure)
+            .or(notification.payload.first())
+            .ok_or_else(|| {
+                IngestError::MalformedBody("payload: must hold at least one event".into())
+            })?;
+        let entity = rule_for(&named.event_type).map_or("entity", |rule| rule.entity);
         let entity_id = notification.entity_id.0;
+        let facts = (notification.payload.len() > 1).then(|| {
+            let types = notification
+                .payload
+                .iter()
+                .map(|event| event.event_type.clone());
+            serde_json::Map::from_iter([("events".to_string(), types.collect())])
+        });
         Ok(ParsedEvent {
-            event_type: first.event_type.clone(),
+            event_type: named.event_type.clone(),
             subject: format!("{entity}:{entity_id}"),
             entity_id,
             dedup_suffix: dedup_suffix(&[&notification.uuid]),
-            facts: None,
+            facts,
         })
     }
 }
@@ -468,6 +516,53 @@ mod tests {
             paths("SOMETHING_NEW", "5", "null"),
             Ok(Processing::StoreOnly)
         );
+    }
+
+    #[test]
+    fn every_event_of_a_payload_is_processed_and_a_deletion_among_them_erases() {
+        let body = |types: &[&str]| {
+            let events: Vec<String> = types
+                .iter()
+                .map(|t| format!(r#"{{"timestamp": 1, "type": "{t}"}}"#))
+                .collect();
+            format!(
+                r#"{{"entityId": 5, "uuid": "u", "payload": [{}]}}"#,
+                events.join(",")
+            )
+        };
+        let processing = |types: &[&str]| {
+            let event = Magicline.parse(&tenant(), body(types).as_bytes()).unwrap();
+            let record = Record {
+                event_type: event.event_type.clone(),
+                entity_id: event.entity_id.clone(),
+                body: body(types),
+                ..Record::default()
+            };
+            (event, Magicline.processing(&record, &tenant()).unwrap())
+        };
+        let (event, erase) = processing(&["CUSTOMER_UPDATED", "CUSTOMER_DELETED"]);
+        assert_eq!(erase, Processing::Erase);
+        assert_eq!(
+            (event.event_type.as_str(), event.subject.as_str()),
+            ("CUSTOMER_DELETED", "customer:5")
+        );
+        let facts = serde_json::Value::Object(event.facts.unwrap());
+        assert_eq!(
+            facts,
+            serde_json::json!({"events": ["CUSTOMER_UPDATED", "CUSTOMER_DELETED"]})
+        );
+        let (_, both) = processing(&["CUSTOMER_UPDATED", "CUSTOMER_CHECKIN", "CUSTOMER_CREATED"]);
+        assert_eq!(
+            both,
+            Processing::Fetch {
+                paths: vec![
+                    "/v1/customers/5".into(),
+                    "/v1/customers/5/activities/checkins".into()
+                ]
+            }
+        );
+        let (event, _) = processing(&["CUSTOMER_CREATED"]);
+        assert_eq!(event.facts, None, "one event needs no list");
     }
 
     #[test]

@@ -21,6 +21,8 @@ use crate::ports::{
 use crate::providers::{Processing, Provider};
 use crate::tenants::{Tenant, TenantSource};
 
+mod publish;
+
 /// A provider and its tenants, as the processor needs them.
 pub struct ProviderTenants {
     pub provider: Arc<dyn Provider>,
@@ -167,6 +169,9 @@ impl Processor {
         if message.erase_again {
             return self.erase_again(message).await;
         }
+        if message.publish_again {
+            return self.publish_again(message, inbound, publication).await;
+        }
         let now = self.ports.clock.now_ms();
         let lease = after(now, self.settings.lease);
         let record = match self.ports.store.claim(&message.key, now, lease).await {
@@ -204,14 +209,6 @@ impl Processor {
                 label,
             ),
         };
-        let (outcome, verdict, label) = match self.publish(&record, outcome, publication).await {
-            Ok(outcome) => (outcome, verdict, label),
-            Err(reason) => (
-                self.retry(reason, None, inbound).await,
-                Verdict::TryAgain,
-                "retry",
-            ),
-        };
         if let Outcome::Retry { reason } = &outcome {
             tracing::warn!(key = %message.key, reason = %reason, "processing will be tried again");
         }
@@ -220,8 +217,20 @@ impl Processor {
         }
         let fetched = label == "fetched";
         match self.finish(&record, lease, outcome, now, fetched).await {
-            Ok(true) => (verdict, label),
-            Ok(false) => {
+            Ok(Finished::Written(Outcome::Processed { detail })) if publishes(label) => {
+                let detail = detail.as_deref();
+                if self
+                    .publish_finished(&record, detail, message, publication)
+                    .await
+                {
+                    (verdict, label)
+                } else {
+                    (Verdict::TryAgain, "retry")
+                }
+            }
+            Ok(Finished::Written(_)) => (verdict, label),
+            Ok(Finished::Erased) => (verdict, "subject_erased"),
+            Ok(Finished::Lost) => {
                 tracing::warn!(key = %message.key, "claim lost before the result was stored");
                 (Verdict::TryAgain, "claim_lost")
             }
@@ -230,28 +239,6 @@ impl Processor {
                 (Verdict::TryAgain, "store_unavailable")
             }
         }
-    }
-
-    /// Publishes a record that is about to be `PROCESSED`; a failure is the reason to retry.
-    async fn publish(
-        &self,
-        record: &Record,
-        outcome: Outcome,
-        publication: &mut Option<&'static str>,
-    ) -> Result<Outcome, String> {
-        let (Some(publisher), Outcome::Processed { detail }) = (&self.publisher, &outcome) else {
-            return Ok(outcome);
-        };
-        let event = crate::downstream::processed(record, detail.as_deref());
-        let published = publisher.publish(&event).await;
-        *publication = Some(if published.is_ok() {
-            "published"
-        } else {
-            "failed"
-        });
-        published
-            .map(|()| outcome)
-            .map_err(|error| format!("publishing the processed event failed: {error}"))
     }
 
     /// Stores a delivery the webhook function spilled, with the same conditional put, so that
@@ -271,7 +258,7 @@ impl Processor {
         outcome: Outcome,
         claimed_at: i64,
         fetched: bool,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Finished, StoreError> {
         let outcome = match outcome {
             Outcome::Processed {
                 detail: Some(detail),
@@ -285,21 +272,28 @@ impl Processor {
         };
         let store = &self.ports.store;
         let now = self.ports.clock.now_ms();
-        let finished = match store.finish(&record.key, lease, &outcome, now).await {
+        let (finished, outcome) = match store.finish(&record.key, lease, &outcome, now).await {
             Err(StoreError::Rejected(reason)) => {
                 let failed = Outcome::Failed {
                     reason: format!("the store refused the result: {reason}"),
                 };
-                store.finish(&record.key, lease, &failed, now).await?
+                (
+                    store.finish(&record.key, lease, &failed, now).await?,
+                    failed,
+                )
             }
-            result => result?,
+            result => (result?, outcome),
         };
-        if finished && fetched && self.erased_since(record, claimed_at).await? {
+        if !finished {
+            return Ok(Finished::Lost);
+        }
+        if fetched && self.erased_since(record, claimed_at).await? {
             store
                 .erase_record(&record.key, self.ports.clock.now_ms())
                 .await?;
+            return Ok(Finished::Erased);
         }
-        Ok(finished)
+        Ok(Finished::Written(outcome))
     }
 
     /// True if the record's subject was erased at or after `since`.
@@ -361,6 +355,9 @@ impl Processor {
                 entry.provider.name()
             ));
         };
+        if record.erased_at_ms.is_some() {
+            return Attempt::Done(erased_before(record), "subject_erased");
+        }
         let processing = match entry.provider.processing(record, tenant) {
             Ok(processing) => processing,
             Err(reason) => return Attempt::Done(Outcome::Failed { reason }, "failed"),
@@ -417,15 +414,7 @@ impl Processor {
             .erase_record(&record.key, self.ports.clock.now_ms())
             .await
         {
-            Ok(()) => {
-                let note = json!({ "erasure": { "subject_erased_before": record.entity_id } });
-                Attempt::Done(
-                    Outcome::Processed {
-                        detail: Some(note.to_string()),
-                    },
-                    "subject_erased",
-                )
-            }
+            Ok(()) => Attempt::Done(erased_before(record), "subject_erased"),
             Err(error) => Attempt::store_unavailable(error),
         }
     }
@@ -541,6 +530,34 @@ const ERASE_AGAIN_AFTER_SECONDS: u32 = 60;
 /// How long a 429 without `Retry-After` waits: Magicline's rate-limit window is one minute.
 const RATE_LIMIT_WAIT_SECONDS: u32 = 60;
 
+/// A record whose personal data was erased before it was processed: done with, nothing kept,
+/// nothing fetched.
+fn erased_before(record: &Record) -> Outcome {
+    let note = json!({ "erasure": { "subject_erased_before": record.entity_id } });
+    Outcome::Processed {
+        detail: Some(note.to_string()),
+    }
+}
+
+/// Whether a record finished with this label has an event for downstream consumers: what was
+/// fetched or stored, and erasures (done or refused); never a record whose data was erased.
+fn publishes(label: &str) -> bool {
+    matches!(
+        label,
+        "fetched" | "stored_without_fetch" | "erased" | "erasure_refused"
+    )
+}
+
+/// What writing a claimed record's outcome came to.
+enum Finished {
+    /// Written as it is (a refused detail turned into `FAILED`).
+    Written(Outcome),
+    /// Written, then emptied: its subject was erased while it was being processed.
+    Erased,
+    /// The claim was lost to another processor: nothing written.
+    Lost,
+}
+
 /// The metric outcome of a processing label (`None`: nothing to count, a redelivery).
 fn metric_outcome(label: &str, dead_lettered: bool) -> Option<&'static str> {
     Some(match label {
@@ -549,7 +566,7 @@ fn metric_outcome(label: &str, dead_lettered: bool) -> Option<&'static str> {
         "erased" | "erased_again" => "erased",
         "throttled" => "throttled",
         "failed" => "failed",
-        "already_finished" | "quarantined" => return None,
+        "already_finished" | "quarantined" | "published_again" => return None,
         _ if dead_lettered => "dead_lettered",
         "configuration" => "configuration",
         _ => "retried",

@@ -1,0 +1,87 @@
+//! Publishing processed events downstream, only once they are safely written: after the
+//! record is finished and its subject's tombstone checked, so that nothing erased is published
+//! afterwards. A publication that fails is retried on its own — a copy of the message marked
+//! `publish_again`, which reads the stored record and publishes it if it is still processed
+//! and not erased — never with a new fetch.
+
+use crate::downstream;
+use crate::ports::{InboundMessage, QueueMessage, Record, Status};
+
+use super::{Processor, Verdict};
+
+impl Processor {
+    /// Publishes a finished record's event, where there is a publisher. A failure is retried
+    /// by a delayed `publish_again` copy of `message`; true if the event went out or will.
+    pub(super) async fn publish_finished(
+        &self,
+        record: &Record,
+        detail: Option<&str>,
+        message: &QueueMessage,
+        publication: &mut Option<&'static str>,
+    ) -> bool {
+        let Some(publisher) = &self.publisher else {
+            return true;
+        };
+        let event = downstream::processed(record, detail);
+        let Err(error) = publisher.publish(&event).await else {
+            *publication = Some("published");
+            return true;
+        };
+        *publication = Some("failed");
+        tracing::warn!(key = %record.key, error = %error, "publishing the processed event failed; it is retried alone");
+        let again = QueueMessage {
+            publish_again: true,
+            throttled: 0,
+            ..message.clone()
+        };
+        let wait = self.settings.backoff_seconds(1).max(1);
+        match self.ports.queue.send_later(&again, wait).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(key = %record.key, error = %error, "could not queue the publication's retry");
+                false
+            }
+        }
+    }
+
+    /// A publication retried on its own: the stored record, if it is still `PROCESSED` and
+    /// nothing of its subject was erased, is published; nothing is fetched.
+    pub(super) async fn publish_again(
+        &self,
+        message: &QueueMessage,
+        inbound: &InboundMessage,
+        publication: &mut Option<&'static str>,
+    ) -> (Verdict, &'static str) {
+        let record = match self.ports.store.get(&message.key).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return (Verdict::Done, "already_finished"),
+            Err(_) => return (Verdict::TryAgain, "store_unavailable"),
+        };
+        let erased = match self.erased_since(&record, i64::MIN).await {
+            Ok(erased) => erased || record.erased_at_ms.is_some(),
+            Err(_) => return (Verdict::TryAgain, "store_unavailable"),
+        };
+        if record.status != Status::Processed || erased {
+            return (Verdict::Done, "already_finished");
+        }
+        let Some(publisher) = &self.publisher else {
+            return (Verdict::Done, "already_finished");
+        };
+        let event = downstream::processed(&record, record.detail.as_deref());
+        match publisher.publish(&event).await {
+            Ok(()) => {
+                *publication = Some("published");
+                (Verdict::Done, "published_again")
+            }
+            Err(error) => {
+                *publication = Some("failed");
+                tracing::warn!(key = %record.key, error = %error, "publishing the processed event failed again");
+                let wait = self.settings.backoff_seconds(inbound.receive_count.max(1));
+                if let Some(receipt) = inbound.receipt_handle.as_deref() {
+                    let _ = self.ports.queue.retry_after(receipt, wait).await;
+                }
+                (Verdict::TryAgain, "retry")
+            }
+        }
+    }
+}
