@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod config;
 pub mod downstream;
+pub mod erasure;
 pub mod fetch;
 pub mod ingest;
 pub mod logging;

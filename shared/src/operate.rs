@@ -9,8 +9,9 @@ use base64::Engine;
 
 use crate::clock::after;
 use crate::config::IngestSettings;
+use crate::erasure::{erase_person, Person, Receipt};
 use crate::ingest::Delivery;
-use crate::ports::{subject_of, EventFilter, Ports, PutOutcome, Record, Status, StoreError};
+use crate::ports::{EventFilter, Ports, PutOutcome, Record, Status, StoreError};
 use crate::providers::Provider;
 use crate::tenants::TenantDirectory;
 
@@ -181,26 +182,24 @@ impl Operations {
         Ok(record.key)
     }
 
-    /// Erases what is held about one subject (`<kind>:<id>`, as the provider names it:
-    /// `customer:42`) of one tenant; returns how many records.
+    /// Erases what is held about one person (`<kind>:<id>`, as the provider names it:
+    /// `customer:42`) of one tenant — the records about them, those that name them, the
+    /// quarantined bodies that hold their id — and returns the receipt.
     pub async fn erase(
         &self,
         provider: &str,
         tenant: &str,
-        subject: &str,
-    ) -> Result<usize, OperateError> {
+        person: &str,
+    ) -> Result<Receipt, OperateError> {
         known_provider(provider)?;
+        let person = Person {
+            provider: provider.to_string(),
+            tenant: tenant.to_string(),
+            person: person.to_string(),
+        };
         let now = self.ports.clock.now_ms();
         let keep_tombstone_until = self.settings.expires_at(now);
-        Ok(self
-            .ports
-            .store
-            .erase_subject(
-                &subject_of(provider, tenant, subject),
-                now,
-                keep_tombstone_until,
-            )
-            .await?)
+        Ok(erase_person(&self.ports, &person, keep_tombstone_until).await?)
     }
 
     /// Records per provider and status received since `since_ms` (every provider, every

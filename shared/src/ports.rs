@@ -361,13 +361,22 @@ pub trait Store: Send + Sync {
         now_ms: i64,
     ) -> Result<bool, StoreError>;
     /// Leaves a tombstone for the subject (kept until `tombstone_expires_at`, epoch seconds),
-    /// then removes raw bodies and details of every record of it; returns how many records.
+    /// then removes raw bodies and details of every record of it and of every record linked
+    /// to it ([`Store::link_persons`]); returns what it emptied. Served by an index, never a scan.
     async fn erase_subject(
         &self,
         subject: &str,
         now_ms: i64,
         tombstone_expires_at: i64,
-    ) -> Result<usize, StoreError>;
+    ) -> Result<Erased, StoreError>;
+    /// Notes that the record `key` names each of `persons` (subjects other than its own), so
+    /// that erasing any of them reaches it; kept until `expires_at` (epoch seconds).
+    async fn link_persons(
+        &self,
+        key: &str,
+        persons: &[String],
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
     /// When the subject was last erased, if it was.
     async fn erased_at(&self, subject: &str) -> Result<Option<i64>, StoreError>;
 
@@ -388,8 +397,36 @@ pub trait Store: Send + Sync {
         note: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError>;
-    /// Removes one record's raw body and detail.
-    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// Removes one record's raw body and detail; says what it emptied.
+    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<Erased, StoreError>;
+}
+
+/// What an erasure emptied: records reached, and of them the raw bodies and the fetched
+/// details that were still there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erased {
+    pub records: usize,
+    pub bodies: usize,
+    pub details: usize,
+}
+
+impl Erased {
+    /// One record reached, with what it still held.
+    pub fn record(had_body: bool, had_detail: bool) -> Erased {
+        Erased {
+            records: 1,
+            bodies: usize::from(had_body),
+            details: usize::from(had_detail),
+        }
+    }
+}
+
+impl std::ops::AddAssign for Erased {
+    fn add_assign(&mut self, other: Erased) {
+        self.records += other.records;
+        self.bodies += other.bodies;
+        self.details += other.details;
+    }
 }
 
 /// What the processor needs to find and enrich a stored event. Never carries credentials.

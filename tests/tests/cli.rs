@@ -19,6 +19,8 @@ use shared::{Ingest, IngestSettings};
 use webhooks::Output;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// What Magicline's customer events (about customer 7893459) fetch.
+const CUSTOMER: &str = "/magicline/v1/customers/7893459";
 /// Receives before a message is dead-lettered, in both places.
 const MAX_RECEIVES: u32 = 2;
 
@@ -143,16 +145,20 @@ impl Place {
     async fn pump_until_empty(&self, processor: &Processor) -> usize {
         match self {
             Place::Aws(backend) => {
-                // Failed messages come back after the pump's 1 s visibility timeout.
+                // Until no message is left at all: a failed one comes back after the pump's
+                // 1 s visibility timeout, and SQS moves one to the dead-letter queue on the
+                // receive after its last.
                 let mut total = 0;
-                let mut idle_since = std::time::Instant::now();
-                while idle_since.elapsed() < Duration::from_millis(2500) {
+                let started = std::time::Instant::now();
+                while backend.messages_waiting().await > 0 {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(30),
+                        "the queue did not empty"
+                    );
                     let (received, _) = backend.pump(processor).await;
-                    if received > 0 {
-                        total += received;
-                        idle_since = std::time::Instant::now();
-                    } else {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    total += received;
+                    if received == 0 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
                 total
@@ -369,8 +375,7 @@ async fn replay_of_a_failed_event_processes_it_once_and_never_queues_it_twice() 
         let key = place.deliver("magicline/customer-created.json").await;
         place.pump_until_empty(&processor).await;
         assert_eq!(place.status(&key).await, Status::Failed, "{name}");
-        let path = "/magicline/v1/customers/7893459";
-        assert_eq!(api.calls(path), 1, "{name}");
+        assert_eq!(api.calls(CUSTOMER), 1, "{name}");
 
         api.clear();
         let replayed = place.json(&["replay", "--status", "FAILED"]).await;
@@ -415,7 +420,7 @@ async fn replay_of_a_failed_event_processes_it_once_and_never_queues_it_twice() 
         assert_eq!(record.status, Status::Processed, "{name}");
         assert!(record.detail.is_some(), "{name}");
         assert_eq!(
-            api.calls(path),
+            api.calls(CUSTOMER),
             2,
             "{name}: processed once after the replay"
         );
@@ -428,6 +433,46 @@ async fn replay_of_a_failed_event_processes_it_once_and_never_queues_it_twice() 
         );
         let neither = place.cli(&["replay"]).await;
         assert_eq!(neither.code, 2, "{name}: keys or --status: {neither:?}");
+    }
+}
+
+#[tokio::test]
+async fn replay_of_a_processed_event_processes_it_once_more() {
+    for place in Place::both().await {
+        let name = place.name();
+        let api = FakeApi::start().await;
+        let processor = place.processor(&api);
+        let key = place.deliver("magicline/customer-created.json").await;
+        place.pump_until_empty(&processor).await;
+        let store = place.ports().store;
+        let before = store.get(&key).await.unwrap().unwrap();
+        assert_eq!(
+            (before.status, before.attempts),
+            (Status::Processed, 1),
+            "{name}"
+        );
+        assert_eq!(api.calls(CUSTOMER), 1, "{name}");
+
+        let replayed = place.json(&["replay", &key]).await;
+        assert_eq!(replayed["queued"], json!([key]), "{name}: {replayed}");
+        assert_eq!(
+            place.pump_until_empty(&processor).await,
+            1,
+            "{name}: one message, the replay's"
+        );
+        let after = store.get(&key).await.unwrap().unwrap();
+        assert_eq!(
+            (after.status, after.attempts),
+            (Status::Processed, 2),
+            "{name}"
+        );
+        assert!(after.detail.unwrap().contains(CUSTOMER), "{name}");
+        assert!(
+            after.processed_at_ms > before.processed_at_ms,
+            "{name}: processed again"
+        );
+        assert_eq!(api.calls(CUSTOMER), 2, "{name}: one more call");
+        assert_eq!(api.total_calls(), 2, "{name}");
     }
 }
 
@@ -612,7 +657,7 @@ async fn erase_leaves_the_subjects_records_without_body_and_detail() {
                 "customer:7893459",
             ])
             .await;
-        assert_eq!(erased["records_erased"], 1, "{name}: {erased}");
+        assert_eq!(erased["records"], 1, "{name}: {erased}");
         let shown = place.json(&["events", "show", &key]).await;
         assert_eq!(shown["body"], Value::Null, "{name}: {shown}");
         assert_eq!(shown["detail"], Value::Null, "{name}: {shown}");
@@ -622,6 +667,55 @@ async fn erase_leaves_the_subjects_records_without_body_and_detail() {
             untouched["body"].is_object(),
             "{name}: another subject keeps its body"
         );
+    }
+}
+
+#[tokio::test]
+async fn erase_leaves_a_tombstone_so_a_later_delivery_keeps_no_body_and_calls_nothing() {
+    for place in Place::both().await {
+        let name = place.name();
+        let api = FakeApi::start().await;
+        let processor = place.processor(&api);
+        place.deliver("magicline/customer-created.json").await;
+        place.pump_until_empty(&processor).await;
+        assert_eq!(api.calls(CUSTOMER), 1, "{name}");
+        let erased = place
+            .json(&[
+                "erase",
+                "--provider",
+                "magicline",
+                "--tenant",
+                "studio-1001",
+                "--subject",
+                "customer:7893459",
+            ])
+            .await;
+        assert_eq!(erased["records"], 1, "{name}: {erased}");
+        let store = place.ports().store;
+        assert!(
+            store
+                .erased_at("magicline#studio-1001#customer:7893459")
+                .await
+                .unwrap()
+                .is_some(),
+            "{name}: a tombstone"
+        );
+
+        // The same customer checks in afterwards.
+        let later = place.deliver("magicline/customer-checkin.json").await;
+        assert_eq!(place.pump_until_empty(&processor).await, 1, "{name}");
+        let record = store.get(&later).await.unwrap().unwrap();
+        assert_eq!(
+            (record.status, record.body.as_str()),
+            (Status::Processed, ""),
+            "{name}: no body kept"
+        );
+        assert!(record.erased_at_ms.is_some(), "{name}");
+        assert!(
+            !record.detail.unwrap_or_default().contains(CUSTOMER),
+            "{name}: no detail fetched"
+        );
+        assert_eq!(api.total_calls(), 1, "{name}: no API call");
     }
 }
 

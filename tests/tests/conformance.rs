@@ -449,7 +449,8 @@ async fn erasure_reaches_every_record_of_the_subject_and_nothing_else() {
             store
                 .erase_subject(&subject, 42, 4_000_000_000)
                 .await
-                .unwrap(),
+                .unwrap()
+                .records,
             2,
             "{}",
             ports.name

@@ -15,7 +15,7 @@ use shared::operate::{Operations, Replayed};
 use shared::ports::{QueueConsumer, Record, Status, Store};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
 use shared::tenants::{TenantDirectory, TenantSource};
-use shared::{Ingest, IngestSettings};
+use shared::{Ingest, IngestSettings, WebhookRequest};
 
 const ACCOUNT: &str = "3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7";
 const ACCOUNT_PATH: &str = "/egym/api/v2/accounts/3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7";
@@ -65,7 +65,7 @@ async fn a_fetch_running_while_its_subject_is_erased_writes_no_detail() {
         .erase_subject(&subject(), now(), now() / 1000 + 3600)
         .await
         .unwrap();
-    assert_eq!(erased, 1);
+    assert_eq!(erased.records, 1);
     assert_eq!(gate.waiting(), 1, "the fetch was still in flight");
     gate.open();
     running.await.unwrap();
@@ -147,6 +147,136 @@ async fn a_record_erased_before_it_is_processed_ends_processed_and_so_does_its_r
             assert_eq!(replayed, Replayed::Queued, "{file} {round}");
         }
     }
+}
+
+/// A Magicline delivery of one event about `entity`, with the demo studio's key.
+fn magicline(
+    entity: u64,
+    event_type: &str,
+    uuid: &str,
+    content: serde_json::Value,
+) -> WebhookRequest {
+    let body = serde_json::json!({
+        "entityId": entity, "uuid": uuid,
+        "payload": [{"timestamp": 1795640400000u64, "type": event_type, "content": content}],
+    });
+    post(
+        "magicline",
+        &[("x-api-key", "ml-demo-key-1001-new")],
+        &body.to_string(),
+    )
+}
+
+async fn deliver_request(backend: &Backend, provider: &str, request: WebhookRequest) -> String {
+    let response = backend.ingest(provider).handle(request).await;
+    assert!(response.status().is_success(), "{provider}");
+    e2e::response_json(&response)["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Erasure follows the person: a customer's deletion empties the records about other objects
+/// that name them — a studio's check-out list (in its body), a booking (in its fetched
+/// detail), and one that arrives afterwards (nothing fetched for it) — and a Waitwhile visit's
+/// removal empties the messages about it; the receipt counts them; others stay whole.
+#[tokio::test]
+async fn erasing_a_person_reaches_every_record_that_names_them() {
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    let processor = backend.processor(&api, settings(), Duration::from_secs(5));
+    let checkout = deliver_request(
+        &backend,
+        "magicline",
+        event("magicline/automatic-customer-checkout.json"),
+    )
+    .await;
+    let booking = deliver_request(
+        &backend,
+        "magicline",
+        event("magicline/appointment-booking-created.json"),
+    )
+    .await;
+    let other = deliver_request(
+        &backend,
+        "magicline",
+        magicline(
+            7893461,
+            "CUSTOMER_UPDATED",
+            "other",
+            serde_json::Value::Null,
+        ),
+    )
+    .await;
+    let message = deliver_request(
+        &backend,
+        "waitwhile",
+        event("waitwhile/message-created.json"),
+    )
+    .await;
+    backend.pump_until_empty(&processor, 10).await;
+    for key in [&checkout, &booking, &other, &message] {
+        assert!(
+            backend.record(key).await.detail.is_some(),
+            "{key} fetched before"
+        );
+    }
+
+    let deletion = deliver_request(
+        &backend,
+        "magicline",
+        magicline(7893459, "CUSTOMER_DELETED", "gone", serde_json::Value::Null),
+    )
+    .await;
+    deliver_request(&backend, "waitwhile", event("waitwhile/visit-removed.json")).await;
+    backend.pump_until_empty(&processor, 10).await;
+    for key in [&checkout, &booking, &message] {
+        let record = backend.record(key).await;
+        assert_eq!(
+            (record.body.as_str(), record.detail.as_deref()),
+            ("", None),
+            "{key}"
+        );
+        assert!(record.erased_at_ms.is_some(), "{key}");
+    }
+    let untouched = backend.record(&other).await;
+    assert!(
+        !untouched.body.is_empty() && untouched.detail.is_some(),
+        "another customer's data stays"
+    );
+    let note: serde_json::Value =
+        serde_json::from_str(&backend.record(&deletion).await.detail.unwrap()).unwrap();
+    let receipt = &note["erasure"];
+    assert_eq!(
+        (
+            receipt["person"].as_str(),
+            receipt["records"].as_u64(),
+            receipt["details"].as_u64()
+        ),
+        (Some("customer:7893459"), Some(3), Some(2)),
+        "the check-out, the booking and the deletion itself: {receipt}"
+    );
+
+    let calls = api.total_calls();
+    let later_list = serde_json::json!({"checkouts": [{"customerId": 7893459}]});
+    let later = deliver_request(
+        &backend,
+        "magicline",
+        magicline(1001, "AUTOMATIC_CUSTOMER_CHECKOUT", "later", later_list),
+    )
+    .await;
+    backend.pump_until_empty(&processor, 10).await;
+    let record = backend.record(&later).await;
+    assert_eq!(
+        (record.status, record.body.as_str()),
+        (Status::Processed, ""),
+        "a later list naming them"
+    );
+    assert_eq!(
+        api.total_calls(),
+        calls,
+        "nothing fetched about an erased person"
+    );
 }
 
 /// The in-memory pair on a clock the test moves, with the demo tenants.

@@ -530,7 +530,7 @@ async fn deletion_events_erase_the_subjects_personal_data() {
         let note: serde_json::Value =
             serde_json::from_str(&deletion_record.detail.unwrap()).unwrap();
         assert_eq!(
-            note["erasure"]["records_erased"], 3,
+            note["erasure"]["records"], 3,
             "{deletion}: two earlier + itself"
         );
         let untouched = backend.record(&other_subject).await;
@@ -610,10 +610,7 @@ async fn magiclines_three_deletion_types_erase_what_came_before_and_what_comes_a
         assert_eq!(deletion_record.body, "", "{deletion}: its own body too");
         let note: serde_json::Value =
             serde_json::from_str(&deletion_record.detail.unwrap()).unwrap();
-        assert_eq!(
-            note["erasure"]["records_erased"], 3,
-            "{deletion}: two + itself"
-        );
+        assert_eq!(note["erasure"]["records"], 3, "{deletion}: two + itself");
         let subject = backend.record(&earlier[0]).await.subject;
         assert!(
             backend.store().erased_at(&subject).await.unwrap().is_some(),

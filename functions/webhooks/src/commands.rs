@@ -107,23 +107,24 @@ pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
                     args.subject
                 )));
             }
-            let erased = target
+            let receipt = target
                 .operations
                 .erase(&args.provider, &args.tenant, &args.subject)
                 .await?;
-            let subject = shared::ports::subject_of(&args.provider, &args.tenant, &args.subject);
             if json {
-                writeln!(
-                    out,
-                    "{}",
-                    pretty(&json!({ "subject": subject, "records_erased": erased }))
-                )
-                .ok();
+                writeln!(out, "{}", pretty(&json!(receipt))).ok();
             } else {
                 writeln!(
                     out,
-                    "erased {subject}: {erased} record(s) now without body and detail; a tombstone \
-                     keeps later deliveries about it from keeping theirs"
+                    "erased {} of {} {}: {} record(s) reached, {} raw bod{} and {} detail(s) \
+                     emptied; a tombstone keeps later deliveries about them from keeping theirs",
+                    receipt.person,
+                    receipt.provider,
+                    receipt.tenant,
+                    receipt.records,
+                    receipt.bodies,
+                    if receipt.bodies == 1 { "y" } else { "ies" },
+                    receipt.details,
                 )
                 .ok();
             }

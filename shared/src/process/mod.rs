@@ -21,6 +21,7 @@ use crate::ports::{
 use crate::providers::{Processing, Provider};
 use crate::tenants::{Tenant, TenantSource};
 
+mod erasure;
 mod publish;
 
 /// A provider and its tenants, as the processor needs them.
@@ -215,8 +216,10 @@ impl Processor {
         if label == "erased" {
             self.erase_again_later(message).await;
         }
-        let fetched = label == "fetched";
-        match self.finish(&record, lease, outcome, now, fetched).await {
+        match self
+            .finish(entry, &record, lease, outcome, now, label)
+            .await
+        {
             Ok(Finished::Written(Outcome::Processed { detail })) if publishes(label) => {
                 let detail = detail.as_deref();
                 if self
@@ -248,16 +251,18 @@ impl Processor {
         Ok(record.status != Status::Quarantined)
     }
 
-    /// Writes the outcome under the claim. A detail is written only if it fits in the record
-    /// and its subject was not erased meanwhile: an erasure that comes after this write finds
-    /// the record through the index, one that came before is seen here afterwards.
+    /// Writes the outcome under the claim and links the persons the record names. A detail is
+    /// kept only if it fits in the record and neither its subject nor a person it names was
+    /// erased meanwhile: an erasure that comes after this write finds the record through the
+    /// index or the links, one that came before is seen here afterwards.
     async fn finish(
         &self,
+        entry: &ProviderTenants,
         record: &Record,
         lease: i64,
         outcome: Outcome,
         claimed_at: i64,
-        fetched: bool,
+        label: &str,
     ) -> Result<Finished, StoreError> {
         let outcome = match outcome {
             Outcome::Processed {
@@ -287,62 +292,17 @@ impl Processor {
         if !finished {
             return Ok(Finished::Lost);
         }
-        if fetched && self.erased_since(record, claimed_at).await? {
+        let named_erased = self
+            .link_named_persons(entry.provider.as_ref(), record, outcome.detail())
+            .await?;
+        let erased_meanwhile = label == "fetched" && self.erased_since(record, claimed_at).await?;
+        if named_erased || erased_meanwhile {
             store
                 .erase_record(&record.key, self.ports.clock.now_ms())
                 .await?;
             return Ok(Finished::Erased);
         }
         Ok(Finished::Written(outcome))
-    }
-
-    /// True if the record's subject was erased at or after `since`.
-    async fn erased_since(&self, record: &Record, since: i64) -> Result<bool, StoreError> {
-        if record.subject.is_empty() {
-            return Ok(false);
-        }
-        Ok(self
-            .ports
-            .store
-            .erased_at(&record.subject)
-            .await?
-            .is_some_and(|erased_at| erased_at >= since))
-    }
-
-    /// An erasure is done once more after the subject index has caught up, for records
-    /// written just before it.
-    async fn erase_again_later(&self, message: &QueueMessage) {
-        let again = QueueMessage {
-            erase_again: true,
-            throttled: 0,
-            ..message.clone()
-        };
-        if let Err(error) = self
-            .ports
-            .queue
-            .send_later(&again, ERASE_AGAIN_AFTER_SECONDS)
-            .await
-        {
-            tracing::warn!(key = %message.key, error = %error, "could not schedule the second erasure pass");
-        }
-    }
-
-    async fn erase_again(&self, message: &QueueMessage) -> (Verdict, &'static str) {
-        let record = match self.ports.store.get(&message.key).await {
-            Ok(Some(record)) => record,
-            Ok(None) => return (Verdict::Done, "erased"),
-            Err(_) => return (Verdict::TryAgain, "store_unavailable"),
-        };
-        let now = self.ports.clock.now_ms();
-        match self
-            .ports
-            .store
-            .erase_subject(&record.subject, now, record.expires_at)
-            .await
-        {
-            Ok(_) => (Verdict::Done, "erased_again"),
-            Err(_) => (Verdict::TryAgain, "store_unavailable"),
-        }
     }
 
     /// What processing the claimed record comes to this time.
@@ -368,6 +328,16 @@ impl Processor {
             Ok(true) => return self.drop_erased_body(record).await,
             Err(error) => return Attempt::store_unavailable(error),
         }
+        if processing != Processing::Erase {
+            match self
+                .names_an_erased_person(entry.provider.as_ref(), record)
+                .await
+            {
+                Ok(false) => {}
+                Ok(true) => return self.drop_erased_body(record).await,
+                Err(error) => return Attempt::store_unavailable(error),
+            }
+        }
         match processing {
             Processing::StoreOnly => {
                 Attempt::Done(Outcome::Processed { detail: None }, "stored_without_fetch")
@@ -381,41 +351,8 @@ impl Processor {
                     "erasure_refused",
                 )
             }
-            Processing::Erase => match self
-                .ports
-                .store
-                .erase_subject(
-                    &record.subject,
-                    self.ports.clock.now_ms(),
-                    record.expires_at,
-                )
-                .await
-            {
-                Ok(records) => {
-                    let note = json!({ "erasure": { "subject": record.entity_id, "records_erased": records } });
-                    Attempt::Done(
-                        Outcome::Processed {
-                            detail: Some(note.to_string()),
-                        },
-                        "erased",
-                    )
-                }
-                Err(error) => Attempt::store_unavailable(error),
-            },
+            Processing::Erase => self.erase(record).await,
             Processing::Fetch { paths } => self.fetch(entry, tenant, &paths).await,
-        }
-    }
-
-    /// A delivery about a subject erased before: its body goes, and nothing is fetched.
-    async fn drop_erased_body(&self, record: &Record) -> Attempt {
-        match self
-            .ports
-            .store
-            .erase_record(&record.key, self.ports.clock.now_ms())
-            .await
-        {
-            Ok(()) => Attempt::Done(erased_before(record), "subject_erased"),
-            Err(error) => Attempt::store_unavailable(error),
         }
     }
 
@@ -525,8 +462,6 @@ impl Processor {
 /// attempt.
 pub const MAX_THROTTLED: u32 = 60;
 /// SQS delays a message by at most 15 minutes.
-/// When an erasure runs its second pass (the subject index is eventually consistent).
-const ERASE_AGAIN_AFTER_SECONDS: u32 = 60;
 /// How long a 429 without `Retry-After` waits: Magicline's rate-limit window is one minute.
 const RATE_LIMIT_WAIT_SECONDS: u32 = 60;
 

@@ -4,7 +4,8 @@
 //! `publish_again`, which reads the stored record and publishes it if it is still processed
 //! and not erased — never with a new fetch.
 
-use crate::downstream;
+use crate::downstream::{self, DownstreamEvent};
+use crate::erasure::Receipt;
 use crate::ports::{InboundMessage, QueueMessage, Record, Status};
 
 use super::{Processor, Verdict};
@@ -22,7 +23,7 @@ impl Processor {
         let Some(publisher) = &self.publisher else {
             return true;
         };
-        let event = downstream::processed(record, detail);
+        let event = event_of(record, detail);
         let Err(error) = publisher.publish(&event).await else {
             *publication = Some("published");
             return true;
@@ -57,8 +58,9 @@ impl Processor {
             Ok(None) => return (Verdict::Done, "already_finished"),
             Err(_) => return (Verdict::TryAgain, "store_unavailable"),
         };
+        let receipt = receipt_in(record.detail.as_deref());
         let erased = match self.erased_since(&record, i64::MIN).await {
-            Ok(erased) => erased || record.erased_at_ms.is_some(),
+            Ok(erased) => receipt.is_none() && (erased || record.erased_at_ms.is_some()),
             Err(_) => return (Verdict::TryAgain, "store_unavailable"),
         };
         if record.status != Status::Processed || erased {
@@ -67,7 +69,7 @@ impl Processor {
         let Some(publisher) = &self.publisher else {
             return (Verdict::Done, "already_finished");
         };
-        let event = downstream::processed(&record, record.detail.as_deref());
+        let event = event_of(&record, record.detail.as_deref());
         match publisher.publish(&event).await {
             Ok(()) => {
                 *publication = Some("published");
@@ -84,4 +86,24 @@ impl Processor {
             }
         }
     }
+}
+
+/// The downstream event of a finished record: an erasure's receipt (`erasure.completed`), or
+/// the processed event with its detail.
+fn event_of(record: &Record, detail: Option<&str>) -> DownstreamEvent {
+    match receipt_in(detail) {
+        Some(receipt) => receipt.event(),
+        None => downstream::processed(record, detail),
+    }
+}
+
+/// The receipt an erasure left as its record's note, if `detail` is one.
+fn receipt_in(detail: Option<&str>) -> Option<Receipt> {
+    #[derive(serde::Deserialize)]
+    struct Note {
+        erasure: Receipt,
+    }
+    serde_json::from_str::<Note>(detail?)
+        .ok()
+        .map(|note| note.erasure)
 }

@@ -5,7 +5,8 @@
 use serde::Deserialize;
 
 use super::{
-    api_key_header, dedup_suffix, parse_json, segment, Number, ParsedEvent, Processing, Provider,
+    api_key_header, dedup_suffix, parse_json, segment, Number, ParsedEvent, PersonField,
+    Processing, Provider,
 };
 use crate::fetch::ApiCredentials;
 use crate::ports::Record;
@@ -30,6 +31,10 @@ pub struct Notification {
     pub event_type: String,
 }
 
+#[rustfmt::skip]
+/// Persons EGYM's bodies and answers name: a member's account.
+const PERSON_FIELDS: &[PersonField] = &[PersonField { names: &["accountId"], kind: "account" }];
+
 impl Provider for Egym {
     fn name(&self) -> &'static str {
         "egym"
@@ -39,6 +44,10 @@ impl Provider for Egym {
         Auth::required(AuthScheme::HeaderSecret {
             header: "x-api-key",
         })
+    }
+
+    fn person_fields(&self) -> &'static [PersonField] {
+        PERSON_FIELDS
     }
 
     /// `TEST` is stored without a call; `MEMBERSHIP_DELETE` erases what we hold about the

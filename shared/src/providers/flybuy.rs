@@ -9,7 +9,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{
-    api_key_header, dedup_suffix, parse_json, segment, ParsedEvent, Processing, Provider, Text,
+    api_key_header, dedup_suffix, parse_json, segment, ParsedEvent, PersonField, Processing,
+    Provider, Text,
 };
 use crate::fetch::ApiCredentials;
 use crate::ports::Record;
@@ -173,6 +174,10 @@ fn sign(tenant: &Tenant, mut headers: Vec<(String, String)>, body: &[u8]) -> Vec
     headers
 }
 
+#[rustfmt::skip]
+/// Persons FlyBuy's bodies and answers name: an order's customer.
+const PERSON_FIELDS: &[PersonField] = &[PersonField { names: &["customer_id"], kind: "customer" }];
+
 impl Provider for Flybuy {
     fn name(&self) -> &'static str {
         "flybuy"
@@ -187,6 +192,10 @@ impl Provider for Flybuy {
             verify: verify_signature,
             sign,
         })
+    }
+
+    fn person_fields(&self) -> &'static [PersonField] {
+        PERSON_FIELDS
     }
 
     /// The latest state of the order.

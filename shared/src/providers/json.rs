@@ -156,6 +156,50 @@ impl<'a> Document<'a> {
             .map(|items| items.into_iter().map(|root| Document { root }).collect())
             .unwrap_or_default()
     }
+
+    /// Every string or number, at any depth, whose field names end in `names` (array
+    /// elements in between are looked through): `["customer", "id"]` finds the `id` of each
+    /// `customer` object wherever it is.
+    pub fn texts_under(&self, names: &[&str]) -> Vec<String> {
+        let mut found = Vec::new();
+        walk(self.root, &mut Vec::new(), names, &mut found);
+        found
+    }
+}
+
+/// Depth-first through `value`, `path` being the field names above it.
+fn walk<'a>(
+    value: &'a RawValue,
+    path: &mut Vec<std::borrow::Cow<'a, str>>,
+    names: &[&str],
+    found: &mut Vec<String>,
+) {
+    match value.get().as_bytes().first() {
+        Some(b'{') => {
+            for (name, child) in object_fields(value) {
+                path.push(name);
+                walk(child, path, names, found);
+                path.pop();
+            }
+        }
+        Some(b'[') => {
+            for item in serde_json::from_str::<Vec<&RawValue>>(value.get()).unwrap_or_default() {
+                walk(item, path, names, found);
+            }
+        }
+        _ => {
+            let ends_in_names = path.len() >= names.len()
+                && path[path.len() - names.len()..]
+                    .iter()
+                    .zip(names)
+                    .all(|(have, want)| have == want);
+            if let (true, Some(text)) = (ends_in_names, scalar_text(value)) {
+                if !text.is_empty() {
+                    found.push(text);
+                }
+            }
+        }
+    }
 }
 
 fn parse_json_borrowed(body: &[u8]) -> Result<&RawValue, IngestError> {
@@ -287,6 +331,16 @@ mod tests {
     #[derive(Debug, Deserialize)]
     enum Kind {
         Member,
+    }
+
+    #[test]
+    fn texts_are_found_under_field_names_at_any_depth() {
+        let body = br#"{"customerId": 1, "checkouts": [{"customerId": "2"}, {"customerId": 3.0}],
+            "booking": {"customer": {"id": "c-4"}, "id": "b-9"}, "other": {"id": 5}}"#;
+        let document = Document::parse(body).unwrap();
+        assert_eq!(document.texts_under(&["customerId"]), ["1", "2", "3.0"]);
+        assert_eq!(document.texts_under(&["customer", "id"]), ["c-4"]);
+        assert!(document.texts_under(&["missing"]).is_empty());
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use super::{
-    api_key_header, dedup_suffix, parse_json, segment, Document, Number, ParsedEvent, Processing,
-    Provider,
+    api_key_header, dedup_suffix, parse_json, segment, Document, Number, ParsedEvent, PersonField,
+    Processing, Provider,
 };
 use crate::fetch::ApiCredentials;
 use crate::ports::Record;
@@ -293,6 +293,14 @@ fn fill(template: &str, entity_id: &str, fields: Option<&Document<'_>>) -> Resul
     Ok(path)
 }
 
+#[rustfmt::skip]
+/// Persons Magicline's bodies and answers name: a check-out list's, a booking's or a debtor
+/// list's customers, an employee.
+const PERSON_FIELDS: &[PersonField] = &[
+    PersonField { names: &["customerId"], kind: "customer" },
+    PersonField { names: &["employeeId"], kind: "employee" },
+];
+
 impl Provider for Magicline {
     fn name(&self) -> &'static str {
         "magicline"
@@ -302,6 +310,10 @@ impl Provider for Magicline {
         Auth::required(AuthScheme::HeaderSecret {
             header: "x-api-key",
         })
+    }
+
+    fn person_fields(&self) -> &'static [PersonField] {
+        PERSON_FIELDS
     }
 
     /// Every event of the payload gets its call; a deletion among them erases instead (the

@@ -60,6 +60,34 @@ pub struct ParsedEvent {
     pub facts: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// A field that names a person wherever it appears in a body or a fetched detail: the field
+/// names its path ends in, and the kind of person it is (`customer` in `customer:42`). An
+/// erasure of that person reaches every record whose body or detail names them so.
+#[derive(Debug, Clone, Copy)]
+pub struct PersonField {
+    pub names: &'static [&'static str],
+    pub kind: &'static str,
+}
+
+/// The persons (`<kind>:<id>`) that `json` names through `fields`, each once.
+pub fn persons_named(fields: &[PersonField], json: &str) -> Vec<String> {
+    let Ok(document) = Document::parse(json.as_bytes()) else {
+        return Vec::new();
+    };
+    let mut persons: Vec<String> = fields
+        .iter()
+        .flat_map(|field| {
+            document
+                .texts_under(field.names)
+                .into_iter()
+                .map(move |id| format!("{}:{id}", field.kind))
+        })
+        .collect();
+    persons.sort_unstable();
+    persons.dedup();
+    persons
+}
+
 pub trait Provider: Send + Sync + 'static {
     /// Lower-case name used in keys, messages and URLs (`/webhooks/<name>`).
     fn name(&self) -> &'static str;
@@ -74,6 +102,12 @@ pub trait Provider: Send + Sync + 'static {
     /// What to do with a stored event: which details to fetch, or what to do instead. An error
     /// names why the event cannot be processed (a body without an id its call needs).
     fn processing(&self, record: &Record, tenant: &Tenant) -> Result<Processing, String>;
+
+    /// Where its bodies and fetched details name persons besides the record's subject (a
+    /// check-out list's customers, a booking's customer, a message's visit).
+    fn person_fields(&self) -> &'static [PersonField] {
+        &[]
+    }
 
     /// How requests to the provider's API authenticate for a tenant; an error names the
     /// setting that is missing.

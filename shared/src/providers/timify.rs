@@ -5,7 +5,9 @@
 //! sent as `Authorization: Bearer <token>` with a `company-id` header; one booking is read with
 //! `GET /v1/appointments?ids=<id>`. No GET by id is documented for the other objects.
 
-use super::{parse_by_pointers, segment, ParsedEvent, PointerDefaults, Processing, Provider};
+use super::{
+    parse_by_pointers, segment, ParsedEvent, PersonField, PointerDefaults, Processing, Provider,
+};
 use crate::fetch::{ApiCredentials, TokenExchange};
 use crate::ports::Record;
 use crate::response::{Ack, IngestError};
@@ -41,6 +43,10 @@ fn subject_kind(event_type: &str) -> String {
     }
 }
 
+#[rustfmt::skip]
+/// Persons TIMIFY's answers name: a booking's customer.
+const PERSON_FIELDS: &[PersonField] = &[PersonField { names: &["customer", "id"], kind: "customer" }];
+
 impl Provider for Timify {
     fn name(&self) -> &'static str {
         "timify"
@@ -48,6 +54,10 @@ impl Provider for Timify {
 
     fn auth(&self) -> Auth {
         Auth::optional(AuthScheme::TenantChosenHeader)
+    }
+
+    fn person_fields(&self) -> &'static [PersonField] {
+        PERSON_FIELDS
     }
 
     /// A booking is read by id; a deleted customer is erased; other objects have no

@@ -5,8 +5,8 @@
 //! tenant, and so are the detail paths, which only third-party code confirms.
 
 use super::{
-    api_key_header, detail_path, parse_by_pointers, ParsedEvent, PointerDefaults, Processing,
-    Provider,
+    api_key_header, detail_path, parse_by_pointers, ParsedEvent, PersonField, PointerDefaults,
+    Processing, Provider,
 };
 use crate::fetch::ApiCredentials;
 use crate::ports::Record;
@@ -36,6 +36,10 @@ fn subject_kind(event_type: &str) -> String {
     }
 }
 
+#[rustfmt::skip]
+/// Persons Waitwhile's bodies name: the visit a message was sent about.
+const PERSON_FIELDS: &[PersonField] = &[PersonField { names: &["visitId"], kind: "visit" }];
+
 impl Provider for Waitwhile {
     fn name(&self) -> &'static str {
         "waitwhile"
@@ -45,6 +49,10 @@ impl Provider for Waitwhile {
         Auth::required(AuthScheme::UrlBodySignature {
             header: "x-waitwhile-signature",
         })
+    }
+
+    fn person_fields(&self) -> &'static [PersonField] {
+        PERSON_FIELDS
     }
 
     /// The object named by the event from the Waitwhile API v2. `visit.removed` erases the

@@ -1,7 +1,8 @@
 //! The event store port on Amazon DynamoDB: conditional puts and updates on one table, with
 //! the `by_subject` index for erasure, the sparse `pending_by_lease` index for the sweeper and
 //! the `by_day` and sparse `by_attention` indexes for listings. Beside the records the table
-//! holds erasure tombstones and bodies kept apart.
+//! holds erasure tombstones, bodies kept apart, and links from a person a record names to
+//! the record (in the `by_subject` index under that person, so erasing them is one query).
 //!
 //! DynamoDB bills every write by the size of the whole item, before or after, whichever is
 //! larger. A record is written three times (stored, claimed, finished), so a body over one
@@ -13,10 +14,11 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::KeysAndAttributes;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use sha2::{Digest, Sha256};
 use shared::ports::{
-    Claim, EventFilter, Existing, Outcome, Pending, PutOutcome, QueueMessage, Record, Status,
-    Store, StoreError,
+    Claim, Erased, EventFilter, Existing, Outcome, Pending, PutOutcome, QueueMessage, Record,
+    Status, Store, StoreError,
 };
 
 pub struct DynamoStore {
@@ -400,8 +402,14 @@ impl DynamoStore {
         unless_condition_failed(result)
     }
 
-    /// Sets `erased_at` on the item `pk` and removes `attributes` from it, if the item exists.
-    async fn erase_item(&self, pk: &str, attributes: &str, now_ms: i64) -> Result<(), StoreError> {
+    /// Sets `erased_at` on the item `pk` and removes `attributes` from it, if the item exists:
+    /// the values it removed, or `None` if there was no such item.
+    async fn erase_item(
+        &self,
+        pk: &str,
+        attributes: &str,
+        now_ms: i64,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let result = self
             .client
             .update_item()
@@ -410,9 +418,14 @@ impl DynamoStore {
             .update_expression(format!("SET erased_at = :now REMOVE {attributes}"))
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":now", n(now_ms))
+            .return_values(ReturnValue::UpdatedOld)
             .send()
             .await;
-        unless_condition_failed(result)
+        match result {
+            Ok(output) => Ok(Some(output.attributes.unwrap_or_default())),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(None),
+            Err(error) => Err(store_error(&error)),
+        }
     }
 
     /// The record of `item`, with its body read from the body's own item where it is kept
@@ -729,7 +742,7 @@ impl Store for DynamoStore {
         subject: &str,
         now_ms: i64,
         tombstone_expires_at: i64,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Erased, StoreError> {
         // The tombstone first: whatever is stored or finished after it sees it.
         self.client
             .put_item()
@@ -753,12 +766,36 @@ impl Store for DynamoStore {
             .send();
         while let Some(item) = pages.next().await {
             let item = item.map_err(|e| store_error(&e))?;
-            keys.push(get_s(&item, "pk"));
+            let pk = get_s(&item, "pk");
+            keys.push(linked_record(&pk).map_or_else(|| pk.clone(), str::to_string));
         }
+        keys.sort_unstable();
+        keys.dedup();
+        let mut erased = Erased::default();
         for key in &keys {
-            self.erase_record(key, now_ms).await?;
+            erased += self.erase_record(key, now_ms).await?;
         }
-        Ok(keys.len())
+        Ok(erased)
+    }
+
+    async fn link_persons(
+        &self,
+        key: &str,
+        persons: &[String],
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        for person in persons {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(&link_key(person, key)))
+                .item("subject", s(person))
+                .item("expires_at", n(expires_at))
+                .send()
+                .await
+                .map_err(|e| store_error(&e))?;
+        }
+        Ok(())
     }
 
     async fn erased_at(&self, subject: &str) -> Result<Option<i64>, StoreError> {
@@ -774,13 +811,39 @@ impl Store for DynamoStore {
         Ok(output.item().map(|item| get_n(item, "erased_at")))
     }
 
-    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.erase_item(key, "body, detail, body_apart", now_ms)
-            .await?;
+    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<Erased, StoreError> {
+        let Some(removed) = self
+            .erase_item(key, "body, detail, body_apart", now_ms)
+            .await?
+        else {
+            return Ok(Erased::default());
+        };
         // The body's own item, where there is one; an update, not a delete, keeps the
         // functions' permissions as they are (an erasure is rare; what it writes does not matter).
-        self.erase_item(&body_key(key), "body", now_ms).await
+        let apart = self.erase_item(&body_key(key), "body", now_ms).await?;
+        let had = |item: &HashMap<String, AttributeValue>, name: &str| {
+            item.get(name)
+                .and_then(|value| value.as_s().ok())
+                .is_some_and(|text| !text.is_empty())
+        };
+        let had_body = had(&removed, "body") || apart.is_some_and(|item| had(&item, "body"));
+        Ok(Erased::record(had_body, had(&removed, "detail")))
     }
+}
+
+/// The link from `person` to the record `key` that names them: under the person's hash (so
+/// that a person's links never collide with another's), then the record's key, which
+/// [`linked_record`] reads back. Outside the provider's keys: only the processor writes it.
+fn link_key(person: &str, key: &str) -> String {
+    let hash = hex::encode(&Sha256::digest(person.as_bytes())[..16]);
+    format!("link#{hash}#{key}")
+}
+
+/// The record a link item (`pk`) points to, if `pk` is a link's.
+pub fn linked_record(pk: &str) -> Option<&str> {
+    pk.strip_prefix("link#")?
+        .split_once('#')
+        .map(|(_, key)| key)
 }
 
 /// Where the tombstone of an erased subject is kept (beside the records, outside every index).

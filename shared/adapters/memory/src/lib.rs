@@ -11,16 +11,18 @@ use async_trait::async_trait;
 use shared::clock::{after, SharedClock};
 use shared::outbox::SendThenMark;
 use shared::ports::{
-    Claim, EventFilter, Existing, InboundMessage, Outcome, Pending, Ports, PutOutcome, Queue,
-    QueueConsumer, QueueError, QueueMessage, Record, Status, Store, StoreError, MAX_DELAY_SECONDS,
-    MAX_VISIBILITY_SECONDS,
+    Claim, Erased, EventFilter, Existing, InboundMessage, Outcome, Pending, Ports, PutOutcome,
+    Queue, QueueConsumer, QueueError, QueueMessage, Record, Status, Store, StoreError,
+    MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS,
 };
 
-/// Records by key, and the tombstones of erased subjects.
+/// Records by key, the tombstones of erased subjects and the persons records name.
 #[derive(Default)]
 pub struct MemoryStore {
     records: Mutex<HashMap<String, Record>>,
     tombstones: Mutex<HashMap<String, i64>>,
+    /// Record keys by the person (subject) they name.
+    links: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
 }
 
 impl MemoryStore {
@@ -169,19 +171,41 @@ impl Store for MemoryStore {
         subject: &str,
         now_ms: i64,
         _tombstone_expires_at: i64,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Erased, StoreError> {
         self.tombstones
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(subject.to_string(), now_ms);
-        let mut erased = 0;
+        let linked = self
+            .links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(subject)
+            .cloned()
+            .unwrap_or_default();
+        let mut erased = Erased::default();
         for record in self.lock().values_mut() {
-            if record.subject == subject {
-                erase(record, now_ms);
-                erased += 1;
+            if record.subject == subject || linked.contains(&record.key) {
+                erased += erase(record, now_ms);
             }
         }
         Ok(erased)
+    }
+
+    async fn link_persons(
+        &self,
+        key: &str,
+        persons: &[String],
+        _expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        for person in persons {
+            links
+                .entry(person.clone())
+                .or_default()
+                .insert(key.to_string());
+        }
+        Ok(())
     }
 
     async fn erased_at(&self, subject: &str) -> Result<Option<i64>, StoreError> {
@@ -193,11 +217,12 @@ impl Store for MemoryStore {
             .copied())
     }
 
-    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
-        if let Some(record) = self.lock().get_mut(key) {
-            erase(record, now_ms);
-        }
-        Ok(())
+    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<Erased, StoreError> {
+        Ok(self
+            .lock()
+            .get_mut(key)
+            .map(|record| erase(record, now_ms))
+            .unwrap_or_default())
     }
 
     async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError> {
@@ -255,10 +280,12 @@ impl Store for MemoryStore {
     }
 }
 
-fn erase(record: &mut Record, now_ms: i64) {
+fn erase(record: &mut Record, now_ms: i64) -> Erased {
+    let erased = Erased::record(!record.body.is_empty(), record.detail.is_some());
     record.body.clear();
     record.detail = None;
     record.erased_at_ms = Some(now_ms);
+    erased
 }
 
 struct StoredMessage {

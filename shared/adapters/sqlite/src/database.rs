@@ -59,6 +59,12 @@ CREATE TABLE IF NOT EXISTS tombstones (
     erased_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS person_links (
+    person TEXT NOT NULL,
+    record_key TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (person, record_key)
+) WITHOUT ROWID;
 ";
 
 /// Answers an operation once its transaction has committed (`Some(reason)` if it did not).

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use shared::ports::{
-    Claim, EventFilter, Existing, Outcome, Pending, PutOutcome, QueueMessage, Record, Status,
-    Store, StoreError,
+    Claim, Erased, EventFilter, Existing, Outcome, Pending, PutOutcome, QueueMessage, Record,
+    Status, Store, StoreError,
 };
 
 use crate::database::{change, Database};
@@ -278,7 +278,7 @@ impl Store for SqliteStore {
         subject: &str,
         now_ms: i64,
         tombstone_expires_at: i64,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Erased, StoreError> {
         let subject = subject.to_string();
         self.database
             .store_op(move |connection| {
@@ -288,11 +288,32 @@ impl Store for SqliteStore {
                      ON CONFLICT(subject) DO UPDATE SET erased_at = ?2, expires_at = ?3",
                     params![subject, now_ms, tombstone_expires_at],
                 )?;
-                change(
+                erase_where(
                     connection,
-                    "UPDATE records SET body = NULL, detail = NULL, erased_at = ?1 WHERE subject = ?2",
+                    "subject = ?2 OR pk IN (SELECT record_key FROM person_links WHERE person = ?2)",
                     params![now_ms, subject],
                 )
+            })
+            .await
+    }
+
+    async fn link_persons(
+        &self,
+        key: &str,
+        persons: &[String],
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let (key, persons) = (key.to_string(), persons.to_vec());
+        self.database
+            .store_op(move |connection| {
+                let mut insert = connection.prepare_cached(
+                    "INSERT OR IGNORE INTO person_links (person, record_key, expires_at)
+                     VALUES (?1, ?2, ?3)",
+                )?;
+                for person in &persons {
+                    insert.execute(params![person, key, expires_at])?;
+                }
+                Ok(())
             })
             .await
     }
@@ -309,17 +330,10 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<Erased, StoreError> {
         let key = key.to_string();
         self.database
-            .store_op(move |connection| {
-                change(
-                    connection,
-                    "UPDATE records SET body = NULL, detail = NULL, erased_at = ?1 WHERE pk = ?2",
-                    params![now_ms, key],
-                )
-                .map(drop)
-            })
+            .store_op(move |connection| erase_where(connection, "pk = ?2", params![now_ms, key]))
             .await
     }
 
@@ -403,4 +417,27 @@ fn list_query(filter: &EventFilter) -> String {
            AND (?3 IS NULL OR tenant = ?3) {status}
          ORDER BY received_at DESC, pk DESC LIMIT ?4"
     )
+}
+
+/// Empties the records matching `condition` (`?1` is now, `?2` its parameter) and says what
+/// they still held.
+fn erase_where(
+    connection: &Connection,
+    condition: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<Erased> {
+    let counted = format!(
+        "SELECT count(*), count(NULLIF(body, '')), count(detail) FROM records WHERE {condition}"
+    );
+    let (records, bodies, details): (i64, i64, i64) = connection
+        .prepare_cached(&counted)?
+        .query_row(params, |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    let update =
+        format!("UPDATE records SET body = NULL, detail = NULL, erased_at = ?1 WHERE {condition}");
+    connection.prepare_cached(&update)?.execute(params)?;
+    Ok(Erased {
+        records: records as usize,
+        bodies: bodies as usize,
+        details: details as usize,
+    })
 }
