@@ -3,16 +3,22 @@
 //! each: every event that got a 2xx ends PROCESSED exactly once (or in the dead-letter queue
 //! with its reason), and a refused one leaves nothing behind.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use adapter_aws::{DynamoStore, SqsQueue};
+use aws_sdk_dynamodb::types::AttributeValue;
 use e2e::fake_api::{Behavior, FakeApi};
 use e2e::proxy::{local_aws_address, Proxy};
 use e2e::{aws_at, event, response_json, Backend};
-use shared::ports::Status;
-use shared::process::ProcessorSettings;
+use shared::outbox::Sweeper;
+use shared::ports::{InboundMessage, Record, Status, Store};
+use shared::process::{ProcessorSettings, Verdict};
 use shared::{Ingest, IngestSettings};
+
+/// What Magicline's `customer-created.json` fetches.
+const CUSTOMER: &str = "/magicline/v1/customers/7893459";
 
 fn settings() -> ProcessorSettings {
     ProcessorSettings {
@@ -21,6 +27,18 @@ fn settings() -> ProcessorSettings {
         lease: Duration::from_secs(2),
         ..ProcessorSettings::default()
     }
+}
+
+fn now_ms() -> i64 {
+    shared::clock::system().now_ms()
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
+    item[name].as_n().unwrap().parse().unwrap()
+}
+
+fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> &'a str {
+    item[name].as_s().unwrap()
 }
 
 /// The webhook handler with DynamoDB and SQS reached through their own proxies.
@@ -71,11 +89,7 @@ async fn store_unavailable_spills_to_the_queue_and_the_processor_stores_it_once(
         record.body.contains("095be615"),
         "the spilled body was stored"
     );
-    assert_eq!(
-        api.calls("/magicline/v1/customers/7893459"),
-        1,
-        "processed once"
-    );
+    assert_eq!(api.calls(CUSTOMER), 1, "processed once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,8 +190,19 @@ async fn queue_unavailable_after_the_store_write_is_202_and_the_sweeper_delivers
         .handle(event("magicline/customer-checkin.json"))
         .await;
     assert_eq!(response.status(), 202, "stored durably: a promise");
-    let key = response_json(&response)["id"].as_str().unwrap().to_string();
-    assert_eq!(backend.record(&key).await.status, Status::Received);
+    let answer = response_json(&response);
+    assert_eq!(answer["queued"], false, "{answer}");
+    let key = answer["id"].as_str().unwrap().to_string();
+    let record = backend.record(&key).await;
+    assert_eq!(record.status, Status::Received);
+    assert!(
+        record.lease_until_ms <= now_ms(),
+        "lease released for the sweeper"
+    );
+    assert!(
+        backend.drain().await.is_empty(),
+        "nothing reached the queue"
+    );
     // Still down: the sweeper fails too, and keeps the record for its next run.
     let report = sweeper.sweep(100).await.unwrap();
     assert_eq!((report.found, report.failed), (1, 1));
@@ -197,16 +222,24 @@ async fn queue_unavailable_after_the_store_write_is_202_and_the_sweeper_delivers
     assert_eq!(api.total_calls(), 1);
 }
 
+/// The deliveries of the killed batch and what each fetches.
+const KILLED_BATCH: [(&str, &str); 3] = [
+    ("magicline/customer-created.json", CUSTOMER),
+    (
+        "egym/gym-checkin.json",
+        "/egym/api/v2/accounts/3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7",
+    ),
+    (
+        "waitwhile/visit-created.json",
+        "/waitwhile/v2/visits/Kk1BeidF0N4p8wzp2J0x",
+    ),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_killed_mid_batch_is_redelivered_without_double_effects() {
     let backend = Backend::new().await;
     let api = FakeApi::start().await;
-    let files = [
-        "magicline/customer-created.json",
-        "egym/gym-checkin.json",
-        "waitwhile/visit-created.json",
-    ];
-    for file in files {
+    for (file, _) in KILLED_BATCH {
         let provider = file.split('/').next().unwrap();
         assert!(backend
             .ingest(provider)
@@ -216,7 +249,13 @@ async fn a_processor_killed_mid_batch_is_redelivered_without_double_effects() {
             .is_success());
     }
     api.set("/", Behavior::Slow(Duration::from_millis(1500)));
-    let processor = Arc::new(backend.processor(&api, settings(), Duration::from_secs(5)));
+    // The claims outlast the pump's 1 s visibility timeout by 2 s: the messages come back
+    // while they still run.
+    let settings = ProcessorSettings {
+        lease: Duration::from_secs(3),
+        ..settings()
+    };
+    let processor = Arc::new(backend.processor(&api, settings.clone(), Duration::from_secs(5)));
     let victim = {
         let processor = Arc::clone(&processor);
         let backend = backend.clone();
@@ -227,35 +266,82 @@ async fn a_processor_killed_mid_batch_is_redelivered_without_double_effects() {
     victim.abort();
     let _ = victim.await;
     let in_flight = backend.items().await;
+    assert_eq!(in_flight.len(), 3);
     assert!(in_flight
         .iter()
-        .all(|item| item["status"].as_s().unwrap() == "PROCESSING"));
+        .all(|item| text(item, "status") == "PROCESSING" && number(item, "attempts") == 1));
+    let dead_leases: HashMap<String, i64> = in_flight
+        .iter()
+        .map(|item| (text(item, "pk").to_string(), number(item, "lease_until")))
+        .collect();
+    let leases_end = *dead_leases.values().min().unwrap();
+    let calls_of_the_dead: Vec<usize> = KILLED_BATCH
+        .iter()
+        .map(|(_, path)| api.calls(path))
+        .collect();
 
     api.clear();
-    // Messages come back after their visibility timeout, claims after their lease.
-    let fresh = backend.processor(&api, settings(), Duration::from_secs(5));
-    let started = std::time::Instant::now();
-    while backend
-        .items()
-        .await
-        .iter()
-        .any(|item| item["status"].as_s().unwrap() != "PROCESSED")
-    {
+    let fresh = backend.processor(&api, settings, Duration::from_secs(5));
+    let started = Instant::now();
+    let mut refused_while_leased = 0;
+    loop {
+        let (received, failed) = backend.pump(&fresh).await;
+        if now_ms() < leases_end {
+            // Every claim of that batch was tried while the dead one's leases ran.
+            assert_eq!(failed.len(), received, "a live claim is never taken over");
+            refused_while_leased += received;
+        }
+        let items = backend.items().await;
+        assert_eq!(items.len(), 3);
+        if now_ms() < leases_end {
+            assert!(
+                items
+                    .iter()
+                    .all(|item| text(item, "status") == "PROCESSING"
+                        && number(item, "attempts") == 1),
+                "untouched until the lease ends"
+            );
+        }
+        if items.iter().all(|item| text(item, "status") == "PROCESSED") {
+            break;
+        }
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "not redelivered"
         );
-        backend.pump(&fresh).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for item in backend.items().await {
+    assert!(
+        refused_while_leased >= 3,
+        "the messages came back while the leases ran, and were refused"
+    );
+    let done = backend.items().await;
+    assert_eq!(done.len(), 3);
+    for item in &done {
+        let key = text(item, "pk");
         assert_eq!(
-            item["attempts"].as_n().unwrap(),
-            "2",
-            "claimed by the dead one, then once more"
+            number(item, "attempts"),
+            2,
+            "{key}: claimed by the dead one, then once more"
         );
-        assert!(item["detail"].as_s().is_ok());
+        assert!(item["detail"].as_s().is_ok(), "{key}");
+        assert!(
+            number(item, "processed_at") > dead_leases[key],
+            "{key}: taken over only after the dead one's lease"
+        );
     }
+    for ((_, path), before) in KILLED_BATCH.iter().zip(calls_of_the_dead) {
+        assert_eq!(
+            api.calls(path),
+            before + 1,
+            "{path}: one call after the kill"
+        );
+    }
+    assert_eq!(
+        api.total_calls(),
+        6,
+        "the dead one's three and one each after: a refused claim calls nothing"
+    );
     backend.pump_until_empty(&fresh, 10).await;
     assert!(
         backend.drain().await.is_empty(),
@@ -310,4 +396,253 @@ async fn a_delivery_of_the_largest_size_spills_in_one_message() {
     let messages = backend.drain().await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].spilled.as_ref().unwrap().body, body);
+}
+
+/// An authentic delivery the parser cannot read is kept quarantined; while DynamoDB is down
+/// it travels whole in the queue like any other, and the processor only stores it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_delivery_while_the_store_is_down_is_spilled_then_kept_quarantined_once() {
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    let store_proxy = Proxy::start(local_aws_address()).await;
+    let queue_proxy = Proxy::start(local_aws_address()).await;
+    let ingest = ingest_via(&backend, &store_proxy, &queue_proxy, "magicline").await;
+    let file = "magicline/bad-malformed-json.json";
+    store_proxy.drop_connections();
+    let response = ingest.handle(event(file)).await;
+    assert_eq!(response.status(), 202, "authentic: kept");
+    let answer = response_json(&response);
+    assert_eq!(answer["stored"], false, "{answer}");
+    let key = answer["id"].as_str().unwrap().to_string();
+    assert!(key.contains("#quarantine#"), "{key}");
+    assert!(backend.items().await.is_empty(), "nothing stored yet");
+
+    store_proxy.restore();
+    let processor = backend.processor(&api, settings(), Duration::from_secs(5));
+    let (received, failed) = backend.pump(&processor).await;
+    assert_eq!((received, failed.len()), (1, 0), "stored, and done with");
+    let record = backend.record(&key).await;
+    assert_eq!(record.status, Status::Quarantined);
+    assert_eq!(
+        record.body.as_bytes(),
+        event(file).body().as_ref(),
+        "as it came"
+    );
+    assert!(record.last_error.unwrap().contains("malformed"));
+    assert_eq!(record.attempts, 0, "never claimed");
+
+    // The provider sends it again once DynamoDB is back: the same record.
+    let copy = response_json(&ingest.handle(event(file)).await);
+    assert_eq!(
+        (copy["status"].as_str(), copy["id"].as_str()),
+        (Some("quarantined"), Some(key.as_str()))
+    );
+    assert_eq!(backend.items().await.len(), 1, "counted once");
+    assert_eq!(backend.record(&key).await.status, Status::Quarantined);
+    assert!(
+        backend.drain().await.is_empty(),
+        "never queued for processing"
+    );
+    assert_eq!(api.total_calls(), 0, "never processed");
+}
+
+/// A processor whose fetch outlasts its claim loses the record to the next delivery of the
+/// message; what it fetched is not written, and the one that took the record over finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_lost_during_a_slow_fetch_is_finished_only_by_the_processor_that_took_it_over() {
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    api.set("/magicline/", Behavior::Slow(Duration::from_secs(3)));
+    let with_lease = |lease| ProcessorSettings {
+        lease,
+        ..settings()
+    };
+    let loser = Arc::new(backend.processor(
+        &api,
+        with_lease(Duration::from_secs(1)),
+        Duration::from_secs(5),
+    ));
+    let winner = Arc::new(backend.processor(
+        &api,
+        with_lease(Duration::from_secs(60)),
+        Duration::from_secs(5),
+    ));
+    let response = backend
+        .ingest("magicline")
+        .handle(event("magicline/customer-created.json"))
+        .await;
+    let key = response_json(&response)["id"].as_str().unwrap().to_string();
+    let messages = backend.drain().await;
+    assert_eq!(messages.len(), 1);
+    let message = InboundMessage {
+        id: "m".into(),
+        body: serde_json::to_string(&messages[0]).unwrap(),
+        receive_count: 1,
+        receipt_handle: None,
+    };
+
+    let first = {
+        let (loser, message) = (Arc::clone(&loser), message.clone());
+        tokio::spawn(async move { loser.process(&message).await })
+    };
+    e2e::wait_until(Duration::from_secs(5), || api.total_calls() == 1).await;
+    let claimed = backend.record(&key).await;
+    assert_eq!((claimed.status, claimed.attempts), (Status::Processing, 1));
+    e2e::wait_until(Duration::from_secs(5), || now_ms() > claimed.lease_until_ms).await;
+    let second = {
+        let (winner, message) = (Arc::clone(&winner), message.clone());
+        tokio::spawn(async move { winner.process(&message).await })
+    };
+    e2e::wait_until(Duration::from_secs(5), || api.total_calls() == 2).await;
+
+    assert_eq!(
+        first.await.unwrap(),
+        Verdict::TryAgain,
+        "the loser reports it"
+    );
+    let lost_at = now_ms();
+    let meanwhile = backend.record(&key).await;
+    assert_eq!(
+        (meanwhile.status, meanwhile.attempts, meanwhile.detail),
+        (Status::Processing, 2, None),
+        "nothing written by the loser"
+    );
+    assert!(
+        meanwhile.lease_until_ms > lost_at,
+        "the winner's claim runs on"
+    );
+
+    assert_eq!(second.await.unwrap(), Verdict::Done);
+    let finished = backend.record(&key).await;
+    assert_eq!((finished.status, finished.attempts), (Status::Processed, 2));
+    assert!(finished.detail.unwrap().contains(CUSTOMER));
+    assert!(
+        finished.processed_at_ms.unwrap() > lost_at,
+        "the winner's result"
+    );
+    assert_eq!(api.calls(CUSTOMER), 2);
+
+    // The loser's message comes back: the work is done.
+    assert_eq!(loser.process(&message).await, Verdict::Done);
+    assert_eq!(api.total_calls(), 2);
+    assert_eq!(
+        backend.record(&key).await.processed_at_ms,
+        finished.processed_at_ms
+    );
+}
+
+/// A record stored `RECEIVED` whose lease ended (its delivery died before sending).
+fn unsent(key: &str) -> Record {
+    let now = now_ms();
+    Record {
+        key: key.to_string(),
+        provider: "egym".into(),
+        tenant: "gym-berlin-01".into(),
+        event_type: "GYM_CHECKIN".into(),
+        entity_id: key.rsplit('#').next().unwrap().to_string(),
+        body: "{}".into(),
+        received_at_ms: now,
+        status: Status::Received,
+        lease_until_ms: now - 1,
+        expires_at: now / 1000 + 3600,
+        ..Record::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sweepers_racing_over_the_same_records_queue_each_once() {
+    let backend = Backend::new().await;
+    let store = backend.store();
+    let (one, other) = (backend.sweeper(), backend.sweeper());
+    let mut skipped = 0;
+    for round in 0..3 {
+        let mut keys: Vec<String> = (0..5)
+            .map(|n| format!("egym#gym-berlin-01#race-{round}-{n}"))
+            .collect();
+        keys.sort();
+        for key in &keys {
+            store.put_new(&unsent(key)).await.unwrap();
+        }
+        let (a, b) = tokio::join!(one.sweep(100), other.sweep(100));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(
+            (a.enqueued + b.enqueued, a.failed + b.failed),
+            (keys.len(), 0),
+            "round {round}: {a:?} {b:?}"
+        );
+        skipped += a.skipped + b.skipped;
+        let mut sent: Vec<String> = backend
+            .drain()
+            .await
+            .into_iter()
+            .map(|message| message.key)
+            .collect();
+        sent.sort();
+        assert_eq!(sent, keys, "round {round}: one message per record");
+    }
+    assert!(skipped > 0, "the sweepers did meet over the same records");
+}
+
+/// What only the update marking a record `QUEUED` says (the DynamoDB adapter's `mark_queued`).
+const MARK_QUEUED: &str = "= :queued REMOVE pending";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_message_whose_record_was_not_marked_queued_is_processed_once() {
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    // Stored, but its send failed: the record is the sweeper's to send.
+    let gone = SqsQueue::new(backend.sqs.clone(), format!("{}-gone", backend.queue_url));
+    let ingest = Ingest::new(
+        shared::providers::by_name("magicline").unwrap(),
+        e2e::demo_tenants("magicline"),
+        adapter_aws::ports(backend.store(), gone, shared::clock::system()),
+        IngestSettings::default(),
+    );
+    let response = ingest
+        .handle(event("magicline/customer-created.json"))
+        .await;
+    assert_eq!(response_json(&response)["queued"], false);
+    let key = response_json(&response)["id"].as_str().unwrap().to_string();
+
+    // The sweeper reaches DynamoDB through a proxy that drops only the update marking QUEUED.
+    let store_proxy = Proxy::start(local_aws_address()).await;
+    let dynamodb_via_proxy = aws_sdk_dynamodb::Client::new(&aws_at(&store_proxy.url).await);
+    let sweeper = Sweeper::new(
+        adapter_aws::ports(
+            DynamoStore::new(dynamodb_via_proxy, &backend.table),
+            backend.queue(),
+            shared::clock::system(),
+        ),
+        Duration::from_secs(1),
+    );
+    store_proxy.drop_requests_containing(MARK_QUEUED);
+    let report = sweeper.sweep(100).await.unwrap();
+    assert_eq!(
+        (report.found, report.enqueued, report.failed),
+        (1, 1, 0),
+        "sent: the message is in the queue"
+    );
+    assert_eq!(backend.messages_waiting().await, 1);
+    let record = backend.record(&key).await;
+    assert_eq!(record.status, Status::Received, "not marked QUEUED");
+
+    // Once the sweeper's lease is over, it sends the record again.
+    store_proxy.restore();
+    e2e::wait_until(Duration::from_secs(5), || now_ms() > record.lease_until_ms).await;
+    assert_eq!(sweeper.sweep(100).await.unwrap().enqueued, 1);
+    assert_eq!(backend.record(&key).await.status, Status::Queued);
+    assert_eq!(backend.messages_waiting().await, 2, "one message per send");
+
+    let processor = backend.processor(&api, settings(), Duration::from_secs(5));
+    backend.pump_until_empty(&processor, 10).await;
+    assert_eq!(backend.messages_waiting().await, 0);
+    let record = backend.record(&key).await;
+    assert_eq!(
+        (record.status, record.attempts),
+        (Status::Processed, 1),
+        "processed exactly once"
+    );
+    assert_eq!(api.calls(CUSTOMER), 1);
+    assert_eq!(api.total_calls(), 1);
+    assert_eq!(sweeper.sweep(100).await.unwrap().found, 0, "nothing left");
 }

@@ -2,40 +2,49 @@
 //! a detail that does not fit beside its event ends FAILED with the reason — never a 5xx the
 //! sender retries forever, never a retry loop.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_memory::Memory;
 use e2e::fake_api::FakeApi;
-use shared::ports::{InboundMessage, Ports, Record, Status, StoreError};
+use e2e::{response_json, Backend};
+use shared::ports::{InboundMessage, Record, Status};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
-use shared::tenants::TenantSource;
-use shared::{Ingest, IngestSettings};
+use shared::tenants::{TenantDirectory, TenantSource};
+use shared::IngestSettings;
 
+/// DynamoDB refuses a partition key over 2,048 bytes with a ValidationException: a tenant id
+/// that long (nothing in the configuration forbids it) makes every one of its records such a
+/// key. The real endpoint refuses it, through the real handler and adapter.
 #[tokio::test]
-async fn a_record_the_store_refuses_for_good_is_a_422_not_a_5xx() {
-    let memory = Memory::new(5, shared::clock::system());
-    let ports = Ports {
-        store: Arc::new(e2e::RefusingPuts {
-            inner: memory.store.clone(),
-            error: || StoreError::Rejected("ValidationException: item too large".into()),
-        }),
-        ..memory.ports.clone()
-    };
-    let ingest = Ingest::new(
-        shared::providers::by_name("egym").unwrap(),
-        e2e::demo_tenants("egym"),
-        ports,
-        IngestSettings::default(),
-    );
-    let response = ingest.handle(e2e::event("egym/gym-checkin.json")).await;
-    assert_eq!(response.status(), 422);
-    assert!(e2e::response_json(&response)["error"]
-        .as_str()
+async fn a_record_dynamodb_refuses_for_good_is_a_422_with_nothing_stored_or_queued() {
+    let backend = Backend::new().await;
+    let mut document: serde_json::Value =
+        serde_json::from_str(&e2e::demo_tenants_json("magicline")).unwrap();
+    let tenant = document["tenants"]
+        .as_array_mut()
         .unwrap()
-        .contains("cannot be stored"));
+        .iter_mut()
+        .find(|tenant| tenant["id"] == "studio-1001")
+        .expect("the demo tenant of customer-created.json");
+    tenant["id"] = format!("studio-{}", "1".repeat(2048)).into();
+    let tenants = TenantDirectory::from_json(&document.to_string()).unwrap();
+    let ingest = backend.ingest_with("magicline", tenants, IngestSettings::default());
+
+    let response = ingest
+        .handle(e2e::event("magicline/customer-created.json"))
+        .await;
+    let answer = response_json(&response);
+    assert_eq!(response.status(), 422, "{answer}");
     assert!(
-        memory.queue.is_empty(),
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be stored"),
+        "{answer}"
+    );
+    assert!(backend.items().await.is_empty(), "nothing stored");
+    assert!(
+        backend.drain().await.is_empty(),
         "not spilled either: it would fail again"
     );
 }
