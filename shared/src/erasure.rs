@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::downstream::DownstreamEvent;
-use crate::ports::{subject_of, Erased, EventFilter, Ports, Status, StoreError};
+use crate::ports::{subject_of, Erased, EventFilter, Ports, Record, Status, StoreError};
+use crate::providers::{persons_named, Provider};
 
 /// Whom an erasure is about: one person (`<kind>:<id>`) of one tenant of one provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +68,45 @@ impl Receipt {
             detail: json!(self),
         }
     }
+}
+
+/// The persons (subjects) the record's body or `detail` names besides its own subject.
+pub fn named_persons(
+    provider: &dyn Provider,
+    record: &Record,
+    detail: Option<&str>,
+) -> Vec<String> {
+    let fields = provider.person_fields();
+    let mut persons: Vec<String> = [Some(record.body.as_str()), detail]
+        .into_iter()
+        .flatten()
+        .flat_map(|json| persons_named(fields, json))
+        .map(|person| subject_of(&record.provider, &record.tenant, &person))
+        .filter(|subject| *subject != record.subject)
+        .collect();
+    persons.sort_unstable();
+    persons.dedup();
+    persons
+}
+
+/// Empties `record` before it is stored when its subject, or a person its body names, has
+/// been erased: a spilled or released delivery about an erased person keeps nothing. True if
+/// it did.
+pub async fn withhold_erased(
+    ports: &Ports,
+    provider: &dyn Provider,
+    record: &mut Record,
+) -> Result<bool, StoreError> {
+    let mut persons = named_persons(provider, record, None);
+    persons.push(record.subject.clone());
+    for person in persons.iter().filter(|person| !person.is_empty()) {
+        if ports.store.erased_at(person).await?.is_some() {
+            record.body.clear();
+            record.erased_at_ms = Some(ports.clock.now_ms());
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The most quarantined records of one tenant an erasure looks through (they are few: a

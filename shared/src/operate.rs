@@ -9,7 +9,7 @@ use base64::Engine;
 
 use crate::clock::after;
 use crate::config::IngestSettings;
-use crate::erasure::{erase_person, Person, Receipt};
+use crate::erasure::{erase_person, withhold_erased, Person, Receipt};
 use crate::ingest::Delivery;
 use crate::ports::{EventFilter, Ports, PutOutcome, Record, Status, StoreError};
 use crate::providers::Provider;
@@ -170,6 +170,7 @@ impl Operations {
             ));
         }
         record.lease_until_ms = after(now, self.settings.lease);
+        withhold_erased(&self.ports, provider.as_ref(), &mut record).await?;
         if self.ports.store.put_new(&record).await? == PutOutcome::Created {
             // A failed send leaves it to the sweeper, like a webhook's.
             let _ = self.ports.outbox.enqueue(&record.message()).await;

@@ -594,6 +594,7 @@ pub fn post(provider: &str, headers: &[(&str, &str)], body: &str) -> WebhookRequ
         .unwrap()
 }
 pub mod fake_api;
+pub mod lambda;
 pub mod proxy;
 
 /// Waits until `done` holds, looking every 10 ms; fails the test after `within`.

@@ -118,3 +118,127 @@ pub fn local_aws_address() -> SocketAddr {
         .parse()
         .expect("AWS_ENDPOINT_URL is http://<ip>:<port>")
 }
+
+/// One AWS API call seen by a [`Recorder`]: the operation its `X-Amz-Target` header names
+/// (`DynamoDB_20120810.PutItem`, `AmazonSQS.SendMessage`) and its JSON request.
+#[derive(Debug, Clone)]
+pub struct AwsCall {
+    pub target: String,
+    pub request: serde_json::Value,
+}
+
+/// An HTTP proxy in front of the local AWS endpoint that writes down every call passing
+/// through and, on command, answers the calls of one operation with an error of its own (a
+/// 400 the SDKs do not retry), still writing them down.
+#[derive(Clone)]
+pub struct Recorder {
+    pub url: String,
+    recording: Arc<Mutex<Recording>>,
+}
+
+#[derive(Default)]
+struct Recording {
+    calls: Vec<AwsCall>,
+    failing: Option<String>,
+}
+
+#[derive(Clone)]
+struct Forwarding {
+    recording: Arc<Mutex<Recording>>,
+    client: reqwest::Client,
+    target: String,
+}
+
+impl Recorder {
+    pub async fn start(target: SocketAddr) -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let recording = Arc::<Mutex<Recording>>::default();
+        let forwarding = Forwarding {
+            recording: Arc::clone(&recording),
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            target: format!("http://{target}"),
+        };
+        let app = axum::Router::new().fallback(forward).with_state(forwarding);
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Recorder { url, recording }
+    }
+
+    /// The calls written down since the last `take`.
+    pub fn calls(&self) -> Vec<AwsCall> {
+        self.recording.lock().unwrap().calls.clone()
+    }
+
+    /// The calls written down since the last `take`, forgotten here.
+    pub fn take(&self) -> Vec<AwsCall> {
+        std::mem::take(&mut self.recording.lock().unwrap().calls)
+    }
+
+    /// Fails every call of `target` (`AmazonSQS.SendMessage`) until [`Recorder::restore`].
+    pub fn fail(&self, target: &str) {
+        self.recording.lock().unwrap().failing = Some(target.to_string());
+    }
+
+    pub fn restore(&self) {
+        self.recording.lock().unwrap().failing = None;
+    }
+}
+
+async fn forward(
+    axum::extract::State(forwarding): axum::extract::State<Forwarding>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return http::StatusCode::BAD_REQUEST.into_response();
+    };
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let failing = {
+        let mut recording = forwarding.recording.lock().unwrap();
+        recording.calls.push(AwsCall {
+            target: target.clone(),
+            request: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        });
+        recording.failing.as_deref() == Some(target.as_str())
+    };
+    if failing {
+        return (
+            http::StatusCode::BAD_REQUEST,
+            [("content-type", "application/x-amz-json-1.0")],
+            r#"{"__type":"InjectedFailure","message":"failed by the test's proxy"}"#,
+        )
+            .into_response();
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut outbound = forwarding
+        .client
+        .request(parts.method, format!("{}{path}", forwarding.target))
+        .body(body);
+    for (name, value) in &parts.headers {
+        if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
+            outbound = outbound.header(name, value);
+        }
+    }
+    let Ok(answer) = outbound.send().await else {
+        return http::StatusCode::BAD_GATEWAY.into_response();
+    };
+    let status = answer.status();
+    let mut headers = answer.headers().clone();
+    for hop in [
+        http::header::CONTENT_LENGTH,
+        http::header::TRANSFER_ENCODING,
+        http::header::CONNECTION,
+    ] {
+        headers.remove(hop);
+    }
+    let body = answer.bytes().await.unwrap_or_default();
+    (status, headers, body).into_response()
+}

@@ -12,7 +12,7 @@ use e2e::{event, post, Backend};
 use shared::clock::{Clock, ManualClock};
 use shared::fetch::DetailClient;
 use shared::operate::{Operations, Replayed};
-use shared::ports::{QueueConsumer, Record, Status, Store};
+use shared::ports::{Queue, QueueConsumer, Record, Status, Store};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
 use shared::tenants::{TenantDirectory, TenantSource};
 use shared::{Ingest, IngestSettings, WebhookRequest};
@@ -277,6 +277,64 @@ async fn erasing_a_person_reaches_every_record_that_names_them() {
         calls,
         "nothing fetched about an erased person"
     );
+}
+
+/// A delivery about an erased person that reaches the store another way — spilled to the
+/// queue while DynamoDB was down, or released from quarantine — is stored without its body,
+/// fetches nothing and publishes nothing.
+#[tokio::test]
+async fn a_spilled_or_released_delivery_about_an_erased_person_keeps_nothing() {
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    let bus = e2e::Bus::new().await;
+    let processor = backend
+        .processor(&api, settings(), Duration::from_secs(5))
+        .with_publisher(bus.publisher());
+    let operations = Operations::new(backend.ports(), IngestSettings::default());
+    operations
+        .erase("magicline", "studio-1001", "customer:7893459")
+        .await
+        .unwrap();
+    let tenants = e2e::demo_tenants("magicline");
+    let provider = shared::providers::by_name("magicline").unwrap();
+    let body = |uuid: &str| {
+        serde_json::json!({"entityId": 7893459, "uuid": uuid,
+            "payload": [{"timestamp": 1, "type": "CUSTOMER_UPDATED"}]})
+        .to_string()
+    };
+    let delivery = |body: &str| {
+        shared::ingest::Delivery {
+            provider: provider.as_ref(),
+            tenant: tenants.get("studio-1001").unwrap(),
+            body: body.as_bytes(),
+            declared_json: true,
+            unauthenticated: false,
+        }
+        .record(now(), &IngestSettings::default())
+    };
+    let spilled = delivery(&body("spilled"));
+    backend.queue().send(&spilled.spill()).await.unwrap();
+    // Quarantined under a parser that could not read it; the current one can.
+    let quarantined = Record {
+        key: "magicline#studio-1001#quarantine#old".into(),
+        status: Status::Quarantined,
+        last_error: Some("unreadable then".into()),
+        ..delivery(&body("released"))
+    };
+    backend.store().put_new(&quarantined).await.unwrap();
+    let released = operations.release(&quarantined, &tenants).await.unwrap();
+    backend.pump_until_empty(&processor, 10).await;
+    for key in [&spilled.key, &released] {
+        let record = backend.record(key).await;
+        assert_eq!(
+            (record.status, record.body.as_str()),
+            (Status::Processed, ""),
+            "{key}"
+        );
+        assert!(record.erased_at_ms.is_some(), "{key}");
+    }
+    assert_eq!(api.total_calls(), 0);
+    assert!(bus.published().await.is_empty());
 }
 
 /// The in-memory pair on a clock the test moves, with the demo tenants.

@@ -61,14 +61,44 @@ fn event(case: &serde_json::Value) -> String {
     .to_string()
 }
 
+/// A case's class: the refusal's status, or `quarantined` / `accepted`.
+fn class(case: &serde_json::Value) -> String {
+    match case["outcome"].as_str().unwrap() {
+        "refused" => case["status"].to_string(),
+        kept => kept.to_string(),
+    }
+}
+
 #[test]
-fn the_corpus_holds_at_least_60_hostile_requests_across_all_providers() {
+fn the_corpus_splits_into_the_classes_reliability_md_counts() {
     let corpus = corpus();
-    let refused = corpus
-        .values()
-        .filter(|c| c["status"].as_u64().unwrap() >= 400)
-        .count();
-    assert!(refused >= 60, "{refused}");
+    let mut split: BTreeMap<String, usize> = BTreeMap::new();
+    for (name, case) in &corpus {
+        *split.entry(class(case)).or_default() += 1;
+        // Kept requests get the answer of a new delivery (TIMIFY's 200 `{}`).
+        if case["outcome"] != "refused" {
+            let provider = shared::providers::by_name(case["provider"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                case["status"],
+                Kit::of(provider.as_ref()).accepted_status(),
+                "{name}"
+            );
+        }
+    }
+    let expected = [
+        ("401", 39),
+        ("405", 20),
+        ("413", 5),
+        ("quarantined", 53),
+        ("accepted", 11),
+    ];
+    assert_eq!(
+        split,
+        expected
+            .map(|(class, count)| (class.to_string(), count))
+            .into(),
+        "RELIABILITY.md's Bad input table"
+    );
     for provider in shared::providers::all() {
         assert!(
             corpus.values().any(|c| c["provider"] == provider.name()),

@@ -74,6 +74,10 @@ static KNOWN: LazyLock<Known> = LazyLock::new(|| {
     known
 });
 
+fn kit_status(provider: &str) -> u16 {
+    Kit::of(shared::providers::by_name(provider).unwrap().as_ref()).accepted_status()
+}
+
 fn field_names(value: &serde_json::Value, names: &mut Vec<String>) {
     match value {
         serde_json::Value::Object(fields) => {
@@ -170,11 +174,21 @@ proptest! {
             let request = request.body(Bytes::from(body.clone())).unwrap();
             let response = runtime.block_on(ingest.handle(request));
             let status = response.status().as_u16();
-            prop_assert!(
-                [200, 202, 400, 401, 405, 409, 413, 415].contains(&status),
-                "{provider}: {status}"
-            );
-            prop_assert!(serde_json::from_slice::<serde_json::Value>(response.body()).is_ok());
+            let answer: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+            // The bodies stay far under the size limit, and the in-memory store and queue never
+            // fail (no 422, no 503): a request is refused for its method or its credential, or
+            // kept, new (the kit's accepted status) or a duplicate (200).
+            let allowed = if method == "POST" {
+                vec![200, kit_status(&provider), 401]
+            } else {
+                vec![405]
+            };
+            prop_assert!(allowed.contains(&status), "{provider} {method}: {status} {answer}");
+            match status {
+                405 => prop_assert_eq!(&answer, &serde_json::json!({ "error": "method not allowed, use POST" })),
+                401 => prop_assert_eq!(&answer, &serde_json::json!({ "error": "unauthorized" })),
+                _ => {}
+            }
         }
     }
 }

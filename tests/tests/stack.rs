@@ -318,12 +318,20 @@ fn the_processor_receives_from_its_own_queue_and_publishes_to_its_own_bus() {
         if actions(statement) == ["dynamodb:Query"] {
             assert_eq!(
                 resource,
-                &json!({ "Fn::Sub": "${EventsTable.Arn}/index/by_subject" })
+                &json!([
+                    { "Fn::Sub": "${EventsTable.Arn}/index/by_subject" },
+                    { "Fn::Sub": "${EventsTable.Arn}/index/by_attention" }
+                ]),
+                "the indexes an erasure reads"
             );
         } else {
             assert_eq!(resource, &get_att("EventsTable", "Arn"));
+            let reads_and_writes = set(&ITEM_ACTIONS)
+                .union(&set(&["dynamodb:BatchGetItem"]))
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>();
             assert!(
-                set(&ITEM_ACTIONS).is_superset(&actions(statement).into_iter().collect()),
+                reads_and_writes.is_superset(&actions(statement).into_iter().collect()),
                 "{statement}"
             );
         }
@@ -332,6 +340,7 @@ fn the_processor_receives_from_its_own_queue_and_publishes_to_its_own_bus() {
         all_actions(&dynamodb),
         set(&[
             "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
             "dynamodb:Query"

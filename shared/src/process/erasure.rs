@@ -5,9 +5,9 @@
 
 use serde_json::json;
 
-use crate::erasure::{erase_person, Person, Receipt};
-use crate::ports::{subject_of, Outcome, QueueMessage, Record, StoreError};
-use crate::providers::{persons_named, Provider};
+use crate::erasure::{erase_person, named_persons, Person, Receipt};
+use crate::ports::{Outcome, QueueMessage, Record, StoreError};
+use crate::providers::Provider;
 
 use super::{erased_before, Attempt, Processor, Verdict};
 
@@ -137,19 +137,4 @@ impl Processor {
         }
         Ok(false)
     }
-}
-
-/// The persons (subjects) the record's body or `detail` names besides its own subject.
-fn named_persons(provider: &dyn Provider, record: &Record, detail: Option<&str>) -> Vec<String> {
-    let fields = provider.person_fields();
-    let mut persons: Vec<String> = [Some(record.body.as_str()), detail]
-        .into_iter()
-        .flatten()
-        .flat_map(|json| persons_named(fields, json))
-        .map(|person| subject_of(&record.provider, &record.tenant, &person))
-        .filter(|subject| *subject != record.subject)
-        .collect();
-    persons.sort_unstable();
-    persons.dedup();
-    persons
 }

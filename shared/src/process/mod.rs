@@ -158,7 +158,7 @@ impl Processor {
             return (Verdict::TryAgain, "unknown_provider");
         };
         if let Some(record) = message.spilled_record() {
-            match self.store_spilled(&record).await {
+            match self.store_spilled(entry.provider.as_ref(), record).await {
                 Ok(true) => {}
                 Ok(false) => return (Verdict::Done, "quarantined"),
                 Err(error) => {
@@ -246,8 +246,13 @@ impl Processor {
 
     /// Stores a delivery the webhook function spilled, with the same conditional put, so that
     /// it and a direct copy are counted once. False if it was quarantined (nothing to process).
-    async fn store_spilled(&self, record: &Record) -> Result<bool, StoreError> {
-        self.ports.store.put_new(record).await?;
+    async fn store_spilled(
+        &self,
+        provider: &dyn Provider,
+        mut record: Record,
+    ) -> Result<bool, StoreError> {
+        crate::erasure::withhold_erased(&self.ports, provider, &mut record).await?;
+        self.ports.store.put_new(&record).await?;
         Ok(record.status != Status::Quarantined)
     }
 

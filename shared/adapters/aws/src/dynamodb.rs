@@ -288,6 +288,9 @@ fn to_item(record: &Record) -> HashMap<String, AttributeValue> {
     if record.unauthenticated {
         item.insert("unauthenticated".to_string(), AttributeValue::Bool(true));
     }
+    if let Some(at) = record.erased_at_ms {
+        item.insert("erased_at".to_string(), n(at));
+    }
     // The index key may not be empty; a record without a subject is simply not in the index.
     if !record.subject.is_empty() {
         item.insert("subject".to_string(), s(&record.subject));

@@ -112,8 +112,8 @@ impl Store for SqliteStore {
                     connection,
                     "INSERT INTO records (pk, provider, tenant, event_type, entity_id, subject, body,
                         received_at, status, lease_until, expires_at, attempts, facts, last_error,
-                        unauthenticated)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                        unauthenticated, erased_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                      ON CONFLICT(pk) DO NOTHING",
                     params![
                         record.key,
@@ -131,6 +131,7 @@ impl Store for SqliteStore {
                         record.facts,
                         record.last_error,
                         record.unauthenticated,
+                        record.erased_at_ms,
                     ],
                 )?;
                 if inserted == 1 {
