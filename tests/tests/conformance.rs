@@ -12,7 +12,7 @@ use adapter_sqlite::Database;
 use e2e::{unique_name, Backend};
 use shared::clock::{Clock, ManualClock};
 use shared::ports::{
-    Claim, EventFilter, InboundMessage, Outbox, Outcome, PutOutcome, Queue, QueueConsumer,
+    Claim, Erased, EventFilter, InboundMessage, Outbox, Outcome, PutOutcome, Queue, QueueConsumer,
     QueueError, QueueMessage, Record, Status, Store,
 };
 
@@ -480,6 +480,107 @@ async fn erasure_reaches_every_record_of_the_subject_and_nothing_else() {
         }
         assert!(
             !store.get("e3").await.unwrap().unwrap().body.is_empty(),
+            "{}",
+            ports.name
+        );
+    }
+}
+
+/// A record that names a person (a list, a booking) is linked to them, and erasing the person
+/// reaches it as it reaches the records about them; the count says what was still there.
+#[tokio::test]
+async fn erasure_reaches_the_records_linked_to_the_person_and_counts_what_it_emptied() {
+    for ports in all_pairs().await {
+        let store = &ports.store;
+        let name = ports.name;
+        let now = ports.now();
+        let person = ports.record("about", "person").subject;
+        for (key, entity) in [("about", "person"), ("naming", "list"), ("unlinked", "x")] {
+            store.put_new(&ports.record(key, entity)).await.unwrap();
+        }
+        // The record about the person was processed: it holds a detail too.
+        let lease = now + 60_000;
+        assert!(matches!(
+            store.claim("about", now, lease).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+        let processed = Outcome::Processed {
+            detail: Some(r#"{"name":"Ben"}"#.into()),
+        };
+        assert!(store.finish("about", lease, &processed, now).await.unwrap());
+        for _ in 0..2 {
+            store
+                .link_persons("naming", &[person.clone()], now / 1000 + 3600)
+                .await
+                .unwrap();
+        }
+        let erased = store
+            .erase_subject(&person, now, now / 1000 + 3600)
+            .await
+            .unwrap();
+        assert_eq!(
+            erased,
+            Erased {
+                records: 2,
+                bodies: 2,
+                details: 1
+            },
+            "{name}"
+        );
+        for key in ["about", "naming"] {
+            let record = store.get(key).await.unwrap().unwrap();
+            assert_eq!(
+                (record.body.as_str(), record.detail),
+                ("", None),
+                "{name}: {key}"
+            );
+            assert_eq!(record.erased_at_ms, Some(now), "{name}: {key}");
+        }
+        assert!(
+            !store
+                .get("unlinked")
+                .await
+                .unwrap()
+                .unwrap()
+                .body
+                .is_empty(),
+            "{name}"
+        );
+        let again = store
+            .erase_subject(&person, now, now / 1000 + 3600)
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            Erased {
+                records: 2,
+                bodies: 0,
+                details: 0
+            },
+            "{name}: nothing left"
+        );
+        assert_eq!(
+            store.erase_record("missing", now).await.unwrap(),
+            Erased::default(),
+            "{name}"
+        );
+    }
+}
+
+/// A record stored already erased (a delivery about an erased person) stays so.
+#[tokio::test]
+async fn a_record_stored_erased_keeps_its_erasure_time() {
+    for ports in all_pairs().await {
+        let record = Record {
+            body: String::new(),
+            erased_at_ms: Some(7),
+            ..ports.record("stored-erased", "person")
+        };
+        ports.store.put_new(&record).await.unwrap();
+        let stored = ports.store.get("stored-erased").await.unwrap().unwrap();
+        assert_eq!(
+            (stored.body.as_str(), stored.erased_at_ms),
+            ("", Some(7)),
             "{}",
             ports.name
         );

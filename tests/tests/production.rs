@@ -73,8 +73,14 @@ async fn processed_and_erased_events_are_published_and_failed_ones_are_not() {
         .iter()
         .find(|e| e["detail"]["key"] == erasure.as_str())
         .unwrap();
-    assert_eq!(deleted["detail-type"], "MEMBERSHIP_DELETE");
-    assert!(deleted["detail"]["detail"]["erasure"].is_object());
+    assert_eq!(deleted["detail-type"], "erasure.completed", "the receipt");
+    assert_eq!(deleted["detail"]["provider"], "egym");
+    assert_eq!(deleted["detail"]["tenant"], "gym-berlin-01");
+    assert!(deleted["detail"]["person"]
+        .as_str()
+        .unwrap()
+        .starts_with("account:"));
+    assert_eq!(deleted["detail"]["records"], 1, "{deleted}");
 }
 
 #[tokio::test]

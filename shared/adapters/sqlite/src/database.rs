@@ -106,11 +106,14 @@ impl Database {
         // behind it on a busy disk. SQLite's own automatic checkpoints are off: the database
         // thread runs them itself, after answering (see `Checkpoints`); the size limit cuts the
         // file back should it ever have grown past it (a reader in another process holding an
-        // old snapshot keeps the WAL from being started over).
+        // old snapshot keeps the WAL from being started over). Erased data must not linger:
+        // secure_delete overwrites what a write frees, and an erasure is followed by a
+        // checkpoint that empties the WAL (see `note_erasure`).
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA busy_timeout = 5000;
-                 PRAGMA journal_size_limit = 16777216; PRAGMA wal_autocheckpoint = 0;",
+                 PRAGMA journal_size_limit = 16777216; PRAGMA wal_autocheckpoint = 0;
+                 PRAGMA secure_delete = ON;",
             )
             .map_err(sql)?;
         // After wal_autocheckpoint, which would replace it.
@@ -287,6 +290,9 @@ fn serve(connection: Connection, inbox: mpsc::Receiver<Message>) {
             break;
         }
         checkpoints.after_commit(&connection);
+        if ERASED.with(|erased| erased.replace(false)) {
+            checkpoints.after_erasure(&connection);
+        }
     }
     let result = close(connection);
     if let Err(error) = &result {
@@ -311,6 +317,14 @@ fn close(connection: Connection) -> Result<(), String> {
 thread_local! {
     /// Pages in the WAL after the last commit on this thread (SQLite's WAL hook).
     static WAL_PAGES: Cell<i32> = const { Cell::new(0) };
+    /// An operation of the transaction under way erased personal data.
+    static ERASED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Notes, on the database thread, that the transaction under way erases personal data: once it
+/// has committed the WAL is checkpointed and emptied, so that no erased byte stays in it.
+pub(crate) fn note_erasure() {
+    ERASED.with(|erased| erased.set(true));
 }
 
 fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: c_int) -> rusqlite::Result<()> {
@@ -354,6 +368,20 @@ impl Checkpoints {
             } else {
                 pages.saturating_add(CHECKPOINT_AT_PAGES / 4)
             };
+        }
+    }
+
+    /// Copies the WAL into the database file and truncates it to nothing (an erasure's old
+    /// page images are in it); if a reader elsewhere prevents that, it is tried when idle.
+    fn after_erasure(&mut self, connection: &Connection) {
+        match checkpoint(connection, "TRUNCATE") {
+            Ok(true) => {
+                WAL_PAGES.with(|noted| noted.set(0));
+                self.unchecked = false;
+                self.next_at_pages = 0;
+            }
+            Ok(false) => self.unchecked = true,
+            Err(error) => tracing::warn!(error = %error, "checkpoint after an erasure failed"),
         }
     }
 

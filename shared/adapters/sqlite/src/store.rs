@@ -427,6 +427,7 @@ fn erase_where(
     condition: &str,
     params: &[&dyn rusqlite::ToSql],
 ) -> rusqlite::Result<Erased> {
+    crate::database::note_erasure();
     let counted = format!(
         "SELECT count(*), count(NULLIF(body, '')), count(detail) FROM records WHERE {condition}"
     );
