@@ -510,7 +510,7 @@ async fn erasure_reaches_the_records_linked_to_the_person_and_counts_what_it_emp
         assert!(store.finish("about", lease, &processed, now).await.unwrap());
         for _ in 0..2 {
             store
-                .link_persons("naming", &[person.clone()], now / 1000 + 3600)
+                .link_persons("naming", std::slice::from_ref(&person), now / 1000 + 3600)
                 .await
                 .unwrap();
         }
