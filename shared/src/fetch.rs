@@ -29,9 +29,10 @@ pub enum FetchError {
     /// page): try again later, with backoff, and end in the dead-letter queue if it persists.
     Transient {
         reason: String,
-        /// Seconds the provider asked us to wait (429 `Retry-After`).
+        /// Seconds the provider asked us to wait (`Retry-After`, as seconds or a date).
         retry_after: Option<u32>,
-        /// A 429: the provider's rate limit, not a failure of this event.
+        /// The provider asked us to wait (a 429, or a 503 with `Retry-After`): its capacity,
+        /// not a failure of this event — the wait never counts as an attempt.
         throttled: bool,
     },
     /// The tenant's settings do not work (401, 403, a missing key, a refused base URL): retried
@@ -142,7 +143,7 @@ impl DetailClient {
             request = request.header(*name, value);
         }
         let response = request.send().await.map_err(unreachable)?;
-        let body = read_answer(response).await?;
+        let body = read_answer(response, self.clock.now_ms()).await?;
         let detail: Value = serde_json::from_slice(&body).map_err(|error| {
             FetchError::transient(format!("provider API answered malformed JSON: {error}"))
         })?;
@@ -193,7 +194,7 @@ impl DetailClient {
             .send()
             .await
             .map_err(unreachable)?;
-        let body = read_answer(response).await?;
+        let body = read_answer(response, self.clock.now_ms()).await?;
         let answer: Value = serde_json::from_slice(&body).map_err(|_| {
             FetchError::transient("provider token endpoint answered malformed JSON")
         })?;
@@ -255,18 +256,19 @@ fn unreachable(error: reqwest::Error) -> FetchError {
 
 /// The answer's body, if its status says it is one; read in chunks and given up on as soon as
 /// it passes [`MAX_DETAIL_BYTES`].
-async fn read_answer(mut response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
+async fn read_answer(mut response: reqwest::Response, now_ms: i64) -> Result<Vec<u8>, FetchError> {
     let status = response.status();
     if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u32>().ok());
+            .and_then(|v| retry_after_seconds(v, now_ms));
+        let asked_to_wait = status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some();
         return Err(FetchError::Transient {
             reason: format!("provider API answered {status}"),
             retry_after,
-            throttled: status == StatusCode::TOO_MANY_REQUESTS,
+            throttled: status == StatusCode::TOO_MANY_REQUESTS || asked_to_wait,
         });
     }
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -305,6 +307,19 @@ async fn read_answer(mut response: reqwest::Response) -> Result<Vec<u8>, FetchEr
     Ok(body)
 }
 
+/// `Retry-After` (RFC 9110): delay-seconds, or an HTTP date, as seconds from `now_ms` (a date
+/// already past is no wait); `None` if it is neither.
+fn retry_after_seconds(value: &str, now_ms: i64) -> Option<u32> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u32>() {
+        return Some(seconds);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
+    let seconds = ((at_ms - now_ms).max(0) as u64).div_ceil(1000);
+    Some(u32::try_from(seconds).unwrap_or(u32::MAX))
+}
+
 /// Error text without the URL (it may carry ids; never credentials, but keep logs short).
 fn without_url(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
@@ -317,6 +332,24 @@ fn without_url(error: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        // Sun, 06 Nov 1994 08:49:37 GMT is 784111777 s after the epoch.
+        let now_ms = 784_111_777_000 - 90_500;
+        assert_eq!(retry_after_seconds("120", now_ms), Some(120));
+        assert_eq!(retry_after_seconds(" 7 ", now_ms), Some(7));
+        assert_eq!(
+            retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT", now_ms),
+            Some(91)
+        );
+        assert_eq!(
+            retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT", now_ms + 200_000),
+            Some(0)
+        );
+        assert_eq!(retry_after_seconds("soon", now_ms), None);
+        assert_eq!(retry_after_seconds("-5", now_ms), None);
+    }
 
     #[test]
     fn only_https_or_loopback_http_base_urls_are_called() {

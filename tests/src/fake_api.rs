@@ -25,6 +25,10 @@ pub enum Behavior {
     TooManyRequests {
         retry_after: Option<String>,
     },
+    /// 503, with this `Retry-After` value if any.
+    Unavailable {
+        retry_after: Option<String>,
+    },
     Slow(Duration),
     MalformedJson,
     /// 302 to this URL.
@@ -236,13 +240,10 @@ async fn misbehave(behavior: Behavior, respond: impl FnOnce() -> Response) -> Re
         )
             .into_response(),
         Behavior::TooManyRequests { retry_after } => {
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, "slow down").into_response();
-            if let Some(value) = retry_after {
-                response
-                    .headers_mut()
-                    .insert("retry-after", value.parse().unwrap());
-            }
-            response
+            asked_to_wait(StatusCode::TOO_MANY_REQUESTS, retry_after)
+        }
+        Behavior::Unavailable { retry_after } => {
+            asked_to_wait(StatusCode::SERVICE_UNAVAILABLE, retry_after)
         }
         Behavior::Slow(delay) => {
             tokio::time::sleep(delay).await;
@@ -268,6 +269,17 @@ async fn misbehave(behavior: Behavior, respond: impl FnOnce() -> Response) -> Re
         )
             .into_response(),
     }
+}
+
+/// `status`, with `Retry-After: retry_after` if given.
+fn asked_to_wait(status: StatusCode, retry_after: Option<String>) -> Response {
+    let mut response = (status, "slow down").into_response();
+    if let Some(value) = retry_after {
+        response
+            .headers_mut()
+            .insert("retry-after", value.parse().unwrap());
+    }
+    response
 }
 
 /// `/magicline/v1/customers/7` -> (`magicline`, `/v1/customers/7`).

@@ -8,7 +8,7 @@ use e2e::fake_api::{Behavior, FakeApi};
 use e2e::proxy::{local_aws_address, Proxy};
 use e2e::{event, response_json, Backend, InMemory};
 use shared::ports::{InboundMessage, QueueMessage, Status, Store};
-use shared::process::{ProcessorSettings, Verdict, MAX_THROTTLED};
+use shared::process::{ProcessorSettings, Verdict};
 use shared::tenants::{Loader, Tenant, TenantDirectory, TenantSource};
 use shared::WebhookRequest;
 
@@ -220,39 +220,87 @@ async fn transient_failures_are_retried_then_dead_lettered_with_the_reason() {
     }
 }
 
-/// A 429 puts a copy of the message back, delayed by `Retry-After` (seconds, or 60 s when
-/// the provider gives none), and the record says so; the next delivery calls the API again.
+/// The seconds of "waiting N s" in a record's last error.
+fn waited(reason: &str) -> u64 {
+    let after = reason
+        .split("waiting ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{reason}"));
+    after.split(' ').next().unwrap().parse().unwrap()
+}
+
+/// A provider that asks us to wait — a 429, or a 503 with `Retry-After` (seconds or an HTTP
+/// date) — gets a copy of the message back, delayed by what it asked; a 429 without one waits a
+/// random time up to a minute (full jitter). The record says so; the next delivery calls the
+/// API again.
 #[tokio::test]
-async fn a_429_delays_the_retry_by_retry_after_or_a_minute() {
-    for (retry_after, wait) in [(Some("30"), 30), (None, 60)] {
+async fn a_provider_that_asks_us_to_wait_is_waited_out_in_a_delayed_copy() {
+    let in_90_s = |local: &InMemory| {
+        let at = std::time::UNIX_EPOCH
+            + Duration::from_millis(shared::clock::Clock::now_ms(local.clock.as_ref()) as u64)
+            + Duration::from_secs(90);
+        httpdate::fmt_http_date(at)
+    };
+    for case in [
+        "429 after 30",
+        "429 at a date",
+        "503 at a date",
+        "429 unsaid",
+    ] {
         let api = FakeApi::start().await;
         let local = InMemory::new(&api, settings(5));
-        let retry_after = retry_after.map(str::to_string);
-        api.set("/flybuy/", Behavior::TooManyRequests { retry_after });
+        let (behavior, asked) = match case {
+            "429 after 30" => (
+                Behavior::TooManyRequests {
+                    retry_after: Some("30".into()),
+                },
+                Some(30),
+            ),
+            "429 at a date" => (
+                Behavior::TooManyRequests {
+                    retry_after: Some(in_90_s(&local)),
+                },
+                Some(90),
+            ),
+            "503 at a date" => (
+                Behavior::Unavailable {
+                    retry_after: Some(in_90_s(&local)),
+                },
+                Some(90),
+            ),
+            _ => (Behavior::TooManyRequests { retry_after: None }, None),
+        };
+        api.set("/flybuy/", behavior);
         let key = local.deliver("flybuy/customer-nearby.json").await;
         assert_eq!(local.pump().await, 1);
         assert_eq!(api.calls(ORDER_187), 1);
         let record = local.record(&key).await;
-        assert_eq!(record.status, Status::Queued);
+        assert_eq!(record.status, Status::Queued, "{case}");
         let reason = record.last_error.unwrap();
-        assert!(
-            reason.contains("429") && reason.contains(&format!("waiting {wait} s")),
-            "{reason}"
-        );
+        let wait = waited(&reason);
+        match asked {
+            Some(asked) => assert!(wait == asked || wait == asked + 1, "{case}: {reason}"),
+            None => assert!((1..=60).contains(&wait), "{case}: {reason}"),
+        }
         api.clear();
         local.advance(Duration::from_secs(wait - 1));
-        assert_eq!(local.pump().await, 0, "still waiting at {} s", wait - 1);
+        assert_eq!(
+            local.pump().await,
+            0,
+            "{case}: still waiting at {} s",
+            wait - 1
+        );
         local.advance(Duration::from_secs(1));
-        assert_eq!(local.pump().await, 1, "back after {wait} s");
-        assert_eq!(local.record(&key).await.status, Status::Processed);
-        assert_eq!(api.calls(ORDER_187), 2);
+        assert_eq!(local.pump().await, 1, "{case}: back after {wait} s");
+        assert_eq!(local.record(&key).await.status, Status::Processed, "{case}");
+        assert_eq!(api.calls(ORDER_187), 2, "{case}");
     }
 }
 
-/// After [`MAX_THROTTLED`] waits, a 429 counts as a failed attempt: no delayed copy, the
-/// message itself is retried (and heads for the dead-letter queue like any failure).
+/// However often a provider asks us to wait, the wait never counts as an attempt: a copy that
+/// has waited a thousand times is delayed once more.
 #[tokio::test]
-async fn a_429_after_the_last_allowed_wait_counts_as_an_attempt() {
+async fn a_wait_for_the_provider_never_counts_as_an_attempt() {
     let api = FakeApi::start().await;
     let local = InMemory::new(&api, settings(5));
     api.set(
@@ -264,20 +312,20 @@ async fn a_429_after_the_last_allowed_wait_counts_as_an_attempt() {
     let key = local.deliver("flybuy/customer-nearby.json").await;
     local.memory.queue.clear();
     let message = QueueMessage {
-        throttled: MAX_THROTTLED,
+        throttled: 1000,
         ..local.record(&key).await.message()
     };
     let inbound = InboundMessage {
         id: "m".into(),
         body: serde_json::to_string(&message).unwrap(),
-        receive_count: 1,
+        receive_count: 5,
         receipt_handle: None,
     };
-    assert_eq!(local.processor.process(&inbound).await, Verdict::TryAgain);
-    assert!(local.memory.queue.is_empty(), "no delayed copy");
+    assert_eq!(local.processor.process(&inbound).await, Verdict::Done);
+    assert_eq!(local.memory.queue.len(), 1, "a delayed copy");
     let reason = local.record(&key).await.last_error.unwrap();
     assert!(
-        reason.contains("429") && reason.contains("attempt 1 of 5") && !reason.contains("waiting"),
+        reason.contains("waiting 1 s") && !reason.contains("dead-letter"),
         "{reason}"
     );
     assert_eq!(api.calls(ORDER_187), 1);

@@ -16,13 +16,16 @@ use crate::fetch::{DetailClient, FetchError, MAX_DETAIL_BYTES};
 use crate::metrics::{About, LogLines, MessageLine, Metrics};
 use crate::ports::{
     Claim, InboundMessage, Outcome, Ports, QueueConsumer, QueueError, QueueMessage, Record, Status,
-    StoreError, MAX_DELAY_SECONDS, MAX_ITEM_BYTES,
+    StoreError, MAX_ITEM_BYTES,
 };
 use crate::providers::{Processing, Provider};
 use crate::tenants::{Tenant, TenantSource};
 
 mod erasure;
+mod pacing;
 mod publish;
+
+use pacing::rate_limit_wait;
 
 /// A provider and its tenants, as the processor needs them.
 pub struct ProviderTenants {
@@ -191,6 +194,7 @@ impl Processor {
         let (outcome, verdict, label) = match self.attempt(entry, &record).await {
             Attempt::Done(outcome, label) => (outcome, Verdict::Done, label),
             Attempt::Throttled { reason, wait } => {
+                let wait = rate_limit_wait(wait, message.throttled);
                 match self.wait_out_rate_limit(message, &reason, wait).await {
                     Some(outcome) => (outcome, Verdict::Done, "throttled"),
                     None => (
@@ -415,32 +419,6 @@ impl Processor {
         )
     }
 
-    /// A 429 waits for the provider's rate limit in a delayed copy of the message, so that it
-    /// does not use up the message's attempts; after [`MAX_THROTTLED`] waits it counts as a
-    /// failed attempt after all. `None` if the copy could not be queued.
-    async fn wait_out_rate_limit(
-        &self,
-        message: &QueueMessage,
-        reason: &str,
-        wait: u32,
-    ) -> Option<Outcome> {
-        if message.throttled >= MAX_THROTTLED {
-            return None;
-        }
-        let copy = QueueMessage {
-            throttled: message.throttled + 1,
-            ..message.clone()
-        };
-        let wait = wait.clamp(1, MAX_DELAY_SECONDS);
-        if let Err(error) = self.ports.queue.send_later(&copy, wait).await {
-            tracing::warn!(key = %message.key, error = %error, "could not queue the delayed copy; retrying the message instead");
-            return None;
-        }
-        Some(Outcome::Retry {
-            reason: format!("{reason}: waiting {wait} s for the provider's rate limit"),
-        })
-    }
-
     async fn retry(&self, reason: String, wait: Option<u32>, inbound: &InboundMessage) -> Outcome {
         let wait = wait.unwrap_or_else(|| self.settings.backoff_seconds(inbound.receive_count));
         if let (true, Some(receipt)) = (wait > 0, inbound.receipt_handle.as_deref()) {
@@ -462,13 +440,6 @@ impl Processor {
         Outcome::Retry { reason }
     }
 }
-
-/// How many times one event waits out a provider's rate limit before a 429 counts as a failed
-/// attempt.
-pub const MAX_THROTTLED: u32 = 60;
-/// SQS delays a message by at most 15 minutes.
-/// How long a 429 without `Retry-After` waits: Magicline's rate-limit window is one minute.
-const RATE_LIMIT_WAIT_SECONDS: u32 = 60;
 
 /// A record whose personal data was erased before it was processed: done with, nothing kept,
 /// nothing fetched.
@@ -523,8 +494,9 @@ enum Attempt {
         wait: Option<u32>,
         label: &'static str,
     },
-    /// The provider's rate limit: wait `wait` seconds without using up an attempt.
-    Throttled { reason: String, wait: u32 },
+    /// The provider's rate limit: wait without using up an attempt — `wait` seconds where the
+    /// provider said, else a backoff with full jitter.
+    Throttled { reason: String, wait: Option<u32> },
 }
 
 impl Attempt {
@@ -558,7 +530,7 @@ impl From<FetchError> for Attempt {
                 throttled: true,
             } => Attempt::Throttled {
                 reason,
-                wait: retry_after.unwrap_or(RATE_LIMIT_WAIT_SECONDS),
+                wait: retry_after,
             },
             FetchError::Transient {
                 reason,
