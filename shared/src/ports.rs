@@ -519,12 +519,79 @@ pub trait Outbox: Send + Sync {
     }
 }
 
+/// A provider API's published rate: at most `calls` calls per `per_ms` milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub calls: u32,
+    pub per_ms: i64,
+}
+
+impl Rate {
+    pub const fn per_second(calls: u32) -> Rate {
+        Rate {
+            calls,
+            per_ms: 1000,
+        }
+    }
+
+    /// The time between two calls that keeps any window of `per_ms` at `calls` or fewer
+    /// (calls spaced evenly, 5 % apart more than the bare quotient: a request's travel time
+    /// varies, and the provider counts arrivals).
+    pub fn interval_ms(&self) -> i64 {
+        let per_ms = self.per_ms.max(0) as u64 * 105;
+        per_ms.div_ceil(u64::from(self.calls.max(1)) * 100) as i64
+    }
+}
+
+/// What [`Pacer::reserve`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// The calls are ours: the first at `first_at_ms`, each next one interval later.
+    Granted { first_at_ms: i64 },
+    /// Nothing reserved: the first free slot is at `free_at_ms`, further away than allowed.
+    Full { free_at_ms: i64 },
+}
+
+/// Paces the calls to a provider's API across every processor that calls it (concurrent
+/// Lambdas, the dev server's workers): each key's calls are spaced an interval apart, as the
+/// provider allows, by a shared "next free slot" kept in the store.
+#[async_trait]
+pub trait Pacer: Send + Sync {
+    /// Reserves `calls` consecutive slots of `key`, `interval_ms` apart, the first at or
+    /// after `now_ms` — if the first can be within `max_wait_ms` of now; else reserves nothing.
+    async fn reserve(
+        &self,
+        key: &str,
+        interval_ms: i64,
+        calls: u32,
+        now_ms: i64,
+        max_wait_ms: i64,
+    ) -> Result<Reservation, StoreError>;
+}
+
+/// The slot a pacer grants, given the next free one (`None`: never used).
+pub fn next_slot(
+    next_free_ms: Option<i64>,
+    interval_ms: i64,
+    calls: u32,
+    now_ms: i64,
+    max_wait_ms: i64,
+) -> (Reservation, Option<i64>) {
+    let first = next_free_ms.unwrap_or(now_ms).max(now_ms);
+    if first - now_ms > max_wait_ms {
+        return (Reservation::Full { free_at_ms: first }, None);
+    }
+    let next_free = first + interval_ms * i64::from(calls);
+    (Reservation::Granted { first_at_ms: first }, Some(next_free))
+}
+
 /// The ports one deployment works through, with the clock they share.
 #[derive(Clone)]
 pub struct Ports {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
     pub outbox: Arc<dyn Outbox>,
+    pub pacer: Arc<dyn Pacer>,
     pub clock: SharedClock,
 }
 

@@ -65,6 +65,27 @@ pub struct ApiAccess {
     /// documentation is unconfirmed); `{id}` stands for the entity id.
     #[serde(default)]
     pub paths: std::collections::BTreeMap<String, String>,
+    /// The rate this tenant's API key may be called at, where it is not the provider's
+    /// published one (or the provider publishes none).
+    #[serde(default)]
+    pub rate: Option<RateSetting>,
+}
+
+/// `{"calls": 60, "per_seconds": 10}`: at most 60 calls in any 10 seconds.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSetting {
+    pub calls: u32,
+    pub per_seconds: u32,
+}
+
+impl RateSetting {
+    pub fn rate(&self) -> crate::ports::Rate {
+        crate::ports::Rate {
+            calls: self.calls,
+            per_ms: i64::from(self.per_seconds) * 1000,
+        }
+    }
 }
 
 /// How a signing key is written in the tenant document.

@@ -90,6 +90,31 @@ struct Shared {
     requests: Vec<Call>,
     /// Misbehaviour per path prefix; the longest matching prefix wins.
     behaviors: Vec<(String, Behavior)>,
+    /// Rates enforced, per provider: at most so many calls per credential within a window.
+    rates: HashMap<String, (usize, Duration)>,
+    /// When each credential's served calls came, for the rates.
+    served_at: HashMap<String, std::collections::VecDeque<std::time::Instant>>,
+    /// Requests answered 429 for going over a rate.
+    limited: usize,
+}
+
+impl Shared {
+    /// True if this call of `credential` goes over its provider's enforced rate; else notes it.
+    fn over_rate(&mut self, provider: &str, credential: &str) -> bool {
+        let Some(&(calls, per)) = self.rates.get(provider) else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        let log = self.served_at.entry(credential.to_string()).or_default();
+        while log.front().is_some_and(|at| now.duration_since(*at) >= per) {
+            log.pop_front();
+        }
+        if log.len() >= calls {
+            return true;
+        }
+        log.push_back(now);
+        false
+    }
 }
 
 #[derive(Clone)]
@@ -160,6 +185,20 @@ impl FakeApi {
             .into_iter()
             .filter(|call| !call.served)
             .collect()
+    }
+
+    /// Answers 429 (without `Retry-After`) to a request of `provider` whose credential has been
+    /// served `calls` times within the last `per` already — a sliding window, as a provider
+    /// counts arrivals.
+    pub fn enforce_rate(&self, provider: &str, calls: usize, per: Duration) {
+        self.shared()
+            .rates
+            .insert(provider.to_string(), (calls, per));
+    }
+
+    /// Requests answered 429 for going over an enforced rate.
+    pub fn limited(&self) -> usize {
+        self.shared().limited
     }
 
     /// Refuses every access token handed out so far (revoked before their time).
@@ -320,6 +359,10 @@ impl Fake {
             })
             .unwrap_or_default();
         let mut shared = self.shared.lock().unwrap();
+        if served && shared.over_rate(provider, &auth) {
+            shared.limited += 1;
+            return Some(Behavior::TooManyRequests { retry_after: None });
+        }
         if served {
             *shared.calls.entry(path.to_string()).or_default() += 1;
         }

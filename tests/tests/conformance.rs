@@ -12,8 +12,8 @@ use adapter_sqlite::Database;
 use e2e::{unique_name, Backend};
 use shared::clock::{Clock, ManualClock};
 use shared::ports::{
-    Claim, Erased, EventFilter, InboundMessage, Outbox, Outcome, PutOutcome, Queue, QueueConsumer,
-    QueueError, QueueMessage, Record, Status, Store,
+    Claim, Erased, EventFilter, InboundMessage, Outbox, Outcome, Pacer, PutOutcome, Queue,
+    QueueConsumer, QueueError, QueueMessage, Record, Reservation, Status, Store,
 };
 
 const MAX_RECEIVES: u32 = 2;
@@ -28,6 +28,7 @@ struct Ports {
     clock: Arc<dyn Clock>,
     /// Set where the adapter's time is the injected clock.
     manual: Option<Arc<ManualClock>>,
+    pacer: Arc<dyn Pacer>,
 }
 
 async fn all_pairs() -> Vec<Ports> {
@@ -57,6 +58,7 @@ async fn all_pairs() -> Vec<Ports> {
             dead_letters: dead,
             clock: aws.clock,
             manual: None,
+            pacer: aws.pacer,
         },
         Ports {
             name: "sqlite",
@@ -67,6 +69,7 @@ async fn all_pairs() -> Vec<Ports> {
             dead_letters: Arc::new(DeadLetterTable(database)),
             clock: sqlite.clock,
             manual: Some(sqlite_clock),
+            pacer: sqlite.pacer,
         },
         Ports {
             name: "memory",
@@ -77,6 +80,7 @@ async fn all_pairs() -> Vec<Ports> {
             dead_letters: Arc::new(DeadLetterList(memory.queue)),
             clock: memory.ports.clock,
             manual: Some(memory_clock),
+            pacer: memory.ports.pacer,
         },
     ]
 }
@@ -584,6 +588,58 @@ async fn a_record_stored_erased_keeps_its_erasure_time() {
             "{}",
             ports.name
         );
+    }
+}
+
+/// A key's calls are handed out an interval apart and no slot twice, however many processors
+/// ask at once; a slot further away than the caller will wait is not reserved.
+#[tokio::test]
+async fn a_pacer_spaces_a_keys_calls_and_never_hands_out_a_slot_twice() {
+    for ports in all_pairs().await {
+        let (pacer, name, now) = (&ports.pacer, ports.name, ports.now());
+        let key = unique_name("pace");
+        let reserve = |calls, at, max_wait| pacer.reserve(&key, 100, calls, at, max_wait);
+        let granted = |at| Reservation::Granted { first_at_ms: at };
+        assert_eq!(reserve(1, now, 1000).await.unwrap(), granted(now), "{name}");
+        assert_eq!(
+            reserve(3, now, 1000).await.unwrap(),
+            granted(now + 100),
+            "{name}"
+        );
+        let full = Reservation::Full {
+            free_at_ms: now + 400,
+        };
+        assert_eq!(reserve(1, now, 300).await.unwrap(), full, "{name}: too far");
+        assert_eq!(
+            reserve(1, now, 1000).await.unwrap(),
+            granted(now + 400),
+            "{name}: nothing was reserved"
+        );
+        assert_eq!(
+            reserve(1, now + 60_000, 0).await.unwrap(),
+            granted(now + 60_000),
+            "{name}: idle"
+        );
+        let other = unique_name("pace");
+        assert_eq!(
+            pacer.reserve(&other, 100, 1, now, 0).await.unwrap(),
+            granted(now),
+            "{name}: keys apart"
+        );
+
+        let crowded = unique_name("pace");
+        let asked = (0..12).map(|_| pacer.reserve(&crowded, 50, 1, now, 60_000));
+        let mut slots: Vec<i64> = futures::future::join_all(asked)
+            .await
+            .into_iter()
+            .map(|reservation| match reservation.unwrap() {
+                Reservation::Granted { first_at_ms } => first_at_ms,
+                full => panic!("{name}: {full:?}"),
+            })
+            .collect();
+        slots.sort_unstable();
+        let expected: Vec<i64> = (0..12).map(|n| now + 50 * n).collect();
+        assert_eq!(slots, expected, "{name}: each slot once, an interval apart");
     }
 }
 

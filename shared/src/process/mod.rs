@@ -379,8 +379,13 @@ impl Processor {
             Err(reason) => return Attempt::configuration(reason),
         };
         let tenant_key = format!("{}#{}", entry.provider.name(), tenant.id);
+        let slots = match self.pace(entry.provider.as_ref(), api, paths.len()).await {
+            Ok(slots) => slots,
+            Err(attempt) => return attempt,
+        };
         let mut answers = Vec::with_capacity(paths.len());
-        for path in paths {
+        for (path, slot) in paths.iter().zip(slots) {
+            self.wait_until(slot).await;
             let answer = self
                 .client
                 .get_json(&api.base_url, path, &credentials, &tenant_key)

@@ -1,11 +1,22 @@
-//! Being a good API citizen: a provider that asks us to wait (a 429, or a 503 with
-//! `Retry-After`) is waited out in a delayed copy of the message, which never uses up one of
-//! its attempts — however often it happens; the stuck-event alarm, not the dead-letter queue,
-//! is what tells of a provider that never lets an event through.
+//! Being a good API citizen: each tenant's API key is called at the rate its provider
+//! publishes (or the tenant's `api.rate`), paced across every processor through the store's
+//! [`crate::ports::Pacer`]; a call whose slot is further away than a short wait, and a provider
+//! that asks us to wait (a 429, or a 503 with `Retry-After`), are waited out in a delayed copy
+//! of the message, which never uses up one of its attempts — however often it happens.
 
-use crate::ports::{Outcome, QueueMessage, MAX_DELAY_SECONDS};
+use std::time::Duration;
 
-use super::Processor;
+use sha2::{Digest, Sha256};
+
+use crate::ports::{Outcome, QueueMessage, Reservation, MAX_DELAY_SECONDS};
+use crate::providers::Provider;
+use crate::tenants::ApiAccess;
+
+use super::{Attempt, Processor};
+
+/// How long a processor waits in place for its calls' slot; a slot further away is waited for
+/// in a delayed copy of the message instead (a Lambda waiting is a Lambda paid for).
+const WAIT_IN_PLACE: Duration = Duration::from_secs(2);
 
 /// The first wait of a 429 without `Retry-After` is up to this long (full jitter), doubling
 /// with each further one up to SQS's 15 minutes: Magicline's rate-limit window is one minute.
@@ -23,6 +34,54 @@ pub(super) fn rate_limit_wait(asked: Option<u32>, waits_so_far: u32) -> u32 {
 }
 
 impl Processor {
+    /// Reserves the slots of `calls` calls to the tenant's API (when each may start, epoch
+    /// ms); a slot further away than [`WAIT_IN_PLACE`] makes the attempt wait for its rate.
+    pub(super) async fn pace(
+        &self,
+        provider: &dyn Provider,
+        api: &ApiAccess,
+        calls: usize,
+    ) -> Result<Vec<i64>, Attempt> {
+        let rate = api
+            .rate
+            .map_or_else(|| provider.api_rate(), |rate| rate.rate());
+        let interval = rate.interval_ms();
+        let now = self.ports.clock.now_ms();
+        let calls = u32::try_from(calls).unwrap_or(u32::MAX);
+        let max_wait = WAIT_IN_PLACE.as_millis() as i64;
+        let key = pace_key(provider, api);
+        match self
+            .ports
+            .pacer
+            .reserve(&key, interval, calls, now, max_wait)
+            .await
+        {
+            Ok(Reservation::Granted { first_at_ms }) => Ok((0..i64::from(calls))
+                .map(|n| first_at_ms + n * interval)
+                .collect()),
+            Ok(Reservation::Full { free_at_ms }) => Err(Attempt::Throttled {
+                reason: format!(
+                    "pacing: the API key's rate ({} calls per {} s) is taken",
+                    rate.calls,
+                    rate.per_ms / 1000
+                ),
+                wait: Some(u32::try_from((free_at_ms - now).max(0) / 1000 + 1).unwrap_or(u32::MAX)),
+            }),
+            Err(error) => Err(Attempt::store_unavailable(error)),
+        }
+    }
+
+    /// Waits until `at_ms` (epoch ms) on the processor's clock.
+    pub(super) async fn wait_until(&self, at_ms: i64) {
+        let wait = at_ms - self.ports.clock.now_ms();
+        if wait > 0 {
+            self.ports
+                .clock
+                .sleep(Duration::from_millis(wait as u64))
+                .await;
+        }
+    }
+
     /// Waits `wait` seconds for the provider's limit in a delayed copy of the message, so that
     /// the wait does not use up an attempt. `None` if the copy could not be queued (then the
     /// message itself is retried).
@@ -44,6 +103,26 @@ impl Processor {
             reason: format!("{reason}: waiting {wait} s for the provider's rate limit"),
         })
     }
+}
+
+/// Whose calls share a rate: one API key (or app and company) of one provider at one base URL,
+/// hashed, so that no credential is kept in the store.
+fn pace_key(provider: &dyn Provider, api: &ApiAccess) -> String {
+    let mut hash = Sha256::new();
+    for part in [
+        Some(api.base_url.as_str()),
+        api.api_key.as_ref().map(|key| key.expose()),
+        api.app_id.as_deref(),
+        api.company_id.as_deref(),
+    ] {
+        hash.update(part.unwrap_or_default().as_bytes());
+        hash.update([0]);
+    }
+    format!(
+        "{}#{}",
+        provider.name(),
+        hex::encode(&hash.finalize()[..16])
+    )
 }
 
 #[cfg(test)]

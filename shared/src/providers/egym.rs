@@ -9,7 +9,7 @@ use super::{
     Processing, Provider,
 };
 use crate::fetch::ApiCredentials;
-use crate::ports::Record;
+use crate::ports::{Rate, Record};
 use crate::response::IngestError;
 use crate::tenants::{ApiAccess, Tenant};
 use crate::verify::{Auth, AuthScheme};
@@ -44,6 +44,14 @@ impl Provider for Egym {
         Auth::required(AuthScheme::HeaderSecret {
             header: "x-api-key",
         })
+    }
+
+    /// 60 requests in 10 s per API key (FACTS.md §2, developer.egym.com/mms-api-v2/rate-limits).
+    fn api_rate(&self) -> Rate {
+        Rate {
+            calls: 60,
+            per_ms: 10_000,
+        }
     }
 
     fn person_fields(&self) -> &'static [PersonField] {

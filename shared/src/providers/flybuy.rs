@@ -13,7 +13,7 @@ use super::{
     Provider, Text,
 };
 use crate::fetch::ApiCredentials;
-use crate::ports::Record;
+use crate::ports::{Rate, Record};
 use crate::response::IngestError;
 use crate::tenants::{ApiAccess, KeyEncoding, Tenant};
 use crate::verify::{sole, Auth, AuthScheme, TenantSignature};
@@ -192,6 +192,11 @@ impl Provider for Flybuy {
             verify: verify_signature,
             sign,
         })
+    }
+
+    /// Unconfirmed (no published limit found): a conservative 5 a second; `api.rate` per tenant.
+    fn api_rate(&self) -> Rate {
+        Rate::per_second(5)
     }
 
     fn person_fields(&self) -> &'static [PersonField] {

@@ -9,7 +9,7 @@ use super::{
     Processing, Provider,
 };
 use crate::fetch::ApiCredentials;
-use crate::ports::Record;
+use crate::ports::{Rate, Record};
 use crate::response::IngestError;
 use crate::tenants::{ApiAccess, Tenant};
 use crate::verify::{Auth, AuthScheme};
@@ -310,6 +310,14 @@ impl Provider for Magicline {
         Auth::required(AuthScheme::HeaderSecret {
             header: "x-api-key",
         })
+    }
+
+    /// 1,000 calls a minute per endpoint (FACTS.md §1): paced per key, which is stricter.
+    fn api_rate(&self) -> Rate {
+        Rate {
+            calls: 1000,
+            per_ms: 60_000,
+        }
     }
 
     fn person_fields(&self) -> &'static [PersonField] {

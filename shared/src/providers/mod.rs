@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::fetch::ApiCredentials;
-use crate::ports::Record;
+use crate::ports::{Rate, Record};
 use crate::response::{Ack, IngestError};
 use crate::tenants::{ApiAccess, ConfigError, EventPointers, Tenant, TenantDirectory};
 use crate::verify::Auth;
@@ -108,6 +108,10 @@ pub trait Provider: Send + Sync + 'static {
     fn person_fields(&self) -> &'static [PersonField] {
         &[]
     }
+
+    /// The rate its API may be called at per key, as the provider publishes it (a tenant's
+    /// `api.rate` replaces it).
+    fn api_rate(&self) -> Rate;
 
     /// How requests to the provider's API authenticate for a tenant; an error names the
     /// setting that is missing.

@@ -9,7 +9,7 @@ use super::{
     parse_by_pointers, segment, ParsedEvent, PersonField, PointerDefaults, Processing, Provider,
 };
 use crate::fetch::{ApiCredentials, TokenExchange};
-use crate::ports::Record;
+use crate::ports::{Rate, Record};
 use crate::response::{Ack, IngestError};
 use crate::tenants::{ApiAccess, Secret, Tenant};
 use crate::verify::{Auth, AuthScheme};
@@ -54,6 +54,11 @@ impl Provider for Timify {
 
     fn auth(&self) -> Auth {
         Auth::optional(AuthScheme::TenantChosenHeader)
+    }
+
+    /// Unconfirmed (no published limit found): a conservative 5 a second; `api.rate` per tenant.
+    fn api_rate(&self) -> Rate {
+        Rate::per_second(5)
     }
 
     fn person_fields(&self) -> &'static [PersonField] {

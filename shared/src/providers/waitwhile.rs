@@ -9,7 +9,7 @@ use super::{
     Processing, Provider,
 };
 use crate::fetch::ApiCredentials;
-use crate::ports::Record;
+use crate::ports::{Rate, Record};
 use crate::response::IngestError;
 use crate::tenants::{ApiAccess, Tenant};
 use crate::verify::{Auth, AuthScheme};
@@ -49,6 +49,11 @@ impl Provider for Waitwhile {
         Auth::required(AuthScheme::UrlBodySignature {
             header: "x-waitwhile-signature",
         })
+    }
+
+    /// 5 requests a second per user (FACTS.md, help.waitwhile.com … waitwhile-rate-limits).
+    fn api_rate(&self) -> Rate {
+        Rate::per_second(5)
     }
 
     fn person_fields(&self) -> &'static [PersonField] {

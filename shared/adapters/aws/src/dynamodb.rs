@@ -27,6 +27,11 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
+    /// The pacer on the same table.
+    pub fn pacer(&self) -> crate::DynamoPacer {
+        crate::DynamoPacer::new(self.client.clone(), &self.table)
+    }
+
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         DynamoStore {
             client,
@@ -88,7 +93,7 @@ where
 }
 
 /// A refusal DynamoDB will repeat (a value it cannot hold) apart from a passing failure.
-fn store_error<E, R>(error: &SdkError<E, R>) -> StoreError
+pub(crate) fn store_error<E, R>(error: &SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -131,6 +136,27 @@ impl DynamoStore {
             let item = item.map_err(|e| store_error(&e))?;
             keys.push((get_s(&item, "pk"), get_n(&item, "received_at")));
         }
+        Ok(keys)
+    }
+
+    /// [`Self::keys_in`] of every one of `partitions` (queried side by side), merged newest
+    /// first, ties by key as [`EventFilter::newest`] breaks them.
+    async fn keys_in_all(
+        &self,
+        index: &str,
+        attribute: &str,
+        partitions: impl Iterator<Item = String>,
+        filter: &EventFilter,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let queries = partitions.map(|partition| async move {
+            self.keys_in(index, attribute, &partition, filter).await
+        });
+        let mut keys: Vec<(String, i64)> = futures::future::try_join_all(queries)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
         Ok(keys)
     }
 
@@ -197,15 +223,48 @@ const SUMMARY_ATTRIBUTES: &str = "pk, provider, tenant, event_type, entity_id, s
      received_at, #status, lease_until, expires_at, attempts, processed_at, last_error, \
      erased_at, unauthenticated";
 
-/// The day (since the Unix epoch, UTC) a record was received: the partition of the listing
-/// index, one per provider and day.
+/// The day (since the Unix epoch, UTC) a record was received: with its provider and a shard,
+/// the partition of the listing index.
 fn day_of(received_at_ms: i64) -> i64 {
     received_at_ms.div_euclid(86_400_000)
 }
 
-/// The listing index's partition: a provider and a day (see [`day_of`]).
-fn day_key(provider: &str, day: i64) -> String {
-    format!("{provider}#{day}")
+/// Shards of the `by_day` listing index per provider and day. Every webhook writes it once, and
+/// one DynamoDB partition takes about 1,000 writes a second: a provider at 10,000 webhooks a
+/// second writes each shard about 625 times a second. A listing queries every shard.
+const DAY_SHARDS: u64 = 16;
+
+/// The listing index's partition: a provider, a day (see [`day_of`]) and a shard.
+fn day_key(provider: &str, day: i64, shard: u64) -> String {
+    sharded(&format!("{provider}#{day}"), shard)
+}
+
+/// Shards of the sparse `by_attention` index per status: a provider whose every webhook is
+/// quarantined (its envelope changed) or failed (its API refuses them) writes it once each.
+const ATTENTION_SHARDS: u64 = 16;
+
+/// A failed or quarantined record's partition of the `by_attention` index.
+fn attention_key(status: Status, key: &str) -> String {
+    sharded(status.as_str(), shard_of(key, ATTENTION_SHARDS))
+}
+
+/// Which of `shards` the record `key` is in: from a hash of the key, so evenly spread whatever
+/// the keys look like, and the same at every write of the record.
+fn shard_of(key: &str, shards: u64) -> u64 {
+    let digest = Sha256::digest(key.as_bytes());
+    let head: [u8; 8] = digest[..8]
+        .try_into()
+        .expect("a SHA-256 digest has 32 bytes");
+    u64::from_be_bytes(head) % shards
+}
+
+/// The partition `value` in shard `shard`. Shard 0 is `value` itself, the partition every
+/// record had before the shards, so that records stored then are still listed.
+fn sharded(value: &str, shard: u64) -> String {
+    match shard {
+        0 => value.to_string(),
+        shard => format!("{value}#{shard}"),
+    }
 }
 
 fn s(value: &str) -> AttributeValue {
@@ -253,7 +312,9 @@ pub fn body_owner(pk: &str) -> Option<String> {
 /// Marks a record whose body is in its `body_key` item.
 const BODY_APART: &str = "body_apart";
 
-fn to_item(record: &Record) -> HashMap<String, AttributeValue> {
+/// The item the conditional put writes for `record` (public for the tests that count the
+/// writes each partition of the table and its indexes takes).
+pub fn item_image(record: &Record) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
         ("pk".to_string(), s(&record.key)),
         ("provider".to_string(), s(&record.provider)),
@@ -266,17 +327,17 @@ fn to_item(record: &Record) -> HashMap<String, AttributeValue> {
         ("expires_at".to_string(), n(record.expires_at)),
         ("attempts".to_string(), n(record.attempts)),
     ]);
-    item.insert(
-        "day".to_string(),
-        s(&day_key(&record.provider, day_of(record.received_at_ms))),
-    );
+    let day = day_of(record.received_at_ms);
+    let shard = shard_of(&record.key, DAY_SHARDS);
+    item.insert("day".to_string(), s(&day_key(&record.provider, day, shard)));
     if body_apart(record) {
         item.insert(BODY_APART.to_string(), AttributeValue::Bool(true));
     } else {
         item.insert("body".to_string(), s(&record.body));
     }
     if record.status.needs_attention() {
-        item.insert("attention".to_string(), s(record.status.as_str()));
+        let attention = attention_key(record.status, &record.key);
+        item.insert("attention".to_string(), s(&attention));
     }
     // Sparse: only a record that may still need the sweeper is in the pending index.
     if record.status == Status::Received {
@@ -302,14 +363,14 @@ fn to_item(record: &Record) -> HashMap<String, AttributeValue> {
 }
 
 /// Shards of the sparse `pending` index: the attribute exists only while a record is
-/// `RECEIVED`, spread over a few partition values so that no one partition takes every write.
-const PENDING_SHARDS: u8 = 8;
+/// `RECEIVED`, so every webhook writes it twice (put on the ack, removed by the claim): a
+/// provider at 10,000 webhooks a second writes each shard about 625 times a second, under a
+/// partition's 1,000. Shards 0 to 7 are those of before, so their records are still swept.
+const PENDING_SHARDS: u64 = 32;
+const _: () = assert!(PENDING_SHARDS >= 8, "the shards of before are swept");
 
 fn pending_shard(key: &str) -> String {
-    let sum = key.bytes().fold(0u32, |acc, b| {
-        acc.wrapping_mul(31).wrapping_add(u32::from(b))
-    });
-    (sum % u32::from(PENDING_SHARDS)).to_string()
+    shard_of(key, PENDING_SHARDS).to_string()
 }
 
 fn get_s(item: &HashMap<String, AttributeValue>, name: &str) -> String {
@@ -368,7 +429,7 @@ impl DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(to_item(record)))
+            .set_item(Some(item_image(record)))
             .condition_expression("attribute_not_exists(pk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -656,7 +717,8 @@ impl Store for DynamoStore {
             None => remove.push("last_error"),
         }
         if outcome.status().needs_attention() {
-            set.push("attention = :status");
+            values.push((":attention", s(&attention_key(outcome.status(), key))));
+            set.push("attention = :attention");
         }
         let update = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
         self.conditional_update(
@@ -672,20 +734,19 @@ impl Store for DynamoStore {
         let mut found = Vec::new();
         match filter.status.filter(|status| status.needs_attention()) {
             Some(status) => {
+                let shards = (0..ATTENTION_SHARDS).map(|shard| sharded(status.as_str(), shard));
                 let keys = self
-                    .keys_in(ATTENTION_INDEX, "attention", status.as_str(), filter)
+                    .keys_in_all(ATTENTION_INDEX, "attention", shards, filter)
                     .await?;
                 self.collect(keys, filter, &mut found).await?;
             }
             None => {
                 let mut day = day_of(filter.until_ms.saturating_sub(1));
                 while day >= day_of(filter.since_ms) && found.len() < filter.limit {
-                    let mut keys = Vec::new();
-                    for provider in &filter.providers {
-                        let partition = day_key(provider, day);
-                        keys.extend(self.keys_in(DAY_INDEX, "day", &partition, filter).await?);
-                    }
-                    keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+                    let shards = filter.providers.iter().flat_map(|provider| {
+                        (0..DAY_SHARDS).map(move |shard| day_key(provider, day, shard))
+                    });
+                    let keys = self.keys_in_all(DAY_INDEX, "day", shards, filter).await?;
                     self.collect(keys, filter, &mut found).await?;
                     day -= 1;
                 }
@@ -857,10 +918,12 @@ fn tombstone_key(subject: &str) -> String {
 /// The index of records by subject (provider#tenant#entity), for erasure.
 pub const SUBJECT_INDEX: &str = "by_subject";
 
-/// Every record by provider and day of receipt (`day`), newest first: what listings read.
+/// Every record by provider, day of receipt and shard (`day`, see [`day_key`]), newest first:
+/// what listings read, one query per shard.
 pub const DAY_INDEX: &str = "by_day";
 
-/// The sparse index of failed and quarantined records (`attention`, their status) by time.
+/// The sparse index of failed and quarantined records (`attention`, their status and a shard,
+/// see [`attention_key`]) by time.
 pub const ATTENTION_INDEX: &str = "by_attention";
 
 /// The sparse index of `RECEIVED` records by lease end (`pending` shard, `lease_until`), for the sweeper.
@@ -964,5 +1027,12 @@ mod tests {
             assert_eq!(body_owner(key), None, "a record key is no body key");
         }
         assert!(body_key("egym#gym-1#abc").starts_with("egym#"));
+    }
+
+    #[test]
+    fn shard_zero_is_the_partition_records_had_before_the_shards() {
+        assert_eq!(day_key("egym", 20_000, 0), "egym#20000");
+        assert_eq!(day_key("egym", 20_000, 15), "egym#20000#15");
+        assert_eq!(sharded(Status::Failed.as_str(), 0), "FAILED");
     }
 }

@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use shared::clock::{after, SharedClock};
 use shared::outbox::SendThenMark;
 use shared::ports::{
-    Claim, Erased, EventFilter, Existing, InboundMessage, Outcome, Pending, Ports, PutOutcome,
-    Queue, QueueConsumer, QueueError, QueueMessage, Record, Status, Store, StoreError,
-    MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS,
+    next_slot, Claim, Erased, EventFilter, Existing, InboundMessage, Outcome, Pacer, Pending,
+    Ports, PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record, Reservation, Status,
+    Store, StoreError, MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS,
 };
 
 /// Records by key, the tombstones of erased subjects and the persons records name.
@@ -446,6 +446,32 @@ impl QueueConsumer for MemoryQueue {
     }
 }
 
+/// Each key's next free slot.
+#[derive(Default)]
+pub struct MemoryPacer {
+    next_free: Mutex<HashMap<String, i64>>,
+}
+
+#[async_trait]
+impl Pacer for MemoryPacer {
+    async fn reserve(
+        &self,
+        key: &str,
+        interval_ms: i64,
+        calls: u32,
+        now_ms: i64,
+        max_wait_ms: i64,
+    ) -> Result<Reservation, StoreError> {
+        let mut slots = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = slots.get(key).copied();
+        let (reservation, next_free) = next_slot(seen, interval_ms, calls, now_ms, max_wait_ms);
+        if let Some(next_free) = next_free {
+            slots.insert(key.to_string(), next_free);
+        }
+        Ok(reservation)
+    }
+}
+
 /// A store and a queue in memory, sharing one clock.
 #[derive(Clone)]
 pub struct Memory {
@@ -466,6 +492,7 @@ impl Memory {
             )),
             store: store.clone(),
             queue: queue.clone(),
+            pacer: Arc::new(MemoryPacer::default()),
             clock,
         };
         Memory {

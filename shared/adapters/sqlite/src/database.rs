@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS tombstones (
     erased_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pace (
+    key TEXT PRIMARY KEY,
+    next_free INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS person_links (
     person TEXT NOT NULL,
     record_key TEXT NOT NULL,

@@ -16,11 +16,13 @@ use shared::ports::Ports;
 
 mod database;
 mod outbox;
+mod pacer;
 mod queue;
 mod store;
 
 pub use database::Database;
 pub use outbox::SqliteOutbox;
+pub use pacer::SqlitePacer;
 pub use queue::SqliteQueue;
 pub use store::SqliteStore;
 
@@ -29,6 +31,7 @@ pub fn ports(database: &Database, max_receives: u32, clock: SharedClock) -> (Por
     let queue = SqliteQueue::new(database.clone(), max_receives, clock.clone());
     let ports = Ports {
         store: Arc::new(SqliteStore::new(database.clone())),
+        pacer: Arc::new(SqlitePacer::new(database.clone())),
         queue: Arc::new(queue.clone()),
         outbox: Arc::new(SqliteOutbox {
             database: database.clone(),

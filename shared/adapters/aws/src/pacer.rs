@@ -1,0 +1,91 @@
+//! The [`Pacer`] port on DynamoDB: each key's next free slot in an item of its own in the
+//! events table (`pace#…`, outside every provider's keys and every index, kept a day past its
+//! last use), moved on by a conditional update, so that concurrent processors never take the
+//! same slot.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::AttributeValue;
+use shared::ports::{next_slot, Pacer, Reservation, StoreError};
+
+use crate::dynamodb::store_error;
+
+pub struct DynamoPacer {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoPacer {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoPacer {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn next_free(&self, pk: &str) -> Result<Option<i64>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(&e))?;
+        Ok(output
+            .item()
+            .and_then(|item| item.get("next_free"))
+            .and_then(|value| value.as_n().ok())
+            .and_then(|n| n.parse().ok()))
+    }
+}
+
+/// A pace item outlives its last reservation by a day (DynamoDB TTL, epoch seconds).
+const KEEP_SECONDS: i64 = 86_400;
+
+#[async_trait]
+impl Pacer for DynamoPacer {
+    async fn reserve(
+        &self,
+        key: &str,
+        interval_ms: i64,
+        calls: u32,
+        now_ms: i64,
+        max_wait_ms: i64,
+    ) -> Result<Reservation, StoreError> {
+        let pk = format!("pace#{key}");
+        // A failed condition means another processor took a slot meanwhile, moving the next
+        // free one on by an interval at least: within `max_wait_ms` the slot is taken, or the
+        // key is full.
+        loop {
+            let seen = self.next_free(&pk).await?;
+            let (reservation, next_free) = next_slot(seen, interval_ms, calls, now_ms, max_wait_ms);
+            let Some(next_free) = next_free else {
+                return Ok(reservation);
+            };
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(pk.clone()))
+                .update_expression("SET next_free = :next, expires_at = :expires")
+                .expression_attribute_values(":next", AttributeValue::N(next_free.to_string()))
+                .expression_attribute_values(
+                    ":expires",
+                    AttributeValue::N((next_free / 1000 + KEEP_SECONDS).to_string()),
+                );
+            update = match seen {
+                Some(seen) => update
+                    .condition_expression("next_free = :seen")
+                    .expression_attribute_values(":seen", AttributeValue::N(seen.to_string())),
+                None => update.condition_expression("attribute_not_exists(next_free)"),
+            };
+            match update.send().await {
+                Ok(_) => return Ok(reservation),
+                Err(error) if error.code() == Some("ConditionalCheckFailedException") => continue,
+                Err(error) => return Err(store_error(&error)),
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The [`Pacer`] port on the embedded database: each key's next free slot in a table, read and
+//! moved on in one operation of the database thread, so the dev server's workers share it.
+
+use async_trait::async_trait;
+use rusqlite::{params, OptionalExtension};
+use shared::ports::{next_slot, Pacer, Reservation, StoreError};
+
+use crate::database::Database;
+
+#[derive(Clone)]
+pub struct SqlitePacer {
+    database: Database,
+}
+
+impl SqlitePacer {
+    pub fn new(database: Database) -> Self {
+        SqlitePacer { database }
+    }
+}
+
+#[async_trait]
+impl Pacer for SqlitePacer {
+    async fn reserve(
+        &self,
+        key: &str,
+        interval_ms: i64,
+        calls: u32,
+        now_ms: i64,
+        max_wait_ms: i64,
+    ) -> Result<Reservation, StoreError> {
+        let key = key.to_string();
+        self.database
+            .store_op(move |connection| {
+                let seen: Option<i64> = connection
+                    .prepare_cached("SELECT next_free FROM pace WHERE key = ?1")?
+                    .query_row(params![key], |row| row.get(0))
+                    .optional()?;
+                let (reservation, next_free) =
+                    next_slot(seen, interval_ms, calls, now_ms, max_wait_ms);
+                if let Some(next_free) = next_free {
+                    connection
+                        .prepare_cached(
+                            "INSERT INTO pace (key, next_free) VALUES (?1, ?2)
+                             ON CONFLICT(key) DO UPDATE SET next_free = ?2",
+                        )?
+                        .execute(params![key, next_free])?;
+                }
+                Ok(reservation)
+            })
+            .await
+    }
+}

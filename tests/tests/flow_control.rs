@@ -1,0 +1,110 @@
+//! Flow control: a provider's API key is called at the rate the provider allows, shared by
+//! every processor, and never over it. These run the real code on a scaled-down window (20
+//! calls a second instead of EGYM's 60 in 10 s); the drain at the provider's real rate, and
+//! the share of that rate achieved, are measured by `scripts/bench`. The pacer's slots on
+//! every adapter, DynamoDB's under contention among them, are `conformance.rs`'s.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapter_memory::Memory;
+use e2e::fake_api::FakeApi;
+use shared::ports::{QueueConsumer, Status, Store};
+use shared::process::{Processor, ProcessorSettings};
+use shared::tenants::{TenantDirectory, TenantSource};
+use shared::{Ingest, IngestSettings};
+use testkit::Kit;
+
+const GYM: &str = "gym-berlin-01";
+const RATE: u32 = 20;
+
+/// EGYM's demo tenants with their API at `api`, the gym's key allowed [`RATE`] calls a second.
+fn egym_at(api: &FakeApi) -> TenantDirectory {
+    let mut document: serde_json::Value =
+        serde_json::from_str(&e2e::demo_tenants_json("egym").replace(e2e::NO_API, &api.base_url))
+            .unwrap();
+    for tenant in document["tenants"].as_array_mut().unwrap() {
+        if tenant["id"] == GYM {
+            tenant["api"]["rate"] = serde_json::json!({"calls": RATE, "per_seconds": 1});
+        }
+    }
+    TenantDirectory::from_json(&document.to_string()).unwrap()
+}
+
+fn processor(memory: &Memory, api: &FakeApi) -> Processor {
+    let settings = ProcessorSettings {
+        max_receives: 3,
+        retry_backoff: Duration::ZERO,
+        ..ProcessorSettings::default()
+    };
+    e2e::demo_processor(
+        memory.ports.clone(),
+        api,
+        settings,
+        Duration::from_secs(5),
+        |provider, demo| {
+            TenantSource::fixed(if provider == "egym" {
+                egym_at(api)
+            } else {
+                demo
+            })
+        },
+    )
+}
+
+/// Three processors drain one gym's events at once, each far faster than the gym's key may be
+/// called: together they call it at its rate (the fake API answers 429 to any call over it,
+/// counted in a sliding window as providers count), each event is processed once, and no wait
+/// takes a message to the dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processors_draining_one_key_together_stay_within_its_rate() {
+    const EVENTS: u64 = 60;
+    let memory = Memory::new(3, shared::clock::system());
+    let api = FakeApi::start().await;
+    api.enforce_rate("egym", RATE as usize, Duration::from_secs(1));
+    let tenants = egym_at(&api);
+    let ingest = Ingest::new(
+        shared::providers::by_name("egym").unwrap(),
+        egym_at(&api),
+        memory.ports.clone(),
+        IngestSettings::default(),
+    );
+    let kit = Kit::of(shared::providers::by_name("egym").unwrap().as_ref());
+    let gym = tenants.get(GYM).unwrap();
+    for seq in 0..EVENTS {
+        let request = kit.unique(seq, gym, gym.webhook_secrets[0].expose());
+        assert_eq!(ingest.handle(request).await.status(), 202);
+    }
+    let keys: Vec<String> = memory.store.records().into_iter().map(|r| r.key).collect();
+    let started = std::time::Instant::now();
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let processor = Arc::new(processor(&memory, &api));
+            let (memory, keys) = (memory.clone(), keys.clone());
+            tokio::spawn(async move {
+                let queue = memory.queue.as_ref();
+                for key in &keys {
+                    while memory.store.get(key).await.unwrap().unwrap().status != Status::Processed
+                    {
+                        assert!(
+                            started.elapsed() < Duration::from_secs(60),
+                            "{key} not processed"
+                        );
+                        let batch = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+                        if batch.is_empty() {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        processor.process_received(queue, batch).await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert_eq!(api.limited(), 0, "no call over the rate");
+    let served = api.requests().iter().filter(|call| call.served).count();
+    assert_eq!(served, EVENTS as usize, "each event fetched once");
+    assert!(memory.queue.dead_letters().is_empty());
+}
