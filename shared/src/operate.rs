@@ -11,7 +11,7 @@ use crate::clock::after;
 use crate::config::IngestSettings;
 use crate::erasure::{erase_person, withhold_erased, Person, Receipt};
 use crate::ingest::Delivery;
-use crate::ports::{EventFilter, Ports, PutOutcome, Record, Status, StoreError};
+use crate::ports::{EventFilter, Paused, Ports, PutOutcome, Record, Status, StoreError};
 use crate::providers::Provider;
 use crate::tenants::TenantDirectory;
 
@@ -201,6 +201,29 @@ impl Operations {
         let now = self.ports.clock.now_ms();
         let keep_tombstone_until = self.settings.expires_at(now);
         Ok(erase_person(&self.ports, &person, keep_tombstone_until).await?)
+    }
+
+    /// Holds processing of a provider, or of one of its tenants (`resume` false), or lets it go
+    /// on again: its webhooks are still acknowledged and stored meanwhile.
+    pub async fn pause(
+        &self,
+        provider: &str,
+        tenant: Option<&str>,
+        pause: bool,
+    ) -> Result<String, OperateError> {
+        known_provider(provider)?;
+        let scope = match tenant {
+            Some(tenant) => format!("{provider}#{tenant}"),
+            None => provider.to_string(),
+        };
+        let now = self.ports.clock.now_ms();
+        self.ports.pacer.set_paused(&scope, pause, now).await?;
+        Ok(scope)
+    }
+
+    /// What is paused, by scope.
+    pub async fn paused(&self) -> Result<Vec<Paused>, OperateError> {
+        Ok(self.ports.pacer.paused().await?)
     }
 
     /// Records per provider and status received since `since_ms` (every provider, every

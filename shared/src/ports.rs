@@ -552,11 +552,26 @@ pub enum Reservation {
     Full { free_at_ms: i64 },
 }
 
+/// Processing held for a provider (`egym`) or one of its tenants (`egym#gym-x`) since a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paused {
+    pub scope: String,
+    pub since_ms: i64,
+}
+
 /// Paces the calls to a provider's API across every processor that calls it (concurrent
 /// Lambdas, the dev server's workers): each key's calls are spaced an interval apart, as the
-/// provider allows, by a shared "next free slot" kept in the store.
+/// provider allows, by a shared "next free slot" kept in the store. It also holds what an
+/// operator has paused.
 #[async_trait]
 pub trait Pacer: Send + Sync {
+    /// Holds (or, `paused` false, releases) processing for `scope`: a provider's name, or
+    /// `<provider>#<tenant>`.
+    async fn set_paused(&self, scope: &str, paused: bool, now_ms: i64) -> Result<(), StoreError>;
+
+    /// What is paused now, by scope.
+    async fn paused(&self) -> Result<Vec<Paused>, StoreError>;
+
     /// Reserves `calls` consecutive slots of `key`, `interval_ms` apart, the first at or
     /// after `now_ms` — if the first can be within `max_wait_ms` of now; else reserves nothing.
     async fn reserve(

@@ -885,3 +885,43 @@ async fn the_stack_names_the_table_queues_and_tenants_secret() {
         "{nope:?}"
     );
 }
+
+#[tokio::test]
+async fn pause_and_resume_hold_a_provider_or_tenant_and_stats_say_so() {
+    for place in Place::both().await {
+        let name = place.name();
+        let paused = place
+            .json(&["pause", "egym", "--tenant", "gym-berlin-01"])
+            .await;
+        assert_eq!(paused["scope"], "egym#gym-berlin-01", "{name}");
+        place.json(&["pause", "magicline"]).await;
+        let stats = place.json(&["stats"]).await;
+        let scopes: Vec<&str> = stats["paused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["scope"].as_str().unwrap())
+            .collect();
+        assert_eq!(scopes, ["egym#gym-berlin-01", "magicline"], "{name}");
+        let text = place.cli(&["stats"]).await;
+        assert!(
+            text.stdout.contains("paused: magicline since"),
+            "{name}: {text:?}"
+        );
+        place.json(&["resume", "magicline"]).await;
+        place
+            .json(&["resume", "egym", "--tenant", "gym-berlin-01"])
+            .await;
+        assert_eq!(
+            place.json(&["stats"]).await["paused"],
+            Value::Array(vec![]),
+            "{name}"
+        );
+        let typo = place.cli(&["pause", "egim"]).await;
+        assert_ne!(typo.code, 0, "{name}: an unknown provider");
+        assert!(
+            typo.stderr.contains("magicline"),
+            "{name}: names the known ones: {typo:?}"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use adapter_sqlite::Database;
 use e2e::{unique_name, Backend};
 use shared::clock::{Clock, ManualClock};
 use shared::ports::{
-    Claim, Erased, EventFilter, InboundMessage, Outbox, Outcome, Pacer, PutOutcome, Queue,
+    Claim, Erased, EventFilter, InboundMessage, Outbox, Outcome, Pacer, Paused, PutOutcome, Queue,
     QueueConsumer, QueueError, QueueMessage, Record, Reservation, Status, Store,
 };
 
@@ -643,6 +643,37 @@ async fn a_pacer_spaces_a_keys_calls_and_never_hands_out_a_slot_twice() {
     }
 }
 
+/// What an operator pauses stays paused, since its first time, until resumed.
+#[tokio::test]
+async fn a_paused_scope_stays_paused_until_it_is_resumed() {
+    for ports in all_pairs().await {
+        let (pacer, name) = (&ports.pacer, ports.name);
+        let held = |scope: &str, since_ms| Paused {
+            scope: scope.into(),
+            since_ms,
+        };
+        assert_eq!(pacer.paused().await.unwrap(), [], "{name}");
+        pacer.set_paused("egym", true, 5).await.unwrap();
+        pacer.set_paused("egym", true, 9).await.unwrap();
+        pacer
+            .set_paused("magicline#studio-1", true, 7)
+            .await
+            .unwrap();
+        assert_eq!(
+            pacer.paused().await.unwrap(),
+            [held("egym", 5), held("magicline#studio-1", 7)],
+            "{name}: sorted, each since its first pause"
+        );
+        pacer.set_paused("egym", false, 11).await.unwrap();
+        pacer.set_paused("timify", false, 11).await.unwrap();
+        assert_eq!(
+            pacer.paused().await.unwrap(),
+            [held("magicline#studio-1", 7)],
+            "{name}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_batch_delete_removes_exactly_the_messages_named() {
     for ports in all_pairs().await {
@@ -1205,6 +1236,47 @@ async fn a_released_quarantine_is_resolved_once() {
         assert!(
             store.list(&quarantined).await.unwrap().is_empty(),
             "{}",
+            ports.name
+        );
+    }
+}
+
+/// A listing that stops at its limit, or filters out most of what it reads, still gives the
+/// newest matching records in order — across every shard and page of the listing index.
+#[tokio::test]
+async fn a_limited_or_filtered_listing_gives_the_newest_matching_records() {
+    for ports in all_pairs().await {
+        let now = ports.now();
+        for n in 0..60 {
+            let record = Record {
+                tenant: format!("gym-{}", n % 3),
+                received_at_ms: now - 1000 * (60 - n),
+                ..ports.record(&format!("many-{n:02}"), &format!("a{n}"))
+            };
+            ports.store.put_new(&record).await.unwrap();
+        }
+        let newest = |limit: usize, tenant: Option<&str>| EventFilter {
+            providers: vec!["egym".into()],
+            tenant: tenant.map(str::to_string),
+            limit,
+            ..listing(now)
+        };
+        let expected = |limit: usize, step: usize| -> Vec<String> {
+            (0..60)
+                .rev()
+                .filter(|n| n % 3 == step)
+                .take(limit)
+                .map(|n| format!("many-{n:02}"))
+                .collect()
+        };
+        let five = ports.store.list(&newest(5, None)).await.unwrap();
+        let all_of_five: Vec<String> = (55..60).rev().map(|n| format!("many-{n:02}")).collect();
+        assert_eq!(keys(&five), all_of_five, "{}: the five newest", ports.name);
+        let one_tenant = ports.store.list(&newest(7, Some("gym-1"))).await.unwrap();
+        assert_eq!(
+            keys(&one_tenant),
+            expected(7, 1),
+            "{}: filtered",
             ports.name
         );
     }

@@ -108,3 +108,72 @@ async fn processors_draining_one_key_together_stay_within_its_rate() {
     assert_eq!(served, EVENTS as usize, "each event fetched once");
     assert!(memory.queue.dead_letters().is_empty());
 }
+
+/// A paused gym's events are acknowledged and stored but not processed — no claim, no call, no
+/// receive used up — while another gym's are; once resumed they are processed, each once.
+#[tokio::test]
+async fn a_paused_tenant_is_held_without_using_up_attempts_and_processed_once_resumed() {
+    let api = FakeApi::start().await;
+    let settings = ProcessorSettings {
+        max_receives: 2,
+        ..ProcessorSettings::default()
+    };
+    let local = e2e::InMemory::new(&api, settings);
+    let operations =
+        shared::operate::Operations::new(local.memory.ports.clone(), IngestSettings::default());
+    operations.pause("egym", Some(GYM), true).await.unwrap();
+    let held = local.deliver("egym/gym-checkin.json").await;
+    let other = local.deliver("egym/second-gym.json").await;
+    for _ in 0..3 {
+        local.pump().await;
+        assert_eq!(local.record(&other).await.status, Status::Processed);
+        let record = local.record(&held).await;
+        assert_ne!(record.status, Status::Processed);
+        assert_eq!(record.attempts, 0, "not even claimed");
+        assert_eq!(local.memory.queue.len(), 1, "its message waits");
+        local.advance(Duration::from_secs(31));
+    }
+    assert_eq!(api.total_calls(), 1, "only the other gym's");
+    assert!(
+        local.memory.queue.dead_letters().is_empty(),
+        "no receive used up"
+    );
+    operations.pause("egym", Some(GYM), false).await.unwrap();
+    local.advance(Duration::from_secs(31));
+    local.pump().await;
+    let record = local.record(&held).await;
+    assert_eq!((record.status, record.attempts), (Status::Processed, 1));
+    assert_eq!(api.total_calls(), 2);
+}
+
+/// On SQS too a paused provider's message waits as a delayed copy: nothing processed, nothing
+/// counted, nothing visible until the hold is over.
+#[tokio::test]
+async fn a_paused_provider_waits_in_a_delayed_copy_on_sqs() {
+    let backend = e2e::Backend::with_dead_letter_queue(2).await;
+    let api = FakeApi::start().await;
+    let processor = backend.processor(&api, ProcessorSettings::default(), Duration::from_secs(5));
+    let operations = shared::operate::Operations::new(backend.ports(), IngestSettings::default());
+    operations.pause("egym", None, true).await.unwrap();
+    let response = backend
+        .ingest("egym")
+        .handle(e2e::event("egym/gym-checkin.json"))
+        .await;
+    assert_eq!(response.status(), 202, "still acknowledged and stored");
+    let key = e2e::response_json(&response)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (received, failed) = backend.pump(&processor).await;
+    assert_eq!((received, failed.len()), (1, 0));
+    assert_eq!(
+        backend.messages_waiting().await,
+        0,
+        "nothing visible or in flight"
+    );
+    assert_eq!(backend.record(&key).await.attempts, 0);
+    assert_eq!(api.total_calls(), 0);
+    let paused = operations.paused().await.unwrap();
+    assert_eq!(paused.len(), 1);
+    assert_eq!(paused[0].scope, "egym");
+}

@@ -81,7 +81,12 @@ pub(crate) enum Command {
     /// Erase what is held about one person or object (raw bodies and fetched details).
     #[command(after_help = ERASE_HELP)]
     Erase(EraseArgs),
-    /// Counts by provider and status.
+    /// Hold processing of a provider, or of one tenant: webhooks are still acknowledged and
+    /// stored; their processing waits (using up no attempt) until `resume`.
+    Pause(ScopeArgs),
+    /// Let a paused provider or tenant be processed again, at its paced rate.
+    Resume(ScopeArgs),
+    /// Counts by provider and status, and what is paused.
     Stats {
         /// Received since: a duration back from now (30m, 2h, 3d, 1w) or an RFC 3339 time;
         /// default: the retention period.
@@ -207,6 +212,15 @@ pub(crate) struct EraseArgs {
     /// `<kind>:<id>`, e.g. customer:42 (see below).
     #[arg(long)]
     pub(crate) subject: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScopeArgs {
+    /// The provider: magicline, egym, timify, flybuy or waitwhile.
+    pub(crate) provider: String,
+    /// Only this tenant of it.
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
 }
 
 /// A `--since` value: a duration back from now, or a point in time.

@@ -8,7 +8,7 @@ use shared::operate::Replayed;
 use shared::ports::Status;
 
 use crate::args::{
-    Cli, Command, DlqCommand, EventsCommand, Filters, QuarantineCommand, ReplayArgs,
+    Cli, Command, DlqCommand, EventsCommand, Filters, QuarantineCommand, ReplayArgs, ScopeArgs,
 };
 use crate::place::{aws_place, logical_name, AwsPlace, Target};
 use crate::print::{
@@ -130,14 +130,57 @@ pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Pause(args) => pause(&target, &args, true, json, out).await,
+        Command::Resume(args) => pause(&target, &args, false, json, out).await,
         Command::Stats { since } => {
             let since_ms = since.map(|s| s.at(target.now_ms()));
             let counts = target.operations.stats(since_ms).await?;
-            print_stats(out, json, &counts);
+            let paused = target.operations.paused().await?;
+            print_stats(out, json, &counts, &paused);
             Ok(0)
         }
         Command::SamEnv => unreachable!("handled above"),
     }
+}
+
+async fn pause(
+    target: &Target,
+    args: &ScopeArgs,
+    pause: bool,
+    json: bool,
+    out: &mut String,
+) -> Result<i32> {
+    let scope = target
+        .operations
+        .pause(&args.provider, args.tenant.as_deref(), pause)
+        .await?;
+    if json {
+        writeln!(
+            out,
+            "{}",
+            pretty(&json!({ "scope": scope, "paused": pause }))
+        )
+        .ok();
+    } else if pause {
+        writeln!(
+            out,
+            "paused {scope}: its webhooks are still acknowledged and stored; processing waits \
+             until `webhooks resume {}{}`",
+            args.provider,
+            args.tenant
+                .as_deref()
+                .map(|t| format!(" --tenant {t}"))
+                .unwrap_or_default()
+        )
+        .ok();
+    } else {
+        writeln!(
+            out,
+            "resumed {scope}: what waited is processed within a minute, at its paced rate"
+        )
+        .ok();
+    }
+    Ok(0)
 }
 
 async fn replay(target: &Target, args: ReplayArgs, json: bool, out: &mut String) -> Result<i32> {

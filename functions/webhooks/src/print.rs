@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use shared::operate::Count;
-use shared::ports::{Record, Status};
+use shared::ports::{Paused, Record, Status};
 
 use crate::args::Filters;
 use crate::dlq::DeadLetter;
@@ -386,14 +386,32 @@ pub(crate) fn print_dead_letters(out: &mut String, json: bool, letters: &[DeadLe
     .ok();
 }
 
-pub(crate) fn print_stats(out: &mut String, json: bool, counts: &[Count]) {
+pub(crate) fn print_stats(out: &mut String, json: bool, counts: &[Count], paused: &[Paused]) {
     if json {
         let counts: Vec<Value> = counts
             .iter()
             .map(|c| json!({ "provider": c.provider, "status": c.status.as_str(), "count": c.count }))
             .collect();
-        writeln!(out, "{}", pretty(&json!({ "counts": counts }))).ok();
+        let paused: Vec<Value> = paused
+            .iter()
+            .map(|p| json!({ "scope": p.scope, "since": time(p.since_ms) }))
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            pretty(&json!({ "counts": counts, "paused": paused }))
+        )
+        .ok();
         return;
+    }
+    for held in paused {
+        writeln!(
+            out,
+            "paused: {} since {} (webhooks stored, processing waits)",
+            held.scope,
+            time(held.since_ms)
+        )
+        .ok();
     }
     let mut by_provider: BTreeMap<&str, HashMap<Status, u64>> = BTreeMap::new();
     for count in counts {

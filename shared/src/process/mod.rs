@@ -23,6 +23,7 @@ use crate::tenants::{Tenant, TenantSource};
 
 mod erasure;
 mod pacing;
+mod pause;
 mod publish;
 
 use pacing::rate_limit_wait;
@@ -40,6 +41,8 @@ pub struct Processor {
     settings: ProcessorSettings,
     metrics: Arc<dyn Metrics>,
     publisher: Option<Arc<dyn Publisher>>,
+    /// What an operator has paused (providers, `<provider>#<tenant>`), read once per batch.
+    paused: std::sync::Mutex<Vec<String>>,
 }
 
 /// Whether a message is done with (deleted from the queue) or must come back.
@@ -66,6 +69,7 @@ impl Processor {
             settings,
             metrics: Arc::new(LogLines),
             publisher: None,
+            paused: std::sync::Mutex::default(),
         }
     }
 
@@ -87,6 +91,9 @@ impl Processor {
 
     /// Processes a batch with bounded concurrency; returns the ids of messages to retry.
     pub async fn process_batch(&self, messages: Vec<InboundMessage>) -> Vec<String> {
+        if let Err(error) = self.refresh_paused().await {
+            tracing::warn!(error = %error, "could not read what is paused; going on as before");
+        }
         futures::stream::iter(messages)
             .map(|message| async move {
                 let verdict = self.process(&message).await;
@@ -169,6 +176,9 @@ impl Processor {
                     return (Verdict::TryAgain, "store_unavailable");
                 }
             }
+        }
+        if self.is_paused(message) {
+            return self.hold(message).await;
         }
         if message.erase_again {
             return self.erase_again(message).await;
@@ -483,6 +493,7 @@ fn metric_outcome(label: &str, dead_lettered: bool) -> Option<&'static str> {
         "throttled" => "throttled",
         "failed" => "failed",
         "already_finished" | "quarantined" | "published_again" => return None,
+        "paused" => "paused",
         _ if dead_lettered => "dead_lettered",
         "configuration" => "configuration",
         _ => "retried",

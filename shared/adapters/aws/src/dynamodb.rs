@@ -106,16 +106,16 @@ where
 }
 
 impl DynamoStore {
-    /// Keys and receive times in one partition of a listing index, newest first, received in
+    /// The next page of `cursor`'s partition of a listing index, newest first, received in
     /// the filter's window.
-    async fn keys_in(
+    async fn read_page(
         &self,
         index: &str,
         attribute: &str,
-        partition: &str,
+        cursor: &mut Cursor,
         filter: &EventFilter,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut pages = self
+    ) -> Result<(), StoreError> {
+        let output = self
             .client
             .query()
             .table_name(&self.table)
@@ -124,59 +124,79 @@ impl DynamoStore {
                 "#partition = :partition AND received_at BETWEEN :since AND :until",
             )
             .expression_attribute_names("#partition", attribute)
-            .expression_attribute_values(":partition", s(partition))
+            .expression_attribute_values(":partition", s(&cursor.partition))
             .expression_attribute_values(":since", n(filter.since_ms))
             .expression_attribute_values(":until", n(filter.until_ms.saturating_sub(1)))
             .scan_index_forward(false)
-            .into_paginator()
-            .items()
-            .send();
-        let mut keys = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| store_error(&e))?;
-            keys.push((get_s(&item, "pk"), get_n(&item, "received_at")));
-        }
-        Ok(keys)
+            .limit(LISTING_PAGE.min(filter.limit.max(1)) as i32)
+            .set_exclusive_start_key(cursor.next.take())
+            .send()
+            .await
+            .map_err(|e| store_error(&e))?;
+        cursor.buffered.extend(
+            output
+                .items()
+                .iter()
+                .map(|item| (get_s(item, "pk"), get_n(item, "received_at"))),
+        );
+        cursor.next = output.last_evaluated_key;
+        cursor.done = cursor.next.is_none();
+        Ok(())
     }
 
-    /// [`Self::keys_in`] of every one of `partitions` (queried side by side), merged newest
-    /// first, ties by key as [`EventFilter::newest`] breaks them.
-    async fn keys_in_all(
+    /// The records of a listing index's `partitions` that `filter` matches, newest first, at
+    /// most `filter.limit`: the partitions read a page at a time and merged as they are read
+    /// (a partition's next page is read before any older key is taken), and the records read
+    /// 100 keys at a time in that order — so a listing reads about what it shows.
+    async fn list_partitions(
         &self,
         index: &str,
         attribute: &str,
         partitions: impl Iterator<Item = String>,
         filter: &EventFilter,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
-        let queries = partitions.map(|partition| async move {
-            self.keys_in(index, attribute, &partition, filter).await
-        });
-        let mut keys: Vec<(String, i64)> = futures::future::try_join_all(queries)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-        keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
-        Ok(keys)
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut cursors: Vec<Cursor> = partitions.map(Cursor::new).collect();
+        let mut found = Vec::new();
+        let mut keys = Vec::new();
+        loop {
+            let unread = cursors
+                .iter_mut()
+                .filter(|cursor| cursor.buffered.is_empty() && !cursor.done)
+                .map(|cursor| self.read_page(index, attribute, cursor, filter));
+            futures::future::try_join_all(unread).await?;
+            let newest = cursors
+                .iter_mut()
+                .filter(|cursor| !cursor.buffered.is_empty())
+                .max_by(|a, b| a.head_order().cmp(&b.head_order()));
+            let Some(newest) = newest else { break };
+            keys.extend(newest.buffered.pop_front());
+            if keys.len() == 100 {
+                self.collect(std::mem::take(&mut keys), filter, &mut found)
+                    .await?;
+                if found.len() >= filter.limit {
+                    break;
+                }
+            }
+        }
+        self.collect(keys, filter, &mut found).await?;
+        Ok(filter.newest(found))
     }
 
-    /// Reads the records of `keys` (in that order, 100 at a time, without body and detail)
-    /// and keeps those the filter matches, until it has `filter.limit`.
+    /// Reads the records of `keys` (without body and detail) and keeps those the filter
+    /// matches.
     async fn collect(
         &self,
         keys: Vec<(String, i64)>,
         filter: &EventFilter,
         found: &mut Vec<Record>,
     ) -> Result<(), StoreError> {
-        for chunk in keys.chunks(100) {
-            if found.len() >= filter.limit {
-                return Ok(());
-            }
-            let records = self
-                .get_many(chunk.iter().map(|(key, _)| key.as_str()))
-                .await?;
-            found.extend(records.into_iter().filter(|r| filter.matches(r)));
+        if keys.is_empty() || found.len() >= filter.limit {
+            return Ok(());
         }
+        let records = self
+            .get_many(keys.iter().map(|(key, _)| key.as_str()))
+            .await?;
+        found.extend(records.into_iter().filter(|r| filter.matches(r)));
         Ok(())
     }
 
@@ -218,25 +238,50 @@ impl DynamoStore {
     }
 }
 
+/// Keys read from a listing partition at once, at most.
+const LISTING_PAGE: usize = 1000;
+
+/// One partition of a listing index being read, newest first.
+struct Cursor {
+    partition: String,
+    buffered: std::collections::VecDeque<(String, i64)>,
+    next: Option<HashMap<String, AttributeValue>>,
+    done: bool,
+}
+
+impl Cursor {
+    fn new(partition: String) -> Cursor {
+        Cursor {
+            partition,
+            buffered: Default::default(),
+            next: None,
+            done: false,
+        }
+    }
+
+    /// Where its next key stands in a listing's order: newer first, then the greater key.
+    fn head_order(&self) -> Option<(i64, &str)> {
+        self.buffered
+            .front()
+            .map(|(key, received_at)| (*received_at, key.as_str()))
+    }
+}
+
 /// Everything of a record but its body and detail: what a listing shows.
 const SUMMARY_ATTRIBUTES: &str = "pk, provider, tenant, event_type, entity_id, subject, facts, \
      received_at, #status, lease_until, expires_at, attempts, processed_at, last_error, \
      erased_at, unauthenticated";
 
-/// The day (since the Unix epoch, UTC) a record was received: with its provider and a shard,
-/// the partition of the listing index.
-fn day_of(received_at_ms: i64) -> i64 {
-    received_at_ms.div_euclid(86_400_000)
-}
+/// Shards of the `by_day` listing index per provider. Every webhook writes it once, and one
+/// DynamoDB partition takes about 1,000 writes a second: a provider at 10,000 webhooks a second
+/// writes each shard about 625 times a second. A listing reads every shard, merged.
+const LISTING_SHARDS: u64 = 16;
 
-/// Shards of the `by_day` listing index per provider and day. Every webhook writes it once, and
-/// one DynamoDB partition takes about 1,000 writes a second: a provider at 10,000 webhooks a
-/// second writes each shard about 625 times a second. A listing queries every shard.
-const DAY_SHARDS: u64 = 16;
-
-/// The listing index's partition: a provider, a day (see [`day_of`]) and a shard.
-fn day_key(provider: &str, day: i64, shard: u64) -> String {
-    sharded(&format!("{provider}#{day}"), shard)
+/// A record's partition of the listing index (the attribute keeps its first name, `day`; the
+/// partition is a provider and a shard, whatever the day: a listing reads a few pages of each
+/// shard newest first, however far back its window reaches).
+fn listing_key(provider: &str, shard: u64) -> String {
+    format!("{provider}#{shard}")
 }
 
 /// Shards of the sparse `by_attention` index per status: a provider whose every webhook is
@@ -327,9 +372,8 @@ pub fn item_image(record: &Record) -> HashMap<String, AttributeValue> {
         ("expires_at".to_string(), n(record.expires_at)),
         ("attempts".to_string(), n(record.attempts)),
     ]);
-    let day = day_of(record.received_at_ms);
-    let shard = shard_of(&record.key, DAY_SHARDS);
-    item.insert("day".to_string(), s(&day_key(&record.provider, day, shard)));
+    let shard = shard_of(&record.key, LISTING_SHARDS);
+    item.insert("day".to_string(), s(&listing_key(&record.provider, shard)));
     if body_apart(record) {
         item.insert(BODY_APART.to_string(), AttributeValue::Bool(true));
     } else {
@@ -731,28 +775,19 @@ impl Store for DynamoStore {
     }
 
     async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError> {
-        let mut found = Vec::new();
         match filter.status.filter(|status| status.needs_attention()) {
             Some(status) => {
                 let shards = (0..ATTENTION_SHARDS).map(|shard| sharded(status.as_str(), shard));
-                let keys = self
-                    .keys_in_all(ATTENTION_INDEX, "attention", shards, filter)
-                    .await?;
-                self.collect(keys, filter, &mut found).await?;
+                self.list_partitions(ATTENTION_INDEX, "attention", shards, filter)
+                    .await
             }
             None => {
-                let mut day = day_of(filter.until_ms.saturating_sub(1));
-                while day >= day_of(filter.since_ms) && found.len() < filter.limit {
-                    let shards = filter.providers.iter().flat_map(|provider| {
-                        (0..DAY_SHARDS).map(move |shard| day_key(provider, day, shard))
-                    });
-                    let keys = self.keys_in_all(DAY_INDEX, "day", shards, filter).await?;
-                    self.collect(keys, filter, &mut found).await?;
-                    day -= 1;
-                }
+                let shards = filter.providers.iter().flat_map(|provider| {
+                    (0..LISTING_SHARDS).map(move |shard| listing_key(provider, shard))
+                });
+                self.list_partitions(DAY_INDEX, "day", shards, filter).await
             }
         }
-        Ok(filter.newest(found))
     }
 
     async fn reopen(
@@ -918,8 +953,8 @@ fn tombstone_key(subject: &str) -> String {
 /// The index of records by subject (provider#tenant#entity), for erasure.
 pub const SUBJECT_INDEX: &str = "by_subject";
 
-/// Every record by provider, day of receipt and shard (`day`, see [`day_key`]), newest first:
-/// what listings read, one query per shard.
+/// Every record by provider and shard (`day`, see [`listing_key`]) and time, newest first:
+/// what listings read, every shard merged.
 pub const DAY_INDEX: &str = "by_day";
 
 /// The sparse index of failed and quarantined records (`attention`, their status and a shard,
@@ -1031,8 +1066,7 @@ mod tests {
 
     #[test]
     fn shard_zero_is_the_partition_records_had_before_the_shards() {
-        assert_eq!(day_key("egym", 20_000, 0), "egym#20000");
-        assert_eq!(day_key("egym", 20_000, 15), "egym#20000#15");
+        assert_eq!(listing_key("egym", 15), "egym#15");
         assert_eq!(sharded(Status::Failed.as_str(), 0), "FAILED");
     }
 }

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::AttributeValue;
-use shared::ports::{next_slot, Pacer, Reservation, StoreError};
+use shared::ports::{next_slot, Pacer, Paused, Reservation, StoreError};
 
 use crate::dynamodb::store_error;
 
@@ -44,8 +44,73 @@ impl DynamoPacer {
 /// A pace item outlives its last reservation by a day (DynamoDB TTL, epoch seconds).
 const KEEP_SECONDS: i64 = 86_400;
 
+/// The one item that holds what is paused (`paused`: scope -> since), read by every processor
+/// once a batch: a few scopes at most, so one small item.
+const PAUSED: &str = "control#paused";
+
 #[async_trait]
 impl Pacer for DynamoPacer {
+    async fn set_paused(&self, scope: &str, paused: bool, now_ms: i64) -> Result<(), StoreError> {
+        let item = || {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(PAUSED.to_string()))
+        };
+        if paused {
+            // The map first (nothing changes once it is there), then the scope in it.
+            item()
+                .update_expression("SET paused = if_not_exists(paused, :empty)")
+                .expression_attribute_values(":empty", AttributeValue::M(Default::default()))
+                .send()
+                .await
+                .map_err(|e| store_error(&e))?;
+            item()
+                .update_expression("SET paused.#scope = if_not_exists(paused.#scope, :since)")
+                .expression_attribute_names("#scope", scope)
+                .expression_attribute_values(":since", AttributeValue::N(now_ms.to_string()))
+                .send()
+                .await
+                .map_err(|e| store_error(&e))?;
+        } else {
+            item()
+                .update_expression("REMOVE paused.#scope")
+                .expression_attribute_names("#scope", scope)
+                .send()
+                .await
+                .map_err(|e| store_error(&e))?;
+        }
+        Ok(())
+    }
+
+    async fn paused(&self) -> Result<Vec<Paused>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(PAUSED.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(&e))?;
+        let Some(scopes) = output
+            .item()
+            .and_then(|item| item.get("paused"))
+            .and_then(|value| value.as_m().ok())
+        else {
+            return Ok(Vec::new());
+        };
+        let mut paused: Vec<Paused> = scopes
+            .iter()
+            .map(|(scope, since)| Paused {
+                scope: scope.clone(),
+                since_ms: since.as_n().ok().and_then(|n| n.parse().ok()).unwrap_or(0),
+            })
+            .collect();
+        paused.sort_by(|a, b| a.scope.cmp(&b.scope));
+        Ok(paused)
+    }
+
     async fn reserve(
         &self,
         key: &str,

@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use shared::clock::{after, SharedClock};
 use shared::outbox::SendThenMark;
 use shared::ports::{
-    next_slot, Claim, Erased, EventFilter, Existing, InboundMessage, Outcome, Pacer, Pending,
-    Ports, PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record, Reservation, Status,
-    Store, StoreError, MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS,
+    next_slot, Claim, Erased, EventFilter, Existing, InboundMessage, Outcome, Pacer, Paused,
+    Pending, Ports, PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record,
+    Reservation, Status, Store, StoreError, MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS,
 };
 
 /// Records by key, the tombstones of erased subjects and the persons records name.
@@ -446,14 +446,36 @@ impl QueueConsumer for MemoryQueue {
     }
 }
 
-/// Each key's next free slot.
+/// Each key's next free slot, and what is paused.
 #[derive(Default)]
 pub struct MemoryPacer {
     next_free: Mutex<HashMap<String, i64>>,
+    paused: Mutex<std::collections::BTreeMap<String, i64>>,
 }
 
 #[async_trait]
 impl Pacer for MemoryPacer {
+    async fn set_paused(&self, scope: &str, paused: bool, now_ms: i64) -> Result<(), StoreError> {
+        let mut held = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        if paused {
+            held.entry(scope.to_string()).or_insert(now_ms);
+        } else {
+            held.remove(scope);
+        }
+        Ok(())
+    }
+
+    async fn paused(&self) -> Result<Vec<Paused>, StoreError> {
+        let held = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(held
+            .iter()
+            .map(|(scope, since)| Paused {
+                scope: scope.clone(),
+                since_ms: *since,
+            })
+            .collect())
+    }
+
     async fn reserve(
         &self,
         key: &str,

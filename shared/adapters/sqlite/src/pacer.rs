@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
-use shared::ports::{next_slot, Pacer, Reservation, StoreError};
+use shared::ports::{next_slot, Pacer, Paused, Reservation, StoreError};
 
 use crate::database::Database;
 
@@ -20,6 +20,42 @@ impl SqlitePacer {
 
 #[async_trait]
 impl Pacer for SqlitePacer {
+    async fn set_paused(&self, scope: &str, paused: bool, now_ms: i64) -> Result<(), StoreError> {
+        let scope = scope.to_string();
+        self.database
+            .store_op(move |connection| {
+                if paused {
+                    connection
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO paused (scope, since) VALUES (?1, ?2)",
+                        )?
+                        .execute(params![scope, now_ms])?;
+                } else {
+                    connection
+                        .prepare_cached("DELETE FROM paused WHERE scope = ?1")?
+                        .execute(params![scope])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn paused(&self) -> Result<Vec<Paused>, StoreError> {
+        self.database
+            .store_op(|connection| {
+                let mut statement =
+                    connection.prepare_cached("SELECT scope, since FROM paused ORDER BY scope")?;
+                let rows = statement.query_map([], |row| {
+                    Ok(Paused {
+                        scope: row.get(0)?,
+                        since_ms: row.get(1)?,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+
     async fn reserve(
         &self,
         key: &str,
