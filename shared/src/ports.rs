@@ -271,6 +271,8 @@ pub enum Outcome {
     Failed { reason: String },
     /// Back to `QUEUED` for the next delivery of the message; the reason is kept.
     Retry { reason: String },
+    /// `QUEUED` until its items are done (see [`Store::item_done`]), with `note` as its detail.
+    Waiting { note: String },
 }
 
 impl Outcome {
@@ -279,14 +281,14 @@ impl Outcome {
         match self {
             Outcome::Processed { .. } => Status::Processed,
             Outcome::Failed { .. } => Status::Failed,
-            Outcome::Retry { .. } => Status::Queued,
+            Outcome::Retry { .. } | Outcome::Waiting { .. } => Status::Queued,
         }
     }
 
     /// What `last_error` holds afterwards (`None` clears it).
     pub fn error(&self) -> Option<&str> {
         match self {
-            Outcome::Processed { .. } => None,
+            Outcome::Processed { .. } | Outcome::Waiting { .. } => None,
             Outcome::Failed { reason } | Outcome::Retry { reason } => Some(reason),
         }
     }
@@ -300,6 +302,7 @@ impl Outcome {
     pub fn detail(&self) -> Option<&str> {
         match self {
             Outcome::Processed { detail } => detail.as_deref(),
+            Outcome::Waiting { note } => Some(note),
             _ => None,
         }
     }
@@ -399,6 +402,25 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Removes one record's raw body and detail; says what it emptied.
     async fn erase_record(&self, key: &str, now_ms: i64) -> Result<Erased, StoreError>;
+
+    /// Notes that item `item` of the record `parent` (an event split into items, each
+    /// processed on its own) is done — `failed` if it ended `FAILED` — once however often it
+    /// is told; kept until `expires_at` (epoch seconds). Returns how many of the parent's items
+    /// are done now, and how many of those failed.
+    async fn item_done(
+        &self,
+        parent: &str,
+        item: u32,
+        failed: bool,
+        expires_at: i64,
+    ) -> Result<ItemsDone, StoreError>;
+}
+
+/// How far the items of a record split into items have come.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ItemsDone {
+    pub done: usize,
+    pub failed: usize,
 }
 
 /// What an erasure emptied: records reached, and of them the raw bodies and the fetched

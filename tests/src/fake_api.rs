@@ -96,6 +96,10 @@ struct Shared {
     served_at: HashMap<String, std::collections::VecDeque<std::time::Instant>>,
     /// Requests answered 429 for going over a rate.
     limited: usize,
+    /// Misbehaviour for the n-th request the API would serve (1-based), once.
+    nth: HashMap<usize, Behavior>,
+    /// Requests the API would have served so far, misbehaved at or not.
+    servable: usize,
 }
 
 impl Shared {
@@ -194,6 +198,13 @@ impl FakeApi {
         self.shared()
             .rates
             .insert(provider.to_string(), (calls, per));
+    }
+
+    /// Makes the `n`-th request the API would serve (from now on, 1-based) misbehave, once.
+    pub fn set_nth(&self, n: usize, behavior: Behavior) {
+        let mut shared = self.shared();
+        let at = shared.servable + n;
+        shared.nth.insert(at, behavior);
     }
 
     /// Requests answered 429 for going over an enforced rate.
@@ -363,7 +374,11 @@ impl Fake {
             shared.limited += 1;
             return Some(Behavior::TooManyRequests { retry_after: None });
         }
+        let mut nth = None;
         if served {
+            shared.servable += 1;
+            let servable = shared.servable;
+            nth = shared.nth.remove(&servable);
             *shared.calls.entry(path.to_string()).or_default() += 1;
         }
         shared.auth_seen.insert(path.to_string(), auth);
@@ -377,11 +392,13 @@ impl Fake {
             path: below,
             served,
         });
-        shared
-            .behaviors
-            .iter()
-            .filter(|(prefix, _)| path.starts_with(prefix.as_str()))
-            .max_by_key(|(prefix, _)| prefix.len())
-            .map(|(_, behavior)| behavior.clone())
+        nth.or_else(|| {
+            shared
+                .behaviors
+                .iter()
+                .filter(|(prefix, _)| path.starts_with(prefix.as_str()))
+                .max_by_key(|(prefix, _)| prefix.len())
+                .map(|(_, behavior)| behavior.clone())
+        })
     }
 }

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use fake_api::FakeApi;
 use shared::fetch::DetailClient;
 use shared::ports::{
-    Claim, Erased, EventFilter, Outcome, Pending, Ports, PutOutcome, QueueMessage, Record, Status,
-    Store, StoreError,
+    Claim, Erased, EventFilter, ItemsDone, Outcome, Pending, Ports, PutOutcome, QueueMessage,
+    Record, Status, Store, StoreError,
 };
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
 use shared::tenants::{TenantDirectory, TenantSource};
@@ -647,6 +647,9 @@ impl Store for RefusingPuts {
     }
     async fn link_persons(&self, k: &str, p: &[String], e: i64) -> Result<(), StoreError> {
         self.inner.link_persons(k, p, e).await
+    }
+    async fn item_done(&self, p: &str, i: u32, f: bool, e: i64) -> Result<ItemsDone, StoreError> {
+        self.inner.item_done(p, i, f, e).await
     }
     async fn erased_at(&self, s: &str) -> Result<Option<i64>, StoreError> {
         self.inner.erased_at(s).await

@@ -253,8 +253,8 @@ async fn erasing_a_person_reaches_every_record_that_names_them() {
             receipt["records"].as_u64(),
             receipt["details"].as_u64()
         ),
-        (Some("customer:7893459"), Some(3), Some(2)),
-        "the check-out, the booking and the deletion itself: {receipt}"
+        (Some("customer:7893459"), Some(4), Some(3)),
+        "the check-out, its item for the customer, the booking and the deletion itself: {receipt}"
     );
 
     let calls = api.total_calls();

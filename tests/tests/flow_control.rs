@@ -177,3 +177,122 @@ async fn a_paused_provider_waits_in_a_delayed_copy_on_sqs() {
     assert_eq!(paused.len(), 1);
     assert_eq!(paused[0].scope, "egym");
 }
+
+/// A studio's automatic check-out of 300 customers, against an API answering in 250 ms: split
+/// into 300 items, each fetched on its own, the event `PROCESSED` once all are, nothing in the
+/// dead letters; a 429 at the 150th call makes that one item wait and repeats no other call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_check_out_of_300_customers_is_split_into_items_and_a_429_repeats_no_call() {
+    const CUSTOMERS: u64 = 300;
+    let api = FakeApi::start().await;
+    api.set(
+        "/magicline/",
+        e2e::fake_api::Behavior::Slow(Duration::from_millis(250)),
+    );
+    api.set_nth(
+        150,
+        e2e::fake_api::Behavior::TooManyRequests {
+            retry_after: Some("1".into()),
+        },
+    );
+    let memory = Memory::new(3, shared::clock::system());
+    let mut document: serde_json::Value = serde_json::from_str(
+        &e2e::demo_tenants_json("magicline").replace(e2e::NO_API, &api.base_url),
+    )
+    .unwrap();
+    for tenant in document["tenants"].as_array_mut().unwrap() {
+        tenant["api"]["rate"] = serde_json::json!({"calls": 1000, "per_seconds": 1});
+    }
+    let tenants = || TenantDirectory::from_json(&document.to_string()).unwrap();
+    let ingest = Ingest::new(
+        shared::providers::by_name("magicline").unwrap(),
+        tenants(),
+        memory.ports.clone(),
+        IngestSettings::default(),
+    );
+    let checkouts: Vec<serde_json::Value> = (0..CUSTOMERS)
+        .map(|n| serde_json::json!({"customerId": 4_500_000 + n, "checkoutTime": "2026-12-04T22:00:00Z"}))
+        .collect();
+    let body = serde_json::json!({"entityId": 1001, "uuid": "checkout-300", "payload": [
+        {"timestamp": 1795640400000u64, "type": "AUTOMATIC_CUSTOMER_CHECKOUT", "content": {"checkouts": checkouts}}
+    ]});
+    let request = e2e::post(
+        "magicline",
+        &[("x-api-key", "ml-demo-key-1001-new")],
+        &body.to_string(),
+    );
+    let response = ingest.handle(request).await;
+    let key = e2e::response_json(&response)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let settings = ProcessorSettings {
+        max_receives: 3,
+        retry_backoff: Duration::ZERO,
+        ..ProcessorSettings::default()
+    };
+    let started = std::time::Instant::now();
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let processor = Arc::new(e2e::demo_processor(
+                memory.ports.clone(),
+                &api,
+                settings.clone(),
+                Duration::from_secs(5),
+                |provider, demo| {
+                    TenantSource::fixed(if provider == "magicline" {
+                        tenants()
+                    } else {
+                        demo
+                    })
+                },
+            ));
+            let (memory, key) = (memory.clone(), key.clone());
+            tokio::spawn(async move {
+                let queue = memory.queue.as_ref();
+                while memory.store.get(&key).await.unwrap().unwrap().status != Status::Processed {
+                    assert!(started.elapsed() < Duration::from_secs(60), "not processed");
+                    let batch = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+                    if batch.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    processor.process_received(queue, batch).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let event = memory.store.get(&key).await.unwrap().unwrap();
+    assert_eq!(event.detail.as_deref(), Some(r#"{"items":300}"#));
+    let requests = api.requests();
+    let mut calls: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for call in requests.iter().filter(|call| call.provider == "magicline") {
+        *calls.entry(call.path.as_str()).or_default() += 1;
+    }
+    assert_eq!(
+        calls.len(),
+        CUSTOMERS as usize,
+        "every customer's check-ins"
+    );
+    let repeated: Vec<_> = calls.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!(
+        repeated.len(),
+        1,
+        "only the item answered 429 is called again: {repeated:?}"
+    );
+    assert_eq!(requests.len(), CUSTOMERS as usize + 1);
+    let items = memory
+        .store
+        .records()
+        .into_iter()
+        .filter(|record| shared::process::item_of(record).as_deref() == Some(key.as_str()))
+        .filter(|record| record.status == Status::Processed && record.detail.is_some())
+        .count();
+    assert_eq!(
+        items, CUSTOMERS as usize,
+        "each item stored with its answer"
+    );
+    assert!(memory.queue.dead_letters().is_empty());
+}

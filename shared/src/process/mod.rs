@@ -22,6 +22,7 @@ use crate::providers::{Processing, Provider};
 use crate::tenants::{Tenant, TenantSource};
 
 mod erasure;
+mod fanout;
 mod pacing;
 mod pause;
 mod publish;
@@ -190,7 +191,12 @@ impl Processor {
         let lease = after(now, self.settings.lease);
         let record = match self.ports.store.claim(&message.key, now, lease).await {
             Ok(Claim::Claimed(record)) => record,
-            Ok(Claim::Finished(_)) => return (Verdict::Done, "already_finished"),
+            Ok(Claim::Finished(_)) => {
+                return match self.recount_item(&message.key).await {
+                    Ok(()) => (Verdict::Done, "already_finished"),
+                    Err(_) => (Verdict::TryAgain, "store_unavailable"),
+                };
+            }
             Ok(Claim::Busy) => return (Verdict::TryAgain, "busy"),
             Ok(Claim::Missing) => {
                 tracing::error!(key = %message.key, "queued event has no record; leaving it to the dead-letter queue");
@@ -230,10 +236,23 @@ impl Processor {
         if label == "erased" {
             self.erase_again_later(message).await;
         }
-        match self
+        let finished = self
             .finish(entry, &record, lease, outcome, now, label)
-            .await
-        {
+            .await;
+        let done_as = match &finished {
+            Ok(Finished::Written(outcome)) if outcome.status() != Status::Queued => {
+                Some(outcome.status())
+            }
+            Ok(Finished::Erased) => Some(Status::Processed),
+            _ => None,
+        };
+        if let Some(status) = done_as {
+            if let Err(error) = self.item_finished(&record, status).await {
+                tracing::error!(key = %message.key, error = %error, "counting an item done failed");
+                return (Verdict::TryAgain, "store_unavailable");
+            }
+        }
+        match finished {
             Ok(Finished::Written(Outcome::Processed { detail })) if publishes(label) => {
                 let detail = detail.as_deref();
                 if self
@@ -337,9 +356,12 @@ impl Processor {
         if record.erased_at_ms.is_some() {
             return Attempt::Done(erased_before(record), "subject_erased");
         }
-        let processing = match entry.provider.processing(record, tenant) {
-            Ok(processing) => processing,
-            Err(reason) => return Attempt::Done(Outcome::Failed { reason }, "failed"),
+        let processing = match fanout::ItemOf::of_record(record) {
+            Some(item) => Processing::fetch(item.path),
+            None => match entry.provider.processing(record, tenant) {
+                Ok(processing) => processing,
+                Err(reason) => return Attempt::Done(Outcome::Failed { reason }, "failed"),
+            },
         };
         match self.erased_since(record, i64::MIN).await {
             Ok(false) => {}
@@ -372,6 +394,9 @@ impl Processor {
             }
             Processing::Erase => self.erase(record).await,
             Processing::Fetch { paths } => self.fetch(entry, tenant, &paths).await,
+            Processing::Items { items } => {
+                self.fan_out(entry.provider.as_ref(), record, items).await
+            }
         }
     }
 
@@ -456,6 +481,11 @@ impl Processor {
     }
 }
 
+/// The key of the event a record is an item of (see [`fanout`]), if it is one.
+pub fn item_of(record: &Record) -> Option<String> {
+    fanout::ItemOf::of_record(record).map(|item| item.item_of)
+}
+
 /// A record whose personal data was erased before it was processed: done with, nothing kept,
 /// nothing fetched.
 fn erased_before(record: &Record) -> Outcome {
@@ -494,6 +524,7 @@ fn metric_outcome(label: &str, dead_lettered: bool) -> Option<&'static str> {
         "failed" => "failed",
         "already_finished" | "quarantined" | "published_again" => return None,
         "paused" => "paused",
+        "fanned_out" => "fanned_out",
         _ if dead_lettered => "dead_lettered",
         "configuration" => "configuration",
         _ => "retried",

@@ -147,6 +147,11 @@ impl<'a> Document<'a> {
         Some(Document { root: value })
     }
 
+    /// The document's JSON text, exactly as it came.
+    pub fn as_json(&self) -> &'a str {
+        self.root.get()
+    }
+
     /// The elements of the array at `pointer` (none if it is not an array).
     pub fn elements(&self, pointer: &str) -> Vec<Document<'a>> {
         let Some(list) = self.at(pointer) else {

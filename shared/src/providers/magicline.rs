@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use super::{
-    api_key_header, dedup_suffix, parse_json, segment, Document, Number, ParsedEvent, PersonField,
-    Processing, Provider,
+    api_key_header, dedup_suffix, parse_json, segment, Document, Item, Number, ParsedEvent,
+    PersonField, Processing, Provider,
 };
 use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
@@ -241,28 +241,38 @@ fn rule_for(event_type: &str) -> Option<&'static Rule> {
     RULES.iter().find(|rule| rule.event_type == event_type)
 }
 
-/// The paths one event's rule calls, its placeholders filled from `entityId` and `content`.
-fn rule_paths(
+/// The calls one event's rule makes, its placeholders filled from `entityId` and `content`;
+/// a list's calls each with the element it stands for.
+fn rule_items(
     rule: &Rule,
     entity_id: &str,
     content: Option<&Document<'_>>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<Item>, String> {
+    let plain = |path: String| Item {
+        path,
+        content: "null".to_string(),
+    };
     match &rule.action {
         Erase => Ok(Vec::new()),
         Fetch(templates) => templates
             .iter()
-            .map(|template| fill(template, entity_id, content))
+            .map(|template| fill(template, entity_id, content).map(plain))
             .collect(),
         FetchEach { list, path } => {
-            let items = content
+            let elements = content
                 .map(|content| content.elements(&format!("/{list}")))
                 .unwrap_or_default();
-            if items.is_empty() {
+            if elements.is_empty() {
                 return Err(format!("the event's content lists no `{list}`"));
             }
-            items
+            elements
                 .iter()
-                .map(|item| fill(path, entity_id, Some(item)))
+                .map(|element| {
+                    Ok(Item {
+                        path: fill(path, entity_id, Some(element))?,
+                        content: element.as_json().to_string(),
+                    })
+                })
                 .collect()
         }
     }
@@ -342,19 +352,27 @@ impl Provider for Magicline {
         {
             return Ok(Processing::Erase);
         }
-        let mut paths: Vec<String> = Vec::new();
+        let lists = rules
+            .iter()
+            .any(|(rule, _)| rule.is_some_and(|r| matches!(r.action, FetchEach { .. })));
+        let mut items: Vec<Item> = Vec::new();
         for (rule, content) in rules {
             let Some(rule) = rule else { continue };
-            for path in rule_paths(rule, &record.entity_id, content.as_ref())? {
-                if !paths.contains(&path) {
-                    paths.push(path);
+            for item in rule_items(rule, &record.entity_id, content.as_ref())? {
+                if !items.iter().any(|known| known.path == item.path) {
+                    items.push(item);
                 }
             }
         }
-        if paths.is_empty() {
+        if items.is_empty() {
             return Ok(Processing::StoreOnly);
         }
-        Ok(Processing::Fetch { paths })
+        if lists {
+            return Ok(Processing::Items { items });
+        }
+        Ok(Processing::Fetch {
+            paths: items.into_iter().map(|item| item.path).collect(),
+        })
     }
 
     fn api_credentials(&self, api: &ApiAccess) -> Result<ApiCredentials, String> {
@@ -519,10 +537,18 @@ mod tests {
                 "1001",
                 r#"{"checkouts": [{"customerId": 5, "checkoutTime": "t"}, {"customerId": 6}]}"#
             ),
-            fetch(&[
-                "/v1/customers/5/activities/checkins",
-                "/v1/customers/6/activities/checkins"
-            ])
+            Ok(Processing::Items {
+                items: vec![
+                    Item {
+                        path: "/v1/customers/5/activities/checkins".into(),
+                        content: r#"{"customerId": 5, "checkoutTime": "t"}"#.into()
+                    },
+                    Item {
+                        path: "/v1/customers/6/activities/checkins".into(),
+                        content: r#"{"customerId": 6}"#.into()
+                    },
+                ]
+            })
         );
         assert_eq!(
             paths("FINANCE_DEBT_COLLECTION_CASE_UPDATED", "77", "null"),

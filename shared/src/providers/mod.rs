@@ -35,6 +35,17 @@ pub enum Processing {
     StoreOnly,
     /// The subject's data was deleted at the provider: erase what we hold about it.
     Erase,
+    /// A list of objects (a studio's check-outs): each item a call of its own, stored,
+    /// fetched, paced, retried and erased on its own; the event is done when all are.
+    Items { items: Vec<Item> },
+}
+
+/// One item of an event that names a list of objects: its call, and its own part of the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub path: String,
+    /// The list element it stands for (JSON), `null` where it has none.
+    pub content: String,
 }
 
 impl Processing {

@@ -17,8 +17,8 @@ use aws_sdk_dynamodb::types::KeysAndAttributes;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use sha2::{Digest, Sha256};
 use shared::ports::{
-    Claim, Erased, EventFilter, Existing, Outcome, Pending, PutOutcome, QueueMessage, Record,
-    Status, Store, StoreError,
+    Claim, Erased, EventFilter, Existing, ItemsDone, Outcome, Pending, PutOutcome, QueueMessage,
+    Record, Status, Store, StoreError,
 };
 
 pub struct DynamoStore {
@@ -875,6 +875,43 @@ impl Store for DynamoStore {
             erased += self.erase_record(key, now_ms).await?;
         }
         Ok(erased)
+    }
+
+    async fn item_done(
+        &self,
+        parent: &str,
+        item: u32,
+        failed: bool,
+        expires_at: i64,
+    ) -> Result<ItemsDone, StoreError> {
+        // A small item of its own beside the parent: every item's update rewrites it, and a
+        // write is billed by the size of the whole item (the parent holds the list's body).
+        let set = AttributeValue::Ns(vec![item.to_string()]);
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&format!("items#{parent}")))
+            .expression_attribute_values(":item", set)
+            .expression_attribute_values(":expires", n(expires_at))
+            .return_values(ReturnValue::AllNew);
+        update = if failed {
+            update.update_expression("ADD done :item, failed :item SET expires_at = :expires")
+        } else {
+            update.update_expression("ADD done :item SET expires_at = :expires")
+        };
+        let output = update.send().await.map_err(|e| store_error(&e))?;
+        let count = |name: &str| {
+            output
+                .attributes()
+                .and_then(|item| item.get(name))
+                .and_then(|value| value.as_ns().ok())
+                .map_or(0, Vec::len)
+        };
+        Ok(ItemsDone {
+            done: count("done"),
+            failed: count("failed"),
+        })
     }
 
     async fn link_persons(

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use shared::clock::{after, SharedClock};
 use shared::outbox::SendThenMark;
 use shared::ports::{
-    next_slot, Claim, Erased, EventFilter, Existing, InboundMessage, Outcome, Pacer, Paused,
-    Pending, Ports, PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record,
+    next_slot, Claim, Erased, EventFilter, Existing, InboundMessage, ItemsDone, Outcome, Pacer,
+    Paused, Pending, Ports, PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record,
     Reservation, Status, Store, StoreError, MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS,
 };
 
@@ -23,6 +23,8 @@ pub struct MemoryStore {
     tombstones: Mutex<HashMap<String, i64>>,
     /// Record keys by the person (subject) they name.
     links: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
+    /// Items done, by the record they are items of: item -> whether it failed.
+    items: Mutex<HashMap<String, std::collections::BTreeMap<u32, bool>>>,
 }
 
 impl MemoryStore {
@@ -190,6 +192,22 @@ impl Store for MemoryStore {
             }
         }
         Ok(erased)
+    }
+
+    async fn item_done(
+        &self,
+        parent: &str,
+        item: u32,
+        failed: bool,
+        _expires_at: i64,
+    ) -> Result<ItemsDone, StoreError> {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        let done = items.entry(parent.to_string()).or_default();
+        *done.entry(item).or_default() |= failed;
+        Ok(ItemsDone {
+            done: done.len(),
+            failed: done.values().filter(|failed| **failed).count(),
+        })
     }
 
     async fn link_persons(

@@ -59,6 +59,13 @@ CREATE TABLE IF NOT EXISTS tombstones (
     erased_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS items_done (
+    parent TEXT NOT NULL,
+    item INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (parent, item)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS paused (
     scope TEXT PRIMARY KEY,
     since INTEGER NOT NULL

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use shared::ports::{
-    Claim, Erased, EventFilter, Existing, Outcome, Pending, PutOutcome, QueueMessage, Record,
-    Status, Store, StoreError,
+    Claim, Erased, EventFilter, Existing, ItemsDone, Outcome, Pending, PutOutcome, QueueMessage,
+    Record, Status, Store, StoreError,
 };
 
 use crate::database::{change, Database};
@@ -294,6 +294,36 @@ impl Store for SqliteStore {
                     "subject = ?2 OR pk IN (SELECT record_key FROM person_links WHERE person = ?2)",
                     params![now_ms, subject],
                 )
+            })
+            .await
+    }
+
+    async fn item_done(
+        &self,
+        parent: &str,
+        item: u32,
+        failed: bool,
+        expires_at: i64,
+    ) -> Result<ItemsDone, StoreError> {
+        let parent = parent.to_string();
+        self.database
+            .store_op(move |connection| {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO items_done (parent, item, failed, expires_at)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(parent, item) DO UPDATE SET failed = failed OR ?3",
+                    )?
+                    .execute(params![parent, item, failed, expires_at])?;
+                let (done, failed): (i64, i64) = connection
+                    .prepare_cached(
+                        "SELECT count(*), count(NULLIF(failed, 0)) FROM items_done WHERE parent = ?1",
+                    )?
+                    .query_row(params![parent], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                Ok(ItemsDone {
+                    done: done as usize,
+                    failed: failed as usize,
+                })
             })
             .await
     }
