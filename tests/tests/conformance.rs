@@ -12,8 +12,8 @@ use adapter_sqlite::Database;
 use e2e::{unique_name, Backend};
 use shared::clock::{Clock, ManualClock};
 use shared::ports::{
-    Claim, Erased, EventFilter, InboundMessage, Outbox, Outcome, Pacer, Paused, PutOutcome, Queue,
-    QueueConsumer, QueueError, QueueMessage, Record, Reservation, Status, Store,
+    Claim, Erased, EventFilter, InboundMessage, ItemsDone, Outbox, Outcome, Pacer, Paused,
+    PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record, Reservation, Status, Store,
 };
 
 const MAX_RECEIVES: u32 = 2;
@@ -1278,6 +1278,57 @@ async fn a_limited_or_filtered_listing_gives_the_newest_matching_records() {
             expected(7, 1),
             "{}: filtered",
             ports.name
+        );
+    }
+}
+
+/// Each item of a split event is counted done once, however often it is told; failed ones too.
+#[tokio::test]
+async fn an_item_is_counted_done_once() {
+    for ports in all_pairs().await {
+        let (store, name) = (&ports.store, ports.name);
+        let parent = unique_name("split");
+        let done = |done, failed| ItemsDone { done, failed };
+        assert_eq!(
+            store
+                .item_done(&parent, 0, false, 4_000_000_000)
+                .await
+                .unwrap(),
+            done(1, 0),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .item_done(&parent, 0, false, 4_000_000_000)
+                .await
+                .unwrap(),
+            done(1, 0),
+            "{name}: again"
+        );
+        assert_eq!(
+            store
+                .item_done(&parent, 2, true, 4_000_000_000)
+                .await
+                .unwrap(),
+            done(2, 1),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .item_done(&parent, 2, true, 4_000_000_000)
+                .await
+                .unwrap(),
+            done(2, 1),
+            "{name}: again"
+        );
+        let other = unique_name("split");
+        assert_eq!(
+            store
+                .item_done(&other, 0, false, 4_000_000_000)
+                .await
+                .unwrap(),
+            done(1, 0),
+            "{name}: apart"
         );
     }
 }
