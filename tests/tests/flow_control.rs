@@ -296,3 +296,66 @@ async fn a_check_out_of_300_customers_is_split_into_items_and_a_429_repeats_no_c
     );
     assert!(memory.queue.dead_letters().is_empty());
 }
+
+/// The dev server's four workers share the SQLite pacer: one gym's burst, sent over HTTP, is
+/// fetched from an API that counts its key's calls (429 above 20 a second) without a 429, each
+/// event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_dev_servers_workers_share_one_keys_rate() {
+    const EVENTS: u64 = 40;
+    let api = FakeApi::start().await;
+    api.enforce_rate("egym", RATE as usize, Duration::from_secs(1));
+    let text = std::fs::read_to_string(e2e::root().join("devserver.toml")).unwrap();
+    let berlin = r#"api = { base_url = "{sandbox}/egym", api_key = "egym-demo-api-berlin" }"#;
+    assert!(text.contains(berlin));
+    let paced = format!(
+        r#"api = {{ base_url = "{}/egym", api_key = "egym-demo-api-berlin", rate = {{ calls = {RATE}, per_seconds = 1 }} }}"#,
+        api.base_url
+    );
+    let config = std::env::temp_dir().join(format!("{}.toml", e2e::unique_name("paced")));
+    std::fs::write(&config, text.replace(berlin, &paced)).unwrap();
+    let data = std::env::temp_dir().join(format!("{}.db", e2e::unique_name("paced")));
+    let server = devserver::start(devserver::Options {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        config,
+        data,
+        workers: 4,
+        visibility: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(20),
+        sweep_interval: Duration::from_millis(500),
+        ..devserver::Options::default()
+    })
+    .await
+    .unwrap();
+    let tenants = egym_at(&api);
+    let kit = Kit::of(shared::providers::by_name("egym").unwrap().as_ref());
+    let gym = tenants.get(GYM).unwrap();
+    let client = reqwest::Client::new();
+    for seq in 0..EVENTS {
+        let request = kit.unique(seq, gym, gym.webhook_secrets[0].expose());
+        let mut post = client.post(format!("http://{}/webhooks/egym", server.addr));
+        for (name, value) in request.headers() {
+            post = post.header(name.as_str(), value.as_bytes());
+        }
+        let answer = post.body(request.body().to_vec()).send().await.unwrap();
+        assert_eq!(answer.status(), 202);
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let records = server.database.recent_records(1000).await.unwrap();
+        if records.len() == EVENTS as usize && records.iter().all(|r| r.status == Status::Processed)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not all processed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(api.limited(), 0, "no call over the rate");
+    let served = api.requests().iter().filter(|call| call.served).count();
+    assert_eq!(served, EVENTS as usize, "each event fetched once");
+    server.shutdown().await;
+}
