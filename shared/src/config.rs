@@ -23,9 +23,32 @@ pub struct IngestSettings {
     pub lease: Duration,
     /// How long records are kept (DynamoDB TTL).
     pub retention: Duration,
+    /// How long the write path of one request may take (`ACK_BUDGET_MILLISECONDS`; the
+    /// functions' default is [`ACK_BUDGET`]). Providers give up after 5 s and the function is
+    /// stopped at 6 s; a DynamoDB call that hangs would take the SDK's whole 3 s operation
+    /// timeout, and a spill to an SQS that hangs too another 3 s. So the put gets half of the
+    /// budget ([`Self::store_budget`]): one that has not answered by then is treated as an
+    /// outage and the delivery spilled; the call after the put (the spill, or the send of a
+    /// stored record's message) gets what is left. `None` (as in [`IngestSettings::default`],
+    /// which tests and the dev server use) leaves each call to its adapter's own timeouts: a
+    /// put that is merely slow, as on a loaded single-threaded local endpoint, is then waited
+    /// for rather than spilled.
+    pub ack_budget: Option<Duration>,
 }
 
+/// The webhook functions' ack budget: both DynamoDB and SQS hanging, the answer (a 503) comes
+/// after 4 s, inside the providers' 5 s once API Gateway and the network have taken their
+/// share; the put's 2 s, and the spill's, leave the SDK room for a second attempt after a hung
+/// first one (1 s per attempt, retried within 100 ms: `adapter_aws::sdk`).
+pub const ACK_BUDGET: Duration = Duration::from_millis(4000);
+
 impl IngestSettings {
+    /// How long the put may take before the delivery is spilled instead: half the ack budget,
+    /// the other half being what the spill may need.
+    pub fn store_budget(&self) -> Option<Duration> {
+        self.ack_budget.map(|budget| budget / 2)
+    }
+
     /// When a record received at `now_ms` expires (DynamoDB TTL, epoch seconds).
     pub fn expires_at(&self, now_ms: i64) -> i64 {
         (now_ms / 1000) + self.retention.as_secs() as i64
@@ -38,6 +61,7 @@ impl Default for IngestSettings {
             max_body_bytes: 256 * 1024,
             lease: Duration::from_secs(60),
             retention: Duration::from_secs(30 * 24 * 3600),
+            ack_budget: None,
         }
     }
 }
@@ -111,7 +135,10 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            ingest: IngestSettings::default(),
+            ingest: IngestSettings {
+                ack_budget: Some(ACK_BUDGET),
+                ..IngestSettings::default()
+            },
             processor: ProcessorSettings::default(),
             tenants_refresh: Duration::from_secs(300),
             table_name: None,
@@ -145,6 +172,10 @@ impl Settings {
                     .map_or(defaults.ingest.retention, |days| {
                         Duration::from_secs(days.saturating_mul(24 * 3600))
                     }),
+                ack_budget: env
+                    .positive("ACK_BUDGET_MILLISECONDS")?
+                    .map(Duration::from_millis)
+                    .or(defaults.ingest.ack_budget),
             },
             processor: ProcessorSettings {
                 concurrency: env
@@ -215,6 +246,16 @@ impl Lookup<'_> {
             .transpose()
     }
 
+    fn positive(&self, name: &str) -> Result<Option<u64>, SettingError> {
+        match self.number(name) {
+            Ok(Some(0)) | Err(_) => Err(SettingError {
+                name: name.to_string(),
+                expected: "a whole number above zero",
+            }),
+            read => read,
+        }
+    }
+
     fn seconds(&self, name: &str) -> Result<Option<Duration>, SettingError> {
         Ok(self.number(name)?.map(Duration::from_secs))
     }
@@ -243,6 +284,23 @@ mod tests {
         assert_eq!(read.ingest.lease, Duration::from_secs(12));
         assert_eq!(read.processor.lease, Duration::from_secs(120));
         assert_eq!(settings(&[]).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn the_functions_ack_budget_is_read_in_milliseconds_and_the_put_gets_half_of_it() {
+        let deployed = settings(&[]).unwrap().ingest;
+        assert_eq!(deployed.store_budget(), Some(Duration::from_secs(2)));
+        assert_eq!(IngestSettings::default().store_budget(), None);
+        let read = settings(&[("ACK_BUDGET_MILLISECONDS", "3000")]).unwrap();
+        assert_eq!(read.ingest.ack_budget, Some(Duration::from_secs(3)));
+        assert_eq!(
+            read.ingest.store_budget(),
+            Some(Duration::from_millis(1500))
+        );
+        for refused in ["0", "4s"] {
+            let error = settings(&[("ACK_BUDGET_MILLISECONDS", refused)]).unwrap_err();
+            assert_eq!(error.expected, "a whole number above zero");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! limit -> method -> verify -> parse (or quarantine) -> dedupe -> store (or spill to the
 //! queue) -> enqueue -> answer.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -114,6 +115,7 @@ impl Ingest {
         request: &WebhookRequest,
         trail: &mut Trail,
     ) -> Result<Ack, IngestError> {
+        let deadlines = Deadlines::from_now(&self.settings);
         let body: &[u8] = request.body();
         if body.len() > self.settings.max_body_bytes {
             return Err(IngestError::PayloadTooLarge {
@@ -145,45 +147,82 @@ impl Ingest {
             });
         }
         if record.status == Status::Quarantined {
-            return self.quarantine(&record).await;
+            return self.quarantine(&record, deadlines).await;
         }
         record.lease_until_ms = after(now, self.settings.lease);
-        self.store_and_enqueue(&record).await
+        self.store_and_enqueue(&record, deadlines).await
     }
 
-    async fn quarantine(&self, record: &Record) -> Result<Ack, IngestError> {
+    async fn quarantine(&self, record: &Record, deadlines: Deadlines) -> Result<Ack, IngestError> {
         let reason = record.last_error.clone().unwrap_or_default();
         tracing::warn!(key = %record.key, reason = %reason, "authentic delivery quarantined");
-        match self.ports.store.put_new(record).await {
+        match self.put(record, deadlines).await {
             Ok(_) => Ok(Ack::Quarantined {
                 key: record.key.clone(),
                 reason,
             }),
-            Err(error) => self.spill(record, error).await,
+            Err(error) => self.spill(record, error, deadlines).await,
         }
     }
 
-    async fn store_and_enqueue(&self, record: &Record) -> Result<Ack, IngestError> {
+    /// The conditional put, abandoned at the store's deadline as an outage. An abandoned put
+    /// may still have been carried out: its record (`RECEIVED` under its lease, or quarantined)
+    /// is then there when the processor's put of the spilled delivery comes, which finds it, and
+    /// the claim takes it: counted once. Were the spill to fail too, the sweeper sends it once
+    /// the lease is over and the provider's retry is a duplicate.
+    async fn put(&self, record: &Record, deadlines: Deadlines) -> Result<PutOutcome, StoreError> {
+        within(deadlines.store, self.ports.store.put_new(record))
+            .await
+            .unwrap_or_else(|| {
+                Err(StoreError::Unavailable(
+                    "no answer within the store's share of the ack budget".into(),
+                ))
+            })
+    }
+
+    async fn store_and_enqueue(
+        &self,
+        record: &Record,
+        deadlines: Deadlines,
+    ) -> Result<Ack, IngestError> {
         let key = record.key.clone();
-        match self.ports.store.put_new(record).await {
-            Err(error) => return self.spill(record, error).await,
+        match self.put(record, deadlines).await {
+            Err(error) => return self.spill(record, error, deadlines).await,
             Ok(PutOutcome::Created) => {}
             // Stored before: its first delivery sent the message, or the sweeper sends it once
             // that delivery's lease is over. Either way the promise of a 2xx holds, and only
             // the sweeper re-sends, so copies never multiply messages.
             Ok(PutOutcome::Exists(_)) => return Ok(Ack::Duplicate { key }),
         }
-        if let Err(error) = self.ports.outbox.send_fresh(&record.message()).await {
+        match within(
+            deadlines.answer,
+            self.ports.outbox.send_fresh(&record.message()),
+        )
+        .await
+        {
+            Some(Ok(())) => Ok(Ack::Accepted { key }),
             // Durably stored: the sweeper enqueues it once its (now released) lease is over.
-            tracing::error!(key = %key, error = %error, "enqueue failed; the sweeper will enqueue the stored record");
-            return Ok(Ack::Stored { key });
+            Some(Err(error)) => {
+                tracing::error!(key = %key, error = %error, "enqueue failed; the sweeper will enqueue the stored record");
+                Ok(Ack::Stored { key })
+            }
+            // Sent or not, stored: the sweeper sends it once the lease is over unless a
+            // processor has claimed it by then.
+            None => {
+                tracing::error!(key = %key, "enqueue did not answer within the ack budget; the sweeper will enqueue the stored record once its lease is over");
+                Ok(Ack::Stored { key })
+            }
         }
-        Ok(Ack::Accepted { key })
     }
 
     /// The store did not take the record: a refusal is the sender's answer; an outage sends
     /// the whole delivery to the queue instead, for the processor to store.
-    async fn spill(&self, record: &Record, error: StoreError) -> Result<Ack, IngestError> {
+    async fn spill(
+        &self,
+        record: &Record,
+        error: StoreError,
+        deadlines: Deadlines,
+    ) -> Result<Ack, IngestError> {
         let key = record.key.clone();
         if let StoreError::Rejected(reason) = &error {
             tracing::error!(key = %key, error = %reason, "store refused the record");
@@ -194,13 +233,48 @@ impl Ingest {
         if spill_size(&message) > MAX_SPILL_BYTES {
             return Err(IngestError::Unavailable);
         }
-        match self.ports.queue.send(&message).await {
-            Ok(()) => Ok(Ack::Spilled { key }),
-            Err(error) => {
+        match within(deadlines.answer, self.ports.queue.send(&message)).await {
+            Some(Ok(())) => Ok(Ack::Spilled { key }),
+            Some(Err(error)) => {
                 tracing::error!(key = %key, error = %error, "spill failed: store and queue both unavailable");
                 Err(IngestError::Unavailable)
             }
+            // Sent or not, the provider retries: a copy of a spilled message is counted once.
+            None => {
+                tracing::error!(key = %key, "spill did not answer within the ack budget: store and queue both unavailable");
+                Err(IngestError::Unavailable)
+            }
         }
+    }
+}
+
+/// When the calls of one request's write path are abandoned, from its start: the put at the
+/// store's budget, the call after it at the whole ack budget ([`IngestSettings::ack_budget`]);
+/// never without one.
+#[derive(Clone, Copy)]
+struct Deadlines {
+    store: Option<tokio::time::Instant>,
+    answer: Option<tokio::time::Instant>,
+}
+
+impl Deadlines {
+    fn from_now(settings: &IngestSettings) -> Self {
+        let start = tokio::time::Instant::now();
+        Deadlines {
+            store: settings.store_budget().map(|budget| start + budget),
+            answer: settings.ack_budget.map(|budget| start + budget),
+        }
+    }
+}
+
+/// The output of `call` if it comes by `deadline`; else the call is dropped, unfinished.
+async fn within<T>(
+    deadline: Option<tokio::time::Instant>,
+    call: impl Future<Output = T>,
+) -> Option<T> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, call).await.ok(),
+        None => Some(call.await),
     }
 }
 

@@ -234,9 +234,16 @@ impl Backend {
                 .cloned()
                 .unwrap_or_default()
         };
+        // Links, paces, pause and item counters are the processor's bookkeeping, not records.
+        let bookkeeping = |pk: &str| {
+            adapter_aws::dynamodb::linked_record(pk).is_some()
+                || ["pace#", "control#", "items#"]
+                    .iter()
+                    .any(|prefix| pk.starts_with(prefix))
+        };
         let all: Vec<_> = all
             .into_iter()
-            .filter(|item| adapter_aws::dynamodb::linked_record(&pk(item)).is_none())
+            .filter(|item| !bookkeeping(&pk(item)))
             .collect();
         let (bodies, items): (Vec<_>, Vec<_>) = all
             .into_iter()

@@ -1,8 +1,11 @@
 //! A TCP proxy on a loopback port that forwards to a real endpoint — or, on command, drops
 //! every connection (open ones included), as a failing network or a stopped service would, or
-//! only the connections that carry a request with a given text (one kind of call failing).
+//! only the connections that carry a request with a given text (one kind of call failing), or
+//! holds the calls: never answers them, whether or not they reached the endpoint (a service that
+//! hangs).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,10 +17,24 @@ pub struct Proxy {
     pub url: String,
     dropping: Arc<watch::Sender<bool>>,
     refused: Refused,
+    holding: Holding,
 }
 
 /// The text whose requests are dropped, if any.
 type Refused = Arc<Mutex<Option<Vec<u8>>>>;
+
+/// What the proxy keeps to itself, on open connections too, until [`Proxy::restore`].
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Hold {
+    #[default]
+    Nothing,
+    /// The client's bytes: no request reaches the endpoint, none is answered.
+    Requests,
+    /// The endpoint's bytes: requests take effect, their answers never come.
+    Answers,
+}
+
+type Holding = Arc<Mutex<Hold>>;
 
 impl Proxy {
     pub async fn start(target: SocketAddr) -> Proxy {
@@ -28,6 +45,8 @@ impl Proxy {
         let state = Arc::clone(&dropping);
         let refused = Refused::default();
         let refusing = Arc::clone(&refused);
+        let holding = Holding::default();
+        let hold = Arc::clone(&holding);
         tokio::spawn(async move {
             loop {
                 let Ok((inbound, _)) = listener.accept().await else {
@@ -39,15 +58,30 @@ impl Proxy {
                     continue;
                 }
                 let refusing = Arc::clone(&refusing);
+                let hold = Arc::clone(&hold);
                 tokio::spawn(async move {
+                    let (mut from_client, mut to_client) = inbound.into_split();
+                    // Once a connection has held something back it stays held until its client
+                    // gives up: what it passed on after a restore would be half a request or
+                    // half an answer.
+                    let held = AtomicBool::new(false);
+                    if holds(&held, &hold, Hold::Requests) {
+                        // Not even connected: a single-threaded endpoint would wait on the
+                        // connection for a request, serving nobody else.
+                        let mut sink = tokio::io::sink();
+                        tokio::select! {
+                            _ = tokio::io::copy(&mut from_client, &mut sink) => {}
+                            _ = watching.wait_for(|dropping| *dropping) => {}
+                        }
+                        return;
+                    }
                     let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
-                    let (mut from_client, mut to_client) = inbound.into_split();
                     let (mut from_target, to_target) = outbound.into_split();
                     tokio::select! {
-                        _ = forward_unless_refused(&mut from_client, to_target, &refusing) => {}
-                        _ = tokio::io::copy(&mut from_target, &mut to_client) => {}
+                        _ = forward_unless_refused(&mut from_client, to_target, &refusing, &hold, &held) => {}
+                        _ = answer_unless_held(&mut from_target, &mut to_client, &hold, &held) => {}
                         _ = watching.wait_for(|dropping| *dropping) => {}
                     }
                 });
@@ -57,7 +91,20 @@ impl Proxy {
             url,
             dropping,
             refused,
+            holding,
         }
+    }
+
+    /// Takes every request, on open and new connections, and never passes it on nor answers
+    /// it, until [`Proxy::restore`]: the endpoint hangs.
+    pub fn hold_requests(&self) {
+        *self.holding.lock().unwrap() = Hold::Requests;
+    }
+
+    /// Passes every request on, but never its answer, until [`Proxy::restore`]: the call takes
+    /// effect while its caller waits in vain.
+    pub fn hold_answers(&self) {
+        *self.holding.lock().unwrap() = Hold::Answers;
     }
 
     /// Drops every connection that carries a request containing `text`, until
@@ -74,15 +121,27 @@ impl Proxy {
     pub fn restore(&self) {
         self.dropping.send_replace(false);
         *self.refused.lock().unwrap() = None;
+        *self.holding.lock().unwrap() = Hold::Nothing;
     }
 }
 
+/// Whether `connection` holds what passes in the direction `hold` names, from now on.
+fn holds(connection: &AtomicBool, holding: &Holding, hold: Hold) -> bool {
+    if *holding.lock().unwrap() == hold {
+        connection.store(true, Ordering::Relaxed);
+    }
+    connection.load(Ordering::Relaxed)
+}
+
 /// Copies the client's bytes to the target, and stops (dropping both) at the first request
-/// that contains the refused text, even where it is split between two reads.
+/// that contains the refused text, even where it is split between two reads. Held, it reads
+/// them and keeps them.
 async fn forward_unless_refused(
     from_client: &mut tokio::net::tcp::OwnedReadHalf,
     mut to_target: tokio::net::tcp::OwnedWriteHalf,
     refused: &Refused,
+    holding: &Holding,
+    held: &AtomicBool,
 ) {
     let mut buffer = vec![0u8; 16 * 1024];
     let mut seen: Vec<u8> = Vec::new();
@@ -104,7 +163,34 @@ async fn forward_unless_refused(
             let keep = seen.len().saturating_sub(text.len());
             seen.drain(..keep);
         }
+        if holds(held, holding, Hold::Requests) {
+            continue;
+        }
         if to_target.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Copies the target's bytes to the client unless held; a held connection stays open, silent,
+/// even once the target closes its side.
+async fn answer_unless_held(
+    from_target: &mut tokio::net::tcp::OwnedReadHalf,
+    to_client: &mut tokio::net::tcp::OwnedWriteHalf,
+    holding: &Holding,
+    held: &AtomicBool,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = match from_target.read(&mut buffer).await {
+            Ok(read) if read > 0 => read,
+            _ if held.load(Ordering::Relaxed) => return std::future::pending().await,
+            _ => return,
+        };
+        if holds(held, holding, Hold::Answers) {
+            continue;
+        }
+        if to_client.write_all(&buffer[..read]).await.is_err() {
             return;
         }
     }

@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use e2e::fake_api::{Behavior, FakeApi};
 use e2e::proxy::{local_aws_address, Proxy};
 use e2e::{aws_at, event, response_json, Backend};
+use shared::config::Settings;
 use shared::outbox::Sweeper;
 use shared::ports::{InboundMessage, Record, Status, Store};
 use shared::process::{ProcessorSettings, Verdict};
@@ -55,6 +56,44 @@ async fn ingest_via(backend: &Backend, store: &Proxy, queue: &Proxy, provider: &
         ),
         IngestSettings::default(),
     )
+}
+
+/// The webhook handler on clients configured as the functions configure theirs
+/// (`adapter_aws::sdk::loader`: its timeouts and retries), DynamoDB reached at `store` and SQS
+/// at `queue`, with the deployed ingest settings.
+async fn deployed_ingest(backend: &Backend, store: &str, queue: &str, provider: &str) -> Ingest {
+    let aws = |url: &str| adapter_aws::sdk::loader().endpoint_url(url).load();
+    Ingest::new(
+        shared::providers::by_name(provider).unwrap(),
+        e2e::demo_tenants(provider),
+        adapter_aws::ports(
+            DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&aws(store).await),
+                &backend.table,
+            ),
+            SqsQueue::new(
+                aws_sdk_sqs::Client::new(&aws(queue).await),
+                &backend.queue_url,
+            ),
+            shared::clock::system(),
+        ),
+        Settings::from_lookup(&|_| None).unwrap().ingest,
+    )
+}
+
+/// Providers give up after 5 s; API Gateway and the network take some of that.
+const ACK_WITHIN: Duration = Duration::from_millis(4500);
+
+/// `handle`'s answer to `request`, failing the test unless it came within [`ACK_WITHIN`].
+async fn answered_in_time(
+    ingest: &Ingest,
+    request: shared::WebhookRequest,
+) -> shared::WebhookResponse {
+    let started = Instant::now();
+    let response = ingest.handle(request).await;
+    let took = started.elapsed();
+    assert!(took < ACK_WITHIN, "answered after {took:?}");
+    response
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,6 +205,86 @@ async fn store_and_queue_both_unavailable_is_503_with_nothing_half_written() {
     );
     assert_eq!(backend.items().await.len(), 1);
     assert_eq!(backend.drain().await.len(), 1);
+}
+
+/// The put gets half the ack budget: a delivery the store has not taken by then is spilled,
+/// readable or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_hangs_gets_a_spilled_202_in_time_readable_or_quarantined() {
+    let backend = Backend::new().await;
+    let store_proxy = Proxy::start(local_aws_address()).await;
+    let aws = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let ingest = deployed_ingest(&backend, &store_proxy.url, &aws, "magicline").await;
+    store_proxy.hold_requests();
+    let mut keys = Vec::new();
+    for file in [
+        "magicline/customer-created.json",
+        "magicline/bad-malformed-json.json",
+    ] {
+        let response = answered_in_time(&ingest, event(file)).await;
+        let answer = response_json(&response);
+        assert_eq!(response.status(), 202, "{answer}");
+        assert_eq!(answer["stored"], false, "{answer}");
+        keys.push(answer["id"].as_str().unwrap().to_string());
+    }
+    assert!(keys[1].contains("#quarantine#"), "{keys:?}");
+    let messages = backend.drain().await;
+    assert!(messages.iter().all(|message| message.spilled.is_some()));
+    let mut spilled: Vec<String> = messages.into_iter().map(|message| message.key).collect();
+    // A send the SDK retried after its attempt timed out may have been taken twice.
+    spilled.sort();
+    spilled.dedup();
+    keys.sort();
+    assert_eq!(spilled, keys, "each delivery whole in the queue");
+    assert!(backend.items().await.is_empty(), "no put reached DynamoDB");
+}
+
+/// Without the ack budget a put that hangs takes the SDK's 3 s and a spill that hangs 3 s more:
+/// the answer would come after the providers have given up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_and_queue_both_hanging_is_a_503_in_time_with_nothing_written() {
+    let backend = Backend::new().await;
+    let store_proxy = Proxy::start(local_aws_address()).await;
+    let queue_proxy = Proxy::start(local_aws_address()).await;
+    let ingest = deployed_ingest(&backend, &store_proxy.url, &queue_proxy.url, "egym").await;
+    store_proxy.hold_requests();
+    queue_proxy.hold_requests();
+    let response = answered_in_time(&ingest, event("egym/gym-checkin.json")).await;
+    assert_eq!(response.status(), 503, "{}", response_json(&response));
+    assert!(backend.items().await.is_empty(), "nothing stored");
+    assert!(backend.drain().await.is_empty(), "nothing queued");
+}
+
+/// The put an answer is abandoned for may have been carried out: then the spilled delivery
+/// meets its own record, and it is counted and processed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_carried_out_but_answered_too_late_is_spilled_and_processed_once() {
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    let store_proxy = Proxy::start(local_aws_address()).await;
+    let aws = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let ingest = deployed_ingest(&backend, &store_proxy.url, &aws, "magicline").await;
+    store_proxy.hold_answers();
+    let file = "magicline/customer-created.json";
+    let response = answered_in_time(&ingest, event(file)).await;
+    let answer = response_json(&response);
+    assert_eq!(answer["stored"], false, "spilled: {answer}");
+    let key = answer["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        backend.record(&key).await.status,
+        Status::Received,
+        "the put took effect"
+    );
+
+    let processor = backend.processor(&api, settings(), Duration::from_secs(5));
+    backend.pump_until_empty(&processor, 10).await;
+    assert_eq!(backend.items().await.len(), 1, "counted once");
+    let record = backend.record(&key).await;
+    assert_eq!((record.status, record.attempts), (Status::Processed, 1));
+    assert_eq!(api.calls(CUSTOMER), 1, "processed once");
+    store_proxy.restore();
+    let copy = ingest.handle(event(file)).await;
+    assert_eq!(response_json(&copy)["status"], "duplicate");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
