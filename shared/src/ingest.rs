@@ -15,13 +15,13 @@ use crate::clock::after;
 pub use crate::config::IngestSettings;
 use crate::metrics::{About, LogLines, Metrics, WebhookLine};
 use crate::ports::{
-    subject_of, Ports, PutOutcome, QueueMessage, Record, Status, StoreError, BASE64_BODY_FACTS,
-    MAX_ITEM_BYTES,
+    key_of, subject_of, Ports, PutOutcome, QueueMessage, Record, Status, StoreError,
+    BASE64_BODY_FACTS, MAX_ITEM_BYTES,
 };
 use crate::providers::Provider;
 use crate::response::{Ack, IngestError};
 use crate::tenants::{Tenant, TenantSource};
-use crate::verify::authenticate;
+use crate::verify::{authenticate, replay_refusal};
 use crate::{WebhookRequest, WebhookResponse};
 
 /// Everything one provider's webhook function needs, built once per cold start.
@@ -126,8 +126,22 @@ impl Ingest {
             return Err(IngestError::MethodNotAllowed);
         }
         let tenants = self.tenants.current();
-        let verified = authenticate(&self.provider.auth(), request, &tenants)
-            .ok_or(IngestError::Unauthorized)?;
+        let auth = self.provider.auth();
+        let verified = authenticate(&auth, request, &tenants).ok_or(IngestError::Unauthorized)?;
+        // An authentic copy whose signed time is outside the window could be a replay after its
+        // record is gone: refused as proving nothing now (401, nothing kept) — a sender that
+        // signs a time retries for days, never for the weeks of the retention period.
+        let now = self.ports.clock.now_ms();
+        if let Some(why) = replay_refusal(
+            &auth,
+            verified.tenant,
+            request,
+            now,
+            self.settings.retention,
+        ) {
+            tracing::warn!(tenant = %verified.tenant.id, "delivery refused as a replay: {why}");
+            return Err(IngestError::Unauthorized);
+        }
         trail.tenant = Some(verified.tenant.id.clone());
         // Authentic from here on: whatever the body is, it is kept.
         let delivery = Delivery {
@@ -137,7 +151,6 @@ impl Ingest {
             declared_json: declares_json(request),
             unauthenticated: !verified.with_credential,
         };
-        let now = self.ports.clock.now_ms();
         let mut record = delivery.record(now, &self.settings);
         trail.event_type = Some(record.event_type.clone());
         trail.key = Some(record.key.clone());
@@ -229,7 +242,16 @@ impl Ingest {
             return Err(IngestError::Unstorable);
         }
         tracing::error!(key = %key, error = %error, "store write failed; spilling the delivery to the queue");
-        let message = record.spill();
+        let mut message = record.spill();
+        // Sealed with the tenant's webhook secret (a tenant without one, whose deliveries need
+        // no credential, makes spills that can erase nothing anyway).
+        let tenants = self.tenants.current();
+        if let Some(secret) = tenants
+            .get(&record.tenant)
+            .and_then(|tenant| tenant.webhook_secrets.first())
+        {
+            message.seal(secret.expose());
+        }
         if spill_size(&message) > MAX_SPILL_BYTES {
             return Err(IngestError::Unavailable);
         }
@@ -316,7 +338,7 @@ impl Delivery<'_> {
         };
         match parsed {
             Ok(event) => Record {
-                key: format!("{name}#{}#{}", self.tenant.id, event.dedup_suffix),
+                key: key_of(name, &self.tenant.id, &event.dedup_suffix),
                 subject: subject_of(name, &self.tenant.id, &event.subject),
                 facts: event
                     .facts

@@ -166,6 +166,7 @@ impl Record {
                 quarantined: (self.status == Status::Quarantined)
                     .then(|| self.last_error.clone().unwrap_or_default()),
                 unauthenticated: self.unauthenticated,
+                seal: None,
             })),
             ..self.message()
         }
@@ -208,6 +209,63 @@ pub struct Spilled {
     pub quarantined: Option<String>,
     #[serde(default)]
     pub unauthenticated: bool,
+    /// The webhook function's seal over the whole message (see [`QueueMessage::seal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+}
+
+/// The bytes a spill's seal covers: every field of the message the processor acts on.
+fn sealed_bytes(message: &QueueMessage) -> Vec<u8> {
+    let spilled = message.spilled.as_ref().map(|spilled| Spilled {
+        seal: None,
+        ..(**spilled).clone()
+    });
+    let fields = (
+        &message.provider,
+        &message.tenant,
+        &message.key,
+        &message.event_type,
+        &message.entity_id,
+        spilled,
+    );
+    serde_json::to_vec(&fields).unwrap_or_default()
+}
+
+fn seal_mac(secret: &str, message: &QueueMessage) -> hmac::Hmac<sha2::Sha256> {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(&sealed_bytes(message));
+    mac
+}
+
+impl QueueMessage {
+    /// Seals a spill with a webhook secret of its tenant, which only that provider's webhook
+    /// function and the processor hold: any function may send to the queue, but only the one
+    /// that authenticated the delivery can make a spill the processor will store.
+    pub fn seal(&mut self, secret: &str) {
+        use hmac::Mac;
+        let seal = hex::encode(seal_mac(secret, self).finalize().into_bytes());
+        if let Some(spilled) = self.spilled.as_mut() {
+            spilled.seal = Some(seal);
+        }
+    }
+
+    /// True if the spill carries a seal made with one of `secrets` (compared in constant time).
+    pub fn sealed_with<'a>(&self, secrets: impl IntoIterator<Item = &'a str>) -> bool {
+        use hmac::Mac;
+        let Some(seal) = self
+            .spilled
+            .as_ref()
+            .and_then(|spilled| spilled.seal.as_deref())
+            .and_then(|seal| hex::decode(seal).ok())
+        else {
+            return false;
+        };
+        secrets
+            .into_iter()
+            .any(|secret| seal_mac(secret, self).verify_slice(&seal).is_ok())
+    }
 }
 
 impl QueueMessage {
@@ -239,8 +297,48 @@ impl QueueMessage {
 }
 
 /// Events about the same person or object of one tenant share a subject (used for erasure).
+/// One too long for a key keeps its kind and hashes the rest (`customer:sha256:…`, see
+/// [`key_of`]): whoever names the person (a delivery, a fetched detail, an operator's erasure)
+/// gets the same subject, on every adapter.
 pub fn subject_of(provider: &str, tenant: &str, kind_and_id: &str) -> String {
-    format!("{provider}#{tenant}#{kind_and_id}")
+    let whole = format!("{provider}#{tenant}#{kind_and_id}");
+    if whole.len() <= MAX_KEY_BYTES {
+        return whole;
+    }
+    match kind_and_id.split_once(':') {
+        Some((kind, id)) if kind.len() <= 64 => {
+            key_of(provider, tenant, &format!("{kind}:{}", hashed(id)))
+        }
+        _ => key_of(provider, tenant, kind_and_id),
+    }
+}
+
+/// The longest record key or subject, in bytes. DynamoDB refuses a key (of the table or of an
+/// index) over 2,048 bytes, and the adapters derive keys from these (`link#<hash>#<key>`,
+/// `<provider>##body#…`, `erased#<subject>`, the items of a split event): half of it leaves
+/// them room.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// The longest tenant id, in bytes (checked when the configuration is loaded): with the
+/// provider's name and a hashed rest, a key stays within [`MAX_KEY_BYTES`].
+pub const MAX_TENANT_ID_BYTES: usize = 256;
+
+/// `<provider>#<tenant>#<rest>`, the form of record keys and subjects; where that would be
+/// longer than [`MAX_KEY_BYTES`], `rest` is replaced by its SHA-256 (`sha256:<hex>`), so that
+/// every adapter holds the same key and DynamoDB can hold it, whatever a sender wrote.
+pub fn key_of(provider: &str, tenant: &str, rest: &str) -> String {
+    let whole = format!("{provider}#{tenant}#{rest}");
+    if whole.len() <= usize::MAX {
+        whole
+    } else {
+        format!("{provider}#{tenant}#{}", hashed(rest))
+    }
+}
+
+fn hashed(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    format!("sha256:{}", hex::encode(digest))
 }
 
 /// A stored record that may not be in the queue yet: what the sweeper needs to enqueue it.

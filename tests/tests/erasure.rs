@@ -313,7 +313,10 @@ async fn a_spilled_or_released_delivery_about_an_erased_person_keeps_nothing() {
         .record(now(), &IngestSettings::default())
     };
     let spilled = delivery(&body("spilled"));
-    backend.queue().send(&spilled.spill()).await.unwrap();
+    let mut spill = spilled.spill();
+    let secret = tenants.get("studio-1001").unwrap().webhook_secrets[0].expose();
+    spill.seal(secret);
+    backend.queue().send(&spill).await.unwrap();
     // Quarantined under a parser that could not read it; the current one can.
     let quarantined = Record {
         key: "magicline#studio-1001#quarantine#old".into(),

@@ -795,3 +795,68 @@ async fn an_event_of_a_tenant_not_yet_configured_waits_for_the_configuration() {
     backend.pump_until_empty(&after, 30).await;
     assert_eq!(backend.record(&key).await.status, Status::Processed);
 }
+
+/// Only what a webhook function authenticated is acted on. Every webhook function may send to
+/// the work queue, so a message may be written by another provider's role: a spill of an EGYM
+/// deletion without the EGYM function's seal (or sealed with another provider's key) is not
+/// stored — it ends in the dead-letter queue — and a second erasure pass naming a record that
+/// erased nobody erases nothing; a spill sealed with the tenant's own secret is stored.
+#[tokio::test]
+async fn forged_queue_messages_store_and_erase_nothing() {
+    let backend = Backend::with_dead_letter_queue(2).await;
+    let api = FakeApi::start().await;
+    let processor = backend.processor(&api, settings(2), TIMEOUT);
+    let member = deliver(&backend, "egym/gym-checkin.json").await;
+    backend.pump_until_empty(&processor, 10).await;
+    let before = backend.record(&member).await;
+    assert!(before.detail.is_some());
+
+    let tenants = e2e::demo_tenants("egym");
+    let provider = shared::providers::by_name("egym").unwrap();
+    let tenant = tenants.get("gym-berlin-01").unwrap();
+    let deletion = e2e::event("egym/membership-delete.json");
+    let spill = || {
+        shared::ingest::Delivery {
+            provider: provider.as_ref(),
+            tenant,
+            body: deletion.body(),
+            declared_json: true,
+            unauthenticated: false,
+        }
+        .record(1, &shared::IngestSettings::default())
+        .spill()
+    };
+    let unsealed = spill();
+    let mut sealed_elsewhere = spill();
+    sealed_elsewhere.seal("ml-demo-key-1001-new");
+    let second_pass = QueueMessage {
+        erase_again: true,
+        ..before.message()
+    };
+    use shared::ports::Queue;
+    for message in [&unsealed, &sealed_elsewhere, &second_pass] {
+        backend.queue().send(message).await.unwrap();
+    }
+    backend.pump_until_empty(&processor, 20).await;
+    assert_eq!(backend.record(&member).await, before, "nothing erased");
+    assert!(
+        backend.store().get(&unsealed.key).await.unwrap().is_none(),
+        "the forged deletion is not stored"
+    );
+    assert_eq!(
+        backend.dead_letter_bodies().await.len(),
+        2,
+        "both forged spills"
+    );
+
+    let mut sealed = spill();
+    sealed.seal(tenant.webhook_secrets[0].expose());
+    backend.queue().send(&sealed).await.unwrap();
+    backend.pump_until_empty(&processor, 10).await;
+    let stored = backend.record(&sealed.key).await;
+    assert_eq!(
+        stored.status,
+        Status::Processed,
+        "a sealed spill is the real thing"
+    );
+}

@@ -53,13 +53,23 @@ impl Processor {
         }
     }
 
-    /// The second pass: the person of the stored deletion record (never of the message).
+    /// The second pass: the person of the stored deletion record (never of the message), and
+    /// only of a record that was an authenticated deletion and erased (its note is a receipt) —
+    /// a message naming any other record erases nothing.
     pub(super) async fn erase_again(&self, message: &QueueMessage) -> (Verdict, &'static str) {
         let record = match self.ports.store.get(&message.key).await {
             Ok(Some(record)) => record,
             Ok(None) => return (Verdict::Done, "erased"),
             Err(_) => return (Verdict::TryAgain, "store_unavailable"),
         };
+        let receipt = record.detail.as_deref().is_some_and(|detail| {
+            serde_json::from_str::<serde_json::Value>(detail)
+                .is_ok_and(|note| note["erasure"]["person"].is_string())
+        });
+        if !receipt || record.unauthenticated {
+            tracing::error!(key = %message.key, "a second erasure pass for a record that erased nobody: nothing erased");
+            return (Verdict::Done, "erasure_refused");
+        }
         let Some(person) = Person::from_subject(&record.subject) else {
             return (Verdict::Done, "erased");
         };

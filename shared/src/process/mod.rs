@@ -168,7 +168,14 @@ impl Processor {
             tracing::error!(provider = %message.provider, "message for a provider this processor does not know");
             return (Verdict::TryAgain, "unknown_provider");
         };
-        if let Some(record) = message.spilled_record() {
+        if let Some(mut record) = message.spilled_record() {
+            match self.authentic_spill(entry, message) {
+                Some(unauthenticated) => record.unauthenticated |= unauthenticated,
+                None => {
+                    tracing::error!(key = %message.key, provider = %message.provider, "a spilled delivery without its webhook function's seal: not stored, left to the dead-letter queue");
+                    return (Verdict::TryAgain, "unsealed");
+                }
+            }
             match self.store_spilled(entry.provider.as_ref(), record).await {
                 Ok(true) => {}
                 Ok(false) => return (Verdict::Done, "quarantined"),
@@ -206,6 +213,11 @@ impl Processor {
                 tracing::error!(key = %message.key, error = %error, "claim failed");
                 return (Verdict::TryAgain, "store_unavailable");
             }
+        };
+        // What is done is decided by the stored record, never by what the message says.
+        let Some(entry) = self.providers.get(record.provider.as_str()) else {
+            tracing::error!(key = %message.key, "a record of a provider this processor does not know");
+            return (Verdict::TryAgain, "unknown_provider");
         };
         let (outcome, verdict, label) = match self.attempt(entry, &record).await {
             Attempt::Done(outcome, label) => (outcome, Verdict::Done, label),
@@ -275,6 +287,21 @@ impl Processor {
                 (Verdict::TryAgain, "store_unavailable")
             }
         }
+    }
+
+    /// Whether a spill was sealed by its provider's webhook function with a webhook secret of
+    /// its tenant: `Some(false)` if so; `Some(true)` if its tenant has no secret to seal with
+    /// (its deliveries need no credential, so the record counts as unauthenticated and can
+    /// erase nothing); `None` if the seal is missing or wrong (another function's role, say,
+    /// writing a message of its own).
+    fn authentic_spill(&self, entry: &ProviderTenants, message: &QueueMessage) -> Option<bool> {
+        let tenants = entry.tenants.current();
+        let tenant = tenants.get(&message.tenant)?;
+        if tenant.webhook_secrets.is_empty() {
+            return Some(true);
+        }
+        let secrets = tenant.webhook_secrets.iter().map(|secret| secret.expose());
+        message.sealed_with(secrets).then_some(false)
     }
 
     /// Stores a delivery the webhook function spilled, with the same conditional put, so that
@@ -433,15 +460,19 @@ impl Processor {
         let detail = match answers.as_slice() {
             [one] => one.clone(),
             _ => {
-                let by_path: serde_json::Map<String, serde_json::Value> = paths
+                // `{"<path>": <answer>, …}` by path, each answer's text as it came (a path
+                // given twice keeps its last answer): parsed into values, numbers would lose
+                // digits.
+                let by_path: std::collections::BTreeMap<&str, &str> = paths
                     .iter()
-                    .zip(&answers)
-                    .map(|(path, answer)| {
-                        let value = serde_json::from_str(answer).unwrap_or_default();
-                        (path.clone(), value)
-                    })
+                    .map(String::as_str)
+                    .zip(answers.iter().map(String::as_str))
                     .collect();
-                serde_json::Value::Object(by_path).to_string()
+                let members: Vec<String> = by_path
+                    .into_iter()
+                    .map(|(path, answer)| format!("{}:{answer}", serde_json::Value::from(path)))
+                    .collect();
+                format!("{{{}}}", members.join(","))
             }
         };
         if detail.len() > MAX_DETAIL_BYTES {
