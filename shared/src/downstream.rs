@@ -4,7 +4,10 @@
 //! publish it twice; consumers deduplicate by `key`. A record whose personal data was erased
 //! is never published.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::ports::Record;
@@ -36,7 +39,7 @@ pub fn processed(record: &Record, detail: Option<&str>) -> DownstreamEvent {
         Some(text) if text.len() > MAX_PUBLISHED_DETAIL_BYTES => {
             json!({ "omitted": true, "bytes": text.len() })
         }
-        Some(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+        Some(text) => published(text).unwrap_or(Value::Null),
         None => Value::Null,
     };
     DownstreamEvent {
@@ -52,6 +55,79 @@ pub fn processed(record: &Record, detail: Option<&str>) -> DownstreamEvent {
             "detail": detail_value,
         }),
     }
+}
+
+/// The stored detail as the bus carries it: its values, each number a number where one holds
+/// it unchanged — an integer EventBridge takes (PutEvents refuses one outside ±2^63), any
+/// other number whose value a double holds (`-0.10` goes out as `-0.1`) — else a string of its
+/// exact text (`"18446744073709551617"`, `"1e400"`): no digit is lost, and the bus refuses no
+/// event for a number. The stored detail keeps the text as it came. `None` if it is not JSON.
+fn published(text: &str) -> Option<Value> {
+    let raw: &RawValue = serde_json::from_str(text).ok()?;
+    value_of(raw)
+}
+
+fn value_of(raw: &RawValue) -> Option<Value> {
+    let text = raw.get();
+    Some(match text.as_bytes().first()? {
+        b'{' => {
+            let members: BTreeMap<String, &RawValue> = serde_json::from_str(text).ok()?;
+            let mut object = serde_json::Map::new();
+            for (name, member) in members {
+                object.insert(name, value_of(member)?);
+            }
+            Value::Object(object)
+        }
+        b'[' => {
+            let elements: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+            let values: Option<Vec<Value>> = elements.into_iter().map(value_of).collect();
+            Value::Array(values?)
+        }
+        b'-' | b'0'..=b'9' => number(text),
+        _ => serde_json::from_str(text).ok()?,
+    })
+}
+
+/// A JSON number as a number if one holds its value, else as its text.
+fn number(text: &str) -> Value {
+    if !text.contains(['.', 'e', 'E']) {
+        return match text.parse::<i64>() {
+            Ok(integer) => Value::from(integer),
+            Err(_) => Value::String(text.to_string()),
+        };
+    }
+    match text.parse::<f64>() {
+        Ok(float)
+            if float.is_finite() && decimal(text) == decimal(&Value::from(float).to_string()) =>
+        {
+            Value::from(float)
+        }
+        _ => Value::String(text.to_string()),
+    }
+}
+
+/// The decimal value a number's text denotes: sign, significant digits and the power of ten
+/// of the last one (`-0.10` and `-1e-1` alike); zero has no sign. `None` if unreadable.
+fn decimal(text: &str) -> Option<(bool, String, i64)> {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match rest.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, exponent.parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    let significant = digits.trim_start_matches('0');
+    let trimmed = significant.trim_end_matches('0');
+    if trimmed.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    let power = exponent
+        .checked_sub(fraction.len() as i64)?
+        .checked_add((significant.len() - trimmed.len()) as i64)?;
+    Some((negative, trimmed.to_string(), power))
 }
 
 #[cfg(test)]
@@ -75,5 +151,20 @@ mod tests {
         let pointer = processed(&record, Some(&big));
         assert_eq!(pointer.detail["detail"]["omitted"], true);
         assert!(pointer.detail.to_string().len() < 1024);
+    }
+
+    #[test]
+    fn a_published_number_keeps_its_value_or_goes_out_as_its_exact_text() {
+        let detail = r#"{"big":18446744073709551617,"price":-0.10,"huge":1e400,
+            "id":9223372036854775807,"fine":[12.50,1e3,-0.0],"long":1.00000000000000000001,
+            "nested":{"n":-9223372036854775809,"s":"x"}}"#;
+        let event = processed(&Record::default(), Some(detail));
+        assert_eq!(
+            event.detail["detail"].to_string(),
+            r#"{"big":"18446744073709551617","fine":[12.5,1000.0,-0.0],"huge":"1e400","id":9223372036854775807,"long":"1.00000000000000000001","nested":{"n":"-9223372036854775809","s":"x"},"price":-0.1}"#
+        );
+        assert_eq!(decimal("-0.10"), decimal("-1e-1"));
+        assert_eq!(decimal("0.000"), decimal("-0"));
+        assert_ne!(decimal("1.5"), decimal("15"));
     }
 }

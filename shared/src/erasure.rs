@@ -152,6 +152,8 @@ async fn erase_quarantined_naming(
         since_ms: 0,
         until_ms: i64::MAX,
         limit: MAX_QUARANTINED,
+        // Expired or not: whatever is still stored about them goes.
+        live_at_ms: i64::MIN,
     };
     let mut erased = Erased::default();
     for listed in ports.store.list(&filter).await? {

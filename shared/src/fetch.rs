@@ -144,10 +144,7 @@ impl DetailClient {
         }
         let response = request.send().await.map_err(unreachable)?;
         let body = read_answer(response, self.clock.now_ms()).await?;
-        let detail: Value = serde_json::from_slice(&body).map_err(|error| {
-            FetchError::transient(format!("provider API answered malformed JSON: {error}"))
-        })?;
-        Ok(detail.to_string())
+        exact_json(&body)
     }
 
     /// The cached token while it has more than a margin left and is not the one `refused`,
@@ -307,6 +304,17 @@ async fn read_answer(mut response: reqwest::Response, now_ms: i64) -> Result<Vec
     Ok(body)
 }
 
+/// The answer's JSON exactly as the API wrote it (without the whitespace around it), once it
+/// is checked to be one well-formed value: never re-serialised, so every digit of its numbers
+/// is kept (`18446744073709551617`, `-0.10`, `1e400`, which no float holds).
+fn exact_json(body: &[u8]) -> Result<Detail, FetchError> {
+    let detail: Box<serde_json::value::RawValue> =
+        serde_json::from_slice(body).map_err(|error| {
+            FetchError::transient(format!("provider API answered malformed JSON: {error}"))
+        })?;
+    Ok(detail.get().to_string())
+}
+
 /// `Retry-After` (RFC 9110): delay-seconds, or an HTTP date, as seconds from `now_ms` (a date
 /// already past is no wait); `None` if it is neither.
 fn retry_after_seconds(value: &str, now_ms: i64) -> Option<u32> {
@@ -373,6 +381,21 @@ mod tests {
             assert!(
                 matches!(checked_base(refused), Err(FetchError::Configuration { .. })),
                 "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_answer_is_kept_as_the_api_wrote_it_once_checked_to_be_json() {
+        let answer = br#" {"big": 18446744073709551617, "price": -0.10, "huge": 1e400} "#;
+        assert_eq!(
+            exact_json(answer).unwrap(),
+            r#"{"big": 18446744073709551617, "price": -0.10, "huge": 1e400}"#
+        );
+        for malformed in [&b"{\"id\": "[..], b"{} {}", b"\xff", b""] {
+            assert!(
+                matches!(exact_json(malformed), Err(FetchError::Transient { .. })),
+                "{malformed:?}"
             );
         }
     }

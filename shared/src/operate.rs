@@ -86,6 +86,7 @@ impl Operations {
             since_ms: since_ms.unwrap_or_else(|| now - self.settings.retention.as_millis() as i64),
             until_ms: now + 1,
             limit,
+            live_at_ms: now,
         })
     }
 
@@ -111,6 +112,11 @@ impl Operations {
             return Ok(Replayed::Skipped("quarantined: release it instead".into()));
         }
         let now = self.ports.clock.now_ms();
+        if record.expired_at(now) {
+            return Ok(Replayed::Skipped(
+                "past its retention period: it is no longer kept to be processed".into(),
+            ));
+        }
         let lease = after(now, self.settings.lease);
         if !self.ports.store.reopen(key, now, lease).await? {
             return Ok(Replayed::Skipped(format!(

@@ -74,6 +74,9 @@ pub struct EventFilter {
     /// Received before, epoch milliseconds.
     pub until_ms: i64,
     pub limit: usize,
+    /// Records expired at this time (epoch milliseconds) are left out: DynamoDB deletes an
+    /// expired item only within days, and what is past its retention is no longer ours to show.
+    pub live_at_ms: i64,
 }
 
 impl EventFilter {
@@ -83,6 +86,7 @@ impl EventFilter {
             && self.status.is_none_or(|s| s == record.status)
             && record.received_at_ms >= self.since_ms
             && record.received_at_ms < self.until_ms
+            && !record.expired_at(self.live_at_ms)
     }
 }
 
@@ -133,6 +137,12 @@ pub struct Record {
 pub const BASE64_BODY_FACTS: &str = r#"{"body_encoding":"base64"}"#;
 
 impl Record {
+    /// True if the record is past its retention at `now_ms` (whether or not DynamoDB's TTL
+    /// has deleted it yet); a record without an expiry never is.
+    pub fn expired_at(&self, now_ms: i64) -> bool {
+        self.expires_at != 0 && self.expires_at.saturating_mul(1000) <= now_ms
+    }
+
     /// Whether the body is kept Base64-encoded (see [`BASE64_BODY_FACTS`]).
     pub fn body_is_base64(&self) -> bool {
         self.facts
@@ -328,7 +338,7 @@ pub const MAX_TENANT_ID_BYTES: usize = 256;
 /// every adapter holds the same key and DynamoDB can hold it, whatever a sender wrote.
 pub fn key_of(provider: &str, tenant: &str, rest: &str) -> String {
     let whole = format!("{provider}#{tenant}#{rest}");
-    if whole.len() <= usize::MAX {
+    if whole.len() <= MAX_KEY_BYTES {
         whole
     } else {
         format!("{provider}#{tenant}#{}", hashed(rest))

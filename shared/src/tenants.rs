@@ -125,6 +125,11 @@ pub struct Tenant {
     /// The public URL exactly as registered at the provider, where signatures cover it.
     #[serde(default)]
     pub url: Option<String>,
+    /// The account the provider names in each delivery's envelope (Waitwhile's `accountId`):
+    /// read before the signature is checked, so that only this tenant's secrets are tried
+    /// for a request whose registered URL does not name its tenant (`?tenant=`).
+    #[serde(default)]
+    pub account_id: Option<String>,
     #[serde(default)]
     pub pointers: EventPointers,
     /// A key the provider signs each delivery with, where signing is optional and separate
@@ -198,6 +203,10 @@ pub struct TenantDirectory {
     by_secret_digest: HashMap<[u8; 32], usize>,
     /// Distinct tenant-chosen header names, lower-case.
     header_names: Vec<String>,
+    by_account: HashMap<String, usize>,
+    /// Tenants with a registered URL that names no tenant and no `account_id`: nothing in a
+    /// request tells them apart (see [`TenantDirectory::unnamed`]).
+    unnamed: Vec<usize>,
 }
 
 impl TenantDirectory {
@@ -212,7 +221,18 @@ impl TenantDirectory {
         let mut by_id = HashMap::new();
         let mut by_secret_digest = HashMap::new();
         let mut header_names: Vec<String> = Vec::new();
+        let mut by_account = HashMap::new();
+        let mut unnamed = Vec::new();
         for (index, tenant) in tenants.iter_mut().enumerate() {
+            // Every key of its records starts with it: too long, and DynamoDB refuses them all.
+            if tenant.id.len() > crate::ports::MAX_TENANT_ID_BYTES {
+                return Err(ConfigError::Invalid(format!(
+                    "tenant {} (counting from 1): its id is {} bytes long, over the {} allowed",
+                    index + 1,
+                    tenant.id.len(),
+                    crate::ports::MAX_TENANT_ID_BYTES
+                )));
+            }
             if tenant.id.is_empty() || tenant.id.contains('#') {
                 return Err(ConfigError::Invalid(format!(
                     "tenant id {:?} must be non-empty and must not contain '#'",
@@ -248,12 +268,27 @@ impl TenantDirectory {
                     header_names.push(header.clone());
                 }
             }
+            match (&tenant.account_id, &tenant.url) {
+                (Some(account), _) => {
+                    if let Some(other) = by_account.insert(account.clone(), index) {
+                        return Err(ConfigError::Invalid(format!(
+                            "tenants {:?} and {:?} have the same account_id: register their URLs with ?tenant=<id> instead",
+                            tenants_id(&by_id, other),
+                            tenant.id
+                        )));
+                    }
+                }
+                (None, Some(url)) if !names_a_tenant(url) => unnamed.push(index),
+                (None, _) => {}
+            }
         }
         Ok(TenantDirectory {
             tenants,
             by_id,
             by_secret_digest,
             header_names,
+            by_account,
+            unnamed,
         })
     }
 
@@ -264,6 +299,8 @@ impl TenantDirectory {
             by_id: HashMap::new(),
             by_secret_digest: HashMap::new(),
             header_names: Vec::new(),
+            by_account: HashMap::new(),
+            unnamed: Vec::new(),
         }
     }
 
@@ -296,6 +333,20 @@ impl TenantDirectory {
         bool::from(matched).then_some(tenant)
     }
 
+    /// The tenant whose `account_id` is `account`.
+    pub fn by_account(&self, account: &str) -> Option<&Tenant> {
+        self.by_account
+            .get(account)
+            .map(|&index| &self.tenants[index])
+    }
+
+    /// Tenants whose registered URL names no tenant (`?tenant=`) and who have no
+    /// `account_id`: a signed request naming neither can only be tried against each of them,
+    /// so a provider that signs URLs allows one at most (`providers::check_tenants`).
+    pub fn unnamed(&self) -> impl Iterator<Item = &Tenant> {
+        self.unnamed.iter().map(|&index| &self.tenants[index])
+    }
+
     /// The distinct header names tenants chose for their secret, lower-case.
     pub fn header_names(&self) -> &[String] {
         &self.header_names
@@ -316,6 +367,12 @@ impl TenantDirectory {
     pub fn open_tenants(&self) -> impl Iterator<Item = &Tenant> {
         self.tenants.iter().filter(|t| t.allow_unauthenticated)
     }
+}
+
+/// True if a registered URL's query names its tenant (`?tenant=<id>`), as requests to it will.
+pub fn names_a_tenant(url: &str) -> bool {
+    url.split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|pair| pair.starts_with("tenant=")))
 }
 
 fn tenants_id(by_id: &HashMap<String, usize>, index: usize) -> String {
@@ -665,5 +722,30 @@ mod tests {
         source.settled().await;
         assert!(source.current().get("s").is_some());
         assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn tenants_are_found_by_their_account_which_only_one_may_hold() {
+        let tenants = TenantDirectory::from_json(
+            r#"{"tenants": [
+                {"id": "a", "url": "https://h/w", "account_id": "acc-a", "webhook_secrets": ["sa"]},
+                {"id": "b", "url": "https://h/w?x=1&tenant=b", "webhook_secrets": ["sb"]},
+                {"id": "c", "url": "https://h/w?x=1", "webhook_secrets": ["sc"]}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(tenants.by_account("acc-a").unwrap().id, "a");
+        assert!(tenants.by_account("acc-b").is_none());
+        let unnamed: Vec<&str> = tenants.unnamed().map(|t| t.id.as_str()).collect();
+        assert_eq!(unnamed, ["c"]);
+        let error = TenantDirectory::from_json(
+            r#"{"tenants": [{"id": "a", "account_id": "acc-dup"}, {"id": "b", "account_id": "acc-dup"}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("account_id") && !error.contains("acc-dup"),
+            "{error}"
+        );
     }
 }

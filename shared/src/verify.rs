@@ -6,6 +6,7 @@ use hmac::{Hmac, Mac};
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
+use std::time::Duration;
 
 use crate::tenants::{Tenant, TenantDirectory};
 use crate::WebhookRequest;
@@ -23,8 +24,13 @@ pub enum AuthScheme {
         extract: fn(&str) -> Option<&str>,
         present: fn(&str) -> String,
     },
-    /// Base64(HMAC-SHA256(secret, registered URL + raw body)) in a header.
-    UrlBodySignature { header: &'static str },
+    /// Base64(HMAC-SHA256(secret, registered URL + raw body)) in a header. `account` is the
+    /// JSON pointer of the envelope field naming the sender's account (Waitwhile's
+    /// `/accountId`): it chooses whose secrets are tried ([`signature_candidates`]).
+    UrlBodySignature {
+        header: &'static str,
+        account: &'static str,
+    },
 }
 
 /// Header names and values a sender adds to a request.
@@ -40,6 +46,11 @@ pub struct TenantSignature {
     pub sign: fn(&Tenant, Headers, &[u8]) -> Headers,
 }
 
+/// The time (epoch milliseconds) a sender signed into a delivery, for a tenant whose
+/// deliveries carry one; `None` when this one carries none that can be read. Asked only of a
+/// request [`authenticate`] accepted, so the time is as authentic as the rest.
+pub type SignedTime = fn(&Tenant, &WebhookRequest) -> Option<i64>;
+
 #[derive(Clone, Copy)]
 pub struct Auth {
     pub scheme: AuthScheme,
@@ -47,6 +58,9 @@ pub struct Auth {
     /// only for a tenant configured with `allow_unauthenticated = true`.
     pub credential_optional: bool,
     pub tenant_signature: Option<TenantSignature>,
+    /// Where the signature covers a time (FlyBuy's `Date` with an HMAC key, Waitwhile's
+    /// envelope `created`): a copy outside [`replay_refusal`]'s window is refused.
+    pub signed_time: Option<SignedTime>,
 }
 
 impl Auth {
@@ -56,6 +70,7 @@ impl Auth {
             scheme,
             credential_optional: false,
             tenant_signature: None,
+            signed_time: None,
         }
     }
 
@@ -65,6 +80,7 @@ impl Auth {
             scheme,
             credential_optional: true,
             tenant_signature: None,
+            signed_time: None,
         }
     }
 
@@ -72,6 +88,14 @@ impl Auth {
     pub const fn with_tenant_signature(self, signature: TenantSignature) -> Auth {
         Auth {
             tenant_signature: Some(signature),
+            ..self
+        }
+    }
+
+    /// The signature covers a time, which bounds how long a copy is accepted.
+    pub const fn with_signed_time(self, signed_time: SignedTime) -> Auth {
+        Auth {
+            signed_time: Some(signed_time),
             ..self
         }
     }
@@ -105,16 +129,11 @@ pub fn authenticate<'t>(
                 tenants.by_secret(secret.as_bytes())
             })
         }
-        AuthScheme::UrlBodySignature { header } => sole(headers, header).map(|value| {
-            let value = value?;
-            let signature = decode_signature(value.as_bytes())?;
-            let body: &[u8] = request.body();
-            match tenant_named_in_query(request).and_then(|id| tenants.get(id)) {
-                Some(tenant) => signed_by(tenant, &signature, body).then_some(tenant),
-                None => tenants
-                    .iter()
-                    .find(|tenant| signed_by(tenant, &signature, body)),
-            }
+        AuthScheme::UrlBodySignature { header, account } => sole(headers, header).map(|value| {
+            let signature = decode_signature(value?.as_bytes())?;
+            signature_candidates(request, tenants, account)
+                .into_iter()
+                .find(|tenant| signed_by(tenant, &signature, request.body()))
         }),
     };
     let named = tenant_named_in_query(request);
@@ -136,6 +155,118 @@ pub fn authenticate<'t>(
         Some(signature) => (signature.verify)(verified.tenant, request).then_some(verified),
         None => Some(verified),
     }
+}
+
+/// The tenants whose secrets a URL-and-body signature is checked against: two at most,
+/// however many tenants there are, so that the HMACs one request costs (each over the whole
+/// body, before anything is known about the sender) do not grow with them. The tenant the
+/// request's `?tenant=` names, and only it; else the one whose `account_id` the envelope's
+/// `account` field names (read unverified: it only chooses whose secrets are tried) and the
+/// one tenant, if there is only one, whose registered URL and account name nothing.
+pub fn signature_candidates<'t>(
+    request: &WebhookRequest,
+    tenants: &'t TenantDirectory,
+    account: &str,
+) -> Vec<&'t Tenant> {
+    if let Some(id) = tenant_named_in_query(request) {
+        return tenants.get(id).into_iter().collect();
+    }
+    let by_account = crate::providers::Document::parse(request.body())
+        .ok()
+        .and_then(|envelope| envelope.text_at(account))
+        .and_then(|account| tenants.by_account(&account));
+    let mut unnamed = tenants.unnamed();
+    let sole_unnamed = unnamed.next().filter(|_| unnamed.next().is_none());
+    by_account.into_iter().chain(sole_unnamed).collect()
+}
+
+/// How far ahead of our clock a signed time may be (the sender's clock may run ahead).
+pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// Why an authentic delivery is refused as a replay, if it is: its signed time is more than
+/// [`CLOCK_SKEW`] ahead of `now_ms`, or so old that the record of its first copy may be gone.
+/// That record is kept `retention` from its arrival (TTL in whole seconds), and its arrival was
+/// no earlier than the signed time less the skew (else it was refused). So a copy is accepted
+/// only until `signed time + retention - skew - 1 s`: until then it still finds the record (a
+/// duplicate); after it, a replay would be stored, fetched and published again. A delivery
+/// without a signed time (the provider's scheme signs none, or this one carries none that can
+/// be read) is not checked: see the README for which providers cannot be protected so.
+pub fn replay_refusal(
+    auth: &Auth,
+    tenant: &Tenant,
+    request: &WebhookRequest,
+    now_ms: i64,
+    retention: Duration,
+) -> Option<&'static str> {
+    let signed_at = (auth.signed_time?)(tenant, request)?;
+    let skew = CLOCK_SKEW.as_millis() as i64;
+    let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    if signed_at > now_ms.saturating_add(skew) {
+        return Some("its signed time is ahead of our clock");
+    }
+    let last_accepted = signed_at.saturating_add(retention) - skew - 1000;
+    (now_ms >= last_accepted).then_some("its signed time is older than the retention period")
+}
+
+/// An RFC 3339 time (`2022-05-19T14:06:11.640Z`, `…+02:00`) in epoch milliseconds; fractions
+/// beyond milliseconds are cut off.
+pub fn rfc3339_ms(text: &str) -> Option<i64> {
+    let number = |from: usize, to: usize| digits(text.get(from..to));
+    let separators = text.get(4..5) == Some("-")
+        && text.get(7..8) == Some("-")
+        && matches!(text.get(10..11), Some("T" | "t" | " "))
+        && text.get(13..14) == Some(":")
+        && text.get(16..17) == Some(":");
+    let (year, month, day) = (number(0, 4)?, number(5, 7)?, number(8, 10)?);
+    let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
+    let valid = (1..=12).contains(&month) && (1..=31).contains(&day) && hour < 24 && minute < 60;
+    if !separators || !valid || second > 60 {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut millis = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let count = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        let first_three = format!("{:0<3}", &fraction[..count.min(3)]);
+        millis = digits(Some(first_three.as_str()).filter(|_| count > 0))?;
+        rest = &fraction[count..];
+    }
+    let offset_minutes = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.get(..1)? {
+                "+" => 1,
+                "-" => -1,
+                _ => return None,
+            };
+            let (hours, minutes) = (digits(rest.get(1..3))?, digits(rest.get(4..6))?);
+            if rest.len() != 6 || rest.get(3..4) != Some(":") || hours > 23 || minutes > 59 {
+                return None;
+            }
+            sign * (hours * 60 + minutes)
+        }
+    };
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+        - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
+}
+
+/// The number a text of ASCII digits only writes.
+fn digits(text: Option<&str>) -> Option<i64> {
+    let text = text?;
+    let all_digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    all_digits.then(|| text.parse().ok())?
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (H. Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// `None` if the header is absent, `Some(None)` if it is repeated (ambiguous: refused, never
@@ -191,7 +322,15 @@ fn signed_by(tenant: &Tenant, signature: &[u8], body: &[u8]) -> bool {
     })
 }
 
+#[cfg(test)]
+thread_local! {
+    /// HMACs over a URL and body computed on this thread (tests count the work a request costs).
+    static URL_BODY_MACS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn url_body_mac(secret: &[u8], url: &str, body: &[u8]) -> Hmac<Sha256> {
+    #[cfg(test)]
+    URL_BODY_MACS.with(|count| count.set(count.get() + 1));
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(url.as_bytes());
     mac.update(body);
@@ -240,7 +379,7 @@ impl Auth {
             AuthScheme::Authorization { present, .. } => {
                 vec![(AUTHORIZATION.as_str().to_string(), present(secret))]
             }
-            AuthScheme::UrlBodySignature { header } => {
+            AuthScheme::UrlBodySignature { header, .. } => {
                 vec![(header.to_string(), url_body_signature(secret, url, body))]
             }
         }
@@ -309,10 +448,11 @@ mod tests {
 
     const SIGNED: Auth = Auth::required(AuthScheme::UrlBodySignature {
         header: "x-waitwhile-signature",
+        account: "/accountId",
     });
 
     #[test]
-    fn a_signature_picks_the_tenant_by_query_or_by_trying_each() {
+    fn a_signature_picks_the_tenant_by_query_or_as_the_only_one_nothing_names() {
         let tenants = directory();
         let body = r#"{"type":"visit.updated"}"#;
         let url1 = "https://hooks.example.com/webhooks/waitwhile?tenant=loc-1";
@@ -481,6 +621,158 @@ mod tests {
         assert_eq!(
             authenticate(&SIGNED, &request, &tenants).unwrap().tenant.id,
             "loc-1"
+        );
+    }
+
+    /// 256 KiB of junk under a signature of nobody's, sent to a directory of `count` tenants
+    /// registered at one URL, each found by its account (plus one found by nothing).
+    #[test]
+    fn the_hmacs_a_request_costs_do_not_grow_with_the_number_of_tenants() {
+        let directory = |count: usize| {
+            let mut tenants: Vec<String> = (0..count)
+                .map(|i| {
+                    format!(
+                        r#"{{"id": "t{i}", "url": "https://h/webhooks/waitwhile", "account_id": "acc-{i}",
+                            "webhook_secrets": ["s{i}-new", "s{i}-old"]}}"#
+                    )
+                })
+                .collect();
+            tenants.push(
+                r#"{"id": "legacy", "url": "https://h/webhooks/waitwhile", "webhook_secrets": ["l1", "l2"]}"#
+                    .into(),
+            );
+            TenantDirectory::from_json(&format!(r#"{{"tenants": [{}]}}"#, tenants.join(",")))
+                .unwrap()
+        };
+        let padding = "x".repeat(256 * 1024 - 64);
+        let nobodys = url_body_signature("nobody", "https://h/webhooks/waitwhile", b"");
+        let junk = [
+            ("", format!(r#"{{"junk": "{padding}"}}"#)),
+            (
+                "",
+                format!(r#"{{"accountId": "acc-0", "junk": "{padding}"}}"#),
+            ),
+            (
+                "",
+                format!(r#"{{"accountId": "acc-0", "junk": "{padding}""#),
+            ),
+            ("?tenant=t0", format!(r#"{{"junk": "{padding}"}}"#)),
+            ("?tenant=nobody", format!(r#"{{"junk": "{padding}"}}"#)),
+        ];
+        let (few, many) = (directory(1), directory(200));
+        for (query, body) in junk {
+            let request = signed_request(
+                &format!("https://h/webhooks/waitwhile{query}"),
+                &nobodys,
+                &body,
+            );
+            let macs = |tenants: &TenantDirectory| {
+                URL_BODY_MACS.with(|count| count.set(0));
+                assert!(authenticate(&SIGNED, &request, tenants).is_none());
+                URL_BODY_MACS.with(|count| count.get())
+            };
+            let (with_few, with_many) = (macs(&few), macs(&many));
+            assert_eq!(with_few, with_many, "{query} {}", &body[..30]);
+            assert!(
+                with_many <= 4,
+                "two tenants' two secrets at most: {with_many}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_signature_is_tried_for_the_named_tenant_or_the_envelopes_account() {
+        let tenants = TenantDirectory::from_json(
+            r#"{"tenants": [
+                {"id": "loc-1", "url": "https://h/w?tenant=loc-1", "webhook_secrets": ["s1"]},
+                {"id": "acct-a", "url": "https://h/w", "account_id": "A", "webhook_secrets": ["sa"]},
+                {"id": "acct-b", "url": "https://h/w", "account_id": "B", "webhook_secrets": ["sb"]},
+                {"id": "legacy", "url": "https://h/w", "webhook_secrets": ["sl"]}
+            ]}"#,
+        )
+        .unwrap();
+        let found = |uri: &str, secret: &str, body: &str| {
+            let signed = format!("https://h/w{}", uri.split_once("/w").unwrap().1);
+            let signature = url_body_signature(secret, &signed, body.as_bytes());
+            authenticate(&SIGNED, &signed_request(uri, &signature, body), &tenants)
+                .map(|verified| verified.tenant.id.clone())
+        };
+        let (a, b) = (r#"{"accountId": "A"}"#, r#"{"accountId": "B"}"#);
+        assert_eq!(found("https://h/w", "sa", a).as_deref(), Some("acct-a"));
+        assert_eq!(found("https://h/w", "sb", b).as_deref(), Some("acct-b"));
+        assert_eq!(
+            found("https://h/w", "sa", b),
+            None,
+            "B's envelope, A's secret"
+        );
+        assert_eq!(found("https://h/w", "sl", a).as_deref(), Some("legacy"));
+        assert_eq!(found("https://h/w", "sl", "{}").as_deref(), Some("legacy"));
+        assert_eq!(
+            found("https://h/w?tenant=loc-1", "s1", a).as_deref(),
+            Some("loc-1")
+        );
+        assert_eq!(found("https://h/w?tenant=loc-1", "sa", a), None);
+        let request = signed_request("https://h/w", "", a);
+        let candidates = signature_candidates(&request, &tenants, "/accountId");
+        let ids: Vec<&str> = candidates.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["acct-a", "legacy"]);
+    }
+
+    #[test]
+    fn rfc3339_times_are_read_to_the_millisecond() {
+        for (text, ms) in [
+            ("2022-05-19T14:06:11.640Z", Some(1_652_969_171_640)),
+            ("2026-11-25T18:00:11.638+02:00", Some(1_795_622_411_638)),
+            ("2000-02-29T00:00:00-00:30", Some(951_784_200_000)),
+            ("1969-12-31T23:59:59.999Z", Some(-1)),
+            ("2026-11-25T18:00:11.6385Z", Some(1_795_629_611_638)),
+            ("2026-11-25t18:00:11z", Some(1_795_629_611_000)),
+            ("2026-11-25T18:00:11", None),
+            ("2026-11-25T18:00:11.Z", None),
+            ("2026-13-25T18:00:11Z", None),
+            ("2026-11-25T18:00:11+0200", None),
+            ("2026-11-25T18:00:11+02:00x", None),
+            ("2026-11-25T18:00:11+é:00", None),
+            ("Wed, 25 Nov 2026 19:00:00 GMT", None),
+            ("", None),
+        ] {
+            assert_eq!(rfc3339_ms(text), ms, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_signed_time_is_accepted_only_while_the_record_of_its_first_copy_is_kept() {
+        fn at_body(_: &Tenant, request: &WebhookRequest) -> Option<i64> {
+            std::str::from_utf8(request.body()).ok()?.parse().ok()
+        }
+        let auth = SIGNED.with_signed_time(at_body);
+        let tenants = directory();
+        let tenant = tenants.get("loc-1").unwrap();
+        let day = 86_400_000;
+        let retention = Duration::from_secs(30 * 86_400);
+        let now = 1_795_629_611_000;
+        let skew = CLOCK_SKEW.as_millis() as i64;
+        let refusal = |signed_at: i64| {
+            let request = signed_request("https://h/w", "", &signed_at.to_string());
+            replay_refusal(&auth, tenant, &request, now, retention)
+        };
+        assert_eq!(refusal(now), None);
+        assert_eq!(refusal(now + skew), None, "a sender's clock a little ahead");
+        assert!(refusal(now + skew + 1).unwrap().contains("ahead"));
+        assert!(refusal(now + day).is_some());
+        assert_eq!(refusal(now - 29 * day), None);
+        let last = now - 30 * day + skew + 1000;
+        assert_eq!(refusal(last + 1), None);
+        assert!(refusal(last).unwrap().contains("retention"));
+        assert!(refusal(now - 31 * day).is_some());
+        let unsigned = signed_request("https://h/w", "", "no time");
+        assert_eq!(
+            replay_refusal(&auth, tenant, &unsigned, now, retention),
+            None
+        );
+        assert_eq!(
+            replay_refusal(&SIGNED, tenant, &unsigned, now, retention),
+            None
         );
     }
 }

@@ -37,6 +37,8 @@ pub enum Behavior {
     Oversized(usize),
     /// The answer waits until the gate opens.
     Held(Gate),
+    /// 200 with exactly this JSON text as the body.
+    Answer(String),
 }
 
 /// Holds answers back until the test opens it; counts the requests waiting at it.
@@ -318,6 +320,9 @@ async fn misbehave(behavior: Behavior, respond: impl FnOnce() -> Response) -> Re
             format!("{{\"padding\":\"{}\"}}", "x".repeat(bytes)),
         )
             .into_response(),
+        Behavior::Answer(body) => {
+            (StatusCode::OK, [("content-type", "application/json")], body).into_response()
+        }
     }
 }
 

@@ -792,6 +792,29 @@ impl InMemory {
     }
 }
 
+/// Events published downstream, in order (a publisher for the adapters without a bus).
+#[derive(Default)]
+pub struct Published(Mutex<Vec<shared::downstream::DownstreamEvent>>);
+
+#[async_trait::async_trait]
+impl shared::downstream::Publisher for Published {
+    async fn publish(&self, event: &shared::downstream::DownstreamEvent) -> Result<(), String> {
+        self.0.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+impl Published {
+    /// What was published after the first `count` events, for an assertion's message.
+    pub fn since(&self, count: usize) -> String {
+        format!("{:?}", &self.0.lock().unwrap()[count..])
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
 /// A bus on the local endpoint whose every `webhooks.*` event lands in a queue.
 pub struct Bus {
     name: String,

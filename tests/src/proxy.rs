@@ -225,7 +225,8 @@ pub struct Recorder {
 #[derive(Default)]
 struct Recording {
     calls: Vec<AwsCall>,
-    failing: Option<String>,
+    /// Operations answered with an error, and the error's `__type`.
+    failing: Vec<(String, &'static str)>,
 }
 
 #[derive(Clone)]
@@ -262,13 +263,22 @@ impl Recorder {
         std::mem::take(&mut self.recording.lock().unwrap().calls)
     }
 
-    /// Fails every call of `target` (`AmazonSQS.SendMessage`) until [`Recorder::restore`].
+    /// Fails every call of `target` (`AmazonSQS.SendMessage`), besides those failing
+    /// already, until [`Recorder::restore`].
     pub fn fail(&self, target: &str) {
-        self.recording.lock().unwrap().failing = Some(target.to_string());
+        let failing = (target.to_string(), "InjectedFailure");
+        self.recording.lock().unwrap().failing.push(failing);
+    }
+
+    /// Refuses every call of `target` as invalid (a `ValidationException`, which no retry
+    /// changes), until [`Recorder::restore`].
+    pub fn refuse(&self, target: &str) {
+        let refusing = (target.to_string(), "ValidationException");
+        self.recording.lock().unwrap().failing.push(refusing);
     }
 
     pub fn restore(&self) {
-        self.recording.lock().unwrap().failing = None;
+        self.recording.lock().unwrap().failing.clear();
     }
 }
 
@@ -293,13 +303,19 @@ async fn forward(
             target: target.clone(),
             request: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         });
-        recording.failing.as_deref() == Some(target.as_str())
+        recording
+            .failing
+            .iter()
+            .find(|(failing, _)| *failing == target)
+            .map(|(_, error)| *error)
     };
-    if failing {
+    if let Some(error) = failing {
+        let answer =
+            serde_json::json!({"__type": error, "message": "answered by the test's proxy"});
         return (
             http::StatusCode::BAD_REQUEST,
             [("content-type", "application/x-amz-json-1.0")],
-            r#"{"__type":"InjectedFailure","message":"failed by the test's proxy"}"#,
+            answer.to_string(),
         )
             .into_response();
     }

@@ -925,3 +925,62 @@ async fn pause_and_resume_hold_a_provider_or_tenant_and_stats_say_so() {
         );
     }
 }
+
+/// What a sender wrote — a body with terminal escape sequences (quarantined: not JSON), an
+/// event type with a C1 control and a right-to-left override (valid JSON, stored) — is printed
+/// without a control character but the line break, and `--json` still gives it back exactly.
+#[tokio::test]
+async fn nothing_a_sender_wrote_reaches_the_terminal_as_a_control_sequence() {
+    let place = Place::sqlite();
+    let ingest = Ingest::new(
+        shared::providers::by_name("magicline").unwrap(),
+        demo_tenants("magicline"),
+        place.ports(),
+        IngestSettings::default(),
+    );
+    let hostile_type = "CUSTOMER_\u{9b}31mUPDATED\u{202e}";
+    let bodies = [
+        "{\"entityId\": 1, \u{1b}]0;owned\u{7}\u{1b}[2J\r\t}".to_string(),
+        json!({"entityId": 2, "uuid": "esc-2", "payload": [{"timestamp": 1, "type": hostile_type}]})
+            .to_string(),
+    ];
+    let mut keys = Vec::new();
+    for body in &bodies {
+        let request = e2e::post("magicline", &[("x-api-key", "ml-demo-key-1001-new")], body);
+        let response = ingest.handle(request).await;
+        assert!(response.status().is_success(), "{response:?}");
+        keys.push(response_json(&response)["id"].as_str().unwrap().to_string());
+    }
+    let runs = [
+        vec!["events", "list"],
+        vec!["events", "show", &keys[0]],
+        vec!["events", "show", &keys[1]],
+        vec!["quarantine", "list"],
+        vec!["quarantine", "show", &keys[0]],
+        vec!["replay", &keys[0]],
+    ];
+    for args in &runs {
+        for json in [false, true] {
+            let mut args = args.clone();
+            if json {
+                args.push("--json");
+            }
+            let output = place.cli(&args).await;
+            let printed = format!("{}{}", output.stdout, output.stderr);
+            assert!(
+                !printed
+                    .chars()
+                    .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+                "{args:?}: {printed:?}"
+            );
+            if json && output.code == 0 {
+                serde_json::from_str::<Value>(&output.stdout)
+                    .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", output.stdout));
+            }
+        }
+    }
+    let shown = place.json(&["events", "show", &keys[1]]).await;
+    assert_eq!(shown["type"], hostile_type, "the value itself is unchanged");
+    let quarantined = place.json(&["events", "show", &keys[0]]).await;
+    assert_eq!(quarantined["body"], bodies[0].as_str());
+}

@@ -1028,7 +1028,8 @@ async fn dynamodb_keeps_a_large_body_out_of_the_record_it_rewrites() {
     assert!(!body.item().unwrap().contains_key("body"), "erased");
 }
 
-/// Records of two providers, tenants and days, in every state an operator filters by.
+/// Records of two providers, tenants and days, in every state an operator filters by, and
+/// one past its retention that no TTL has deleted yet (`l-expired`).
 async fn stored_for_listing(ports: &Ports) -> i64 {
     let now = ports.now();
     let day = 86_400_000;
@@ -1051,6 +1052,7 @@ async fn stored_for_listing(ports: &Ports) -> i64 {
             now - 5000,
             Some(Status::Quarantined),
         ),
+        ("l-expired", "egym", "gym-1", now - 6000, None),
     ];
     for (key, provider, tenant, received, status) in cases {
         let record = Record {
@@ -1061,6 +1063,11 @@ async fn stored_for_listing(ports: &Ports) -> i64 {
                 Status::Quarantined
             } else {
                 Status::Received
+            },
+            expires_at: if key == "l-expired" {
+                now / 1000 - 1
+            } else {
+                now / 1000 + 3600
             },
             ..record_at(received, key, "a")
         };
@@ -1088,6 +1095,7 @@ fn listing(now: i64) -> EventFilter {
         since_ms: now - 3 * 86_400_000,
         until_ms: now + 1,
         limit: 100,
+        live_at_ms: now,
     }
 }
 
@@ -1152,6 +1160,18 @@ async fn listings_are_newest_first_filtered_and_without_bodies() {
             keys(&store.list(&recent).await.unwrap()),
             ["l-new", "l-other-tenant", "l-magicline"],
             "{}",
+            ports.name
+        );
+        let expired_too = EventFilter {
+            since_ms: now - 10_000,
+            status: Some(Status::Received),
+            live_at_ms: i64::MIN,
+            ..listing(now)
+        };
+        assert_eq!(
+            keys(&store.list(&expired_too).await.unwrap()),
+            ["l-new", "l-other-tenant", "l-magicline", "l-expired"],
+            "{}: expired records only where asked for",
             ports.name
         );
     }
@@ -1331,4 +1351,76 @@ async fn an_item_is_counted_done_once() {
             "{name}: apart"
         );
     }
+}
+
+/// A delivery naming an id too long for a DynamoDB key (the `by_subject` index's: 2,048 bytes),
+/// or whose dedup key escaping makes long, is stored on every adapter under the same key and
+/// subject, both bounded, and erasing the person reaches it; a tenant id that would make every
+/// key too long is refused when the configuration is loaded, named by its place, not its value.
+#[tokio::test]
+async fn keys_and_subjects_too_long_for_dynamodb_are_bounded_alike_on_every_adapter() {
+    use shared::ports::{subject_of, MAX_KEY_BYTES, MAX_TENANT_ID_BYTES};
+    let tenants = |id: &str| {
+        let document =
+            serde_json::json!({"tenants": [{"id": id, "webhook_secrets": ["long-ids"]}]});
+        shared::tenants::TenantDirectory::from_json(&document.to_string())
+    };
+    let too_long = "t".repeat(MAX_TENANT_ID_BYTES + 1);
+    let refused = tenants(&too_long).unwrap_err().to_string();
+    assert!(
+        refused.contains("tenant 1 ") && !refused.contains(&too_long),
+        "{refused}"
+    );
+
+    let tenant = "t".repeat(MAX_TENANT_ID_BYTES);
+    let account = "a".repeat(3000);
+    let bodies = [
+        format!(r#"{{"accountId":"{account}","timestamp":1,"type":"GYM_CHECKIN"}}"#),
+        format!(
+            r#"{{"accountId":"{}","timestamp":{},"type":"{}"}}"#,
+            "b".repeat(200),
+            "9".repeat(200),
+            "#".repeat(200)
+        ),
+    ];
+    let subject = subject_of("egym", &tenant, &format!("account:{account}"));
+    assert!(subject.len() <= MAX_KEY_BYTES, "{}", subject.len());
+    let mut keys_seen = Vec::new();
+    for ports in all_pairs().await {
+        let name = ports.name;
+        let ingest = shared::Ingest::new(
+            shared::providers::by_name("egym").unwrap(),
+            tenants(&tenant).unwrap(),
+            shared::ports::Ports {
+                store: ports.store.clone(),
+                queue: ports.queue.clone(),
+                outbox: ports.outbox.clone(),
+                pacer: ports.pacer.clone(),
+                clock: ports.clock.clone(),
+            },
+            shared::IngestSettings::default(),
+        );
+        let mut keys = Vec::new();
+        for body in &bodies {
+            let request = || e2e::post("egym", &[("x-api-key", "long-ids")], body);
+            let response = ingest.handle(request()).await;
+            let answer = e2e::response_json(&response);
+            assert_eq!(response.status(), 202, "{name}: {answer}");
+            let key = answer["id"].as_str().unwrap().to_string();
+            assert!(key.len() <= MAX_KEY_BYTES, "{name}: {}", key.len());
+            let copy = ingest.handle(request()).await;
+            assert_eq!(copy.status(), 200, "{name}: a copy is a duplicate");
+            keys.push(key);
+        }
+        let record = ports.store.get(&keys[0]).await.unwrap().unwrap();
+        assert_eq!(record.subject, subject, "{name}");
+        let expires = ports.now() / 1000 + 3600;
+        let erased = ports.store.erase_subject(&subject, ports.now(), expires);
+        assert_eq!(erased.await.unwrap().records, 1, "{name}");
+        keys_seen.push(keys);
+    }
+    assert!(
+        keys_seen.windows(2).all(|pair| pair[0] == pair[1]),
+        "the same keys on every adapter: {keys_seen:?}"
+    );
 }

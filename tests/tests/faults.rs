@@ -765,3 +765,143 @@ async fn a_sent_message_whose_record_was_not_marked_queued_is_processed_once() {
     assert_eq!(api.total_calls(), 1);
     assert_eq!(sweeper.sweep(100).await.unwrap().found, 0, "nothing left");
 }
+
+/// A large body and its record are stored together or not at all. With the write of either
+/// dropped on its way to DynamoDB (the proxy drops what names the body's own item, or what
+/// names the record's `body_apart`), and the spill dropped too or not: no record is ever
+/// without its body, and no body item without its record (`Backend::items` fails on one);
+/// each delivery answered 2xx ends `PROCESSED` with its body, one answered 503 left nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_and_its_record_are_stored_together_or_not_at_all() {
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    let store_proxy = Proxy::start(local_aws_address()).await;
+    let queue_proxy = Proxy::start(local_aws_address()).await;
+    let ingest = ingest_via(&backend, &store_proxy, &queue_proxy, "magicline").await;
+    let rounds = [
+        ("##body#", false),
+        ("body_apart", false),
+        ("##body#", true),
+        ("body_apart", true),
+    ];
+    let mut kept = Vec::new();
+    for (round, (dropped, spill_dropped)) in rounds.into_iter().enumerate() {
+        store_proxy.drop_requests_containing(dropped);
+        if spill_dropped {
+            queue_proxy.drop_requests_containing("spilled");
+        }
+        let body = serde_json::json!({
+            "entityId": 7, "uuid": format!("together-{round}"),
+            "payload": [{"timestamp": 1, "type": "CUSTOMER_UPDATED"}],
+            "padding": "x".repeat(8 * 1024),
+        })
+        .to_string();
+        let request = e2e::post("magicline", &[("x-api-key", "ml-demo-key-1001-new")], &body);
+        let response = ingest.handle(request).await;
+        let answer = response_json(&response);
+        if spill_dropped {
+            assert_eq!(response.status(), 503, "{dropped}: {answer}");
+        } else {
+            assert_eq!(response.status(), 202, "{dropped}: {answer}");
+            assert_eq!(answer["stored"], false, "{dropped}: spilled");
+            kept.push((answer["id"].as_str().unwrap().to_string(), body));
+        }
+        each_record_has_its_body(&backend, dropped).await;
+        store_proxy.restore();
+        queue_proxy.restore();
+    }
+    let processor = backend.processor(&api, settings(), Duration::from_secs(5));
+    backend.pump_until_empty(&processor, 30).await;
+    each_record_has_its_body(&backend, "after processing").await;
+    assert_eq!(
+        backend.items().await.len(),
+        kept.len(),
+        "a 503 left nothing"
+    );
+    for (key, body) in kept {
+        let record = backend.record(&key).await;
+        assert_eq!(record.status, Status::Processed, "{key}");
+        assert_eq!(record.body, body, "{key}: the body as it came");
+    }
+}
+
+/// Fails on a record whose body is kept apart but not there (and, through `Backend::items`,
+/// on a body item without its record).
+async fn each_record_has_its_body(backend: &Backend, when: &str) {
+    for item in backend.items().await {
+        if item.contains_key("body_apart") {
+            let key = text(&item, "pk");
+            let record = backend.store().get(key).await.unwrap().unwrap();
+            assert!(!record.body.is_empty(), "{when}: {key} without its body");
+        }
+    }
+}
+
+/// A record and body left half written by the side-by-side writes of before: the next put of
+/// the delivery (a copy, or the processor's put of its spill) writes the missing half — except
+/// the body of a record erased since, which stays away.
+#[tokio::test]
+async fn a_large_body_or_record_left_alone_by_an_earlier_write_gets_its_other_half() {
+    let backend = Backend::new().await;
+    let store = backend.store();
+    let record = |name: &str| Record {
+        key: format!("magicline#studio-1001#{name}"),
+        provider: "magicline".into(),
+        tenant: "studio-1001".into(),
+        event_type: "CUSTOMER_UPDATED".into(),
+        entity_id: "7".into(),
+        body: format!(r#"{{"padding":"{}"}}"#, "y".repeat(4096)),
+        status: Status::Received,
+        expires_at: now_ms() / 1000 + 3600,
+        ..Record::default()
+    };
+    let put_raw = |item: HashMap<String, AttributeValue>| {
+        let request = backend.dynamodb.put_item().table_name(&backend.table);
+        request.set_item(Some(item)).send()
+    };
+    let alone = record("record-alone");
+    put_raw(adapter_aws::dynamodb::item_image(&alone))
+        .await
+        .unwrap();
+    let mut erased = adapter_aws::dynamodb::item_image(&record("erased"));
+    erased.remove("body_apart");
+    erased.insert("erased_at".into(), AttributeValue::N(now_ms().to_string()));
+    put_raw(erased).await.unwrap();
+    let orphan = record("body-alone");
+    put_raw(HashMap::from([
+        (
+            "pk".into(),
+            AttributeValue::S("magicline##body#studio-1001#body-alone".into()),
+        ),
+        ("body".into(), AttributeValue::S(orphan.body.clone())),
+        (
+            "expires_at".into(),
+            AttributeValue::N(orphan.expires_at.to_string()),
+        ),
+    ]))
+    .await
+    .unwrap();
+
+    for half in [&alone, &record("erased"), &orphan] {
+        store.put_new(half).await.unwrap();
+    }
+    each_record_has_its_body(&backend, "after the puts").await;
+    assert_eq!(backend.record(&alone.key).await.body, alone.body);
+    assert_eq!(backend.record(&orphan.key).await.body, orphan.body);
+    let erased_body = backend
+        .dynamodb
+        .get_item()
+        .table_name(&backend.table)
+        .key(
+            "pk",
+            AttributeValue::S("magicline##body#studio-1001#erased".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        erased_body.item.is_none(),
+        "an erased record gets no body back"
+    );
+    assert_eq!(backend.items().await.len(), 3);
+}

@@ -469,7 +469,9 @@ async fn run_webhook(function: &Function, kit: &Kit, recorder: &Recorder) {
         deliver(function, event, kit.status(case), &case.name).await;
     }
 
+    // A large body is written with its record in one transaction.
     recorder.fail("DynamoDB_20120810.PutItem");
+    recorder.fail("DynamoDB_20120810.TransactWriteItems");
     let body = deliver(function, unique(&spilled), accepted, name).await;
     recorder.restore();
     assert!(

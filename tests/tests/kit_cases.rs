@@ -10,7 +10,7 @@ use std::time::Duration;
 use adapter_memory::Memory;
 use e2e::fake_api::FakeApi;
 use shared::fetch::DetailClient;
-use shared::ports::{InboundMessage, Record, Status};
+use shared::ports::{InboundMessage, QueueConsumer, Record, Status};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
 use shared::providers::Provider;
 use shared::tenants::TenantSource;
@@ -60,6 +60,8 @@ async fn check(run: &Run, kit: &Kit, case: &Case, api: &FakeApi) -> Result<(), S
     };
     let record = run.memory.store.records().pop().ok_or("nothing stored")?;
     let before = api.api_calls(kit.name()).len();
+    // Processed from the record, not from the message the handler sent.
+    run.memory.queue.clear();
     let message = InboundMessage {
         id: case.name.clone(),
         body: serde_json::to_string(&record.message()).unwrap(),
@@ -67,6 +69,15 @@ async fn check(run: &Run, kit: &Kit, case: &Case, api: &FakeApi) -> Result<(), S
         receipt_handle: None,
     };
     run.processor.process(&message).await;
+    // An event naming a list is fanned out: its items come through the queue.
+    let queue = run.memory.queue.as_ref();
+    loop {
+        let batch = queue.receive(10, Duration::from_secs(30)).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        run.processor.process_received(queue, batch).await.unwrap();
+    }
     let calls = api.api_calls(kit.name()).split_off(before);
     let after = run
         .memory

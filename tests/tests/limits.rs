@@ -4,31 +4,36 @@
 
 use std::time::Duration;
 
+use adapter_aws::{DynamoStore, SqsQueue};
 use adapter_memory::Memory;
 use e2e::fake_api::FakeApi;
+use e2e::proxy::Recorder;
 use e2e::{response_json, Backend};
 use shared::ports::{InboundMessage, Record, Status};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
-use shared::tenants::{TenantDirectory, TenantSource};
-use shared::IngestSettings;
+use shared::tenants::TenantSource;
+use shared::{Ingest, IngestSettings};
 
-/// DynamoDB refuses a partition key over 2,048 bytes with a ValidationException: a tenant id
-/// that long (nothing in the configuration forbids it) makes every one of its records such a
-/// key. The real endpoint refuses it, through the real handler and adapter.
+/// DynamoDB refuses an item it cannot hold with a ValidationException (a key over 2,048 bytes
+/// was one, until keys and tenant ids were bounded: `conformance.rs`'s long-keys case). The
+/// refusal comes as DynamoDB answers it — through a proxy in front of the real endpoint that
+/// answers the put so — to the real handler and adapter.
 #[tokio::test]
 async fn a_record_dynamodb_refuses_for_good_is_a_422_with_nothing_stored_or_queued() {
     let backend = Backend::new().await;
-    let mut document: serde_json::Value =
-        serde_json::from_str(&e2e::demo_tenants_json("magicline")).unwrap();
-    let tenant = document["tenants"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|tenant| tenant["id"] == "studio-1001")
-        .expect("the demo tenant of customer-created.json");
-    tenant["id"] = format!("studio-{}", "1".repeat(2048)).into();
-    let tenants = TenantDirectory::from_json(&document.to_string()).unwrap();
-    let ingest = backend.ingest_with("magicline", tenants, IngestSettings::default());
+    let recorder = Recorder::start(e2e::proxy::local_aws_address()).await;
+    recorder.refuse("DynamoDB_20120810.PutItem");
+    let store = aws_sdk_dynamodb::Client::new(&e2e::aws_at(&recorder.url).await);
+    let ingest = Ingest::new(
+        shared::providers::by_name("magicline").unwrap(),
+        e2e::demo_tenants("magicline"),
+        adapter_aws::ports(
+            DynamoStore::new(store, &backend.table),
+            SqsQueue::new(backend.sqs.clone(), &backend.queue_url),
+            shared::clock::system(),
+        ),
+        IngestSettings::default(),
+    );
 
     let response = ingest
         .handle(e2e::event("magicline/customer-created.json"))

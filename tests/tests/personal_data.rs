@@ -7,15 +7,13 @@
 //! in-memory records), the queues and dead letters, the events published after the erasure or
 //! any log line; another person's data is all still there.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_memory::Memory;
 use adapter_sqlite::Database;
-use async_trait::async_trait;
 use e2e::fake_api::{Behavior, FakeApi, Gate};
-use e2e::{post, unique_name, Backend, Captured};
-use shared::downstream::{DownstreamEvent, Publisher};
+use e2e::{post, unique_name, Backend, Captured, Published};
 use shared::ports::{Ports, QueueConsumer};
 use shared::process::{Processor, ProcessorSettings};
 use shared::tenants::TenantSource;
@@ -30,28 +28,6 @@ fn traces_of(customer: u64) -> [String; 2] {
         format!("Sandbox-{customer}"),
         format!("mia.{customer}@example.com"),
     ]
-}
-
-/// Events published downstream, in order.
-#[derive(Default)]
-struct Published(Mutex<Vec<DownstreamEvent>>);
-
-#[async_trait]
-impl Publisher for Published {
-    async fn publish(&self, event: &DownstreamEvent) -> Result<(), String> {
-        self.0.lock().unwrap().push(event.clone());
-        Ok(())
-    }
-}
-
-impl Published {
-    fn since(&self, count: usize) -> String {
-        format!("{:?}", &self.0.lock().unwrap()[count..])
-    }
-
-    fn count(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
 }
 
 /// One adapter pair with what the test needs to look into it.

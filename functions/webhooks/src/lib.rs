@@ -84,21 +84,15 @@ where
         }
     };
     let mut out = String::new();
-    match execute(cli, &mut out).await {
-        Ok(code) => Output {
-            code,
-            stdout: out,
-            stderr: String::new(),
-        },
-        Err(Failure::Usage(message)) => Output {
-            code: 2,
-            stdout: out,
-            stderr: format!("error: {message}\n"),
-        },
-        Err(Failure::Operation(message)) => Output {
-            code: 1,
-            stdout: out,
-            stderr: format!("error: {message}\n"),
-        },
+    let (code, stderr) = match execute(cli, &mut out).await {
+        Ok(code) => (code, String::new()),
+        Err(Failure::Usage(message)) => (2, format!("error: {message}\n")),
+        Err(Failure::Operation(message)) => (1, format!("error: {message}\n")),
+    };
+    // Everything printed may quote what a sender wrote.
+    Output {
+        code,
+        stdout: print::inert(&out),
+        stderr: print::inert(&stderr),
     }
 }

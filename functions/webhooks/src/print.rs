@@ -12,6 +12,34 @@ use shared::ports::{Paused, Record, Status};
 use crate::args::Filters;
 use crate::dlq::DeadLetter;
 
+/// `text` with every control character but the line break — and the bidirectional overrides —
+/// written as a JSON escape (`\u001b`), tabs and carriage returns as spaces: a body, type or
+/// error a sender wrote cannot move the cursor, recolour or retitle the terminal, or reorder
+/// what is shown. The output of `--json` stays the same JSON: a control character other than
+/// those whitespace ones can only stand inside a string there (a stored body is printed as
+/// written), where the escape is the JSON for the same character, and a tab or carriage return
+/// only between values.
+pub(crate) fn inert(text: &str) -> String {
+    let harmful = |c: char| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.contains(harmful) {
+        return text.to_string();
+    }
+    let mut inert = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if matches!(c, '\t' | '\r') {
+            inert.push(' ');
+        } else if harmful(c) {
+            write!(inert, "\\u{:04x}", c as u32).ok();
+        } else {
+            inert.push(c);
+        }
+    }
+    inert
+}
+
 /// One JSON document, indented.
 pub(crate) fn pretty(value: &impl Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()

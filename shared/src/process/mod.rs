@@ -383,6 +383,9 @@ impl Processor {
         if record.erased_at_ms.is_some() {
             return Attempt::Done(erased_before(record), "subject_erased");
         }
+        if record.expired_at(self.ports.clock.now_ms()) {
+            return Attempt::Done(expired(), "expired");
+        }
         let processing = match fanout::ItemOf::of_record(record) {
             Some(item) => Processing::fetch(item.path),
             None => match entry.provider.processing(record, tenant) {
@@ -526,6 +529,15 @@ fn erased_before(record: &Record) -> Outcome {
     }
 }
 
+/// A record past its retention period (a message that waited longer, or a replay of one the
+/// TTL has not yet deleted): nothing fetched and nothing published for it any more.
+fn expired() -> Outcome {
+    let note = json!({ "skipped": "past its retention period: no longer kept to be processed" });
+    Outcome::Processed {
+        detail: Some(note.to_string()),
+    }
+}
+
 /// Whether a record finished with this label has an event for downstream consumers: what was
 /// fetched or stored, and erasures (done or refused); never a record whose data was erased.
 fn publishes(label: &str) -> bool {
@@ -549,7 +561,9 @@ enum Finished {
 fn metric_outcome(label: &str, dead_lettered: bool) -> Option<&'static str> {
     Some(match label {
         "fetched" => "fetched",
-        "stored_without_fetch" | "erasure_refused" | "subject_erased" => "stored_without_fetch",
+        "stored_without_fetch" | "erasure_refused" | "subject_erased" | "expired" => {
+            "stored_without_fetch"
+        }
         "erased" | "erased_again" => "erased",
         "throttled" => "throttled",
         "failed" => "failed",

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::{
-    api_key_header, dedup_suffix, parse_json, segment, Number, ParsedEvent, PersonField,
+    api_key_header, check_id, dedup_suffix, parse_json, segment, Number, ParsedEvent, PersonField,
     Processing, Provider,
 };
 use crate::fetch::ApiCredentials;
@@ -64,7 +64,7 @@ impl Provider for Egym {
         Ok(match record.event_type.as_str() {
             TEST => Processing::StoreOnly,
             "MEMBERSHIP_DELETE" => Processing::Erase,
-            _ => Processing::fetch(format!("/api/v2/accounts/{}", segment(&record.entity_id))),
+            _ => Processing::fetch(format!("/api/v2/accounts/{}", segment(&record.entity_id)?)),
         })
     }
 
@@ -76,7 +76,10 @@ impl Provider for Egym {
         let notification: Notification = parse_json(body)?;
         let account = notification.account_id.filter(|id| !id.trim().is_empty());
         let account = match (account, notification.event_type.as_str()) {
-            (Some(account), _) => account,
+            (Some(account), _) => {
+                check_id("accountId", &account)?;
+                account
+            }
             (None, TEST) => String::new(),
             (None, _) => {
                 return Err(IngestError::MalformedBody(

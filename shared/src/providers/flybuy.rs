@@ -9,8 +9,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{
-    api_key_header, dedup_suffix, parse_json, segment, ParsedEvent, PersonField, Processing,
-    Provider, Text,
+    api_key_header, check_id, dedup_suffix, parse_json, segment, ParsedEvent, PersonField,
+    Processing, Provider, Text,
 };
 use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
@@ -153,25 +153,32 @@ fn verify_signature(tenant: &Tenant, request: &WebhookRequest) -> bool {
         .is_ok()
 }
 
-/// The date a test sender signs with (any value works: it is signed, not checked for age).
-const SENDER_DATE: &str = "Wed, 25 Nov 2026 19:00:00 GMT";
-
+/// The sender's side: signs with the time of sending as `Date`, as FlyBuy does (a signed
+/// time is checked for age: [`signed_date`]).
 fn sign(tenant: &Tenant, mut headers: Vec<(String, String)>, body: &[u8]) -> Vec<(String, String)> {
     let Some(key) = signing_key(tenant) else {
         return headers;
     };
-    let signature = base64::engine::general_purpose::STANDARD.encode(
-        date_body_mac(&key, SENDER_DATE, body)
-            .finalize()
-            .into_bytes(),
-    );
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let signature = base64::engine::general_purpose::STANDARD
+        .encode(date_body_mac(&key, &date, body).finalize().into_bytes());
     for (name, value) in &mut headers {
         if name.eq_ignore_ascii_case("authorization") {
             value.push_str(&format!(" signature=\"{signature}\""));
         }
     }
-    headers.push(("date".into(), SENDER_DATE.into()));
+    headers.push(("date".into(), date));
     headers
+}
+
+/// The `Date` header of a tenant with an HMAC key, whose signature covers it; a token alone
+/// signs no time.
+fn signed_date(tenant: &Tenant, request: &WebhookRequest) -> Option<i64> {
+    tenant.signing_key.as_ref()?;
+    let date = sole(request.headers(), "date")??.to_str().ok()?;
+    let at = httpdate::parse_http_date(date).ok()?;
+    let since_epoch = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(since_epoch.as_millis()).ok()
 }
 
 #[rustfmt::skip]
@@ -192,6 +199,7 @@ impl Provider for Flybuy {
             verify: verify_signature,
             sign,
         })
+        .with_signed_time(signed_date)
     }
 
     /// Unconfirmed (no published limit found): a conservative 5 a second; `api.rate` per tenant.
@@ -207,7 +215,7 @@ impl Provider for Flybuy {
     fn processing(&self, record: &Record, _tenant: &Tenant) -> Result<Processing, String> {
         Ok(Processing::fetch(format!(
             "/api/v1/orders/{}",
-            segment(&record.entity_id)
+            segment(&record.entity_id)?
         )))
     }
 
@@ -232,6 +240,7 @@ impl Provider for Flybuy {
                 "data.type, data.id and data.updated_at must not be empty".into(),
             ));
         }
+        check_id("data.id", &id)?;
         let mut facts = serde_json::Map::new();
         for (name, value) in [
             ("event", data.event.clone().map(serde_json::Value::from)),
@@ -269,6 +278,7 @@ impl Provider for Flybuy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
     use crate::tenants::TenantDirectory;
 
     #[test]
@@ -403,11 +413,34 @@ mod tests {
             &signed,
             Some("Thu, 26 Nov 2026 19:00:00 GMT")
         )));
-        let headers =
-            auth.credential_headers(tenants.get("p").unwrap(), "TOK", "", body.as_bytes());
-        assert!(headers
-            .iter()
-            .any(|(n, v)| n == "authorization" && v.contains(expected)));
+        let tenant = tenants.get("p").unwrap();
+        let headers = auth.credential_headers(tenant, "TOK", "", body.as_bytes());
+        let header = |name: &str| headers.iter().find(|(n, _)| n == name).unwrap().1.as_str();
+        let sent = request(header("authorization"), Some(header("date")));
+        assert!(found(&sent), "a sender's headers are accepted");
+        let signed_at = signed_date(tenant, &sent).unwrap();
+        let now = crate::clock::SystemClock.now_ms();
+        assert!((now - 60_000..=now).contains(&signed_at), "signed now");
+    }
+
+    #[test]
+    fn only_a_date_an_hmac_key_signs_is_a_signed_time() {
+        let tenants = TenantDirectory::from_json(
+            r#"{"tenants": [{"id": "signed", "webhook_secrets": ["A"], "signing_key": "k"},
+                            {"id": "token-only", "webhook_secrets": ["B"]}]}"#,
+        )
+        .unwrap();
+        let request = |date: &str| {
+            http::Request::builder()
+                .header("date", date)
+                .body(bytes::Bytes::new())
+                .unwrap()
+        };
+        let signed = tenants.get("signed").unwrap();
+        let date = request("Wed, 25 Nov 2026 19:00:00 GMT");
+        assert_eq!(signed_date(signed, &date), Some(1_795_633_200_000));
+        assert_eq!(signed_date(tenants.get("token-only").unwrap(), &date), None);
+        assert_eq!(signed_date(signed, &request("yesterday")), None);
     }
 
     #[test]

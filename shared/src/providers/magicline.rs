@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use super::{
-    api_key_header, dedup_suffix, parse_json, segment, Document, Item, Number, ParsedEvent,
-    PersonField, Processing, Provider,
+    api_key_header, check_id, dedup_suffix, parse_json, segment, Document, Item, Number,
+    ParsedEvent, PersonField, Processing, Provider,
 };
 use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
@@ -294,13 +294,56 @@ fn fill(template: &str, entity_id: &str, fields: Option<&Document<'_>>) -> Resul
         } else {
             fields.and_then(|fields| fields.text_at(&format!("/{name}")))
         };
-        path.push_str(&segment(&value.ok_or_else(|| {
+        let value = value.ok_or_else(|| {
             format!("the event's content has no `{name}`, which its API call needs")
-        })?));
+        })?;
+        let segment = segment(&value).map_err(|_| format!("the event's `{name}` is not an id"))?;
+        path.push_str(&segment);
         rest = &rest[close + 1..];
     }
     path.push_str(rest);
     Ok(path)
+}
+
+/// The placeholders of a path template: `entityId`, `classId` …
+fn placeholders(template: &str) -> impl Iterator<Item = &str> {
+    template
+        .split('{')
+        .skip(1)
+        .filter_map(|part| part.split_once('}').map(|(name, _)| name))
+}
+
+/// Refuses a delivery any of whose calls would carry a value that is not an id ([`check_id`]):
+/// `entityId`, and each field of an event's `content` (or of each element of its list) that
+/// the event's call fills in. A field that is missing is left to processing, which names it.
+fn check_ids(entity_id: &str, body: &[u8]) -> Result<(), IngestError> {
+    check_id("entityId", entity_id)?;
+    let document = Document::parse(body)?;
+    for (index, event) in document.elements("/payload").iter().enumerate() {
+        let Some(rule) = rule_for(&event.text_at("/type").unwrap_or_default()) else {
+            continue;
+        };
+        let content = event.at("/content");
+        let check = |fields: &Document<'_>, template: &str, at: &str| {
+            placeholders(template)
+                .filter(|name| *name != "entityId")
+                .filter_map(|name| Some((name, fields.text_at(&format!("/{name}"))?)))
+                .try_for_each(|(name, id)| check_id(&format!("{at}.{name}"), &id))
+        };
+        let at = format!("payload[{index}].content");
+        match (&rule.action, &content) {
+            (Fetch(templates), Some(content)) => templates
+                .iter()
+                .try_for_each(|template| check(content, template, &at))?,
+            (FetchEach { list, path }, Some(content)) => content
+                .elements(&format!("/{list}"))
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, element)| check(element, path, &format!("{at}.{list}[{i}]")))?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[rustfmt::skip]
@@ -399,6 +442,7 @@ impl Provider for Magicline {
             })?;
         let entity = rule_for(&named.event_type).map_or("entity", |rule| rule.entity);
         let entity_id = notification.entity_id.0;
+        check_ids(&entity_id, body)?;
         let facts = (notification.payload.len() > 1).then(|| {
             let types = notification
                 .payload

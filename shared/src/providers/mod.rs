@@ -9,7 +9,7 @@ use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
 use crate::response::{Ack, IngestError};
 use crate::tenants::{ApiAccess, ConfigError, EventPointers, Tenant, TenantDirectory};
-use crate::verify::Auth;
+use crate::verify::{Auth, AuthScheme};
 
 pub mod egym;
 pub mod flybuy;
@@ -177,6 +177,19 @@ pub fn check_tenants(
             ))
         })?;
     }
+    // Signatures over URL and body: a request that names neither its tenant nor a configured
+    // account would have to be tried against every such tenant's secrets.
+    if let AuthScheme::UrlBodySignature { .. } = provider.auth().scheme {
+        let mut unnamed = tenants.unnamed();
+        if let (Some(first), Some(second)) = (unnamed.next(), unnamed.next()) {
+            return Err(ConfigError::Invalid(format!(
+                "{} tenants {:?} and {:?} are both registered at a URL without ?tenant=<id> and have no account_id: give each one or the other",
+                provider.name(),
+                first.id,
+                second.id
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -202,16 +215,44 @@ fn bounded(part: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Percent-encodes an id for use as one path segment.
-pub fn segment(id: &str) -> String {
-    id.bytes()
+/// Refuses, at parse time, an id that goes into a provider API's URL but could not stand as
+/// one path segment there: the providers' ids are numbers (any JSON number's text), UUIDs and
+/// alphanumeric tokens with `-` or `_`, so anything else — `/`, `?`, `#`, `%` (`%2e%2e` decodes
+/// to `..`), spaces, non-ASCII — or an id of only dots (`.`, `..`: the URL parser removes them
+/// and the call goes to the parent path with the tenant's API key) is not an id. The delivery
+/// is quarantined; the reason names the field, never the value.
+pub fn check_id(field: &str, id: &str) -> Result<(), IngestError> {
+    let allowed =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'+');
+    if id.bytes().all(allowed) && !only_dots(id) {
+        return Ok(());
+    }
+    Err(IngestError::MalformedBody(format!(
+        "{field}: not an id (letters, digits and - _ . ~ + only, not only dots)"
+    )))
+}
+
+/// Empty, `.`, `..` or more dots: no path segment can carry it (the URL parser treats `%2E`
+/// as a dot too).
+fn only_dots(id: &str) -> bool {
+    id.bytes().all(|b| b == b'.')
+}
+
+/// Percent-encodes an id as one path segment (or query value): every byte but letters, digits,
+/// `-`, `_` and `~` — `.` and `%` included, so no id becomes a dot segment or another id once
+/// decoded. An id of only dots (or none) cannot be a segment at all, however encoded (the URL
+/// parser reads `%2E%2E` as `..`): refused, without quoting it.
+pub fn segment(id: &str) -> Result<String, String> {
+    if only_dots(id) {
+        return Err("the id is empty or only dots: not a path segment".into());
+    }
+    Ok(id
+        .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
-        .collect()
+        .collect())
 }
 
 /// The API key of tenants whose provider sends one key per request.
@@ -232,14 +273,19 @@ pub fn api_key_header(
 
 /// The detail path of an event family: the tenant's own template for it (`api.paths`, where
 /// the provider's documentation is unconfirmed), else the provider's default; `{id}` is
-/// filled with the percent-encoded id.
-pub fn detail_path(tenant: &Tenant, family: &str, default: &str, id: &str) -> String {
+/// filled with the percent-encoded id ([`segment`]).
+pub fn detail_path(
+    tenant: &Tenant,
+    family: &str,
+    default: &str,
+    id: &str,
+) -> Result<String, String> {
     let template = tenant
         .api
         .as_ref()
         .and_then(|api| api.paths.get(family))
         .map_or(default, String::as_str);
-    template.replace("{id}", &segment(id))
+    Ok(template.replace("{id}", &segment(id)?))
 }
 
 /// Default JSON pointers of an envelope whose field names are configurable per tenant. Each
@@ -263,28 +309,31 @@ pub fn parse_by_pointers(
     subject_kind: impl Fn(&str) -> String,
 ) -> Result<ParsedEvent, IngestError> {
     let document = Document::parse(body)?;
-    let first = |configured: &Option<String>, defaults: &[&str]| -> (Option<String>, String) {
+    // The value found and the pointer it was found at, else the pointers tried.
+    let first = |configured: &Option<String>, defaults: &[&str]| {
         let candidates: Vec<&str> = match configured {
             Some(pointer) => vec![pointer.as_str()],
             None => defaults.to_vec(),
         };
-        let found = candidates.iter().find_map(|p| document.text_at(p));
-        (found, candidates.join(" or "))
+        candidates
+            .iter()
+            .find_map(|p| document.text_at(p).map(|text| (text, p.to_string())))
+            .ok_or_else(|| candidates.join(" or "))
     };
     let required = |configured: &Option<String>, defaults: &[&str]| {
-        let (found, tried) = first(configured, defaults);
-        found.ok_or_else(|| {
+        first(configured, defaults).map_err(|tried| {
             IngestError::MalformedBody(format!("{tried}: missing, empty or not a string or number"))
         })
     };
-    let event_type = required(&pointers.event_type, defaults.event_type)?;
-    let object_id = required(&pointers.object_id, defaults.object_id)?;
-    let dedup = match first(&pointers.delivery_id, defaults.delivery_id).0 {
-        Some(delivery_id) => dedup_suffix(&[&delivery_id]),
-        None => {
+    let (event_type, _) = required(&pointers.event_type, defaults.event_type)?;
+    let (object_id, at) = required(&pointers.object_id, defaults.object_id)?;
+    check_id(&at, &object_id)?;
+    let dedup = match first(&pointers.delivery_id, defaults.delivery_id) {
+        Ok((delivery_id, _)) => dedup_suffix(&[&delivery_id]),
+        Err(_) => {
             let version = first(&pointers.updated_at, defaults.updated_at)
-                .0
-                .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))));
+                .map(|(text, _)| text)
+                .unwrap_or_else(|_| format!("sha256:{}", hex::encode(Sha256::digest(body))));
             dedup_suffix(&[&event_type, &object_id, &version])
         }
     };
@@ -379,5 +428,104 @@ mod tests {
             assert_eq!(by_name(provider.name()).unwrap().name(), provider.name());
         }
         assert!(by_name("nope").is_none());
+    }
+
+    #[test]
+    fn ids_that_are_not_one_path_segment_are_refused_naming_the_field_only() {
+        for id in [
+            "7893459",
+            "-12",
+            "1e400",
+            "1.5E+3",
+            "3f1c0a2e-9d1b-4c7e-8a3f-0b6e2d9c4a11",
+            "Kk1B_x-y~z",
+        ] {
+            assert!(check_id("data.id", id).is_ok(), "{id}");
+        }
+        for id in [
+            "", ".", "..", "...", "%2e%2e", "/", "a/../b", "?", "a?b=1", "#", "a b", "ü", "a\\b",
+        ] {
+            let error = check_id("data.id", id).unwrap_err().to_string();
+            assert!(
+                error.starts_with("malformed body: data.id: not an id"),
+                "{id}: {error}"
+            );
+            assert!(id.len() < 3 || !error.contains(id), "{error} quotes {id}");
+        }
+    }
+
+    /// Whatever the id, its segment stays one segment through the URL parser reqwest uses,
+    /// which removes `.` and `..` segments, `%2E` ones included.
+    #[test]
+    fn every_id_is_sent_as_one_path_segment_or_not_at_all() {
+        for dots in ["", ".", "..", "..."] {
+            assert!(segment(dots).is_err(), "{dots:?}");
+        }
+        let ids = [
+            "a.b", ".a", "%2e%2e", "%2E.", "/", "..%2f..", "?x", "#", "a b", "ü", ".\u{0}.",
+        ];
+        for id in ids {
+            let segment = segment(id).unwrap();
+            let url = url::Url::parse(&format!("https://api.test/base/{segment}/tail")).unwrap();
+            let segments: Vec<&str> = url.path_segments().unwrap().collect();
+            assert_eq!(segments, ["base", segment.as_str(), "tail"], "{id}");
+            assert!(url.query().is_none() && url.fragment().is_none(), "{id}");
+        }
+        assert_eq!(segment("a.b").unwrap(), "a%2Eb");
+        assert_eq!(segment("%2e%2e").unwrap(), "%252e%252e");
+    }
+
+    #[test]
+    fn a_stored_id_of_only_dots_is_fetched_by_no_provider() {
+        let fetching = [
+            ("magicline", "CUSTOMER_CREATED"),
+            ("egym", "GYM_CHECKIN"),
+            ("timify", "event.created"),
+            ("flybuy", "order_updated"),
+            ("waitwhile", "visit.created"),
+        ];
+        let tenant = TenantDirectory::from_json(r#"{"tenants": [{"id": "t"}]}"#).unwrap();
+        let tenant = tenant.get("t").unwrap();
+        for (name, event_type) in fetching {
+            for id in ["..", "."] {
+                let record = Record {
+                    event_type: event_type.into(),
+                    entity_id: id.into(),
+                    body: format!(
+                        r#"{{"entityId": 1, "uuid": "u", "payload": [{{"timestamp": 1, "type": "{event_type}"}}]}}"#
+                    ),
+                    ..Record::default()
+                };
+                let processing = by_name(name).unwrap().processing(&record, tenant);
+                let error = processing.expect_err(name);
+                assert!(error.contains("not"), "{name}: {error}");
+            }
+        }
+    }
+
+    #[test]
+    fn signed_urls_naming_neither_tenant_nor_account_are_allowed_once() {
+        let check = |tenants: &str| {
+            check_tenants(
+                by_name("waitwhile").unwrap().as_ref(),
+                &TenantDirectory::from_json(&format!(r#"{{"tenants": [{tenants}]}}"#)).unwrap(),
+            )
+        };
+        let tenant = |id: &str, extra: &str| {
+            format!(
+                r#"{{"id": "{id}", "url": "https://h/webhooks/waitwhile{extra}", "webhook_secrets": ["s-{id}"]}}"#
+            )
+        };
+        let (a, b) = (tenant("a", ""), tenant("b", ""));
+        assert!(check(&a).is_ok());
+        let error = check(&format!("{a}, {b}")).unwrap_err().to_string();
+        assert!(
+            error.contains("account_id") && error.contains("\"b\""),
+            "{error}"
+        );
+        let named = tenant("b", "?tenant=b");
+        assert!(check(&format!("{a}, {named}")).is_ok());
+        let with_account = tenant("b", "").replace(r#""id""#, r#""account_id": "acc-b", "id""#);
+        assert!(check(&format!("{a}, {with_account}")).is_ok());
     }
 }

@@ -74,7 +74,7 @@ impl Provider for Timify {
             "customers" if deleted => Processing::Erase,
             f if BOOKING_FAMILIES.contains(&f) && !deleted => Processing::fetch(format!(
                 "/v1/appointments?ids={}",
-                segment(&record.entity_id)
+                segment(&record.entity_id)?
             )),
             _ => Processing::StoreOnly,
         })

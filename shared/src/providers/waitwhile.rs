@@ -5,14 +5,15 @@
 //! tenant, and so are the detail paths, which only third-party code confirms.
 
 use super::{
-    api_key_header, detail_path, parse_by_pointers, ParsedEvent, PersonField, PointerDefaults,
-    Processing, Provider,
+    api_key_header, detail_path, parse_by_pointers, Document, ParsedEvent, PersonField,
+    PointerDefaults, Processing, Provider,
 };
 use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
 use crate::response::IngestError;
 use crate::tenants::{ApiAccess, Tenant};
-use crate::verify::{Auth, AuthScheme};
+use crate::verify::{rfc3339_ms, Auth, AuthScheme};
+use crate::WebhookRequest;
 
 pub struct Waitwhile;
 
@@ -36,6 +37,12 @@ fn subject_kind(event_type: &str) -> String {
     }
 }
 
+/// The envelope's `created` (RFC 3339), which the signature covers with the rest of the body.
+fn created(_tenant: &Tenant, request: &WebhookRequest) -> Option<i64> {
+    let envelope = Document::parse(request.body()).ok()?;
+    rfc3339_ms(&envelope.text_at("/created")?)
+}
+
 #[rustfmt::skip]
 /// Persons Waitwhile's bodies name: the visit a message was sent about.
 const PERSON_FIELDS: &[PersonField] = &[PersonField { names: &["visitId"], kind: "visit" }];
@@ -48,7 +55,9 @@ impl Provider for Waitwhile {
     fn auth(&self) -> Auth {
         Auth::required(AuthScheme::UrlBodySignature {
             header: "x-waitwhile-signature",
+            account: "/accountId",
         })
+        .with_signed_time(created)
     }
 
     /// 5 requests a second per user (FACTS.md, help.waitwhile.com … waitwhile-rate-limits).
@@ -80,7 +89,7 @@ impl Provider for Waitwhile {
             family,
             default,
             &record.entity_id,
-        )))
+        )?))
     }
 
     fn api_credentials(&self, api: &ApiAccess) -> Result<ApiCredentials, String> {

@@ -13,8 +13,11 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::KeysAndAttributes;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use sha2::{Digest, Sha256};
 use shared::ports::{
     Claim, Erased, EventFilter, Existing, ItemsDone, Outcome, Pending, PutOutcome, QueueMessage,
@@ -357,6 +360,15 @@ pub fn body_owner(pk: &str) -> Option<String> {
 /// Marks a record whose body is in its `body_key` item.
 const BODY_APART: &str = "body_apart";
 
+/// The body's own item of a record whose body is kept apart.
+fn body_image(record: &Record) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_string(), s(&body_key(&record.key))),
+        ("body".to_string(), s(&record.body)),
+        ("expires_at".to_string(), n(record.expires_at)),
+    ])
+}
+
 /// The item the conditional put writes for `record` (public for the tests that count the
 /// writes each partition of the table and its indexes takes).
 pub fn item_image(record: &Record) -> HashMap<String, AttributeValue> {
@@ -501,13 +513,74 @@ impl DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(&body_key(&record.key)))
-            .item("body", s(&record.body))
-            .item("expires_at", n(record.expires_at))
+            .set_item(Some(body_image(record)))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
         unless_condition_failed(result)
+    }
+
+    /// The conditional puts of the record and of its body's own item in one transaction: both
+    /// are written or neither, whatever fails, so that no record is without its body and no
+    /// body without its record. A record there already (an earlier copy) is reported as it
+    /// is; one left without its body, or a body left without its record, by a write of before
+    /// the transaction gets its missing half now.
+    async fn put_with_body(&self, record: &Record) -> Result<PutOutcome, StoreError> {
+        // The record's old image comes back where it exists; the body's is not needed.
+        let conditional_put = |item, old| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .set_return_values_on_condition_check_failure(old)
+                .build()
+                .map(|put| TransactWriteItem::builder().put(put).build())
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
+        };
+        let all_old = Some(ReturnValuesOnConditionCheckFailure::AllOld);
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(conditional_put(item_image(record), all_old)?)
+            .transact_items(conditional_put(body_image(record), None)?)
+            .send()
+            .await;
+        let Err(error) = result else {
+            return Ok(PutOutcome::Created);
+        };
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            error.as_service_error()
+        else {
+            return Err(store_error(&error));
+        };
+        let reasons = cancelled.cancellation_reasons();
+        let code = |at: usize| reasons.get(at).and_then(|r| r.code()).unwrap_or("None");
+        match (code(0), code(1)) {
+            ("ConditionalCheckFailed", body) => {
+                let old = reasons[0].item().ok_or_else(|| {
+                    StoreError::Unavailable(
+                        "conditional put failed without the existing item".into(),
+                    )
+                })?;
+                // Erased records keep no body: only a record still marked for one gets it.
+                if body == "None" && old.contains_key(BODY_APART) {
+                    self.put_body(record).await?;
+                }
+                Ok(PutOutcome::Exists(Existing {
+                    status: status_of(old)?,
+                    lease_until_ms: get_n(old, "lease_until"),
+                }))
+            }
+            ("None", "ConditionalCheckFailed") => self.put_record(record).await,
+            (first, second) => {
+                let text = DisplayErrorContext(&error).to_string();
+                if first.starts_with("Validation") || second.starts_with("Validation") {
+                    Err(StoreError::Rejected(text))
+                } else {
+                    Err(StoreError::Unavailable(text))
+                }
+            }
+        }
     }
 
     /// Sets `erased_at` on the item `pk` and removes `attributes` from it, if the item exists:
@@ -566,16 +639,12 @@ impl DynamoStore {
 #[async_trait]
 impl Store for DynamoStore {
     async fn put_new(&self, record: &Record) -> Result<PutOutcome, StoreError> {
-        if !body_apart(record) {
-            return self.put_record(record).await;
+        if body_apart(record) {
+            // One call, so the webhook still waits on one write before it sends.
+            self.put_with_body(record).await
+        } else {
+            self.put_record(record).await
         }
-        // Side by side, so the webhook still waits on one write before it sends. Only both
-        // written is stored: a body that did not get written makes the caller spill the whole
-        // delivery, and the processor's put of the spilled record writes it again.
-        let (body, stored) =
-            futures::future::join(self.put_body(record), self.put_record(record)).await;
-        body?;
-        stored
     }
 
     async fn take_over(

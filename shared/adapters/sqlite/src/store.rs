@@ -378,6 +378,7 @@ impl Store for SqliteStore {
                     filter.until_ms.into(),
                     filter.tenant.clone().into(),
                     (filter.limit as i64).into(),
+                    filter.live_at_ms.into(),
                 ];
                 values.extend(filter.providers.iter().cloned().map(Into::into));
                 let mut statement = connection.prepare_cached(&sql)?;
@@ -435,7 +436,7 @@ impl Store for SqliteStore {
 /// through their partial index.
 fn list_query(filter: &EventFilter) -> String {
     let providers = (0..filter.providers.len())
-        .map(|i| format!("?{}", i + 5))
+        .map(|i| format!("?{}", i + 6))
         .collect::<Vec<_>>()
         .join(", ");
     let status = filter
@@ -446,6 +447,7 @@ fn list_query(filter: &EventFilter) -> String {
         "SELECT {SUMMARY_COLUMNS} FROM records
          WHERE received_at >= ?1 AND received_at < ?2 AND provider IN ({providers})
            AND (?3 IS NULL OR tenant = ?3) {status}
+           AND (expires_at = 0 OR expires_at * 1000 > ?5)
          ORDER BY received_at DESC, pk DESC LIMIT ?4"
     )
 }
