@@ -442,6 +442,33 @@ impl Backend {
         }
     }
 
+    /// Pumps until `count` messages have reached the dead-letter queue, and takes them out of
+    /// it; fails the test if that takes over 30 s. (The queue can look empty before: a retry
+    /// may wait in a delayed copy, and SQS moves a message only on the receive after its
+    /// last.)
+    pub async fn pump_until_dead_lettered(
+        &self,
+        processor: &Processor,
+        count: usize,
+    ) -> Vec<QueueMessage> {
+        let started = std::time::Instant::now();
+        let mut dead = Vec::new();
+        loop {
+            dead.extend(self.drain_dead_letters().await);
+            if dead.len() >= count {
+                return dead;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{} of {count} dead letters after 30 s",
+                dead.len()
+            );
+            if self.pump(processor).await.0 == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
     /// Pumps until the record of `key` is done with (`PROCESSED`, `FAILED`, `QUARANTINED`),
     /// delayed messages included; fails the test if that takes over 30 s.
     pub async fn pump_until_finished(&self, processor: &Processor, key: &str) -> Record {

@@ -201,9 +201,8 @@ async fn transient_failures_are_retried_then_dead_lettered_with_the_reason() {
         api.set("/magicline/", behavior);
         let processor = backend.processor(&api, settings(3), Duration::from_millis(300));
         let key = deliver(&backend, "magicline/customer-created.json").await;
-        backend.pump_until_empty(&processor, 60).await;
+        let dead = backend.pump_until_dead_lettered(&processor, 1).await;
         assert_eq!(api.calls(CUSTOMER), 3, "{says}: one call per receive");
-        let dead = backend.drain_dead_letters().await;
         assert_eq!(dead.len(), 1, "{says}");
         assert_eq!(dead[0].key, key);
         let record = backend.record(&key).await;
@@ -464,10 +463,9 @@ async fn refused_credentials_are_retried_then_dead_lettered_never_failed() {
         api.set("/magicline/", behavior);
         let processor = backend.processor(&api, settings(2), TIMEOUT);
         let key = deliver(&backend, "magicline/customer-created.json").await;
-        backend.pump_until_empty(&processor, 30).await;
+        let dead = backend.pump_until_dead_lettered(&processor, 1).await;
         assert_eq!(api.calls(CUSTOMER), 2, "{says}: one call per receive");
         assert_eq!(api.total_calls(), 2, "{says}");
-        let dead = backend.drain_dead_letters().await;
         assert_eq!(dead.len(), 1, "{says}");
         assert_eq!(dead[0].key, key, "{says}");
         let record = backend.record(&key).await;
@@ -756,8 +754,9 @@ async fn a_provider_whose_tenants_do_not_load_holds_back_only_its_own_events() {
     });
     let waiting = deliver(&backend, "egym/gym-checkin.json").await;
     let fine = deliver(&backend, "magicline/customer-created.json").await;
-    backend.pump_until_empty(&processor, 30).await;
-    assert_eq!(backend.record(&fine).await.status, Status::Processed);
+    let dead = backend.pump_until_dead_lettered(&processor, 1).await;
+    let fine = backend.pump_until_finished(&processor, &fine).await;
+    assert_eq!(fine.status, Status::Processed);
     let record = backend.record(&waiting).await;
     assert_eq!(
         record.status,
@@ -766,7 +765,6 @@ async fn a_provider_whose_tenants_do_not_load_holds_back_only_its_own_events() {
     );
     let reason = record.last_error.unwrap();
     assert!(reason.starts_with("configuration:"), "{reason}");
-    let dead = backend.drain_dead_letters().await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].key, waiting);
 }
