@@ -154,6 +154,7 @@ async fn erase_quarantined_naming(
         limit: MAX_QUARANTINED,
         // Expired or not: whatever is still stored about them goes.
         live_at_ms: i64::MIN,
+        unfinished_only: false,
     };
     let mut erased = Erased::default();
     for listed in ports.store.list(&filter).await? {

@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod ports;
 pub mod process;
 pub mod providers;
+pub mod reconcile;
 pub mod response;
 pub mod tenants;
 pub mod verify;

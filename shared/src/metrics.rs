@@ -52,8 +52,8 @@ pub struct MessageLine<'a> {
     /// What the processor did, in its own words (`fetched`, `busy`, `claim_lost`, …).
     pub outcome: &'a str,
     /// What it counts as: `fetched`, `stored_without_fetch`, `erased`, `retried`, `throttled`,
-    /// `configuration`, `failed`, `dead_lettered`; `None` for what is not counted (a
-    /// redelivery of a finished event).
+    /// `configuration`, `failed`, `dead_lettered`, `erasure_pass_failed`; `None` for what is
+    /// not counted (a redelivery of a finished event).
     pub counted: Option<&'a str>,
     pub attempt: u32,
     pub retry: bool,

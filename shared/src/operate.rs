@@ -87,6 +87,7 @@ impl Operations {
             until_ms: now + 1,
             limit,
             live_at_ms: now,
+            unfinished_only: false,
         })
     }
 

@@ -60,6 +60,14 @@ impl Status {
     pub fn needs_attention(self) -> bool {
         matches!(self, Status::Failed | Status::Quarantined)
     }
+
+    /// Done with: processing will not change it without an operator.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            Status::Processed | Status::Failed | Status::Quarantined
+        )
+    }
 }
 
 /// Which records an operator asks for.
@@ -77,6 +85,9 @@ pub struct EventFilter {
     /// Records expired at this time (epoch milliseconds) are left out: DynamoDB deletes an
     /// expired item only within days, and what is past its retention is no longer ours to show.
     pub live_at_ms: i64,
+    /// Only records not finished yet (`RECEIVED`, `QUEUED`, `PROCESSING`), whatever `status`
+    /// says: the stuck ones, with `until_ms` a day ago (see `reconcile`).
+    pub unfinished_only: bool,
 }
 
 impl EventFilter {
@@ -87,6 +98,7 @@ impl EventFilter {
             && record.received_at_ms >= self.since_ms
             && record.received_at_ms < self.until_ms
             && !record.expired_at(self.live_at_ms)
+            && !(self.unfinished_only && record.status.is_finished())
     }
 }
 
@@ -500,6 +512,15 @@ pub trait Store: Send + Sync {
     /// live lease on it.
     async fn reopen(&self, key: &str, now_ms: i64, lease_until_ms: i64)
         -> Result<bool, StoreError>;
+    /// Puts a stuck record back on its way to the processor, once in its life: `RECEIVED`
+    /// under a new lease, its last error kept. False if it is not `QUEUED` nor `PROCESSING`
+    /// under an ended lease, or was put back so before.
+    async fn requeue_stuck(
+        &self,
+        key: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError>;
     /// A quarantined record whose delivery was released under its real key: `PROCESSED` with
     /// `note` as its detail. False if it is not quarantined (released already).
     async fn resolve_quarantine(

@@ -697,6 +697,9 @@ impl Store for RefusingPuts {
     async fn reopen(&self, k: &str, n: i64, l: i64) -> Result<bool, StoreError> {
         self.inner.reopen(k, n, l).await
     }
+    async fn requeue_stuck(&self, k: &str, n: i64, l: i64) -> Result<bool, StoreError> {
+        self.inner.requeue_stuck(k, n, l).await
+    }
     async fn resolve_quarantine(&self, k: &str, t: &str, n: i64) -> Result<bool, StoreError> {
         self.inner.resolve_quarantine(k, t, n).await
     }

@@ -984,3 +984,54 @@ async fn nothing_a_sender_wrote_reaches_the_terminal_as_a_control_sequence() {
     let quarantined = place.json(&["events", "show", &keys[0]]).await;
     assert_eq!(quarantined["body"], bodies[0].as_str());
 }
+
+/// `events list --stuck` lists what the stuck-events alarm counts: deliveries of a day ago or
+/// more that are still not finished — not a recent one, not a finished one.
+#[tokio::test]
+async fn events_list_stuck_shows_what_is_unfinished_a_day_later() {
+    for place in Place::both().await {
+        let name = place.name();
+        let ports = place.ports();
+        let now = shared::clock::system().now_ms();
+        let record = |key: &str, received_at_ms: i64| shared::ports::Record {
+            key: format!("magicline#studio-1001#{key}"),
+            provider: "magicline".into(),
+            tenant: "studio-1001".into(),
+            event_type: "CUSTOMER_UPDATED".into(),
+            entity_id: "7".into(),
+            body: "{}".into(),
+            received_at_ms,
+            lease_until_ms: received_at_ms + 60_000,
+            expires_at: now / 1000 + 3600,
+            ..shared::ports::Record::default()
+        };
+        let none = place.cli(&["events", "list", "--stuck"]).await;
+        assert!(none.stdout.contains("nothing is stuck"), "{name}: {none:?}");
+        let day = 86_400_000;
+        let stuck = record("stuck", now - 2 * day);
+        let recent = record("recent", now - 1000);
+        let finished = record("finished", now - 2 * day);
+        for record in [&stuck, &recent, &finished] {
+            ports.store.put_new(record).await.unwrap();
+            ports.store.mark_queued(&record.key).await.unwrap();
+        }
+        ports
+            .store
+            .claim(&finished.key, now, now + 1000)
+            .await
+            .unwrap();
+        let done = Outcome::Processed { detail: None };
+        assert!(ports
+            .store
+            .finish(&finished.key, now + 1000, &done, now)
+            .await
+            .unwrap());
+        let listed = place.json(&["events", "list", "--stuck"]).await;
+        assert_eq!(keys(&listed), [stuck.key.as_str()], "{name}: {listed}");
+        assert_eq!(listed["filter"]["stuck"], true);
+        let conflicting = place
+            .cli(&["events", "list", "--stuck", "--status", "FAILED"])
+            .await;
+        assert_eq!(conflicting.code, 2, "{name}");
+    }
+}

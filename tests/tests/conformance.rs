@@ -1096,6 +1096,7 @@ fn listing(now: i64) -> EventFilter {
         until_ms: now + 1,
         limit: 100,
         live_at_ms: now,
+        unfinished_only: false,
     }
 }
 
@@ -1423,4 +1424,102 @@ async fn keys_and_subjects_too_long_for_dynamodb_are_bounded_alike_on_every_adap
         keys_seen.windows(2).all(|pair| pair[0] == pair[1]),
         "the same keys on every adapter: {keys_seen:?}"
     );
+}
+
+/// Records still unfinished a day after they came are listed as stuck (from an index of their
+/// own, not a scan), and the reconciler may put each back on its way once in its life: a
+/// `QUEUED` one or one whose processing lease ended, never one being worked on or finished.
+#[tokio::test]
+async fn stuck_records_are_listed_and_put_back_once() {
+    for ports in all_pairs().await {
+        let name = ports.name;
+        let store = &ports.store;
+        let now = ports.now();
+        let day = 86_400_000;
+        let old = now - 2 * day;
+        for key in ["s-queued", "s-lapsed", "s-working", "s-done", "s-received"] {
+            let record = Record {
+                expires_at: now / 1000 + 3600,
+                ..record_at(old, key, key)
+            };
+            store.put_new(&record).await.unwrap();
+        }
+        let recent = record_at(now - 1000, "s-recent", "s-recent");
+        store.put_new(&recent).await.unwrap();
+        for key in ["s-queued", "s-recent"] {
+            store.mark_queued(key).await.unwrap();
+        }
+        let claimed = |key, lease| store.claim(key, now, lease);
+        assert!(matches!(
+            claimed("s-lapsed", now - 1).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+        assert!(matches!(
+            claimed("s-working", now + day).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+        assert!(matches!(
+            claimed("s-done", now + 1000).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+        let done = Outcome::Processed { detail: None };
+        assert!(store
+            .finish("s-done", now + 1000, &done, now)
+            .await
+            .unwrap());
+
+        let stuck = EventFilter {
+            until_ms: now - day,
+            unfinished_only: true,
+            ..listing(now)
+        };
+        let mut listed = keys(&store.list(&stuck).await.unwrap())
+            .into_iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        listed.sort();
+        assert_eq!(
+            listed,
+            ["s-lapsed", "s-queued", "s-received", "s-working"],
+            "{name}"
+        );
+
+        let lease = now + 60_000;
+        for (key, expected) in [
+            ("s-queued", true),
+            ("s-queued", false),
+            ("s-lapsed", true),
+            ("s-working", false),
+            ("s-done", false),
+            ("s-received", false),
+            ("missing", false),
+        ] {
+            let requeued = store.requeue_stuck(key, now, lease).await.unwrap();
+            assert_eq!(requeued, expected, "{name}: {key}");
+        }
+        let requeued = store.get("s-queued").await.unwrap().unwrap();
+        assert_eq!(requeued.status, Status::Received, "{name}");
+        let pending = store.pending(lease + 1, 100).await.unwrap();
+        let pending: Vec<&str> = pending.iter().map(|p| p.message.key.as_str()).collect();
+        assert!(
+            pending.contains(&"s-queued") && pending.contains(&"s-lapsed"),
+            "{name}: the sweeper sends them if the reconciler's send fails: {pending:?}"
+        );
+        // Claimed and back in the queue (a retry), it still cannot be put back a second time.
+        assert!(matches!(
+            claimed("s-queued", now + 1000).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+        let retry = Outcome::Retry {
+            reason: "503".into(),
+        };
+        assert!(store
+            .finish("s-queued", now + 1000, &retry, now)
+            .await
+            .unwrap());
+        assert!(
+            !store.requeue_stuck("s-queued", now, lease).await.unwrap(),
+            "{name}"
+        );
+    }
 }

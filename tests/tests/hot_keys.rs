@@ -323,6 +323,7 @@ async fn every_write_on_dynamodb_leaves_the_index_keys_of_the_item_image() {
                 until_ms: now + 60_000,
                 limit: 1_000,
                 live_at_ms: now,
+                unfinished_only: false,
             };
             store.list(&filter).await.unwrap()
         }

@@ -858,3 +858,44 @@ async fn forged_queue_messages_store_and_erase_nothing() {
         "a sealed spill is the real thing"
     );
 }
+
+/// Every acknowledged delivery ends `PROCESSED`, `FAILED` or `QUARANTINED`: one still
+/// unfinished a day after it came — its message lost, or dead-lettered after its attempts — is
+/// counted as stuck and sent through the queue once more, once in its life.
+#[tokio::test]
+async fn a_delivery_unfinished_a_day_later_is_counted_and_queued_once_more() {
+    use shared::reconcile::{ReconcileReport, Reconciler};
+    let api = FakeApi::start().await;
+    let local = InMemory::new(&api, settings(2));
+    let lost = local.deliver("magicline/customer-created.json").await;
+    local.memory.store.mark_queued(&lost).await.unwrap();
+    local.memory.queue.clear();
+    api.set("/egym/", Behavior::Status(500));
+    let failing = local.deliver("egym/gym-checkout.json").await;
+    let pump = || async {
+        for _ in 0..4 {
+            local.pump().await;
+            local.advance(Duration::from_secs(31));
+        }
+    };
+    pump().await;
+    assert_eq!(local.memory.queue.dead_letters().len(), 1);
+    let ingest = shared::IngestSettings::default();
+    let reconciler = Reconciler::new(local.memory.ports.clone(), ingest.lease);
+    let reconcile = || reconciler.reconcile(ingest.retention, 100);
+    let report = |stuck, requeued| ReconcileReport { stuck, requeued };
+    assert_eq!(reconcile().await.unwrap(), report(0, 0), "within the day");
+
+    local.advance(Duration::from_secs(24 * 3600));
+    assert_eq!(reconcile().await.unwrap(), report(2, 2));
+    pump().await;
+    assert_eq!(local.record(&lost).await.status, Status::Processed);
+    assert_eq!(api.calls(CUSTOMER), 1);
+    let failed_again = local.record(&failing).await;
+    assert_eq!(failed_again.status, Status::Queued, "{failed_again:?}");
+    assert_eq!(local.memory.queue.dead_letters().len(), 2);
+    assert_eq!(api.calls(CHECKOUT_ACCOUNT), 4, "two attempts, twice");
+    assert_eq!(reconcile().await.unwrap(), report(1, 0), "once in its life");
+    pump().await;
+    assert_eq!(api.calls(CHECKOUT_ACCOUNT), 4, "no loop");
+}

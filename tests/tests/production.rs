@@ -298,6 +298,14 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
         .await
         .unwrap();
     assert_eq!(outcomes(&lines, "Swept"), ["enqueued"]);
+    // The reconciler counts the stuck records on every run, none included: the alarm on them
+    // also tells a sweeper that stopped running.
+    shared::reconcile::Reconciler::new(memory.ports.clone(), Duration::from_secs(60))
+        .with_metrics(metrics.clone())
+        .reconcile(Duration::from_secs(30 * 86_400), 10)
+        .await
+        .unwrap();
+    assert_eq!(outcomes(&lines, "Swept"), ["enqueued", "stuck"]);
     let text = lines.text();
     assert!(text.contains("\"FetchLatency\""), "fetch latency measured");
     assert!(text.contains("\"AckLatency\""), "ack latency measured");
@@ -310,8 +318,8 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
     let count = |name: &str| messages.iter().filter(|m| *m == name).count();
     assert_eq!(
         (count("webhook"), count("processed"), count("sweep")),
-        (12, 8, 1),
-        "{messages:?}"
+        (12, 8, 2),
+        "{messages:?}: the sweep's and the reconciliation's"
     );
-    assert_eq!(messages.len(), 21, "no other lines");
+    assert_eq!(messages.len(), 22, "no other lines");
 }

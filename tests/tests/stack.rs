@@ -418,9 +418,10 @@ fn the_sweeper_only_finds_takes_over_and_queues() {
     );
     for statement in &statements {
         let expected = match actions(statement).as_slice() {
-            [query] if query == "dynamodb:Query" => {
-                json!({ "Fn::Sub": "${EventsTable.Arn}/index/pending_by_lease" })
-            }
+            [query] if query == "dynamodb:Query" => json!([
+                { "Fn::Sub": "${EventsTable.Arn}/index/pending_by_lease" },
+                { "Fn::Sub": "${EventsTable.Arn}/index/by_attention" },
+            ]),
             [update] if update == "dynamodb:UpdateItem" => get_att("EventsTable", "Arn"),
             _ => get_att("WorkQueue", "Arn"),
         };
@@ -607,7 +608,13 @@ fn every_alarm_tells_the_alarm_topic_and_ignores_missing_data() {
             list(&p["AlarmActions"]).contains(&reference("AlarmTopic")),
             "{name} tells AlarmTopic"
         );
-        assert_eq!(p["TreatMissingData"], "notBreaching", "{name}");
+        // The one alarm on a count that stops coming when the sweeper stops running.
+        let missing = if name == "SweeperNotRunningAlarm" {
+            "breaching"
+        } else {
+            "notBreaching"
+        };
+        assert_eq!(p["TreatMissingData"], missing, "{name}");
         assert!(p["AlarmDescription"].is_string(), "{name} says what to do");
         // Metric math in alarms reads at most 10 metrics.
         assert!(list(&p["Metrics"]).len() <= 11, "{name}");
@@ -637,6 +644,35 @@ fn the_stacks_own_metrics_raise_the_alarms_the_readme_names() {
         assert_eq!(p["Threshold"], 0, "{metric} {outcome}: any");
         assert_eq!(p["ComparisonOperator"], "GreaterThanThreshold");
     }
+    // Records unfinished a day later, counted by every run of the sweeper: above none, and
+    // no count at all (a sweeper that stopped).
+    let stuck = alarms_on(&t, |w| {
+        w.namespace == stack_namespace()
+            && w.name == "Swept"
+            && w.dimension("Outcome") == Some(&json!("stuck"))
+    });
+    assert_eq!(stuck, ["StuckEventsAlarm", "SweeperNotRunningAlarm"]);
+    let erasure = alarms_on(&t, |w| {
+        w.name == "Processed" && w.dimension("Outcome") == Some(&json!("erasure_pass_failed"))
+    });
+    assert_eq!(erasure.len(), 1, "a failed second erasure pass");
+    // A run of 401s: every provider's, beside what it accepted.
+    let refused: BTreeSet<String> = alarms(&t)
+        .iter()
+        .filter(|(name, _)| name == "UnauthorizedRunAlarm")
+        .flat_map(|(_, alarm)| watched(alarm))
+        .filter(|w| w.name == "Webhooks" && w.dimension("Outcome") == Some(&json!("unauthorized")))
+        .filter_map(|w| {
+            w.dimension("Provider")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect();
+    let providers: BTreeSet<String> = shared::providers::all()
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect();
+    assert_eq!(refused, providers, "a run of 401s on any provider");
     // The sweeper: its errors and the records it could not queue.
     let sweeper = alarms_on(&t, |w| {
         w.namespace == stack_namespace()
@@ -657,7 +693,29 @@ fn queues_functions_and_the_api_raise_alarms() {
             && w.name == "ApproximateNumberOfMessagesVisible"
             && w.dimension("QueueName") == Some(&get_att("DeadLetterQueue", "QueueName"))
     });
-    assert_eq!(dead_letter.len(), 1, "dead-letter queue not empty");
+    assert_eq!(
+        dead_letter.len(),
+        2,
+        "dead-letter queue not empty, and every new arrival"
+    );
+    let expressions: Vec<String> = dead_letter
+        .iter()
+        .flat_map(|name| list(&resource(&t, name)["Properties"]["Metrics"]))
+        .filter_map(|m| m["Expression"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(expressions, ["DIFF(FILL(depth, 0))"]);
+    let expiring = alarms_on(&t, |w| {
+        w.namespace == "AWS/SQS"
+            && w.name == "ApproximateAgeOfOldestMessage"
+            && w.dimension("QueueName") == Some(&get_att("DeadLetterQueue", "QueueName"))
+    });
+    assert_eq!(expiring.len(), 1, "the oldest dead letter");
+    let retention = &resource(&t, "DeadLetterQueue")["Properties"]["MessageRetentionPeriod"];
+    let threshold = &resource(&t, &expiring[0])["Properties"]["Threshold"];
+    assert!(
+        threshold.as_i64().unwrap() < retention.as_i64().unwrap() - 86_400,
+        "{threshold}: told a day or more before SQS deletes it"
+    );
 
     let age = alarms_on(&t, |w| {
         w.namespace == "AWS/SQS"

@@ -32,6 +32,7 @@ use shared::operate::Operations;
 use shared::outbox::Sweeper;
 use shared::ports::{Ports, QueueConsumer, Record};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
+use shared::reconcile::Reconciler;
 use shared::tenants::{Tenant, TenantDirectory, TenantSource};
 use shared::{Ingest, IngestSettings, WebhookRequest};
 use tokio::sync::watch;
@@ -293,9 +294,14 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         .collect();
 
     let sweeper = Sweeper::new(ports.clone(), ingest_settings.lease);
+    let reconciler = (
+        Reconciler::new(ports.clone(), ingest_settings.lease),
+        ingest_settings.retention,
+    );
     let mut workers: Vec<JoinHandle<()>> = workers;
     workers.push(tokio::spawn(sweep(
         sweeper,
+        reconciler,
         options.sweep_interval,
         stopped.clone(),
     )));
@@ -414,10 +420,19 @@ async fn work(
 }
 
 /// The outbox sweeper as a background task: enqueues stored events whose queue write failed.
-async fn sweep(sweeper: Sweeper, interval: Duration, mut stopped: watch::Receiver<bool>) {
+/// The outbox sweeper and the reconciler of stuck records, every `interval`.
+async fn sweep(
+    sweeper: Sweeper,
+    (reconciler, retention): (Reconciler, Duration),
+    interval: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
     while !*stopped.borrow() {
         if let Err(error) = sweeper.sweep(100).await {
             tracing::error!(error = %error, "sweep failed");
+        }
+        if let Err(error) = reconciler.reconcile(retention, 100).await {
+            tracing::error!(error = %error, "reconciliation failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

@@ -152,6 +152,10 @@ pub(crate) struct Filters {
     /// At most this many events.
     #[arg(long, default_value_t = 50)]
     pub(crate) limit: usize,
+    /// Only deliveries acknowledged a day ago or more and still not PROCESSED, FAILED or
+    /// QUARANTINED (what the stuck-events alarm counts).
+    #[arg(long, conflicts_with = "status")]
+    pub(crate) stuck: bool,
 }
 
 #[derive(Debug, Args)]

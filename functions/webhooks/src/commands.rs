@@ -70,6 +70,7 @@ pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
                 status: Some(Status::Quarantined),
                 since: q.since,
                 limit: q.limit,
+                stuck: false,
             };
             let records = target.list(&filters).await?;
             print_records(out, json, &records, &filters_json(&filters), filters.limit);
@@ -193,6 +194,7 @@ async fn replay(target: &Target, args: ReplayArgs, json: bool, out: &mut String)
                 status: Some(status),
                 since: args.since,
                 limit: args.limit,
+                stuck: false,
             };
             target
                 .list(&filters)

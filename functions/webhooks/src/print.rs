@@ -193,6 +193,7 @@ pub(crate) fn filters_json(filters: &Filters) -> Value {
         "provider": filters.provider,
         "tenant": filters.tenant,
         "status": filters.status.map(Status::as_str),
+        "stuck": filters.stuck,
         "limit": filters.limit,
     })
 }
@@ -221,11 +222,12 @@ pub(crate) fn print_records(
         return;
     }
     if records.is_empty() {
-        writeln!(
-            out,
+        let none = if filter["stuck"] == true {
+            "nothing is stuck: every delivery of a day ago or more is PROCESSED, FAILED or QUARANTINED"
+        } else {
             "no events match (widen --since, or check --provider/--tenant/--status)"
-        )
-        .ok();
+        };
+        writeln!(out, "{none}").ok();
         return;
     }
     let quarantine = records.iter().all(|r| r.status == Status::Quarantined);

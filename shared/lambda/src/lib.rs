@@ -19,6 +19,7 @@ use shared::outbox::Sweeper;
 use shared::ports::{InboundMessage, Ports};
 use shared::process::{Processor, ProviderTenants};
 use shared::providers::{check_tenants, Provider};
+use shared::reconcile::Reconciler;
 use shared::tenants::{self as tenants, ConfigError, Loader, TenantSource};
 use shared::{Ingest, WebhookRequest, WebhookResponse};
 
@@ -271,20 +272,22 @@ pub async fn run_processor() -> Result<(), Error> {
     .await
 }
 
-/// The outbox sweeper: one sweep per scheduled invocation.
+/// Stuck records the reconciler looks at per run (a run a minute).
+const RECONCILED_PER_RUN: usize = 100;
+
+/// The outbox sweeper: one sweep per scheduled invocation, then the reconciler.
 pub async fn run_sweeper() -> Result<(), Error> {
     let deployment = Deployment::from_env().await?;
-    let sweeper = Arc::new(
-        // The sweeper reads no record by key: its role has no GetItem to warm up with.
-        Sweeper::new(
-            deployment.ports(None).await?,
-            deployment.settings.ingest.lease,
-        )
-        .with_metrics(deployment.metrics()),
-    );
+    // The sweeper reads no record by key: its role has no GetItem to warm up with.
+    let ports = deployment.ports(None).await?;
+    let settings = deployment.settings.ingest.clone();
+    let sweeper =
+        Arc::new(Sweeper::new(ports.clone(), settings.lease).with_metrics(deployment.metrics()));
+    let reconciler =
+        Arc::new(Reconciler::new(ports, settings.lease).with_metrics(deployment.metrics()));
     lambda_runtime::run(lambda_runtime::service_fn(
         move |_: LambdaEvent<serde_json::Value>| {
-            let sweeper = Arc::clone(&sweeper);
+            let (sweeper, reconciler) = (Arc::clone(&sweeper), Arc::clone(&reconciler));
             async move {
                 let report = sweeper.sweep_all(Duration::from_secs(40)).await?;
                 tracing::info!(
@@ -294,9 +297,15 @@ pub async fn run_sweeper() -> Result<(), Error> {
                     failed = report.failed,
                     "sweep"
                 );
-                Ok::<_, Error>(
-                    serde_json::json!({ "enqueued": report.enqueued, "failed": report.failed }),
-                )
+                let reconciled = reconciler
+                    .reconcile(settings.retention, RECONCILED_PER_RUN)
+                    .await?;
+                Ok::<_, Error>(serde_json::json!({
+                    "enqueued": report.enqueued,
+                    "failed": report.failed,
+                    "stuck": reconciled.stuck,
+                    "requeued": reconciled.requeued,
+                }))
             }
         },
     ))

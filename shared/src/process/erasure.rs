@@ -49,7 +49,7 @@ impl Processor {
             .send_later(&again, ERASE_AGAIN_AFTER_SECONDS)
             .await
         {
-            tracing::warn!(key = %message.key, error = %error, "could not schedule the second erasure pass");
+            tracing::error!(key = %message.key, error = %error, "could not schedule the second erasure pass");
         }
     }
 
@@ -60,7 +60,7 @@ impl Processor {
         let record = match self.ports.store.get(&message.key).await {
             Ok(Some(record)) => record,
             Ok(None) => return (Verdict::Done, "erased"),
-            Err(_) => return (Verdict::TryAgain, "store_unavailable"),
+            Err(_) => return (Verdict::TryAgain, "erasure_pass_failed"),
         };
         let receipt = record.detail.as_deref().is_some_and(|detail| {
             serde_json::from_str::<serde_json::Value>(detail)
@@ -75,7 +75,10 @@ impl Processor {
         };
         match erase_person(&self.ports, &person, record.expires_at).await {
             Ok(_) => (Verdict::Done, "erased_again"),
-            Err(_) => (Verdict::TryAgain, "store_unavailable"),
+            Err(error) => {
+                tracing::error!(key = %message.key, error = %error, "the second erasure pass failed; it is tried again");
+                (Verdict::TryAgain, "erasure_pass_failed")
+            }
         }
     }
 

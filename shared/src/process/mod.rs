@@ -570,6 +570,8 @@ fn metric_outcome(label: &str, dead_lettered: bool) -> Option<&'static str> {
         "already_finished" | "quarantined" | "published_again" => return None,
         "paused" => "paused",
         "fanned_out" => "fanned_out",
+        // Counted on every try, the last one included: its alarm does not wait for the DLQ.
+        "erasure_pass_failed" => "erasure_pass_failed",
         _ if dead_lettered => "dead_lettered",
         "configuration" => "configuration",
         _ => "retried",

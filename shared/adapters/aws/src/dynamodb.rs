@@ -1,13 +1,14 @@
 //! The event store port on Amazon DynamoDB: conditional puts and updates on one table, with
 //! the `by_subject` index for erasure, the sparse `pending_by_lease` index for the sweeper and
-//! the `by_day` and sparse `by_attention` indexes for listings. Beside the records the table
+//! the `by_day` and sparse `by_attention` indexes for listings (failed and quarantined records,
+//! and unfinished ones for the reconciler of stuck records). Beside the records the table
 //! holds erasure tombstones, bodies kept apart, and links from a person a record names to
 //! the record (in the `by_subject` index under that person, so erasing them is one query).
 //!
 //! DynamoDB bills every write by the size of the whole item, before or after, whichever is
 //! larger. A record is written three times (stored, claimed, finished), so a body over one
-//! write unit is kept in an item of its own, written once beside the record (see
-//! [`body_apart`]).
+//! write unit is kept in an item of its own, written once with the record in one transaction
+//! (see [`body_apart`]).
 
 use std::collections::HashMap;
 
@@ -296,6 +297,17 @@ fn attention_key(status: Status, key: &str) -> String {
     sharded(status.as_str(), shard_of(key, ATTENTION_SHARDS))
 }
 
+/// Shards of the `by_attention` index's unfinished records (`OPEN#…`): every webhook writes
+/// one twice (put on the ack, removed when it is finished), as many as the pending index.
+const OPEN_SHARDS: u64 = 32;
+const OPEN: &str = "OPEN";
+
+/// An unfinished record's partition of the `by_attention` index, where the reconciler finds
+/// those still unfinished a day after they came (`list` with `unfinished_only`).
+fn open_key(key: &str) -> String {
+    sharded(OPEN, shard_of(key, OPEN_SHARDS))
+}
+
 /// Which of `shards` the record `key` is in: from a hash of the key, so evenly spread whatever
 /// the keys look like, and the same at every write of the record.
 fn shard_of(key: &str, shards: u64) -> u64 {
@@ -394,6 +406,8 @@ pub fn item_image(record: &Record) -> HashMap<String, AttributeValue> {
     if record.status.needs_attention() {
         let attention = attention_key(record.status, &record.key);
         item.insert("attention".to_string(), s(&attention));
+    } else if !record.status.is_finished() {
+        item.insert("attention".to_string(), s(&open_key(&record.key)));
     }
     // Sparse: only a record that may still need the sweeper is in the pending index.
     if record.status == Status::Received {
@@ -832,6 +846,8 @@ impl Store for DynamoStore {
         if outcome.status().needs_attention() {
             values.push((":attention", s(&attention_key(outcome.status(), key))));
             set.push("attention = :attention");
+        } else if outcome.status().is_finished() {
+            remove.push("attention");
         }
         let update = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
         self.conditional_update(
@@ -844,6 +860,12 @@ impl Store for DynamoStore {
     }
 
     async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError> {
+        if filter.unfinished_only {
+            let shards = (0..OPEN_SHARDS).map(|shard| sharded(OPEN, shard));
+            return self
+                .list_partitions(ATTENTION_INDEX, "attention", shards, filter)
+                .await;
+        }
         match filter.status.filter(|status| status.needs_attention()) {
             Some(status) => {
                 let shards = (0..ATTENTION_SHARDS).map(|shard| sharded(status.as_str(), shard));
@@ -867,8 +889,8 @@ impl Store for DynamoStore {
     ) -> Result<bool, StoreError> {
         self.conditional_update(
             key,
-            "SET #status = :received, lease_until = :lease, pending = :shard \
-             REMOVE last_error, attention",
+            "SET #status = :received, lease_until = :lease, pending = :shard, \
+             attention = :open REMOVE last_error",
             "#status IN (:queued, :processed, :failed) \
              OR (#status IN (:received, :processing) AND lease_until < :now)",
             &[
@@ -877,6 +899,30 @@ impl Store for DynamoStore {
                 (":processing", s(Status::Processing.as_str())),
                 (":processed", s(Status::Processed.as_str())),
                 (":failed", s(Status::Failed.as_str())),
+                (":lease", n(lease_until_ms)),
+                (":now", n(now_ms)),
+                (":shard", s(&pending_shard(key))),
+                (":open", s(&open_key(key))),
+            ],
+        )
+        .await
+    }
+
+    async fn requeue_stuck(
+        &self,
+        key: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.conditional_update(
+            key,
+            "SET #status = :received, lease_until = :lease, pending = :shard, requeued_at = :now",
+            "attribute_not_exists(requeued_at) AND (#status = :queued \
+             OR (#status = :processing AND lease_until < :now))",
+            &[
+                (":received", s(Status::Received.as_str())),
+                (":queued", s(Status::Queued.as_str())),
+                (":processing", s(Status::Processing.as_str())),
                 (":lease", n(lease_until_ms)),
                 (":now", n(now_ms)),
                 (":shard", s(&pending_shard(key))),

@@ -25,6 +25,8 @@ pub struct MemoryStore {
     links: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     /// Items done, by the record they are items of: item -> whether it failed.
     items: Mutex<HashMap<String, std::collections::BTreeMap<u32, bool>>>,
+    /// Records the reconciler put back on their way once (`requeue_stuck`).
+    requeued: Mutex<std::collections::HashSet<String>>,
 }
 
 impl MemoryStore {
@@ -278,6 +280,30 @@ impl Store for MemoryStore {
             record.last_error = None;
         }
         Ok(reopenable)
+    }
+
+    async fn requeue_stuck(
+        &self,
+        key: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut records = self.lock();
+        let Some(record) = records.get_mut(key) else {
+            return Ok(false);
+        };
+        let stuck = match record.status {
+            Status::Queued => true,
+            Status::Processing => record.lease_until_ms < now_ms,
+            _ => false,
+        };
+        let mut requeued = self.requeued.lock().unwrap_or_else(|e| e.into_inner());
+        if !stuck || !requeued.insert(key.to_string()) {
+            return Ok(false);
+        }
+        record.status = Status::Received;
+        record.lease_until_ms = lease_until_ms;
+        Ok(true)
     }
 
     async fn resolve_quarantine(

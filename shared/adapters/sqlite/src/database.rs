@@ -38,6 +38,8 @@ CREATE INDEX IF NOT EXISTS records_pending ON records(lease_until) WHERE status 
 CREATE INDEX IF NOT EXISTS records_by_provider ON records(provider, received_at);
 CREATE INDEX IF NOT EXISTS records_needing_attention ON records(status, received_at)
     WHERE status IN ('FAILED', 'QUARANTINED');
+CREATE INDEX IF NOT EXISTS records_unfinished ON records(received_at)
+    WHERE status IN ('RECEIVED', 'QUEUED', 'PROCESSING');
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     body TEXT NOT NULL,
@@ -464,9 +466,11 @@ fn sql(error: rusqlite::Error) -> StoreError {
 }
 
 /// Columns added since the first schema, for databases made before them.
-const ADDED_COLUMNS: [(&str, &str); 2] = [
+const ADDED_COLUMNS: [(&str, &str); 3] = [
     ("facts", "TEXT"),
     ("unauthenticated", "INTEGER NOT NULL DEFAULT 0"),
+    // When the reconciler put a stuck record back on its way (once in its life).
+    ("requeued_at", "INTEGER"),
 ];
 
 fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {

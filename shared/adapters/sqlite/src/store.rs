@@ -401,8 +401,29 @@ impl Store for SqliteStore {
                 let changed = change(
                     connection,
                     "UPDATE records SET status = 'RECEIVED', lease_until = ?2, last_error = NULL
-                     WHERE pk = ?1 AND (status IN ('QUEUED', 'PROCESSED', 'FAILED')
+                     WHERE pk = ?1 AND requeued_at IS NULL AND (status IN ('QUEUED', 'PROCESSED', 'FAILED')
                         OR (status IN ('RECEIVED', 'PROCESSING') AND lease_until < ?3))",
+                    params![key, lease_until_ms, now_ms],
+                )?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    async fn requeue_stuck(
+        &self,
+        key: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        self.database
+            .store_op(move |connection| {
+                let changed = change(
+                    connection,
+                    "UPDATE records SET status = 'RECEIVED', lease_until = ?2, requeued_at = ?3
+                     WHERE pk = ?1 AND (status = 'QUEUED'
+                        OR (status = 'PROCESSING' AND lease_until < ?3))",
                     params![key, lease_until_ms, now_ms],
                 )?;
                 Ok(changed == 1)
@@ -443,11 +464,16 @@ fn list_query(filter: &EventFilter) -> String {
         .status
         .map(|status| format!("AND status = '{}'", status.as_str()))
         .unwrap_or_default();
+    let unfinished = if filter.unfinished_only {
+        "AND status IN ('RECEIVED', 'QUEUED', 'PROCESSING')"
+    } else {
+        ""
+    };
     format!(
         "SELECT {SUMMARY_COLUMNS} FROM records
          WHERE received_at >= ?1 AND received_at < ?2 AND provider IN ({providers})
            AND (?3 IS NULL OR tenant = ?3) {status}
-           AND (expires_at = 0 OR expires_at * 1000 > ?5)
+           AND (expires_at = 0 OR expires_at * 1000 > ?5) {unfinished}
          ORDER BY received_at DESC, pk DESC LIMIT ?4"
     )
 }
