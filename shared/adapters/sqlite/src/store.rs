@@ -401,7 +401,7 @@ impl Store for SqliteStore {
                 let changed = change(
                     connection,
                     "UPDATE records SET status = 'RECEIVED', lease_until = ?2, last_error = NULL
-                     WHERE pk = ?1 AND requeued_at IS NULL AND (status IN ('QUEUED', 'PROCESSED', 'FAILED')
+                     WHERE pk = ?1 AND (status IN ('QUEUED', 'PROCESSED', 'FAILED')
                         OR (status IN ('RECEIVED', 'PROCESSING') AND lease_until < ?3))",
                     params![key, lease_until_ms, now_ms],
                 )?;
@@ -422,7 +422,7 @@ impl Store for SqliteStore {
                 let changed = change(
                     connection,
                     "UPDATE records SET status = 'RECEIVED', lease_until = ?2, requeued_at = ?3
-                     WHERE pk = ?1 AND (status = 'QUEUED'
+                     WHERE pk = ?1 AND requeued_at IS NULL AND (status = 'QUEUED'
                         OR (status = 'PROCESSING' AND lease_until < ?3))",
                     params![key, lease_until_ms, now_ms],
                 )?;
