@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::ports::Record;
 
@@ -22,10 +23,50 @@ pub struct DownstreamEvent {
     pub detail: Value,
 }
 
+/// Why an event was not published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishError {
+    /// The bus cannot be reached or did not take it now: retried on its own.
+    Unavailable(String),
+    /// The bus refuses this event for good (its content, not the moment): not retried — counted
+    /// and logged as a refused publication.
+    Refused(String),
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishError::Unavailable(why) => write!(f, "bus unavailable: {why}"),
+            PublishError::Refused(why) => write!(f, "refused by the bus: {why}"),
+        }
+    }
+}
+
 #[async_trait]
 pub trait Publisher: Send + Sync {
-    /// Publishes one event; the error says why not (it is retried).
-    async fn publish(&self, event: &DownstreamEvent) -> Result<(), String>;
+    /// Publishes one event; the error says why not and whether a retry could help.
+    async fn publish(&self, event: &DownstreamEvent) -> Result<(), PublishError>;
+}
+
+/// EventBridge's `DetailType` takes 1 to 128 characters.
+pub const MAX_DETAIL_TYPE_CHARS: usize = 128;
+
+/// A provider's event type as a `DetailType` the bus takes: as it is when it fits; `unknown`
+/// for none; a longer one cut, with a hash of the whole so different ones stay apart. The
+/// detail always carries the type as it came (`event_type`).
+pub fn detail_type(event_type: &str) -> String {
+    if event_type.is_empty() {
+        return "unknown".to_string();
+    }
+    if event_type.chars().count() <= MAX_DETAIL_TYPE_CHARS {
+        return event_type.to_string();
+    }
+    let digest = hex::encode(Sha256::digest(event_type.as_bytes()));
+    let kept: String = event_type
+        .chars()
+        .take(MAX_DETAIL_TYPE_CHARS - 17)
+        .collect();
+    format!("{kept}~{}", &digest[..16])
 }
 
 /// EventBridge takes entries up to 256 KB; a larger detail is replaced by a pointer to the
@@ -44,7 +85,7 @@ pub fn processed(record: &Record, detail: Option<&str>) -> DownstreamEvent {
     };
     DownstreamEvent {
         source: format!("webhooks.{}", record.provider),
-        detail_type: record.event_type.clone(),
+        detail_type: detail_type(&record.event_type),
         detail: json!({
             "key": record.key,
             "provider": record.provider,
@@ -151,6 +192,18 @@ mod tests {
         let pointer = processed(&record, Some(&big));
         assert_eq!(pointer.detail["detail"]["omitted"], true);
         assert!(pointer.detail.to_string().len() < 1024);
+    }
+
+    #[test]
+    fn every_event_type_becomes_a_detail_type_the_bus_takes() {
+        assert_eq!(detail_type("CUSTOMER_CREATED"), "CUSTOMER_CREATED");
+        assert_eq!(detail_type(""), "unknown");
+        let long = "é".repeat(300);
+        let bounded = detail_type(&long);
+        assert_eq!(bounded.chars().count(), MAX_DETAIL_TYPE_CHARS);
+        assert_ne!(bounded, detail_type(&"é".repeat(301)), "kept apart");
+        let exact = "x".repeat(MAX_DETAIL_TYPE_CHARS);
+        assert_eq!(detail_type(&exact), exact);
     }
 
     #[test]

@@ -828,7 +828,10 @@ pub struct Published(Mutex<Vec<shared::downstream::DownstreamEvent>>);
 
 #[async_trait::async_trait]
 impl shared::downstream::Publisher for Published {
-    async fn publish(&self, event: &shared::downstream::DownstreamEvent) -> Result<(), String> {
+    async fn publish(
+        &self,
+        event: &shared::downstream::DownstreamEvent,
+    ) -> Result<(), shared::downstream::PublishError> {
         self.0.lock().unwrap().push(event.clone());
         Ok(())
     }

@@ -323,3 +323,99 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
     );
     assert_eq!(messages.len(), 22, "no other lines");
 }
+
+/// An event type EventBridge would refuse as a `DetailType` — none, or over 128 characters —
+/// is published under a bounded one, the type as it came in the detail.
+#[tokio::test]
+async fn an_event_type_the_bus_would_refuse_goes_out_under_a_bounded_detail_type() {
+    use shared::ports::Store;
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    let bus = Bus::new().await;
+    let processor = backend
+        .processor(&api, settings(), Duration::from_secs(5))
+        .with_publisher(bus.publisher());
+    let ingest = IngestSettings::default();
+    let long = "T".repeat(300);
+    let now = shared::clock::system().now_ms();
+    for (key, event_type) in [("no-type", ""), ("long-type", long.as_str())] {
+        let record = shared::ports::Record {
+            key: format!("egym#gym-berlin-01#{key}"),
+            provider: "egym".into(),
+            tenant: "gym-berlin-01".into(),
+            event_type: event_type.into(),
+            entity_id: "3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7".into(),
+            body: "{}".into(),
+            received_at_ms: now,
+            lease_until_ms: now,
+            expires_at: ingest.expires_at(now),
+            ..shared::ports::Record::default()
+        };
+        backend.store().put_new(&record).await.unwrap();
+        backend
+            .ports()
+            .outbox
+            .enqueue(&record.message())
+            .await
+            .unwrap();
+    }
+    backend.pump_until_empty(&processor, 10).await;
+    let mut published = bus.published().await;
+    published.sort_by_key(|event| event["detail"]["key"].to_string());
+    let types: Vec<(&str, usize)> = published
+        .iter()
+        .map(|event| {
+            let detail_type = event["detail-type"].as_str().unwrap();
+            (
+                detail_type,
+                event["detail"]["event_type"].as_str().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(types.len(), 2, "{published:?}");
+    assert_eq!(types[1], ("unknown", 0));
+    assert_eq!(types[0].0.chars().count(), 128);
+    assert_eq!(types[0].1, 300, "the type as it came, in the detail");
+}
+
+/// A publication the bus refuses for good (its answer to the event, not to the moment: a
+/// `ValidationException`, which a proxy in front of the local endpoint answers here) is
+/// counted and logged as refused, and never retried: the record stays `PROCESSED`.
+#[tokio::test]
+async fn a_publication_the_bus_refuses_for_good_is_not_retried() {
+    let backend = Backend::with_dead_letter_queue(5).await;
+    let api = FakeApi::start().await;
+    let recorder = e2e::proxy::Recorder::start(e2e::proxy::local_aws_address()).await;
+    recorder.refuse("AWSEvents.PutEvents");
+    let refusing = Arc::new(EventBus::new(
+        aws_sdk_eventbridge::Client::new(&e2e::aws_at(&recorder.url).await),
+        unique_name("refusing-bus"),
+    ));
+    let lines = Captured::default();
+    let metrics = Arc::new(Emf::new(
+        "Webhooks/test",
+        shared::clock::system(),
+        lines.clone(),
+    ));
+    let processor = backend
+        .processor(&api, settings(), Duration::from_secs(5))
+        .with_publisher(refusing)
+        .with_metrics(metrics);
+    let key = deliver(&backend, "egym/gym-checkin.json").await;
+    assert_eq!(backend.pump(&processor).await, (1, vec![]));
+    assert_eq!(backend.record(&key).await.status, Status::Processed);
+    // A retry would be a copy delayed by a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    backend.pump_until_empty(&processor, 5).await;
+    let put_events = recorder
+        .calls()
+        .iter()
+        .filter(|call| call.target == "AWSEvents.PutEvents")
+        .count();
+    assert_eq!(put_events, 1, "not retried");
+    assert_eq!(
+        dimension_of(&lines, "Published", "Publication"),
+        ["refused"]
+    );
+    assert_eq!(api.calls(ACCOUNT), 1);
+}

@@ -656,6 +656,10 @@ fn the_stacks_own_metrics_raise_the_alarms_the_readme_names() {
         w.name == "Processed" && w.dimension("Outcome") == Some(&json!("erasure_pass_failed"))
     });
     assert_eq!(erasure.len(), 1, "a failed second erasure pass");
+    let refused = alarms_on(&t, |w| {
+        w.name == "Published" && w.dimension("Publication") == Some(&json!("refused"))
+    });
+    assert_eq!(refused.len(), 1, "a publication refused for good");
     // A run of 401s: every provider's, beside what it accepted.
     let refused: BTreeSet<String> = alarms(&t)
         .iter()

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use serde_json::json;
-use shared::downstream::{DownstreamEvent, Publisher};
+use shared::downstream::{DownstreamEvent, PublishError, Publisher};
 
 use crate::Error;
 
@@ -47,7 +47,9 @@ pub fn body(event: &DownstreamEvent) -> serde_json::Value {
 }
 
 impl HttpPublisher {
-    async fn post(&self, event: &DownstreamEvent) -> Result<(), String> {
+    /// Every failure may pass (the consumer is being restarted or fixed): retried.
+    async fn post(&self, event: &DownstreamEvent) -> Result<(), PublishError> {
+        let unavailable = PublishError::Unavailable;
         let answer = self
             .client
             .post(&self.url)
@@ -56,12 +58,15 @@ impl HttpPublisher {
             .send()
             .await
             // Without the URL: it may carry a token.
-            .map_err(|error| format!("downstream: {}", error.without_url()))?;
+            .map_err(|error| unavailable(format!("downstream: {}", error.without_url())))?;
         let status = answer.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("downstream answered HTTP {}", status.as_u16()))
+            Err(unavailable(format!(
+                "downstream answered HTTP {}",
+                status.as_u16()
+            )))
         }
     }
 }
@@ -71,7 +76,7 @@ impl Publisher for HttpPublisher {
     fn publish<'a, 'b, 'f>(
         &'a self,
         event: &'b DownstreamEvent,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'f>>
+    ) -> Pin<Box<dyn Future<Output = Result<(), PublishError>> + Send + 'f>>
     where
         'a: 'f,
         'b: 'f,

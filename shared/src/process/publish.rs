@@ -4,7 +4,7 @@
 //! `publish_again`, which reads the stored record and publishes it if it is still processed
 //! and not erased — never with a new fetch.
 
-use crate::downstream::{self, DownstreamEvent};
+use crate::downstream::{self, DownstreamEvent, PublishError};
 use crate::erasure::Receipt;
 use crate::ports::{InboundMessage, QueueMessage, Record, Status};
 
@@ -24,9 +24,16 @@ impl Processor {
             return true;
         };
         let event = event_of(record, detail);
-        let Err(error) = publisher.publish(&event).await else {
-            *publication = Some("published");
-            return true;
+        let error = match publisher.publish(&event).await {
+            Ok(()) => {
+                *publication = Some("published");
+                return true;
+            }
+            Err(PublishError::Refused(why)) => {
+                refused(record, &why, publication);
+                return true;
+            }
+            Err(PublishError::Unavailable(error)) => error,
         };
         *publication = Some("failed");
         tracing::warn!(key = %record.key, error = %error, "publishing the processed event failed; it is retried alone");
@@ -75,7 +82,11 @@ impl Processor {
                 *publication = Some("published");
                 (Verdict::Done, "published_again")
             }
-            Err(error) => {
+            Err(PublishError::Refused(why)) => {
+                refused(&record, &why, publication);
+                (Verdict::Done, "published_again")
+            }
+            Err(PublishError::Unavailable(error)) => {
                 *publication = Some("failed");
                 tracing::warn!(key = %record.key, error = %error, "publishing the processed event failed again");
                 let wait = self.settings.backoff_seconds(inbound.receive_count.max(1));
@@ -86,6 +97,13 @@ impl Processor {
             }
         }
     }
+}
+
+/// A publication the bus refuses for good: counted (`Published{Publication=refused}`, its
+/// alarm) and logged, never retried — the record stays `PROCESSED` with its detail.
+fn refused(record: &Record, why: &str, publication: &mut Option<&'static str>) {
+    *publication = Some("refused");
+    tracing::error!(key = %record.key, error = %why, "the bus refused the processed event for good; it is not published");
 }
 
 /// The downstream event of a finished record: an erasure's receipt (`erasure.completed`), or
