@@ -422,10 +422,39 @@ fn the_sweeper_only_finds_takes_over_and_queues() {
                 { "Fn::Sub": "${EventsTable.Arn}/index/pending_by_lease" },
                 { "Fn::Sub": "${EventsTable.Arn}/index/by_attention" },
             ]),
-            [update] if update == "dynamodb:UpdateItem" => get_att("EventsTable", "Arn"),
+            [update] if update == "dynamodb:UpdateItem" => {
+                let keys =
+                    &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+                let providers: Vec<String> = shared::providers::all()
+                    .iter()
+                    .map(|p| format!("{}#*", p.name()))
+                    .collect();
+                assert_eq!(keys, &json!(providers), "records of every provider only");
+                get_att("EventsTable", "Arn")
+            }
             _ => get_att("WorkQueue", "Arn"),
         };
         assert_eq!(statement["Resource"], expected, "{statement}");
+    }
+}
+
+#[test]
+fn the_api_writes_an_access_log_without_headers_or_bodies() {
+    let t = template();
+    let settings = &resource(&t, "WebhookApi")["Properties"]["AccessLogSettings"];
+    assert_eq!(
+        settings["DestinationArn"],
+        get_att("ApiAccessLogGroup", "Arn")
+    );
+    let group = &resource(&t, "ApiAccessLogGroup")["Properties"];
+    assert_eq!(group["RetentionInDays"], reference("LogRetentionDays"));
+    let format = settings["Format"].as_str().unwrap();
+    let line: Value = serde_json::from_str(format).expect("one JSON line per request");
+    for field in ["requestId", "ip", "route", "status", "latencyMs", "error"] {
+        assert!(line.get(field).is_some(), "{field}");
+    }
+    for secret in ["header", "$input", "authorizer", "requestOverride", "body"] {
+        assert!(!format.contains(secret), "{secret} in {format}");
     }
 }
 
@@ -479,7 +508,7 @@ fn every_function_logs_to_a_group_of_its_own_kept_for_the_retention_parameter() 
         .values()
         .filter(|r| r["Type"] == "AWS::Logs::LogGroup")
         .count();
-    assert_eq!(all_groups, functions().len());
+    assert_eq!(all_groups, functions().len() + 1, "and the API's access log");
 }
 
 #[test]
