@@ -117,9 +117,11 @@ fn function_statements(t: &Value, function: &str) -> Vec<Value> {
             role["Properties"].get("ManagedPolicyArns").is_none(),
             "{function}: no managed policies on its role"
         );
+        // Its own log group only: checked in the log groups' test.
         return list(&role["Properties"]["Policies"])
             .iter()
             .flat_map(|policy| statements(&policy["PolicyDocument"]))
+            .filter(|statement| !actions(statement).iter().all(|a| a.starts_with("logs:")))
             .collect();
     }
     list(&properties["Policies"])
@@ -490,6 +492,26 @@ fn every_function_logs_to_a_group_of_its_own_kept_for_the_retention_parameter() 
             .to_string();
         let group = resource(&t, &group_name);
         assert_eq!(group["Type"], "AWS::Logs::LogGroup", "{function}");
+        // A role of its own: SAM's basic execution policy would allow every log group.
+        let properties = &resource(&t, &function)["Properties"];
+        assert!(properties.get("Policies").is_none(), "{function}");
+        let role = properties["Role"]["Fn::GetAtt"][0].as_str().unwrap();
+        let granted: Vec<Value> = list(&resource(&t, role)["Properties"]["Policies"])
+            .iter()
+            .flat_map(|policy| statements(&policy["PolicyDocument"]))
+            .filter(|statement| actions(statement).iter().any(|a| a.starts_with("logs:")))
+            .collect();
+        assert_eq!(granted.len(), 1, "{function}");
+        assert_eq!(
+            actions(&granted[0]),
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "{function}"
+        );
+        assert_eq!(
+            granted[0]["Resource"],
+            get_att(&group_name, "Arn"),
+            "{function}: its own group only"
+        );
         assert_eq!(
             group["Properties"]["RetentionInDays"],
             reference("LogRetentionDays"),
@@ -508,7 +530,11 @@ fn every_function_logs_to_a_group_of_its_own_kept_for_the_retention_parameter() 
         .values()
         .filter(|r| r["Type"] == "AWS::Logs::LogGroup")
         .count();
-    assert_eq!(all_groups, functions().len() + 1, "and the API's access log");
+    assert_eq!(
+        all_groups,
+        functions().len() + 1,
+        "and the API's access log"
+    );
 }
 
 #[test]
