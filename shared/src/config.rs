@@ -211,6 +211,12 @@ impl Settings {
         Self::tenants_source_in(&env_lookup, prefix)
     }
 
+    /// The secret holding the API access of the tenants under `prefix`, for the processor
+    /// only (`EGYM_API_SECRET_ID`): the webhook functions verify requests and never read it.
+    pub fn api_secret(prefix: &str) -> Option<String> {
+        Lookup(&env_lookup).text(&format!("{prefix}API_SECRET_ID"))
+    }
+
     pub fn tenants_source_in(
         lookup: &dyn Fn(&str) -> Option<String>,
         prefix: &str,

@@ -312,6 +312,41 @@ impl TenantDirectory {
         self.tenants.iter()
     }
 
+    /// These tenants with their API access from a document of its own (the processor's
+    /// `<PROVIDER>_API_SECRET_ID`, which the webhook functions cannot read):
+    /// `{"tenants": [{"id": "<tenant>", "api": {…}}]}`. An entry replaces the tenant's `api`
+    /// (one still in the tenants document, from before the split, is used otherwise); one
+    /// naming no tenant of the tenants document is an error, named by its place.
+    pub fn with_api(self, json: &str) -> Result<TenantDirectory, ConfigError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Entry {
+            id: String,
+            api: ApiAccess,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Document {
+            tenants: Vec<Entry>,
+        }
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        let document: Document =
+            serde_path_to_error::deserialize(&mut deserializer).map_err(ConfigError::from_json)?;
+        let mut tenants = self.tenants;
+        for (place, entry) in document.tenants.into_iter().enumerate() {
+            let tenant = tenants
+                .iter_mut()
+                .find(|t| t.id == entry.id)
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                    "API access document: tenants[{place}] names no tenant of the tenants document"
+                ))
+                })?;
+            tenant.api = Some(entry.api);
+        }
+        TenantDirectory::new(tenants)
+    }
+
     pub fn len(&self) -> usize {
         self.tenants.len()
     }
@@ -722,6 +757,43 @@ mod tests {
         source.settled().await;
         assert!(source.current().get("s").is_some());
         assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn api_access_comes_from_a_document_of_its_own() {
+        let tenants = TenantDirectory::from_json(
+            r#"{"tenants": [{"id": "a", "webhook_secrets": ["sa"]},
+                            {"id": "b", "webhook_secrets": ["sb"], "api": {"base_url": "https://b.test", "api_key": "old-b"}}]}"#,
+        )
+        .unwrap();
+        let merged = tenants
+            .with_api(r#"{"tenants": [{"id": "a", "api": {"base_url": "https://a.test", "api_key": "key-a"}}]}"#)
+            .unwrap();
+        let api = |id: &str| merged.get(id).unwrap().api.clone().unwrap();
+        assert_eq!(api("a").base_url, "https://a.test");
+        assert!(
+            api("b").api_key.is_some(),
+            "one left in the tenants document still counts"
+        );
+        assert!(
+            merged.by_secret(b"sa").is_some(),
+            "the webhook side is kept"
+        );
+        let nobody = TenantDirectory::from_json(r#"{"tenants": [{"id": "a"}]}"#)
+            .unwrap()
+            .with_api(r#"{"tenants": [{"id": "z", "api": {"base_url": "https://z.test", "api_key": "secret-z"}}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            nobody.contains("tenants[0]") && !nobody.contains("secret-z"),
+            "{nobody}"
+        );
+        let unknown = TenantDirectory::from_json(r#"{"tenants": [{"id": "a"}]}"#)
+            .unwrap()
+            .with_api(r#"{"tenants": [{"id": "a", "webhook_secrets": ["x"]}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("tenants[0]"), "{unknown}");
     }
 
     #[test]

@@ -703,14 +703,32 @@ async fn record() -> Recorded {
     stack.stand_in("EventBus", &bus, created.event_bus_arn.unwrap());
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
     for provider in shared::providers::all() {
-        let id = e2e::function_id(provider.name()).replace("WebhookFunction", "TenantsSecret");
-        let tenants = Kit::of(provider.as_ref()).tenants_json(&api.base_url);
-        let secret = secrets
-            .create_secret()
-            .name(unique_name(&id))
-            .secret_string(tenants);
-        let arn = secret.send().await.unwrap().arn.unwrap();
-        stack.stand_in(&id, &arn.clone(), arn);
+        // Split as deployed: what the webhook function verifies with, and the API access only
+        // the processor reads.
+        let mut tenants: Value =
+            serde_json::from_str(&Kit::of(provider.as_ref()).tenants_json(&api.base_url)).unwrap();
+        let access: Vec<Value> = tenants["tenants"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .filter_map(|tenant| {
+                let api = tenant.as_object_mut().unwrap().remove("api")?;
+                Some(json!({ "id": tenant["id"], "api": api }))
+            })
+            .collect();
+        let function = e2e::function_id(provider.name());
+        for (kind, document) in [
+            ("TenantsSecret", tenants),
+            ("ApiSecret", json!({ "tenants": access })),
+        ] {
+            let id = function.replace("WebhookFunction", kind);
+            let secret = secrets
+                .create_secret()
+                .name(unique_name(&id))
+                .secret_string(document.to_string());
+            let arn = secret.send().await.unwrap().arn.unwrap();
+            stack.stand_in(&id, &arn.clone(), arn);
+        }
     }
 
     let recorder = Recorder::start(e2e::proxy::local_aws_address()).await;

@@ -362,7 +362,10 @@ fn the_processor_receives_from_its_own_queue_and_publishes_to_its_own_bus() {
     let secrets = on_service(&statements, "secretsmanager");
     let expected: BTreeSet<String> = providers()
         .iter()
-        .map(|(prefix, _)| reference(&format!("{prefix}TenantsSecret")).to_string())
+        .flat_map(|(prefix, _)| {
+            ["TenantsSecret", "ApiSecret"].map(|kind| format!("{prefix}{kind}"))
+        })
+        .map(|name| reference(&name).to_string())
         .collect();
     let granted: BTreeSet<String> = secrets
         .iter()

@@ -198,7 +198,13 @@ impl Deployment {
             Box::pin(async move {
                 let source = Settings::tenants_source(&prefix)
                     .ok_or_else(|| ConfigError::NotConfigured(prefix.clone()))?;
-                let directory = tenants::load(&source, secrets.as_ref()).await?;
+                let mut directory = tenants::load(&source, secrets.as_ref()).await?;
+                if let Some(secret) = Settings::api_secret(&prefix) {
+                    let json = tenants::SecretReader::read(secrets.as_ref(), &secret)
+                        .await
+                        .map_err(ConfigError::Source)?;
+                    directory = directory.with_api(&json)?;
+                }
                 check_tenants(provider.as_ref(), &directory)?;
                 Ok(directory)
             })
