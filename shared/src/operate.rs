@@ -28,6 +28,9 @@ pub enum OperateError {
     UnknownTenant(String, String),
     #[error("the body still does not parse: {0}; fix the provider's parser or the tenant's pointers, then release again")]
     StillUnreadable(String),
+    /// An erasure that would reach nobody: nothing erased, no tombstone written.
+    #[error("{0}")]
+    NobodyToErase(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -193,13 +196,17 @@ impl Operations {
     /// Erases what is held about one person (`<kind>:<id>`, as the provider names it:
     /// `customer:42`) of one tenant — the records about them, those that name them, the
     /// quarantined bodies that hold their id — and returns the receipt.
+    /// Erases what is held about `person` (`<kind>:<id>`) of `provider`'s `tenant`: refused
+    /// — nothing erased, no tombstone — for an empty id or a kind the provider's records are
+    /// never about (unless `any_kind`: a TIMIFY or Waitwhile family that came later).
     pub async fn erase(
         &self,
         provider: &str,
         tenant: &str,
         person: &str,
+        any_kind: bool,
     ) -> Result<Receipt, OperateError> {
-        known_provider(provider)?;
+        check_subject(known_provider(provider)?.as_ref(), person, any_kind)?;
         let person = Person {
             provider: provider.to_string(),
             tenant: tenant.to_string(),
@@ -256,6 +263,39 @@ impl Operations {
 fn known_provider(name: &str) -> Result<Arc<dyn Provider>, OperateError> {
     crate::providers::by_name(name)
         .ok_or_else(|| OperateError::UnknownProvider(name.to_string(), provider_names().join(", ")))
+}
+
+/// Refuses a subject no record of `provider` can be about: without an id, or of a kind it
+/// never uses (a typo such as `customr`, another provider's kind) unless `any_kind`.
+fn check_subject(
+    provider: &dyn Provider,
+    subject: &str,
+    any_kind: bool,
+) -> Result<(), OperateError> {
+    let kinds = crate::providers::subject_kinds(provider);
+    let refuse = |why: String| Err(OperateError::NobodyToErase(why));
+    let Some((kind, id)) = subject.split_once(':') else {
+        return refuse(format!(
+            "{subject:?} is not <kind>:<id>; {}'s kinds: {}",
+            provider.name(),
+            kinds.join(", ")
+        ));
+    };
+    if id.trim().is_empty() {
+        return refuse(format!(
+            "{subject:?} has no id after the ':': nothing erased"
+        ));
+    }
+    if !any_kind && !kinds.contains(&kind) {
+        return refuse(format!(
+            "{} records are never about a {kind:?}: nothing erased. Its kinds: {} \
+             (`webhooks events show KEY` prints a record's subject; --any-kind for a kind \
+             of a newer event family)",
+            provider.name(),
+            kinds.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 fn provider_names() -> Vec<String> {

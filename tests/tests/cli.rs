@@ -1035,3 +1035,63 @@ async fn events_list_stuck_shows_what_is_unfinished_a_day_later() {
         assert_eq!(conflicting.code, 2, "{name}");
     }
 }
+
+/// An erasure that would reach nobody — a misspelt kind, no id, another provider's kind, a
+/// tenant that does not exist — is refused with what is valid, erases nothing and leaves no
+/// tombstone, so the operator does not believe a person erased whose data is still there.
+#[tokio::test]
+async fn erase_refuses_a_subject_or_tenant_that_names_nobody() {
+    for place in Place::both().await {
+        let name = place.name();
+        let key = place.deliver("magicline/customer-created.json").await;
+        let config = e2e::root().join("devserver.toml").display().to_string();
+        let erase = |tenant: &'static str, subject: &'static str| {
+            let config = config.clone();
+            let place = &place;
+            async move {
+                let mut args = vec![
+                    "erase",
+                    "--provider",
+                    "magicline",
+                    "--tenant",
+                    tenant,
+                    "--subject",
+                    subject,
+                ];
+                if matches!(place, Place::Sqlite { .. }) {
+                    args.extend(["--config", config.as_str()]);
+                }
+                place.cli(&args).await
+            }
+        };
+        for (tenant, subject, says) in [
+            ("studio-1001", "customr:7893459", "customer, "),
+            ("studio-1001", "customer:", "no id"),
+            ("studio-1001", "account:123", "never about a \"account\""),
+            ("studio-9999", "customer:7893459", "studio-9999"),
+        ] {
+            let refused = erase(tenant, subject).await;
+            assert_eq!(refused.code, 1, "{name}: {subject}: {refused:?}");
+            assert!(
+                refused.stderr.contains("nothing erased") && refused.stderr.contains(says),
+                "{name}: {subject}: {refused:?}"
+            );
+            let subject = shared::ports::subject_of("magicline", tenant, subject);
+            let tombstone = place.ports().store.erased_at(&subject).await.unwrap();
+            assert_eq!(tombstone, None, "{name}: no tombstone for {subject}");
+        }
+        if matches!(place, Place::Sqlite { .. }) {
+            let listed = erase("studio-9999", "customer:1").await;
+            assert!(
+                listed.stderr.contains("studio-1001"),
+                "{listed:?}: the tenants there are"
+            );
+        }
+        let record = place.ports().store.get(&key).await.unwrap().unwrap();
+        assert!(!record.body.is_empty(), "{name}: nothing erased");
+        let done = erase("studio-1001", "customer:7893459").await;
+        assert_eq!(done.code, 0, "{name}: {done:?}");
+        let record = place.ports().store.get(&key).await.unwrap().unwrap();
+        assert!(record.body.is_empty(), "{name}: erased");
+    }
+}

@@ -292,7 +292,7 @@ async fn a_spilled_or_released_delivery_about_an_erased_person_keeps_nothing() {
         .with_publisher(bus.publisher());
     let operations = Operations::new(backend.ports(), IngestSettings::default());
     operations
-        .erase("magicline", "studio-1001", "customer:7893459")
+        .erase("magicline", "studio-1001", "customer:7893459", false)
         .await
         .unwrap();
     let tenants = e2e::demo_tenants("magicline");

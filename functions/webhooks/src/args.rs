@@ -216,6 +216,10 @@ pub(crate) struct EraseArgs {
     /// `<kind>:<id>`, e.g. customer:42 (see below).
     #[arg(long)]
     pub(crate) subject: String,
+    /// Accept a kind the provider's documented events do not use (a TIMIFY or Waitwhile event
+    /// family that came later).
+    #[arg(long)]
+    pub(crate) any_kind: bool,
 }
 
 #[derive(Debug, Args)]

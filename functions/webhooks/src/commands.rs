@@ -108,9 +108,10 @@ pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
                     args.subject
                 )));
             }
+            known_tenant(&target, &args.provider, &args.tenant).await?;
             let receipt = target
                 .operations
-                .erase(&args.provider, &args.tenant, &args.subject)
+                .erase(&args.provider, &args.tenant, &args.subject, args.any_kind)
                 .await?;
             if json {
                 writeln!(out, "{}", pretty(&json!(receipt))).ok();
@@ -182,6 +183,43 @@ async fn pause(
         .ok();
     }
     Ok(0)
+}
+
+/// Refuses an erasure for a tenant that does not exist: one missing from the provider's
+/// configuration where it can be read (the dev server's `--config`, `--stack`, `--tenants-file`),
+/// else one with no record at all in the retention period — a misspelt tenant would erase
+/// nobody and leave a tombstone nobody needs.
+async fn known_tenant(target: &Target, provider: &str, tenant: &str) -> Result<()> {
+    let configured = match target.tenants(provider).await {
+        Ok(tenants) => tenants,
+        // No configuration to read here: what the store holds must do.
+        Err(_) => {
+            let filters = Filters {
+                provider: Some(provider.to_string()),
+                tenant: Some(tenant.to_string()),
+                status: None,
+                since: None,
+                limit: 1,
+                stuck: false,
+            };
+            if target.list(&filters).await?.is_empty() {
+                return Err(Failure::Operation(format!(
+                    "{provider} has no record of tenant {tenant:?} in the retention period: \
+                     nothing erased. Check the spelling (`webhooks stats`), or pass \
+                     --tenants-file / --stack to check it against the configuration"
+                )));
+            }
+            return Ok(());
+        }
+    };
+    if configured.get(tenant).is_some() {
+        return Ok(());
+    }
+    let known: Vec<&str> = configured.iter().map(|t| t.id.as_str()).collect();
+    Err(Failure::Operation(format!(
+        "{provider} has no tenant {tenant:?}: nothing erased. Its tenants: {}",
+        known.join(", ")
+    )))
 }
 
 async fn replay(target: &Target, args: ReplayArgs, json: bool, out: &mut String) -> Result<i32> {
@@ -277,6 +315,12 @@ async fn sam_env(aws: &AwsPlace) -> Result<Value> {
                 env["TENANTS_SECRET_ID"] = secret.clone().into();
                 processor[format!("{}_TENANTS_SECRET_ID", name.to_ascii_uppercase())] =
                     secret.into();
+            }
+            // The API access only the processor reads (an output of stacks since the split).
+            let api_output = format!("{}ApiSecretArn", logical_name(name));
+            if let Some(secret) = stack.outputs.get(&api_output) {
+                processor[format!("{}_API_SECRET_ID", name.to_ascii_uppercase())] =
+                    secret.clone().into();
             }
         }
         functions.insert(format!("{}WebhookFunction", logical_name(name)), env);

@@ -58,6 +58,10 @@ impl Provider for Egym {
         PERSON_FIELDS
     }
 
+    fn own_subject_kinds(&self) -> Vec<&'static str> {
+        vec!["account"]
+    }
+
     /// `TEST` is stored without a call; `MEMBERSHIP_DELETE` erases what we hold about the
     /// account; every other type reads the member's account.
     fn processing(&self, record: &Record, _tenant: &Tenant) -> Result<Processing, String> {

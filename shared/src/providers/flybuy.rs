@@ -211,6 +211,10 @@ impl Provider for Flybuy {
         PERSON_FIELDS
     }
 
+    fn own_subject_kinds(&self) -> Vec<&'static str> {
+        vec!["order"]
+    }
+
     /// The latest state of the order.
     fn processing(&self, record: &Record, _tenant: &Tenant) -> Result<Processing, String> {
         Ok(Processing::fetch(format!(

@@ -377,6 +377,14 @@ impl Provider for Magicline {
         PERSON_FIELDS
     }
 
+    fn own_subject_kinds(&self) -> Vec<&'static str> {
+        RULES
+            .iter()
+            .map(|rule| rule.entity)
+            .chain(["entity"])
+            .collect()
+    }
+
     /// Every event of the payload gets its call; a deletion among them erases instead (the
     /// person's data goes, so nothing about them is fetched).
     fn processing(&self, record: &Record, _tenant: &Tenant) -> Result<Processing, String> {

@@ -80,6 +80,16 @@ pub struct PersonField {
     pub kind: &'static str,
 }
 
+/// Every kind of subject `provider`'s records are about or name, sorted, each once: an
+/// erasure naming any other kind would reach nothing (a typo, another provider's kind).
+pub fn subject_kinds(provider: &dyn Provider) -> Vec<&'static str> {
+    let mut kinds = provider.own_subject_kinds();
+    kinds.extend(provider.person_fields().iter().map(|field| field.kind));
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+}
+
 /// The persons (`<kind>:<id>`) that `json` names through `fields`, each once.
 pub fn persons_named(fields: &[PersonField], json: &str) -> Vec<String> {
     let Ok(document) = Document::parse(json.as_bytes()) else {
@@ -119,6 +129,10 @@ pub trait Provider: Send + Sync + 'static {
     fn person_fields(&self) -> &'static [PersonField] {
         &[]
     }
+
+    /// The kinds of subject its events are about (`account` of `account:42`); with the kinds of
+    /// its person fields, what an operator's erasure may name ([`subject_kinds`]).
+    fn own_subject_kinds(&self) -> Vec<&'static str>;
 
     /// The rate its API may be called at per key, as the provider publishes it (a tenant's
     /// `api.rate` replaces it).

@@ -65,6 +65,12 @@ impl Provider for Timify {
         PERSON_FIELDS
     }
 
+    fn own_subject_kinds(&self) -> Vec<&'static str> {
+        // The families of its published events; another family is its name without the
+        // plural `s` (README): not known until it comes.
+        vec!["booking", "customer", "service", "resource"]
+    }
+
     /// A booking is read by id; a deleted customer is erased; other objects have no
     /// documented GET by id and are stored as they came.
     fn processing(&self, record: &Record, _tenant: &Tenant) -> Result<Processing, String> {

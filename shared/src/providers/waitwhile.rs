@@ -69,6 +69,10 @@ impl Provider for Waitwhile {
         PERSON_FIELDS
     }
 
+    fn own_subject_kinds(&self) -> Vec<&'static str> {
+        vec!["visit", "location", "message", "customer"]
+    }
+
     /// The object named by the event from the Waitwhile API v2. `visit.removed` erases the
     /// visit's data; a removed location no longer exists to be fetched.
     fn processing(&self, record: &Record, tenant: &Tenant) -> Result<Processing, String> {
