@@ -678,3 +678,109 @@ async fn a_downstream_answer_other_than_2xx_or_no_answer_is_a_failed_publication
     };
     assert!(error.starts_with("downstream:"), "{error}");
 }
+
+/// The personal-data scan of `personal_data.rs`, through the dev server over HTTP: a person's
+/// name and e-mail (as the sandbox answers them, and in a quarantined body) reach it through a
+/// delivery about them, a studio's check-out list naming them and another person, and an
+/// unreadable delivery; after their `CUSTOMER_DELETED` no byte of either is left in the
+/// database file (after a graceful shutdown: no WAL) or in what is posted downstream after the
+/// erasure, and the other person's are all still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_byte_of_an_erased_person_is_left_in_the_dev_server() {
+    const ERASED: u64 = 4_400_101;
+    const KEPT: u64 = 4_400_102;
+    let traces = |id: u64| [format!("Sandbox-{id}"), format!("mia.{id}@example.com")];
+    let (url, received) = receiver(200).await;
+    let text = std::fs::read_to_string(root().join("devserver.toml")).unwrap();
+    let config = std::env::temp_dir().join(format!("{}.toml", unique_name("scan")));
+    std::fs::write(&config, format!("{text}\n[downstream]\nurl = \"{url}\"\n")).unwrap();
+    let data = fresh_data();
+    let mut options = options(&data, 2);
+    options.config = config;
+    let server = devserver::start(options).await.unwrap();
+    let client = reqwest::Client::new();
+    let post = |body: String| {
+        let request = client
+            .post(format!("http://{}/webhooks/magicline", server.addr))
+            .header("x-api-key", "ml-demo-key-1001-new")
+            .header("content-type", "application/json")
+            .body(body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let event = |uuid: &str, entity: u64, kind: &str, content: serde_json::Value| {
+        serde_json::json!({
+            "entityId": entity, "uuid": uuid,
+            "payload": [{"timestamp": 1_795_640_400_000_u64, "type": kind, "content": content}],
+        })
+        .to_string()
+    };
+    for id in [ERASED, KEPT] {
+        let created = event(
+            &format!("scan-created-{id}"),
+            id,
+            "CUSTOMER_CREATED",
+            serde_json::json!({}),
+        );
+        assert_eq!(post(created).await, 202);
+    }
+    let checkouts = serde_json::json!({"checkouts": [
+        {"customerId": ERASED, "checkoutTime": "2026-11-25T22:00:00.000Z"},
+        {"customerId": KEPT, "checkoutTime": "2026-11-25T22:00:00.000Z"},
+    ]});
+    assert_eq!(
+        post(event(
+            "scan-checkout",
+            1001,
+            "AUTOMATIC_CUSTOMER_CHECKOUT",
+            checkouts
+        ))
+        .await,
+        202
+    );
+    let [name, mail] = traces(ERASED);
+    let unreadable = format!(r#"{{"entityId": {ERASED}, "note": "{name} <{mail}>""#);
+    assert_eq!(post(unreadable).await, 202, "quarantined, kept");
+    settled(&server).await;
+    let before_erasure = received.lock().unwrap().len();
+    let deleted = event(
+        "scan-deleted",
+        ERASED,
+        "CUSTOMER_DELETED",
+        serde_json::json!({}),
+    );
+    assert_eq!(post(deleted).await, 202);
+    settled(&server).await;
+    // The second erasure pass and its publication come through the queue too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after: Vec<String> = received.lock().unwrap()[before_erasure..]
+        .iter()
+        .map(|event| event.to_string())
+        .collect();
+    server.shutdown().await;
+
+    let mut file = std::fs::read(&data).unwrap();
+    let mut wal = data.as_os_str().to_owned();
+    wal.push("-wal");
+    file.extend(std::fs::read(PathBuf::from(wal)).unwrap_or_default());
+    let holds = |text: &str| {
+        file.windows(text.len())
+            .any(|window| window == text.as_bytes())
+    };
+    for trace in traces(ERASED) {
+        assert!(!holds(&trace), "{trace} left in the database");
+        assert!(
+            after.iter().all(|event| !event.contains(&trace)),
+            "{trace} published: {after:?}"
+        );
+    }
+    for trace in traces(KEPT) {
+        assert!(holds(&trace), "{trace} of the other person is kept");
+    }
+    assert!(
+        after
+            .iter()
+            .any(|event| event.contains("erasure.completed")),
+        "the receipt: {after:?}"
+    );
+    std::fs::remove_file(&data).ok();
+}
