@@ -2,6 +2,7 @@
 //! list renders the delivered events with their status and its filters narrow it, a record's
 //! page shows an attacker's body escaped, the Replay button (a form POST) makes a FAILED event
 //! processed once, the Release button stores a quarantined delivery under its real key once,
+//! the Pause and Resume buttons hold and let go a provider's processing,
 //! forms from other sites and hosts other than loopback are refused, and the webhook port
 //! serves none of it.
 
@@ -591,5 +592,61 @@ async fn the_webhook_port_serves_no_page_and_other_hosts_are_refused() {
         .unwrap();
     assert!(policy.contains("script-src 'self'"), "{policy}");
     assert_eq!(answer.headers()[header::CACHE_CONTROL], "no-store");
+    server.shutdown().await;
+}
+
+/// The events page's Pause button holds a provider's processing — its webhooks still
+/// acknowledged and stored, none processed, no attempt used up — and its Resume button lets
+/// them be processed, once each; another provider goes on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pause_and_resume_buttons_hold_a_providers_processing() {
+    let server = start().await;
+    let (landed_at, html) = click(&server, "/events", "Pause magicline").await;
+    assert_eq!(landed_at, "/events");
+    assert!(flash(&html).contains("Paused magicline"), "{html}");
+    assert!(html.contains(">Resume magicline</button>"), "{html}");
+    assert!(
+        html.contains(">Pause egym</button>"),
+        "another provider goes on"
+    );
+
+    let held = send_file(&server, "magicline/customer-created.json").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = send_file(&server, "egym/gym-checkin.json").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    while record(&server, &other).await.status != Status::Processed {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "egym not processed"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting = record(&server, &held).await;
+    assert_ne!(waiting.status, Status::Processed, "held while paused");
+    assert_eq!(waiting.attempts, 0, "not even claimed");
+
+    let (_, html) = click(&server, "/events", "Resume magicline").await;
+    assert!(flash(&html).contains("Resumed magicline"), "{html}");
+    // A held message is looked at again every 30 s.
+    let started = Instant::now();
+    while record(&server, &held).await.status != Status::Processed {
+        assert!(
+            started.elapsed() < Duration::from_secs(45),
+            "not processed once resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resumed = record(&server, &held).await;
+    assert_eq!(
+        (resumed.status, resumed.attempts),
+        (Status::Processed, 1),
+        "processed once"
+    );
     server.shutdown().await;
 }

@@ -334,6 +334,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         .route("/events/{key}", get(pages::record))
         .route("/events/{key}/replay", post(pages::replay))
         .route("/events/{key}/release", post(pages::release))
+        .route("/processing/{scope}/{action}", post(pages::pause))
         .route("/assets/{name}", get(pages::asset))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(axum::middleware::from_fn(pages::only_loopback_hosts))

@@ -177,6 +177,7 @@ pub async fn list(
         r#"<div class="bar"><h1>Events</h1><p class="note"><span id="live-note"></span><noscript>JavaScript is off: reload the page to see new events.</noscript></p></div>"#
     );
     content.push_str(&filter_form(&state, &filters));
+    content.push_str(&processing_controls(&state).await);
     let query = filters.query(None);
     let source = if query.is_empty() {
         "/events?part=live".to_string()
@@ -584,6 +585,82 @@ fn actions(record: &Record) -> String {
     )
 }
 
+/// A Pause or Resume button per provider, and a Resume button per paused tenant: what
+/// `webhooks pause|resume` does, for the dev server's processing.
+async fn processing_controls(state: &AppState) -> String {
+    let paused = match state.operations.paused().await {
+        Ok(paused) => paused,
+        Err(error) => {
+            return format!(
+                r#"<p class="flash error">What is paused could not be read: {}</p>"#,
+                esc(&error.to_string())
+            )
+        }
+    };
+    let mut providers: Vec<&String> = state.tenants.keys().collect();
+    providers.sort();
+    let mut out = String::from(
+        r#"<section class="processing" aria-label="Processing"><span class="note">Processing:</span>"#,
+    );
+    for provider in providers {
+        let held = paused.iter().any(|p| p.scope == *provider);
+        let (action, label) = if held {
+            ("resume", format!("Resume {provider}"))
+        } else {
+            ("pause", format!("Pause {provider}"))
+        };
+        let _ = write!(
+            out,
+            r#"<form method="post" action="/processing/{}/{action}"><button type="submit">{}</button></form>"#,
+            esc(&pct(provider)),
+            esc(&label)
+        );
+    }
+    for tenant_scope in paused.iter().filter(|p| p.scope.contains('#')) {
+        let _ = write!(
+            out,
+            r#"<form method="post" action="/processing/{}/resume"><button type="submit">{}</button></form>"#,
+            esc(&pct(&tenant_scope.scope)),
+            esc(&format!("Resume {}", tenant_scope.scope.replace('#', " ")))
+        );
+    }
+    out.push_str("</section>");
+    out
+}
+
+/// `POST /processing/{scope}/{pause|resume}`: holds or lets go the processing of a provider
+/// (`magicline`) or one of its tenants (`magicline#studio-1001`), then back to the list.
+pub async fn pause(
+    State(state): State<AppState>,
+    Path((scope, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(why) = cross_site(&headers) {
+        return refused(why);
+    }
+    let hold = match action.as_str() {
+        "pause" => true,
+        "resume" => false,
+        _ => return (StatusCode::NOT_FOUND, "pause or resume\n").into_response(),
+    };
+    let (provider, tenant) = match scope.split_once('#') {
+        Some((provider, tenant)) => (provider, Some(tenant)),
+        None => (scope.as_str(), None),
+    };
+    let flash = match state.operations.pause(provider, tenant, hold).await {
+        Ok(scope) if hold => Flash::new(
+            "ok",
+            format!("Paused {scope}: its webhooks are still acknowledged and stored; processing waits, using up no attempt."),
+        ),
+        Ok(scope) => Flash::new(
+            "ok",
+            format!("Resumed {scope}: its held webhooks are processed within half a minute, at its paced rate."),
+        ),
+        Err(error) => Flash::new("error", format!("Pause or resume failed: {error}")),
+    };
+    to("/events", flash)
+}
+
 /// `POST /events/{key}/replay`: [`Operations::replay`](shared::operate::Operations::replay),
 /// then back to the record with what happened.
 pub async fn replay(
@@ -730,7 +807,12 @@ impl Flash {
 
 /// 303 to the record's page, the flash message in a cookie.
 fn back_to(key: &str, flash: Flash) -> Response {
-    let location = format!("/events/{}", pct(key));
+    to(&format!("/events/{}", pct(key)), flash)
+}
+
+/// 303 to `location`, the flash message in a cookie.
+fn to(location: &str, flash: Flash) -> Response {
+    let location = location.to_string();
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&flash.cookie()) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
