@@ -508,7 +508,8 @@ pub trait Store: Send + Sync {
     /// never a scan.
     async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError>;
     /// Puts a record back on its way to the processor for a replay: `RECEIVED` under a new
-    /// lease, its last error cleared. False if it is quarantined or missing, or someone holds a
+    /// lease, its last error, detail and processed time cleared (what it comes to this time is
+    /// all it will say). False if it is quarantined or missing, or someone holds a
     /// live lease on it.
     async fn reopen(&self, key: &str, now_ms: i64, lease_until_ms: i64)
         -> Result<bool, StoreError>;

@@ -1523,3 +1523,56 @@ async fn stuck_records_are_listed_and_put_back_once() {
         );
     }
 }
+
+/// A replay starts the record over: what it comes to this time is all it says — a replay that
+/// fails shows FAILED with its reason, not the detail and processed time of the time before.
+#[tokio::test]
+async fn a_replay_starts_the_record_over() {
+    for ports in all_pairs().await {
+        let name = ports.name;
+        let store = &ports.store;
+        let now = ports.now();
+        store
+            .put_new(&record_at(now, "r-over", "r-over"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.claim("r-over", now, now + 1000).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+        let fetched = Outcome::Processed {
+            detail: Some(r#"{"name":"before"}"#.into()),
+        };
+        assert!(store
+            .finish("r-over", now + 1000, &fetched, now)
+            .await
+            .unwrap());
+        assert!(store.reopen("r-over", now, now + 2000).await.unwrap());
+        let reopened = store.get("r-over").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                reopened.status,
+                reopened.detail.clone(),
+                reopened.processed_at_ms
+            ),
+            (Status::Received, None, None),
+            "{name}"
+        );
+        assert!(matches!(
+            store.claim("r-over", now + 2001, now + 3000).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+        let refused = Outcome::Failed {
+            reason: "404".into(),
+        };
+        assert!(store
+            .finish("r-over", now + 3000, &refused, now + 2001)
+            .await
+            .unwrap());
+        let failed = store.get("r-over").await.unwrap().unwrap();
+        assert_eq!(failed.status, Status::Failed, "{name}");
+        assert_eq!(failed.detail, None, "{name}: nothing of the time before");
+        assert_eq!(failed.processed_at_ms, None, "{name}");
+        assert_eq!(failed.last_error.as_deref(), Some("404"), "{name}");
+    }
+}

@@ -890,7 +890,7 @@ impl Store for DynamoStore {
         self.conditional_update(
             key,
             "SET #status = :received, lease_until = :lease, pending = :shard, \
-             attention = :open REMOVE last_error",
+             attention = :open REMOVE last_error, detail, processed_at",
             "#status IN (:queued, :processed, :failed) \
              OR (#status IN (:received, :processing) AND lease_until < :now)",
             &[

@@ -278,6 +278,8 @@ impl Store for MemoryStore {
             record.status = Status::Received;
             record.lease_until_ms = lease_until_ms;
             record.last_error = None;
+            record.detail = None;
+            record.processed_at_ms = None;
         }
         Ok(reopenable)
     }

@@ -400,7 +400,8 @@ impl Store for SqliteStore {
             .store_op(move |connection| {
                 let changed = change(
                     connection,
-                    "UPDATE records SET status = 'RECEIVED', lease_until = ?2, last_error = NULL
+                    "UPDATE records SET status = 'RECEIVED', lease_until = ?2, last_error = NULL,
+                        detail = NULL, processed_at = NULL
                      WHERE pk = ?1 AND (status IN ('QUEUED', 'PROCESSED', 'FAILED')
                         OR (status IN ('RECEIVED', 'PROCESSING') AND lease_until < ?3))",
                     params![key, lease_until_ms, now_ms],
