@@ -784,3 +784,35 @@ async fn no_byte_of_an_erased_person_is_left_in_the_dev_server() {
     );
     std::fs::remove_file(&data).ok();
 }
+
+/// `/_dev/events/{key}` gives the raw body as it came: key order, a number no float holds
+/// (`18446744073709551617`, `-0.10`) and the spacing, all as sent.
+#[tokio::test]
+async fn the_dev_event_view_gives_the_body_exactly_as_it_came() {
+    let server = devserver::start(options(&fresh_data(), 1)).await.unwrap();
+    let body = r#"{"uuid": "exact-1", "zeta": 18446744073709551617,  "entityId": 7893459,
+        "payload": [{"timestamp": 1, "type": "CUSTOMER_UPDATED"}], "alpha": -0.10}"#;
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}/webhooks/magicline", server.addr))
+        .header("x-api-key", "ml-demo-key-1001-new")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    let key = answer.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .replace('#', "%23");
+    let view = reqwest::get(format!("http://{}/_dev/events/{key}", server.admin_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(view.contains(body), "{view}");
+    let parsed: serde_json::Value = serde_json::from_str(&view).expect("still JSON");
+    assert_eq!(parsed["entity_id"], "7893459");
+    server.shutdown().await;
+}

@@ -25,6 +25,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use shared::clock::SharedClock;
 use shared::fetch::DetailClient;
@@ -516,21 +517,36 @@ async fn list_events(State(state): State<AppState>) -> Response {
     }
 }
 
+/// A stored text as JSON exactly as it was written — key order, every digit, the whitespace —
+/// or, where it is not JSON, as a JSON string of it.
+fn exact(text: &str) -> Box<RawValue> {
+    RawValue::from_string(text.to_string()).unwrap_or_else(|_| {
+        let quoted = serde_json::to_string(text).expect("a string serialises");
+        RawValue::from_string(quoted).expect("a JSON string is JSON")
+    })
+}
+
 async fn show_event(State(state): State<AppState>, Path(key): Path<String>) -> Response {
     match state.ports.store.get(&key).await {
         Ok(Some(record)) => {
-            let as_json = |text: &str| {
-                serde_json::from_str::<Value>(text).unwrap_or(Value::String(text.to_string()))
+            /// The record's summary, and its body and detail exactly as stored.
+            #[derive(serde::Serialize)]
+            struct View {
+                #[serde(flatten)]
+                summary: Value,
+                entity_id: String,
+                body: Option<Box<RawValue>>,
+                detail: Option<Box<RawValue>>,
+                erased_at: Option<i64>,
+            }
+            let body = (!record.body.is_empty()).then(|| exact(&record.body));
+            let view = View {
+                summary: summary(&record),
+                entity_id: record.entity_id.clone(),
+                body,
+                detail: record.detail.as_deref().map(exact),
+                erased_at: record.erased_at_ms,
             };
-            let mut view = summary(&record);
-            view["entity_id"] = json!(record.entity_id);
-            view["body"] = if record.body.is_empty() {
-                Value::Null
-            } else {
-                as_json(&record.body)
-            };
-            view["detail"] = record.detail.as_deref().map(as_json).unwrap_or(Value::Null);
-            view["erased_at"] = json!(record.erased_at_ms);
             Json(view).into_response()
         }
         Ok(None) => (
