@@ -816,3 +816,22 @@ async fn the_dev_event_view_gives_the_body_exactly_as_it_came() {
     assert_eq!(parsed["entity_id"], "7893459");
     server.shutdown().await;
 }
+
+/// A second dev server on the data file of a running one is refused with what to do; once the
+/// first has stopped, it starts.
+#[tokio::test]
+async fn a_second_server_on_the_same_data_file_is_refused() {
+    let data = fresh_data();
+    let first = devserver::start(options(&data, 1)).await.unwrap();
+    let Err(refused) = devserver::start(options(&data, 1)).await else {
+        panic!("a second server started on the same data file");
+    };
+    let refused = refused.to_string();
+    assert!(
+        refused.contains("another dev server is running") && refused.contains("--data"),
+        "{refused}"
+    );
+    first.shutdown().await;
+    let second = devserver::start(options(&data, 1)).await.unwrap();
+    second.shutdown().await;
+}

@@ -176,6 +176,8 @@ pub struct RunningServer {
     http: JoinHandle<()>,
     admin: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
+    /// Held while the server runs: one server per data file.
+    _lock: std::fs::File,
 }
 
 impl RunningServer {
@@ -194,6 +196,7 @@ impl RunningServer {
         if let Err(error) = self.database.close().await {
             tracing::warn!(error = %error, "closing the database");
         }
+        drop(self._lock);
     }
 
     /// Stops everything at once, as a crash would: whatever a worker held is not finished.
@@ -208,6 +211,7 @@ impl RunningServer {
 
 pub async fn start(options: Options) -> Result<RunningServer, Error> {
     check_admin_listen(options.admin_listen)?;
+    let lock = lock_data(&options.data)?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|e| format!("--listen {}: {e}", options.listen))?;
@@ -353,7 +357,35 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         http,
         admin,
         workers,
+        _lock: lock,
     })
+}
+
+/// The lock beside `data` (`<data>.lock`), taken for as long as the server runs: a second
+/// server on the same file would process the same queue and answer for the same records. The
+/// system lets it go when the process ends, however it ends.
+fn lock_data(data: &std::path::Path) -> Result<std::fs::File, Error> {
+    let mut path = data.as_os_str().to_owned();
+    path.push(".lock");
+    let path = std::path::PathBuf::from(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{}: another dev server is running on this data file: stop it, or give this one \
+             another file with --data",
+            data.display()
+        )
+        .into()),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(format!("{}: {error}", path.display()).into())
+        }
+    }
 }
 
 /// The admin routes show raw webhook bodies and fetched customer data without authentication:
