@@ -899,3 +899,31 @@ async fn a_delivery_unfinished_a_day_later_is_counted_and_queued_once_more() {
     pump().await;
     assert_eq!(api.calls(CHECKOUT_ACCOUNT), 4, "no loop");
 }
+
+/// The last attempt says what happens next and makes it happen: its message is visible again
+/// at once, so the queue moves it to the dead-letter queue at its next receive (no waiting out
+/// a backoff or a visibility timeout), and `last_error` and the log say so, not "tried again".
+#[tokio::test]
+async fn the_last_attempt_reaches_the_dead_letter_queue_at_the_next_receive() {
+    let api = FakeApi::start().await;
+    let local = InMemory::new(&api, settings(2));
+    api.set("/magicline/", Behavior::Status(503));
+    let key = local.deliver("magicline/customer-created.json").await;
+    assert_eq!(local.pump().await, 1);
+    local.advance(Duration::from_secs(31));
+    assert_eq!(local.pump().await, 1, "the last attempt");
+    let record = local.record(&key).await;
+    let reason = record.last_error.unwrap();
+    assert!(
+        reason.contains("attempt 2 of 2, the last") && reason.contains("dead-letter queue"),
+        "{reason}"
+    );
+    assert!(local.memory.queue.dead_letters().is_empty());
+    assert_eq!(
+        local.pump().await,
+        0,
+        "no time passed: the next receive moves it"
+    );
+    assert_eq!(local.memory.queue.dead_letters().len(), 1);
+    assert_eq!(api.calls(CUSTOMER), 2);
+}

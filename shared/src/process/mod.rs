@@ -243,7 +243,11 @@ impl Processor {
             ),
         };
         if let Outcome::Retry { reason } = &outcome {
-            tracing::warn!(key = %message.key, reason = %reason, "processing will be tried again");
+            if self.last_attempt(inbound) {
+                tracing::error!(key = %message.key, reason = %reason, "processing gave up: the message goes to the dead-letter queue");
+            } else {
+                tracing::warn!(key = %message.key, reason = %reason, "processing will be tried again");
+            }
         }
         if label == "erased" {
             self.erase_again_later(message).await;
@@ -494,15 +498,22 @@ impl Processor {
     }
 
     async fn retry(&self, reason: String, wait: Option<u32>, inbound: &InboundMessage) -> Outcome {
-        let wait = wait.unwrap_or_else(|| self.settings.backoff_seconds(inbound.receive_count));
-        if let (true, Some(receipt)) = (wait > 0, inbound.receipt_handle.as_deref()) {
+        // The last attempt's message is made visible at once: the queue moves it to the
+        // dead-letter queue at its next receive, so `dlq list` shows it within seconds.
+        let last = self.last_attempt(inbound);
+        let wait = match wait {
+            _ if last => 0,
+            Some(wait) => wait,
+            None => self.settings.backoff_seconds(inbound.receive_count),
+        };
+        if let (true, Some(receipt)) = (wait > 0 || last, inbound.receipt_handle.as_deref()) {
             if let Err(error) = self.ports.queue.retry_after(receipt, wait).await {
                 tracing::warn!(error = %error, "could not delay the retry");
             }
         }
-        let reason = if inbound.receive_count >= self.settings.max_receives {
+        let reason = if last {
             format!(
-                "{reason} (attempt {} of {}: the message goes to the dead-letter queue)",
+                "{reason} (attempt {} of {}, the last: its message is moved to the dead-letter queue at the queue's next receive)",
                 inbound.receive_count, self.settings.max_receives
             )
         } else {
@@ -512,6 +523,13 @@ impl Processor {
             )
         };
         Outcome::Retry { reason }
+    }
+}
+
+impl Processor {
+    /// Whether this receive of the message is its last before the dead-letter queue.
+    fn last_attempt(&self, inbound: &InboundMessage) -> bool {
+        inbound.receive_count >= self.settings.max_receives
     }
 }
 
