@@ -79,7 +79,7 @@ impl Operations {
                 known_provider(name)?;
                 vec![name.to_string()]
             }
-            None => provider_names(),
+            None => crate::providers::names(),
         };
         let now = self.ports.clock.now_ms();
         Ok(EventFilter {
@@ -261,8 +261,9 @@ impl Operations {
 
 /// The provider named `name`, or an error that names the known ones.
 fn known_provider(name: &str) -> Result<Arc<dyn Provider>, OperateError> {
-    crate::providers::by_name(name)
-        .ok_or_else(|| OperateError::UnknownProvider(name.to_string(), provider_names().join(", ")))
+    crate::providers::by_name(name).ok_or_else(|| {
+        OperateError::UnknownProvider(name.to_string(), crate::providers::names().join(", "))
+    })
 }
 
 /// Refuses a subject no record of `provider` can be about: without an id, or of a kind it
@@ -296,13 +297,6 @@ fn check_subject(
         ));
     }
     Ok(())
-}
-
-fn provider_names() -> Vec<String> {
-    crate::providers::all()
-        .iter()
-        .map(|provider| provider.name().to_string())
-        .collect()
 }
 
 /// Where a released quarantine's note names the record it was stored as.

@@ -33,21 +33,29 @@ pub struct Reconciler {
     metrics: Arc<dyn Metrics>,
 }
 
-/// The filter of records received before `until_ms` and not finished, every provider.
-pub fn stuck_filter(now_ms: i64, since_ms: i64, limit: usize) -> EventFilter {
+/// `filter` narrowed to the stuck records: received over [`STUCK_AFTER`] before `now_ms` and
+/// not finished (what the reconciler looks at and `webhooks events list --stuck` lists).
+pub fn only_stuck(filter: EventFilter, now_ms: i64) -> EventFilter {
     EventFilter {
-        providers: providers::all()
-            .iter()
-            .map(|provider| provider.name().to_string())
-            .collect(),
+        until_ms: now_ms - STUCK_AFTER.as_millis() as i64,
+        unfinished_only: true,
+        ..filter
+    }
+}
+
+/// Every provider's records received since `since_ms`, at most `limit`, stuck at `now_ms`.
+fn stuck_filter(now_ms: i64, since_ms: i64, limit: usize) -> EventFilter {
+    let every_record = EventFilter {
+        providers: providers::names(),
         tenant: None,
         status: None,
         since_ms,
-        until_ms: now_ms - STUCK_AFTER.as_millis() as i64,
+        until_ms: now_ms,
         limit,
         live_at_ms: now_ms,
-        unfinished_only: true,
-    }
+        unfinished_only: false,
+    };
+    only_stuck(every_record, now_ms)
 }
 
 impl Reconciler {

@@ -113,17 +113,17 @@ impl Target {
 
     pub(crate) async fn list(&self, filters: &Filters) -> Result<Vec<Record>> {
         let since_ms = filters.since.map(|since| since.at(self.now_ms()));
-        let mut filter = self.operations.filter(
+        let filter = self.operations.filter(
             filters.provider.as_deref(),
             filters.tenant.as_deref(),
             filters.status,
             since_ms,
             filters.limit,
         )?;
-        if filters.stuck {
-            filter.unfinished_only = true;
-            filter.until_ms = self.now_ms() - shared::reconcile::STUCK_AFTER.as_millis() as i64;
-        }
+        let filter = match filters.stuck {
+            true => shared::reconcile::only_stuck(filter, self.now_ms()),
+            false => filter,
+        };
         Ok(self.operations.list(&filter).await?)
     }
 

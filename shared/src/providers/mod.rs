@@ -80,6 +80,14 @@ pub struct PersonField {
     pub kind: &'static str,
 }
 
+/// Every provider's name.
+pub fn names() -> Vec<String> {
+    all()
+        .iter()
+        .map(|provider| provider.name().to_string())
+        .collect()
+}
+
 /// Every kind of subject `provider`'s records are about or name, sorted, each once: an
 /// erasure naming any other kind would reach nothing (a typo, another provider's kind).
 pub fn subject_kinds(provider: &dyn Provider) -> Vec<&'static str> {
