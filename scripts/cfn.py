@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """template.yaml as data, for the scripts and tests that read it (scripts/make_events.py,
-scripts/local-aws, scripts/sam-local-check, tests/tests/template.rs).
+scripts/local-aws, scripts/sam-local-check, tests/tests/suite/template.rs).
 
 `load` reads CloudFormation's short tags as the long forms (`!Ref X` -> {"Ref": "X"}, `!GetAtt A.B`
 -> {"Fn::GetAtt": ["A", "B"]}, `!Sub s` -> {"Fn::Sub": "s"}, ...), resolving nothing. `LocalStack`

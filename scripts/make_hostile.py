@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the hostile-request corpus under tests/hostile/: one JSON file per request, each with
-the status and the words of the error it must get. tests/tests/hostile.rs replays them through
+the status and the words of the error it must get. tests/tests/suite/hostile.rs replays them through
 the real handlers (as API Gateway HTTP API events) and checks that nothing was stored or queued.
 
 Every provider's part comes from its test kit (shared/testkit/data/<provider>.json, section

@@ -1,6 +1,6 @@
 //! The ports the core works through: the event store, the work queue, and the outbox step
 //! that moves a stored record into the queue. Adapters (DynamoDB + SQS, SQLite, in memory)
-//! implement them and pass one conformance suite (`tests/tests/conformance.rs`).
+//! implement them and pass one conformance suite (`tests/tests/suite/conformance.rs`).
 //!
 //! A record is created once per dedup key with a conditional put; a record still `RECEIVED`
 //! carries a lease so that only its own delivery enqueues it until the lease ends, then the

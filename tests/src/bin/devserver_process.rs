@@ -1,5 +1,5 @@
 //! The dev server as an operating-system process of its own, for tests that kill it
-//! (`tests/devserver_kill.rs`): `devserver-process <config> <data>` serves on free loopback
+//! (`tests/tests/suite/devserver_kill.rs`): `devserver-process <config> <data>` serves on free loopback
 //! ports, prints `<webhook address> <admin address>` on one line once it is ready, and runs
 //! until it is killed or its standard input closes (the test that started it is gone).
 

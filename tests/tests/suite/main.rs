@@ -1,0 +1,32 @@
+//! The end-to-end suite as one test binary: each module was a test file of its own, and each
+//! of those linked the AWS SDK, axum, the dev server and the CLI again (about 40 MB apiece).
+//! Three files stay binaries of their own because they change what is process-wide:
+//! `personal_data.rs` and `secrets_in_logs.rs` install the global log subscriber they read,
+//! `iam.rs` sets environment variables for the functions' real `main`.
+
+mod cli;
+mod conformance;
+mod dedup_keys;
+mod devserver;
+mod devserver_kill;
+mod devserver_pages;
+mod devserver_wal;
+mod erasure;
+mod faults;
+mod fidelity;
+mod flow_control;
+mod generated;
+mod hostile;
+mod hot_keys;
+mod ingest;
+mod kit_cases;
+mod limits;
+mod no_panics;
+mod processor;
+mod production;
+mod providers;
+mod replay_events;
+mod stack;
+mod storm;
+mod template;
+mod trust;
