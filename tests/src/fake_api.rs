@@ -75,6 +75,8 @@ pub struct Call {
     pub path: String,
     /// The API would serve it: a documented route, with the tenant's credentials.
     pub served: bool,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Call {
@@ -396,6 +398,7 @@ impl Fake {
             method: parts.method.to_string(),
             path: below,
             served,
+            at: std::time::Instant::now(),
         });
         nth.or_else(|| {
             shared

@@ -627,6 +627,7 @@ pub fn post(provider: &str, headers: &[(&str, &str)], body: &str) -> WebhookRequ
         .body(Bytes::copy_from_slice(body.as_bytes()))
         .unwrap()
 }
+pub mod drain;
 pub mod fake_api;
 pub mod lambda;
 pub mod proxy;

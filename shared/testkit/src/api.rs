@@ -23,6 +23,18 @@ pub struct Api {
     #[serde(default)]
     pub token: Option<TokenExchange>,
     pub routes: Vec<Route>,
+    /// The rate limit the provider publishes for one API key, where it publishes one.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// At most `calls` requests per API key within any `per_seconds`, as the provider counts them
+/// (over it: 429); `source` is where the provider says so.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimit {
+    pub calls: u32,
+    pub per_seconds: u64,
+    pub source: String,
 }
 
 /// The request that trades the tenant's app credentials for an access token.

@@ -27,7 +27,7 @@ use shared::WebhookRequest;
 mod api;
 mod template;
 
-pub use api::{Answer, Api, ApiDouble, Route, TokenExchange};
+pub use api::{Answer, Api, ApiDouble, RateLimit, Route, TokenExchange};
 
 include!(concat!(env!("OUT_DIR"), "/data.rs"));
 

@@ -1,112 +1,85 @@
 //! Flow control: a provider's API key is called at the rate the provider allows, shared by
-//! every processor, and never over it. These run the real code on a scaled-down window (20
-//! calls a second instead of EGYM's 60 in 10 s); the drain at the provider's real rate, and
-//! the share of that rate achieved, are measured by `scripts/bench`. The pacer's slots on
-//! every adapter, DynamoDB's under contention among them, are `conformance.rs`'s.
+//! every processor, and never over it. The drains (`e2e::drain`) run here on a scaled-down
+//! window (20 calls a second instead of EGYM's 60 in 10 s); `scripts/bench` runs the same code
+//! at each provider's published limit (`tests/benches/drain.rs`) and reports the share of that
+//! rate achieved. The pacer's slots on every adapter, DynamoDB's under contention among them,
+//! are `conformance.rs`'s.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_memory::Memory;
+use e2e::drain::{self, Adapters, Drained, Limit, Pacing};
 use e2e::fake_api::FakeApi;
 use shared::ports::{QueueConsumer, Status, Store};
-use shared::process::{Processor, ProcessorSettings};
+use shared::process::ProcessorSettings;
 use shared::tenants::{TenantDirectory, TenantSource};
 use shared::{Ingest, IngestSettings};
 use testkit::Kit;
 
 const GYM: &str = "gym-berlin-01";
-const RATE: u32 = 20;
 
-/// EGYM's demo tenants with their API at `api`, the gym's key allowed [`RATE`] calls a second.
-fn egym_at(api: &FakeApi) -> TenantDirectory {
-    let mut document: serde_json::Value =
-        serde_json::from_str(&e2e::demo_tenants_json("egym").replace(e2e::NO_API, &api.base_url))
-            .unwrap();
-    for tenant in document["tenants"].as_array_mut().unwrap() {
-        if tenant["id"] == GYM {
-            tenant["api"]["rate"] = serde_json::json!({"calls": RATE, "per_seconds": 1});
-        }
-    }
-    TenantDirectory::from_json(&document.to_string()).unwrap()
+/// The scaled-down window: 20 calls a second per API key, for the fake and the tenants alike.
+const SCALED: Limit = Limit {
+    calls: 20,
+    per: Duration::from_secs(1),
+};
+const EVENTS: u64 = 60;
+
+/// The kits of the providers that publish a rate limit.
+fn rate_limited() -> Vec<Kit> {
+    let kits: Vec<Kit> = Kit::all()
+        .into_iter()
+        .filter(|kit| Limit::published(kit).is_some())
+        .collect();
+    assert!(kits.len() >= 3, "EGYM, Waitwhile and Magicline publish one");
+    kits
 }
 
-fn processor(memory: &Memory, api: &FakeApi) -> Processor {
-    let settings = ProcessorSettings {
-        max_receives: 3,
-        retry_backoff: Duration::ZERO,
-        ..ProcessorSettings::default()
-    };
-    e2e::demo_processor(
-        memory.ports.clone(),
-        api,
-        settings,
-        Duration::from_secs(5),
-        |provider, demo| {
-            TenantSource::fixed(if provider == "egym" {
-                egym_at(api)
-            } else {
-                demo
-            })
-        },
-    )
+/// Every event processed once, no call over the limit, no wait taken to the dead letters.
+fn assert_within_the_limit(drained: &Drained) {
+    let who = format!("{} through {}", drained.provider, drained.through);
+    assert_eq!(
+        drained.processed, drained.events as usize,
+        "{who}: processed"
+    );
+    assert_eq!(drained.limited, 0, "{who}: calls over the rate");
+    assert_eq!(
+        drained.calls, drained.events as usize,
+        "{who}: each event fetched once"
+    );
+    assert_eq!(drained.dead_letters, 0, "{who}: dead letters");
 }
 
-/// Three processors drain one gym's events at once, each far faster than the gym's key may be
-/// called: together they call it at its rate (the fake API answers 429 to any call over it,
-/// counted in a sliding window as providers count), each event is processed once, and no wait
-/// takes a message to the dead letters.
+/// Three processors drain one tenant's events at once, each far faster than the tenant's key
+/// may be called: together they call it at its rate (the fake API answers 429 to any call over
+/// it, counted in a sliding window as providers count), each event is processed once, and no
+/// wait takes a message to the dead letters. Every provider that publishes a limit, at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn processors_draining_one_key_together_stay_within_its_rate() {
-    const EVENTS: u64 = 60;
-    let memory = Memory::new(3, shared::clock::system());
-    let api = FakeApi::start().await;
-    api.enforce_rate("egym", RATE as usize, Duration::from_secs(1));
-    let tenants = egym_at(&api);
-    let ingest = Ingest::new(
-        shared::providers::by_name("egym").unwrap(),
-        egym_at(&api),
-        memory.ports.clone(),
-        IngestSettings::default(),
-    );
-    let kit = Kit::of(shared::providers::by_name("egym").unwrap().as_ref());
-    let gym = tenants.get(GYM).unwrap();
-    for seq in 0..EVENTS {
-        let request = kit.unique(seq, gym, gym.webhook_secrets[0].expose());
-        assert_eq!(ingest.handle(request).await.status(), 202);
+    let kits = rate_limited();
+    let drains = kits.iter().map(|kit| async move {
+        let adapters = Adapters::Memory(Memory::new(3, shared::clock::system()));
+        drain::through_processors(kit, &adapters, 3, EVENTS, Pacing::Configured(SCALED)).await
+    });
+    for drained in futures::future::join_all(drains).await {
+        assert_within_the_limit(&drained);
     }
-    let keys: Vec<String> = memory.store.records().into_iter().map(|r| r.key).collect();
-    let started = std::time::Instant::now();
-    let workers: Vec<_> = (0..3)
-        .map(|_| {
-            let processor = Arc::new(processor(&memory, &api));
-            let (memory, keys) = (memory.clone(), keys.clone());
-            tokio::spawn(async move {
-                let queue = memory.queue.as_ref();
-                for key in &keys {
-                    while memory.store.get(key).await.unwrap().unwrap().status != Status::Processed
-                    {
-                        assert!(
-                            started.elapsed() < Duration::from_secs(60),
-                            "{key} not processed"
-                        );
-                        let batch = queue.receive(10, Duration::from_secs(30)).await.unwrap();
-                        if batch.is_empty() {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        processor.process_received(queue, batch).await.unwrap();
-                    }
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.unwrap();
+}
+
+/// The same on DynamoDB and SQS: the pacer's slots are conditional writes on the table, a wait
+/// is a delayed copy of the message, and the queue sends a message received 3 times to its
+/// dead-letter queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processors_on_dynamodb_and_sqs_share_one_keys_rate() {
+    let kits = rate_limited();
+    let drains = kits.iter().map(|kit| async move {
+        let adapters = Adapters::Aws(e2e::Backend::with_dead_letter_queue(3).await);
+        drain::through_processors(kit, &adapters, 3, EVENTS, Pacing::Configured(SCALED)).await
+    });
+    for drained in futures::future::join_all(drains).await {
+        assert_within_the_limit(&drained);
     }
-    assert_eq!(api.limited(), 0, "no call over the rate");
-    let served = api.requests().iter().filter(|call| call.served).count();
-    assert_eq!(served, EVENTS as usize, "each event fetched once");
-    assert!(memory.queue.dead_letters().is_empty());
 }
 
 /// A paused gym's events are acknowledged and stored but not processed — no claim, no call, no
@@ -297,65 +270,16 @@ async fn a_check_out_of_300_customers_is_split_into_items_and_a_429_repeats_no_c
     assert!(memory.queue.dead_letters().is_empty());
 }
 
-/// The dev server's four workers share the SQLite pacer: one gym's burst, sent over HTTP, is
-/// fetched from an API that counts its key's calls (429 above 20 a second) without a 429, each
-/// event once.
+/// The dev server's four workers share the SQLite pacer: each provider's burst, sent over
+/// HTTP, is fetched from an API that counts its key's calls (429 above 20 a second) without a
+/// 429, each event once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_dev_servers_workers_share_one_keys_rate() {
-    const EVENTS: u64 = 40;
-    let api = FakeApi::start().await;
-    api.enforce_rate("egym", RATE as usize, Duration::from_secs(1));
-    let text = std::fs::read_to_string(e2e::root().join("devserver.toml")).unwrap();
-    let berlin = r#"api = { base_url = "{sandbox}/egym", api_key = "egym-demo-api-berlin" }"#;
-    assert!(text.contains(berlin));
-    let paced = format!(
-        r#"api = {{ base_url = "{}/egym", api_key = "egym-demo-api-berlin", rate = {{ calls = {RATE}, per_seconds = 1 }} }}"#,
-        api.base_url
-    );
-    let config = std::env::temp_dir().join(format!("{}.toml", e2e::unique_name("paced")));
-    std::fs::write(&config, text.replace(berlin, &paced)).unwrap();
-    let data = std::env::temp_dir().join(format!("{}.db", e2e::unique_name("paced")));
-    let server = devserver::start(devserver::Options {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        config,
-        data,
-        workers: 4,
-        visibility: Duration::from_secs(5),
-        poll_interval: Duration::from_millis(20),
-        sweep_interval: Duration::from_millis(500),
-        ..devserver::Options::default()
-    })
-    .await
-    .unwrap();
-    let tenants = egym_at(&api);
-    let kit = Kit::of(shared::providers::by_name("egym").unwrap().as_ref());
-    let gym = tenants.get(GYM).unwrap();
-    let client = reqwest::Client::new();
-    for seq in 0..EVENTS {
-        let request = kit.unique(seq, gym, gym.webhook_secrets[0].expose());
-        let mut post = client.post(format!("http://{}/webhooks/egym", server.addr));
-        for (name, value) in request.headers() {
-            post = post.header(name.as_str(), value.as_bytes());
-        }
-        let answer = post.body(request.body().to_vec()).send().await.unwrap();
-        assert_eq!(answer.status(), 202);
+    let kits = rate_limited();
+    let drains = kits
+        .iter()
+        .map(|kit| drain::through_devserver(kit, 4, EVENTS, Pacing::Configured(SCALED)));
+    for drained in futures::future::join_all(drains).await {
+        assert_within_the_limit(&drained);
     }
-    let started = std::time::Instant::now();
-    loop {
-        let records = server.database.recent_records(1000).await.unwrap();
-        if records.len() == EVENTS as usize && records.iter().all(|r| r.status == Status::Processed)
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "not all processed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(api.limited(), 0, "no call over the rate");
-    let served = api.requests().iter().filter(|call| call.served).count();
-    assert_eq!(served, EVENTS as usize, "each event fetched once");
-    server.shutdown().await;
 }

@@ -1,0 +1,61 @@
+//! The drain at each provider's published rate limit (`scripts/bench`, section 9): for every
+//! provider whose test kit names one, `BENCH_DRAIN_EVENTS` (1,000) webhooks of one tenant,
+//! acknowledged, then processed through the dev server with 4 workers and through 3 processor
+//! instances on DynamoDB + SQS (the local endpoint of `AWS_ENDPOINT_URL`), against the fake
+//! provider API answering 429 to any call over the limit. The providers drain at once (their
+//! keys are independent). Writes the figures as JSON to the path given as the first argument.
+//! `tests/tests/suite/flow_control.rs` runs the same code on a scaled-down window.
+
+use e2e::drain::{self, Adapters, Drained, Limit, Pacing};
+use futures::future::join_all;
+use testkit::Kit;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() {
+    let out = std::env::args()
+        .nth(1)
+        .filter(|arg| arg != "--bench")
+        .unwrap_or_else(|| "target/bench/drain.json".into());
+    let events = std::env::var("BENCH_DRAIN_EVENTS")
+        .ok()
+        .map(|n| n.parse().expect("BENCH_DRAIN_EVENTS: a number"))
+        .unwrap_or(1000);
+    let kits: Vec<Kit> = Kit::all()
+        .into_iter()
+        .filter(|kit| Limit::published(kit).is_some())
+        .collect();
+    let mut results = Vec::new();
+    eprintln!("drain: {events} events per provider through the dev server (4 workers)");
+    let drains = kits
+        .iter()
+        .map(|kit| drain::through_devserver(kit, 4, events, Pacing::Published));
+    results.extend(report(join_all(drains).await));
+    eprintln!("drain: {events} events per provider through 3 processors on DynamoDB + SQS");
+    let drains = kits.iter().map(|kit| async move {
+        let adapters = Adapters::Aws(e2e::Backend::with_dead_letter_queue(3).await);
+        drain::through_processors(kit, &adapters, 3, events, Pacing::Published).await
+    });
+    results.extend(report(join_all(drains).await));
+    std::fs::write(&out, serde_json::to_string_pretty(&results).unwrap()).unwrap();
+}
+
+/// Prints a line per drain as it ends.
+fn report(drains: Vec<Drained>) -> Vec<Drained> {
+    for d in &drains {
+        eprintln!(
+            "  {:<10} {:<28} {}/{} processed, {:.2}/s of {:.2}/s allowed ({:.0} %), {} of {} calls 429, {} dead letters, {:.0} s",
+            d.provider,
+            d.through,
+            d.processed,
+            d.events,
+            d.achieved_per_second,
+            d.allowed_per_second,
+            100.0 * d.share_of_allowed(),
+            d.limited,
+            d.calls + d.limited,
+            d.dead_letters,
+            d.seconds
+        );
+    }
+    drains
+}
