@@ -65,7 +65,10 @@ pub struct Options {
     pub workers: usize,
     /// How long a received message stays hidden (the queue's visibility timeout).
     pub visibility: Duration,
+    /// The receive after which a message goes to the dead letters.
     pub max_receives: u32,
+    /// First wait before a failed attempt is tried again, doubled per attempt.
+    pub retry_backoff: Duration,
     /// How often an idle worker looks at the queue.
     pub poll_interval: Duration,
     /// How often the outbox sweeper looks for stored events that never reached the queue.
@@ -84,6 +87,7 @@ impl Default for Options {
             workers: 2,
             visibility: Duration::from_secs(30),
             max_receives: ProcessorSettings::default().max_receives,
+            retry_backoff: ProcessorSettings::default().retry_backoff,
             poll_interval: Duration::from_millis(100),
             sweep_interval: Duration::from_secs(5),
             clock: shared::clock::system(),
@@ -221,8 +225,13 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         .map_err(|e| format!("--admin-listen {}: {e}", options.admin_listen))?;
     let admin_addr = admin_listener.local_addr()?;
     let sandbox_base = format!("http://{admin_addr}/_sandbox");
-    let config_text = std::fs::read_to_string(&options.config)
-        .map_err(|e| format!("{}: {e}", options.config.display()))?;
+    let config_text = std::fs::read_to_string(&options.config).map_err(|e| {
+        format!(
+            "{}: {e}; run the server from the project root (where devserver.toml is) or name \
+             the file with --config <file>",
+            options.config.display()
+        )
+    })?;
     let config = parse_config(&config_text, &sandbox_base)?;
     let mut configured = config.providers;
 
@@ -271,6 +280,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
     }
     let settings = ProcessorSettings {
         max_receives: options.max_receives,
+        retry_backoff: options.retry_backoff,
         ..ProcessorSettings::default()
     };
     let mut processor = Processor::new(
@@ -481,11 +491,9 @@ async fn webhook(
     request: Request,
 ) -> Response {
     let Some(ingest) = state.ingests.get(provider.as_str()) else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": "no such provider" })),
-        )
-            .into_response();
+        let known = shared::providers::names().join(", ");
+        let error = format!("no such provider: POST /webhooks/<provider>, one of {known}");
+        return (StatusCode::NOT_FOUND, Json(json!({ "error": error }))).into_response();
     };
     let (parts, body) = request.into_parts();
     // API Gateway's own limit; the handler answers 413 above its 256 KiB.
@@ -558,6 +566,19 @@ fn exact(text: &str) -> Box<RawValue> {
     })
 }
 
+/// Why `key` names no event, and how to write one: a URL ends at an unescaped `#`, which
+/// every key has (`<provider>#<tenant>#…`), so what arrived without one was cut there.
+fn no_such_event(key: &str) -> String {
+    if key.contains('#') {
+        return "no such event (GET /_dev/events lists the keys)".into();
+    }
+    format!(
+        "no such event {key:?}: a key is <provider>#<tenant>#…, and a URL ends at an unescaped #; \
+         write each # as %23 (/_dev/events/magicline%23studio-1001%23…), or copy the link from \
+         the /events pages"
+    )
+}
+
 async fn show_event(State(state): State<AppState>, Path(key): Path<String>) -> Response {
     match state.ports.store.get(&key).await {
         Ok(Some(record)) => {
@@ -583,7 +604,7 @@ async fn show_event(State(state): State<AppState>, Path(key): Path<String>) -> R
         }
         Ok(None) => (
             StatusCode::NOT_FOUND,
-            Json(json!({ "error": "no such event" })),
+            Json(json!({ "error": no_such_event(&key) })),
         )
             .into_response(),
         Err(error) => (

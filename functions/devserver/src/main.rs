@@ -34,15 +34,26 @@ struct Cli {
     /// Seconds a received message stays hidden before it is delivered again.
     #[arg(long, default_value_t = 30)]
     visibility_timeout: u64,
+    /// Attempts before a message goes to the dead letters (as the queue's maxReceiveCount);
+    /// `--max-receives 2 --retry-backoff 1` takes a failing event there in seconds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    max_receives: u32,
+    /// Seconds before a failed attempt is tried again, doubled per attempt (0: the visibility
+    /// timeout decides).
+    #[arg(long, default_value_t = 10)]
+    retry_backoff: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Post an API Gateway event file (events/<provider>/<file>.json) to a running server.
+    /// Post an API Gateway event file (events/<provider>/<file>.json) to a running server;
+    /// prints the answer, and exits with 1 unless it is a 2xx (as `curl --fail`).
     Send {
+        /// An events/<provider>/<file>.json file (an API Gateway HTTP API event).
         event_file: String,
+        /// The server's webhook address (its --listen), not the admin address.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         to: String,
     },
@@ -62,8 +73,13 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), devserver::Error> {
     if let Some(Command::Send { event_file, to }) = cli.command {
         let answer = devserver::send::send(&event_file, &to).await?;
-        println!("HTTP {}\n{}", answer.status, answer.body);
-        return Ok(());
+        let text = format!("HTTP {}\n{}\n", answer.status, answer.body);
+        shared::logging::write_output(&mut std::io::stdout().lock(), &text)?;
+        return match answer.hint(&to) {
+            _ if answer.is_success() => Ok(()),
+            Some(hint) => Err(hint.into()),
+            None => Err(format!("the answer is not a 2xx (HTTP {})", answer.status).into()),
+        };
     }
     shared::logging::init_readable();
     let server = devserver::start(devserver::Options {
@@ -73,6 +89,8 @@ async fn run(cli: Cli) -> Result<(), devserver::Error> {
         data: cli.data,
         workers: cli.workers,
         visibility: Duration::from_secs(cli.visibility_timeout.max(1)),
+        max_receives: cli.max_receives,
+        retry_backoff: Duration::from_secs(cli.retry_backoff),
         ..devserver::Options::default()
     })
     .await?;

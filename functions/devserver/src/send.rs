@@ -6,6 +6,9 @@ use serde_json::Value;
 
 use crate::Error;
 
+const SAMPLES: &str = "the sample webhooks are events/<provider>/*.json (events/processor/ \
+     holds the processor's SQS events, for sam local invoke)";
+
 /// Headers that belong to the hop, not to the sender's request.
 const HOP_HEADERS: [&str; 5] = [
     "host",
@@ -20,13 +23,31 @@ pub struct Answer {
     pub body: String,
 }
 
+impl Answer {
+    /// A webhook's answer (2xx): what a sender would take as accepted.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// What to do next when the answer is not a webhook's: the address is not the webhook
+    /// listener (the admin port answers no `POST /webhooks/…`).
+    pub fn hint(&self, to: &str) -> Option<String> {
+        matches!(self.status, 404 | 405).then(|| {
+            format!(
+                "{to} has no such webhook route: is it the admin address? Webhooks go to the \
+                 server's --listen address (by default http://127.0.0.1:8080)"
+            )
+        })
+    }
+}
+
+/// The request of `event_file` sent to the server at `to`, and its answer.
 pub async fn send(event_file: &str, to: &str) -> Result<Answer, Error> {
-    let text = std::fs::read_to_string(event_file).map_err(|e| format!("{event_file}: {e}"))?;
-    let event: Value = serde_json::from_str(&text)?;
+    let event = read_event(event_file)?;
     let method = event["requestContext"]["http"]["method"]
         .as_str()
         .unwrap_or("POST");
-    let path = event["rawPath"].as_str().ok_or("event has no rawPath")?;
+    let path = event["rawPath"].as_str().unwrap_or_default();
     let query = event["rawQueryString"].as_str().unwrap_or_default();
     let mut url = format!("{}{path}", to.trim_end_matches('/'));
     if !query.is_empty() {
@@ -48,9 +69,33 @@ pub async fn send(event_file: &str, to: &str) -> Result<Answer, Error> {
             }
         }
     }
-    let response = request.send().await?;
+    let response = request.send().await.map_err(|error| {
+        if error.is_connect() {
+            format!(
+                "no server answers at {to}: is the dev server running (cargo run --release -p \
+                 devserver)? Use --to <url> for another address"
+            )
+        } else {
+            format!("{to}: {error}")
+        }
+    })?;
     Ok(Answer {
         status: response.status().as_u16(),
         body: response.text().await?,
     })
+}
+
+/// The API Gateway HTTP API event in `event_file`, or what is wrong with the file.
+fn read_event(event_file: &str) -> Result<Value, Error> {
+    let text =
+        std::fs::read_to_string(event_file).map_err(|e| format!("{event_file}: {e}; {SAMPLES}"))?;
+    let event: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{event_file} is not JSON ({e}); {SAMPLES}"))?;
+    if !event["rawPath"].is_string() {
+        return Err(format!(
+            "{event_file} is not an API Gateway HTTP API event (it has no rawPath); {SAMPLES}"
+        )
+        .into());
+    }
+    Ok(event)
 }

@@ -34,7 +34,7 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct TargetArgs {
     /// The deployed stack (CloudFormation): reads the table and queue URLs from its outputs.
     #[arg(long, global = true, value_name = "NAME", conflicts_with_all = ["table", "queue", "dlq", "local"])]
@@ -56,7 +56,7 @@ pub(crate) struct TargetArgs {
         long,
         global = true,
         value_name = "PATH",
-        default_value = "devserver.toml"
+        default_value = DEFAULT_CONFIG
     )]
     pub(crate) config: PathBuf,
     /// On AWS: the tenants document ({"tenants": [...]}) of the provider whose delivery
@@ -64,6 +64,50 @@ pub(crate) struct TargetArgs {
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) tenants_file: Option<PathBuf>,
 }
+
+impl TargetArgs {
+    /// `webhooks <these place flags> <rest>`: a command to run next, as a hint in an answer,
+    /// that reaches the same events.
+    pub(crate) fn again(&self, rest: &str) -> String {
+        let mut words = vec!["webhooks".to_string()];
+        let mut flag = |name: &str, value: &str| {
+            words.push(format!("--{name}"));
+            words.push(quoted(value));
+        };
+        if let Some(path) = &self.local {
+            flag("local", &path.display().to_string());
+            if self.config != std::path::Path::new(DEFAULT_CONFIG) {
+                flag("config", &self.config.display().to_string());
+            }
+        }
+        if let Some(stack) = &self.stack {
+            flag("stack", stack);
+        }
+        for (name, value) in [
+            ("table", &self.table),
+            ("queue", &self.queue),
+            ("dlq", &self.dlq),
+        ] {
+            if let Some(value) = value {
+                flag(name, value);
+            }
+        }
+        words.push(rest.to_string());
+        words.join(" ")
+    }
+}
+
+/// A word as a POSIX shell reads it back.
+fn quoted(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+const DEFAULT_CONFIG: &str = "devserver.toml";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
@@ -171,9 +215,11 @@ pub(crate) struct QuarantineFilters {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["keys", "status"])))]
 pub(crate) struct ReplayArgs {
-    /// Dedup keys to replay.
-    #[arg(required_unless_present = "status", conflicts_with = "status")]
+    /// Dedup keys to replay (`events list` shows them), or --status for every event in one
+    /// status.
+    #[arg(conflicts_with = "status")]
     pub(crate) keys: Vec<String>,
     /// Replay every event in this status instead (usually FAILED).
     #[arg(long, value_parser = parse_status)]

@@ -41,7 +41,7 @@ pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
         Command::Replay(args) => replay(&target, args, json, out).await,
         Command::Dlq(DlqCommand::List { limit }) => {
             let letters = target.dead_letters(limit).await?;
-            print_dead_letters(out, json, &letters);
+            print_dead_letters(out, json, &letters, &target.command("dlq redrive"));
             Ok(0)
         }
         Command::Dlq(DlqCommand::Redrive) => {
@@ -167,12 +167,15 @@ async fn pause(
         writeln!(
             out,
             "paused {scope}: its webhooks are still acknowledged and stored; processing waits \
-             until `webhooks resume {}{}`",
-            args.provider,
-            args.tenant
-                .as_deref()
-                .map(|t| format!(" --tenant {t}"))
-                .unwrap_or_default()
+             until `{}`",
+            target.command(&format!(
+                "resume {}{}",
+                args.provider,
+                args.tenant
+                    .as_deref()
+                    .map(|t| format!(" --tenant {t}"))
+                    .unwrap_or_default()
+            ))
         )
         .ok();
     } else {
@@ -205,8 +208,9 @@ async fn known_tenant(target: &Target, provider: &str, tenant: &str) -> Result<(
             if target.list(&filters).await?.is_empty() {
                 return Err(Failure::Operation(format!(
                     "{provider} has no record of tenant {tenant:?} in the retention period: \
-                     nothing erased. Check the spelling (`webhooks stats`), or pass \
-                     --tenants-file / --stack to check it against the configuration"
+                     nothing erased. Check the spelling (`{}`), or pass --tenants-file / \
+                     --stack to check it against the configuration",
+                    target.command("stats")
                 )));
             }
             return Ok(());

@@ -181,7 +181,7 @@ async fn follow_move_task(sqs: &aws_sdk_sqs::Client, source: &str, handle: &str)
                 bar.finish_and_clear();
                 return Err(Failure::Operation(format!(
                     "the message move task ended {other} after {moved} message(s): {}; run \
-                     `webhooks dlq redrive` again once that is fixed",
+                     the same `dlq redrive` again once that is fixed",
                     task.failure_reason().unwrap_or("no reason given")
                 )));
             }

@@ -3,7 +3,7 @@
 #[tokio::main]
 async fn main() {
     let output = webhooks::run(std::env::args_os()).await;
-    print!("{}", output.stdout);
-    eprint!("{}", output.stderr);
-    std::process::exit(output.code);
+    let printed = shared::logging::write_output(&mut std::io::stdout().lock(), &output.stdout);
+    let _ = shared::logging::write_output(&mut std::io::stderr().lock(), &output.stderr);
+    std::process::exit(if printed.is_ok() { output.code } else { 1 });
 }

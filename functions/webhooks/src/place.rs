@@ -34,6 +34,8 @@ pub(crate) struct Target {
     pub(crate) operations: Operations,
     ports: Ports,
     place: Place,
+    /// The place flags it was opened with, for hints (`webhooks --local devserver.db …`).
+    args: TargetArgs,
 }
 
 enum Place {
@@ -68,7 +70,8 @@ impl Target {
             if !path.is_file() {
                 return Err(Failure::Operation(format!(
                     "{}: no such database file: pass the dev server's --data file with --local \
-                     (it is created when the dev server first starts: cargo run -p devserver)",
+                     (it is created when the dev server first starts: cargo run --release -p \
+                     devserver)",
                     path.display()
                 )));
             }
@@ -86,6 +89,7 @@ impl Target {
                     database,
                     config: args.config.clone(),
                 },
+                args: args.clone(),
             });
         }
         let aws = aws_place(args).await?;
@@ -104,7 +108,13 @@ impl Target {
             operations: Operations::new(ports.clone(), settings),
             ports,
             place: Place::Aws(Box::new(aws)),
+            args: args.clone(),
         })
+    }
+
+    /// `webhooks <the place flags> <rest>`, for a hint.
+    pub(crate) fn command(&self, rest: &str) -> String {
+        self.args.again(rest)
     }
 
     pub(crate) fn now_ms(&self) -> i64 {

@@ -353,7 +353,13 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
-pub(crate) fn print_dead_letters(out: &mut String, json: bool, letters: &[DeadLetter]) {
+/// The dead letters; `redrive` is the command that moves them back.
+pub(crate) fn print_dead_letters(
+    out: &mut String,
+    json: bool,
+    letters: &[DeadLetter],
+    redrive: &str,
+) {
     if json {
         let messages: Vec<Value> = letters
             .iter()
@@ -410,7 +416,7 @@ pub(crate) fn print_dead_letters(out: &mut String, json: bool, letters: &[DeadLe
     ));
     writeln!(
         out,
-        "{} message(s); fix the cause (the last error says it), then `webhooks dlq redrive`",
+        "{} message(s); fix the cause (the last error says it), then `{redrive}`",
         letters.len()
     )
     .ok();

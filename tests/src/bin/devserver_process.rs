@@ -1,7 +1,8 @@
 //! The dev server as an operating-system process of its own, for tests that kill it
-//! (`tests/tests/suite/devserver_kill.rs`): `devserver-process <config> <data>` serves on free loopback
-//! ports, prints `<webhook address> <admin address>` on one line once it is ready, and runs
-//! until it is killed or its standard input closes (the test that started it is gone).
+//! (`tests/tests/suite/devserver_kill.rs`): `devserver-process <config> <data>` serves on free
+//! loopback ports, writes its log lines to standard output as the `devserver` binary does,
+//! prints `<webhook address> <admin address>` on one line to standard error once it is ready,
+//! and runs until it is killed or its standard input closes (the test that started it is gone).
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ async fn main() {
         eprintln!("usage: devserver-process <config> <data>");
         std::process::exit(2);
     };
+    shared::logging::init_readable();
     let server = devserver::start(devserver::Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
@@ -28,7 +30,7 @@ async fn main() {
         eprintln!("devserver-process: {error}");
         std::process::exit(1);
     });
-    println!("{} {}", server.addr, server.admin_addr);
+    eprintln!("{} {}", server.addr, server.admin_addr);
     tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
         .await
         .ok();

@@ -503,6 +503,11 @@ async fn dlq_redrive_puts_dead_lettered_messages_back_to_be_processed() {
         );
         let table = place.cli(&["dlq", "list"]).await;
         assert!(table.stdout.contains(&key), "{name}: {table:?}");
+        let redrive = format!("`webhooks {} dlq redrive`", place.flags().join(" "));
+        assert!(
+            table.stdout.contains(&redrive),
+            "{name}: the hint reaches the same queue: {table:?}"
+        );
         // Listing takes nothing away.
         assert_eq!(place.dead_letters().await, 1, "{name}");
 
@@ -917,6 +922,10 @@ async fn pause_and_resume_hold_a_provider_or_tenant_and_stats_say_so() {
             Value::Array(vec![]),
             "{name}"
         );
+        let hint = place.cli(&["pause", "egym"]).await;
+        let resume = format!("`webhooks {} resume egym`", place.flags().join(" "));
+        assert!(hint.stdout.contains(&resume), "{name}: {hint:?}");
+        place.json(&["resume", "egym"]).await;
         let typo = place.cli(&["pause", "egim"]).await;
         assert_ne!(typo.code, 0, "{name}: an unknown provider");
         assert!(
@@ -1094,4 +1103,13 @@ async fn erase_refuses_a_subject_or_tenant_that_names_nobody() {
         let record = place.ports().store.get(&key).await.unwrap().unwrap();
         assert!(record.body.is_empty(), "{name}: erased");
     }
+}
+
+/// `replay` without keys says how to replay by status instead.
+#[tokio::test]
+async fn replay_without_keys_names_the_status_option() {
+    let place = Place::sqlite();
+    let output = place.cli(&["replay"]).await;
+    assert_ne!(output.code, 0, "{output:?}");
+    assert!(output.stderr.contains("--status"), "{output:?}");
 }

@@ -25,6 +25,7 @@ fn options(data: &Path, workers: usize) -> Options {
         workers,
         visibility: Duration::from_secs(1),
         max_receives: 5,
+        retry_backoff: Duration::from_secs(10),
         poll_interval: Duration::from_millis(20),
         sweep_interval: Duration::from_millis(200),
         clock: shared::clock::system(),
@@ -834,4 +835,134 @@ async fn a_second_server_on_the_same_data_file_is_refused() {
     first.shutdown().await;
     let second = devserver::start(options(&data, 1)).await.unwrap();
     second.shutdown().await;
+}
+
+/// The mistakes a newcomer makes with the dev server get an answer that says what to do next:
+/// a missing configuration names `--config`; `send` with no server says to start it or use
+/// `--to`, on a file that is not a webhook event names where the samples are, and to the admin
+/// address is no success and says where webhooks go; a provider typo lists the providers; a
+/// key cut at its first unescaped `#` says to write `%23`, and the `%23` form finds the event.
+#[tokio::test]
+async fn a_newcomers_mistakes_are_answered_with_the_next_step() {
+    let missing = Options {
+        config: std::env::temp_dir().join(format!("{}.toml", unique_name("absent"))),
+        ..options(&fresh_data(), 1)
+    };
+    let Err(error) = devserver::start(missing).await else {
+        panic!("started without a configuration");
+    };
+    assert!(error.to_string().contains("--config"), "{error}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let sample = root().join("events/magicline/customer-created.json");
+    let sample = sample.to_str().unwrap();
+    let Err(error) = devserver::send::send(sample, &nobody).await else {
+        panic!("sent to nobody");
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains("is the dev server running") && error.contains("--to"),
+        "{error}"
+    );
+
+    let server = devserver::start(options(&fresh_data(), 1)).await.unwrap();
+    let to = format!("http://{}", server.addr);
+    let not_a_webhook = root().join("events/processor").join(
+        std::fs::read_dir(root().join("events/processor"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name(),
+    );
+    let Err(error) = devserver::send::send(not_a_webhook.to_str().unwrap(), &to).await else {
+        panic!("sent an SQS event as a webhook");
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains("not an API Gateway HTTP API event") && error.contains("events/<provider>/"),
+        "{error}"
+    );
+
+    let admin = format!("http://{}", server.admin_addr);
+    let answer = devserver::send::send(sample, &admin).await.unwrap();
+    assert!(!answer.is_success(), "the admin address took a webhook");
+    let hint = answer.hint(&admin).expect("a hint");
+    assert!(
+        hint.contains("admin address") && hint.contains("--listen"),
+        "{hint}"
+    );
+    let answer = devserver::send::send(sample, &to).await.unwrap();
+    assert!(answer.is_success() && answer.hint(&to).is_none());
+    let key = serde_json::from_str::<serde_json::Value>(&answer.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let typo = reqwest::Client::new()
+        .post(format!("{to}/webhooks/magiclin"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(typo.status(), 404);
+    let error = typo.json::<serde_json::Value>().await.unwrap()["error"].to_string();
+    for provider in shared::providers::names() {
+        assert!(error.contains(&provider), "{error}");
+    }
+
+    let cut = key.split('#').next().unwrap();
+    let answer = reqwest::get(format!("{admin}/_dev/events/{cut}"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
+    let error = answer.json::<serde_json::Value>().await.unwrap()["error"].to_string();
+    assert!(error.contains("%23"), "{error}");
+    let escaped = key.replace('#', "%23");
+    let answer = reqwest::get(format!("{admin}/_dev/events/{escaped}"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.json::<serde_json::Value>().await.unwrap()["key"],
+        key
+    );
+    server.shutdown().await;
+}
+
+/// With `--max-receives 2 --retry-backoff 1` (the README's "make it fail" walkthrough), an
+/// event whose provider API cannot be reached reaches the dead letters within seconds, not the
+/// minutes of the defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_retry_settings_take_a_failing_event_to_the_dead_letters_in_seconds() {
+    let text = std::fs::read_to_string(root().join("devserver.toml")).unwrap();
+    let sandboxed = "{sandbox}/magicline";
+    assert!(text.contains(sandboxed));
+    let config = std::env::temp_dir().join(format!("{}.toml", unique_name("unreachable")));
+    std::fs::write(&config, text.replace(sandboxed, e2e::NO_API)).unwrap();
+    let server = devserver::start(Options {
+        config,
+        max_receives: 2,
+        retry_backoff: Duration::from_secs(1),
+        ..options(&fresh_data(), 1)
+    })
+    .await
+    .unwrap();
+    let (status, answer) = send(&server, "magicline/customer-created.json").await;
+    assert_eq!(status, 202);
+    let key = answer["id"].as_str().unwrap().to_string();
+    let started = std::time::Instant::now();
+    while server.database.dead_letters().await.unwrap().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not dead-lettered within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let letters = server.database.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].key, key);
+    server.shutdown().await;
 }

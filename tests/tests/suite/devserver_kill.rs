@@ -34,16 +34,18 @@ impl Drop for Process {
     }
 }
 
-/// Starts `devserver-process` on `data`; its webhook address once it serves.
-async fn spawn_server(data: &Path) -> (Process, SocketAddr) {
+/// Starts `devserver-process` on `data`, its log lines to `logs`; its webhook address once it
+/// serves.
+async fn spawn_server(data: &Path, logs: Stdio) -> (Process, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_devserver-process"))
         .arg(root().join("devserver.toml"))
         .arg(data)
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdout(logs)
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.stderr.take().unwrap();
     let process = Process(child);
     let line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
@@ -77,6 +79,7 @@ fn restart_options(data: &Path) -> Options {
         workers: 2,
         visibility: Duration::from_secs(30),
         max_receives: 5,
+        retry_backoff: Duration::from_secs(10),
         poll_interval: Duration::from_millis(20),
         sweep_interval: Duration::from_millis(100),
         clock,
@@ -190,7 +193,7 @@ async fn settled(server: &devserver::RunningServer) -> Vec<Record> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_under_load_keeps_every_acknowledged_webhook_and_dedup() {
     let data: PathBuf = std::env::temp_dir().join(format!("{}.db", unique_name("kill")));
-    let (mut process, addr) = spawn_server(&data).await;
+    let (mut process, addr) = spawn_server(&data, Stdio::null()).await;
     let deliveries = Arc::new(Deliveries::load());
     let seen = Arc::new(Mutex::new(Seen::default()));
     let numbers = Arc::new(AtomicU64::new(1));
@@ -348,4 +351,28 @@ async fn a_server_killed_under_load_keeps_every_acknowledged_webhook_and_dedup()
     }
     restarted.shutdown().await;
     std::fs::remove_file(&data).ok();
+}
+
+/// The dev server's log lines written to a pipe (or a file), not a terminal, carry no colour
+/// codes.
+#[tokio::test]
+async fn log_lines_to_a_pipe_carry_no_colour_codes() {
+    let data = std::env::temp_dir().join(format!("{}.db", e2e::unique_name("plain-logs")));
+    let (mut process, _) = spawn_server(&data, Stdio::piped()).await;
+    let stdout = process.0.stdout.take().unwrap();
+    let logged = tokio::task::spawn_blocking(move || {
+        let mut logged = String::new();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        while !logged.contains("dev server ready") {
+            let line = lines
+                .next()
+                .expect("the log ended before the server was ready");
+            logged.push_str(&line.unwrap());
+            logged.push('\n');
+        }
+        logged
+    })
+    .await
+    .unwrap();
+    assert!(!logged.contains('\u{1b}'), "{logged:?}");
 }

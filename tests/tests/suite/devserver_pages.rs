@@ -24,6 +24,7 @@ fn options(config: &Path) -> Options {
         workers: 1,
         visibility: Duration::from_secs(1),
         max_receives: 5,
+        retry_backoff: Duration::from_secs(10),
         poll_interval: Duration::from_millis(20),
         sweep_interval: Duration::from_millis(200),
         clock: shared::clock::system(),

@@ -52,6 +52,7 @@ fn options(data: &Path) -> Options {
         workers: 2,
         visibility: Duration::from_secs(30),
         max_receives: 5,
+        retry_backoff: Duration::from_secs(10),
         poll_interval: Duration::from_millis(20),
         sweep_interval: Duration::from_millis(500),
         clock: shared::clock::system(),
