@@ -8,7 +8,8 @@ indexes: provisioned throughput considerations"):
   a boolean or null 1 byte, a list or map 3 bytes plus 1 byte per element plus the elements);
 - a write (PutItem, UpdateItem, DeleteItem) costs 1 write unit per started KB of the larger of
   the item before and after it (at least 1); a conditional write whose condition fails costs the
-  same on the existing item (at least 1);
+  same on the existing item (at least 1); each item a `TransactWriteItems` writes (or checks)
+  costs twice that ("Amazon DynamoDB transactions: capacity management");
 - every global secondary index a write touches costs its own write units: an entry put or
   deleted, 1 per started KB of the entry; an entry whose index key changed, a delete and a put;
   an entry whose projected attributes changed, one write; an entry unchanged or absent, nothing;

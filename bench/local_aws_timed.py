@@ -262,8 +262,10 @@ class Accounting:
             return
         table = self.request.get("TableName")
         schema = self.schema(table) if table else None
-        if schema is None:
+        if schema is None and self.operation != "TransactWriteItems":
             return
+        if self.operation == "TransactWriteItems":
+            return self.before_transaction()
         if self.operation == "PutItem":
             key = schema.key_of(self.request.get("Item", {}))
         elif self.operation in ("UpdateItem", "DeleteItem", "GetItem"):
@@ -271,6 +273,32 @@ class Accounting:
         else:
             return
         self.images = (schema, key, self.item(table, key))
+
+    def before_transaction(self):
+        """Each item a transaction writes, as (schema, key, image before, what it does)."""
+        self.transaction = []
+        for element in self.request.get("TransactItems", []):
+            for action, spec in element.items():
+                schema = self.schema(spec.get("TableName"))
+                if schema is None:
+                    continue
+                key = schema.key_of(spec["Item"]) if action == "Put" else spec.get("Key", {})
+                self.transaction.append((schema, key, self.item(schema.name, key), action))
+
+    def transaction_units(self):
+        """DynamoDB bills a transactional write at 2 write units per started KB of each item
+        (a ConditionCheck too); index entries are written as in a standard write."""
+        wru_table, indexes = 0, {}
+        for schema, key, before, action in getattr(self, "transaction", []):
+            after = None if action == "Delete" else self.item(schema.name, key)
+            if action == "ConditionCheck":
+                after = before
+            size = max(ddb_units.item_size(before), ddb_units.item_size(after))
+            wru_table += 2 * ddb_units.write_units(size)
+            if action != "ConditionCheck":
+                for index, units in schema.index_write_units(before, after).items():
+                    indexes[index] = indexes.get(index, 0) + units
+        return {"wru": wru_table + sum(indexes.values()), "wru_table": wru_table, "wru_indexes": indexes}
 
     def after(self, status, payload):
         try:
@@ -286,6 +314,8 @@ class Accounting:
 
     def dynamodb(self, payload):
         operation = self.operation
+        if operation == "TransactWriteItems":
+            return self.transaction_units()
         if operation in self.DYNAMODB_WRITES and self.images:
             schema, key, before = self.images
             after = self.item(schema.name, key) if operation != "DeleteItem" else None

@@ -512,7 +512,7 @@ def cost_section(add, results, summary_rows, lambda_results):
         "(`bench/ddb_units.py`), since the functions do not ask for `ReturnConsumedCapacity` and "
         "moto would answer fixed figures (1 or 0.5) if they did: the endpoint "
         "(`bench/local_aws_timed.py --account`) reads each written item before and after the "
-        "request; 1 write unit per started KB of the larger image; for every global secondary "
+        "request; 1 write unit per started KB of the larger image (2 for each item of a `TransactWriteItems`); for every global secondary "
         "index an entry put or deleted 1 unit per started KB of the entry, a changed index key a "
         "delete and a put, changed projected attributes one write; 1 read unit per started 4 KB "
         "read strongly consistently (a missing item still 1). **SQS** requests count every "
@@ -612,13 +612,27 @@ def cost_section(add, results, summary_rows, lambda_results):
             "Of ours' write units, the indexes take: "
             + ", ".join(f"`{k}` {v:g}" for k, v in sorted(index_units.items()))
             + " per webhook (a record is put into `by_subject`, `by_day` and the sparse "
-            "`pending_by_lease` on the ack; the claim takes it out of `pending_by_lease`)."
+            "`pending_by_lease` on the ack; the claim takes it out of `pending_by_lease`; "
+            "`by_attention` holds it under `OPEN#…` until it is finished, then under its final "
+            "status where that needs attention)."
         )
         add("")
+    link_price = 2 * prices.price("dynamodb_wru") * 1e6
+    add(
+        "**Links from a person to the records that name them** (erasure by person): the events "
+        "measured here name nobody but their subject, so they write none. Each other person an "
+        "event or its fetched detail names (a booking's customer, each customer of a check-out "
+        "list, a message's visit) costs the processor one `PutItem` of a link item when the "
+        "record is finished, off the ack path: 1 write unit for the item and 1 for its "
+        f"`by_subject` entry, **${link_price:.2f} per million links** at the write price below, "
+        "plus its storage (about 250 bytes with the index entry) for the retention period."
+    )
+    add("")
     add(
         "A body over one write unit (1 KB) is kept in an item of its own "
-        "(RELIABILITY.md, \"Large bodies on DynamoDB\"): the webhook writes it once, beside the "
-        "record (two `PutItem` calls side by side, so still two sequential round trips), the "
+        "(RELIABILITY.md, \"Large bodies on DynamoDB\"): the webhook writes it once, with the "
+        "record in one `TransactWriteItems` call (still one round trip; DynamoDB bills a "
+        "transactional write at twice a standard one, which the write units above include), the "
         "processor's claim reads it back (the read units above), and the claim and the finish "
         "rewrite a record of one write unit instead of the whole body. The peer writes its "
         "event item with the body and updates it once."
@@ -869,18 +883,19 @@ def drain_section(add, results, summary_rows):
         summary_rows.append(("Drain at the published rate limits", "not measured", "", verdict(False)))
         return
     drains = json.loads(drain_file.read_text())
-    events = drains[0]["events"] if drains else 0
     add(
-        f"`tests/benches/drain.rs` (the code of `tests/tests/suite/flow_control.rs`'s drains, at "
-        f"full scale): for each provider whose test kit names a published rate limit, {events:,} "
-        "webhooks of one tenant are acknowledged, then processed by several consumers at once — "
-        "the dev server's workers on its SQLite file, or processor instances on DynamoDB + SQS "
-        "(the local endpoint), sharing the key's pacer — against the fake provider API, which "
+        "`tests/benches/drain.rs` (the code of `tests/tests/suite/flow_control.rs`'s drains, at "
+        "full scale): for each provider whose test kit names a published rate limit, webhooks of "
+        "one tenant are acknowledged, then processed by several consumers at once — the dev "
+        "server's 4 workers on its SQLite file (the providers at once: their keys are "
+        "independent), or 3 processor instances on DynamoDB + SQS (the local endpoint, one "
+        "provider at a time), sharing the key's pacer — against the fake provider API, which "
         "answers 429 to any call over the limit (a sliding window per API key, as providers "
         "count). The tenants carry no `api.rate`: the providers' own defaults pace them. The "
-        "providers drain at once (their keys are independent). The achieved rate is served calls "
-        "a second from the first served call to the last; a message is received at most 3 times, "
-        "so a wait counted as a receive would show as a dead letter."
+        "achieved rate is served calls a second from the first served call to the last; a "
+        "message is received at most 3 times, so a wait counted as a receive would show as a "
+        "dead letter. On the local endpoint (moto: one request at a time, about ten per "
+        "processed event) the endpoint's own speed bounds a drain as much as the pacer does."
     )
     add("")
     add("| Provider | Through | Consumers | Processed | Allowed | Achieved | Share | Calls 429 | Dead letters | Time | |")

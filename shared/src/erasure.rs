@@ -138,13 +138,46 @@ pub async fn erase_person(
     })
 }
 
-/// Quarantined records of the person's tenant whose raw body holds their id: read through
-/// the quarantine's own index, never a scan.
+/// What an erasure of a person would reach, found without erasing anything or leaving a
+/// tombstone (`webhooks erase --dry-run`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Preview {
+    pub provider: String,
+    pub tenant: String,
+    pub person: String,
+    /// Records about the person or naming them.
+    pub records: Vec<String>,
+    /// Quarantined deliveries of their tenant whose raw body holds their id.
+    pub quarantined: Vec<String>,
+}
+
+/// What [`erase_person`] would empty now.
+pub async fn preview_person(ports: &Ports, person: &Person) -> Result<Preview, StoreError> {
+    Ok(Preview {
+        provider: person.provider.clone(),
+        tenant: person.tenant.clone(),
+        person: person.person.clone(),
+        records: ports.store.subject_records(&person.subject()).await?,
+        quarantined: quarantined_naming(ports, person).await?,
+    })
+}
+
+/// Quarantined records of the person's tenant whose raw body holds their id.
 async fn erase_quarantined_naming(
     ports: &Ports,
     person: &Person,
     now: i64,
 ) -> Result<Erased, StoreError> {
+    let mut erased = Erased::default();
+    for key in quarantined_naming(ports, person).await? {
+        erased += ports.store.erase_record(&key, now).await?;
+    }
+    Ok(erased)
+}
+
+/// The keys of the quarantined records of the person's tenant whose raw body holds their id:
+/// read through the quarantine's own index, never a scan.
+async fn quarantined_naming(ports: &Ports, person: &Person) -> Result<Vec<String>, StoreError> {
     let filter = EventFilter {
         providers: vec![person.provider.clone()],
         tenant: Some(person.tenant.clone()),
@@ -156,16 +189,16 @@ async fn erase_quarantined_naming(
         live_at_ms: i64::MIN,
         unfinished_only: false,
     };
-    let mut erased = Erased::default();
+    let mut keys = Vec::new();
     for listed in ports.store.list(&filter).await? {
         let Some(record) = ports.store.get(&listed.key).await? else {
             continue;
         };
         if holds_id(&record.body, person.id()) {
-            erased += ports.store.erase_record(&record.key, now).await?;
+            keys.push(record.key);
         }
     }
-    Ok(erased)
+    Ok(keys)
 }
 
 /// Whether `body` holds `id` as a whole token, not inside a longer one (`42` is not in `1420`).

@@ -9,7 +9,7 @@ use base64::Engine;
 
 use crate::clock::after;
 use crate::config::IngestSettings;
-use crate::erasure::{erase_person, withhold_erased, Person, Receipt};
+use crate::erasure::{erase_person, preview_person, withhold_erased, Person, Preview, Receipt};
 use crate::ingest::Delivery;
 use crate::ports::{EventFilter, Paused, Ports, PutOutcome, Record, Status, StoreError};
 use crate::providers::Provider;
@@ -206,15 +206,22 @@ impl Operations {
         person: &str,
         any_kind: bool,
     ) -> Result<Receipt, OperateError> {
-        check_subject(known_provider(provider)?.as_ref(), person, any_kind)?;
-        let person = Person {
-            provider: provider.to_string(),
-            tenant: tenant.to_string(),
-            person: person.to_string(),
-        };
+        let person = checked_person(provider, tenant, person, any_kind)?;
         let now = self.ports.clock.now_ms();
         let keep_tombstone_until = self.settings.expires_at(now);
         Ok(erase_person(&self.ports, &person, keep_tombstone_until).await?)
+    }
+
+    /// What [`Operations::erase`] would empty, checked as it checks, nothing erased.
+    pub async fn erase_preview(
+        &self,
+        provider: &str,
+        tenant: &str,
+        person: &str,
+        any_kind: bool,
+    ) -> Result<Preview, OperateError> {
+        let person = checked_person(provider, tenant, person, any_kind)?;
+        Ok(preview_person(&self.ports, &person).await?)
     }
 
     /// Holds processing of a provider, or of one of its tenants (`resume` false), or lets it go
@@ -268,6 +275,21 @@ fn known_provider(name: &str) -> Result<Arc<dyn Provider>, OperateError> {
 
 /// Refuses a subject no record of `provider` can be about: without an id, or of a kind it
 /// never uses (a typo such as `customr`, another provider's kind) unless `any_kind`.
+/// The person an erasure is about, once their provider and kind are known.
+fn checked_person(
+    provider: &str,
+    tenant: &str,
+    person: &str,
+    any_kind: bool,
+) -> Result<Person, OperateError> {
+    check_subject(known_provider(provider)?.as_ref(), person, any_kind)?;
+    Ok(Person {
+        provider: provider.to_string(),
+        tenant: tenant.to_string(),
+        person: person.to_string(),
+    })
+}
+
 fn check_subject(
     provider: &dyn Provider,
     subject: &str,

@@ -492,6 +492,9 @@ pub trait Store: Send + Sync {
         now_ms: i64,
         tombstone_expires_at: i64,
     ) -> Result<Erased, StoreError>;
+    /// The records [`Store::erase_subject`] would empty: those whose subject is `subject` and
+    /// those linked to it ([`Store::link_persons`]); their keys, sorted, without erasing any.
+    async fn subject_records(&self, subject: &str) -> Result<Vec<String>, StoreError>;
     /// Notes that the record `key` names each of `persons` (subjects other than its own), so
     /// that erasing any of them reaches it; kept until `expires_at` (epoch seconds).
     async fn link_persons(

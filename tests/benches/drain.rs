@@ -1,9 +1,11 @@
 //! The drain at each provider's published rate limit (`scripts/bench`, section 9): for every
-//! provider whose test kit names one, `BENCH_DRAIN_EVENTS` (1,000) webhooks of one tenant,
-//! acknowledged, then processed through the dev server with 4 workers and through 3 processor
-//! instances on DynamoDB + SQS (the local endpoint of `AWS_ENDPOINT_URL`), against the fake
-//! provider API answering 429 to any call over the limit. The providers drain at once (their
-//! keys are independent). Writes the figures as JSON to the path given as the first argument.
+//! provider whose test kit names one, webhooks of one tenant, acknowledged, then processed
+//! through the dev server with 4 workers (`BENCH_DRAIN_EVENTS`, 1,000) and through 3 processor
+//! instances on DynamoDB + SQS (`BENCH_DRAIN_AWS_EVENTS`, 300; the local endpoint of
+//! `AWS_ENDPOINT_URL`), against the fake
+//! provider API answering 429 to any call over the limit. Through the dev server the providers
+//! drain at once (their keys are independent); on the local endpoint one after another. Writes
+//! the figures as JSON to the path given as the first argument.
 //! `tests/tests/suite/flow_control.rs` runs the same code on a scaled-down window.
 
 use e2e::drain::{self, Adapters, Drained, Limit, Pacing};
@@ -16,10 +18,8 @@ async fn main() {
         .nth(1)
         .filter(|arg| arg != "--bench")
         .unwrap_or_else(|| "target/bench/drain.json".into());
-    let events = std::env::var("BENCH_DRAIN_EVENTS")
-        .ok()
-        .map(|n| n.parse().expect("BENCH_DRAIN_EVENTS: a number"))
-        .unwrap_or(1000);
+    let events = count("BENCH_DRAIN_EVENTS", 1000);
+    let aws_events = count("BENCH_DRAIN_AWS_EVENTS", 300);
     let kits: Vec<Kit> = Kit::all()
         .into_iter()
         .filter(|kit| Limit::published(kit).is_some())
@@ -30,13 +30,24 @@ async fn main() {
         .iter()
         .map(|kit| drain::through_devserver(kit, 4, events, Pacing::Published));
     results.extend(report(join_all(drains).await));
-    eprintln!("drain: {events} events per provider through 3 processors on DynamoDB + SQS");
-    let drains = kits.iter().map(|kit| async move {
+    // One provider after another: the local endpoint serves one request at a time, and what
+    // it can serve, not the pacer, bounds a drain there.
+    eprintln!("drain: {aws_events} events per provider through 3 processors on DynamoDB + SQS");
+    for kit in &kits {
         let adapters = Adapters::Aws(e2e::Backend::with_dead_letter_queue(3).await);
-        drain::through_processors(kit, &adapters, 3, events, Pacing::Published).await
-    });
-    results.extend(report(join_all(drains).await));
+        let drained =
+            drain::through_processors(kit, &adapters, 3, aws_events, Pacing::Published).await;
+        results.extend(report(vec![drained]));
+    }
     std::fs::write(&out, serde_json::to_string_pretty(&results).unwrap()).unwrap();
+}
+
+/// The number in the environment variable `name`, else `default`.
+fn count(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map(|n| n.parse().unwrap_or_else(|_| panic!("{name}: a number")))
+        .unwrap_or(default)
 }
 
 /// Prints a line per drain as it ends.

@@ -16,6 +16,9 @@ use testkit::Kit;
 
 use crate::fake_api::FakeApi;
 
+/// How long an idle consumer waits before it receives again.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
 /// At most `calls` calls per API key within any `per`.
 #[derive(Debug, Clone, Copy)]
 pub struct Limit {
@@ -316,7 +319,9 @@ async fn consume(processor: &Processor, queue: &dyn QueueConsumer, done: &Atomic
     while !done.load(Ordering::SeqCst) {
         let batch = queue.receive(10, Duration::from_secs(30)).await.unwrap();
         if batch.is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // As Lambda's SQS poller long-polls: an idle consumer must not keep the
+            // single-threaded local endpoint busy with empty receives.
+            tokio::time::sleep(IDLE_POLL).await;
             continue;
         }
         processor.process_received(queue, batch).await.unwrap();
@@ -373,10 +378,11 @@ async fn listed(
     store.list(&filter).await.unwrap().len()
 }
 
-/// Twice the time the provider's published limit needs for `events` calls, and a minute more.
+/// Four times the time the provider's published limit needs for `events` calls, and two
+/// minutes more (the local endpoint, one request at a time, is slower than the limits).
 fn deadline_for(kit: &Kit, events: u64) -> Duration {
     let per_second = Limit::published(kit).map_or(5.0, |limit| limit.per_second());
-    Duration::from_secs_f64(2.0 * events as f64 / per_second + 60.0)
+    Duration::from_secs_f64(4.0 * events as f64 / per_second + 120.0)
 }
 
 /// The calls the API served, oldest first.

@@ -680,6 +680,9 @@ impl Store for RefusingPuts {
     async fn erase_subject(&self, s: &str, n: i64, e: i64) -> Result<Erased, StoreError> {
         self.inner.erase_subject(s, n, e).await
     }
+    async fn subject_records(&self, s: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.subject_records(s).await
+    }
     async fn link_persons(&self, k: &str, p: &[String], e: i64) -> Result<(), StoreError> {
         self.inner.link_persons(k, p, e).await
     }

@@ -172,11 +172,17 @@ pub(crate) enum QuarantineCommand {
     /// Quarantined deliveries, newest first, with the parser's reason.
     List(QuarantineFilters),
     /// One quarantined delivery, with its raw body.
-    Show { key: String },
+    Show {
+        /// Its key (`quarantine list` shows it).
+        key: String,
+    },
     /// Parses a quarantined delivery again with the current parser and tenants; if it reads
     /// now, stores and queues it under its real dedup key (once) and marks the quarantined
     /// record released.
-    Release { key: String },
+    Release {
+        /// Its key (`quarantine list` shows it).
+        key: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -255,8 +261,10 @@ subject keep no body either.";
 
 #[derive(Debug, Args)]
 pub(crate) struct EraseArgs {
+    /// The provider: magicline, egym, timify, flybuy or waitwhile.
     #[arg(long)]
     pub(crate) provider: String,
+    /// The tenant (studio, gym, app, project, location) whose person it is, as configured.
     #[arg(long)]
     pub(crate) tenant: String,
     /// `<kind>:<id>`, e.g. customer:42 (see below).
@@ -266,6 +274,10 @@ pub(crate) struct EraseArgs {
     /// family that came later).
     #[arg(long)]
     pub(crate) any_kind: bool,
+    /// List the records the erasure would empty (and the quarantined deliveries that hold the
+    /// id), erasing nothing and leaving no tombstone.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,8 +12,8 @@ use crate::args::{
 };
 use crate::place::{aws_place, logical_name, AwsPlace, Target};
 use crate::print::{
-    filters_json, pretty, print_dead_letters, print_record, print_records, print_stats,
-    progress_bar,
+    filters_json, pretty, print_dead_letters, print_erase_preview, print_record, print_records,
+    print_stats, progress_bar,
 };
 use crate::{Failure, Result};
 
@@ -109,6 +109,14 @@ pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
                 )));
             }
             known_tenant(&target, &args.provider, &args.tenant).await?;
+            if args.dry_run {
+                let preview = target
+                    .operations
+                    .erase_preview(&args.provider, &args.tenant, &args.subject, args.any_kind)
+                    .await?;
+                print_erase_preview(out, json, &preview);
+                return Ok(0);
+            }
             let receipt = target
                 .operations
                 .erase(&args.provider, &args.tenant, &args.subject, args.any_kind)

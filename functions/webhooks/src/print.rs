@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use shared::erasure::Preview;
 use shared::operate::Count;
 use shared::ports::{Paused, Record, Status};
 
@@ -490,6 +491,33 @@ pub(crate) fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     }
     bar.set_message(what.to_string());
     bar
+}
+
+/// What `erase --dry-run` found: the records an erasure would empty, nothing erased.
+pub(crate) fn print_erase_preview(out: &mut String, json: bool, preview: &Preview) {
+    if json {
+        writeln!(out, "{}", pretty(&json!(preview))).ok();
+        return;
+    }
+    writeln!(
+        out,
+        "erasing {} of {} {} would empty {} record(s) and {} quarantined deliver{} \
+         (dry run: nothing erased, no tombstone)",
+        inert(&preview.person),
+        preview.provider,
+        inert(&preview.tenant),
+        preview.records.len(),
+        preview.quarantined.len(),
+        if preview.quarantined.len() == 1 {
+            "y"
+        } else {
+            "ies"
+        },
+    )
+    .ok();
+    for key in preview.records.iter().chain(&preview.quarantined) {
+        writeln!(out, "  {}", inert(key)).ok();
+    }
 }
 
 #[cfg(test)]

@@ -310,7 +310,9 @@ impl Kit {
     /// [`Kit::unique`] with any integer written out (beyond 2^64, negative): the exact text
     /// a sender would put in the body.
     pub fn unique_with(&self, seq: &str, tenant: &Tenant, secret: &str) -> WebhookRequest {
-        let body = self.unique_body_with(seq);
+        // The account the envelope names, where the provider finds a tenant by it.
+        let account = tenant.account_id.as_deref().unwrap_or(&tenant.id);
+        let body = self.unique_body_with(seq).replace("{account_id}", account);
         let url = tenant.url.clone().unwrap_or_else(|| self.webhook_url());
         let headers = self
             .auth

@@ -651,6 +651,34 @@ async fn erase_leaves_the_subjects_records_without_body_and_detail() {
             ])
             .await;
         assert_eq!(bad.code, 2, "{name}: <kind>:<id>: {bad:?}");
+        let erase = [
+            "erase",
+            "--provider",
+            "magicline",
+            "--tenant",
+            "studio-1001",
+            "--subject",
+            "customer:7893459",
+        ];
+        let preview = place.json(&[&erase[..], &["--dry-run"]].concat()).await;
+        assert_eq!(
+            preview["records"],
+            serde_json::json!([key]),
+            "{name}: {preview}"
+        );
+        let text = place.cli(&[&erase[..], &["--dry-run"]].concat()).await;
+        assert!(
+            text.stdout.contains("would empty 1 record(s)") && text.stdout.contains(&key),
+            "{name}: {text:?}"
+        );
+        let subject = "magicline#studio-1001#customer:7893459";
+        assert_eq!(
+            place.ports().store.erased_at(subject).await.unwrap(),
+            None,
+            "{name}: a dry run leaves no tombstone"
+        );
+        let kept = place.json(&["events", "show", &key]).await;
+        assert!(kept["body"].is_object(), "{name}: a dry run erases nothing");
         let erased = place
             .json(&[
                 "erase",

@@ -518,6 +518,12 @@ async fn erasure_reaches_the_records_linked_to_the_person_and_counts_what_it_emp
                 .await
                 .unwrap();
         }
+        assert_eq!(
+            store.subject_records(&person).await.unwrap(),
+            ["about", "naming"],
+            "{name}: what an erasure would reach"
+        );
+        assert_eq!(store.erased_at(&person).await.unwrap(), None, "{name}");
         let erased = store
             .erase_subject(&person, now, now / 1000 + 3600)
             .await

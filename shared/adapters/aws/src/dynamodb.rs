@@ -951,22 +951,7 @@ impl Store for DynamoStore {
         .await
     }
 
-    async fn erase_subject(
-        &self,
-        subject: &str,
-        now_ms: i64,
-        tombstone_expires_at: i64,
-    ) -> Result<Erased, StoreError> {
-        // The tombstone first: whatever is stored or finished after it sees it.
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(&tombstone_key(subject)))
-            .item("erased_at", n(now_ms))
-            .item("expires_at", n(tombstone_expires_at))
-            .send()
-            .await
-            .map_err(|e| store_error(&e))?;
+    async fn subject_records(&self, subject: &str) -> Result<Vec<String>, StoreError> {
         let mut keys = Vec::new();
         let mut pages = self
             .client
@@ -985,8 +970,27 @@ impl Store for DynamoStore {
         }
         keys.sort_unstable();
         keys.dedup();
+        Ok(keys)
+    }
+
+    async fn erase_subject(
+        &self,
+        subject: &str,
+        now_ms: i64,
+        tombstone_expires_at: i64,
+    ) -> Result<Erased, StoreError> {
+        // The tombstone first: whatever is stored or finished after it sees it.
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&tombstone_key(subject)))
+            .item("erased_at", n(now_ms))
+            .item("expires_at", n(tombstone_expires_at))
+            .send()
+            .await
+            .map_err(|e| store_error(&e))?;
         let mut erased = Erased::default();
-        for key in &keys {
+        for key in &self.subject_records(subject).await? {
             erased += self.erase_record(key, now_ms).await?;
         }
         Ok(erased)

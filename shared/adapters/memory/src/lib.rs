@@ -170,6 +170,24 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
+    async fn subject_records(&self, subject: &str) -> Result<Vec<String>, StoreError> {
+        let linked = self
+            .links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(subject)
+            .cloned()
+            .unwrap_or_default();
+        let mut keys: Vec<String> = self
+            .lock()
+            .values()
+            .filter(|record| record.subject == subject || linked.contains(&record.key))
+            .map(|record| record.key.clone())
+            .collect();
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
     async fn erase_subject(
         &self,
         subject: &str,

@@ -349,6 +349,22 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn subject_records(&self, subject: &str) -> Result<Vec<String>, StoreError> {
+        let subject = subject.to_string();
+        self.database
+            .store_op(move |connection| {
+                connection
+                    .prepare_cached(
+                        "SELECT pk FROM records WHERE subject = ?1
+                         OR pk IN (SELECT record_key FROM person_links WHERE person = ?1)
+                         ORDER BY pk",
+                    )?
+                    .query_map(params![subject], |row| row.get(0))?
+                    .collect()
+            })
+            .await
+    }
+
     async fn erased_at(&self, subject: &str) -> Result<Option<i64>, StoreError> {
         let subject = subject.to_string();
         self.database
