@@ -102,6 +102,7 @@ pub enum KeyEncoding {
 /// JSON pointers naming the fields of an envelope whose shape is not confirmed by the provider.
 /// Unset ones take the provider's documented default.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventPointers {
     pub delivery_id: Option<String>,
     pub event_type: Option<String>,
@@ -111,6 +112,7 @@ pub struct EventPointers {
 
 /// One tenant of one provider as configured (studio, gym, app, project, location).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Tenant {
     pub id: String,
     /// Every webhook secret currently valid for this tenant (two or more during rotation).
@@ -143,6 +145,7 @@ pub struct Tenant {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TenantsDocument {
     pub tenants: Vec<Tenant>,
 }
@@ -176,15 +179,7 @@ impl ConfigError {
             serde_json::error::Category::Io => "could not be read".to_string(),
             serde_json::error::Category::Data => {
                 let message = inner.to_string();
-                if message.starts_with("missing field") || message.starts_with("duplicate field") {
-                    message
-                        .split(" at line")
-                        .next()
-                        .unwrap_or_default()
-                        .to_string()
-                } else {
-                    "a value of the wrong type or form".to_string()
-                }
+                without_values(message.split(" at line").next().unwrap_or_default())
             }
         };
         ConfigError::Json(format!(
@@ -193,6 +188,40 @@ impl ConfigError {
             inner.column()
         ))
     }
+}
+
+/// A deserializer's complaint with nothing of the document's values in it: what names only
+/// keys (a missing, unknown — with the valid names — or repeated field) is kept; anything else
+/// may quote the value it found, which may be a secret.
+fn without_values(message: &str) -> String {
+    let names_keys_only = ["missing field", "unknown field", "duplicate field"];
+    if names_keys_only
+        .iter()
+        .any(|start| message.starts_with(start))
+    {
+        message.to_string()
+    } else {
+        "a value of the wrong type or form".to_string()
+    }
+}
+
+/// One provider's tenants from a section of any self-describing document — the dev server's
+/// TOML (`[[<provider>.tenants]]`) as much as a JSON tenants document — read with the same
+/// rules: unknown keys refused with the valid names, every problem named by its path, never
+/// by a value.
+pub fn tenants_from_section<'de, D>(section: D) -> Result<Vec<Tenant>, ConfigError>
+where
+    D: serde::Deserializer<'de>,
+    D::Error: std::fmt::Display,
+{
+    let document: TenantsDocument = serde_path_to_error::deserialize(section).map_err(|error| {
+        let path = error.path().to_string();
+        ConfigError::Json(format!(
+            "{path}: {}",
+            without_values(&error.into_inner().to_string())
+        ))
+    })?;
+    Ok(document.tenants)
 }
 
 /// All tenants of one provider, indexed for constant-time-per-request lookup.
@@ -607,6 +636,21 @@ pub async fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A JSON tenants document with a misspelt key is refused with its path and the valid
+    /// names, and without the value under it.
+    #[test]
+    fn an_unknown_key_is_refused_with_its_path_and_the_valid_names() {
+        let json = r#"{"tenants": [{"id": "a", "webhook_secret": ["s3cr3t-json"]}]}"#;
+        let error = TenantDirectory::from_json(json).unwrap_err().to_string();
+        assert!(
+            error.contains("tenants[0]")
+                && error.contains("unknown field `webhook_secret`")
+                && error.contains("webhook_secrets"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cr3t-json"), "{error}");
+    }
 
     #[tokio::test]
     async fn a_refreshing_source_picks_up_a_rotated_key_after_its_ttl() {

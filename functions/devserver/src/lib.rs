@@ -121,12 +121,8 @@ pub struct DownstreamConfig {
 /// The TOML configuration: one table per provider, with its tenants, and an optional
 /// `[downstream]` table.
 pub fn parse_config(text: &str, sandbox_base: &str) -> Result<Config, Error> {
-    #[derive(serde::Deserialize)]
-    struct ProviderSection {
-        tenants: Vec<Tenant>,
-    }
     let text = text.replace(SANDBOX_PLACEHOLDER, sandbox_base);
-    let mut table: toml::Table = toml::from_str(&text)?;
+    let mut table = toml_table(&text)?;
     let downstream = match table.remove("downstream") {
         None => None,
         Some(section) => {
@@ -142,12 +138,24 @@ pub fn parse_config(text: &str, sandbox_base: &str) -> Result<Config, Error> {
         if shared::providers::by_name(&name).is_none() {
             return Err(format!("configuration names an unknown provider [{name}]").into());
         }
-        let section: ProviderSection = section.try_into().map_err(|e| format!("[{name}]: {e}"))?;
-        providers.insert(name, section.tenants);
+        let tenants = shared::tenants::tenants_from_section(section)
+            .map_err(|e| format!("[[{name}.tenants]] {e}"))?;
+        providers.insert(name, tenants);
     }
     Ok(Config {
         providers,
         downstream,
+    })
+}
+
+/// The TOML document's tables, or where it is not TOML: a line and what is wrong there, never
+/// the line itself (it may hold a secret).
+pub fn toml_table(text: &str) -> Result<toml::Table, Error> {
+    toml::from_str(text).map_err(|error| {
+        let line = error
+            .span()
+            .map_or(0, |span| text[..span.start].matches('\n').count() + 1);
+        format!("not TOML at line {line}: {}", error.message()).into()
     })
 }
 
@@ -618,6 +626,42 @@ async fn show_event(State(state): State<AppState>, Path(key): Path<String>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A misspelt key is refused with its place and the valid names, never silently ignored;
+    /// no value of the file is repeated, a secret under a misspelt key or on a line that is not
+    /// TOML included.
+    #[test]
+    fn unknown_keys_and_broken_lines_are_refused_by_place_without_their_values() {
+        let tenant = |extra: &str| {
+            format!(
+                "[[magicline.tenants]]\nid = \"studio-1\"\nwebhook_secrets = [\"k\"]\n{extra}\n"
+            )
+        };
+        let typo = parse_config(&tenant("pointers = { objectid = \"/data/id\" }"), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            typo.contains("[[magicline.tenants]]")
+                && typo.contains("pointers")
+                && typo.contains("unknown field `objectid`")
+                && typo.contains("object_id"),
+            "{typo}"
+        );
+        let secret = "s3cr3t-under-a-typo";
+        let typo = parse_config(&tenant(&format!("webhook_secret = \"{secret}\"")), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            typo.contains("unknown field `webhook_secret`") && typo.contains("webhook_secrets"),
+            "{typo}"
+        );
+        assert!(!typo.contains(secret), "{typo}");
+        let broken = parse_config(&tenant(&format!("webhook_secrets = [\"{secret}\"")), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(broken.contains("line 4"), "{broken}");
+        assert!(!broken.contains(secret), "{broken}");
+    }
 
     #[test]
     fn the_checked_in_configuration_points_every_provider_at_the_sandbox() {

@@ -2,7 +2,7 @@
 //! queues named directly, or the dev server's database; the ports on them, and the tenants a
 //! release parses with.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::error::Error as StdError;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -343,18 +343,8 @@ impl Stack {
 /// One provider's tenants in the dev server's configuration (devserver.toml: a `[[<provider>.tenants]]`
 /// table per tenant), read as the dev server reads it.
 fn dev_server_tenants(text: &str, provider: &str) -> Result<Vec<Tenant>, String> {
-    #[derive(serde::Deserialize)]
-    struct ProviderSection {
-        #[serde(default)]
-        tenants: Vec<Tenant>,
-    }
-    let text = text.replace("{sandbox}", SANDBOX_BASE);
-    let mut sections: HashMap<String, ProviderSection> =
-        toml::from_str(&text).map_err(|e| e.to_string())?;
-    Ok(sections
-        .remove(provider)
-        .map(|section| section.tenants)
-        .unwrap_or_default())
+    let mut config = devserver::parse_config(text, SANDBOX_BASE).map_err(|e| e.to_string())?;
+    Ok(config.providers.remove(provider).unwrap_or_default())
 }
 
 /// `Magicline` of `magicline`: how template.yaml names a provider's resources.

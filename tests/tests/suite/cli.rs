@@ -679,17 +679,7 @@ async fn erase_leaves_the_subjects_records_without_body_and_detail() {
         );
         let kept = place.json(&["events", "show", &key]).await;
         assert!(kept["body"].is_object(), "{name}: a dry run erases nothing");
-        let erased = place
-            .json(&[
-                "erase",
-                "--provider",
-                "magicline",
-                "--tenant",
-                "studio-1001",
-                "--subject",
-                "customer:7893459",
-            ])
-            .await;
+        let erased = place.json(&erase).await;
         assert_eq!(erased["records"], 1, "{name}: {erased}");
         let shown = place.json(&["events", "show", &key]).await;
         assert_eq!(shown["body"], Value::Null, "{name}: {shown}");

@@ -198,16 +198,10 @@ impl Store for MemoryStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(subject.to_string(), now_ms);
-        let linked = self
-            .links
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(subject)
-            .cloned()
-            .unwrap_or_default();
+        let reached = self.subject_records(subject).await?;
         let mut erased = Erased::default();
-        for record in self.lock().values_mut() {
-            if record.subject == subject || linked.contains(&record.key) {
+        for (key, record) in self.lock().iter_mut() {
+            if reached.binary_search(key).is_ok() {
                 erased += erase(record, now_ms);
             }
         }
