@@ -8,9 +8,8 @@
 //! the figures as JSON to the path given as the first argument.
 //! `tests/tests/suite/flow_control.rs` runs the same code on a scaled-down window.
 
-use e2e::drain::{self, Adapters, Drained, Limit, Pacing};
+use e2e::drain::{self, Adapters, Drained, Pacing};
 use futures::future::join_all;
-use testkit::Kit;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
@@ -20,10 +19,7 @@ async fn main() {
         .unwrap_or_else(|| "target/bench/drain.json".into());
     let events = count("BENCH_DRAIN_EVENTS", 1000);
     let aws_events = count("BENCH_DRAIN_AWS_EVENTS", 300);
-    let kits: Vec<Kit> = Kit::all()
-        .into_iter()
-        .filter(|kit| Limit::published(kit).is_some())
-        .collect();
+    let kits = drain::rate_limited_kits();
     let mut results = Vec::new();
     eprintln!("drain: {events} events per provider through the dev server (4 workers)");
     let drains = kits

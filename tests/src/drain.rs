@@ -40,6 +40,14 @@ impl Limit {
     }
 }
 
+/// The kits of the providers that publish a rate limit (EGYM, Waitwhile and Magicline).
+pub fn rate_limited_kits() -> Vec<Kit> {
+    Kit::all()
+        .into_iter()
+        .filter(|kit| Limit::published(kit).is_some())
+        .collect()
+}
+
 /// What a drain asks of the API and how the tenant is configured.
 #[derive(Debug, Clone, Copy)]
 pub enum Pacing {

@@ -28,10 +28,7 @@ const EVENTS: u64 = 60;
 
 /// The kits of the providers that publish a rate limit.
 fn rate_limited() -> Vec<Kit> {
-    let kits: Vec<Kit> = Kit::all()
-        .into_iter()
-        .filter(|kit| Limit::published(kit).is_some())
-        .collect();
+    let kits = drain::rate_limited_kits();
     assert!(kits.len() >= 3, "EGYM, Waitwhile and Magicline publish one");
     kits
 }
