@@ -703,8 +703,18 @@ impl Rate {
 pub enum Reservation {
     /// The calls are ours: the first at `first_at_ms`, each next one interval later.
     Granted { first_at_ms: i64 },
-    /// Nothing reserved: the first free slot is at `free_at_ms`, further away than allowed.
-    Full { free_at_ms: i64 },
+    /// No call reserved: the next free slot is further away than allowed. The caller should
+    /// come back at `back_at_ms`, a time of its own: the callers turned away are sent back one
+    /// after another, as the slots free up, not all at once to find them taken again.
+    Full { back_at_ms: i64 },
+}
+
+/// A key's pacing as the store keeps it: the next free call slot, and when the next caller
+/// turned away should come back (`None`: not yet).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PaceState {
+    pub next_free_ms: Option<i64>,
+    pub next_back_ms: Option<i64>,
 }
 
 /// Processing held for a provider (`egym`) or one of its tenants (`egym#gym-x`) since a time.
@@ -728,31 +738,50 @@ pub trait Pacer: Send + Sync {
     async fn paused(&self) -> Result<Vec<Paused>, StoreError>;
 
     /// Reserves `calls` consecutive slots of `key`, `interval_ms` apart, the first at or
-    /// after `now_ms` — if the first can be within `max_wait_ms` of now; else reserves nothing.
+    /// after now — if the first can be within `max_wait_ms` of now; else reserves no call but
+    /// a time to come back (see [`next_slot`]). "Now" is read from `clock` when the store
+    /// decides, not when the caller asked: a slot granted in the past would be called late,
+    /// together with the next one.
     async fn reserve(
         &self,
         key: &str,
         interval_ms: i64,
         calls: u32,
-        now_ms: i64,
+        clock: &SharedClock,
         max_wait_ms: i64,
     ) -> Result<Reservation, StoreError>;
 }
 
-/// The slot a pacer grants, given the next free one (`None`: never used).
+/// What a pacer answers, and the key's state after it. A caller turned away is given the
+/// time its calls would be due if every caller turned away before it came back in turn — never
+/// earlier than the next free slot — so that a backlog returns at the rate it can be served.
 pub fn next_slot(
-    next_free_ms: Option<i64>,
+    seen: PaceState,
     interval_ms: i64,
     calls: u32,
     now_ms: i64,
     max_wait_ms: i64,
-) -> (Reservation, Option<i64>) {
-    let first = next_free_ms.unwrap_or(now_ms).max(now_ms);
+) -> (Reservation, PaceState) {
+    let first = seen.next_free_ms.unwrap_or(now_ms).max(now_ms);
+    let span = interval_ms * i64::from(calls);
     if first - now_ms > max_wait_ms {
-        return (Reservation::Full { free_at_ms: first }, None);
+        let back_at = seen.next_back_ms.unwrap_or(first).max(first);
+        let after = PaceState {
+            next_back_ms: Some(back_at + span),
+            ..seen
+        };
+        return (
+            Reservation::Full {
+                back_at_ms: back_at,
+            },
+            after,
+        );
     }
-    let next_free = first + interval_ms * i64::from(calls);
-    (Reservation::Granted { first_at_ms: first }, Some(next_free))
+    let after = PaceState {
+        next_free_ms: Some(first + span),
+        ..seen
+    };
+    (Reservation::Granted { first_at_ms: first }, after)
 }
 
 /// The ports one deployment works through, with the clock they share.
@@ -768,6 +797,37 @@ pub struct Ports {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callers_turned_away_come_back_one_after_another_as_slots_free() {
+        let mut state = PaceState {
+            next_free_ms: Some(5_000),
+            next_back_ms: None,
+        };
+        let mut backs = Vec::new();
+        for _ in 0..3 {
+            let (reservation, after) = next_slot(state, 100, 2, 1_000, 2_000);
+            let Reservation::Full { back_at_ms } = reservation else {
+                panic!("{reservation:?}");
+            };
+            assert_eq!(after.next_free_ms, Some(5_000), "no call reserved");
+            backs.push(back_at_ms);
+            state = after;
+        }
+        assert_eq!(backs, [5_000, 5_200, 5_400]);
+        let (granted, after) = next_slot(state, 100, 1, 4_000, 2_000);
+        assert_eq!(granted, Reservation::Granted { first_at_ms: 5_000 });
+        assert_eq!(after.next_free_ms, Some(5_100));
+        let (_, later) = next_slot(after, 100, 1, 3_000, 1_000);
+        assert_eq!(later.next_back_ms, Some(5_700), "the turn queue goes on");
+        let (idle, _) = next_slot(state, 100, 1, 60_000, 0);
+        assert_eq!(
+            idle,
+            Reservation::Granted {
+                first_at_ms: 60_000
+            }
+        );
+    }
 
     #[test]
     fn statuses_round_trip_through_their_names() {

@@ -46,26 +46,25 @@ impl Processor {
             .rate
             .map_or_else(|| provider.api_rate(), |rate| rate.rate());
         let interval = rate.interval_ms();
-        let now = self.ports.clock.now_ms();
         let calls = u32::try_from(calls).unwrap_or(u32::MAX);
         let max_wait = WAIT_IN_PLACE.as_millis() as i64;
         let key = pace_key(provider, api);
-        match self
+        let reservation = self
             .ports
             .pacer
-            .reserve(&key, interval, calls, now, max_wait)
-            .await
-        {
+            .reserve(&key, interval, calls, &self.ports.clock, max_wait)
+            .await;
+        match reservation {
             Ok(Reservation::Granted { first_at_ms }) => Ok((0..i64::from(calls))
                 .map(|n| first_at_ms + n * interval)
                 .collect()),
-            Ok(Reservation::Full { free_at_ms }) => Err(Attempt::Throttled {
+            Ok(Reservation::Full { back_at_ms }) => Err(Attempt::Throttled {
                 reason: format!(
                     "pacing: the API key's rate ({} calls per {} s) is taken",
                     rate.calls,
                     rate.per_ms / 1000
                 ),
-                wait: Some(u32::try_from((free_at_ms - now).max(0) / 1000 + 1).unwrap_or(u32::MAX)),
+                wait: Some(come_back_after(back_at_ms - self.ports.clock.now_ms())),
             }),
             Err(error) => Err(Attempt::store_unavailable(error)),
         }
@@ -103,6 +102,12 @@ impl Processor {
             reason: format!("{reason}: waiting {wait} s for the provider's rate limit"),
         })
     }
+}
+
+/// The whole seconds a turned-away message is delayed (SQS's unit): rounded down, so that it
+/// is back by its turn and waits the rest in place (less than [`WAIT_IN_PLACE`]).
+fn come_back_after(ms: i64) -> u32 {
+    u32::try_from(ms / 1000).unwrap_or(u32::MAX).max(1)
 }
 
 /// Whose calls share a rate: one API key (or app and company) of one provider at one base URL,

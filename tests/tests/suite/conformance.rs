@@ -10,7 +10,7 @@ use adapter_aws::SqsQueue;
 use adapter_memory::Memory;
 use adapter_sqlite::Database;
 use e2e::{unique_name, Backend};
-use shared::clock::{Clock, ManualClock};
+use shared::clock::{Clock, ManualClock, SharedClock};
 use shared::ports::{
     Claim, Erased, EventFilter, InboundMessage, ItemsDone, Outbox, Outcome, Pacer, Paused,
     PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record, Reservation, Status, Store,
@@ -598,47 +598,57 @@ async fn a_record_stored_erased_keeps_its_erasure_time() {
 }
 
 /// A key's calls are handed out an interval apart and no slot twice, however many processors
-/// ask at once; a slot further away than the caller will wait is not reserved.
+/// ask at once; a slot further away than the caller will wait is not reserved, and the callers
+/// turned away are given times to come back one after another.
 #[tokio::test]
 async fn a_pacer_spaces_a_keys_calls_and_never_hands_out_a_slot_twice() {
     for ports in all_pairs().await {
         let (pacer, name, now) = (&ports.pacer, ports.name, ports.now());
         let key = unique_name("pace");
-        let reserve = |calls, at, max_wait| pacer.reserve(&key, 100, calls, at, max_wait);
+        let reserve =
+            |calls, at, max_wait| reserve_at(pacer.as_ref(), &key, 100, calls, at, max_wait);
         let granted = |at| Reservation::Granted { first_at_ms: at };
-        assert_eq!(reserve(1, now, 1000).await.unwrap(), granted(now), "{name}");
+        assert_eq!(reserve(1, now, 1000).await, granted(now), "{name}");
+        assert_eq!(reserve(3, now, 1000).await, granted(now + 100), "{name}");
+        let back_at = |at| Reservation::Full { back_at_ms: at };
         assert_eq!(
-            reserve(3, now, 1000).await.unwrap(),
-            granted(now + 100),
-            "{name}"
+            reserve(1, now, 300).await,
+            back_at(now + 400),
+            "{name}: too far"
         );
-        let full = Reservation::Full {
-            free_at_ms: now + 400,
-        };
-        assert_eq!(reserve(1, now, 300).await.unwrap(), full, "{name}: too far");
         assert_eq!(
-            reserve(1, now, 1000).await.unwrap(),
+            reserve(2, now, 300).await,
+            back_at(now + 500),
+            "{name}: turned away in turn"
+        );
+        assert_eq!(
+            reserve(1, now, 1000).await,
             granted(now + 400),
-            "{name}: nothing was reserved"
+            "{name}: no call was reserved"
         );
         assert_eq!(
-            reserve(1, now + 60_000, 0).await.unwrap(),
+            reserve(1, now, 300).await,
+            back_at(now + 700),
+            "{name}: after the turns given"
+        );
+        assert_eq!(
+            reserve(1, now + 60_000, 0).await,
             granted(now + 60_000),
             "{name}: idle"
         );
         let other = unique_name("pace");
         assert_eq!(
-            pacer.reserve(&other, 100, 1, now, 0).await.unwrap(),
+            reserve_at(pacer.as_ref(), &other, 100, 1, now, 0).await,
             granted(now),
             "{name}: keys apart"
         );
 
         let crowded = unique_name("pace");
-        let asked = (0..12).map(|_| pacer.reserve(&crowded, 50, 1, now, 60_000));
+        let asked = (0..12).map(|_| reserve_at(pacer.as_ref(), &crowded, 50, 1, now, 60_000));
         let mut slots: Vec<i64> = futures::future::join_all(asked)
             .await
             .into_iter()
-            .map(|reservation| match reservation.unwrap() {
+            .map(|reservation| match reservation {
                 Reservation::Granted { first_at_ms } => first_at_ms,
                 full => panic!("{name}: {full:?}"),
             })
@@ -647,6 +657,22 @@ async fn a_pacer_spaces_a_keys_calls_and_never_hands_out_a_slot_twice() {
         let expected: Vec<i64> = (0..12).map(|n| now + 50 * n).collect();
         assert_eq!(slots, expected, "{name}: each slot once, an interval apart");
     }
+}
+
+/// What `pacer` answers `calls` calls of `key` asked at `at` (epoch ms).
+async fn reserve_at(
+    pacer: &dyn Pacer,
+    key: &str,
+    interval_ms: i64,
+    calls: u32,
+    at: i64,
+    max_wait_ms: i64,
+) -> Reservation {
+    let clock: SharedClock = ManualClock::starting_at(at);
+    pacer
+        .reserve(key, interval_ms, calls, &clock, max_wait_ms)
+        .await
+        .unwrap()
 }
 
 /// What an operator pauses stays paused, since its first time, until resumed.

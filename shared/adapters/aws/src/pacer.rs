@@ -1,4 +1,5 @@
-//! The [`Pacer`] port on DynamoDB: each key's next free slot in an item of its own in the
+//! The [`Pacer`] port on DynamoDB: each key's next free slot (and the time the next message
+//! turned away comes back) in an item of its own in the
 //! events table (`pace#…`, outside every provider's keys and every index, kept a day past its
 //! last use), moved on by a conditional update, so that concurrent processors never take the
 //! same slot.
@@ -6,7 +7,8 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::AttributeValue;
-use shared::ports::{next_slot, Pacer, Paused, Reservation, StoreError};
+use shared::clock::SharedClock;
+use shared::ports::{next_slot, PaceState, Pacer, Paused, Reservation, StoreError};
 
 use crate::dynamodb::store_error;
 
@@ -23,7 +25,7 @@ impl DynamoPacer {
         }
     }
 
-    async fn next_free(&self, pk: &str) -> Result<Option<i64>, StoreError> {
+    async fn state(&self, pk: &str) -> Result<PaceState, StoreError> {
         let output = self
             .client
             .get_item()
@@ -33,12 +35,22 @@ impl DynamoPacer {
             .send()
             .await
             .map_err(|e| store_error(&e))?;
-        Ok(output
-            .item()
-            .and_then(|item| item.get("next_free"))
-            .and_then(|value| value.as_n().ok())
-            .and_then(|n| n.parse().ok()))
+        let number = |name: &str| {
+            output
+                .item()
+                .and_then(|item| item.get(name))
+                .and_then(|value| value.as_n().ok())
+                .and_then(|n| n.parse().ok())
+        };
+        Ok(PaceState {
+            next_free_ms: number("next_free"),
+            next_back_ms: number("next_back"),
+        })
     }
+}
+
+fn number(n: i64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
 }
 
 /// A pace item outlives its last reservation by a day (DynamoDB TTL, epoch seconds).
@@ -116,36 +128,45 @@ impl Pacer for DynamoPacer {
         key: &str,
         interval_ms: i64,
         calls: u32,
-        now_ms: i64,
+        clock: &SharedClock,
         max_wait_ms: i64,
     ) -> Result<Reservation, StoreError> {
         let pk = format!("pace#{key}");
-        // A failed condition means another processor took a slot meanwhile, moving the next
-        // free one on by an interval at least: within `max_wait_ms` the slot is taken, or the
-        // key is full.
+        // A failed condition means another processor reserved meanwhile, moving the next free
+        // slot or the next time to come back on: read again and decide again.
         loop {
-            let seen = self.next_free(&pk).await?;
-            let (reservation, next_free) = next_slot(seen, interval_ms, calls, now_ms, max_wait_ms);
-            let Some(next_free) = next_free else {
-                return Ok(reservation);
-            };
+            let seen = self.state(&pk).await?;
+            let now_ms = clock.now_ms();
+            let (reservation, after) = next_slot(seen, interval_ms, calls, now_ms, max_wait_ms);
+            let last = after.next_free_ms.max(after.next_back_ms).unwrap_or(now_ms);
             let mut update = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .key("pk", AttributeValue::S(pk.clone()))
-                .update_expression("SET next_free = :next, expires_at = :expires")
-                .expression_attribute_values(":next", AttributeValue::N(next_free.to_string()))
-                .expression_attribute_values(
-                    ":expires",
-                    AttributeValue::N((next_free / 1000 + KEEP_SECONDS).to_string()),
-                );
-            update = match seen {
-                Some(seen) => update
-                    .condition_expression("next_free = :seen")
-                    .expression_attribute_values(":seen", AttributeValue::N(seen.to_string())),
-                None => update.condition_expression("attribute_not_exists(next_free)"),
-            };
+                .expression_attribute_values(":expires", number(last / 1000 + KEEP_SECONDS));
+            let mut sets = vec!["expires_at = :expires".to_string()];
+            let mut conditions = Vec::new();
+            for (name, seen, after) in [
+                ("next_free", seen.next_free_ms, after.next_free_ms),
+                ("next_back", seen.next_back_ms, after.next_back_ms),
+            ] {
+                if let Some(after) = after {
+                    sets.push(format!("{name} = :{name}"));
+                    update = update.expression_attribute_values(format!(":{name}"), number(after));
+                }
+                conditions.push(match seen {
+                    Some(seen) => {
+                        update = update
+                            .expression_attribute_values(format!(":seen_{name}"), number(seen));
+                        format!("{name} = :seen_{name}")
+                    }
+                    None => format!("attribute_not_exists({name})"),
+                });
+            }
+            let update = update
+                .update_expression(format!("SET {}", sets.join(", ")))
+                .condition_expression(conditions.join(" AND "));
             match update.send().await {
                 Ok(_) => return Ok(reservation),
                 Err(error) if error.code() == Some("ConditionalCheckFailedException") => continue,

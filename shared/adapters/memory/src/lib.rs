@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use shared::clock::{after, SharedClock};
 use shared::outbox::SendThenMark;
 use shared::ports::{
-    next_slot, Claim, Erased, EventFilter, Existing, InboundMessage, ItemsDone, Outcome, Pacer,
-    Paused, Pending, Ports, PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record,
-    Reservation, Status, Store, StoreError, MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS,
+    next_slot, Claim, Erased, EventFilter, Existing, InboundMessage, ItemsDone, Outcome, PaceState,
+    Pacer, Paused, Pending, Ports, PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage,
+    Record, Reservation, Status, Store, StoreError, MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS,
 };
 
 /// Records by key, the tombstones of erased subjects and the persons records name.
@@ -507,7 +507,7 @@ impl QueueConsumer for MemoryQueue {
 /// Each key's next free slot, and what is paused.
 #[derive(Default)]
 pub struct MemoryPacer {
-    next_free: Mutex<HashMap<String, i64>>,
+    pace: Mutex<HashMap<String, PaceState>>,
     paused: Mutex<std::collections::BTreeMap<String, i64>>,
 }
 
@@ -539,15 +539,14 @@ impl Pacer for MemoryPacer {
         key: &str,
         interval_ms: i64,
         calls: u32,
-        now_ms: i64,
+        clock: &SharedClock,
         max_wait_ms: i64,
     ) -> Result<Reservation, StoreError> {
-        let mut slots = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
-        let seen = slots.get(key).copied();
-        let (reservation, next_free) = next_slot(seen, interval_ms, calls, now_ms, max_wait_ms);
-        if let Some(next_free) = next_free {
-            slots.insert(key.to_string(), next_free);
-        }
+        let now_ms = clock.now_ms();
+        let mut pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = pace.get(key).copied().unwrap_or_default();
+        let (reservation, after) = next_slot(seen, interval_ms, calls, now_ms, max_wait_ms);
+        pace.insert(key.to_string(), after);
         Ok(reservation)
     }
 }

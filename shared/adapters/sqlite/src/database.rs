@@ -74,7 +74,8 @@ CREATE TABLE IF NOT EXISTS paused (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pace (
     key TEXT PRIMARY KEY,
-    next_free INTEGER NOT NULL
+    next_free INTEGER,
+    next_back INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS person_links (
     person TEXT NOT NULL,
@@ -465,23 +466,25 @@ fn sql(error: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("sqlite: {error}"))
 }
 
-/// Columns added since the first schema, for databases made before them.
-const ADDED_COLUMNS: [(&str, &str); 3] = [
-    ("facts", "TEXT"),
-    ("unauthenticated", "INTEGER NOT NULL DEFAULT 0"),
+/// Columns added since the first schema (table, column, type), for databases made before them.
+const ADDED_COLUMNS: [(&str, &str, &str); 4] = [
+    ("records", "facts", "TEXT"),
+    ("records", "unauthenticated", "INTEGER NOT NULL DEFAULT 0"),
     // When the reconciler put a stuck record back on its way (once in its life).
-    ("requeued_at", "INTEGER"),
+    ("records", "requeued_at", "INTEGER"),
+    // When the next message the pacer turns away should come back.
+    ("pace", "next_back", "INTEGER"),
 ];
 
 fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {
-    for (name, kind) in ADDED_COLUMNS {
+    for (table, name, kind) in ADDED_COLUMNS {
         let present: bool = connection.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('records') WHERE name = ?1",
-            params![name],
+            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, name],
             |row| row.get(0),
         )?;
         if !present {
-            connection.execute_batch(&format!("ALTER TABLE records ADD COLUMN {name} {kind}"))?;
+            connection.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {kind}"))?;
         }
     }
     Ok(())
@@ -525,6 +528,28 @@ mod tests {
             file.push(suffix);
             let _ = std::fs::remove_file(file);
         }
+    }
+
+    #[tokio::test]
+    async fn a_database_made_before_a_column_gains_it_when_opened() {
+        let path = fresh_path("older");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE pace (key TEXT PRIMARY KEY, next_free INTEGER NOT NULL) WITHOUT ROWID;")
+            .unwrap();
+        let database = Database::open(&path).unwrap();
+        let columns: Vec<String> = database
+            .run(|connection| {
+                let mut statement =
+                    connection.prepare("SELECT name FROM pragma_table_info('pace')")?;
+                let names = statement.query_map([], |row| row.get(0))?;
+                names.collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .await
+            .unwrap();
+        assert_eq!(columns, ["key", "next_free", "next_back"]);
+        drop(database);
+        remove(&path);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

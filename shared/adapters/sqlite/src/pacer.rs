@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
-use shared::ports::{next_slot, Pacer, Paused, Reservation, StoreError};
+use shared::clock::SharedClock;
+use shared::ports::{next_slot, PaceState, Pacer, Paused, Reservation, StoreError};
 
 use crate::database::Database;
 
@@ -61,26 +62,30 @@ impl Pacer for SqlitePacer {
         key: &str,
         interval_ms: i64,
         calls: u32,
-        now_ms: i64,
+        clock: &SharedClock,
         max_wait_ms: i64,
     ) -> Result<Reservation, StoreError> {
-        let key = key.to_string();
+        let (key, clock) = (key.to_string(), clock.clone());
         self.database
             .store_op(move |connection| {
-                let seen: Option<i64> = connection
-                    .prepare_cached("SELECT next_free FROM pace WHERE key = ?1")?
-                    .query_row(params![key], |row| row.get(0))
-                    .optional()?;
-                let (reservation, next_free) =
-                    next_slot(seen, interval_ms, calls, now_ms, max_wait_ms);
-                if let Some(next_free) = next_free {
-                    connection
-                        .prepare_cached(
-                            "INSERT INTO pace (key, next_free) VALUES (?1, ?2)
-                             ON CONFLICT(key) DO UPDATE SET next_free = ?2",
-                        )?
-                        .execute(params![key, next_free])?;
-                }
+                let seen = connection
+                    .prepare_cached("SELECT next_free, next_back FROM pace WHERE key = ?1")?
+                    .query_row(params![key], |row| {
+                        Ok(PaceState {
+                            next_free_ms: row.get(0)?,
+                            next_back_ms: row.get(1)?,
+                        })
+                    })
+                    .optional()?
+                    .unwrap_or_default();
+                let now_ms = clock.now_ms();
+                let (reservation, after) = next_slot(seen, interval_ms, calls, now_ms, max_wait_ms);
+                connection
+                    .prepare_cached(
+                        "INSERT INTO pace (key, next_free, next_back) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(key) DO UPDATE SET next_free = ?2, next_back = ?3",
+                    )?
+                    .execute(params![key, after.next_free_ms, after.next_back_ms])?;
                 Ok(reservation)
             })
             .await
