@@ -1,7 +1,7 @@
 //! The drain at each provider's published rate limit (`scripts/bench`, section 9): for every
 //! provider whose test kit names one, webhooks of one tenant, acknowledged, then processed
 //! through the dev server with 4 workers (`BENCH_DRAIN_EVENTS`, 1,000) and through 3 processor
-//! instances on DynamoDB + SQS (`BENCH_DRAIN_AWS_EVENTS`, 300; the local endpoint of
+//! instances on DynamoDB + SQS (`BENCH_DRAIN_AWS_EVENTS`, 1,000; the local endpoint of
 //! `AWS_ENDPOINT_URL`), against the fake
 //! provider API answering 429 to any call over the limit. Through the dev server the providers
 //! drain at once (their keys are independent); on the local endpoint one after another. Writes
@@ -18,7 +18,7 @@ async fn main() {
         .filter(|arg| arg != "--bench")
         .unwrap_or_else(|| "target/bench/drain.json".into());
     let events = count("BENCH_DRAIN_EVENTS", 1000);
-    let aws_events = count("BENCH_DRAIN_AWS_EVENTS", 300);
+    let aws_events = count("BENCH_DRAIN_AWS_EVENTS", 1000);
     let kits = drain::rate_limited_kits();
     let mut results = Vec::new();
     eprintln!("drain: {events} events per provider through the dev server (4 workers)");

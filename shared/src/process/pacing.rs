@@ -49,11 +49,15 @@ impl Processor {
         let calls = u32::try_from(calls).unwrap_or(u32::MAX);
         let max_wait = WAIT_IN_PLACE.as_millis() as i64;
         let key = pace_key(provider, api);
+        // A batch's messages asking at once would mostly lose the store's conditional update
+        // to each other and ask again: a read and a write each time, paid for and slow.
+        let turn = self.pacing_turn.lock().await;
         let reservation = self
             .ports
             .pacer
             .reserve(&key, interval, calls, &self.ports.clock, max_wait)
             .await;
+        drop(turn);
         match reservation {
             Ok(Reservation::Granted { first_at_ms }) => Ok((0..i64::from(calls))
                 .map(|n| first_at_ms + n * interval)
