@@ -174,6 +174,23 @@ struct AppState {
     sweep_interval: Duration,
     /// The provider APIs' sandbox, trusting the configured tenants' API credentials.
     sandbox: Arc<testkit::ApiDouble>,
+    /// The configuration file as read at start, for the pages to say when it has changed.
+    config: Arc<LoadedConfig>,
+}
+
+/// The configuration file and its text as the server read it at start. The server does not
+/// reload it (the tenants are wired into every handler), so the pages say when the file on
+/// disk says something else: an operator who edited it sees that a restart is still due.
+struct LoadedConfig {
+    path: PathBuf,
+    text: String,
+}
+
+impl LoadedConfig {
+    /// Whether the file now says something other than what was loaded (or cannot be read).
+    fn changed_on_disk(&self) -> bool {
+        std::fs::read_to_string(&self.path).map_or(true, |now| now != self.text)
+    }
 }
 
 /// A started server; stop it with [`RunningServer::shutdown`].
@@ -342,6 +359,10 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         ports,
         tenants: Arc::new(directories),
         sweep_interval: options.sweep_interval,
+        config: Arc::new(LoadedConfig {
+            path: options.config.clone(),
+            text: config_text,
+        }),
     };
     // Anything else on the webhook port, `/_dev/…` included, is 404.
     let webhooks = Router::new()
@@ -535,6 +556,10 @@ async fn index(State(state): State<AppState>, headers: axum::http::HeaderMap) ->
         "events": "GET /_dev/events, GET /_dev/events/{key} (escape # as %23)",
         "pages": "GET /events in a browser: the live event list, each record, replay and release",
         "sandbox": "/_sandbox/{provider}/... (made-up provider API data)",
+        "config": {
+            "file": state.config.path.display().to_string(),
+            "changed_since_start": state.config.changed_on_disk(),
+        },
     }))
     .into_response()
 }

@@ -844,6 +844,14 @@ fn status_class(status: Status) -> String {
 /// cleared), the headers every page gets.
 fn page(state: &AppState, headers: &HeaderMap, title: &str, content: &str) -> Response {
     let flash = Flash::from_headers(headers);
+    let config_changed = if state.config.changed_on_disk() {
+        format!(
+            r#"<p class="flash warn" role="status" id="config-changed">{} has changed since the server started; it still runs with what it read then. Restart it (Ctrl-C, then the same command) to load the change.</p>"#,
+            esc(&state.config.path.display().to_string())
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
         concat!(
             r#"<!doctype html><html lang="en"><head><meta charset="utf-8">"#,
@@ -852,12 +860,13 @@ fn page(state: &AppState, headers: &HeaderMap, title: &str, content: &str) -> Re
             r#"<link rel="icon" href="/assets/icon.svg"><link rel="stylesheet" href="/assets/style.css"><script src="/assets/live.js" defer></script></head>"#,
             r#"<body><header class="top"><a class="brand" href="/events">Webhook dev server</a>"#,
             r#"<span class="where">admin pages · loopback only · webhooks at http://{webhooks}/webhooks/{{provider}}</span></header>"#,
-            r#"<main>{flash}{content}</main></body></html>"#
+            r#"<main>{config_changed}{flash}{content}</main></body></html>"#
         ),
         title = esc(&cut(title, 80)),
         webhooks = esc(&state.webhooks_at.to_string()),
         flash = flash.as_ref().map(Flash::render).unwrap_or_default(),
         content = content,
+        config_changed = config_changed,
     );
     let mut response = html(body);
     if flash.is_some() {

@@ -2,8 +2,8 @@
 //! list renders the delivered events with their status and its filters narrow it, a record's
 //! page shows an attacker's body escaped, the Replay button (a form POST) makes a FAILED event
 //! processed once, the Release button stores a quarantined delivery under its real key once,
-//! the Pause and Resume buttons hold and let go a provider's processing,
-//! forms from other sites and hosts other than loopback are refused, and the webhook port
+//! the Pause and Resume buttons hold and let go a provider's processing, every page says when
+//! the configuration file has changed since the server started, forms from other sites and hosts other than loopback are refused, and the webhook port
 //! serves none of it.
 
 use std::path::{Path, PathBuf};
@@ -650,4 +650,42 @@ async fn the_pause_and_resume_buttons_hold_a_providers_processing() {
         "processed once"
     );
     server.shutdown().await;
+}
+
+/// The configuration is read at start only: once the file on disk says something else, every
+/// page says so (and that a restart loads it), as does the admin port's index for scripts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_say_when_the_configuration_file_has_changed_since_start() {
+    let text = std::fs::read_to_string(root().join("devserver.toml")).unwrap();
+    let config = temp_file("toml", &text);
+    let server = devserver::start(options(&config)).await.unwrap();
+    let index = || async {
+        let answer = reqwest::get(format!("http://{}/", server.admin_addr))
+            .await
+            .unwrap();
+        answer.json::<serde_json::Value>().await.unwrap()["config"]["changed_since_start"].clone()
+    };
+    assert!(!page(&server, "/events")
+        .await
+        .contains("id=\"config-changed\""));
+    assert_eq!(index().await, false);
+
+    std::fs::write(&config, text.replace("studio-1001", "studio-1002")).unwrap();
+    let html = page(&server, "/events").await;
+    assert!(
+        html.contains("has changed since the server started"),
+        "{html}"
+    );
+    assert!(html.contains("Restart it"), "{html}");
+    assert_eq!(index().await, true);
+
+    std::fs::write(&config, &text).unwrap();
+    assert!(
+        !page(&server, "/events")
+            .await
+            .contains("id=\"config-changed\""),
+        "the same again"
+    );
+    server.shutdown().await;
+    let _ = std::fs::remove_file(config);
 }
