@@ -19,7 +19,9 @@ pub mod ports;
 pub mod process;
 pub mod providers;
 pub mod reconcile;
+pub mod register;
 pub mod response;
+pub mod tenant_changes;
 pub mod tenants;
 pub mod verify;
 

@@ -61,6 +61,10 @@ pub struct Auth {
     /// Where the signature covers a time (FlyBuy's `Date` with an HMAC key, Waitwhile's
     /// envelope `created`): a copy outside [`replay_refusal`]'s window is refused.
     pub signed_time: Option<SignedTime>,
+    /// The receiver chooses the webhook secret and enters it at the provider (EGYM's
+    /// subscription secret, TIMIFY's header value, FlyBuy's token), rather than being issued
+    /// one: `webhooks tenants add|rotate` may then generate it.
+    pub receiver_chooses_secret: bool,
 }
 
 impl Auth {
@@ -71,6 +75,7 @@ impl Auth {
             credential_optional: false,
             tenant_signature: None,
             signed_time: None,
+            receiver_chooses_secret: false,
         }
     }
 
@@ -81,6 +86,7 @@ impl Auth {
             credential_optional: true,
             tenant_signature: None,
             signed_time: None,
+            receiver_chooses_secret: false,
         }
     }
 
@@ -88,6 +94,14 @@ impl Auth {
     pub const fn with_tenant_signature(self, signature: TenantSignature) -> Auth {
         Auth {
             tenant_signature: Some(signature),
+            ..self
+        }
+    }
+
+    /// The webhook secret is ours to choose.
+    pub const fn secret_chosen_by_receiver(self) -> Auth {
+        Auth {
+            receiver_chooses_secret: true,
             ..self
         }
     }

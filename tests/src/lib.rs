@@ -628,6 +628,7 @@ pub fn post(provider: &str, headers: &[(&str, &str)], body: &str) -> WebhookRequ
         .unwrap()
 }
 pub mod drain;
+pub mod egym_management;
 pub mod fake_api;
 pub mod lambda;
 pub mod proxy;

@@ -137,6 +137,15 @@ pub(crate) enum Command {
         #[arg(long, value_parser = parse_since, value_name = "WHEN")]
         since: Option<Since>,
     },
+    /// A provider's tenants where the functions read them: the stack's secret (--stack) or
+    /// devserver.toml (--local). Each change is checked by the functions' own parser before it
+    /// is written, as a new version that `tenants rollback` undoes.
+    #[command(subcommand, after_help = TENANTS_HELP)]
+    Tenants(TenantsCommand),
+    /// Registers a tenant's webhook at the provider: through its API where it has one (egym),
+    /// then waits until the provider's test delivery is stored; otherwise prints the steps to
+    /// take and the values to enter.
+    Connect(ConnectArgs),
     /// Print a `sam local` env-vars file (JSON) for every function: the stack's table and queue.
     ///
     /// `webhooks sam-env --stack NAME > env.json; sam local start-api --env-vars env.json` runs
@@ -278,6 +287,126 @@ pub(crate) struct EraseArgs {
     /// id), erasing nothing and leaving no tombstone.
     #[arg(long)]
     pub(crate) dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConnectArgs {
+    /// magicline, egym, timify, flybuy or waitwhile.
+    pub(crate) provider: String,
+    /// The tenant whose webhook to register.
+    #[arg(long)]
+    pub(crate) tenant: String,
+    /// The URL the provider is to call; default: the stack's <Provider>WebhookUrl with
+    /// ?tenant=<id>.
+    #[arg(long)]
+    pub(crate) url: Option<String>,
+    /// Seconds to wait for the provider's test delivery to be stored.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub(crate) wait: u64,
+}
+
+const TENANTS_HELP: &str = "Settings are given as PATH=TEXT (a string) or PATH:=JSON (a number, \
+true, a list, a table), PATH naming a setting as the tenants document does: url=https://…, \
+api.base_url=https://…, api.api_key=…, api.rate:='{\"calls\": 60, \"per_seconds\": 10}'.
+Where we choose the webhook secret (egym, timify, flybuy) `add` and `rotate` generate one and \
+print it once; where the provider issues it (magicline, waitwhile) pass it with --secret.
+Rotation: `rotate` puts a new secret first and keeps accepting the old ones; once the \
+provider sends with the new one, `retire` drops the old ones.";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TenantsCommand {
+    /// The provider's tenants: id, webhook secrets (how many), API base URL.
+    List {
+        /// magicline, egym, timify, flybuy or waitwhile.
+        provider: String,
+    },
+    /// One tenant's settings, every secret masked.
+    Show {
+        /// magicline, egym, timify, flybuy or waitwhile.
+        provider: String,
+        /// The tenant's id.
+        tenant: String,
+    },
+    /// Adds a tenant with a webhook secret (generated, or --secret) and the settings given.
+    Add {
+        /// magicline, egym, timify, flybuy or waitwhile.
+        provider: String,
+        /// The new tenant's id (the last part of its webhook URL).
+        tenant: String,
+        /// Settings: PATH=TEXT or PATH:=JSON (see below).
+        #[arg(value_parser = parse_setting, value_name = "SETTING")]
+        settings: Vec<(String, serde_json::Value)>,
+        /// The webhook secret the provider issued (magicline, waitwhile); generated otherwise.
+        #[arg(long, value_name = "VALUE")]
+        secret: Option<String>,
+    },
+    /// Changes settings of a tenant.
+    Set {
+        /// magicline, egym, timify, flybuy or waitwhile.
+        provider: String,
+        /// The tenant's id.
+        tenant: String,
+        /// Settings: PATH=TEXT or PATH:=JSON (see below).
+        #[arg(value_parser = parse_setting, value_name = "SETTING", required = true)]
+        settings: Vec<(String, serde_json::Value)>,
+    },
+    /// Removes a tenant: its webhooks are refused (401) from then on.
+    Remove {
+        /// magicline, egym, timify, flybuy or waitwhile.
+        provider: String,
+        /// The tenant's id.
+        tenant: String,
+    },
+    /// A new webhook secret first; the old ones are still accepted until `retire`.
+    Rotate {
+        /// magicline, egym, timify, flybuy or waitwhile.
+        provider: String,
+        /// The tenant's id.
+        tenant: String,
+        /// The new secret the provider issued (magicline, waitwhile); generated otherwise.
+        #[arg(long, value_name = "VALUE")]
+        secret: Option<String>,
+    },
+    /// Keeps only the newest webhook secret (after `rotate`, once the provider uses it).
+    Retire {
+        /// magicline, egym, timify, flybuy or waitwhile.
+        provider: String,
+        /// The tenant's id.
+        tenant: String,
+    },
+    /// Puts the provider's tenants back as they were before the last change.
+    Rollback {
+        /// magicline, egym, timify, flybuy or waitwhile.
+        provider: String,
+    },
+}
+
+impl TenantsCommand {
+    pub(crate) fn provider(&self) -> &str {
+        match self {
+            TenantsCommand::List { provider }
+            | TenantsCommand::Show { provider, .. }
+            | TenantsCommand::Add { provider, .. }
+            | TenantsCommand::Set { provider, .. }
+            | TenantsCommand::Remove { provider, .. }
+            | TenantsCommand::Rotate { provider, .. }
+            | TenantsCommand::Retire { provider, .. }
+            | TenantsCommand::Rollback { provider } => provider,
+        }
+    }
+}
+
+/// `PATH=TEXT` (a string) or `PATH:=JSON`.
+fn parse_setting(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (path, value) = text
+        .split_once('=')
+        .ok_or("a setting is PATH=TEXT or PATH:=JSON (api.base_url=https://…)")?;
+    match path.strip_suffix(':') {
+        Some(path) => serde_json::from_str(value)
+            .map(|value| (path.to_string(), value))
+            .map_err(|e| format!("{path}:= takes JSON ({e}); for text use {path}=…")),
+        None => Ok((path.to_string(), serde_json::Value::from(value))),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -20,14 +20,23 @@ use crate::{Failure, Result};
 /// Runs a parsed command, writing what it prints to `out`; returns the exit code.
 pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
     let json = cli.json;
-    if let Command::SamEnv = cli.command {
+    let command = match cli.command {
+        Command::Tenants(command) => {
+            return crate::tenants::run(&cli.target, command, json, out).await
+        }
+        Command::Connect(connect) => {
+            return crate::connect::run(&cli.target, connect, json, out).await
+        }
+        command => command,
+    };
+    if let Command::SamEnv = command {
         let aws = aws_place(&cli.target).await?;
         let env = sam_env(&aws).await?;
         writeln!(out, "{}", pretty(&env)).ok();
         return Ok(0);
     }
     let target = Target::open(&cli.target).await?;
-    match cli.command {
+    match command {
         Command::Events(EventsCommand::List(filters)) => {
             let records = target.list(&filters).await?;
             print_records(out, json, &records, &filters_json(&filters), filters.limit);
@@ -149,7 +158,9 @@ pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
             print_stats(out, json, &counts, &paused);
             Ok(0)
         }
-        Command::SamEnv => unreachable!("handled above"),
+        Command::SamEnv | Command::Tenants(_) | Command::Connect(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -16,9 +16,11 @@ use shared::operate::OperateError;
 
 mod args;
 mod commands;
+mod connect;
 mod dlq;
 mod place;
 mod print;
+mod tenants;
 
 pub use args::Since;
 pub use place::{DEAD_LETTER_OUTPUT, QUEUE_OUTPUT, TABLE_OUTPUT};

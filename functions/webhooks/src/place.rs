@@ -233,7 +233,7 @@ impl Target {
 }
 
 impl Stack {
-    async fn read(config: &aws_config::SdkConfig, name: &str) -> Result<Stack> {
+    pub(crate) async fn read(config: &aws_config::SdkConfig, name: &str) -> Result<Stack> {
         let client = aws_sdk_cloudformation::Client::new(config);
         let described = client
             .describe_stacks()
@@ -301,7 +301,21 @@ impl Stack {
         config: &aws_config::SdkConfig,
         provider: &str,
     ) -> Result<Option<String>> {
-        let id = tenants_secret_id(provider);
+        self.secret(config, tenants_secret_id(provider)).await
+    }
+
+    /// The secret holding `provider`'s API access (`<Provider>ApiSecret`), if the stack has one.
+    pub(crate) async fn api_secret(
+        &self,
+        config: &aws_config::SdkConfig,
+        provider: &str,
+    ) -> Result<Option<String>> {
+        self.secret(config, format!("{}ApiSecret", logical_name(provider)))
+            .await
+    }
+
+    /// The secret of logical id `id`: the output `<id>Arn` or `<id>`, else the resource.
+    async fn secret(&self, config: &aws_config::SdkConfig, id: String) -> Result<Option<String>> {
         for output in [format!("{id}Arn"), id.clone()] {
             if let Some(secret) = self.outputs.get(&output) {
                 return Ok(Some(secret.clone()));
@@ -369,7 +383,7 @@ fn region_name(config: &aws_config::SdkConfig) -> String {
 
 /// SDK configuration for an operator's machine: the usual credential chain, region and
 /// `AWS_ENDPOINT_URL`, the functions' HTTPS client, and timeouts for a person waiting.
-async fn sdk_config() -> Result<aws_config::SdkConfig> {
+pub(crate) async fn sdk_config() -> Result<aws_config::SdkConfig> {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(adapter_aws::sdk::https_client())
         .timeout_config(

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
+use crate::register::{Registration, RegistrationApi};
 use crate::response::IngestError;
 use crate::tenants::{ApiAccess, Tenant};
 use crate::verify::{Auth, AuthScheme};
@@ -44,6 +45,7 @@ impl Provider for Egym {
         Auth::required(AuthScheme::HeaderSecret {
             header: "x-api-key",
         })
+        .secret_chosen_by_receiver()
     }
 
     /// 60 requests in 10 s per API key (FACTS.md §2, developer.egym.com/mms-api-v2/rate-limits).
@@ -56,6 +58,18 @@ impl Provider for Egym {
 
     fn person_fields(&self) -> &'static [PersonField] {
         PERSON_FIELDS
+    }
+
+    /// EGYM's management API (FACTS.md §2: `/api/v2/webhooks`, `{url, secret}`, 409 for a URL
+    /// registered already, `…/trigger` sends a `TEST`).
+    fn registration(&self) -> Registration {
+        Registration::Api(RegistrationApi {
+            create: "/api/v2/webhooks",
+            list: "/api/v2/webhooks",
+            update: "/api/v2/webhooks/{id}",
+            trigger: "/api/v2/webhooks/{id}/trigger",
+            test_event_type: "TEST",
+        })
     }
 
     fn own_subject_kinds(&self) -> Vec<&'static str> {

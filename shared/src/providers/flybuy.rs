@@ -14,6 +14,7 @@ use super::{
 };
 use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
+use crate::register::Registration;
 use crate::response::IngestError;
 use crate::tenants::{ApiAccess, KeyEncoding, Tenant};
 use crate::verify::{sole, Auth, AuthScheme, TenantSignature};
@@ -200,6 +201,7 @@ impl Provider for Flybuy {
             sign,
         })
         .with_signed_time(signed_date)
+        .secret_chosen_by_receiver()
     }
 
     /// Unconfirmed (no published limit found): a conservative 5 a second; `api.rate` per tenant.
@@ -209,6 +211,17 @@ impl Provider for Flybuy {
 
     fn person_fields(&self) -> &'static [PersonField] {
         PERSON_FIELDS
+    }
+
+    /// In the project's webhook settings of the FlyBuy portal (FACTS.md §4).
+    fn registration(&self) -> Registration {
+        Registration::Manual(
+            "1. In the FlyBuy portal open the webhook settings of the project of tenant {tenant}: URL {url}.
+2. Authorization token: the tenant's newest webhook secret (shown when it was added or rotated; \
+webhooks … tenants rotate flybuy {tenant} makes and shows a new one). HMAC key: empty, or the \
+tenant's signing_key.
+3. Press Send: the sample delivery shows in webhooks … events list --provider flybuy --tenant {tenant}",
+        )
     }
 
     fn own_subject_kinds(&self) -> Vec<&'static str> {

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
+use crate::register::Registration;
 use crate::response::IngestError;
 use crate::tenants::{ApiAccess, Tenant};
 use crate::verify::{Auth, AuthScheme};
@@ -375,6 +376,18 @@ impl Provider for Magicline {
 
     fn person_fields(&self) -> &'static [PersonField] {
         PERSON_FIELDS
+    }
+
+    /// By e-mail to Magicline, which issues the studio's webhook key (FACTS.md §1.1).
+    fn registration(&self) -> Registration {
+        Registration::Manual(
+            "1. E-mail Magicline (your Sport Alliance contact) to register a webhook for the studio \
+of tenant {tenant}: URL {url}, all event types (or those you need; other URLs per type are possible).
+2. Magicline answers with the studio's webhook API key (sent as x-api-key; not its Open API key). \
+Put it beside the tenant's key: webhooks … tenants rotate magicline {tenant} --secret <key>
+3. Once deliveries arrive with it (webhooks … events list --provider magicline --tenant {tenant}), \
+drop the older key: webhooks … tenants retire magicline {tenant}",
+        )
     }
 
     fn own_subject_kinds(&self) -> Vec<&'static str> {

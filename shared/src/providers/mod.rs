@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
+use crate::register::Registration;
 use crate::response::{Ack, IngestError};
 use crate::tenants::{ApiAccess, ConfigError, EventPointers, Tenant, TenantDirectory};
 use crate::verify::{Auth, AuthScheme};
@@ -141,6 +142,9 @@ pub trait Provider: Send + Sync + 'static {
     /// The kinds of subject its events are about (`account` of `account:42`); with the kinds of
     /// its person fields, what an operator's erasure may name ([`subject_kinds`]).
     fn own_subject_kinds(&self) -> Vec<&'static str>;
+
+    /// How a tenant's webhook is registered at the provider (`webhooks connect`).
+    fn registration(&self) -> Registration;
 
     /// The rate its API may be called at per key, as the provider publishes it (a tenant's
     /// `api.rate` replaces it).

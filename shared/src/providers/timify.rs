@@ -10,6 +10,7 @@ use super::{
 };
 use crate::fetch::{ApiCredentials, TokenExchange};
 use crate::ports::{Rate, Record};
+use crate::register::Registration;
 use crate::response::{Ack, IngestError};
 use crate::tenants::{ApiAccess, Secret, Tenant};
 use crate::verify::{Auth, AuthScheme};
@@ -53,7 +54,7 @@ impl Provider for Timify {
     }
 
     fn auth(&self) -> Auth {
-        Auth::optional(AuthScheme::TenantChosenHeader)
+        Auth::optional(AuthScheme::TenantChosenHeader).secret_chosen_by_receiver()
     }
 
     /// Unconfirmed (no published limit found): a conservative 5 a second; `api.rate` per tenant.
@@ -63,6 +64,16 @@ impl Provider for Timify {
 
     fn person_fields(&self) -> &'static [PersonField] {
         PERSON_FIELDS
+    }
+
+    /// In the Developer Platform's UI: no API for it is known (FACTS.md §3).
+    fn registration(&self) -> Registration {
+        Registration::Manual(
+            "1. In TIMIFY's Developer Platform open the app of tenant {tenant}, Webhooks, and add a \
+webhook to {url} for the events you need (the app must hold their scopes).
+2. Enable \"Include header name\": header {header}, value the tenant's newest webhook secret (shown \
+when it was added or rotated; webhooks … tenants rotate timify {tenant} makes and shows a new one).",
+        )
     }
 
     fn own_subject_kinds(&self) -> Vec<&'static str> {

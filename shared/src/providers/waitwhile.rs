@@ -10,6 +10,7 @@ use super::{
 };
 use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
+use crate::register::Registration;
 use crate::response::IngestError;
 use crate::tenants::{ApiAccess, Tenant};
 use crate::verify::{rfc3339_ms, Auth, AuthScheme};
@@ -67,6 +68,19 @@ impl Provider for Waitwhile {
 
     fn person_fields(&self) -> &'static [PersonField] {
         PERSON_FIELDS
+    }
+
+    /// In the location's settings (FACTS.md §5); account-wide webhooks only through Waitwhile's
+    /// API, whose paths for it are not confirmed here.
+    fn registration(&self) -> Registration {
+        Registration::Manual(
+            "1. In Waitwhile, Settings, Integrations, API & Webhooks: add a webhook to {url} exactly \
+(the signature covers the URL), with the events and locations you need.
+2. Put the secret Waitwhile shows beside the tenant's: webhooks … tenants rotate waitwhile {tenant} \
+--secret <secret>, and the URL: webhooks … tenants set waitwhile {tenant} url={url}
+3. Account-wide webhooks exist only through Waitwhile's API (its paths are not confirmed here): \
+register one there with the same URL and set the tenant's account_id.",
+        )
     }
 
     fn own_subject_kinds(&self) -> Vec<&'static str> {

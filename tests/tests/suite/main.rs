@@ -29,4 +29,5 @@ mod replay_events;
 mod stack;
 mod storm;
 mod template;
+mod tenants_cli;
 mod trust;
