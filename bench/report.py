@@ -925,9 +925,9 @@ def drain_section(add, results, summary_rows):
         )
     add("")
     add(
-        "The pacer spaces a key's calls evenly, 5 % further apart than the bare quotient (a "
-        "request's travel time varies, and the provider counts arrivals), so about 95 % of the "
-        "allowed rate is the ceiling by design. A message whose slot is more than 2 s away is "
+        "The pacer spaces a key's calls evenly over the window widened by 5 % or 150 ms, "
+        "whichever is more (a request's travel time varies, and the provider counts arrivals), so "
+        "95 % of the allowed rate is the ceiling by design (87 % for a 5-a-second limit). A message whose slot is more than 2 s away is "
         "delayed to a turn of its own (the pacer hands those out one after another, as the "
         "slots free up), and a processor's messages ask the pacer one at a time, so that a "
         "batch does not lose the store's conditional update to itself."

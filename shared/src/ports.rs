@@ -674,6 +674,9 @@ pub trait Outbox: Send + Sync {
     }
 }
 
+/// The least a rate's window is widened by (see [`Rate::interval_ms`]).
+const WINDOW_SLACK_MS: u64 = 150;
+
 /// A provider API's published rate: at most `calls` calls per `per_ms` milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
@@ -689,12 +692,14 @@ impl Rate {
         }
     }
 
-    /// The time between two calls that keeps any window of `per_ms` at `calls` or fewer
-    /// (calls spaced evenly, 5 % apart more than the bare quotient: a request's travel time
-    /// varies, and the provider counts arrivals).
+    /// The time between two calls that keeps any window of `per_ms` at `calls` or fewer:
+    /// calls spaced evenly, the window widened by 5 % or 150 ms, whichever is more — a
+    /// request's travel time varies, the provider counts arrivals, and in a one-second window
+    /// 5 % is 50 ms, less than a busy machine's or network's jitter.
     pub fn interval_ms(&self) -> i64 {
-        let per_ms = self.per_ms.max(0) as u64 * 105;
-        per_ms.div_ceil(u64::from(self.calls.max(1)) * 100) as i64
+        let per_ms = self.per_ms.max(0) as u64;
+        let widened = (per_ms * 105).div_ceil(100).max(per_ms + WINDOW_SLACK_MS);
+        widened.div_ceil(u64::from(self.calls.max(1))) as i64
     }
 }
 
@@ -766,9 +771,15 @@ pub fn next_slot(
     let span = interval_ms * i64::from(calls);
     if first - now_ms > max_wait_ms {
         let back_at = seen.next_back_ms.unwrap_or(first).max(first);
-        let after = PaceState {
-            next_back_ms: Some(back_at + span),
-            ..seen
+        // A turn further away than a delayed message can wait is not taken: the caller comes
+        // back sooner and asks again, rather than leave a turn unused behind it.
+        let within_reach = back_at - now_ms <= i64::from(MAX_DELAY_SECONDS) * 1000;
+        let after = match within_reach {
+            true => PaceState {
+                next_back_ms: Some(back_at + span),
+                ..seen
+            },
+            false => seen,
         };
         return (
             Reservation::Full {
@@ -799,6 +810,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_rates_window_is_widened_by_5_percent_or_150_ms() {
+        let interval = |calls, per_ms| Rate { calls, per_ms }.interval_ms();
+        assert_eq!(interval(60, 10_000), 175, "EGYM: 5 % of 10 s");
+        assert_eq!(interval(5, 1_000), 230, "Waitwhile: 150 ms of 1 s");
+        assert_eq!(interval(1000, 60_000), 63, "Magicline");
+    }
+
+    #[test]
     fn callers_turned_away_come_back_one_after_another_as_slots_free() {
         let mut state = PaceState {
             next_free_ms: Some(5_000),
@@ -827,6 +846,18 @@ mod tests {
                 first_at_ms: 60_000
             }
         );
+        let far = PaceState {
+            next_free_ms: Some(5_000),
+            next_back_ms: Some(2_000_000),
+        };
+        let (reservation, after) = next_slot(far, 100, 1, 1_000, 2_000);
+        assert_eq!(
+            reservation,
+            Reservation::Full {
+                back_at_ms: 2_000_000
+            }
+        );
+        assert_eq!(after, far, "out of a delay's reach: no turn taken");
     }
 
     #[test]

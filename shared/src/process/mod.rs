@@ -44,8 +44,8 @@ pub struct Processor {
     publisher: Option<Arc<dyn Publisher>>,
     /// What an operator has paused (providers, `<provider>#<tenant>`), read once per batch.
     paused: std::sync::Mutex<Vec<String>>,
-    /// This processor's messages ask the pacer one at a time (see [`pacing`]).
-    pacing_turn: tokio::sync::Mutex<()>,
+    /// This processor's messages ask the pacer for one key one at a time (see [`pacing`]).
+    pacing_turns: pacing::Turns,
 }
 
 /// Whether a message is done with (deleted from the queue) or must come back.
@@ -73,7 +73,7 @@ impl Processor {
             metrics: Arc::new(LogLines),
             publisher: None,
             paused: std::sync::Mutex::default(),
-            pacing_turn: tokio::sync::Mutex::default(),
+            pacing_turns: pacing::Turns::default(),
         }
     }
 

@@ -4,6 +4,8 @@
 //! that asks us to wait (a 429, or a 503 with `Retry-After`), are waited out in a delayed copy
 //! of the message, which never uses up one of its attempts — however often it happens.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -51,7 +53,8 @@ impl Processor {
         let key = pace_key(provider, api);
         // A batch's messages asking at once would mostly lose the store's conditional update
         // to each other and ask again: a read and a write each time, paid for and slow.
-        let turn = self.pacing_turn.lock().await;
+        let turn = self.pacing_turns.of(&key);
+        let turn = turn.lock().await;
         let reservation = self
             .ports
             .pacer
@@ -105,6 +108,18 @@ impl Processor {
         Some(Outcome::Retry {
             reason: format!("{reason}: waiting {wait} s for the provider's rate limit"),
         })
+    }
+}
+
+/// One lock per pace key, so that a processor's messages ask the store for one key in turn
+/// while other keys' go on.
+#[derive(Default)]
+pub(super) struct Turns(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Turns {
+    fn of(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(turns.entry(key.to_string()).or_default())
     }
 }
 
