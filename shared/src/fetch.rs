@@ -329,7 +329,7 @@ fn retry_after_seconds(value: &str, now_ms: i64) -> Option<u32> {
 }
 
 /// Error text without the URL (it may carry ids; never credentials, but keep logs short).
-fn without_url(error: &reqwest::Error) -> String {
+pub(crate) fn without_url(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     if let Some(url) = error.url() {
         text = text.replace(url.as_str(), "<url>");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::fetch::ApiCredentials;
+use crate::fetch::{without_url, ApiCredentials};
 use crate::providers::Provider;
 use crate::tenants::ApiAccess;
 
@@ -55,18 +55,36 @@ pub struct Registered {
     pub created: bool,
 }
 
-/// A provider's answer that is not what registering needs, without any value sent.
+/// A provider's answer that is not what registering needs: its status and error code, only
+/// if that is a code (a word such as `webhookUrlAlreadyRegistered`) — a message could repeat
+/// what was sent, the secret included.
 fn refused(step: &str, status: reqwest::StatusCode, body: &str) -> String {
+    let is_code = |text: &&str| {
+        !text.is_empty()
+            && text.len() <= 80
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    };
     let code = serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|answer| {
-            ["error", "code", "message"]
-                .iter()
-                .find_map(|field| answer.get(field)?.as_str().map(str::to_string))
+            ["error", "code"].iter().find_map(|field| {
+                answer
+                    .get(field)?
+                    .as_str()
+                    .filter(is_code)
+                    .map(str::to_string)
+            })
         })
-        .map(|code| format!(" ({})", code.chars().take(80).collect::<String>()))
+        .map(|code| format!(" ({code})"))
         .unwrap_or_default();
-    format!("{step}: the provider answered {status}{code}")
+    let next = match status.as_u16() {
+        401 | 403 => ": check the tenant's api.api_key (webhooks … tenants show)",
+        404 => ": check the tenant's api.base_url",
+        _ => "",
+    };
+    format!("{step}: the provider answered {status}{code}{next}")
 }
 
 /// Registers `url` with `secret` for the tenant whose API access is `api` — a new subscription,
@@ -136,7 +154,7 @@ pub async fn register(
             return Err(refused("list the subscriptions", status, &body));
         }
         let id = registered_id(&body, url)
-            .ok_or("the URL is registered (409), but not among the gym's subscriptions")?;
+            .ok_or("the URL is registered (409), but not among this API key's subscriptions: it belongs to another gym's key; register another URL (a ?tenant= of its own) or remove it there")?;
         let (status, body) = send(
             call(reqwest::Method::PUT, paths.update.replace("{id}", &id)).json_body(&subscription),
             "update the subscription",
@@ -188,15 +206,6 @@ fn registered_id(body: &str, url: &str) -> Option<String> {
         .and_then(|item| id_of(&item.to_string()))
 }
 
-/// A transport error without the URL (which may carry a tenant's token in a query).
-fn without_url(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    if let Some(url) = error.url() {
-        text = text.replace(url.as_str(), "<url>");
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +221,19 @@ mod tests {
             Some("3")
         );
         assert_eq!(registered_id(listing, "https://x/c"), None);
+    }
+
+    #[test]
+    fn a_refusal_repeats_no_message_that_could_carry_what_was_sent() {
+        let text = refused(
+            "create the subscription",
+            reqwest::StatusCode::BAD_REQUEST,
+            r#"{"message": "secret s3cr3t is too short", "error": "secret s3cr3t is too short"}"#,
+        );
+        assert_eq!(
+            text,
+            "create the subscription: the provider answered 400 Bad Request"
+        );
     }
 
     #[test]

@@ -187,7 +187,8 @@ fn position(tenants: &[Value], id: &str) -> Option<usize> {
         .position(|tenant| tenant.get("id").and_then(Value::as_str) == Some(id))
 }
 
-fn no_such(provider: &str, id: &str, tenants: &[Value]) -> String {
+/// Why there is no tenant `id`, naming the ones there are.
+pub fn no_such(provider: &str, id: &str, tenants: &[Value]) -> String {
     let known = ids(tenants);
     if known.is_empty() {
         format!("{provider} has no tenants yet: add one with `tenants add {provider} …`")

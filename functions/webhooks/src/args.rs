@@ -199,6 +199,7 @@ pub(crate) struct Filters {
     /// magicline, egym, timify, flybuy or waitwhile; default: every provider.
     #[arg(long)]
     pub(crate) provider: Option<String>,
+    /// Only this tenant's (a studio, gym, app, project or location id), with --provider.
     #[arg(long)]
     pub(crate) tenant: Option<String>,
     /// RECEIVED, QUEUED, PROCESSING, PROCESSED, FAILED or QUARANTINED.
@@ -219,12 +220,17 @@ pub(crate) struct Filters {
 
 #[derive(Debug, Args)]
 pub(crate) struct QuarantineFilters {
+    /// magicline, egym, timify, flybuy or waitwhile; default: every provider.
     #[arg(long)]
     pub(crate) provider: Option<String>,
+    /// Only this tenant's, with --provider.
     #[arg(long)]
     pub(crate) tenant: Option<String>,
+    /// Quarantined since: a duration back from now (30m, 2h, 3d, 1w) or an RFC 3339 time;
+    /// default: the retention period.
     #[arg(long, value_parser = parse_since, value_name = "WHEN")]
     pub(crate) since: Option<Since>,
+    /// At most this many deliveries.
     #[arg(long, default_value_t = 50)]
     pub(crate) limit: usize,
 }
@@ -334,9 +340,10 @@ pub(crate) enum TenantsCommand {
         /// The new tenant's id (the last part of its webhook URL).
         tenant: String,
         /// Settings: PATH=TEXT or PATH:=JSON (see below).
-        #[arg(value_parser = parse_setting, value_name = "SETTING")]
-        settings: Vec<(String, serde_json::Value)>,
-        /// The webhook secret the provider issued (magicline, waitwhile); generated otherwise.
+        #[arg(value_name = "SETTING")]
+        settings: Vec<String>,
+        /// The webhook secret the provider issued (magicline, waitwhile); `-` reads it from
+        /// standard input (kept out of the shell's history); generated otherwise.
         #[arg(long, value_name = "VALUE")]
         secret: Option<String>,
     },
@@ -347,8 +354,8 @@ pub(crate) enum TenantsCommand {
         /// The tenant's id.
         tenant: String,
         /// Settings: PATH=TEXT or PATH:=JSON (see below).
-        #[arg(value_parser = parse_setting, value_name = "SETTING", required = true)]
-        settings: Vec<(String, serde_json::Value)>,
+        #[arg(value_name = "SETTING", required = true)]
+        settings: Vec<String>,
     },
     /// Removes a tenant: its webhooks are refused (401) from then on.
     Remove {
@@ -363,7 +370,8 @@ pub(crate) enum TenantsCommand {
         provider: String,
         /// The tenant's id.
         tenant: String,
-        /// The new secret the provider issued (magicline, waitwhile); generated otherwise.
+        /// The new secret the provider issued (magicline, waitwhile); `-` reads it from
+        /// standard input; generated otherwise.
         #[arg(long, value_name = "VALUE")]
         secret: Option<String>,
     },
@@ -396,15 +404,22 @@ impl TenantsCommand {
     }
 }
 
-/// `PATH=TEXT` (a string) or `PATH:=JSON`.
-fn parse_setting(text: &str) -> Result<(String, serde_json::Value), String> {
+/// `PATH=TEXT` (a string) or `PATH:=JSON`. A refusal names the path, never the value (it
+/// may be a secret), which is why clap does not parse these: its errors repeat the argument.
+pub(crate) fn parse_setting(text: &str) -> Result<(String, serde_json::Value), String> {
     let (path, value) = text
         .split_once('=')
         .ok_or("a setting is PATH=TEXT or PATH:=JSON (api.base_url=https://…)")?;
     match path.strip_suffix(':') {
         Some(path) => serde_json::from_str(value)
             .map(|value| (path.to_string(), value))
-            .map_err(|e| format!("{path}:= takes JSON ({e}); for text use {path}=…")),
+            .map_err(|e| {
+                format!(
+                    "{path}:= takes JSON (line {}, column {}); for text use {path}=…",
+                    e.line(),
+                    e.column()
+                )
+            }),
         None => Ok((path.to_string(), serde_json::Value::from(value))),
     }
 }
@@ -470,6 +485,29 @@ fn parse_status(text: &str) -> Result<Status, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--help` describes every option and argument of every subcommand.
+    #[test]
+    fn every_option_and_argument_says_what_it_is() {
+        fn undescribed(command: &clap::Command, path: &str, found: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    found.push(format!("{path}: {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                undescribed(sub, &format!("{path} {}", sub.get_name()), found);
+            }
+        }
+        let mut found = Vec::new();
+        undescribed(
+            &<Cli as clap::CommandFactory>::command(),
+            "webhooks",
+            &mut found,
+        );
+        assert!(found.is_empty(), "without a description: {found:?}");
+    }
 
     #[test]
     fn since_takes_a_duration_back_or_a_time() {

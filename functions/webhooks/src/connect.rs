@@ -24,10 +24,13 @@ pub(crate) async fn run(
 ) -> Result<i32> {
     let provider = known_provider(&connect.provider)?;
     let (tenant, stack_url) = tenant_as_read(args, provider.as_ref(), &connect.tenant).await?;
-    let url = match (&connect.url, stack_url) {
-        (Some(url), _) => url.clone(),
-        (None, Some(base)) => format!("{base}?tenant={}", tenant.id),
-        (None, None) => {
+    let registered_url = tenant.as_ref().and_then(|tenant| tenant.url.clone());
+    let url = match (&connect.url, registered_url, stack_url) {
+        (Some(url), _, _) => url.clone(),
+        // Where the signature covers the URL, the one the tenant names is the one to register.
+        (None, Some(url), _) => url,
+        (None, None, Some(base)) => format!("{base}?tenant={}", query_value(&connect.tenant)),
+        (None, None, None) => {
             return Err(Failure::Usage(format!(
                 "pass the URL {} reaches the functions at with --url (the dev server: through a \
                  tunnel, see the README's \"Real keys and a tunnel\")",
@@ -35,31 +38,31 @@ pub(crate) async fn run(
             )))
         }
     };
-    match provider.registration() {
-        Registration::Manual(steps) => {
+    match (provider.registration(), tenant) {
+        (Registration::Manual(steps), tenant) => {
             let header = tenant
-                .header
-                .as_deref()
+                .as_ref()
+                .and_then(|tenant| tenant.header.as_deref())
                 .unwrap_or("(the tenant's `header` setting)");
             let steps = steps
-                .replace("{tenant}", &tenant.id)
+                .replace("{tenant}", &connect.tenant)
                 .replace("{url}", &url)
                 .replace("{header}", header)
                 .replace("webhooks …", args.again("").trim_end());
             if json {
-                writeln!(out, "{}", pretty(&json!({ "provider": provider.name(), "tenant": tenant.id, "url": url, "registered": false, "steps": steps }))).ok();
+                writeln!(out, "{}", pretty(&json!({ "provider": provider.name(), "tenant": connect.tenant, "url": url, "registered": false, "steps": steps }))).ok();
             } else {
                 writeln!(
                     out,
                     "{} registers webhooks by hand. For tenant {}:\n{steps}",
                     provider.name(),
-                    tenant.id
+                    connect.tenant
                 )
                 .ok();
             }
             Ok(0)
         }
-        Registration::Api(paths) => {
+        (Registration::Api(paths), Some(tenant)) => {
             register_and_wait(
                 args,
                 provider.as_ref(),
@@ -72,7 +75,22 @@ pub(crate) async fn run(
             )
             .await
         }
+        (Registration::Api(_), None) => Err(Failure::Operation(format!(
+            "{} has no tenant {:?}: add it first (its secret is what the provider is given): {}",
+            provider.name(),
+            connect.tenant,
+            args.again(&format!(
+                "tenants add {} {} api.base_url=… api.api_key=…",
+                provider.name(),
+                connect.tenant
+            ))
+        ))),
     }
+}
+
+/// `text` as one value of a URL's query.
+fn query_value(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -97,6 +115,21 @@ async fn register_and_wait(
     let target = Target::open(args).await?;
     let started = Instant::now();
     let since_ms = target.now_ms() - 1_000;
+    let filters = Filters {
+        provider: Some(provider.name().to_string()),
+        tenant: Some(tenant.id.clone()),
+        status: None,
+        since: Some(Since::At(since_ms)),
+        limit: 50,
+        stuck: false,
+    };
+    // A test delivery of an earlier run is not this one's.
+    let seen_before: Vec<String> = target
+        .list(&filters)
+        .await?
+        .into_iter()
+        .map(|record| record.key)
+        .collect();
     let registered = register::register(provider, paths, api, url, secret.expose())
         .await
         .map_err(|e| {
@@ -116,21 +149,12 @@ async fn register_and_wait(
         )
         .ok();
     }
-    let filters = Filters {
-        provider: Some(provider.name().to_string()),
-        tenant: Some(tenant.id.clone()),
-        status: None,
-        since: Some(Since::At(since_ms)),
-        limit: 50,
-        stuck: false,
-    };
     let deadline = Duration::from_secs(connect.wait);
     loop {
         let records = target.list(&filters).await?;
-        if let Some(record) = records
-            .iter()
-            .find(|record| record.event_type == paths.test_event_type)
-        {
+        if let Some(record) = records.iter().find(|record| {
+            record.event_type == paths.test_event_type && !seen_before.contains(&record.key)
+        }) {
             let elapsed = started.elapsed().as_millis();
             if json {
                 writeln!(out, "{}", pretty(&json!({

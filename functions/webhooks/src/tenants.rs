@@ -14,7 +14,7 @@ use shared::providers::Provider;
 use shared::tenant_changes::{self, Change};
 use shared::tenants::{Tenant, TenantDirectory};
 
-use crate::args::{TargetArgs, TenantsCommand};
+use crate::args::{parse_setting, TargetArgs, TenantsCommand};
 use crate::place::{aws_hint, logical_name, sdk_config, Stack};
 use crate::print::pretty;
 use crate::{Failure, Result};
@@ -23,17 +23,21 @@ use crate::{Failure, Result};
 /// check of an edited `devserver.toml` (the address does not matter to the check).
 const SANDBOX_BASE: &str = "http://127.0.0.1:8081/_sandbox";
 
-/// One tenant as the functions read it (its `api` joined back), and the stack's webhook URL
-/// output for the provider (`None` locally).
+/// One tenant as the functions read it (its `api` joined back; `None` if there is none of
+/// that id), and the stack's webhook URL output for the provider (`None` locally).
 pub(crate) async fn tenant_as_read(
     args: &TargetArgs,
     provider: &dyn Provider,
     id: &str,
-) -> Result<(Tenant, Option<String>)> {
+) -> Result<(Option<Tenant>, Option<String>)> {
     let document = Document::open(args, provider.name()).await?;
     let tenants = document.read(provider).await?;
+    let url = match &document {
+        Document::Secrets { webhook_url, .. } => webhook_url.clone(),
+        Document::Toml { .. } => None,
+    };
     if !tenants.iter().any(|t| t["id"] == id) {
-        return Err(unknown_tenant(provider.name(), id, &tenants));
+        return Ok((None, url));
     }
     let directory = match &document {
         Document::Secrets { .. } => {
@@ -46,12 +50,7 @@ pub(crate) async fn tenant_as_read(
             TenantDirectory::new(tenants).map_err(|e| Failure::Operation(e.to_string()))?
         }
     };
-    let tenant = directory.get(id).cloned().expect("listed above");
-    let url = match &document {
-        Document::Secrets { webhook_url, .. } => webhook_url.clone(),
-        Document::Toml { .. } => None,
-    };
-    Ok((tenant, url))
+    Ok((directory.get(id).cloned(), url))
 }
 
 /// Where one provider's tenants are kept.
@@ -116,12 +115,12 @@ pub(crate) async fn run(
             let (secret, generated) = secret_for(provider.as_ref(), secret)?;
             let new = json!({ "id": tenant, "webhook_secrets": [secret] });
             let mut changes = vec![Change::Add(new)];
-            changes.extend(settings_of(&tenant, settings));
+            changes.extend(settings_of(&tenant, &settings)?);
             (changes, generated.then_some(secret))
         }
         TenantsCommand::Set {
             tenant, settings, ..
-        } => (settings_of(&tenant, settings).collect(), None),
+        } => (settings_of(&tenant, &settings)?, None),
         TenantsCommand::Remove { tenant, .. } => (vec![Change::Remove { tenant }], None),
         TenantsCommand::Rotate { tenant, secret, .. } => {
             let (secret, generated) = secret_for(provider.as_ref(), secret)?;
@@ -153,13 +152,19 @@ pub(crate) async fn run(
     Ok(0)
 }
 
-/// Each `PATH=VALUE` of the command line as a change of `tenant`.
-fn settings_of(tenant: &str, settings: Vec<(String, Value)>) -> impl Iterator<Item = Change> + '_ {
-    settings.into_iter().map(move |(path, value)| Change::Set {
-        tenant: tenant.to_string(),
-        path,
-        value,
-    })
+/// Each `PATH=TEXT` or `PATH:=JSON` of the command line as a change of `tenant`.
+fn settings_of(tenant: &str, settings: &[String]) -> Result<Vec<Change>> {
+    settings
+        .iter()
+        .map(|setting| {
+            let (path, value) = parse_setting(setting).map_err(Failure::Usage)?;
+            Ok(Change::Set {
+                tenant: tenant.to_string(),
+                path,
+                value,
+            })
+        })
+        .collect()
 }
 
 /// What a change did, and to which tenant, for the answer.
@@ -167,7 +172,7 @@ fn describe(change: &Change) -> (&'static str, &str) {
     match change {
         Change::Add(new) => ("added", new["id"].as_str().unwrap_or_default()),
         Change::Set { tenant, .. } => ("changed", tenant),
-        Change::Remove { tenant } => ("removed: its webhooks are refused from now on", tenant),
+        Change::Remove { tenant } => ("removed: its webhooks are refused once this is read", tenant),
         Change::Rotate { tenant, .. } => (
             "rotated: the new webhook secret first, the older ones still accepted until `tenants retire`",
             tenant,
@@ -259,8 +264,10 @@ fn print_list(out: &mut String, json: bool, provider: &str, tenants: &[Value]) {
 /// The webhook secret to use: the one given, else a generated one where the receiver chooses
 /// it (and whether it was generated, to be shown once).
 fn secret_for(provider: &dyn Provider, given: Option<String>) -> Result<(String, bool)> {
-    if let Some(secret) = given {
-        return Ok((secret, false));
+    match given.as_deref() {
+        Some("-") => return Ok((secret_from_stdin()?, false)),
+        Some(_) => return Ok((given.unwrap_or_default(), false)),
+        None => {}
     }
     if !provider.auth().receiver_chooses_secret {
         return Err(Failure::Usage(format!(
@@ -270,6 +277,22 @@ fn secret_for(provider: &dyn Provider, given: Option<String>) -> Result<(String,
     }
     let secret = tenant_changes::generate_secret().map_err(Failure::Operation)?;
     Ok((secret, true))
+}
+
+/// The first line of standard input, without its line end.
+fn secret_from_stdin() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Failure::Operation(format!("--secret -: standard input: {e}")))?;
+    let secret = line.trim_end_matches(['\r', '\n']).to_string();
+    if secret.is_empty() {
+        return Err(Failure::Usage(
+            "--secret - read an empty line: pipe the secret in (printf %s \"$KEY\" | webhooks …)"
+                .into(),
+        ));
+    }
+    Ok(secret)
 }
 
 pub(crate) fn known_provider(name: &str) -> Result<Arc<dyn Provider>> {
@@ -282,10 +305,7 @@ pub(crate) fn known_provider(name: &str) -> Result<Arc<dyn Provider>> {
 }
 
 fn unknown_tenant(provider: &str, tenant: &str, tenants: &[Value]) -> Failure {
-    Failure::Operation(format!(
-        "{provider} has no tenant {tenant:?}; its tenants: {}",
-        tenant_changes::ids(tenants).join(", ")
-    ))
+    Failure::Operation(tenant_changes::no_such(provider, tenant, tenants))
 }
 
 impl Document {
@@ -331,9 +351,9 @@ impl Document {
                 )
             }
             Document::Toml { path } => format!(
-                "{} (the file before kept as {})",
+                "{} (the file before kept as {}.<provider>.previous)",
                 path.display(),
-                previous(path).display()
+                path.display()
             ),
         }
     }
@@ -349,13 +369,13 @@ impl Document {
 
     async fn read(&self, provider: &dyn Provider) -> Result<Vec<Value>> {
         match self {
-            Document::Secrets { .. } => self.read_secrets(None).await,
+            Document::Secrets { .. } => self.read_secrets(Stage::Current).await,
             Document::Toml { path } => tenants_of_toml(&read_file(path)?, provider.name(), path),
         }
     }
 
-    /// The tenants in the secrets (at `stage`, else current), with their `api` joined back.
-    async fn read_secrets(&self, stage: Option<&str>) -> Result<Vec<Value>> {
+    /// The tenants in the secrets at `stage`, with their `api` joined back.
+    async fn read_secrets(&self, stage: Stage) -> Result<Vec<Value>> {
         let Document::Secrets {
             client,
             tenants,
@@ -365,19 +385,27 @@ impl Document {
         else {
             unreachable!("secrets only")
         };
-        let listed = tenants_of_json(&read_secret(client, tenants, stage).await?, tenants)?;
+        let Some(text) = read_secret(client, tenants, stage).await? else {
+            return Err(Failure::Operation(format!(
+                "secret {tenants} has no version before the current one: nothing to roll back to"
+            )));
+        };
+        let listed = tenants_of_json(&text, tenants)?;
         let Some(api) = api else {
             return Ok(listed);
         };
-        let access = match read_secret(client, api, stage).await {
-            Ok(text) => tenants_of_json(&text, api)?,
-            // An API secret never changed has no previous version: it stays as it is.
-            Err(_) if stage.is_some() => {
-                tenants_of_json(&read_secret(client, api, None).await?, api)?
-            }
-            Err(error) => return Err(error),
+        // Every change writes both secrets, so their previous versions belong together; an
+        // API secret that has none yet (set by hand before the first change) stays as it is.
+        let text = match read_secret(client, api, stage).await? {
+            Some(text) => text,
+            None => read_secret(client, api, Stage::Current)
+                .await?
+                .unwrap_or_else(|| json!({ "tenants": [] }).to_string()),
         };
-        Ok(tenant_changes::join_api(listed, &access))
+        Ok(tenant_changes::join_api(
+            listed,
+            &tenants_of_json(&text, api)?,
+        ))
     }
 
     async fn write(&self, provider: &dyn Provider, tenants: &[Value]) -> Result<()> {
@@ -396,13 +424,23 @@ impl Document {
                 // Both are written, each as a new version, so that a rollback of both is the
                 // state before this change.
                 put_secret(client, tenants_id, &listed).await?;
-                put_secret(client, api, &access).await
+                put_secret(client, api, &access).await.map_err(
+                    |(Failure::Operation(e) | Failure::Usage(e))| {
+                        Failure::Operation(format!(
+                            "{e}; secret {tenants_id} was written, the API access in it was not: \
+                         run the same command again once the cause is mended (the tenant's \
+                         api settings then reach the processor), or `tenants rollback {}` \
+                         to go back",
+                            provider.name()
+                        ))
+                    },
+                )
             }
             Document::Toml { path } => {
                 let before = read_file(path)?;
                 let after = toml_with_tenants(&before, provider.name(), tenants, path)?;
                 check_toml(provider, &after, path)?;
-                replace_file(path, &before, &after)
+                replace_file(path, &before, &after, &previous(path, provider.name()))
             }
         }
     }
@@ -411,45 +449,66 @@ impl Document {
     async fn rollback(&self, provider: &dyn Provider) -> Result<Vec<Value>> {
         match self {
             Document::Secrets { .. } => {
-                let tenants = self.read_secrets(Some("AWSPREVIOUS")).await?;
+                let tenants = self.read_secrets(Stage::Previous).await?;
                 self.write(provider, &tenants).await?;
                 Ok(tenants)
             }
             Document::Toml { path } => {
-                let earlier = previous(path);
+                let earlier = previous(path, provider.name());
                 let text = std::fs::read_to_string(&earlier).map_err(|e| {
                     Failure::Operation(format!(
-                        "{}: {e}: nothing to roll back to (it is written by each change)",
-                        earlier.display()
+                        "{}: {e}: nothing to roll back to (each change of {}'s tenants writes it)",
+                        earlier.display(),
+                        provider.name()
                     ))
                 })?;
-                check_toml(provider, &text, &earlier)?;
-                let now = read_file(path)?;
-                replace_file(path, &now, &text)?;
-                tenants_of_toml(&text, provider.name(), path)
+                let tenants = tenants_of_toml(&text, provider.name(), &earlier)?;
+                self.write(provider, &tenants).await?;
+                Ok(tenants)
             }
         }
     }
 }
 
+/// Which version of a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Current,
+    /// The one before the current (`AWSPREVIOUS`).
+    Previous,
+}
+
+/// The secret's text at `stage`; `None` for a previous version that does not exist.
 async fn read_secret(
     client: &aws_sdk_secretsmanager::Client,
     id: &str,
-    stage: Option<&str>,
-) -> Result<String> {
-    let answer = client
-        .get_secret_value()
-        .secret_id(id)
-        .set_version_stage(stage.map(str::to_string))
-        .send()
-        .await
-        .map_err(|e| {
-            let what = stage.map_or(String::new(), |stage| format!(" ({stage})"));
-            Failure::Operation(format!("secret {id}{what}: {}", aws_hint(e)))
-        })?;
+    stage: Stage,
+) -> Result<Option<String>> {
+    let request = client.get_secret_value().secret_id(id);
+    let request = match stage {
+        Stage::Current => request,
+        Stage::Previous => request.version_stage("AWSPREVIOUS"),
+    };
+    let answer = match request.send().await {
+        Ok(answer) => answer,
+        Err(error)
+            if stage == Stage::Previous
+                && error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            return Ok(None)
+        }
+        Err(error) => {
+            return Err(Failure::Operation(format!(
+                "secret {id}: {}",
+                aws_hint(error)
+            )))
+        }
+    };
     answer
         .secret_string()
-        .map(str::to_string)
+        .map(|text| Some(text.to_string()))
         .ok_or_else(|| Failure::Operation(format!("secret {id} has no string value")))
 }
 
@@ -498,8 +557,10 @@ fn tenants_of_toml(text: &str, provider: &str, path: &Path) -> Result<Vec<Value>
     Ok(tenants.as_array().cloned().unwrap_or_default())
 }
 
-/// `text` with `provider`'s tenants replaced by `tenants` (`[[<provider>.tenants]]` tables,
-/// nested settings inline as the file writes them); every other line kept as it was.
+/// `text` with `provider`'s tenants made `tenants` (`[[<provider>.tenants]]` tables): a tenant
+/// already there keeps its table — its comments, its settings' order and every unchanged
+/// setting as written — and only what changed is written anew (nested settings inline, as the
+/// file writes them); a new tenant's table starts with its `id`. Every other line stays.
 fn toml_with_tenants(text: &str, provider: &str, tenants: &[Value], path: &Path) -> Result<String> {
     let mut document: toml_edit::DocumentMut = text.parse().map_err(|_| {
         Failure::Operation(format!(
@@ -507,13 +568,38 @@ fn toml_with_tenants(text: &str, provider: &str, tenants: &[Value], path: &Path)
             path.display()
         ))
     })?;
+    let existing: Vec<toml_edit::Table> = document
+        .get(provider)
+        .and_then(|section| section.get("tenants"))
+        .and_then(toml_edit::Item::as_array_of_tables)
+        .map(|tables| tables.iter().cloned().collect())
+        .unwrap_or_default();
     let mut tables = toml_edit::ArrayOfTables::new();
     for tenant in tenants {
-        let mut table = toml_edit::Table::new();
-        for (key, value) in tenant.as_object().into_iter().flatten() {
-            if let Some(value) = toml_value(value) {
-                table.insert(key, toml_edit::Item::Value(value));
+        let settings = tenant.as_object().cloned().unwrap_or_default();
+        let id = settings.get("id").and_then(Value::as_str);
+        let mut table = existing
+            .iter()
+            .find(|table| table.get("id").and_then(toml_edit::Item::as_str) == id)
+            .cloned()
+            .unwrap_or_default();
+        let gone: Vec<String> = table
+            .iter()
+            .map(|(key, _)| key.to_string())
+            .filter(|key| !settings.contains_key(key))
+            .collect();
+        for key in gone {
+            table.remove(&key);
+        }
+        let id_first = settings.iter().filter(|(key, _)| *key == "id");
+        for (key, value) in id_first.chain(settings.iter().filter(|(key, _)| *key != "id")) {
+            if table.get(key).and_then(json_of) == Some(value.clone()) {
+                continue;
             }
+            match toml_value(value) {
+                Some(value) => table.insert(key, toml_edit::Item::Value(value)),
+                None => table.remove(key),
+            };
         }
         tables.push(table);
     }
@@ -530,6 +616,13 @@ fn toml_with_tenants(text: &str, provider: &str, tenants: &[Value], path: &Path)
     };
     section.insert("tenants", toml_edit::Item::ArrayOfTables(tables));
     Ok(document.to_string())
+}
+
+/// A setting as written in the file, as JSON (to tell whether a change touches it).
+fn json_of(item: &toml_edit::Item) -> Option<Value> {
+    let value = item.as_value()?;
+    let table: toml::Table = toml::from_str(&format!("v = {}", value.to_string().trim())).ok()?;
+    serde_json::to_value(table.get("v")?).ok()
 }
 
 /// A JSON value as TOML writes it (tables inline); `None` for null, which TOML has not.
@@ -573,12 +666,20 @@ fn check_toml(provider: &dyn Provider, text: &str, path: &Path) -> Result<()> {
 }
 
 fn refused(place: &str, problem: &str) -> Failure {
-    Failure::Operation(format!("not written: {place} would not load: {problem}"))
+    let hint = if problem.contains("wrong type") {
+        " (a number, true or false, a list or a table is given as PATH:=JSON)"
+    } else {
+        ""
+    };
+    Failure::Operation(format!(
+        "not written: {place} would not load: {problem}{hint}"
+    ))
 }
 
-fn previous(path: &Path) -> PathBuf {
+/// Where `provider`'s tenants as they were before its last change are kept: the file then.
+fn previous(path: &Path, provider: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(".previous");
+    name.push(format!(".{provider}.previous"));
     PathBuf::from(name)
 }
 
@@ -591,12 +692,16 @@ fn read_file(path: &Path) -> Result<String> {
     })
 }
 
-/// Keeps `before` as `<path>.previous`, then puts `after` in place (a rename: never half a file).
-fn replace_file(path: &Path, before: &str, after: &str) -> Result<()> {
+/// Keeps `before` as `earlier`, then puts `after` in place (a rename: never half a file), both
+/// with the file's own permissions (it holds secrets: a file only its owner reads stays so).
+fn replace_file(path: &Path, before: &str, after: &str, earlier: &Path) -> Result<()> {
     let failed = |e: std::io::Error| Failure::Operation(format!("{}: {e}", path.display()));
-    std::fs::write(previous(path), before).map_err(failed)?;
+    let permissions = std::fs::metadata(path).map_err(failed)?.permissions();
     let mut next = path.as_os_str().to_owned();
     next.push(".next");
-    std::fs::write(&next, after).map_err(failed)?;
+    for (file, text) in [(earlier, before), (Path::new(&next), after)] {
+        std::fs::write(file, text).map_err(failed)?;
+        std::fs::set_permissions(file, permissions.clone()).map_err(failed)?;
+    }
     std::fs::rename(&next, path).map_err(failed)
 }

@@ -346,31 +346,60 @@ fn env_json_points_every_function_at_the_local_endpoint_and_its_resources() {
 fn a_custom_domain_gives_the_webhook_urls_a_name_of_their_own() {
     let template = e2e::template();
     let condition = &template["Conditions"]["HasDomain"]["Fn::And"];
-    let named = |parameter: &str| json!({ "Fn::Not": [{ "Fn::Equals": [{ "Ref": parameter }, ""] }] });
-    assert_eq!(condition, &json!([named("DomainName"), named("CertificateArn")]));
+    let named =
+        |parameter: &str| json!({ "Fn::Not": [{ "Fn::Equals": [{ "Ref": parameter }, ""] }] });
+    assert_eq!(
+        condition,
+        &json!([named("DomainName"), named("CertificateArn")])
+    );
     for parameter in ["DomainName", "CertificateArn"] {
-        assert_eq!(template["Parameters"][parameter]["Default"], "", "optional: {parameter}");
+        assert_eq!(
+            template["Parameters"][parameter]["Default"], "",
+            "optional: {parameter}"
+        );
     }
     let resources = &template["Resources"];
     let domain = &resources["WebhookDomain"];
     assert_eq!(domain["Condition"], "HasDomain");
-    assert_eq!(domain["Properties"]["DomainName"], json!({ "Ref": "DomainName" }));
+    assert_eq!(
+        domain["Properties"]["DomainName"],
+        json!({ "Ref": "DomainName" })
+    );
     assert_eq!(
         domain["Properties"]["DomainNameConfigurations"][0]["CertificateArn"],
         json!({ "Ref": "CertificateArn" })
     );
     let mapping = &resources["WebhookDomainMapping"];
     assert_eq!(mapping["Condition"], "HasDomain");
-    assert_eq!(mapping["Properties"]["ApiId"], json!({ "Ref": "WebhookApi" }));
-    assert_eq!(mapping["Properties"]["DomainName"], json!({ "Ref": "WebhookDomain" }));
+    assert_eq!(
+        mapping["Properties"]["ApiId"],
+        json!({ "Ref": "WebhookApi" })
+    );
+    assert_eq!(
+        mapping["Properties"]["DomainName"],
+        json!({ "Ref": "WebhookDomain" })
+    );
     for provider in shared::providers::all() {
         let name = provider.name();
-        let output = format!("{}WebhookUrl", e2e::function_id(name).trim_end_matches("WebhookFunction"));
+        let output = format!(
+            "{}WebhookUrl",
+            e2e::function_id(name).trim_end_matches("WebhookFunction")
+        );
         let value = &template["Outputs"][&output]["Value"]["Fn::If"];
         assert_eq!(value[0], "HasDomain", "{output}");
-        assert_eq!(value[1], json!({ "Fn::Sub": format!("https://${{DomainName}}/webhooks/{name}") }), "{output}");
+        assert_eq!(
+            value[1],
+            json!({ "Fn::Sub": format!("https://${{DomainName}}/webhooks/{name}") }),
+            "{output}"
+        );
         let fallback = value[2]["Fn::Sub"].as_str().unwrap_or_default();
-        assert!(fallback.contains("execute-api") && fallback.ends_with(&format!("/webhooks/{name}")), "{output}");
+        assert!(
+            fallback.contains("execute-api") && fallback.ends_with(&format!("/webhooks/{name}")),
+            "{output}"
+        );
     }
-    assert_eq!(template["Outputs"]["CustomDomainTarget"]["Condition"], "HasDomain");
+    assert_eq!(
+        template["Outputs"]["CustomDomainTarget"]["Condition"],
+        "HasDomain"
+    );
 }

@@ -170,15 +170,65 @@ async fn tenants_are_added_rotated_retired_removed_and_rolled_back_in_devserver_
         "nothing written"
     );
 
+    let leaked = cli(
+        &place,
+        &[
+            "tenants",
+            "set",
+            "egym",
+            "gym-new",
+            "api.rate:={oops-secret-5",
+        ],
+    )
+    .await;
+    assert_eq!(leaked.code, 2, "{leaked:?}");
+    assert!(
+        leaked.stderr.contains("api.rate:= takes JSON"),
+        "{leaked:?}"
+    );
+    assert!(
+        !format!("{leaked:?}").contains("oops-secret-5"),
+        "no value: {leaked:?}"
+    );
+
     let removed = cli(&place, &["tenants", "remove", "egym", "gym-new"]).await;
     assert_eq!(removed.code, 0, "{removed:?}");
     assert_eq!(secrets(&config), None);
+    // Another provider's change meanwhile: its table (the first, under the file's comment) keeps
+    // its comment and its settings' order, and a rollback of EGYM leaves it as it is.
+    let magicline = cli(
+        &place,
+        &[
+            "tenants",
+            "rotate",
+            "magicline",
+            "studio-1001",
+            "--secret",
+            "ml-key-2",
+        ],
+    )
+    .await;
+    assert_eq!(magicline.code, 0, "{magicline:?}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.starts_with("# Demo tenants"), "{text}");
+    assert!(
+        text.contains(
+            "[[magicline.tenants]]\nid = \"studio-1001\"\nwebhook_secrets = [\"ml-key-2\""
+        ),
+        "{text}"
+    );
     let rolled_back = cli(&place, &["tenants", "rollback", "egym"]).await;
     assert_eq!(rolled_back.code, 0, "{rolled_back:?}");
     assert_eq!(
         secrets(&config),
         Some(json!([second])),
         "back as before the removal"
+    );
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("ml-key-2"),
+        "magicline's change stays"
     );
 
     let issued = cli(&place, &["tenants", "add", "magicline", "studio-9"]).await;
@@ -246,6 +296,12 @@ async fn tenants_are_changed_as_new_versions_of_the_stacks_secret() {
     let backend = Backend::new().await;
     let (stack, secret, api) = stack_with_egym_secrets(&backend).await;
     let place = ["--stack", stack.as_str()];
+    let nothing = cli(&place, &["tenants", "rollback", "egym"]).await;
+    assert_eq!(nothing.code, 1, "{nothing:?}");
+    assert!(
+        nothing.stderr.contains("nothing to roll back to"),
+        "{nothing:?}"
+    );
     let aws = e2e::local_aws().await;
     // The ingest reads the secret as the Lambda does, reloading it at every look.
     let reader = Arc::new(SecretsManager::new(&aws));
