@@ -5,6 +5,7 @@
 //! adapters (`shared/adapters/{aws,sqlite,memory}`) and the entry points (`shared/lambda`,
 //! `functions/*`) sit around it.
 
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod downstream;

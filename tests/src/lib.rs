@@ -937,3 +937,30 @@ impl Bus {
         }
     }
 }
+
+/// Serves `ingest` at `POST /webhooks/<provider>` on a loopback port, as API Gateway hands a
+/// request to the webhook's Lambda; stops when the handle is aborted or the test ends.
+pub async fn serve_ingest(ingest: Ingest) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use axum::body::{to_bytes, Body};
+    use axum::extract::{Request, State};
+    use axum::response::Response;
+
+    async fn webhook(State(ingest): State<Arc<Ingest>>, request: Request) -> Response {
+        let (parts, body) = request.into_parts();
+        let bytes = to_bytes(body, 1 << 20).await.expect("a body under 1 MiB");
+        let (parts, body) = ingest
+            .handle(WebhookRequest::from_parts(parts, bytes))
+            .await
+            .into_parts();
+        Response::from_parts(parts, Body::from(body))
+    }
+    let router = axum::Router::new()
+        .route("/webhooks/{provider}", axum::routing::post(webhook))
+        .with_state(Arc::new(ingest));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    (addr, server)
+}

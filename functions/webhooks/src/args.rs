@@ -146,6 +146,11 @@ pub(crate) enum Command {
     /// then waits until the provider's test delivery is stored; otherwise prints the steps to
     /// take and the values to enter.
     Connect(ConnectArgs),
+    /// Sends a correctly signed sample delivery of a tenant to its webhook URL and reports each
+    /// hop with its time: answer, stored, queued, processed. The sample is marked as a check:
+    /// nothing is fetched from the provider and nothing is published. Exit 0 when every hop
+    /// passed, 1 naming the first that did not.
+    Check(CheckArgs),
     /// Print a `sam local` env-vars file (JSON) for every function: the stack's table and queue.
     ///
     /// `webhooks sam-env --stack NAME > env.json; sam local start-api --env-vars env.json` runs
@@ -307,6 +312,22 @@ pub(crate) struct ConnectArgs {
     #[arg(long)]
     pub(crate) url: Option<String>,
     /// Seconds to wait for the provider's test delivery to be stored.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub(crate) wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// magicline, egym, timify, flybuy or waitwhile.
+    pub(crate) provider: String,
+    /// The tenant whose secret signs the sample, as its provider would.
+    #[arg(long)]
+    pub(crate) tenant: String,
+    /// The webhook URL to send it to; default: the tenant's registered url, else the stack's
+    /// <Provider>WebhookUrl (with --local: the dev server at 127.0.0.1:8080) with ?tenant=<id>.
+    #[arg(long)]
+    pub(crate) url: Option<String>,
+    /// Seconds to wait for the sample to be processed.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub(crate) wait: u64,
 }

@@ -27,6 +27,7 @@ pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
         Command::Connect(connect) => {
             return crate::connect::run(&cli.target, connect, json, out).await
         }
+        Command::Check(check) => return crate::check::run(&cli.target, check, json, out).await,
         command => command,
     };
     if let Command::SamEnv = command {
@@ -158,7 +159,7 @@ pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
             print_stats(out, json, &counts, &paused);
             Ok(0)
         }
-        Command::SamEnv | Command::Tenants(_) | Command::Connect(_) => {
+        Command::SamEnv | Command::Tenants(_) | Command::Connect(_) | Command::Check(_) => {
             unreachable!("handled above")
         }
     }

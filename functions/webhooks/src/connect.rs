@@ -24,20 +24,19 @@ pub(crate) async fn run(
 ) -> Result<i32> {
     let provider = known_provider(&connect.provider)?;
     let (tenant, stack_url) = tenant_as_read(args, provider.as_ref(), &connect.tenant).await?;
-    let registered_url = tenant.as_ref().and_then(|tenant| tenant.url.clone());
-    let url = match (&connect.url, registered_url, stack_url) {
-        (Some(url), _, _) => url.clone(),
-        // Where the signature covers the URL, the one the tenant names is the one to register.
-        (None, Some(url), _) => url,
-        (None, None, Some(base)) => format!("{base}?tenant={}", query_value(&connect.tenant)),
-        (None, None, None) => {
-            return Err(Failure::Usage(format!(
-                "pass the URL {} reaches the functions at with --url (the dev server: through a \
-                 tunnel, see the README's \"Real keys and a tunnel\")",
-                provider.name()
-            )))
-        }
-    };
+    let url = tenant_url(
+        connect.url.as_deref(),
+        tenant.as_ref(),
+        stack_url.as_deref(),
+        &connect.tenant,
+    )
+    .ok_or_else(|| {
+        Failure::Usage(format!(
+            "pass the URL {} reaches the functions at with --url (the dev server: through a \
+             tunnel, see the README's \"Real keys and a tunnel\")",
+            provider.name()
+        ))
+    })?;
     match (provider.registration(), tenant) {
         (Registration::Manual(steps), tenant) => {
             let header = tenant
@@ -86,6 +85,21 @@ pub(crate) async fn run(
             ))
         ))),
     }
+}
+
+/// Where a tenant's webhook is reached: the URL given, else the one the tenant names (where the
+/// signature covers the URL, that is the one), else `base` (the stack's webhook URL) with
+/// `?tenant=<id>`.
+pub(crate) fn tenant_url(
+    given: Option<&str>,
+    tenant: Option<&Tenant>,
+    base: Option<&str>,
+    id: &str,
+) -> Option<String> {
+    given
+        .map(str::to_string)
+        .or_else(|| tenant.and_then(|tenant| tenant.url.clone()))
+        .or_else(|| base.map(|base| format!("{base}?tenant={}", query_value(id))))
 }
 
 /// `text` as one value of a URL's query.

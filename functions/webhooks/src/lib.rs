@@ -15,6 +15,7 @@ use clap::Parser;
 use shared::operate::OperateError;
 
 mod args;
+mod check;
 mod commands;
 mod connect;
 mod dlq;

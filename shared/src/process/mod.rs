@@ -393,6 +393,9 @@ impl Processor {
         if record.expired_at(self.ports.clock.now_ms()) {
             return Attempt::Done(expired(), "expired");
         }
+        if let Some(check) = crate::check::check_of(record) {
+            return Attempt::Done(crate::check::outcome(&check), "check");
+        }
         let processing = match fanout::ItemOf::of_record(record) {
             Some(item) => Processing::fetch(item.path),
             None => match entry.provider.processing(record, tenant) {
@@ -588,7 +591,8 @@ fn metric_outcome(label: &str, dead_lettered: bool) -> Option<&'static str> {
         "erased" | "erased_again" => "erased",
         "throttled" => "throttled",
         "failed" => "failed",
-        "already_finished" | "quarantined" | "published_again" => return None,
+        // A check (`webhooks check`) is not traffic: its record shows how it went.
+        "already_finished" | "quarantined" | "published_again" | "check" => return None,
         "paused" => "paused",
         "fanned_out" => "fanned_out",
         // Counted on every try, the last one included: its alarm does not wait for the DLQ.

@@ -8,6 +8,7 @@ use super::{
     api_key_header, check_id, dedup_suffix, parse_json, segment, Number, ParsedEvent, PersonField,
     Processing, Provider,
 };
+use crate::check::Sample;
 use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
 use crate::register::{Registration, RegistrationApi};
@@ -70,6 +71,11 @@ impl Provider for Egym {
             trigger: "/api/v2/webhooks/{id}/trigger",
             test_event_type: "TEST",
         })
+    }
+
+    /// A check-in of a made-up account.
+    fn sample_delivery(&self, _tenant: &Tenant, sample: &Sample) -> serde_json::Value {
+        serde_json::json!({ "accountId": sample.id, "timestamp": sample.now_ms, "type": "GYM_CHECKIN" })
     }
 
     fn own_subject_kinds(&self) -> Vec<&'static str> {

@@ -12,6 +12,7 @@ use super::{
     api_key_header, check_id, dedup_suffix, parse_json, segment, ParsedEvent, PersonField,
     Processing, Provider, Text,
 };
+use crate::check::Sample;
 use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
 use crate::register::Registration;
@@ -222,6 +223,18 @@ webhooks … tenants rotate flybuy {tenant} makes and shows a new one). HMAC key
 tenant's signing_key.
 3. Press Send: the sample delivery shows in webhooks … events list --provider flybuy --tenant {tenant}",
         )
+    }
+
+    /// A made-up order updated.
+    fn sample_delivery(&self, _tenant: &Tenant, sample: &Sample) -> serde_json::Value {
+        serde_json::json!({ "data": {
+            "type": "order",
+            "id": sample.id,
+            "event": "order_updated",
+            "state": "created",
+            "customer_state": "created",
+            "updated_at": sample.now,
+        } })
     }
 
     fn own_subject_kinds(&self) -> Vec<&'static str> {

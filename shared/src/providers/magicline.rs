@@ -8,6 +8,7 @@ use super::{
     api_key_header, check_id, dedup_suffix, parse_json, segment, Document, Item, Number,
     ParsedEvent, PersonField, Processing, Provider,
 };
+use crate::check::Sample;
 use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
 use crate::register::Registration;
@@ -388,6 +389,15 @@ Put it beside the tenant's key: webhooks … tenants rotate magicline {tenant} -
 3. Once deliveries arrive with it (webhooks … events list --provider magicline --tenant {tenant}), \
 drop the older key: webhooks … tenants retire magicline {tenant}",
         )
+    }
+
+    /// A made-up customer created.
+    fn sample_delivery(&self, _tenant: &Tenant, sample: &Sample) -> serde_json::Value {
+        serde_json::json!({
+            "entityId": sample.number,
+            "uuid": sample.id,
+            "payload": [{ "timestamp": sample.now_ms, "type": "CUSTOMER_CREATED" }],
+        })
     }
 
     fn own_subject_kinds(&self) -> Vec<&'static str> {

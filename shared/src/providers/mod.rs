@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::check::Sample;
 use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
 use crate::register::Registration;
@@ -145,6 +146,10 @@ pub trait Provider: Send + Sync + 'static {
 
     /// How a tenant's webhook is registered at the provider (`webhooks connect`).
     fn registration(&self) -> Registration;
+
+    /// An ordinary delivery of this provider for `tenant`, built from `sample`'s fresh values
+    /// and naming no real person: what `webhooks check` sends (see [`crate::check`]).
+    fn sample_delivery(&self, tenant: &Tenant, sample: &Sample) -> serde_json::Value;
 
     /// The rate its API may be called at per key, as the provider publishes it (a tenant's
     /// `api.rate` replaces it).
@@ -370,6 +375,61 @@ pub fn parse_by_pointers(
         entity_id: object_id,
         facts: None,
     })
+}
+
+/// A sample delivery for a provider read through pointers: `event_type`, the sample's id as
+/// the object (and delivery, where there is one) id and its time as the version, each written
+/// where the tenant's pointer (or the provider's first default) reads it.
+pub fn sample_by_pointers(
+    pointers: &EventPointers,
+    defaults: &PointerDefaults,
+    event_type: &str,
+    sample: &Sample,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({});
+    let at = |configured: &Option<String>, defaults: &[&'static str]| {
+        configured
+            .clone()
+            .or_else(|| defaults.first().map(|p| p.to_string()))
+    };
+    let fields = [
+        (at(&pointers.event_type, defaults.event_type), event_type),
+        (
+            at(&pointers.object_id, defaults.object_id),
+            sample.id.as_str(),
+        ),
+        (
+            at(&pointers.updated_at, defaults.updated_at),
+            sample.now.as_str(),
+        ),
+        (
+            at(&pointers.delivery_id, defaults.delivery_id),
+            sample.id.as_str(),
+        ),
+    ];
+    for (pointer, value) in fields {
+        if let Some(pointer) = pointer {
+            put_at(&mut body, &pointer, value.into());
+        }
+    }
+    body
+}
+
+/// Writes `value` at a JSON pointer of objects, making the objects on the way.
+fn put_at(body: &mut serde_json::Value, pointer: &str, value: serde_json::Value) {
+    let mut place = body;
+    for name in pointer.split('/').skip(1) {
+        let name = name.replace("~1", "/").replace("~0", "~");
+        if !place.is_object() {
+            *place = serde_json::json!({});
+        }
+        place = place
+            .as_object_mut()
+            .expect("made an object above")
+            .entry(name)
+            .or_insert(serde_json::Value::Null);
+    }
+    *place = value;
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@
 //! `GET /v1/appointments?ids=<id>`. No GET by id is documented for the other objects.
 
 use super::{
-    parse_by_pointers, segment, ParsedEvent, PersonField, PointerDefaults, Processing, Provider,
+    parse_by_pointers, sample_by_pointers, segment, ParsedEvent, PersonField, PointerDefaults,
+    Processing, Provider,
 };
+use crate::check::Sample;
 use crate::fetch::{ApiCredentials, TokenExchange};
 use crate::ports::{Rate, Record};
 use crate::register::Registration;
@@ -73,6 +75,16 @@ impl Provider for Timify {
 webhook to {url} for the events you need (the app must hold their scopes).
 2. Enable \"Include header name\": header {header}, value the tenant's newest webhook secret (shown \
 when it was added or rotated; webhooks … tenants rotate timify {tenant} makes and shows a new one).",
+        )
+    }
+
+    /// A made-up customer created, written where the tenant's pointers read.
+    fn sample_delivery(&self, tenant: &Tenant, sample: &Sample) -> serde_json::Value {
+        sample_by_pointers(
+            &tenant.pointers,
+            &DEFAULT_POINTERS,
+            "customers.created",
+            sample,
         )
     }
 

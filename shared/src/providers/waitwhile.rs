@@ -5,9 +5,10 @@
 //! tenant, and so are the detail paths, which only third-party code confirms.
 
 use super::{
-    api_key_header, detail_path, parse_by_pointers, Document, ParsedEvent, PersonField,
-    PointerDefaults, Processing, Provider,
+    api_key_header, detail_path, parse_by_pointers, sample_by_pointers, Document, ParsedEvent,
+    PersonField, PointerDefaults, Processing, Provider,
 };
+use crate::check::Sample;
 use crate::fetch::ApiCredentials;
 use crate::ports::{Rate, Record};
 use crate::register::Registration;
@@ -81,6 +82,17 @@ impl Provider for Waitwhile {
 3. Account-wide webhooks exist only through Waitwhile's API (its paths are not confirmed here): \
 register one there with the same URL and set the tenant's account_id.",
         )
+    }
+
+    /// A made-up visit created now (the signature covers `created`), in the tenant's account.
+    fn sample_delivery(&self, tenant: &Tenant, sample: &Sample) -> serde_json::Value {
+        let mut body =
+            sample_by_pointers(&tenant.pointers, &DEFAULT_POINTERS, "visit.created", sample);
+        body["created"] = sample.now.clone().into();
+        if let Some(account) = &tenant.account_id {
+            body["accountId"] = account.clone().into();
+        }
+        body
     }
 
     fn own_subject_kinds(&self) -> Vec<&'static str> {

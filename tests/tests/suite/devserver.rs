@@ -129,12 +129,15 @@ async fn every_event_file_gets_its_declared_status_and_accepted_ones_are_enriche
             record.key,
             record.last_error
         );
-        // An event split into items is claimed once more to be finished after them.
+        // An event split into items is claimed once more to be finished after them; one the
+        // pacer turned away (fourteen FlyBuy orders for one key at 5 calls a second) is
+        // claimed again from its delayed copy. Nothing was retried for a failure: no error.
         let split = record
             .detail
             .as_deref()
             .is_some_and(|d| d.starts_with("{\"items\""));
-        assert_eq!(record.attempts, 1 + i64::from(split), "{}", record.key);
+        assert!(record.attempts > i64::from(split), "{}", record.key);
+        assert_eq!(record.last_error, None, "{}", record.key);
     }
     // Every detail fetched came from the sandbox (the others are erasure summaries and the
     // item counts of split events), and each provider's events were enriched from it.

@@ -16,7 +16,7 @@ use shared::tenants::{SecretReader, TenantDirectory, TenantSource};
 use shared::{Ingest, IngestSettings};
 use webhooks::Output;
 
-async fn cli(place: &[&str], args: &[&str]) -> Output {
+pub(crate) async fn cli(place: &[&str], args: &[&str]) -> Output {
     let mut all = vec!["webhooks"];
     all.extend_from_slice(place);
     all.extend_from_slice(args);
@@ -33,7 +33,7 @@ fn generated(output: &Output) -> String {
         .to_string()
 }
 
-fn copy_of_devserver_toml() -> PathBuf {
+pub(crate) fn copy_of_devserver_toml() -> PathBuf {
     let path = std::env::temp_dir().join(format!("{}.toml", unique_name("tenants")));
     std::fs::copy(root().join("devserver.toml"), &path).unwrap();
     path
@@ -242,7 +242,7 @@ async fn tenants_are_added_rotated_retired_removed_and_rolled_back_in_devserver_
     let _ = std::fs::remove_file(&config);
 }
 
-fn devserver_options() -> devserver::Options {
+pub(crate) fn devserver_options() -> devserver::Options {
     devserver::Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
@@ -259,7 +259,7 @@ fn devserver_options() -> devserver::Options {
 }
 
 /// A stack on the local endpoint whose outputs name EGYM's tenants and API access secrets.
-async fn stack_with_egym_secrets(backend: &Backend) -> (String, String, String) {
+pub(crate) async fn stack_with_egym_secrets(backend: &Backend) -> (String, String, String) {
     let aws = e2e::local_aws().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
     let create = |name: &str, value: String| {
