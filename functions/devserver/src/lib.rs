@@ -34,7 +34,7 @@ use shared::outbox::Sweeper;
 use shared::ports::{Ports, QueueConsumer, Record};
 use shared::process::{Processor, ProcessorSettings, ProviderTenants};
 use shared::reconcile::Reconciler;
-use shared::tenants::{Tenant, TenantDirectory, TenantSource};
+use shared::tenants::{ConfigError, Tenant, TenantDirectory, TenantSource};
 use shared::{Ingest, IngestSettings, WebhookRequest};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -168,8 +168,9 @@ struct AppState {
     ports: Ports,
     /// The core's operator operations (list, show, replay, release, stats) for the pages.
     operations: Arc<Operations>,
-    /// Each provider's configured tenants, for releasing quarantined events.
-    tenants: Arc<HashMap<String, TenantDirectory>>,
+    /// Each provider's tenants as last read from the configuration file, for releasing
+    /// quarantined events.
+    tenants: Arc<HashMap<String, TenantSource>>,
     /// How often the sweeper runs (the pages say when it picks up a replay it was left).
     sweep_interval: Duration,
     /// The provider APIs' sandbox, trusting the configured tenants' API credentials.
@@ -178,9 +179,50 @@ struct AppState {
     config: Arc<LoadedConfig>,
 }
 
-/// The configuration file and its text as the server read it at start. The server does not
-/// reload it (the tenants are wired into every handler), so the pages say when the file on
-/// disk says something else: an operator who edited it sees that a restart is still due.
+/// How often the running server reads its tenants from the configuration file again: an edit,
+/// or `webhooks tenants … --local`, reaches its webhooks and processing within this time.
+pub const TENANTS_RELOAD: Duration = Duration::from_secs(2);
+
+/// Where one provider's tenants are read again from: the configuration file, parsed and
+/// checked as at start (a file that does not load keeps the last good tenants, and the log
+/// says why); the sandbox then trusts the API credentials of tenants added meanwhile.
+struct TenantReload {
+    provider: Arc<dyn shared::providers::Provider>,
+    path: PathBuf,
+    sandbox_base: String,
+    sandbox: Arc<testkit::ApiDouble>,
+}
+
+impl TenantReload {
+    fn source(self, first: TenantDirectory, clock: SharedClock) -> TenantSource {
+        let this = Arc::new(self);
+        let loader: shared::tenants::Loader = Arc::new(move || {
+            let this = Arc::clone(&this);
+            Box::pin(async move { this.load() })
+        });
+        TenantSource::refreshing(first, TENANTS_RELOAD, loader, clock)
+    }
+
+    fn load(&self) -> Result<TenantDirectory, ConfigError> {
+        let invalid = |e: &dyn std::fmt::Display| {
+            ConfigError::Invalid(format!("{}: {e}", self.path.display()))
+        };
+        let text = std::fs::read_to_string(&self.path).map_err(|e| invalid(&e))?;
+        let mut config = parse_config(&text, &self.sandbox_base).map_err(|e| invalid(&e))?;
+        let tenants = config
+            .providers
+            .remove(self.provider.name())
+            .unwrap_or_default();
+        let tenants = TenantDirectory::new(tenants)?;
+        shared::providers::check_tenants(self.provider.as_ref(), &tenants)?;
+        self.sandbox.trust_only(self.provider.name(), &tenants);
+        Ok(tenants)
+    }
+}
+
+/// The configuration file and its text as the server read it at start. Tenants are read again
+/// every [`TENANTS_RELOAD`]; the other settings (`[downstream]`) only at start, so the pages say
+/// when the file on disk says something else.
 struct LoadedConfig {
     path: PathBuf,
     text: String,
@@ -266,9 +308,10 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
     let queue = Arc::new(queue);
     let ingest_settings = IngestSettings::default();
 
+    let sandbox = Arc::new(testkit::ApiDouble::trusting_nobody());
     let mut ingests = HashMap::new();
     let mut processing = Vec::new();
-    let mut directories = HashMap::new();
+    let mut sources = HashMap::new();
     for provider in shared::providers::all() {
         let tenants = configured.remove(provider.name()).unwrap_or_default();
         let uses_sandbox = tenants.iter().any(|t| {
@@ -285,22 +328,27 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
             api = if uses_sandbox { "SANDBOX (made-up fixture data)" } else { "as configured" },
             "webhook endpoint"
         );
+        sandbox.trust_only(provider.name(), &tenants_for_ingest);
+        let source = TenantReload {
+            provider: Arc::clone(&provider),
+            path: options.config.clone(),
+            sandbox_base: sandbox_base.clone(),
+            sandbox: Arc::clone(&sandbox),
+        }
+        .source(tenants_for_ingest, options.clock.clone());
         ingests.insert(
             provider.name(),
             Arc::new(Ingest::new(
                 Arc::clone(&provider),
-                tenants_for_ingest,
+                source.clone(),
                 ports.clone(),
                 ingest_settings.clone(),
             )),
         );
-        directories.insert(
-            provider.name().to_string(),
-            TenantDirectory::new(tenants.clone())?,
-        );
+        sources.insert(provider.name().to_string(), source.clone());
         processing.push(ProviderTenants {
             provider,
-            tenants: TenantSource::fixed(TenantDirectory::new(tenants)?),
+            tenants: source,
         });
     }
     let settings = ProcessorSettings {
@@ -346,18 +394,14 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         stopped.clone(),
     )));
 
-    let sandbox = testkit::ApiDouble::trusting_nobody();
-    for (provider, tenants) in &directories {
-        sandbox.trust(provider, tenants);
-    }
     let state = AppState {
-        sandbox: Arc::new(sandbox),
+        sandbox,
         ingests: Arc::new(ingests),
         webhooks_at: addr,
         database: database.clone(),
         operations: Arc::new(Operations::new(ports.clone(), ingest_settings)),
         ports,
-        tenants: Arc::new(directories),
+        tenants: Arc::new(sources),
         sweep_interval: options.sweep_interval,
         config: Arc::new(LoadedConfig {
             path: options.config.clone(),

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -215,11 +216,15 @@ fn filter_form(state: &AppState, filters: &Filters) -> String {
         r#"</select></label><label>Tenant <input name="tenant" list="tenants" placeholder="any" value="{}"></label><datalist id="tenants">"#,
         esc(filters.tenant.as_deref().unwrap_or_default())
     );
-    let mut tenants: Vec<&str> = state
+    let directories: Vec<_> = state
         .tenants
         .iter()
         .filter(|(provider, _)| filters.provider.as_ref().is_none_or(|p| p == *provider))
-        .flat_map(|(_, directory)| directory.iter().map(|tenant| tenant.id.as_str()))
+        .map(|(_, source)| source.current())
+        .collect();
+    let mut tenants: Vec<&str> = directories
+        .iter()
+        .flat_map(|directory| directory.iter().map(|tenant| tenant.id.as_str()))
         .collect();
     tenants.sort_unstable();
     tenants.dedup();
@@ -701,9 +706,11 @@ pub async fn release(
     }
     let released = match state.operations.quarantined(&key).await {
         Ok(record) => {
-            let none = TenantDirectory::empty();
-            let tenants = state.tenants.get(&record.provider).unwrap_or(&none);
-            state.operations.release(&record, tenants).await
+            let tenants = state
+                .tenants
+                .get(&record.provider)
+                .map_or_else(|| Arc::new(TenantDirectory::empty()), |t| t.current());
+            state.operations.release(&record, &tenants).await
         }
         Err(error) => Err(error),
     };
@@ -846,7 +853,7 @@ fn page(state: &AppState, headers: &HeaderMap, title: &str, content: &str) -> Re
     let flash = Flash::from_headers(headers);
     let config_changed = if state.config.changed_on_disk() {
         format!(
-            r#"<p class="flash warn" role="status" id="config-changed">{} has changed since the server started; it still runs with what it read then. Restart it (Ctrl-C, then the same command) to load the change.</p>"#,
+            r#"<p class="flash warn" role="status" id="config-changed">{} has changed since the server started. Its tenants are read again every 2 s (a file that does not load keeps the last good tenants; the server's log says why); its other settings ([downstream]) take effect once the server is restarted (Ctrl-C, then the same command).</p>"#,
             esc(&state.config.path.display().to_string())
         )
     } else {

@@ -182,6 +182,14 @@ impl ApiDouble {
         list.extend(tenants.iter().filter_map(|tenant| tenant.api.clone()));
     }
 
+    /// Trusts exactly the API credentials of `tenants` for `provider` (those of tenants no
+    /// longer there not any more): a server that reads its tenants again.
+    pub fn trust_only(&self, provider: &str, tenants: &TenantDirectory) {
+        let apis = tenants.iter().filter_map(|tenant| tenant.api.clone());
+        let mut trusted = self.trusted.lock().unwrap();
+        trusted.insert(provider.to_string(), apis.collect());
+    }
+
     /// Every access token handed out so far.
     pub fn tokens(&self) -> Vec<String> {
         self.tokens.lock().unwrap().keys().cloned().collect()

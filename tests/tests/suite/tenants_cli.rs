@@ -53,6 +53,37 @@ fn tenant<'a>(tenants: &'a [Value], id: &str) -> Option<&'a Value> {
     tenants.iter().find(|t| t["id"] == id)
 }
 
+/// Posts a new EGYM check-in signed with `secret` to the running dev server until it answers
+/// `status` (the server reads its tenants again every `TENANTS_RELOAD`); its answer.
+async fn answers_within(server: &devserver::RunningServer, secret: &str, status: u16) -> Value {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let deadline = std::time::Instant::now() + devserver::TENANTS_RELOAD * 5;
+    loop {
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let body = String::from_utf8(egym_checkin(secret).body().to_vec())
+            .unwrap()
+            .replace("\"timestamp\": ", &format!("\"timestamp\": {seq}"));
+        let answer = reqwest::Client::new()
+            .post(format!("http://{}/webhooks/egym", server.addr))
+            .header("x-api-key", secret)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let got = answer.status().as_u16();
+        let text = answer.text().await.unwrap();
+        if got == status {
+            return serde_json::from_str(&text).unwrap_or(Value::Null);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {got} {text}, not {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A delivery of EGYM's check-in sample, authenticated with `secret`.
 fn egym_checkin(secret: &str) -> shared::WebhookRequest {
     let sample = e2e::event("egym/gym-checkin.json");
@@ -69,6 +100,13 @@ async fn tenants_are_added_rotated_retired_removed_and_rolled_back_in_devserver_
     let config = copy_of_devserver_toml();
     let config_arg = config.display().to_string();
     let place = ["--local", "unused.db", "--config", &config_arg];
+    // A dev server running on the file all along: it reads the tenants again as they change.
+    let server = devserver::start(devserver::Options {
+        config: config.clone(),
+        ..devserver_options()
+    })
+    .await
+    .unwrap();
 
     let added = cli(
         &place,
@@ -98,28 +136,12 @@ async fn tenants_are_added_rotated_retired_removed_and_rolled_back_in_devserver_
         "the others stay"
     );
 
-    // The dev server started on the file accepts a delivery signed with the new secret.
-    let server = devserver::start(devserver::Options {
-        config: config.clone(),
-        ..devserver_options()
-    })
-    .await
-    .unwrap();
-    let answer = reqwest::Client::new()
-        .post(format!("http://{}/webhooks/egym", server.addr))
-        .header("x-api-key", &first)
-        .header("content-type", "application/json")
-        .body(egym_checkin(&first).body().to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert!(answer.status().is_success(), "{}", answer.status());
-    let stored: Value = answer.json().await.unwrap();
+    // The running dev server accepts a delivery signed with the new secret, without a restart.
+    let stored = answers_within(&server, &first, 202).await;
     assert!(
         stored["id"].as_str().unwrap().starts_with("egym#gym-new#"),
         "{stored}"
     );
-    server.shutdown().await;
 
     let shown = cli(&place, &["tenants", "show", "egym", "gym-new"]).await;
     assert_eq!(shown.code, 0, "{shown:?}");
@@ -139,9 +161,11 @@ async fn tenants_are_added_rotated_retired_removed_and_rolled_back_in_devserver_
         Some(json!([second, first])),
         "both accepted"
     );
+    answers_within(&server, &second, 202).await;
     let retired = cli(&place, &["tenants", "retire", "egym", "gym-new"]).await;
     assert_eq!(retired.code, 0, "{retired:?}");
     assert_eq!(secrets(&config), Some(json!([second])));
+    answers_within(&server, &first, 401).await;
 
     let before = std::fs::read_to_string(&config).unwrap();
     let typo = cli(
@@ -194,6 +218,7 @@ async fn tenants_are_added_rotated_retired_removed_and_rolled_back_in_devserver_
     let removed = cli(&place, &["tenants", "remove", "egym", "gym-new"]).await;
     assert_eq!(removed.code, 0, "{removed:?}");
     assert_eq!(secrets(&config), None);
+    answers_within(&server, &second, 401).await;
     // Another provider's change meanwhile: its table (the first, under the file's comment) keeps
     // its comment and its settings' order, and a rollback of EGYM leaves it as it is.
     let magicline = cli(
@@ -230,6 +255,8 @@ async fn tenants_are_added_rotated_retired_removed_and_rolled_back_in_devserver_
             .contains("ml-key-2"),
         "magicline's change stays"
     );
+    answers_within(&server, &second, 202).await;
+    server.shutdown().await;
 
     let issued = cli(&place, &["tenants", "add", "magicline", "studio-9"]).await;
     assert_eq!(issued.code, 2, "{issued:?}");
