@@ -150,6 +150,7 @@ impl Ingest {
             body,
             declared_json: declares_json(request),
             unauthenticated: !verified.with_credential,
+            signature_key: verified.signature_key,
         };
         let mut record = delivery.record(now, &self.settings);
         trail.event_type = Some(record.event_type.clone());
@@ -307,6 +308,14 @@ fn spill_size(message: &QueueMessage) -> usize {
     serde_json::to_vec(message).map_or(usize::MAX, |body| body.len())
 }
 
+/// Which form of the signing key signed a stored delivery, as its facts say.
+pub fn signature_key_of(record: &Record) -> Option<&'static str> {
+    let facts: serde_json::Value = serde_json::from_str(record.facts.as_deref()?).ok()?;
+    ["raw", "base64"]
+        .into_iter()
+        .find(|form| facts["signature_key"] == *form)
+}
+
 /// An authentic delivery of one provider's tenant.
 pub struct Delivery<'a> {
     pub provider: &'a dyn Provider,
@@ -316,9 +325,20 @@ pub struct Delivery<'a> {
     pub declared_json: bool,
     /// It carried no credential (its tenant allows that).
     pub unauthenticated: bool,
+    /// Which form of the tenant's signing key made its signature, where the tenant asks for
+    /// one: kept with the record's facts (`signature_key`) for the key's encoding to be pinned.
+    pub signature_key: Option<&'static str>,
 }
 
 impl Delivery<'_> {
+    /// The record's facts: the provider's, and which form of the signing key signed it.
+    fn facts(&self, mut facts: serde_json::Map<String, serde_json::Value>) -> Option<String> {
+        if let Some(form) = self.signature_key {
+            facts.insert("signature_key".into(), form.into());
+        }
+        (!facts.is_empty()).then(|| serde_json::Value::Object(facts).to_string())
+    }
+
     /// The record to store: under its dedup key, or quarantined under the hash of its body
     /// when the provider's parser cannot read it.
     pub fn record(&self, now: i64, settings: &IngestSettings) -> Record {
@@ -340,9 +360,7 @@ impl Delivery<'_> {
             Ok(event) => Record {
                 key: key_of(name, &self.tenant.id, &event.dedup_suffix),
                 subject: subject_of(name, &self.tenant.id, &event.subject),
-                facts: event
-                    .facts
-                    .map(|facts| serde_json::Value::Object(facts).to_string()),
+                facts: self.facts(event.facts.unwrap_or_default()),
                 event_type: event.event_type,
                 entity_id: event.entity_id,
                 // parse() accepted the body as JSON, so it is UTF-8.
@@ -352,12 +370,16 @@ impl Delivery<'_> {
             },
             Err(error) => {
                 let (body, facts) = match std::str::from_utf8(self.body) {
-                    Ok(text) => (text.to_string(), None),
+                    Ok(text) => (
+                        text.to_string(),
+                        None::<serde_json::Map<String, serde_json::Value>>,
+                    ),
                     Err(_) => (
                         base64::engine::general_purpose::STANDARD.encode(self.body),
-                        Some(BASE64_BODY_FACTS.to_string()),
+                        serde_json::from_str(BASE64_BODY_FACTS).ok(),
                     ),
                 };
+                let facts = self.facts(facts.unwrap_or_default());
                 Record {
                     key: format!(
                         "{name}#{}#quarantine#{}",

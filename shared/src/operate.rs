@@ -171,6 +171,7 @@ impl Operations {
             body: &body,
             declared_json: true,
             unauthenticated: quarantined.unauthenticated,
+            signature_key: crate::ingest::signature_key_of(quarantined),
         };
         let now = self.ports.clock.now_ms();
         let mut record = delivery.record(quarantined.received_at_ms, &self.settings);

@@ -92,8 +92,12 @@ impl RateSetting {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyEncoding {
-    /// The key's text is the key.
+    /// Not pinned: a signature made with the key's text or with its Base64-decoded bytes is
+    /// accepted, and the delivery's facts say which (`signature_key`), so that the first real
+    /// delivery tells which to pin (FlyBuy does not document it; FACTS.md §4).
     #[default]
+    Either,
+    /// The key's text is the key.
     Raw,
     /// The key is Base64; its decoded bytes are the key.
     Base64,

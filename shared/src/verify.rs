@@ -39,11 +39,22 @@ pub type Headers = Vec<(String, String)>;
 /// A signature a tenant may ask for on top of the credential (FlyBuy's optional HMAC key).
 #[derive(Clone, Copy)]
 pub struct TenantSignature {
-    /// True if the tenant asks for no signature, or the request carries a valid one.
-    pub verify: fn(&Tenant, &WebhookRequest) -> bool,
+    /// Whether the tenant asks for no signature, or the request carries a valid one — and
+    /// then made with which form of its key.
+    pub verify: fn(&Tenant, &WebhookRequest) -> SignatureCheck,
     /// The sender's side: the credential headers for a body, with the signature added where
     /// the tenant asks for one.
     pub sign: fn(&Tenant, Headers, &[u8]) -> Headers,
+}
+
+/// What a tenant's own signature check came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// The tenant asks for no signature.
+    NotAsked,
+    /// Valid, made with this form of the tenant's key (`raw`, `base64`).
+    Matched(&'static str),
+    Refused,
 }
 
 /// The time (epoch milliseconds) a sender signed into a delivery, for a tenant whose
@@ -121,6 +132,8 @@ pub struct Verified<'t> {
     pub tenant: &'t Tenant,
     /// False for a tenant reached without a credential (`allow_unauthenticated`).
     pub with_credential: bool,
+    /// Which form of the tenant's signing key made its signature, where it asks for one.
+    pub signature_key: Option<&'static str>,
 }
 
 /// The tenant this request proves to come from, or `None`.
@@ -158,16 +171,25 @@ pub fn authenticate<'t>(
             .map(|tenant| Verified {
                 tenant,
                 with_credential: true,
+                signature_key: None,
             }),
         None if auth.credential_optional => tenants.unauthenticated(named).map(|tenant| Verified {
             tenant,
             with_credential: false,
+            signature_key: None,
         }),
         None => None,
     }?;
-    match auth.tenant_signature {
-        Some(signature) => (signature.verify)(verified.tenant, request).then_some(verified),
-        None => Some(verified),
+    let Some(signature) = auth.tenant_signature else {
+        return Some(verified);
+    };
+    match (signature.verify)(verified.tenant, request) {
+        SignatureCheck::NotAsked => Some(verified),
+        SignatureCheck::Matched(form) => Some(Verified {
+            signature_key: Some(form),
+            ..verified
+        }),
+        SignatureCheck::Refused => None,
     }
 }
 

@@ -18,7 +18,7 @@ use crate::ports::{Rate, Record};
 use crate::register::Registration;
 use crate::response::IngestError;
 use crate::tenants::{ApiAccess, KeyEncoding, Tenant};
-use crate::verify::{sole, Auth, AuthScheme, TenantSignature};
+use crate::verify::{sole, Auth, AuthScheme, SignatureCheck, TenantSignature};
 use crate::WebhookRequest;
 
 pub struct Flybuy;
@@ -111,14 +111,21 @@ pub fn token_from_authorization(value: &str) -> Option<&str> {
     parse_authorization(value).map(|credential| credential.token)
 }
 
-/// The key bytes of a tenant's HMAC key, as its encoding says.
-fn signing_key(tenant: &Tenant) -> Option<Vec<u8>> {
-    let key = tenant.signing_key.as_ref()?;
+/// The forms a tenant's HMAC key is tried in, as its encoding says: its text, its
+/// Base64-decoded bytes, or — not pinned — both, the text first.
+fn key_forms(tenant: &Tenant) -> Vec<(&'static str, Vec<u8>)> {
+    let Some(key) = tenant.signing_key.as_ref() else {
+        return Vec::new();
+    };
+    let raw = ("raw", key.expose().as_bytes().to_vec());
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(key.expose().trim())
+        .ok()
+        .map(|bytes| ("base64", bytes));
     match tenant.signing_key_encoding {
-        KeyEncoding::Raw => Some(key.expose().as_bytes().to_vec()),
-        KeyEncoding::Base64 => base64::engine::general_purpose::STANDARD
-            .decode(key.expose().trim())
-            .ok(),
+        KeyEncoding::Raw => vec![raw],
+        KeyEncoding::Base64 => decoded.into_iter().collect(),
+        KeyEncoding::Either => std::iter::once(raw).chain(decoded).collect(),
     }
 }
 
@@ -131,34 +138,42 @@ fn date_body_mac(key: &[u8], date: &str, body: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
-/// A tenant with an HMAC key accepts only requests whose signature it verifies.
-fn verify_signature(tenant: &Tenant, request: &WebhookRequest) -> bool {
+/// A tenant with an HMAC key accepts only requests whose signature it verifies, with any form
+/// of the key its encoding allows; every form is checked (each in constant time), so the time
+/// taken does not say which one matched.
+fn verify_signature(tenant: &Tenant, request: &WebhookRequest) -> SignatureCheck {
     if tenant.signing_key.is_none() {
-        return true;
+        return SignatureCheck::NotAsked;
     }
-    let Some(key) = signing_key(tenant) else {
-        return false;
-    };
     let headers = request.headers();
     let text = |name: &str| sole(headers, name).flatten().and_then(|v| v.to_str().ok());
     let (Some(authorization), Some(date)) = (text("authorization"), text("date")) else {
-        return false;
+        return SignatureCheck::Refused;
     };
     let Some(signature) = parse_authorization(authorization).and_then(|c| c.signature) else {
-        return false;
+        return SignatureCheck::Refused;
     };
     let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(signature) else {
-        return false;
+        return SignatureCheck::Refused;
     };
-    date_body_mac(&key, date, request.body())
-        .verify_slice(&signature)
-        .is_ok()
+    let matched: Vec<&'static str> = key_forms(tenant)
+        .into_iter()
+        .filter(|(_, key)| {
+            date_body_mac(key, date, request.body())
+                .verify_slice(&signature)
+                .is_ok()
+        })
+        .map(|(form, _)| form)
+        .collect();
+    matched.first().map_or(SignatureCheck::Refused, |form| {
+        SignatureCheck::Matched(form)
+    })
 }
 
 /// The sender's side: signs with the time of sending as `Date`, as FlyBuy does (a signed
 /// time is checked for age: [`signed_date`]).
 fn sign(tenant: &Tenant, mut headers: Vec<(String, String)>, body: &[u8]) -> Vec<(String, String)> {
-    let Some(key) = signing_key(tenant) else {
+    let Some((_, key)) = key_forms(tenant).into_iter().next() else {
         return headers;
     };
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
@@ -256,7 +271,7 @@ tenant's signing_key.
     }
 
     fn check_tenant(&self, tenant: &Tenant) -> Result<(), String> {
-        if tenant.signing_key.is_some() && signing_key(tenant).is_none() {
+        if tenant.signing_key.is_some() && key_forms(tenant).is_empty() {
             return Err("`signing_key` is not valid Base64 (signing_key_encoding = base64)".into());
         }
         Ok(())
@@ -346,6 +361,77 @@ mod tests {
         .get("project-7")
         .unwrap()
         .clone()
+    }
+
+    /// A delivery signed as FlyBuy would with `key`'s bytes.
+    fn signed_with(key: &[u8], body: &str) -> WebhookRequest {
+        let date = "Sat, 05 Dec 2026 03:00:00 GMT";
+        let tag = date_body_mac(key, date, body.as_bytes())
+            .finalize()
+            .into_bytes();
+        let signature = base64::engine::general_purpose::STANDARD.encode(tag);
+        http::Request::post("/webhooks/flybuy")
+            .header(
+                "authorization",
+                format!("Token token=\"t\" signature=\"{signature}\""),
+            )
+            .header("date", date)
+            .body(bytes::Bytes::from(body.to_string()))
+            .unwrap()
+    }
+
+    fn keyed(encoding: &str) -> Tenant {
+        // "a2V5LWJ5dGVz" is Base64 for "key-bytes".
+        let encoding = match encoding {
+            "" => String::new(),
+            pinned => format!(r#", "signing_key_encoding": "{pinned}""#),
+        };
+        let json = format!(
+            r#"{{"tenants": [{{"id": "p", "webhook_secrets": ["t"], "signing_key": "a2V5LWJ5dGVz"{encoding}}}]}}"#
+        );
+        TenantDirectory::from_json(&json)
+            .unwrap()
+            .get("p")
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn an_unpinned_key_accepts_either_form_and_says_which_made_the_signature() {
+        let body = r#"{"data": {}}"#;
+        let by_text = signed_with(b"a2V5LWJ5dGVz", body);
+        let by_bytes = signed_with(b"key-bytes", body);
+        let by_other = signed_with(b"another-key", body);
+        let unpinned = keyed("");
+        assert_eq!(unpinned.signing_key_encoding, KeyEncoding::Either);
+        assert_eq!(
+            verify_signature(&unpinned, &by_text),
+            SignatureCheck::Matched("raw")
+        );
+        assert_eq!(
+            verify_signature(&unpinned, &by_bytes),
+            SignatureCheck::Matched("base64")
+        );
+        assert_eq!(
+            verify_signature(&unpinned, &by_other),
+            SignatureCheck::Refused
+        );
+        let raw = keyed("raw");
+        assert_eq!(
+            verify_signature(&raw, &by_text),
+            SignatureCheck::Matched("raw")
+        );
+        assert_eq!(verify_signature(&raw, &by_bytes), SignatureCheck::Refused);
+        let base64 = keyed("base64");
+        assert_eq!(verify_signature(&base64, &by_text), SignatureCheck::Refused);
+        assert_eq!(
+            verify_signature(&base64, &by_bytes),
+            SignatureCheck::Matched("base64")
+        );
+        assert_eq!(
+            verify_signature(&tenant(), &by_other),
+            SignatureCheck::NotAsked
+        );
     }
 
     #[test]

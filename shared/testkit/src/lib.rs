@@ -466,8 +466,9 @@ fn date_body_signature(tenant: &Tenant, date: &str, body: &str) -> String {
         .signing_key
         .as_ref()
         .expect("the tenant has a signing key");
+    // Not pinned: signed as the tenant's documentation's reader would, with the key's text.
     let key = match tenant.signing_key_encoding {
-        KeyEncoding::Raw => key.expose().as_bytes().to_vec(),
+        KeyEncoding::Raw | KeyEncoding::Either => key.expose().as_bytes().to_vec(),
         KeyEncoding::Base64 => base64::engine::general_purpose::STANDARD
             .decode(key.expose())
             .expect("a Base64 signing key"),

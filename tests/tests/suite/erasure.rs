@@ -309,6 +309,7 @@ async fn a_spilled_or_released_delivery_about_an_erased_person_keeps_nothing() {
             body: body.as_bytes(),
             declared_json: true,
             unauthenticated: false,
+            signature_key: None,
         }
         .record(now(), &IngestSettings::default())
     };

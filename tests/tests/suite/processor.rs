@@ -820,6 +820,7 @@ async fn forged_queue_messages_store_and_erase_nothing() {
             body: deletion.body(),
             declared_json: true,
             unauthenticated: false,
+            signature_key: None,
         }
         .record(1, &shared::IngestSettings::default())
         .spill()

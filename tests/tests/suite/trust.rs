@@ -311,13 +311,27 @@ async fn a_copy_replayed_once_its_record_has_expired_is_refused_and_the_window_i
 
 /// A FlyBuy delivery as FlyBuy sends it with an HMAC key: `Date` and body signed together.
 fn flybuy_dated(tenant: &Tenant, date_ms: i64, order: i64) -> WebhookRequest {
+    let key = tenant
+        .signing_key
+        .as_ref()
+        .map(|key| key.expose().as_bytes());
+    flybuy_signed_with(tenant, key, date_ms, order)
+}
+
+/// [`flybuy_dated`] with the HMAC computed over `key`'s bytes, whatever the tenant's says.
+fn flybuy_signed_with(
+    tenant: &Tenant,
+    key: Option<&[u8]>,
+    date_ms: i64,
+    order: i64,
+) -> WebhookRequest {
     let body = format!(
         r#"{{"data": {{"type": "order", "id": {order}, "updated_at": "u{date_ms}", "event": "order_updated"}}}}"#
     );
     let date = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(date_ms as u64));
     let mut authorization = format!(r#"Token token="{}""#, tenant.webhook_secrets[0].expose());
-    if let Some(key) = &tenant.signing_key {
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.expose().as_bytes()).unwrap();
+    if let Some(key) = key {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
         mac.update(format!("{date}\n{body}").as_bytes());
         let signature =
             base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
@@ -330,6 +344,48 @@ fn flybuy_dated(tenant: &Tenant, date_ms: i64, order: i64) -> WebhookRequest {
         .header("date", date)
         .body(Bytes::from(body))
         .unwrap()
+}
+
+/// FlyBuy does not say whether its HMAC key is used as written or Base64-decoded (FACTS.md
+/// §4): a tenant that has not pinned it accepts both, and each record says which one signed.
+#[tokio::test]
+async fn a_flybuy_signature_made_with_the_base64_decoded_key_is_accepted_and_noted() {
+    let memory = Memory::new(5, ManualClock::starting_at(NOW));
+    // "a2V5LWJ5dGVz" is Base64 for "key-bytes".
+    let tenants = TenantDirectory::from_json(
+        r#"{"tenants": [{"id": "project-7", "webhook_secrets": ["tok-7"], "signing_key": "a2V5LWJ5dGVz"}]}"#,
+    )
+    .unwrap();
+    let tenant = tenants.get("project-7").unwrap().clone();
+    let ingest = Ingest::new(
+        by_name("flybuy").unwrap(),
+        tenants,
+        memory.ports.clone(),
+        IngestSettings::default(),
+    );
+    for (order, key, form) in [
+        (1, &b"key-bytes"[..], "base64"),
+        (2, b"a2V5LWJ5dGVz", "raw"),
+    ] {
+        let response = ingest
+            .handle(flybuy_signed_with(&tenant, Some(key), NOW - 1_000, order))
+            .await;
+        assert_eq!(response.status(), 202, "{form}");
+        let key = response_json(&response)["id"].as_str().unwrap().to_string();
+        let record = memory.store.get(&key).await.unwrap().unwrap();
+        let facts: serde_json::Value =
+            serde_json::from_str(record.facts.as_deref().unwrap()).unwrap();
+        assert_eq!(facts["signature_key"], form);
+    }
+    let wrong = ingest
+        .handle(flybuy_signed_with(
+            &tenant,
+            Some(b"another"),
+            NOW - 1_000,
+            3,
+        ))
+        .await;
+    assert_eq!(wrong.status(), 401, "signed with another key");
 }
 
 #[tokio::test]
