@@ -114,6 +114,19 @@ pub struct EventPointers {
     pub updated_at: Option<String>,
 }
 
+/// What processing does with an event of a given name, where a tenant says (see
+/// `Tenant::events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventAction {
+    /// Fetch the booking the event is about.
+    FetchBooking,
+    /// Erase the person the event is about, everywhere.
+    Erase,
+    /// Keep the event as it came; fetch nothing.
+    Store,
+}
+
 /// One tenant of one provider as configured (studio, gym, app, project, location).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +157,11 @@ pub struct Tenant {
     pub signing_key: Option<Secret>,
     #[serde(default)]
     pub signing_key_encoding: KeyEncoding,
+    /// Event name -> what processing does, over the provider's defaults, where the provider's
+    /// event names are not confirmed (TIMIFY): a tenant whose deletion event is called
+    /// `customer.deleted` maps it to `erase`.
+    #[serde(default)]
+    pub events: std::collections::BTreeMap<String, EventAction>,
     #[serde(default)]
     pub api: Option<ApiAccess>,
 }

@@ -433,7 +433,7 @@ impl Processor {
                 )
             }
             Processing::Erase => self.erase(record).await,
-            Processing::Fetch { paths } => self.fetch(entry, tenant, &paths).await,
+            Processing::Fetch { paths } => self.fetch(entry, tenant, record, &paths).await,
             Processing::Items { items } => {
                 self.fan_out(entry.provider.as_ref(), record, items).await
             }
@@ -442,14 +442,20 @@ impl Processor {
 
     /// GETs each path with the tenant's credentials; one answer is the detail, several are
     /// stored together by path.
-    async fn fetch(&self, entry: &ProviderTenants, tenant: &Tenant, paths: &[String]) -> Attempt {
+    async fn fetch(
+        &self,
+        entry: &ProviderTenants,
+        tenant: &Tenant,
+        record: &Record,
+        paths: &[String],
+    ) -> Attempt {
         let Some(api) = tenant.api.as_ref() else {
             return Attempt::configuration(format!(
                 "tenant {:?} has no API access configured (`api`)",
                 tenant.id
             ));
         };
-        let credentials = match entry.provider.api_credentials(api) {
+        let credentials = match entry.provider.api_credentials_for(api, record) {
             Ok(credentials) => credentials,
             Err(reason) => return Attempt::configuration(reason),
         };

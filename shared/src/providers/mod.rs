@@ -159,6 +159,22 @@ pub trait Provider: Send + Sync + 'static {
     /// setting that is missing.
     fn api_credentials(&self, api: &ApiAccess) -> Result<ApiCredentials, String>;
 
+    /// The credentials for the calls a stored delivery needs: the tenant's, unless the
+    /// delivery names something they depend on (an enterprise TIMIFY app's `companyId`).
+    fn api_credentials_for(
+        &self,
+        api: &ApiAccess,
+        _record: &Record,
+    ) -> Result<ApiCredentials, String> {
+        self.api_credentials(api)
+    }
+
+    /// Whether its tenants may say what processing does with an event name (`events`):
+    /// where the provider's names are not confirmed.
+    fn events_configurable(&self) -> bool {
+        false
+    }
+
     /// Refuses a tenant configuration this provider cannot verify requests for.
     fn check_tenant(&self, _tenant: &Tenant) -> Result<(), String> {
         Ok(())
@@ -196,6 +212,14 @@ pub fn check_tenants(
         if no_secret && !(tenant.allow_unauthenticated && provider.auth().credential_optional) {
             return Err(ConfigError::Invalid(format!(
                 "{} tenant {:?} has no webhook secret",
+                provider.name(),
+                tenant.id
+            )));
+        }
+        if !tenant.events.is_empty() && !provider.events_configurable() {
+            return Err(ConfigError::Invalid(format!(
+                "{} tenant {:?}: `events` is not a setting of this provider (its event names \
+                 are documented)",
                 provider.name(),
                 tenant.id
             )));
@@ -506,6 +530,10 @@ mod tests {
             check("timify", secret_only).is_err(),
             "needs the header name"
         );
+        let events =
+            r#"{"tenants": [{"id": "t", "webhook_secrets": ["s"], "events": {"x": "erase"}}]}"#;
+        let refused = check("egym", events).unwrap_err().to_string();
+        assert!(refused.contains("`events` is not a setting"), "{refused}");
     }
 
     #[test]

@@ -6,15 +6,15 @@
 //! `GET /v1/appointments?ids=<id>`. No GET by id is documented for the other objects.
 
 use super::{
-    parse_by_pointers, sample_by_pointers, segment, ParsedEvent, PersonField, PointerDefaults,
-    Processing, Provider,
+    check_id, parse_by_pointers, sample_by_pointers, segment, Document, ParsedEvent, PersonField,
+    PointerDefaults, Processing, Provider,
 };
 use crate::check::Sample;
 use crate::fetch::{ApiCredentials, TokenExchange};
 use crate::ports::{Rate, Record};
 use crate::register::Registration;
 use crate::response::{Ack, IngestError};
-use crate::tenants::{ApiAccess, Secret, Tenant};
+use crate::tenants::{ApiAccess, EventAction, Secret, Tenant};
 use crate::verify::{Auth, AuthScheme};
 
 pub struct Timify;
@@ -43,6 +43,40 @@ fn subject_kind(event_type: &str) -> String {
         "booking".to_string()
     } else {
         family.trim_end_matches('s').to_string()
+    }
+}
+
+/// The token exchange of the tenant's app, its calls made for `company` (else the tenant's
+/// `api.company_id`).
+fn credentials(api: &ApiAccess, company: Option<&str>) -> Result<ApiCredentials, String> {
+    let missing = |field: &str| format!("the tenant's `api.{field}` is not set");
+    let app_id = api.app_id.as_deref().ok_or_else(|| missing("app_id"))?;
+    let app_secret = api
+        .app_secret
+        .as_ref()
+        .ok_or_else(|| missing("app_secret"))?;
+    let company = company
+        .or(api.company_id.as_deref())
+        .ok_or_else(|| missing("company_id"))?;
+    let body = serde_json::json!({ "appid": app_id, "appsecret": app_secret.expose() });
+    Ok(ApiCredentials::Token(TokenExchange {
+        path: "/v1/auth/token",
+        body: Secret::new(body.to_string()),
+        bearer: !api.bare_token,
+        headers: vec![("company-id", company.to_string())],
+    }))
+}
+
+/// What an event name means unless the tenant says otherwise (the names are unconfirmed:
+/// FACTS.md §3): `customers.deleted` erases the customer, a booking family's events other than
+/// deletions fetch the booking, the rest are stored.
+fn default_action(event_type: &str) -> EventAction {
+    let (family, action) = family_and_action(event_type);
+    let deleted = action.eq_ignore_ascii_case("deleted");
+    match family {
+        "customers" if deleted => EventAction::Erase,
+        f if BOOKING_FAMILIES.contains(&f) && !deleted => EventAction::FetchBooking,
+        _ => EventAction::Store,
     }
 }
 
@@ -96,37 +130,43 @@ when it was added or rotated; webhooks … tenants rotate timify {tenant} makes 
 
     /// A booking is read by id; a deleted customer is erased; other objects have no
     /// documented GET by id and are stored as they came.
-    fn processing(&self, record: &Record, _tenant: &Tenant) -> Result<Processing, String> {
-        let (family, action) = family_and_action(&record.event_type);
-        let deleted = action.eq_ignore_ascii_case("deleted");
-        Ok(match family {
-            "customers" if deleted => Processing::Erase,
-            f if BOOKING_FAMILIES.contains(&f) && !deleted => Processing::fetch(format!(
+    /// The tenant's `events` first, then the defaults ([`default_action`]).
+    fn processing(&self, record: &Record, tenant: &Tenant) -> Result<Processing, String> {
+        let action = tenant
+            .events
+            .get(&record.event_type)
+            .copied()
+            .unwrap_or_else(|| default_action(&record.event_type));
+        Ok(match action {
+            EventAction::Erase => Processing::Erase,
+            EventAction::FetchBooking => Processing::fetch(format!(
                 "/v1/appointments?ids={}",
                 segment(&record.entity_id)?
             )),
-            _ => Processing::StoreOnly,
+            EventAction::Store => Processing::StoreOnly,
         })
     }
 
+    fn events_configurable(&self) -> bool {
+        true
+    }
+
     fn api_credentials(&self, api: &ApiAccess) -> Result<ApiCredentials, String> {
-        let missing = |field: &str| format!("the tenant's `api.{field}` is not set");
-        let app_id = api.app_id.as_deref().ok_or_else(|| missing("app_id"))?;
-        let app_secret = api
-            .app_secret
-            .as_ref()
-            .ok_or_else(|| missing("app_secret"))?;
-        let company = api
-            .company_id
-            .as_deref()
-            .ok_or_else(|| missing("company_id"))?;
-        let body = serde_json::json!({ "appid": app_id, "appsecret": app_secret.expose() });
-        Ok(ApiCredentials::Token(TokenExchange {
-            path: "/v1/auth/token",
-            body: Secret::new(body.to_string()),
-            bearer: !api.bare_token,
-            headers: vec![("company-id", company.to_string())],
-        }))
+        credentials(api, None)
+    }
+
+    /// An app installed for several companies (an enterprise account) is told which one a
+    /// delivery is about by its `companyId` (FACTS.md §6.8): that company's data is fetched.
+    fn api_credentials_for(
+        &self,
+        api: &ApiAccess,
+        record: &Record,
+    ) -> Result<ApiCredentials, String> {
+        let company = Document::parse(record.body.as_bytes())
+            .ok()
+            .and_then(|body| body.text_at("/companyId"))
+            .filter(|company| check_id("companyId", company).is_ok());
+        credentials(api, company.as_deref())
     }
 
     fn check_tenant(&self, tenant: &Tenant) -> Result<(), String> {
@@ -250,6 +290,63 @@ mod tests {
         assert_eq!(
             Timify.processing(&record("customers.updated"), &t),
             Ok(Processing::StoreOnly)
+        );
+    }
+
+    #[test]
+    fn a_tenants_event_names_come_before_the_defaults() {
+        let t = tenant(
+            r#"{"tenants": [{"id": "app-1", "allow_unauthenticated": true, "events": {
+                "customer.deleted": "erase", "customers.deleted": "store",
+                "appointment.booked": "fetch_booking", "event.created": "store"}}]}"#,
+        );
+        let record = |event_type: &str| Record {
+            event_type: event_type.into(),
+            entity_id: "b1".into(),
+            ..Record::default()
+        };
+        let processing = |event_type: &str| Timify.processing(&record(event_type), &t).unwrap();
+        assert_eq!(processing("customer.deleted"), Processing::Erase);
+        assert_eq!(processing("customers.deleted"), Processing::StoreOnly);
+        assert_eq!(
+            processing("appointment.booked"),
+            Processing::fetch("/v1/appointments?ids=b1")
+        );
+        assert_eq!(processing("event.created"), Processing::StoreOnly);
+        assert_eq!(
+            processing("event.updated"),
+            Processing::fetch("/v1/appointments?ids=b1"),
+            "the defaults for the rest"
+        );
+        let unknown =
+            TenantDirectory::from_json(r#"{"tenants": [{"id": "a", "events": {"x": "delete"}}]}"#);
+        assert!(unknown.is_err(), "an action that is not one");
+    }
+
+    #[test]
+    fn a_delivery_naming_its_company_is_fetched_for_that_company() {
+        let api: ApiAccess = serde_json::from_str(
+            r#"{"base_url": "https://api.timify.com", "app_id": "a", "app_secret": "s", "company_id": "c-own"}"#,
+        )
+        .unwrap();
+        let company_of = |body: &str| {
+            let record = Record {
+                body: body.into(),
+                ..Record::default()
+            };
+            let ApiCredentials::Token(exchange) =
+                Timify.api_credentials_for(&api, &record).unwrap()
+            else {
+                panic!("a token exchange");
+            };
+            exchange.headers[0].1.clone()
+        };
+        assert_eq!(company_of(r#"{"companyId": "c-9", "event": "x"}"#), "c-9");
+        assert_eq!(company_of(r#"{"event": "x"}"#), "c-own");
+        assert_eq!(
+            company_of(r#"{"companyId": "c 9\r\nx: y"}"#),
+            "c-own",
+            "not an id"
         );
     }
 

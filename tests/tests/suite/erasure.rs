@@ -460,3 +460,53 @@ async fn a_deletion_delivered_without_a_credential_erases_nothing() {
 fn now() -> i64 {
     shared::clock::SystemClock.now_ms()
 }
+
+/// TIMIFY's event names are not confirmed: a tenant whose deletion event is called
+/// `customer.deleted` says so in its `events`, and that event erases the customer's data.
+#[tokio::test]
+async fn a_timify_deletion_event_named_by_the_tenant_erases() {
+    let tenants = || {
+        TenantDirectory::from_json(
+            r#"{"tenants": [{"id": "app-x", "header": "x-timify-secret", "webhook_secrets": ["s-x"],
+                "events": {"customer.deleted": "erase"}}]}"#,
+        )
+        .unwrap()
+    };
+    let (memory, _clock, processor) = in_memory_with(|_| tenants());
+    let ingest = Ingest::new(
+        shared::providers::by_name("timify").unwrap(),
+        tenants(),
+        memory.ports.clone(),
+        IngestSettings::default(),
+    );
+    let deliver = |event: &str, at: &str| {
+        let body =
+            format!(r#"{{"event": "{event}", "data": {{"id": "c-9", "updatedAt": "{at}"}}}}"#);
+        post(
+            "timify",
+            &[
+                ("x-timify-secret", "s-x"),
+                ("content-type", "application/json"),
+            ],
+            &body,
+        )
+    };
+    // TIMIFY is answered `{}`: the key is the one record stored.
+    assert_eq!(
+        ingest
+            .handle(deliver("customers.created", "t1"))
+            .await
+            .status(),
+        200
+    );
+    let created = memory.store.records()[0].key.clone();
+    assert_eq!(pump(&memory, &processor).await, 1);
+    let kept = memory.store.get(&created).await.unwrap().unwrap();
+    assert!(kept.body.contains("c-9") && kept.erased_at_ms.is_none());
+
+    ingest.handle(deliver("customer.deleted", "t2")).await;
+    assert_eq!(pump(&memory, &processor).await, 1);
+    let erased = memory.store.get(&created).await.unwrap().unwrap();
+    assert_eq!(erased.body, "", "the customer's earlier event is emptied");
+    assert!(erased.erased_at_ms.is_some());
+}
