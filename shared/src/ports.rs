@@ -795,6 +795,33 @@ pub fn next_slot(
     (Reservation::Granted { first_at_ms: first }, after)
 }
 
+/// A sign that a provider's deliveries differ from what is known of its contract (see
+/// [`crate::drift`]), for one tenant: when it was first and last seen, and the record it was
+/// first seen in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    pub provider: String,
+    pub tenant: String,
+    /// `type:<event type>`, `field:<pointer>`, `missing:<pointer>`, `signature_key:<form>`.
+    pub signal: String,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub example_key: String,
+}
+
+/// What the processors have seen of the providers' contracts, kept once per provider, tenant
+/// and signal.
+#[async_trait]
+pub trait Sightings: Send + Sync {
+    /// Notes `sighting` (its `first_ms` is when it was seen now): true if its signal was never
+    /// seen before for its provider and tenant — then it is kept whole, its key the example;
+    /// else only its last time moves on.
+    async fn sight(&self, sighting: &Sighting) -> Result<bool, StoreError>;
+
+    /// Every sighting of `provider` (or of every provider), by provider, tenant and signal.
+    async fn sightings(&self, provider: Option<&str>) -> Result<Vec<Sighting>, StoreError>;
+}
+
 /// The ports one deployment works through, with the clock they share.
 #[derive(Clone)]
 pub struct Ports {
@@ -802,6 +829,7 @@ pub struct Ports {
     pub queue: Arc<dyn Queue>,
     pub outbox: Arc<dyn Outbox>,
     pub pacer: Arc<dyn Pacer>,
+    pub sightings: Arc<dyn Sightings>,
     pub clock: SharedClock,
 }
 

@@ -13,7 +13,8 @@ use e2e::{unique_name, Backend};
 use shared::clock::{Clock, ManualClock, SharedClock};
 use shared::ports::{
     Claim, Erased, EventFilter, InboundMessage, ItemsDone, Outbox, Outcome, Pacer, Paused,
-    PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record, Reservation, Status, Store,
+    PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record, Reservation, Sighting,
+    Sightings, Status, Store,
 };
 
 const MAX_RECEIVES: u32 = 2;
@@ -29,6 +30,7 @@ struct Ports {
     /// Set where the adapter's time is the injected clock.
     manual: Option<Arc<ManualClock>>,
     pacer: Arc<dyn Pacer>,
+    sightings: Arc<dyn Sightings>,
 }
 
 async fn all_pairs() -> Vec<Ports> {
@@ -59,6 +61,7 @@ async fn all_pairs() -> Vec<Ports> {
             clock: aws.clock,
             manual: None,
             pacer: aws.pacer,
+            sightings: aws.sightings,
         },
         Ports {
             name: "sqlite",
@@ -70,6 +73,7 @@ async fn all_pairs() -> Vec<Ports> {
             clock: sqlite.clock,
             manual: Some(sqlite_clock),
             pacer: sqlite.pacer,
+            sightings: sqlite.sightings,
         },
         Ports {
             name: "memory",
@@ -81,6 +85,7 @@ async fn all_pairs() -> Vec<Ports> {
             clock: memory.ports.clock,
             manual: Some(memory_clock),
             pacer: memory.ports.pacer,
+            sightings: memory.ports.sightings,
         },
     ]
 }
@@ -702,6 +707,59 @@ async fn a_paused_scope_stays_paused_until_it_is_resumed() {
             pacer.paused().await.unwrap(),
             [held("magicline#studio-1", 7)],
             "{name}"
+        );
+    }
+}
+
+/// A signal is new once per provider and tenant: its first sighting is kept (the example
+/// key), later ones only move its last time on.
+#[tokio::test]
+async fn a_sighting_is_new_once_and_keeps_its_first_example() {
+    for ports in all_pairs().await {
+        let (sightings, name) = (&ports.sightings, ports.name);
+        let seen = |tenant: &str, signal: &str, at: i64, key: &str| Sighting {
+            provider: "timify".into(),
+            tenant: tenant.into(),
+            signal: signal.into(),
+            first_ms: at,
+            last_ms: at,
+            example_key: key.into(),
+        };
+        assert_eq!(sightings.sightings(None).await.unwrap(), [], "{name}");
+        let field = seen("app-1", "field:/data/newThing", 10, "timify#app-1#a");
+        assert!(sightings.sight(&field).await.unwrap(), "{name}: new");
+        let again = seen("app-1", "field:/data/newThing", 30, "timify#app-1#b");
+        assert!(
+            !sightings.sight(&again).await.unwrap(),
+            "{name}: seen before"
+        );
+        let late = seen("app-1", "field:/data/newThing", 20, "timify#app-1#c");
+        assert!(!sightings.sight(&late).await.unwrap(), "{name}");
+        let other_tenant = seen("app-2", "field:/data/newThing", 40, "timify#app-2#d");
+        assert!(
+            sightings.sight(&other_tenant).await.unwrap(),
+            "{name}: per tenant"
+        );
+        let other_provider = Sighting {
+            provider: "egym".into(),
+            ..seen("gym-1", "type:NEW_TYPE", 50, "egym#gym-1#e")
+        };
+        assert!(sightings.sight(&other_provider).await.unwrap(), "{name}");
+        assert_eq!(
+            sightings.sightings(Some("timify")).await.unwrap(),
+            [
+                Sighting {
+                    last_ms: 30,
+                    ..field
+                },
+                other_tenant.clone(),
+            ],
+            "{name}: the first example, the last time"
+        );
+        assert_eq!(
+            sightings.sightings(None).await.unwrap().len(),
+            3,
+            "{name}: every provider's"
         );
     }
 }
@@ -1429,6 +1487,7 @@ async fn keys_and_subjects_too_long_for_dynamodb_are_bounded_alike_on_every_adap
                 queue: ports.queue.clone(),
                 outbox: ports.outbox.clone(),
                 pacer: ports.pacer.clone(),
+                sightings: ports.sightings.clone(),
                 clock: ports.clock.clone(),
             },
             shared::IngestSettings::default(),

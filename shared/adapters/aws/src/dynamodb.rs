@@ -36,6 +36,10 @@ impl DynamoStore {
         crate::DynamoPacer::new(self.client.clone(), &self.table)
     }
 
+    pub fn sightings(&self) -> crate::DynamoSightings {
+        crate::DynamoSightings::new(self.client.clone(), &self.table)
+    }
+
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         DynamoStore {
             client,

@@ -13,7 +13,8 @@ use shared::outbox::SendThenMark;
 use shared::ports::{
     next_slot, Claim, Erased, EventFilter, Existing, InboundMessage, ItemsDone, Outcome, PaceState,
     Pacer, Paused, Pending, Ports, PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage,
-    Record, Reservation, Status, Store, StoreError, MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS,
+    Record, Reservation, Sighting, Sightings, Status, Store, StoreError, MAX_DELAY_SECONDS,
+    MAX_VISIBILITY_SECONDS,
 };
 
 /// Records by key, the tombstones of erased subjects and the persons records name.
@@ -551,6 +552,45 @@ impl Pacer for MemoryPacer {
     }
 }
 
+/// Sightings in a map by provider, tenant and signal.
+#[derive(Default)]
+pub struct MemorySightings(Mutex<BTreeMap<(String, String, String), Sighting>>);
+
+#[async_trait]
+impl Sightings for MemorySightings {
+    async fn sight(&self, sighting: &Sighting) -> Result<bool, StoreError> {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let id = (
+            sighting.provider.clone(),
+            sighting.tenant.clone(),
+            sighting.signal.clone(),
+        );
+        match seen.get_mut(&id) {
+            Some(known) => {
+                known.last_ms = known.last_ms.max(sighting.first_ms);
+                Ok(false)
+            }
+            None => {
+                let first = Sighting {
+                    last_ms: sighting.first_ms,
+                    ..sighting.clone()
+                };
+                seen.insert(id, first);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn sightings(&self, provider: Option<&str>) -> Result<Vec<Sighting>, StoreError> {
+        let seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(seen
+            .values()
+            .filter(|s| provider.is_none_or(|p| p == s.provider))
+            .cloned()
+            .collect())
+    }
+}
+
 /// A store and a queue in memory, sharing one clock.
 #[derive(Clone)]
 pub struct Memory {
@@ -572,6 +612,7 @@ impl Memory {
             store: store.clone(),
             queue: queue.clone(),
             pacer: Arc::new(MemoryPacer::default()),
+            sightings: Arc::new(MemorySightings::default()),
             clock,
         };
         Memory {

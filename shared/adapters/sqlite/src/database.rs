@@ -72,6 +72,15 @@ CREATE TABLE IF NOT EXISTS paused (
     scope TEXT PRIMARY KEY,
     since INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sightings (
+    provider TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    signal TEXT NOT NULL,
+    first_at INTEGER NOT NULL,
+    last_at INTEGER NOT NULL,
+    example_key TEXT NOT NULL,
+    PRIMARY KEY (provider, tenant, signal)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pace (
     key TEXT PRIMARY KEY,
     next_free INTEGER,

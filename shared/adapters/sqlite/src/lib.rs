@@ -18,12 +18,14 @@ mod database;
 mod outbox;
 mod pacer;
 mod queue;
+mod sightings;
 mod store;
 
 pub use database::Database;
 pub use outbox::SqliteOutbox;
 pub use pacer::SqlitePacer;
 pub use queue::SqliteQueue;
+pub use sightings::SqliteSightings;
 pub use store::SqliteStore;
 
 /// The ports on one database file, and the queue's consumer side for the workers.
@@ -32,6 +34,7 @@ pub fn ports(database: &Database, max_receives: u32, clock: SharedClock) -> (Por
     let ports = Ports {
         store: Arc::new(SqliteStore::new(database.clone())),
         pacer: Arc::new(SqlitePacer::new(database.clone())),
+        sightings: Arc::new(SqliteSightings::new(database.clone())),
         queue: Arc::new(queue.clone()),
         outbox: Arc::new(SqliteOutbox {
             database: database.clone(),
