@@ -9,6 +9,7 @@ pub mod check;
 pub mod clock;
 pub mod config;
 pub mod downstream;
+pub mod drift;
 pub mod erasure;
 pub mod fetch;
 pub mod ingest;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use crate::clock::SharedClock;
+use crate::ports::Sighting;
 
 /// The event a line is about (`-` for what is not known yet).
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +69,9 @@ pub trait Metrics: Send + Sync {
     fn processed(&self, line: &MessageLine<'_>);
     /// Records the sweeper handled: `enqueued` or `failed`.
     fn swept(&self, outcome: &str, count: usize);
+    /// A sign of a provider's contract changing, seen for the first time (see
+    /// [`crate::drift`]).
+    fn contract_changed(&self, sighting: &Sighting);
 }
 
 /// Log lines only, no metrics (the dev server, tests that do not look).
@@ -103,6 +107,16 @@ impl Metrics for LogLines {
     }
 
     fn swept(&self, _: &str, _: usize) {}
+
+    fn contract_changed(&self, sighting: &Sighting) {
+        tracing::warn!(
+            provider = sighting.provider,
+            tenant = sighting.tenant,
+            signal = sighting.signal,
+            key = sighting.example_key,
+            "a provider's contract changed: first seen"
+        );
+    }
 }
 
 /// Writes each line as an EMF document to `out` (standard output in a Lambda function).
@@ -171,6 +185,8 @@ const BY_PROVIDER_AND_OUTCOME: &[&[&str]] = &[&["Provider", "Outcome"], &["Outco
 const BY_PROVIDER: &[&[&str]] = &[&["Provider"]];
 const BY_OUTCOME: &[&[&str]] = &[&["Outcome"]];
 const BY_PUBLICATION: &[&[&str]] = &[&["Publication"]];
+/// Per provider and kind of signal, and in all (the one alarm).
+const BY_PROVIDER_AND_SIGNAL: &[&[&str]] = &[&["Provider", "Signal"], &[]];
 
 fn milliseconds(duration: Duration) -> Value {
     json!(duration.as_secs_f64() * 1000.0)
@@ -236,6 +252,26 @@ impl<W: Write + Send> Metrics for Emf<W> {
             });
         }
         self.write(fields, &measures);
+    }
+
+    fn contract_changed(&self, sighting: &Sighting) {
+        let fields = into_map(json!({
+            "message": "a provider's contract changed: first seen",
+            "Provider": sighting.provider,
+            "tenant": sighting.tenant,
+            "signal": sighting.signal,
+            "Signal": crate::drift::kind(&sighting.signal),
+            "key": sighting.example_key,
+        }));
+        self.write(
+            fields,
+            &[Measure {
+                name: "ContractChanged",
+                unit: "Count",
+                value: json!(1),
+                dimensions: BY_PROVIDER_AND_SIGNAL,
+            }],
+        );
     }
 
     fn swept(&self, outcome: &str, count: usize) {

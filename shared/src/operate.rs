@@ -54,6 +54,16 @@ pub struct Count {
     pub count: u64,
 }
 
+/// Quarantined deliveries are counted up to this many (the newest) for `drift`.
+pub const QUARANTINE_COUNTED: usize = 1000;
+
+/// What `webhooks drift` shows: signs of contract drift, and quarantined deliveries by
+/// provider and tenant.
+pub struct Drift {
+    pub sightings: Vec<crate::ports::Sighting>,
+    pub quarantined: BTreeMap<(String, String), u64>,
+}
+
 pub struct Operations {
     ports: Ports,
     settings: IngestSettings,
@@ -241,6 +251,29 @@ impl Operations {
         let now = self.ports.clock.now_ms();
         self.ports.pacer.set_paused(&scope, pause, now).await?;
         Ok(scope)
+    }
+
+    /// What the processors have seen of `provider`'s (or every provider's) contract, and how
+    /// many deliveries each tenant has kept quarantined (unreadable) within the retention
+    /// period — counted up to [`QUARANTINE_COUNTED`].
+    pub async fn drift(&self, provider: Option<&str>) -> Result<Drift, OperateError> {
+        let filter = self.filter(
+            provider,
+            None,
+            Some(Status::Quarantined),
+            None,
+            QUARANTINE_COUNTED,
+        )?;
+        let mut quarantined: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for record in self.ports.store.list(&filter).await? {
+            *quarantined
+                .entry((record.provider, record.tenant))
+                .or_default() += 1;
+        }
+        Ok(Drift {
+            sightings: self.ports.sightings.sightings(provider).await?,
+            quarantined,
+        })
     }
 
     /// What is paused, by scope.

@@ -39,6 +39,7 @@ use shared::{Ingest, IngestSettings, WebhookRequest};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod contract;
 pub mod downstream;
 mod html;
 mod pages;
@@ -419,6 +420,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         .route("/_dev/events", get(list_events))
         .route("/_dev/events/{key}", get(show_event))
         .route("/events", get(pages::list))
+        .route("/contract", get(contract::page))
         .route("/events/{key}", get(pages::record))
         .route("/events/{key}/replay", post(pages::replay))
         .route("/events/{key}/release", post(pages::release))

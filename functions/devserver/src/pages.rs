@@ -849,7 +849,7 @@ fn status_class(status: Status) -> String {
 
 /// A whole page: the layout around `content`, the flash message shown (and its cookie
 /// cleared), the headers every page gets.
-fn page(state: &AppState, headers: &HeaderMap, title: &str, content: &str) -> Response {
+pub(crate) fn page(state: &AppState, headers: &HeaderMap, title: &str, content: &str) -> Response {
     let flash = Flash::from_headers(headers);
     let config_changed = if state.config.changed_on_disk() {
         format!(
@@ -865,7 +865,7 @@ fn page(state: &AppState, headers: &HeaderMap, title: &str, content: &str) -> Re
             r#"<meta name="viewport" content="width=device-width, initial-scale=1">"#,
             r#"<title>{title} · webhook dev server</title>"#,
             r#"<link rel="icon" href="/assets/icon.svg"><link rel="stylesheet" href="/assets/style.css"><script src="/assets/live.js" defer></script></head>"#,
-            r#"<body><header class="top"><a class="brand" href="/events">Webhook dev server</a>"#,
+            r#"<body><header class="top"><a class="brand" href="/events">Webhook dev server</a><a href="/contract">Contract</a>"#,
             r#"<span class="where">admin pages · loopback only · webhooks at http://{webhooks}/webhooks/{{provider}}</span></header>"#,
             r#"<main>{config_changed}{flash}{content}</main></body></html>"#
         ),

@@ -137,6 +137,16 @@ pub(crate) enum Command {
         #[arg(long, value_parser = parse_since, value_name = "WHEN")]
         since: Option<Since>,
     },
+    /// Signs that a provider's contract changed, as the processors saw them: event types and
+    /// fields the documentation does not name, documented fields missing, which form of a
+    /// signing key signed; each with its tenant, first and last time and an example key — and
+    /// the quarantined deliveries per tenant.
+    #[command(after_help = DRIFT_HELP)]
+    Drift {
+        /// Only this provider: magicline, egym, timify, flybuy or waitwhile.
+        #[arg(long)]
+        provider: Option<String>,
+    },
     /// A provider's tenants where the functions read them: the stack's secret (--stack) or
     /// devserver.toml (--local). Each change is checked by the functions' own parser before it
     /// is written, as a new version that `tenants rollback` undoes.
@@ -331,6 +341,13 @@ pub(crate) struct CheckArgs {
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub(crate) wait: u64,
 }
+
+const DRIFT_HELP: &str = "Signals: type:<name> (an event type not documented, nor configured for \
+the tenant: it is stored, nothing fetched — TIMIFY: map it in the tenant's events), field:<pointer> \
+(a member the documentation does not name: kept in the body, nothing lost), missing:<pointer> (a \
+documented field absent), signature_key:<raw|base64> (which form of FlyBuy's HMAC key signed: pin \
+signing_key_encoding to it). Each is kept once per tenant; its first sighting is the \
+ContractChanged metric and alarm.";
 
 const TENANTS_HELP: &str = "Settings are given as PATH=TEXT (a string) or PATH:=JSON (a number, \
 true, a list, a table), PATH naming a setting as the tenants document does: url=https://…, \

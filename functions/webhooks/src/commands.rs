@@ -159,6 +159,11 @@ pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
             print_stats(out, json, &counts, &paused);
             Ok(0)
         }
+        Command::Drift { provider } => {
+            let drift = target.operations.drift(provider.as_deref()).await?;
+            crate::drift::print(out, json, &drift, &target.command("quarantine list"));
+            Ok(0)
+        }
         Command::SamEnv | Command::Tenants(_) | Command::Connect(_) | Command::Check(_) => {
             unreachable!("handled above")
         }

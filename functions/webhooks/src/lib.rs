@@ -19,6 +19,7 @@ mod check;
 mod commands;
 mod connect;
 mod dlq;
+mod drift;
 mod place;
 mod print;
 mod tenants;

@@ -46,13 +46,13 @@ pub(crate) fn pretty(value: &impl Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
-fn time(ms: i64) -> String {
+pub(crate) fn time(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.to_string())
         .unwrap_or_else(|_| ms.to_string())
 }
 
-fn short_time(ms: i64) -> String {
+pub(crate) fn short_time(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|_| ms.to_string())
@@ -156,7 +156,7 @@ fn record_json(record: &Record, whole: bool) -> RecordJson {
 }
 
 /// An aligned table without borders; the columns in `numbers` are aligned right.
-fn table(header: &[&str], rows: Vec<Vec<String>>, numbers: &[usize]) -> String {
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>, numbers: &[usize]) -> String {
     let mut table = comfy_table::Table::new();
     table
         .load_preset(comfy_table::presets::NOTHING)

@@ -21,6 +21,7 @@ use crate::ports::{
 use crate::providers::{Processing, Provider};
 use crate::tenants::{Tenant, TenantSource};
 
+mod drift;
 mod erasure;
 mod fanout;
 mod pacing;
@@ -46,6 +47,8 @@ pub struct Processor {
     paused: std::sync::Mutex<Vec<String>>,
     /// This processor's messages ask the pacer for one key one at a time (see [`pacing`]).
     pacing_turns: pacing::Turns,
+    /// The signs of contract drift this processor has written (see [`drift`]).
+    drift_written: drift::Written,
 }
 
 /// Whether a message is done with (deleted from the queue) or must come back.
@@ -74,6 +77,7 @@ impl Processor {
             publisher: None,
             paused: std::sync::Mutex::default(),
             pacing_turns: pacing::Turns::default(),
+            drift_written: drift::Written::default(),
         }
     }
 
@@ -396,6 +400,8 @@ impl Processor {
         if let Some(check) = crate::check::check_of(record) {
             return Attempt::Done(crate::check::outcome(&check), "check");
         }
+        self.note_drift(entry.provider.as_ref(), tenant, record)
+            .await;
         let processing = match fanout::ItemOf::of_record(record) {
             Some(item) => Processing::fetch(item.path),
             None => match entry.provider.processing(record, tenant) {

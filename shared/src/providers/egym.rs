@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use super::{
-    api_key_header, check_id, dedup_suffix, parse_json, segment, Number, ParsedEvent, PersonField,
-    Processing, Provider,
+    api_key_header, check_id, dedup_suffix, parse_json, segment, Contract, Number, ParsedEvent,
+    PersonField, Processing, Provider,
 };
 use crate::check::Sample;
 use crate::fetch::ApiCredentials;
@@ -76,6 +76,22 @@ impl Provider for Egym {
     /// A check-in of a made-up account.
     fn sample_delivery(&self, _tenant: &Tenant, sample: &Sample) -> serde_json::Value {
         serde_json::json!({ "accountId": sample.id, "timestamp": sample.now_ms, "type": "GYM_CHECKIN" })
+    }
+
+    /// FACTS.md §2: a flat object of three fields.
+    fn contract(&self) -> Contract {
+        Contract {
+            event_types: &[
+                "GYM_CHECKIN",
+                "GYM_CHECKOUT",
+                "EQUIPMENT_CHECKIN",
+                "MEMBERSHIP_DELETE",
+                "GENIUS_ONBOARDING_COMPLETED",
+                TEST,
+            ],
+            objects: &[("", &["accountId", "timestamp", "type"])],
+            expected: &[],
+        }
     }
 
     fn own_subject_kinds(&self) -> Vec<&'static str> {

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{
-    api_key_header, check_id, dedup_suffix, parse_json, segment, ParsedEvent, PersonField,
-    Processing, Provider, Text,
+    api_key_header, check_id, dedup_suffix, parse_json, segment, Contract, ParsedEvent,
+    PersonField, Processing, Provider, Text,
 };
 use crate::check::Sample;
 use crate::fetch::ApiCredentials;
@@ -250,6 +250,53 @@ tenant's signing_key.
             "customer_state": "created",
             "updated_at": sample.now,
         } })
+    }
+
+    /// FACTS.md §4: `{"data": <the order>}` with the order's documented fields; the one
+    /// `event` value documented (an order without one is typed by its object type).
+    fn contract(&self) -> Contract {
+        Contract {
+            event_types: &["order_updated", "order"],
+            objects: &[
+                ("", &["data"]),
+                (
+                    "/data",
+                    &[
+                        "type",
+                        "id",
+                        "order_id",
+                        "state",
+                        "order_state",
+                        "customer_state",
+                        "customer_id",
+                        "customer_name",
+                        "site_id",
+                        "site_partner_identifier",
+                        "partner_identifier",
+                        "partner_identifier_for_crew",
+                        "partner_identifier_for_customer",
+                        "eta_at",
+                        "arrived_at",
+                        "created_at",
+                        "updated_at",
+                        "pickup_type",
+                        "pickup_window",
+                        "customer_car_type",
+                        "customer_car_color",
+                        "customer_license_plate",
+                        "area_name",
+                        "possible_areas",
+                        "tag_ids",
+                        "spot_identifier",
+                        "redemption_code",
+                        "event",
+                        "state_changed",
+                        "customer_state_changed",
+                    ],
+                ),
+            ],
+            expected: &["/data/state", "/data/customer_state"],
+        }
     }
 
     fn own_subject_kinds(&self) -> Vec<&'static str> {

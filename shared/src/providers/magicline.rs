@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::{
-    api_key_header, check_id, dedup_suffix, parse_json, segment, Document, Item, Number,
+    api_key_header, check_id, dedup_suffix, parse_json, segment, Contract, Document, Item, Number,
     ParsedEvent, PersonField, Processing, Provider,
 };
 use crate::check::Sample;
@@ -398,6 +398,23 @@ drop the older key: webhooks … tenants retire magicline {tenant}",
             "uuid": sample.id,
             "payload": [{ "timestamp": sample.now_ms, "type": "CUSTOMER_CREATED" }],
         })
+    }
+
+    /// FACTS.md §1.1: `entityId`, `uuid` and a `payload` list of events; the event types of
+    /// the published table.
+    fn contract(&self) -> Contract {
+        Contract {
+            event_types: &[],
+            objects: &[
+                ("", &["entityId", "uuid", "payload"]),
+                ("/payload/*", &["timestamp", "type", "content"]),
+            ],
+            expected: &[],
+        }
+    }
+
+    fn knows_event_type(&self, _tenant: &Tenant, event_type: &str) -> bool {
+        rule_for(event_type).is_some()
     }
 
     fn own_subject_kinds(&self) -> Vec<&'static str> {

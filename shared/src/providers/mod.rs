@@ -151,6 +151,14 @@ pub trait Provider: Send + Sync + 'static {
     /// and naming no real person: what `webhooks check` sends (see [`crate::check`]).
     fn sample_delivery(&self, tenant: &Tenant, sample: &Sample) -> serde_json::Value;
 
+    /// What its documentation says its deliveries hold (see [`Contract`]).
+    fn contract(&self) -> Contract;
+
+    /// Whether `event_type` is one it documents, or one the tenant configured.
+    fn knows_event_type(&self, _tenant: &Tenant, event_type: &str) -> bool {
+        self.contract().event_types.contains(&event_type)
+    }
+
     /// The rate its API may be called at per key, as the provider publishes it (a tenant's
     /// `api.rate` replaces it).
     fn api_rate(&self) -> Rate;
@@ -184,6 +192,18 @@ pub trait Provider: Send + Sync + 'static {
     fn acknowledgement(&self, ack: Ack) -> Ack {
         ack
     }
+}
+
+/// What a provider's documentation says its deliveries hold. What a delivery holds beyond it,
+/// or lacks of it, is a sign that the contract changed ([`crate::drift`]).
+pub struct Contract {
+    /// The event types it documents.
+    pub event_types: &'static [&'static str],
+    /// The objects of its envelope whose members are documented — a JSON pointer (`""` the
+    /// body itself, `*` every element of a list) — each with those members.
+    pub objects: &'static [(&'static str, &'static [&'static str])],
+    /// Fields every delivery is documented to carry, beyond those its parser requires.
+    pub expected: &'static [&'static str],
 }
 
 /// The provider serving `/webhooks/<name>`.

@@ -6,8 +6,8 @@
 //! `GET /v1/appointments?ids=<id>`. No GET by id is documented for the other objects.
 
 use super::{
-    check_id, parse_by_pointers, sample_by_pointers, segment, Document, ParsedEvent, PersonField,
-    PointerDefaults, Processing, Provider,
+    check_id, parse_by_pointers, sample_by_pointers, segment, Contract, Document, ParsedEvent,
+    PersonField, PointerDefaults, Processing, Provider,
 };
 use crate::check::Sample;
 use crate::fetch::{ApiCredentials, TokenExchange};
@@ -32,6 +32,22 @@ pub const DEFAULT_POINTERS: PointerDefaults = PointerDefaults {
 fn family_and_action(event_type: &str) -> (&str, &str) {
     event_type.split_once('.').unwrap_or((event_type, ""))
 }
+
+/// The webhook families of the official excerpt (FACTS.md §3), in the plural the default
+/// names use, and the booking families.
+const KNOWN_FAMILIES: [&str; 11] = [
+    "customers",
+    "services",
+    "resources",
+    "companies",
+    "managers",
+    "enterprises",
+    "shifts",
+    "event",
+    "events",
+    "beforeConfirmations",
+    "beforeReminders",
+];
 
 /// Webhook families about a booking (an appointment in TIMIFY's API).
 const BOOKING_FAMILIES: [&str; 4] = ["event", "events", "beforeConfirmations", "beforeReminders"];
@@ -120,6 +136,30 @@ when it was added or rotated; webhooks … tenants rotate timify {tenant} makes 
             "customers.created",
             sample,
         )
+    }
+
+    /// Not published (FACTS.md §3): what the defaults read. Every other field it sends shows
+    /// as a sighting — which is how its real envelope becomes known.
+    fn contract(&self) -> Contract {
+        Contract {
+            event_types: &[],
+            objects: &[
+                (
+                    "",
+                    &["event", "type", "id", "companyId", "data", "updatedAt"],
+                ),
+                ("/data", &["id", "updatedAt"]),
+            ],
+            expected: &[],
+        }
+    }
+
+    /// A name the tenant configured, or one of a documented family (`customers.created`).
+    fn knows_event_type(&self, tenant: &Tenant, event_type: &str) -> bool {
+        let (family, action) = family_and_action(event_type);
+        tenant.events.contains_key(event_type)
+            || (KNOWN_FAMILIES.contains(&family)
+                && ["created", "updated", "deleted"].contains(&action))
     }
 
     fn own_subject_kinds(&self) -> Vec<&'static str> {

@@ -5,8 +5,8 @@
 //! tenant, and so are the detail paths, which only third-party code confirms.
 
 use super::{
-    api_key_header, detail_path, parse_by_pointers, sample_by_pointers, Document, ParsedEvent,
-    PersonField, PointerDefaults, Processing, Provider,
+    api_key_header, detail_path, parse_by_pointers, sample_by_pointers, Contract, Document,
+    ParsedEvent, PersonField, PointerDefaults, Processing, Provider,
 };
 use crate::check::Sample;
 use crate::fetch::ApiCredentials;
@@ -93,6 +93,23 @@ register one there with the same URL and set the tenant's account_id.",
             body["accountId"] = account.clone().into();
         }
         body
+    }
+
+    /// FACTS.md §5: the envelope and its six event types; `data` is the API's whole object,
+    /// whose members are not listed here.
+    fn contract(&self) -> Contract {
+        Contract {
+            event_types: &[
+                "visit.created",
+                "visit.updated",
+                "visit.removed",
+                "location-status.updated",
+                "message.created",
+                "message.updated",
+            ],
+            objects: &[("", &["id", "created", "accountId", "type", "data"])],
+            expected: &["/id", "/created", "/accountId"],
+        }
     }
 
     fn own_subject_kinds(&self) -> Vec<&'static str> {

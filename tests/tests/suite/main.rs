@@ -12,6 +12,7 @@ mod devserver;
 mod devserver_kill;
 mod devserver_pages;
 mod devserver_wal;
+mod drift;
 mod erasure;
 mod faults;
 mod fidelity;
