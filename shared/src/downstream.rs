@@ -93,6 +93,7 @@ pub fn processed(record: &Record, detail: Option<&str>) -> DownstreamEvent {
             "event_type": record.event_type,
             "entity_id": record.entity_id,
             "received_at": record.received_at_ms,
+            "trace_id": record.trace_id,
             "detail": detail_value,
         }),
     }

@@ -39,6 +39,7 @@ struct Trail {
     tenant: Option<String>,
     event_type: Option<String>,
     key: Option<String>,
+    trace_id: Option<String>,
 }
 
 impl Ingest {
@@ -102,6 +103,7 @@ impl Ingest {
                 tenant: trail.tenant.as_deref().unwrap_or("-"),
                 event_type: trail.event_type.as_deref().unwrap_or("-"),
                 key: trail.key.as_deref().unwrap_or("-"),
+                trace_id: trail.trace_id.as_deref().unwrap_or("-"),
             },
             outcome,
             status: response.status().as_u16(),
@@ -153,6 +155,8 @@ impl Ingest {
             signature_key: verified.signature_key,
         };
         let mut record = delivery.record(now, &self.settings);
+        record.trace_id = Some(crate::trace::of_request(request, now));
+        trail.trace_id = record.trace_id.clone();
         trail.event_type = Some(record.event_type.clone());
         trail.key = Some(record.key.clone());
         if record.item_size() > MAX_ITEM_BYTES {

@@ -25,6 +25,7 @@ pub mod register;
 pub mod response;
 pub mod tenant_changes;
 pub mod tenants;
+pub mod trace;
 pub mod verify;
 
 pub use ingest::{Ingest, IngestSettings};

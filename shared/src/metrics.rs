@@ -20,6 +20,8 @@ pub struct About<'a> {
     pub tenant: &'a str,
     pub event_type: &'a str,
     pub key: &'a str,
+    /// The webhook's trace (see [`crate::trace`]).
+    pub trace_id: &'a str,
 }
 
 impl About<'_> {
@@ -31,6 +33,7 @@ impl About<'_> {
             "tenant": self.tenant,
             "event_type": self.event_type,
             "key": self.key,
+            "trace_id": self.trace_id,
         }))
     }
 }
@@ -84,6 +87,7 @@ impl Metrics for LogLines {
             tenant = line.about.tenant,
             event_type = line.about.event_type,
             key = line.about.key,
+            trace_id = line.about.trace_id,
             outcome = line.outcome,
             status = line.status,
             latency_us = line.latency.as_micros() as u64,
@@ -97,6 +101,7 @@ impl Metrics for LogLines {
             tenant = line.about.tenant,
             event_type = line.about.event_type,
             key = line.about.key,
+            trace_id = line.about.trace_id,
             outcome = line.outcome,
             attempt = line.attempt,
             retry = line.retry,
@@ -317,6 +322,7 @@ mod tests {
         tenant: "gym-1",
         event_type: "GYM_CHECKIN",
         key: "egym#gym-1#k",
+        trace_id: "1-5759e988-bd862e3fe1be46a994272793",
     };
 
     #[test]

@@ -185,6 +185,7 @@ impl Operations {
         };
         let now = self.ports.clock.now_ms();
         let mut record = delivery.record(quarantined.received_at_ms, &self.settings);
+        record.trace_id = quarantined.trace_id.clone();
         if record.status == Status::Quarantined {
             return Err(OperateError::StillUnreadable(
                 record.last_error.unwrap_or_default(),

@@ -143,6 +143,9 @@ pub struct Record {
     /// Accepted without a credential (a tenant with `allow_unauthenticated`): such a delivery
     /// never erases anything.
     pub unauthenticated: bool,
+    /// The trace the webhook's request belongs to (`1-<8 hex>-<24 hex>`, see [`crate::trace`]),
+    /// followed in every log line and the downstream event of its processing.
+    pub trace_id: Option<String>,
 }
 
 /// The facts of a quarantined record whose body was not UTF-8 and is kept Base64-encoded.
@@ -188,6 +191,7 @@ impl Record {
                 quarantined: (self.status == Status::Quarantined)
                     .then(|| self.last_error.clone().unwrap_or_default()),
                 unauthenticated: self.unauthenticated,
+                trace_id: self.trace_id.clone(),
                 seal: None,
             })),
             ..self.message()
@@ -208,6 +212,7 @@ impl Record {
             self.body.len(),
             self.detail.as_ref().map_or(0, String::len),
             self.last_error.as_ref().map_or(0, String::len),
+            self.trace_id.as_ref().map_or(0, String::len),
             NUMBERS_AND_NAMES,
         ]
         .iter()
@@ -231,6 +236,8 @@ pub struct Spilled {
     pub quarantined: Option<String>,
     #[serde(default)]
     pub unauthenticated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// The webhook function's seal over the whole message (see [`QueueMessage::seal`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<String>,
@@ -313,6 +320,7 @@ impl QueueMessage {
             },
             last_error: spilled.quarantined.clone(),
             unauthenticated: spilled.unauthenticated,
+            trace_id: spilled.trace_id.clone(),
             ..Record::default()
         })
     }

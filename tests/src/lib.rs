@@ -234,10 +234,11 @@ impl Backend {
                 .cloned()
                 .unwrap_or_default()
         };
-        // Links, paces, pause and item counters are the processor's bookkeeping, not records.
+        // Links, paces, pause, item counters and contract sightings are the processor's
+        // bookkeeping, not records.
         let bookkeeping = |pk: &str| {
             adapter_aws::dynamodb::linked_record(pk).is_some()
-                || ["pace#", "control#", "items#"]
+                || ["pace#", "control#", "items#", "drift#"]
                     .iter()
                     .any(|prefix| pk.starts_with(prefix))
         };

@@ -485,6 +485,7 @@ fn record_view(record: &Record) -> String {
             r#"<dt>Provider</dt><dd>{provider}</dd><dt>Tenant</dt><dd>{tenant}</dd>"#,
             r#"<dt>Event type</dt><dd>{event_type}</dd><dt>Entity</dt><dd class="mono">{entity}</dd>"#,
             r#"<dt>Subject</dt><dd class="mono">{subject}</dd><dt>Without credential</dt><dd>{unauthenticated}</dd>"#,
+            r#"<dt>Trace</dt><dd class="mono" id="trace">{trace}</dd>"#,
             r#"</dl></section>"#
         ),
         provider = esc(&record.provider),
@@ -493,6 +494,7 @@ fn record_view(record: &Record) -> String {
         entity = or_dash(&record.entity_id),
         subject = or_dash(&record.subject),
         unauthenticated = yes_no(record.unauthenticated),
+        trace = or_dash(record.trace_id.as_deref().unwrap_or_default()),
     );
     // What the record holds now. There is no history table of status changes (a record keeps
     // its current status, its timestamps, its attempt count and its last error only), so this

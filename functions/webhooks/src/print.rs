@@ -127,6 +127,7 @@ struct RecordJson {
     erased_at: Option<String>,
     last_error: Option<String>,
     unauthenticated: bool,
+    trace_id: Option<String>,
     facts: Stored,
     #[serde(skip_serializing_if = "Option::is_none")]
     body: Option<Stored>,
@@ -149,6 +150,7 @@ fn record_json(record: &Record, whole: bool) -> RecordJson {
         erased_at: record.erased_at_ms.map(time),
         last_error: record.last_error.clone(),
         unauthenticated: record.unauthenticated,
+        trace_id: record.trace_id.clone(),
         facts: Stored::of(record.facts.as_deref()),
         body: whole.then(|| Stored::body(record)),
         detail: whole.then(|| Stored::of(record.detail.as_deref())),
@@ -309,6 +311,9 @@ pub(crate) fn print_record(out: &mut String, json: bool, record: &Record) {
         ("attempts", record.attempts.to_string()),
         ("received", time(record.received_at_ms)),
     ];
+    if let Some(trace) = &record.trace_id {
+        lines.push(("trace", trace.clone()));
+    }
     if let Some(at) = record.processed_at_ms {
         lines.push(("processed", time(at)));
     }

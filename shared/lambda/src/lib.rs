@@ -69,7 +69,20 @@ fn prefer_single_ca_bundle() {
 
 /// The API Gateway request as the core sees it.
 pub fn to_core(request: lambda_http::Request) -> WebhookRequest {
-    let (parts, body) = request.into_parts();
+    use lambda_http::RequestExt;
+    // An HTTP API passes no trace header on; the invocation's own trace is the webhook's.
+    let invocation_trace = request
+        .lambda_context_ref()
+        .and_then(|context| context.xray_trace_id.clone());
+    let (mut parts, body) = request.into_parts();
+    if let Some(trace) = invocation_trace {
+        if let (false, Ok(value)) = (
+            parts.headers.contains_key(shared::trace::HEADER),
+            lambda_http::http::HeaderValue::from_str(&trace),
+        ) {
+            parts.headers.insert(shared::trace::HEADER, value);
+        }
+    }
     let bytes = match body {
         lambda_http::Body::Empty => bytes::Bytes::new(),
         lambda_http::Body::Text(text) => bytes::Bytes::from(text),

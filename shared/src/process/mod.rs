@@ -51,6 +51,15 @@ pub struct Processor {
     drift_written: drift::Written,
 }
 
+/// What a message's handling tells its log line besides its outcome.
+#[derive(Default)]
+struct Told {
+    /// The downstream event: `published` or `failed`, where one was due.
+    publication: Option<&'static str>,
+    /// The trace of the webhook the record came from.
+    trace_id: Option<String>,
+}
+
 /// Whether a message is done with (deleted from the queue) or must come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -140,10 +149,8 @@ impl Processor {
                 return Verdict::TryAgain;
             }
         };
-        let mut publication = None;
-        let (verdict, outcome) = self
-            .process_message(&message, inbound, &mut publication)
-            .await;
+        let mut told = Told::default();
+        let (verdict, outcome) = self.process_message(&message, inbound, &mut told).await;
         let dead_lettered =
             verdict == Verdict::TryAgain && inbound.receive_count >= self.settings.max_receives;
         let latency = started.elapsed();
@@ -153,23 +160,24 @@ impl Processor {
                 tenant: &message.tenant,
                 event_type: &message.event_type,
                 key: &message.key,
+                trace_id: told.trace_id.as_deref().unwrap_or("-"),
             },
             outcome,
             counted: metric_outcome(outcome, dead_lettered),
             attempt: inbound.receive_count,
             retry: verdict == Verdict::TryAgain,
             latency,
-            publication,
+            publication: told.publication,
         });
         verdict
     }
 
-    /// What became of the message, and of its downstream event in `publication`.
+    /// What became of the message; what its log line tells besides in `told`.
     async fn process_message(
         &self,
         message: &QueueMessage,
         inbound: &InboundMessage,
-        publication: &mut Option<&'static str>,
+        told: &mut Told,
     ) -> (Verdict, &'static str) {
         let Some(entry) = self.providers.get(message.provider.as_str()) else {
             tracing::error!(provider = %message.provider, "message for a provider this processor does not know");
@@ -199,12 +207,17 @@ impl Processor {
             return self.erase_again(message).await;
         }
         if message.publish_again {
-            return self.publish_again(message, inbound, publication).await;
+            return self
+                .publish_again(message, inbound, &mut told.publication)
+                .await;
         }
         let now = self.ports.clock.now_ms();
         let lease = after(now, self.settings.lease);
         let record = match self.ports.store.claim(&message.key, now, lease).await {
-            Ok(Claim::Claimed(record)) => record,
+            Ok(Claim::Claimed(record)) => {
+                told.trace_id = record.trace_id.clone();
+                record
+            }
             Ok(Claim::Finished(_)) => {
                 return match self.recount_item(&message.key).await {
                     Ok(()) => (Verdict::Done, "already_finished"),
@@ -279,7 +292,7 @@ impl Processor {
             Ok(Finished::Written(Outcome::Processed { detail })) if publishes(label) => {
                 let detail = detail.as_deref();
                 if self
-                    .publish_finished(&record, detail, message, publication)
+                    .publish_finished(&record, detail, message, &mut told.publication)
                     .await
                 {
                     (verdict, label)

@@ -32,4 +32,5 @@ mod stack;
 mod storm;
 mod template;
 mod tenants_cli;
+mod trace;
 mod trust;

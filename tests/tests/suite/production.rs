@@ -321,7 +321,14 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
         (12, 8, 2),
         "{messages:?}: the sweep's and the reconciliation's"
     );
-    assert_eq!(messages.len(), 22, "no other lines");
+    // The samples' signs of contract drift, each seen for the first time.
+    let drift = dimension_of(&lines, "ContractChanged", "signal");
+    assert_eq!(
+        drift,
+        ["signature_key:raw"],
+        "flybuy's demo project signs, its key unpinned"
+    );
+    assert_eq!(messages.len(), 22 + drift.len(), "no other lines");
 }
 
 /// An event type EventBridge would refuse as a `DetailType` — none, or over 128 characters —

@@ -433,6 +433,9 @@ pub fn item_image(record: &Record) -> HashMap<String, AttributeValue> {
     if let Some(facts) = &record.facts {
         item.insert("facts".to_string(), s(facts));
     }
+    if let Some(trace_id) = &record.trace_id {
+        item.insert("trace_id".to_string(), s(trace_id));
+    }
     item
 }
 
@@ -493,6 +496,7 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreErro
             .and_then(|v| v.as_bool().ok())
             .copied()
             .unwrap_or(false),
+        trace_id: item.get("trace_id").and_then(|v| v.as_s().ok()).cloned(),
     })
 }
 

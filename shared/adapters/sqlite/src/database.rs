@@ -476,13 +476,15 @@ fn sql(error: rusqlite::Error) -> StoreError {
 }
 
 /// Columns added since the first schema (table, column, type), for databases made before them.
-const ADDED_COLUMNS: [(&str, &str, &str); 4] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 5] = [
     ("records", "facts", "TEXT"),
     ("records", "unauthenticated", "INTEGER NOT NULL DEFAULT 0"),
     // When the reconciler put a stuck record back on its way (once in its life).
     ("records", "requeued_at", "INTEGER"),
     // When the next message the pacer turns away should come back.
     ("pace", "next_back", "INTEGER"),
+    // The trace of the webhook's request.
+    ("records", "trace_id", "TEXT"),
 ];
 
 fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {

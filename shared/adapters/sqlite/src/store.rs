@@ -13,12 +13,12 @@ use crate::database::{change, Database};
 const SUMMARY_COLUMNS: &str =
     "pk, provider, tenant, event_type, entity_id, NULL, received_at, status, \
     lease_until, expires_at, attempts, NULL, processed_at, last_error, erased_at, subject, facts, \
-    unauthenticated";
+    unauthenticated, trace_id";
 
 pub(crate) const RECORD_COLUMNS: &str =
     "pk, provider, tenant, event_type, entity_id, body, received_at, status, \
     lease_until, expires_at, attempts, detail, processed_at, last_error, erased_at, subject, facts, \
-    unauthenticated";
+    unauthenticated, trace_id";
 
 pub(crate) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
     let status: String = row.get(7)?;
@@ -41,6 +41,7 @@ pub(crate) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
         subject: row.get(15)?,
         facts: row.get(16)?,
         unauthenticated: row.get(17)?,
+        trace_id: row.get(18)?,
     })
 }
 
@@ -112,8 +113,9 @@ impl Store for SqliteStore {
                     connection,
                     "INSERT INTO records (pk, provider, tenant, event_type, entity_id, subject, body,
                         received_at, status, lease_until, expires_at, attempts, facts, last_error,
-                        unauthenticated, erased_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                        unauthenticated, erased_at, trace_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                        ?17)
                      ON CONFLICT(pk) DO NOTHING",
                     params![
                         record.key,
@@ -132,6 +134,7 @@ impl Store for SqliteStore {
                         record.last_error,
                         record.unauthenticated,
                         record.erased_at_ms,
+                        record.trace_id,
                     ],
                 )?;
                 if inserted == 1 {

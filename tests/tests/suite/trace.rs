@@ -1,0 +1,112 @@
+//! One trace per webhook: the trace id a webhook's request brings (or, where it brings none,
+//! one made for it) is kept with its record and is the one in the processor's log line, the
+//! downstream event, `webhooks events show` and the event page.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use e2e::fake_api::FakeApi;
+use e2e::{event, post, root, Backend, Bus, Captured};
+use serde_json::Value;
+use shared::metrics::Emf;
+use shared::process::ProcessorSettings;
+
+use super::tenants_cli::{cli, devserver_options};
+
+const TRACE: &str = "1-5759e988-bd862e3fe1be46a994272793";
+
+#[tokio::test]
+async fn a_webhooks_trace_is_followed_into_the_processors_line_and_the_downstream_event() {
+    let backend = Backend::new().await;
+    let api = FakeApi::start().await;
+    let bus = Bus::new().await;
+    let lines = Captured::default();
+    let processor = backend
+        .processor(&api, ProcessorSettings::default(), Duration::from_secs(2))
+        .with_publisher(bus.publisher())
+        .with_metrics(Arc::new(Emf::new(
+            "Webhooks/test",
+            shared::clock::system(),
+            lines.clone(),
+        )));
+    let sample = event("egym/gym-checkin.json");
+    let body = String::from_utf8(sample.body().to_vec()).unwrap();
+    let traced = post(
+        "egym",
+        &[
+            ("x-api-key", "egym-demo-secret-berlin"),
+            ("content-type", "application/json"),
+            (
+                "x-amzn-trace-id",
+                &format!("Root={TRACE};Parent=53995c3f42cd8ad8;Sampled=1"),
+            ),
+        ],
+        &body,
+    );
+    let answer = backend.ingest("egym").handle(traced).await;
+    assert_eq!(answer.status(), 202);
+    let key = e2e::response_json(&answer)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(backend.record(&key).await.trace_id.as_deref(), Some(TRACE));
+
+    backend.pump(&processor).await;
+    let processed: Vec<Value> = lines
+        .text()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|line: &Value| line["message"] == "processed")
+        .collect();
+    assert_eq!(processed.len(), 1, "{}", lines.text());
+    assert_eq!(processed[0]["trace_id"], TRACE);
+    let published = bus.published().await;
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0]["detail"]["trace_id"], TRACE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dev_server_makes_a_trace_for_a_webhook_and_shows_it() {
+    let options = devserver_options();
+    let data = options.data.display().to_string();
+    let server = devserver::start(devserver::Options {
+        config: root().join("devserver.toml"),
+        ..options
+    })
+    .await
+    .unwrap();
+    let answer = devserver::send::send(
+        root()
+            .join("events/egym/gym-checkin.json")
+            .to_str()
+            .unwrap(),
+        &format!("http://{}", server.addr),
+    )
+    .await
+    .unwrap();
+    let key = serde_json::from_str::<Value>(&answer.body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = cli(&["--local", &data], &["--json", "events", "show", &key]).await;
+    let record: Value = serde_json::from_str(&shown.stdout).unwrap();
+    let trace = record["trace_id"].as_str().unwrap().to_string();
+    assert!(shared::trace::is_trace_id(&trace), "{trace}");
+    let text = cli(&["--local", &data], &["events", "show", &key]).await;
+    assert!(
+        text.stdout.contains(&format!("trace:      {trace}")),
+        "{text:?}"
+    );
+    let page = reqwest::get(format!(
+        "http://{}/events/{}",
+        server.admin_addr,
+        key.replace('#', "%23")
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(page.contains(&trace), "{page}");
+    server.shutdown().await;
+}
