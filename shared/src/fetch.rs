@@ -329,6 +329,16 @@ fn retry_after_seconds(value: &str, now_ms: i64) -> Option<u32> {
 }
 
 /// Error text without the URL (it may carry ids; never credentials, but keep logs short).
+/// The HTTP status a fetch's reason names (`provider API answered 503 Service Unavailable`),
+/// for the record's history.
+pub fn status_named(reason: &str) -> Option<u16> {
+    let rest = reason.split("provider API answered ").nth(1)?;
+    rest.get(..3)?
+        .parse()
+        .ok()
+        .filter(|status| (100..600).contains(status))
+}
+
 pub(crate) fn without_url(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     if let Some(url) = error.url() {
@@ -340,6 +350,23 @@ pub(crate) fn without_url(error: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_names_the_status_the_provider_answered() {
+        assert_eq!(
+            status_named("provider API answered 404 Not Found"),
+            Some(404)
+        );
+        assert_eq!(
+            status_named("provider API answered 429 Too Many Requests (attempt 1 of 5)"),
+            Some(429)
+        );
+        assert_eq!(status_named("provider API unreachable: timed out"), None);
+        assert_eq!(
+            status_named("provider API answered malformed JSON: x"),
+            None
+        );
+    }
 
     #[test]
     fn retry_after_is_seconds_or_a_date() {

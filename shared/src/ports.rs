@@ -143,9 +143,46 @@ pub struct Record {
     /// Accepted without a credential (a tenant with `allow_unauthenticated`): such a delivery
     /// never erases anything.
     pub unauthenticated: bool,
+    /// Its processing attempts, oldest first, at most [`HISTORY_KEPT`].
+    pub history: Vec<Tried>,
     /// The trace the webhook's request belongs to (`1-<8 hex>-<24 hex>`, see [`crate::trace`]),
     /// followed in every log line and the downstream event of its processing.
     pub trace_id: Option<String>,
+}
+
+/// One processing attempt, as a record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Tried {
+    /// When it ended, epoch milliseconds.
+    pub at_ms: i64,
+    /// What it came to, in the processor's words (`fetched`, `retry`, `throttled`, `failed`…).
+    pub outcome: String,
+    pub latency_ms: i64,
+    /// The provider API's HTTP status, where an answer said why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// How many attempts a record keeps (the newest).
+pub const HISTORY_KEPT: usize = 20;
+
+/// `history` with `tried` after it, the oldest dropped beyond [`HISTORY_KEPT`].
+pub fn with_attempt(history: &[Tried], tried: Tried) -> Vec<Tried> {
+    let skip = (history.len() + 1).saturating_sub(HISTORY_KEPT);
+    history.iter().skip(skip).cloned().chain([tried]).collect()
+}
+
+/// A history as the stores keep it: JSON text (`None` for none).
+pub fn history_text(history: &[Tried]) -> Option<String> {
+    (!history.is_empty()).then(|| serde_json::to_string(history).unwrap_or_default())
+}
+
+/// A history from its stored text (none where it is missing or unreadable).
+pub fn history_of(text: Option<&str>) -> Vec<Tried> {
+    text.and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default()
 }
 
 /// The facts of a quarantined record whose body was not UTF-8 and is kept Base64-encoded.
@@ -213,6 +250,7 @@ impl Record {
             self.detail.as_ref().map_or(0, String::len),
             self.last_error.as_ref().map_or(0, String::len),
             self.trace_id.as_ref().map_or(0, String::len),
+            history_text(&self.history).map_or(0, |text| text.len()),
             NUMBERS_AND_NAMES,
         ]
         .iter()
@@ -483,6 +521,16 @@ pub trait Store: Send + Sync {
     /// Claims a `RECEIVED`/`QUEUED` record (or one whose processing lease expired) for processing.
     async fn claim(&self, key: &str, now_ms: i64, lease_until_ms: i64)
         -> Result<Claim, StoreError>;
+    /// [`Store::finish`], writing the record's `history` with it (its attempts, oldest first,
+    /// at most [`HISTORY_KEPT`]).
+    async fn finish_noted(
+        &self,
+        key: &str,
+        lease_until_ms: i64,
+        outcome: &Outcome,
+        now_ms: i64,
+        history: &[Tried],
+    ) -> Result<bool, StoreError>;
     /// Ends a claim. False if the lease was lost (another processor took over): nothing written.
     async fn finish(
         &self,
@@ -844,6 +892,25 @@ pub struct Ports {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_history_keeps_the_newest_attempts() {
+        let tried = |at_ms| Tried {
+            at_ms,
+            outcome: "retry".into(),
+            ..Tried::default()
+        };
+        let mut history = Vec::new();
+        for at in 0..25 {
+            history = with_attempt(&history, tried(at));
+        }
+        assert_eq!(history.len(), HISTORY_KEPT);
+        assert_eq!((history[0].at_ms, history[19].at_ms), (5, 24));
+        let text = history_text(&history).unwrap();
+        assert_eq!(history_of(Some(&text)), history);
+        assert_eq!(history_text(&[]), None);
+        assert_eq!(history_of(Some("not json")), []);
+    }
 
     #[test]
     fn a_rates_window_is_widened_by_5_percent_or_150_ms() {

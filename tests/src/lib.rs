@@ -679,6 +679,16 @@ impl Store for RefusingPuts {
     async fn finish(&self, k: &str, l: i64, o: &Outcome, n: i64) -> Result<bool, StoreError> {
         self.inner.finish(k, l, o, n).await
     }
+    async fn finish_noted(
+        &self,
+        k: &str,
+        l: i64,
+        o: &Outcome,
+        n: i64,
+        h: &[shared::ports::Tried],
+    ) -> Result<bool, StoreError> {
+        self.inner.finish_noted(k, l, o, n, h).await
+    }
     async fn erase_subject(&self, s: &str, n: i64, e: i64) -> Result<Erased, StoreError> {
         self.inner.erase_subject(s, n, e).await
     }

@@ -496,9 +496,8 @@ fn record_view(record: &Record) -> String {
         unauthenticated = yes_no(record.unauthenticated),
         trace = or_dash(record.trace_id.as_deref().unwrap_or_default()),
     );
-    // What the record holds now. There is no history table of status changes (a record keeps
-    // its current status, its timestamps, its attempt count and its last error only), so this
-    // shows those fields rather than a timeline it would have to invent.
+    out.push_str(&history_view(record));
+    // What the record holds now, beside the attempts it keeps (the newest 20).
     let time = |ms: Option<i64>| ms.map_or_else(|| "—".to_string(), utc);
     let _ = write!(
         out,
@@ -554,6 +553,32 @@ fn record_view(record: &Record) -> String {
 }
 
 /// JSON re-indented (values exactly as sent), or the text as it is.
+/// The record's attempts, newest first: when, what it came to, how long, the provider's status
+/// and the error.
+fn history_view(record: &Record) -> String {
+    if record.history.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        r#"<section id="history"><h2>Attempts</h2><table class="events"><thead><tr><th>When</th><th>Outcome</th><th>Took</th><th>Status</th><th>Error</th></tr></thead><tbody>"#,
+    );
+    for tried in record.history.iter().rev() {
+        let _ = write!(
+            out,
+            r#"<tr><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td><td>{}</td></tr>"#,
+            utc(tried.at_ms),
+            esc(&tried.outcome),
+            tried.latency_ms,
+            tried
+                .http_status
+                .map_or_else(|| "—".to_string(), |s| s.to_string()),
+            esc(tried.error.as_deref().unwrap_or("—")),
+        );
+    }
+    out.push_str("</tbody></table></section>");
+    out
+}
+
 fn json_block(text: &str) -> String {
     format!(
         "<pre>{}</pre>",

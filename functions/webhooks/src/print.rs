@@ -128,6 +128,7 @@ struct RecordJson {
     last_error: Option<String>,
     unauthenticated: bool,
     trace_id: Option<String>,
+    history: Vec<shared::ports::Tried>,
     facts: Stored,
     #[serde(skip_serializing_if = "Option::is_none")]
     body: Option<Stored>,
@@ -151,6 +152,7 @@ fn record_json(record: &Record, whole: bool) -> RecordJson {
         last_error: record.last_error.clone(),
         unauthenticated: record.unauthenticated,
         trace_id: record.trace_id.clone(),
+        history: record.history.clone(),
         facts: Stored::of(record.facts.as_deref()),
         body: whole.then(|| Stored::body(record)),
         detail: whole.then(|| Stored::of(record.detail.as_deref())),
@@ -331,6 +333,28 @@ pub(crate) fn print_record(out: &mut String, json: bool, record: &Record) {
     }
     for (name, value) in lines {
         writeln!(out, "{:<12}{value}", format!("{name}:")).ok();
+    }
+    if !record.history.is_empty() {
+        writeln!(out, "history:").ok();
+        for tried in &record.history {
+            let status = tried
+                .http_status
+                .map(|s| format!(" {s}"))
+                .unwrap_or_default();
+            let error = tried
+                .error
+                .as_deref()
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  {}  {}{status}  {} ms{error}",
+                short_time(tried.at_ms),
+                tried.outcome,
+                tried.latency_ms
+            )
+            .ok();
+        }
     }
     if record.facts.is_some() {
         let facts = Stored::of(record.facts.as_deref()).readable();

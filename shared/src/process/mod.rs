@@ -15,8 +15,8 @@ use crate::downstream::Publisher;
 use crate::fetch::{DetailClient, FetchError, MAX_DETAIL_BYTES};
 use crate::metrics::{About, LogLines, MessageLine, Metrics};
 use crate::ports::{
-    Claim, InboundMessage, Outcome, Ports, QueueConsumer, QueueError, QueueMessage, Record, Status,
-    StoreError, MAX_ITEM_BYTES,
+    with_attempt, Claim, InboundMessage, Outcome, Ports, QueueConsumer, QueueError, QueueMessage,
+    Record, Status, StoreError, Tried, MAX_ITEM_BYTES,
 };
 use crate::providers::{Processing, Provider};
 use crate::tenants::{Tenant, TenantSource};
@@ -366,15 +366,30 @@ impl Processor {
         };
         let store = &self.ports.store;
         let now = self.ports.clock.now_ms();
-        let (finished, outcome) = match store.finish(&record.key, lease, &outcome, now).await {
+        // The record's attempts with this one after them.
+        let history = |outcome: &Outcome| {
+            let error = outcome.error().map(str::to_string);
+            let tried = Tried {
+                at_ms: now,
+                outcome: label.to_string(),
+                latency_ms: now - claimed_at,
+                http_status: error.as_deref().and_then(crate::fetch::status_named),
+                error,
+            };
+            with_attempt(&record.history, tried)
+        };
+        let written = store
+            .finish_noted(&record.key, lease, &outcome, now, &history(&outcome))
+            .await;
+        let (finished, outcome) = match written {
             Err(StoreError::Rejected(reason)) => {
                 let failed = Outcome::Failed {
                     reason: format!("the store refused the result: {reason}"),
                 };
-                (
-                    store.finish(&record.key, lease, &failed, now).await?,
-                    failed,
-                )
+                let written = store
+                    .finish_noted(&record.key, lease, &failed, now, &history(&failed))
+                    .await?;
+                (written, failed)
             }
             result => (result?, outcome),
         };

@@ -14,7 +14,7 @@ use shared::clock::{Clock, ManualClock, SharedClock};
 use shared::ports::{
     Claim, Erased, EventFilter, InboundMessage, ItemsDone, Outbox, Outcome, Pacer, Paused,
     PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record, Reservation, Sighting,
-    Sightings, Status, Store,
+    Sightings, Status, Store, Tried,
 };
 
 const MAX_RECEIVES: u32 = 2;
@@ -351,6 +351,63 @@ async fn claims_exclude_each_other_and_expire() {
             Claim::Finished(Status::Processed),
             "{}",
             ports.name
+        );
+    }
+}
+
+/// A finish writes the record's attempts with it, under the claim only; a finish without
+/// them leaves them as they were.
+#[tokio::test]
+async fn a_finish_keeps_the_records_attempts() {
+    for ports in all_pairs().await {
+        let (store, name) = (&ports.store, ports.name);
+        store.put_new(&ports.record("h", "h")).await.unwrap();
+        let now = ports.now();
+        let tried = |at_ms, outcome: &str, http_status| Tried {
+            at_ms,
+            outcome: outcome.into(),
+            latency_ms: 12,
+            http_status,
+            error: http_status.map(|s| format!("provider API answered {s}")),
+        };
+        let first = vec![tried(now, "retry", Some(503))];
+        assert!(matches!(
+            store.claim("h", now, now + 500).await.unwrap(),
+            Claim::Claimed(_)
+        ));
+        let retry = Outcome::Retry {
+            reason: "provider API answered 503".into(),
+        };
+        assert!(
+            !store
+                .finish_noted("h", now + 499, &retry, now, &first)
+                .await
+                .unwrap(),
+            "{name}: not under the claim"
+        );
+        assert!(store
+            .finish_noted("h", now + 500, &retry, now, &first)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get("h").await.unwrap().unwrap().history,
+            first,
+            "{name}"
+        );
+        let Claim::Claimed(claimed) = store.claim("h", now + 1, now + 600).await.unwrap() else {
+            panic!("{name}: claimed again");
+        };
+        assert_eq!(claimed.history, first, "{name}: the claim reads them");
+        let both = vec![first[0].clone(), tried(now + 2, "fetched", None)];
+        let done = Outcome::Processed { detail: None };
+        assert!(store
+            .finish_noted("h", now + 600, &done, now + 2, &both)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get("h").await.unwrap().unwrap().history,
+            both,
+            "{name}"
         );
     }
 }

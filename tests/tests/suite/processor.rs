@@ -418,6 +418,34 @@ async fn transient_failures_back_off_exponentially() {
     assert_eq!(api.calls(CHECKOUT_ACCOUNT), 4);
 }
 
+/// Every attempt is kept with the record — when, what it came to, how long, the provider's
+/// status, the error — not only the last error.
+#[tokio::test]
+async fn a_record_keeps_each_attempt() {
+    let api = FakeApi::start().await;
+    let local = InMemory::new(&api, settings(5));
+    api.set("/egym/", Behavior::Status(502));
+    let key = local.deliver("egym/gym-checkout.json").await;
+    assert_eq!(local.pump().await, 1);
+    api.clear();
+    // Back once the receive's visibility (30 s) is over.
+    local.advance(Duration::from_secs(31));
+    assert_eq!(local.pump().await, 1);
+    let record = local.record(&key).await;
+    assert_eq!(record.status, Status::Processed);
+    let outcomes: Vec<(&str, Option<u16>)> = record
+        .history
+        .iter()
+        .map(|tried| (tried.outcome.as_str(), tried.http_status))
+        .collect();
+    assert_eq!(outcomes, [("retry", Some(502)), ("fetched", None)]);
+    assert!(record.history[0]
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("502")));
+    assert!(record.history[0].at_ms < record.history[1].at_ms);
+}
+
 #[tokio::test]
 async fn permanent_failures_end_failed_once_with_the_reason() {
     // Another host, holding the same API: a redirect there would hand it the API key.

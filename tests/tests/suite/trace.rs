@@ -1,6 +1,7 @@
 //! One trace per webhook: the trace id a webhook's request brings (or, where it brings none,
 //! one made for it) is kept with its record and is the one in the processor's log line, the
-//! downstream event, `webhooks events show` and the event page.
+//! downstream event, `webhooks events show` and the event page — with the attempts the record
+//! keeps.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,8 +89,16 @@ async fn the_dev_server_makes_a_trace_for_a_webhook_and_shows_it() {
         .as_str()
         .unwrap()
         .to_string();
-    let shown = cli(&["--local", &data], &["--json", "events", "show", &key]).await;
-    let record: Value = serde_json::from_str(&shown.stdout).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        let shown = cli(&["--local", &data], &["--json", "events", "show", &key]).await;
+        let record: Value = serde_json::from_str(&shown.stdout).unwrap();
+        if record["status"] == "PROCESSED" {
+            break record;
+        }
+        assert!(std::time::Instant::now() < deadline, "{record}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let trace = record["trace_id"].as_str().unwrap().to_string();
     assert!(shared::trace::is_trace_id(&trace), "{trace}");
     let text = cli(&["--local", &data], &["events", "show", &key]).await;
@@ -108,5 +117,12 @@ async fn the_dev_server_makes_a_trace_for_a_webhook_and_shows_it() {
     .await
     .unwrap();
     assert!(page.contains(&trace), "{page}");
+    // Its attempts are kept with it, and shown.
+    assert_eq!(record["history"][0]["outcome"], "fetched", "{record}");
+    assert!(
+        text.stdout.contains("history:") && text.stdout.contains("fetched"),
+        "{text:?}"
+    );
+    assert!(page.contains(r#"<section id="history">"#), "{page}");
     server.shutdown().await;
 }

@@ -21,8 +21,8 @@ use aws_sdk_dynamodb::types::{
 };
 use sha2::{Digest, Sha256};
 use shared::ports::{
-    Claim, Erased, EventFilter, Existing, ItemsDone, Outcome, Pending, PutOutcome, QueueMessage,
-    Record, Status, Store, StoreError,
+    history_of, history_text, Claim, Erased, EventFilter, Existing, ItemsDone, Outcome, Pending,
+    PutOutcome, QueueMessage, Record, Status, Store, StoreError, Tried,
 };
 
 pub struct DynamoStore {
@@ -436,6 +436,9 @@ pub fn item_image(record: &Record) -> HashMap<String, AttributeValue> {
     if let Some(trace_id) = &record.trace_id {
         item.insert("trace_id".to_string(), s(trace_id));
     }
+    if let Some(history) = history_text(&record.history) {
+        item.insert("history".to_string(), s(&history));
+    }
     item
 }
 
@@ -497,10 +500,66 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreErro
             .copied()
             .unwrap_or(false),
         trace_id: item.get("trace_id").and_then(|v| v.as_s().ok()).cloned(),
+        history: history_of(
+            item.get("history")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str),
+        ),
     })
 }
 
 impl DynamoStore {
+    /// Ends a claim, writing `history` too where one is given.
+    async fn finish_with(
+        &self,
+        key: &str,
+        lease_until_ms: i64,
+        outcome: &Outcome,
+        now_ms: i64,
+        history: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let mut values = vec![
+            (":processing", s(Status::Processing.as_str())),
+            (":lease", n(lease_until_ms)),
+            (":status", s(outcome.status().as_str())),
+        ];
+        let mut set = vec!["#status = :status"];
+        let mut remove = vec!["lease_until"];
+        if let Some(at) = outcome.processed_at(now_ms) {
+            values.push((":now", n(at)));
+            set.push("processed_at = :now");
+        }
+        if let Some(detail) = outcome.detail() {
+            values.push((":detail", s(detail)));
+            set.push("detail = :detail");
+        }
+        match outcome.error() {
+            Some(reason) => {
+                values.push((":reason", s(reason)));
+                set.push("last_error = :reason");
+            }
+            None => remove.push("last_error"),
+        }
+        if outcome.status().needs_attention() {
+            values.push((":attention", s(&attention_key(outcome.status(), key))));
+            set.push("attention = :attention");
+        } else if outcome.status().is_finished() {
+            remove.push("attention");
+        }
+        if let Some(history) = &history {
+            values.push((":history", s(history)));
+            set.push("history = :history");
+        }
+        let update = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
+        self.conditional_update(
+            key,
+            &update,
+            "#status = :processing AND lease_until = :lease",
+            &values,
+        )
+        .await
+    }
+
     /// The conditional put of the record itself.
     async fn put_record(&self, record: &Record) -> Result<PutOutcome, StoreError> {
         let result = self
@@ -822,6 +881,18 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn finish_noted(
+        &self,
+        key: &str,
+        lease_until_ms: i64,
+        outcome: &Outcome,
+        now_ms: i64,
+        history: &[Tried],
+    ) -> Result<bool, StoreError> {
+        self.finish_with(key, lease_until_ms, outcome, now_ms, history_text(history))
+            .await
+    }
+
     async fn finish(
         &self,
         key: &str,
@@ -829,42 +900,8 @@ impl Store for DynamoStore {
         outcome: &Outcome,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let mut values = vec![
-            (":processing", s(Status::Processing.as_str())),
-            (":lease", n(lease_until_ms)),
-            (":status", s(outcome.status().as_str())),
-        ];
-        let mut set = vec!["#status = :status"];
-        let mut remove = vec!["lease_until"];
-        if let Some(at) = outcome.processed_at(now_ms) {
-            values.push((":now", n(at)));
-            set.push("processed_at = :now");
-        }
-        if let Some(detail) = outcome.detail() {
-            values.push((":detail", s(detail)));
-            set.push("detail = :detail");
-        }
-        match outcome.error() {
-            Some(reason) => {
-                values.push((":reason", s(reason)));
-                set.push("last_error = :reason");
-            }
-            None => remove.push("last_error"),
-        }
-        if outcome.status().needs_attention() {
-            values.push((":attention", s(&attention_key(outcome.status(), key))));
-            set.push("attention = :attention");
-        } else if outcome.status().is_finished() {
-            remove.push("attention");
-        }
-        let update = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
-        self.conditional_update(
-            key,
-            &update,
-            "#status = :processing AND lease_until = :lease",
-            &values,
-        )
-        .await
+        self.finish_with(key, lease_until_ms, outcome, now_ms, None)
+            .await
     }
 
     async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError> {

@@ -13,7 +13,7 @@ use shared::outbox::SendThenMark;
 use shared::ports::{
     next_slot, Claim, Erased, EventFilter, Existing, InboundMessage, ItemsDone, Outcome, PaceState,
     Pacer, Paused, Pending, Ports, PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage,
-    Record, Reservation, Sighting, Sightings, Status, Store, StoreError, MAX_DELAY_SECONDS,
+    Record, Reservation, Sighting, Sightings, Status, Store, StoreError, Tried, MAX_DELAY_SECONDS,
     MAX_VISIBILITY_SECONDS,
 };
 
@@ -143,6 +143,23 @@ impl Store for MemoryStore {
             }
             finished => Ok(Claim::Finished(finished)),
         }
+    }
+
+    async fn finish_noted(
+        &self,
+        key: &str,
+        lease_until_ms: i64,
+        outcome: &Outcome,
+        now_ms: i64,
+        history: &[Tried],
+    ) -> Result<bool, StoreError> {
+        let finished = self.finish(key, lease_until_ms, outcome, now_ms).await?;
+        if finished {
+            if let Some(record) = self.lock().get_mut(key) {
+                record.history = history.to_vec();
+            }
+        }
+        Ok(finished)
     }
 
     async fn finish(

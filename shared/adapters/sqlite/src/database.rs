@@ -476,7 +476,7 @@ fn sql(error: rusqlite::Error) -> StoreError {
 }
 
 /// Columns added since the first schema (table, column, type), for databases made before them.
-const ADDED_COLUMNS: [(&str, &str, &str); 5] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
     ("records", "facts", "TEXT"),
     ("records", "unauthenticated", "INTEGER NOT NULL DEFAULT 0"),
     // When the reconciler put a stuck record back on its way (once in its life).
@@ -485,6 +485,8 @@ const ADDED_COLUMNS: [(&str, &str, &str); 5] = [
     ("pace", "next_back", "INTEGER"),
     // The trace of the webhook's request.
     ("records", "trace_id", "TEXT"),
+    // Its processing attempts (JSON).
+    ("records", "history", "TEXT"),
 ];
 
 fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {

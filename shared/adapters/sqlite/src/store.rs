@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use shared::ports::{
-    Claim, Erased, EventFilter, Existing, ItemsDone, Outcome, Pending, PutOutcome, QueueMessage,
-    Record, Status, Store, StoreError,
+    history_of, history_text, Claim, Erased, EventFilter, Existing, ItemsDone, Outcome, Pending,
+    PutOutcome, QueueMessage, Record, Status, Store, StoreError, Tried,
 };
 
 use crate::database::{change, Database};
@@ -13,12 +13,12 @@ use crate::database::{change, Database};
 const SUMMARY_COLUMNS: &str =
     "pk, provider, tenant, event_type, entity_id, NULL, received_at, status, \
     lease_until, expires_at, attempts, NULL, processed_at, last_error, erased_at, subject, facts, \
-    unauthenticated, trace_id";
+    unauthenticated, trace_id, NULL";
 
 pub(crate) const RECORD_COLUMNS: &str =
     "pk, provider, tenant, event_type, entity_id, body, received_at, status, \
     lease_until, expires_at, attempts, detail, processed_at, last_error, erased_at, subject, facts, \
-    unauthenticated, trace_id";
+    unauthenticated, trace_id, history";
 
 pub(crate) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
     let status: String = row.get(7)?;
@@ -42,6 +42,7 @@ pub(crate) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
         facts: row.get(16)?,
         unauthenticated: row.get(17)?,
         trace_id: row.get(18)?,
+        history: history_of(row.get::<_, Option<String>>(19)?.as_deref()),
     })
 }
 
@@ -100,6 +101,43 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub fn new(database: Database) -> Self {
         SqliteStore { database }
+    }
+}
+
+impl SqliteStore {
+    /// Ends a claim, writing `history` too where one is given.
+    async fn finish_with(
+        &self,
+        key: &str,
+        lease_until_ms: i64,
+        outcome: &Outcome,
+        now_ms: i64,
+        history: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        let outcome = outcome.clone();
+        self.database
+            .store_op(move |connection| {
+                let processed_at = outcome.processed_at(now_ms);
+                let changed = change(
+                    connection,
+                    "UPDATE records SET status = ?3, processed_at = COALESCE(?4, processed_at),
+                        detail = COALESCE(?5, detail), last_error = ?6, lease_until = NULL,
+                        history = COALESCE(?7, history)
+                     WHERE pk = ?1 AND status = 'PROCESSING' AND lease_until = ?2",
+                    params![
+                        key,
+                        lease_until_ms,
+                        outcome.status().as_str(),
+                        processed_at,
+                        outcome.detail(),
+                        outcome.error(),
+                        history,
+                    ],
+                )?;
+                Ok(changed == 1)
+            })
+            .await
     }
 }
 
@@ -246,6 +284,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn finish_noted(
+        &self,
+        key: &str,
+        lease_until_ms: i64,
+        outcome: &Outcome,
+        now_ms: i64,
+        history: &[Tried],
+    ) -> Result<bool, StoreError> {
+        self.finish_with(key, lease_until_ms, outcome, now_ms, history_text(history))
+            .await
+    }
+
     async fn finish(
         &self,
         key: &str,
@@ -253,27 +303,7 @@ impl Store for SqliteStore {
         outcome: &Outcome,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let key = key.to_string();
-        let outcome = outcome.clone();
-        self.database
-            .store_op(move |connection| {
-                let processed_at = outcome.processed_at(now_ms);
-                let changed = change(
-                    connection,
-                    "UPDATE records SET status = ?3, processed_at = COALESCE(?4, processed_at),
-                        detail = COALESCE(?5, detail), last_error = ?6, lease_until = NULL
-                     WHERE pk = ?1 AND status = 'PROCESSING' AND lease_until = ?2",
-                    params![
-                        key,
-                        lease_until_ms,
-                        outcome.status().as_str(),
-                        processed_at,
-                        outcome.detail(),
-                        outcome.error(),
-                    ],
-                )?;
-                Ok(changed == 1)
-            })
+        self.finish_with(key, lease_until_ms, outcome, now_ms, None)
             .await
     }
 
