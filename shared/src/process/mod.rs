@@ -23,6 +23,7 @@ use crate::tenants::{Tenant, TenantSource};
 
 mod drift;
 mod erasure;
+mod fallback;
 mod fanout;
 mod pacing;
 mod pause;
@@ -468,6 +469,14 @@ impl Processor {
             }
             Processing::Erase => self.erase(record).await,
             Processing::Fetch { paths } => self.fetch(entry, tenant, record, &paths).await,
+            Processing::FetchOr {
+                path,
+                otherwise,
+                note,
+            } => {
+                self.fetch_or(entry, tenant, record, [path, otherwise], &note)
+                    .await
+            }
             Processing::Items { items } => {
                 self.fan_out(entry.provider.as_ref(), record, items).await
             }

@@ -52,11 +52,15 @@ enum Action {
     },
     /// Personal data deleted or no longer ours to read: erase, call nothing.
     Erase,
+    /// The customer, or — no longer visible with this studio's key — the customer read
+    /// cross-studio, marked detached from the studio the event names as its source.
+    FetchOrCrossStudio,
 }
 
-use Action::{Erase, Fetch, FetchEach};
+use Action::{Erase, Fetch, FetchEach, FetchOrCrossStudio};
 
 const CUSTOMER: &[&str] = &["/v1/customers/{entityId}"];
+const CROSS_STUDIO_CUSTOMER: &str = "/v1/cross-studio/customers/{entityId}";
 const CONTRACTS: &[&str] = &["/v1/customers/{entityId}/contracts"];
 const CHECKINS: &[&str] = &["/v1/customers/{entityId}/activities/checkins"];
 const APPOINTMENT_BOOKING: &[&str] = &["/v1/appointments/booking/{entityId}"];
@@ -187,7 +191,11 @@ const RULES: &[Rule] = &[
         Fetch(&["/v1/communications/{entityId}/communication-preferences"]),
     ),
     rule("CUSTOMER_ACCESS_DISABLED", "customer", Erase),
-    rule("CUSTOMER_HOME_STUDIO_UPDATED", "customer", Fetch(CUSTOMER)),
+    rule(
+        "CUSTOMER_HOME_STUDIO_UPDATED",
+        "customer",
+        FetchOrCrossStudio,
+    ),
     rule(
         "CLASS_BOOKING_CREATED",
         "class-booking",
@@ -256,6 +264,10 @@ fn rule_items(
     };
     match &rule.action {
         Erase => Ok(Vec::new()),
+        FetchOrCrossStudio => CUSTOMER
+            .iter()
+            .map(|template| fill(template, entity_id, content).map(plain))
+            .collect(),
         Fetch(templates) => templates
             .iter()
             .map(|template| fill(template, entity_id, content).map(plain))
@@ -278,6 +290,31 @@ fn rule_items(
                 .collect()
         }
     }
+}
+
+/// An event that is only a customer's change of home studio (FACTS.md §1.2): the customer,
+/// else — not visible with this studio's key any more — read cross-studio and marked detached
+/// from the source studio.
+fn home_studio_change(
+    rules: &[(Option<&Rule>, Option<Document<'_>>)],
+    items: &[Item],
+    entity_id: &str,
+) -> Result<Option<Processing>, String> {
+    let [(Some(rule), content)] = rules else {
+        return Ok(None);
+    };
+    if !matches!(rule.action, FetchOrCrossStudio) || items.len() != 1 {
+        return Ok(None);
+    }
+    let source = content
+        .as_ref()
+        .and_then(|content| content.at("/sourceStudioId"))
+        .map_or("null", |source| source.as_json());
+    Ok(Some(Processing::FetchOr {
+        path: items[0].path.clone(),
+        otherwise: fill(CROSS_STUDIO_CUSTOMER, entity_id, None)?,
+        note: format!(r#"{{"detached_from_studio":{source}}}"#),
+    }))
 }
 
 /// Fills `{entityId}` and `{<field>}` placeholders; a field missing from `fields` is named.
@@ -447,7 +484,7 @@ drop the older key: webhooks … tenants retire magicline {tenant}",
             .iter()
             .any(|(rule, _)| rule.is_some_and(|r| matches!(r.action, FetchEach { .. })));
         let mut items: Vec<Item> = Vec::new();
-        for (rule, content) in rules {
+        for (rule, content) in &rules {
             let Some(rule) = rule else { continue };
             for item in rule_items(rule, &record.entity_id, content.as_ref())? {
                 if !items.iter().any(|known| known.path == item.path) {
@@ -460,6 +497,9 @@ drop the older key: webhooks … tenants retire magicline {tenant}",
         }
         if lists {
             return Ok(Processing::Items { items });
+        }
+        if let Some(moved) = home_studio_change(&rules, &items, &record.entity_id)? {
+            return Ok(moved);
         }
         Ok(Processing::Fetch {
             paths: items.into_iter().map(|item| item.path).collect(),

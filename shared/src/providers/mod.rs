@@ -33,6 +33,15 @@ pub enum Processing {
     /// GET each path (with its query) below the tenant's API base URL; the answers are the
     /// event's detail.
     Fetch { paths: Vec<String> },
+    /// GET `path`; where the provider answers 404 there, GET `otherwise` instead and keep its
+    /// answer beside `note` (a JSON object): Magicline's customer who moved to another studio
+    /// is no longer visible with this studio's key, so is read cross-studio and marked
+    /// detached from this one.
+    FetchOr {
+        path: String,
+        otherwise: String,
+        note: String,
+    },
     /// Nothing to fetch (test events, objects no API call can read): stored as it came.
     StoreOnly,
     /// The subject's data was deleted at the provider: erase what we hold about it.

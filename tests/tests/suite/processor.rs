@@ -15,6 +15,8 @@ use shared::WebhookRequest;
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// What Magicline's `customer-created.json` fetches.
 const CUSTOMER: &str = "/magicline/v1/customers/7893459";
+/// The same customer read across studios.
+const CROSS_STUDIO: &str = "/magicline/v1/cross-studio/customers/7893459";
 /// What FlyBuy's order events fetch.
 const ORDER_187: &str = "/flybuy/api/v1/orders/187";
 /// What Waitwhile's `visit-updated.json` fetches.
@@ -444,6 +446,46 @@ async fn a_record_keeps_each_attempt() {
         .as_deref()
         .is_some_and(|e| e.contains("502")));
     assert!(record.history[0].at_ms < record.history[1].at_ms);
+}
+
+/// A customer who changed home studio is no longer visible with the source studio's key
+/// (FACTS.md §1.2): the 404 there sends processing to the cross-studio read, and the detail
+/// marks the customer detached from the source studio. Visible still, nothing more is called.
+#[tokio::test]
+async fn a_customer_who_moved_studio_is_read_cross_studio_and_marked_detached() {
+    let moved = |uuid: &str| {
+        let body = format!(
+            r#"{{"entityId": 7893459, "uuid": "{uuid}", "payload": [{{"timestamp": 1795640400000,
+            "type": "CUSTOMER_HOME_STUDIO_UPDATED", "content": {{"sourceStudioId": 1001, "targetStudioId": 2002}}}}]}}"#
+        );
+        e2e::post(
+            "magicline",
+            &[
+                ("x-api-key", "ml-demo-key-1001-new"),
+                ("content-type", "application/json"),
+            ],
+            &body,
+        )
+    };
+    let api = FakeApi::start().await;
+    let local = InMemory::new(&api, settings(5));
+    let still_here = local.deliver_request("magicline", moved("u-1")).await;
+    assert_eq!(local.pump().await, 1);
+    let record = local.record(&still_here).await;
+    assert_eq!(record.status, Status::Processed);
+    assert_eq!(api.calls(CUSTOMER), 1);
+    assert_eq!(api.calls(CROSS_STUDIO), 0, "visible with this studio's key");
+
+    api.set(CUSTOMER, Behavior::Status(404));
+    let gone = local.deliver_request("magicline", moved("u-2")).await;
+    assert_eq!(local.pump().await, 1);
+    let record = local.record(&gone).await;
+    assert_eq!(record.status, Status::Processed, "{:?}", record.last_error);
+    assert_eq!(api.calls(CROSS_STUDIO), 1);
+    let detail: serde_json::Value =
+        serde_json::from_str(record.detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["detached_from_studio"], 1001);
+    assert_eq!(detail["cross_studio"]["path"], CROSS_STUDIO, "{detail}");
 }
 
 #[tokio::test]
