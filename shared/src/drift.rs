@@ -12,9 +12,10 @@ use crate::ports::Record;
 use crate::providers::Provider;
 use crate::tenants::Tenant;
 
-/// At most this many signals are read from one delivery (a body of a thousand new members is
-/// one change, not a thousand).
-const MAX_SIGNALS: usize = 20;
+/// At most this many new members are read from one delivery (a body of a thousand new members
+/// is one change, not a thousand); its type, missing fields and key form are read whatever
+/// their number.
+const MAX_FIELDS: usize = 16;
 
 /// A member name longer than this is cut (a signal names it, it does not hold it).
 const MAX_NAME_CHARS: usize = 64;
@@ -22,6 +23,7 @@ const MAX_NAME_CHARS: usize = 64;
 /// The signals one stored delivery shows, sorted, each once.
 pub fn signals(provider: &dyn Provider, tenant: &Tenant, record: &Record) -> Vec<String> {
     let mut signals = Vec::new();
+    let mut fields = Vec::new();
     if !provider.knows_event_type(tenant, &record.event_type) {
         signals.push(format!("type:{}", cut(&record.event_type)));
     }
@@ -36,7 +38,7 @@ pub fn signals(provider: &dyn Provider, tenant: &Tenant, record: &Record) -> Vec
                     .keys()
                     .filter(|name| !documented.contains(&name.as_str()) && *name != CHECK_FIELD)
                     .map(|name| format!("field:{object}/{}", cut(name)));
-                signals.extend(new);
+                fields.extend(new);
             }
         }
         let missing = contract
@@ -46,9 +48,12 @@ pub fn signals(provider: &dyn Provider, tenant: &Tenant, record: &Record) -> Vec
             .map(|pointer| format!("missing:{pointer}"));
         signals.extend(missing);
     }
+    fields.sort();
+    fields.dedup();
+    fields.truncate(MAX_FIELDS);
+    signals.extend(fields);
     signals.sort();
     signals.dedup();
-    signals.truncate(MAX_SIGNALS);
     signals
 }
 
@@ -68,8 +73,13 @@ fn objects_at<'v>(body: &'v Value, pointer: &str) -> Vec<&'v serde_json::Map<Str
     found.into_iter().filter_map(Value::as_object).collect()
 }
 
+/// A name as a signal holds it: cut, its control characters (a sender's escape sequences) as
+/// `?`.
 fn cut(name: &str) -> String {
-    name.chars().take(MAX_NAME_CHARS).collect()
+    name.chars()
+        .take(MAX_NAME_CHARS)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// The kind of a signal (`type`, `field`, `missing`, `signature_key`): a metric's dimension.
@@ -168,5 +178,25 @@ mod tests {
             ["type:customer.merged"]
         );
         assert_eq!(kind("field:/data/x"), "field");
+    }
+
+    #[test]
+    fn many_new_members_never_hide_a_new_type() {
+        let egym = by_name("egym").unwrap();
+        let members: Vec<String> = (0..40).map(|n| format!(r#""m{n:02}": 1"#)).collect();
+        let body = format!(
+            r#"{{"accountId": "a", "timestamp": 1, "type": "GYM_TELEPORT", "e\u001b[31m": 1, {}}}"#,
+            members.join(", ")
+        );
+        let found = signals(egym.as_ref(), &tenant(), &record("GYM_TELEPORT", &body));
+        assert!(
+            found.contains(&"type:GYM_TELEPORT".to_string()),
+            "{found:?}"
+        );
+        assert_eq!(
+            found.iter().filter(|s| s.starts_with("field:")).count(),
+            MAX_FIELDS
+        );
+        assert!(found.iter().all(|s| !s.contains('\u{1b}')), "{found:?}");
     }
 }

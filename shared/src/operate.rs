@@ -272,7 +272,11 @@ impl Operations {
                 .or_default() += 1;
         }
         Ok(Drift {
-            sightings: self.ports.sightings.sightings(provider).await?,
+            sightings: self
+                .ports
+                .sightings
+                .sightings(provider, self.ports.clock.now_ms())
+                .await?,
             quarantined,
         })
     }

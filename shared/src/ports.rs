@@ -211,6 +211,7 @@ impl Record {
             key: self.key.clone(),
             event_type: self.event_type.clone(),
             entity_id: self.entity_id.clone(),
+            trace_id: self.trace_id.clone(),
             ..QueueMessage::default()
         }
     }
@@ -660,6 +661,10 @@ pub struct QueueMessage {
     /// Only the publication of an event already `PROCESSED` is to be retried.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub publish_again: bool,
+    /// The webhook's trace, for the queue to link the message to it (SQS's `AWSTraceHeader`).
+    /// The processor reads the trace from the stored record, never from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -852,8 +857,8 @@ pub fn next_slot(
 }
 
 /// A sign that a provider's deliveries differ from what is known of its contract (see
-/// [`crate::drift`]), for one tenant: when it was first and last seen, and the record it was
-/// first seen in.
+/// [`crate::drift`]), for one tenant: when it was first and last seen, and the latest record it
+/// was seen in, with whose retention it expires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sighting {
     pub provider: String,
@@ -863,19 +868,34 @@ pub struct Sighting {
     pub first_ms: i64,
     pub last_ms: i64,
     pub example_key: String,
+    /// The example record's expiry (epoch seconds, its TTL; 0 for none): the sighting is kept
+    /// no longer than the record it names.
+    pub expires_at: i64,
+}
+
+impl Sighting {
+    /// True if it is still kept at `now_ms`.
+    pub fn live_at(&self, now_ms: i64) -> bool {
+        self.expires_at == 0 || self.expires_at.saturating_mul(1000) > now_ms
+    }
 }
 
 /// What the processors have seen of the providers' contracts, kept once per provider, tenant
 /// and signal.
 #[async_trait]
 pub trait Sightings: Send + Sync {
-    /// Notes `sighting` (its `first_ms` is when it was seen now): true if its signal was never
-    /// seen before for its provider and tenant — then it is kept whole, its key the example;
-    /// else only its last time moves on.
+    /// Notes `sighting` (its `first_ms` is when it was seen now): true if its signal was not
+    /// kept for its provider and tenant — then it is kept whole; else its last time, example
+    /// and expiry become this one's.
     async fn sight(&self, sighting: &Sighting) -> Result<bool, StoreError>;
 
-    /// Every sighting of `provider` (or of every provider), by provider, tenant and signal.
-    async fn sightings(&self, provider: Option<&str>) -> Result<Vec<Sighting>, StoreError>;
+    /// Every sighting of `provider` (or of every provider) still kept at `now_ms`, by
+    /// provider, tenant and signal.
+    async fn sightings(
+        &self,
+        provider: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<Sighting>, StoreError>;
 }
 
 /// The ports one deployment works through, with the clock they share.

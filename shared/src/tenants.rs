@@ -58,6 +58,10 @@ pub struct ApiAccess {
     /// The company the requests are about (TIMIFY's `company-id` header).
     #[serde(default)]
     pub company_id: Option<String>,
+    /// Further companies an app installed for several (a TIMIFY enterprise account) may fetch
+    /// for, when an authenticated delivery names one in its `companyId`.
+    #[serde(default)]
+    pub companies: Vec<String>,
     /// Send the access token bare instead of as `Bearer <token>` (TIMIFY's older API).
     #[serde(default)]
     pub bare_token: bool,

@@ -52,8 +52,9 @@ pub struct TenantSignature {
 pub enum SignatureCheck {
     /// The tenant asks for no signature.
     NotAsked,
-    /// Valid, made with this form of the tenant's key (`raw`, `base64`).
-    Matched(&'static str),
+    /// Valid; made with this form of the tenant's key (`raw`, `base64`) where the tenant has
+    /// not pinned the form (which one FlyBuy uses is unconfirmed).
+    Matched(Option<&'static str>),
     Refused,
 }
 
@@ -132,7 +133,8 @@ pub struct Verified<'t> {
     pub tenant: &'t Tenant,
     /// False for a tenant reached without a credential (`allow_unauthenticated`).
     pub with_credential: bool,
-    /// Which form of the tenant's signing key made its signature, where it asks for one.
+    /// Which form of the tenant's signing key made its signature, where it asks for one and
+    /// has not pinned the form.
     pub signature_key: Option<&'static str>,
 }
 
@@ -186,7 +188,7 @@ pub fn authenticate<'t>(
     match (signature.verify)(verified.tenant, request) {
         SignatureCheck::NotAsked => Some(verified),
         SignatureCheck::Matched(form) => Some(Verified {
-            signature_key: Some(form),
+            signature_key: form,
             ..verified
         }),
         SignatureCheck::Refused => None,

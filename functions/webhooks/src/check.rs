@@ -9,7 +9,7 @@ use serde_json::json;
 use shared::check::{self, Hop, Progress, Sample};
 
 use crate::args::{CheckArgs, TargetArgs};
-use crate::connect::tenant_url;
+use crate::connect::query_value;
 use crate::place::Target;
 use crate::print::pretty;
 use crate::tenants::{known_provider, tenant_as_read};
@@ -41,17 +41,20 @@ pub(crate) async fn run(
             tenant.id
         )));
     };
+    // The place's own webhook first (the dev server's, the stack's): a tenant's registered
+    // url is what its signatures cover, and may name another host.
     let local_base = args
         .local
         .is_some()
         .then(|| format!("{DEVSERVER_WEBHOOKS}/{}", provider.name()));
-    let url = tenant_url(
-        check_args.url.as_deref(),
-        Some(&tenant),
-        stack_url.or(local_base).as_deref(),
-        &tenant.id,
-    )
-    .ok_or_else(|| Failure::Usage("pass the webhook URL to check with --url".into()))?;
+    let url = match (&check_args.url, stack_url.or(local_base)) {
+        (Some(url), _) => url.clone(),
+        (None, Some(base)) => format!("{base}?tenant={}", query_value(&tenant.id)),
+        (None, None) => tenant
+            .url
+            .clone()
+            .ok_or_else(|| Failure::Usage("pass the webhook URL to check with --url".into()))?,
+    };
 
     let target = Target::open(args).await?;
     let now_ms = target.now_ms();

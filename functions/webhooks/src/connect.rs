@@ -90,7 +90,7 @@ pub(crate) async fn run(
 /// Where a tenant's webhook is reached: the URL given, else the one the tenant names (where the
 /// signature covers the URL, that is the one), else `base` (the stack's webhook URL) with
 /// `?tenant=<id>`.
-pub(crate) fn tenant_url(
+fn tenant_url(
     given: Option<&str>,
     tenant: Option<&Tenant>,
     base: Option<&str>,
@@ -103,7 +103,7 @@ pub(crate) fn tenant_url(
 }
 
 /// `text` as one value of a URL's query.
-fn query_value(text: &str) -> String {
+pub(crate) fn query_value(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 

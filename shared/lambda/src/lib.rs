@@ -70,18 +70,14 @@ fn prefer_single_ca_bundle() {
 /// The API Gateway request as the core sees it.
 pub fn to_core(request: lambda_http::Request) -> WebhookRequest {
     use lambda_http::RequestExt;
-    // An HTTP API passes no trace header on; the invocation's own trace is the webhook's.
+    // The invocation's own trace is the webhook's, whatever trace header a sender wrote.
     let invocation_trace = request
         .lambda_context_ref()
         .and_then(|context| context.xray_trace_id.clone());
     let (mut parts, body) = request.into_parts();
-    if let Some(trace) = invocation_trace {
-        if let (false, Ok(value)) = (
-            parts.headers.contains_key(shared::trace::HEADER),
-            lambda_http::http::HeaderValue::from_str(&trace),
-        ) {
-            parts.headers.insert(shared::trace::HEADER, value);
-        }
+    if let Some(Ok(trace)) = invocation_trace.map(|t| lambda_http::http::HeaderValue::from_str(&t))
+    {
+        parts.headers.insert(shared::trace::HEADER, trace);
     }
     let bytes = match body {
         lambda_http::Body::Empty => bytes::Bytes::new(),
@@ -329,4 +325,38 @@ pub async fn run_sweeper() -> Result<(), Error> {
         },
     ))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::RequestExt;
+
+    const INVOCATION: &str = "1-5759e988-bd862e3fe1be46a994272793";
+
+    fn request(header: Option<&str>) -> lambda_http::Request {
+        let mut request = lambda_http::http::Request::builder().uri("/webhooks/egym");
+        if let Some(header) = header {
+            request = request.header("x-amzn-trace-id", header);
+        }
+        request.body(lambda_http::Body::Empty).unwrap()
+    }
+
+    /// The invocation's X-Ray trace is the webhook's, whatever header the sender wrote; with no
+    /// invocation trace (outside Lambda) the header is read.
+    #[test]
+    fn the_invocations_trace_is_the_webhooks() {
+        let mut context = lambda_runtime::Context::default();
+        context.xray_trace_id = Some(format!(
+            "Root={INVOCATION};Parent=53995c3f42cd8ad8;Sampled=1"
+        ));
+        let sender = "Root=1-00000001-000000000000000000000001";
+        let traced = to_core(request(Some(sender)).with_lambda_context(context));
+        assert_eq!(shared::trace::of_request(&traced, 0), INVOCATION);
+        let untraced = to_core(request(Some(sender)));
+        assert_eq!(
+            shared::trace::of_request(&untraced, 0),
+            "1-00000001-000000000000000000000001"
+        );
+    }
 }

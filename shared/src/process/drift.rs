@@ -48,7 +48,9 @@ impl Processor {
         tenant: &Tenant,
         record: &Record,
     ) {
-        if record.attempts > 1 {
+        // A delivery without a credential proves nothing about the provider's contract; an
+        // item of a split event is not a delivery (its event was read when it was split).
+        if record.attempts > 1 || record.unauthenticated || super::item_of(record).is_some() {
             return;
         }
         let now = self.ports.clock.now_ms();
@@ -65,6 +67,7 @@ impl Processor {
                 first_ms: now,
                 last_ms: now,
                 example_key: record.key.clone(),
+                expires_at: record.expires_at,
             };
             match self.ports.sightings.sight(&sighting).await {
                 Ok(true) => self.metrics.contract_changed(&sighting),

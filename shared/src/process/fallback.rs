@@ -31,18 +31,54 @@ impl Processor {
                     detail: Some(answer),
                 },
                 label,
-            ) => {
-                // The answer as its text came: parsed, numbers would lose digits.
-                let note = note.trim_end_matches('}');
-                let detail = format!(r#"{note},"cross_studio":{answer}}}"#);
-                Attempt::Done(
+            ) => match with_note(note, &answer) {
+                Some(detail) => Attempt::Done(
                     Outcome::Processed {
                         detail: Some(detail),
                     },
                     label,
-                )
-            }
+                ),
+                None => Attempt::Done(
+                    Outcome::Failed {
+                        reason: "the cross-studio answer could not be kept beside its note".into(),
+                    },
+                    "failed",
+                ),
+            },
             other => other,
         }
+    }
+}
+
+/// The note's members and the answer under `cross_studio`, the answer's text kept as it came
+/// (parsed into values, numbers would lose digits).
+fn with_note(note: &str, answer: &str) -> Option<String> {
+    #[derive(serde::Serialize)]
+    struct Noted<'a> {
+        #[serde(flatten)]
+        note: serde_json::Map<String, serde_json::Value>,
+        cross_studio: &'a serde_json::value::RawValue,
+    }
+    let note = serde_json::from_str(note).ok()?;
+    let cross_studio = serde_json::from_str(answer).ok()?;
+    serde_json::to_string(&Noted { note, cross_studio }).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_is_kept_whole_beside_the_note() {
+        let detail = with_note(
+            r#"{"detached_from_studio": {"id": 1001}}"#,
+            r#"{"id": 18446744073709551617}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            detail,
+            r#"{"detached_from_studio":{"id":1001},"cross_studio":{"id": 18446744073709551617}}"#
+        );
+        assert_eq!(with_note("{}", "not json"), None);
     }
 }

@@ -164,6 +164,7 @@ fn item_record(
         lease_until_ms,
         expires_at: parent.expires_at,
         unauthenticated: parent.unauthenticated,
+        trace_id: parent.trace_id.clone(),
         ..Record::default()
     }
 }

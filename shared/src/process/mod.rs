@@ -52,6 +52,11 @@ pub struct Processor {
     drift_written: drift::Written,
 }
 
+/// The room one more attempt takes in the record's history, at most.
+const TRIED_BYTES: usize = 512;
+/// An attempt's error is kept cut to this many characters (the record's `last_error` whole).
+const TRIED_ERROR_CHARS: usize = 300;
+
 /// What a message's handling tells its log line besides its outcome.
 #[derive(Default)]
 struct Told {
@@ -357,19 +362,28 @@ impl Processor {
         let outcome = match outcome {
             Outcome::Processed {
                 detail: Some(detail),
-            } if record.item_size() + detail.len() > MAX_ITEM_BYTES => Outcome::Failed {
-                reason: format!(
+            } if record.item_size() + detail.len() + TRIED_BYTES > MAX_ITEM_BYTES => {
+                Outcome::Failed {
+                    reason: format!(
                     "the provider's answer ({} bytes) does not fit beside the event in one record",
                     detail.len()
                 ),
-            },
+                }
+            }
             outcome => outcome,
         };
         let store = &self.ports.store;
         let now = self.ports.clock.now_ms();
         // The record's attempts with this one after them.
         let history = |outcome: &Outcome| {
-            let error = outcome.error().map(str::to_string);
+            let error = outcome
+                .error()
+                .map(|error| error.chars().take(TRIED_ERROR_CHARS).collect::<String>());
+            // An outcome turned into a failure here (too large, refused) is a failure.
+            let label = match outcome {
+                Outcome::Failed { .. } => "failed",
+                _ => label,
+            };
             let tried = Tried {
                 at_ms: now,
                 outcome: label.to_string(),

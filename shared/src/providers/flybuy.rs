@@ -165,9 +165,11 @@ fn verify_signature(tenant: &Tenant, request: &WebhookRequest) -> SignatureCheck
         })
         .map(|(form, _)| form)
         .collect();
-    matched.first().map_or(SignatureCheck::Refused, |form| {
-        SignatureCheck::Matched(form)
-    })
+    let unpinned = tenant.signing_key_encoding == KeyEncoding::Either;
+    match matched.first() {
+        Some(form) => SignatureCheck::Matched(unpinned.then_some(*form)),
+        None => SignatureCheck::Refused,
+    }
 }
 
 /// The sender's side: signs with the time of sending as `Date`, as FlyBuy does (a signed
@@ -453,11 +455,11 @@ mod tests {
         assert_eq!(unpinned.signing_key_encoding, KeyEncoding::Either);
         assert_eq!(
             verify_signature(&unpinned, &by_text),
-            SignatureCheck::Matched("raw")
+            SignatureCheck::Matched(Some("raw"))
         );
         assert_eq!(
             verify_signature(&unpinned, &by_bytes),
-            SignatureCheck::Matched("base64")
+            SignatureCheck::Matched(Some("base64"))
         );
         assert_eq!(
             verify_signature(&unpinned, &by_other),
@@ -466,14 +468,15 @@ mod tests {
         let raw = keyed("raw");
         assert_eq!(
             verify_signature(&raw, &by_text),
-            SignatureCheck::Matched("raw")
+            SignatureCheck::Matched(None),
+            "pinned: nothing to tell"
         );
         assert_eq!(verify_signature(&raw, &by_bytes), SignatureCheck::Refused);
         let base64 = keyed("base64");
         assert_eq!(verify_signature(&base64, &by_text), SignatureCheck::Refused);
         assert_eq!(
             verify_signature(&base64, &by_bytes),
-            SignatureCheck::Matched("base64")
+            SignatureCheck::Matched(None)
         );
         assert_eq!(
             verify_signature(&tenant(), &by_other),

@@ -306,14 +306,15 @@ fn home_studio_change(
     if !matches!(rule.action, FetchOrCrossStudio) || items.len() != 1 {
         return Ok(None);
     }
-    let source = content
+    let source: serde_json::Value = content
         .as_ref()
         .and_then(|content| content.at("/sourceStudioId"))
-        .map_or("null", |source| source.as_json());
+        .and_then(|source| serde_json::from_str(source.as_json()).ok())
+        .unwrap_or_default();
     Ok(Some(Processing::FetchOr {
         path: items[0].path.clone(),
         otherwise: fill(CROSS_STUDIO_CUSTOMER, entity_id, None)?,
-        note: format!(r#"{{"detached_from_studio":{source}}}"#),
+        note: serde_json::json!({ "detached_from_studio": source }).to_string(),
     }))
 }
 

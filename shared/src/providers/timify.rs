@@ -196,17 +196,30 @@ when it was added or rotated; webhooks … tenants rotate timify {tenant} makes 
     }
 
     /// An app installed for several companies (an enterprise account) is told which one a
-    /// delivery is about by its `companyId` (FACTS.md §6.8): that company's data is fetched.
+    /// delivery is about by its `companyId` (FACTS.md §6.8): that company's data is fetched —
+    /// if the delivery was authenticated and the company is the tenant's own or one of its
+    /// `api.companies`. Another company is a configuration to fix, never a fetch for it.
     fn api_credentials_for(
         &self,
         api: &ApiAccess,
         record: &Record,
     ) -> Result<ApiCredentials, String> {
-        let company = Document::parse(record.body.as_bytes())
+        let named = Document::parse(record.body.as_bytes())
             .ok()
-            .and_then(|body| body.text_at("/companyId"))
-            .filter(|company| check_id("companyId", company).is_ok());
-        credentials(api, company.as_deref())
+            .and_then(|body| body.text_at("/companyId"));
+        let Some(company) = named.filter(|_| !record.unauthenticated) else {
+            return credentials(api, None);
+        };
+        let allowed =
+            api.company_id.as_deref() == Some(company.as_str()) || api.companies.contains(&company);
+        if !allowed || check_id("companyId", &company).is_err() {
+            return Err(
+                "the delivery names a companyId that is neither the tenant's `api.company_id` nor \
+                 in its `api.companies`: add it there if the app may read that company"
+                    .into(),
+            );
+        }
+        credentials(api, Some(&company))
     }
 
     fn check_tenant(&self, tenant: &Tenant) -> Result<(), String> {
@@ -366,7 +379,7 @@ mod tests {
     #[test]
     fn a_delivery_naming_its_company_is_fetched_for_that_company() {
         let api: ApiAccess = serde_json::from_str(
-            r#"{"base_url": "https://api.timify.com", "app_id": "a", "app_secret": "s", "company_id": "c-own"}"#,
+            r#"{"base_url": "https://api.timify.com", "app_id": "a", "app_secret": "s", "company_id": "c-own", "companies": ["c-9"]}"#,
         )
         .unwrap();
         let company_of = |body: &str| {
@@ -382,11 +395,27 @@ mod tests {
             exchange.headers[0].1.clone()
         };
         assert_eq!(company_of(r#"{"companyId": "c-9", "event": "x"}"#), "c-9");
+        assert_eq!(company_of(r#"{"companyId": "c-own"}"#), "c-own");
         assert_eq!(company_of(r#"{"event": "x"}"#), "c-own");
+        let other = Record {
+            body: r#"{"companyId": "c-other"}"#.into(),
+            ..Record::default()
+        };
+        let refused = Timify.api_credentials_for(&api, &other).err().unwrap();
+        assert!(refused.contains("api.companies"), "{refused}");
+        let unauthenticated = Record {
+            body: r#"{"companyId": "c-9"}"#.into(),
+            unauthenticated: true,
+            ..Record::default()
+        };
+        let ApiCredentials::Token(exchange) =
+            Timify.api_credentials_for(&api, &unauthenticated).unwrap()
+        else {
+            panic!("a token exchange");
+        };
         assert_eq!(
-            company_of(r#"{"companyId": "c 9\r\nx: y"}"#),
-            "c-own",
-            "not an id"
+            exchange.headers[0].1, "c-own",
+            "an unauthenticated delivery chooses nothing"
         );
     }
 

@@ -76,16 +76,35 @@ async fn every_providers_sample_is_accepted_and_processed_as_a_check_without_a_c
 }
 
 /// A body that merely mentions the mark, or carries it below the top level, is processed as
-/// what it is.
+/// what it is: fetched.
 #[tokio::test]
 async fn only_a_top_level_mark_in_the_signed_body_makes_a_check() {
     let api = FakeApi::start().await;
     let local = InMemory::new(&api, ProcessorSettings::default());
-    let key = local.deliver("magicline/customer-created.json").await;
-    assert_eq!(local.pump().await, 1);
-    assert_eq!(local.record(&key).await.status, Status::Processed);
-    assert_eq!(api.total_calls(), 1, "an ordinary event is fetched");
-    assert!(check::check_of(&local.record(&key).await).is_none());
+    let bodies = [
+        r#"{"entityId": 7893459, "uuid": "nested", "payload": [{"timestamp": 1, "type": "CUSTOMER_CREATED", "content": {"webhooks_check": "c1"}}]}"#,
+        r#"{"entityId": 7893459, "uuid": "mention", "note": "webhooks_check", "payload": [{"timestamp": 1, "type": "CUSTOMER_CREATED"}]}"#,
+    ];
+    for body in bodies {
+        let request = e2e::post(
+            "magicline",
+            &[
+                ("x-api-key", "ml-demo-key-1001-new"),
+                ("content-type", "application/json"),
+            ],
+            body,
+        );
+        let key = local.deliver_request("magicline", request).await;
+        assert_eq!(local.pump().await, 1);
+        let record = local.record(&key).await;
+        assert_eq!(record.status, Status::Processed, "{body}");
+        assert!(check::check_of(&record).is_none(), "{body}");
+        assert!(
+            !record.detail.unwrap_or_default().contains("\"check\""),
+            "{body}"
+        );
+    }
+    assert_eq!(api.total_calls(), 2, "each fetched");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

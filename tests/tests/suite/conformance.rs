@@ -768,10 +768,11 @@ async fn a_paused_scope_stays_paused_until_it_is_resumed() {
     }
 }
 
-/// A signal is new once per provider and tenant: its first sighting is kept (the example
-/// key), later ones only move its last time on.
+/// A signal is new once per provider and tenant: its first time is kept, its last time,
+/// example and expiry follow the latest sighting; one whose example expired is not listed, and
+/// seen again it is new.
 #[tokio::test]
-async fn a_sighting_is_new_once_and_keeps_its_first_example() {
+async fn a_sighting_is_new_once_and_follows_its_latest_example() {
     for ports in all_pairs().await {
         let (sightings, name) = (&ports.sightings, ports.name);
         let seen = |tenant: &str, signal: &str, at: i64, key: &str| Sighting {
@@ -781,17 +782,19 @@ async fn a_sighting_is_new_once_and_keeps_its_first_example() {
             first_ms: at,
             last_ms: at,
             example_key: key.into(),
+            expires_at: 1_000,
         };
-        assert_eq!(sightings.sightings(None).await.unwrap(), [], "{name}");
+        assert_eq!(sightings.sightings(None, 0).await.unwrap(), [], "{name}");
         let field = seen("app-1", "field:/data/newThing", 10, "timify#app-1#a");
         assert!(sightings.sight(&field).await.unwrap(), "{name}: new");
-        let again = seen("app-1", "field:/data/newThing", 30, "timify#app-1#b");
+        let again = Sighting {
+            expires_at: 2_000,
+            ..seen("app-1", "field:/data/newThing", 30, "timify#app-1#b")
+        };
         assert!(
             !sightings.sight(&again).await.unwrap(),
             "{name}: seen before"
         );
-        let late = seen("app-1", "field:/data/newThing", 20, "timify#app-1#c");
-        assert!(!sightings.sight(&late).await.unwrap(), "{name}");
         let other_tenant = seen("app-2", "field:/data/newThing", 40, "timify#app-2#d");
         assert!(
             sightings.sight(&other_tenant).await.unwrap(),
@@ -803,20 +806,28 @@ async fn a_sighting_is_new_once_and_keeps_its_first_example() {
         };
         assert!(sightings.sight(&other_provider).await.unwrap(), "{name}");
         assert_eq!(
-            sightings.sightings(Some("timify")).await.unwrap(),
+            sightings.sightings(Some("timify"), 0).await.unwrap(),
             [
                 Sighting {
-                    last_ms: 30,
-                    ..field
+                    first_ms: 10,
+                    ..again.clone()
                 },
                 other_tenant.clone(),
             ],
-            "{name}: the first example, the last time"
+            "{name}: the first time, the latest example"
         );
         assert_eq!(
-            sightings.sightings(None).await.unwrap().len(),
+            sightings.sightings(None, 0).await.unwrap().len(),
             3,
             "{name}: every provider's"
+        );
+        assert_eq!(
+            sightings.sightings(None, 1_500_000).await.unwrap(),
+            [Sighting {
+                first_ms: 10,
+                ..again
+            }],
+            "{name}: gone with the records they name"
         );
     }
 }

@@ -67,7 +67,7 @@ async fn a_new_type_and_field_are_counted_once_as_a_contract_change() {
     let dimensions = &changed[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"];
     assert_eq!(dimensions, &serde_json::json!([["Provider", "Signal"], []]));
 
-    local.deliver_request("magicline", teleported("u-2")).await;
+    let second = local.deliver_request("magicline", teleported("u-2")).await;
     assert_eq!(local.pump().await, 1);
     assert_eq!(changes(&lines).len(), 2, "each sign counted once");
     assert_eq!(
@@ -75,9 +75,43 @@ async fn a_new_type_and_field_are_counted_once_as_a_contract_change() {
         0,
         "an unknown type is stored, not fetched"
     );
-    let seen = local.memory.ports.sightings.sightings(None).await.unwrap();
+    let seen = local
+        .memory
+        .ports
+        .sightings
+        .sightings(None, i64::MIN)
+        .await
+        .unwrap();
     assert_eq!(seen.len(), 2);
-    assert!(seen.iter().all(|s| s.example_key == first));
+    // A processor writes a sign it keeps seeing again only after ten minutes.
+    assert!(
+        seen.iter().all(|s| s.example_key == first),
+        "{second}: not written again yet"
+    );
+    assert!(seen.iter().all(|s| s.first_ms <= s.last_ms));
+}
+
+/// The items a check-out list is split into are not deliveries: their bodies (one list
+/// element each) are never read as an envelope.
+#[tokio::test]
+async fn the_items_of_a_split_event_show_no_drift() {
+    let api = FakeApi::start().await;
+    let local = InMemory::new(&api, ProcessorSettings::default());
+    local
+        .deliver("magicline/automatic-customer-checkout.json")
+        .await;
+    for _ in 0..5 {
+        local.pump().await;
+    }
+    assert!(api.total_calls() > 0, "the items were fetched");
+    let seen = local
+        .memory
+        .ports
+        .sightings
+        .sightings(None, i64::MIN)
+        .await
+        .unwrap();
+    assert!(seen.is_empty(), "{seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,7 +98,16 @@ fn statements(document: &Value) -> Vec<Value> {
     found
 }
 
-/// Every statement a function's role holds: its own `Role`'s inline policies, or the inline
+/// Every statement of a role's inline policies.
+fn role_statements(t: &Value, role: &str) -> Vec<Value> {
+    list(&resource(t, role)["Properties"]["Policies"])
+        .iter()
+        .flat_map(|policy| statements(&policy["PolicyDocument"]))
+        .collect()
+}
+
+/// Every statement a function's role holds but its logging and tracing: its own `Role`'s
+/// inline policies, or the inline
 /// statements of its SAM `Policies` (which may hold nothing else: no managed policy, no SAM
 /// policy template, whose resources this test could not see).
 fn function_statements(t: &Value, function: &str) -> Vec<Value> {
@@ -117,11 +126,12 @@ fn function_statements(t: &Value, function: &str) -> Vec<Value> {
             role["Properties"].get("ManagedPolicyArns").is_none(),
             "{function}: no managed policies on its role"
         );
-        // Its own log group only: checked in the log groups' test.
-        return list(&role["Properties"]["Policies"])
-            .iter()
-            .flat_map(|policy| statements(&policy["PolicyDocument"]))
-            .filter(|statement| !actions(statement).iter().all(|a| a.starts_with("logs:")))
+        // Its own log group only: checked in the log groups' test; its trace segments in the
+        // tracing test.
+        let bookkeeping = |a: &String| a.starts_with("logs:") || a.starts_with("xray:");
+        return role_statements(t, role_name)
+            .into_iter()
+            .filter(|statement| !actions(statement).iter().all(bookkeeping))
             .collect();
     }
     list(&properties["Policies"])
@@ -882,4 +892,38 @@ fn the_outputs_the_code_and_the_readme_rely_on_exist() {
     for name in expected {
         assert!(outputs.contains_key(&name), "output {name}");
     }
+}
+
+/// X-Ray active tracing on every function, and each function's own role lets it send its
+/// segments (SAM adds no permission to a role the template gives).
+#[test]
+fn every_function_is_traced_and_may_send_its_traces() {
+    let t = template();
+    assert_eq!(t["Globals"]["Function"]["Tracing"], "Active");
+    for function in functions() {
+        let role = resource(&t, &function)["Properties"]["Role"]["Fn::GetAtt"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let actions = all_actions(&role_statements(&t, &role));
+        assert!(
+            actions.contains("xray:PutTraceSegments")
+                && actions.contains("xray:PutTelemetryRecords"),
+            "{function}: {actions:?}"
+        );
+    }
+}
+
+/// The first sighting of a provider's contract changing, counted without dimensions, raises
+/// one alarm.
+#[test]
+fn a_contract_change_raises_an_alarm() {
+    let t = template();
+    let found = alarms_on(&t, |w| {
+        w.namespace == stack_namespace()
+            && w.name == "ContractChanged"
+            && w.stat == "Sum"
+            && w.dimensions.is_empty()
+    });
+    assert_eq!(found, ["ContractChangedAlarm"]);
 }

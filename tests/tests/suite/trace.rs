@@ -51,6 +51,23 @@ async fn a_webhooks_trace_is_followed_into_the_processors_line_and_the_downstrea
         .unwrap()
         .to_string();
     assert_eq!(backend.record(&key).await.trace_id.as_deref(), Some(TRACE));
+    // The message carries it for X-Ray (the processor reads it from the record).
+    let queued = backend
+        .sqs
+        .receive_message()
+        .queue_url(&backend.queue_url)
+        .message_system_attribute_names(
+            aws_sdk_sqs::types::MessageSystemAttributeName::AwsTraceHeader,
+        )
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
+    let header = queued.messages()[0]
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::AwsTraceHeader))
+        .cloned();
+    assert_eq!(header, Some(format!("Root={TRACE}")));
 
     backend.pump(&processor).await;
     let processed: Vec<Value> = lines

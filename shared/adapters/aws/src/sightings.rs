@@ -1,17 +1,17 @@
-//! The [`Sightings`] port on DynamoDB: one item per provider (`drift#<provider>`, outside
-//! every provider's keys and every index) holding a map from `<tenant>#<signal>` to when it
-//! was first and last seen and the record it was first seen in. A provider's contract has
-//! few surprises, and the processors write one only the first time they see it (and its
-//! last time now and then), so one small item per provider serves every reader in one read.
+//! The [`Sightings`] port on DynamoDB: an item per provider, tenant and signal
+//! (`drift#<provider>#<tenant>#<signal>`, outside every provider's keys), written by one
+//! UpdateItem that keeps its first time and moves its last time and example on, and expiring
+//! with its example record (`expires_at`, the table's TTL). A provider's sightings are listed
+//! through the subject index under `drift#<provider>`, a subject no record has (theirs begin
+//! with a provider's name).
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use shared::ports::{Sighting, Sightings, StoreError};
 
-use crate::dynamodb::store_error;
+use crate::dynamodb::{store_error, SUBJECT_INDEX};
 
 pub struct DynamoSightings {
     client: aws_sdk_dynamodb::Client,
@@ -26,120 +26,158 @@ impl DynamoSightings {
         }
     }
 
-    fn item(
-        &self,
-        provider: &str,
-    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
-        self.client
-            .update_item()
+    /// The keys of a provider's sightings.
+    async fn keys(&self, provider: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .query()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(format!("{PREFIX}{provider}")))
+            .index_name(SUBJECT_INDEX)
+            .key_condition_expression("subject = :subject")
+            .expression_attribute_values(":subject", s(&listing(provider)))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(|e| store_error(&e))?;
+            if let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) {
+                keys.push(pk.clone());
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn read(&self, keys: Vec<String>) -> Result<Vec<Sighting>, StoreError> {
+        let mut found = Vec::new();
+        // BatchGetItem reads at most 100 keys a request.
+        for chunk in keys.chunks(100) {
+            let keys = chunk
+                .iter()
+                .map(|pk| HashMap::from([("pk".to_string(), s(pk))]))
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+            );
+            while let Some(keys) = request.take() {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| store_error(&e))?;
+                let items = output.responses().and_then(|r| r.get(&self.table));
+                found.extend(items.into_iter().flatten().map(sighting_of));
+                request = output
+                    .unprocessed_keys()
+                    .and_then(|unprocessed| unprocessed.get(&self.table))
+                    .cloned();
+            }
+        }
+        Ok(found)
     }
 }
 
 const PREFIX: &str = "drift#";
 
-fn number(n: i64) -> AttributeValue {
-    AttributeValue::N(n.to_string())
+/// The subject under which a provider's sightings are listed.
+fn listing(provider: &str) -> String {
+    format!("{PREFIX}{provider}")
+}
+
+fn s(text: &str) -> AttributeValue {
+    AttributeValue::S(text.to_string())
+}
+
+fn n(number: i64) -> AttributeValue {
+    AttributeValue::N(number.to_string())
+}
+
+fn sighting_of(item: &HashMap<String, AttributeValue>) -> Sighting {
+    let text = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let number = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    Sighting {
+        provider: text("provider"),
+        tenant: text("tenant"),
+        signal: text("signal"),
+        first_ms: number("first"),
+        last_ms: number("last"),
+        example_key: text("example"),
+        expires_at: number("expires_at"),
+    }
 }
 
 #[async_trait]
 impl Sightings for DynamoSightings {
     async fn sight(&self, sighting: &Sighting) -> Result<bool, StoreError> {
-        let entry = format!("{}#{}", sighting.tenant, sighting.signal);
-        // The map first (nothing changes once it is there), then the entry in it.
-        self.item(&sighting.provider)
-            .update_expression("SET seen = if_not_exists(seen, :empty)")
-            .expression_attribute_values(":empty", AttributeValue::M(HashMap::new()))
+        let pk = format!(
+            "{PREFIX}{}#{}#{}",
+            sighting.provider, sighting.tenant, sighting.signal
+        );
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .update_expression(
+                "SET subject = :subject, #provider = :provider, #tenant = :tenant, \
+                 #signal = :signal, #first = if_not_exists(#first, :at), #last = :at, \
+                 #example = :example, expires_at = :expires",
+            )
+            // Each a DynamoDB reserved word, or may become one.
+            .expression_attribute_names("#provider", "provider")
+            .expression_attribute_names("#tenant", "tenant")
+            .expression_attribute_names("#signal", "signal")
+            .expression_attribute_names("#first", "first")
+            .expression_attribute_names("#last", "last")
+            .expression_attribute_names("#example", "example")
+            .expression_attribute_values(":subject", s(&listing(&sighting.provider)))
+            .expression_attribute_values(":provider", s(&sighting.provider))
+            .expression_attribute_values(":tenant", s(&sighting.tenant))
+            .expression_attribute_values(":signal", s(&sighting.signal))
+            .expression_attribute_values(":at", n(sighting.first_ms))
+            .expression_attribute_values(":example", s(&sighting.example_key))
+            .expression_attribute_values(":expires", n(sighting.expires_at))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await
             .map_err(|e| store_error(&e))?;
-        let first = AttributeValue::M(HashMap::from([
-            ("first".to_string(), number(sighting.first_ms)),
-            ("last".to_string(), number(sighting.first_ms)),
-            (
-                "key".to_string(),
-                AttributeValue::S(sighting.example_key.clone()),
-            ),
-        ]));
-        let new = self
-            .item(&sighting.provider)
-            .update_expression("SET seen.#entry = :first")
-            .condition_expression("attribute_not_exists(seen.#entry)")
-            .expression_attribute_names("#entry", &entry)
-            .expression_attribute_values(":first", first)
-            .send()
-            .await;
-        match new {
-            Ok(_) => return Ok(true),
-            Err(error) if error.code() == Some("ConditionalCheckFailedException") => {}
-            Err(error) => return Err(store_error(&error)),
-        }
-        let later = self
-            .item(&sighting.provider)
-            .update_expression("SET seen.#entry.#last = :at")
-            .condition_expression("seen.#entry.#last < :at")
-            .expression_attribute_names("#entry", &entry)
-            .expression_attribute_names("#last", "last")
-            .expression_attribute_values(":at", number(sighting.first_ms))
-            .send()
-            .await;
-        match later {
-            Ok(_) => Ok(false),
-            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
-            Err(error) => Err(store_error(&error)),
-        }
+        Ok(!output
+            .attributes()
+            .is_some_and(|old| old.contains_key("first")))
     }
 
-    async fn sightings(&self, provider: Option<&str>) -> Result<Vec<Sighting>, StoreError> {
+    async fn sightings(
+        &self,
+        provider: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<Sighting>, StoreError> {
         let providers: Vec<String> = match provider {
             Some(provider) => vec![provider.to_string()],
             None => shared::providers::names(),
         };
         let mut all = Vec::new();
         for provider in providers {
-            let output = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(format!("{PREFIX}{provider}")))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| store_error(&e))?;
-            let Some(seen) = output
-                .item()
-                .and_then(|item| item.get("seen"))
-                .and_then(|value| value.as_m().ok())
-            else {
-                continue;
-            };
-            for (entry, value) in seen {
-                let (Some((tenant, signal)), Ok(fields)) = (entry.split_once('#'), value.as_m())
-                else {
-                    continue;
-                };
-                let number = |name: &str| {
-                    fields
-                        .get(name)
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(0)
-                };
-                all.push(Sighting {
-                    provider: provider.clone(),
-                    tenant: tenant.to_string(),
-                    signal: signal.to_string(),
-                    first_ms: number("first"),
-                    last_ms: number("last"),
-                    example_key: fields
-                        .get("key")
-                        .and_then(|v| v.as_s().ok())
-                        .cloned()
-                        .unwrap_or_default(),
-                });
-            }
+            let keys = self.keys(&provider).await?;
+            all.extend(self.read(keys).await?);
         }
+        // DynamoDB deletes an expired item only within days.
+        all.retain(|sighting| sighting.live_at(now_ms));
         all.sort_by(|a, b| {
             (&a.provider, &a.tenant, &a.signal).cmp(&(&b.provider, &b.tenant, &b.signal))
         });

@@ -55,6 +55,22 @@ impl Queue for SqsQueue {
             // SQS delays a message by at most 15 minutes.
             request = request.delay_seconds(delay_seconds.min(MAX_DELAY_SECONDS) as i32);
         }
+        // X-Ray links the processor's receive to the webhook's trace through this attribute.
+        let trace = message
+            .trace_id
+            .as_deref()
+            .filter(|t| shared::trace::is_trace_id(t));
+        if let Some(Ok(header)) = trace.map(|trace| {
+            aws_sdk_sqs::types::MessageSystemAttributeValue::builder()
+                .data_type("String")
+                .string_value(format!("Root={trace}"))
+                .build()
+        }) {
+            request = request.message_system_attributes(
+                aws_sdk_sqs::types::MessageSystemAttributeNameForSends::AwsTraceHeader,
+                header,
+            );
+        }
         request
             .send()
             .await

@@ -584,7 +584,9 @@ impl Sightings for MemorySightings {
         );
         match seen.get_mut(&id) {
             Some(known) => {
-                known.last_ms = known.last_ms.max(sighting.first_ms);
+                known.last_ms = sighting.first_ms;
+                known.example_key.clone_from(&sighting.example_key);
+                known.expires_at = sighting.expires_at;
                 Ok(false)
             }
             None => {
@@ -598,11 +600,15 @@ impl Sightings for MemorySightings {
         }
     }
 
-    async fn sightings(&self, provider: Option<&str>) -> Result<Vec<Sighting>, StoreError> {
+    async fn sightings(
+        &self,
+        provider: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Vec<Sighting>, StoreError> {
         let seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
         Ok(seen
             .values()
-            .filter(|s| provider.is_none_or(|p| p == s.provider))
+            .filter(|s| provider.is_none_or(|p| p == s.provider) && s.live_at(now_ms))
             .cloned()
             .collect())
     }

@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS sightings (
     first_at INTEGER NOT NULL,
     last_at INTEGER NOT NULL,
     example_key TEXT NOT NULL,
+    expires_at INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (provider, tenant, signal)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pace (
