@@ -24,17 +24,25 @@ use serde_json::{json, Value};
 use testkit::{Expect, Kit};
 
 /// What the Lambda service itself does with a role, never the code: the runtime's log writes,
-/// and for a function on a queue the SQS event source's polling and deleting.
+/// active tracing's segments (sent by Lambda's X-Ray daemon), and for a function on a queue the
+/// SQS event source's polling and deleting.
 fn used_by_the_service(kind: &Kind) -> &'static [&'static str] {
     match kind {
         Kind::Processor => &[
             "logs:CreateLogStream",
             "logs:PutLogEvents",
+            "xray:PutTraceSegments",
+            "xray:PutTelemetryRecords",
             "sqs:ReceiveMessage",
             "sqs:DeleteMessage",
             "sqs:GetQueueAttributes",
         ],
-        _ => &["logs:CreateLogStream", "logs:PutLogEvents"],
+        _ => &[
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+            "xray:PutTraceSegments",
+            "xray:PutTelemetryRecords",
+        ],
     }
 }
 

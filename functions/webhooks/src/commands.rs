@@ -12,8 +12,8 @@ use crate::args::{
 };
 use crate::place::{aws_place, logical_name, AwsPlace, Target};
 use crate::print::{
-    filters_json, pretty, print_dead_letters, print_erase_preview, print_record, print_records,
-    print_stats, progress_bar,
+    filters_json, pretty, print_erase_preview, print_record, print_records, print_stats,
+    progress_bar,
 };
 use crate::{Failure, Result};
 
@@ -51,7 +51,7 @@ pub(crate) async fn execute(cli: Cli, out: &mut String) -> Result<i32> {
         Command::Replay(args) => replay(&target, args, json, out).await,
         Command::Dlq(DlqCommand::List { limit }) => {
             let letters = target.dead_letters(limit).await?;
-            print_dead_letters(out, json, &letters, &target.command("dlq redrive"));
+            crate::dlq::print_dead_letters(out, json, &letters, &target.command("dlq redrive"));
             Ok(0)
         }
         Command::Dlq(DlqCommand::Redrive) => {

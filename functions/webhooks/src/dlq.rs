@@ -1,13 +1,16 @@
-//! The dead-letter queue on SQS: reading what waits there without taking it, and moving it back
-//! to the work queue (a message move task, or receive, send and delete where there is none).
+//! The dead-letter queue where the events are — the stack's SQS queue (read without taking
+//! what waits there; moved back to the work queue by a message move task, or receive, send and
+//! delete where there is none) or the dev server's table — and how its letters are printed.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{json, Value};
 use shared::ports::{QueueMessage, Record};
 
-use crate::place::{aws_hint, AwsPlace, DEAD_LETTER_OUTPUT};
-use crate::print::progress_bar;
+use crate::place::{aws_hint, AwsPlace, Place, Target, DEAD_LETTER_OUTPUT};
+use crate::print::{clip, pretty, progress_bar, table};
 use crate::{Failure, Result};
 
 /// A dead-lettered message and the record it names.
@@ -240,4 +243,122 @@ async fn copy_messages(sqs: &aws_sdk_sqs::Client, from: &str, to: &str) -> Resul
         how: "received, sent with the same body, deleted: the endpoint has no message move task"
             .into(),
     })
+}
+
+/// The dead-letter queue where the events are: the dev server's table, or the stack's queue.
+impl Target {
+    pub(crate) async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        let messages: Vec<(Option<String>, String)> = match &self.place {
+            Place::Local { database, .. } => database
+                .dead_letters()
+                .await
+                .map_err(|e| Failure::Operation(e.to_string()))?
+                .into_iter()
+                .take(limit)
+                .map(|message| (None, serde_json::to_string(&message).unwrap_or_default()))
+                .collect(),
+            Place::Aws(aws) => peek_dead_letters(aws, limit).await?,
+        };
+        let mut letters = Vec::new();
+        for (id, body) in messages {
+            let message: Option<QueueMessage> = serde_json::from_str(&body).ok();
+            let record = match &message {
+                Some(message) => self.operations.show(&message.key).await.ok(),
+                None => None,
+            };
+            letters.push(DeadLetter {
+                id,
+                body,
+                message,
+                record,
+            });
+        }
+        Ok(letters)
+    }
+
+    pub(crate) async fn redrive(&self) -> Result<Moved> {
+        match &self.place {
+            Place::Local { database, .. } => {
+                let count = database
+                    .redrive_dead_letters(self.now_ms())
+                    .await
+                    .map_err(|e| Failure::Operation(e.to_string()))?;
+                Ok(Moved {
+                    count: count as u64,
+                    method: "database",
+                    how: "one transaction in the dev server's database".into(),
+                })
+            }
+            Place::Aws(aws) => redrive_sqs(aws).await,
+        }
+    }
+}
+
+/// The dead letters; `redrive` is the command that moves them back.
+pub(crate) fn print_dead_letters(
+    out: &mut String,
+    json: bool,
+    letters: &[DeadLetter],
+    redrive: &str,
+) {
+    if json {
+        let messages: Vec<Value> = letters
+            .iter()
+            .map(|letter| {
+                json!({
+                    "message_id": letter.id,
+                    "key": letter.message.as_ref().map(|m| &m.key),
+                    "provider": letter.message.as_ref().map(|m| &m.provider),
+                    "tenant": letter.message.as_ref().map(|m| &m.tenant),
+                    "type": letter.message.as_ref().map(|m| &m.event_type),
+                    "body": if letter.message.is_none() { Some(&letter.body) } else { None },
+                    "status": letter.record.as_ref().map(|r| r.status.as_str()),
+                    "last_error": letter.record.as_ref().and_then(|r| r.last_error.clone()),
+                })
+            })
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            pretty(&json!({ "count": messages.len(), "messages": messages }))
+        )
+        .ok();
+        return;
+    }
+    if letters.is_empty() {
+        writeln!(out, "the dead-letter queue is empty").ok();
+        return;
+    }
+    let rows = letters
+        .iter()
+        .map(|letter| {
+            let (key, provider, kind) = match &letter.message {
+                Some(m) => (m.key.clone(), m.provider.clone(), m.event_type.clone()),
+                None => (
+                    clip(&letter.body, 40),
+                    "?".into(),
+                    "(not a queue message)".into(),
+                ),
+            };
+            let (status, error) = match &letter.record {
+                Some(r) => (
+                    r.status.as_str().to_string(),
+                    clip(r.last_error.as_deref().unwrap_or(""), 60),
+                ),
+                None => ("(no record)".into(), String::new()),
+            };
+            vec![provider, kind, status, key, error]
+        })
+        .collect();
+    out.push_str(&table(
+        &["PROVIDER", "TYPE", "RECORD", "KEY", "LAST ERROR"],
+        rows,
+        &[],
+    ));
+    writeln!(
+        out,
+        "{} message(s); fix the cause (the last error says it), then `{redrive}`",
+        letters.len()
+    )
+    .ok();
 }

@@ -11,12 +11,11 @@ use adapter_aws::{DynamoStore, SecretsManager, SqsQueue};
 use adapter_sqlite::Database;
 use shared::config::{IngestSettings, Settings};
 use shared::operate::Operations;
-use shared::ports::{Ports, QueueMessage, Record};
+use shared::ports::{Ports, Record};
 use shared::process::ProcessorSettings;
 use shared::tenants::{SecretReader, Tenant, TenantDirectory};
 
 use crate::args::{Filters, TargetArgs};
-use crate::dlq::{peek_dead_letters, redrive_sqs, DeadLetter, Moved};
 use crate::{Failure, Result};
 
 /// The stack outputs the command line reads (template.yaml, `Outputs`).
@@ -33,12 +32,12 @@ const SANDBOX_BASE: &str = "http://127.0.0.1:8081/_sandbox";
 pub(crate) struct Target {
     pub(crate) operations: Operations,
     ports: Ports,
-    place: Place,
+    pub(crate) place: Place,
     /// The place flags it was opened with, for hints (`webhooks --local devserver.db …`).
     args: TargetArgs,
 }
 
-enum Place {
+pub(crate) enum Place {
     Aws(Box<AwsPlace>),
     Local { database: Database, config: PathBuf },
 }
@@ -182,52 +181,6 @@ impl Target {
                 TenantDirectory::from_json(&document)
                     .map_err(|e| Failure::Operation(format!("{provider}'s tenants document: {e}")))
             }
-        }
-    }
-
-    pub(crate) async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
-        let messages: Vec<(Option<String>, String)> = match &self.place {
-            Place::Local { database, .. } => database
-                .dead_letters()
-                .await
-                .map_err(|e| Failure::Operation(e.to_string()))?
-                .into_iter()
-                .take(limit)
-                .map(|message| (None, serde_json::to_string(&message).unwrap_or_default()))
-                .collect(),
-            Place::Aws(aws) => peek_dead_letters(aws, limit).await?,
-        };
-        let mut letters = Vec::new();
-        for (id, body) in messages {
-            let message: Option<QueueMessage> = serde_json::from_str(&body).ok();
-            let record = match &message {
-                Some(message) => self.operations.show(&message.key).await.ok(),
-                None => None,
-            };
-            letters.push(DeadLetter {
-                id,
-                body,
-                message,
-                record,
-            });
-        }
-        Ok(letters)
-    }
-
-    pub(crate) async fn redrive(&self) -> Result<Moved> {
-        match &self.place {
-            Place::Local { database, .. } => {
-                let count = database
-                    .redrive_dead_letters(self.now_ms())
-                    .await
-                    .map_err(|e| Failure::Operation(e.to_string()))?;
-                Ok(Moved {
-                    count: count as u64,
-                    method: "database",
-                    how: "one transaction in the dev server's database".into(),
-                })
-            }
-            Place::Aws(aws) => redrive_sqs(aws).await,
         }
     }
 }

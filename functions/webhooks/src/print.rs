@@ -11,7 +11,6 @@ use shared::operate::Count;
 use shared::ports::{Paused, Record, Status};
 
 use crate::args::Filters;
-use crate::dlq::DeadLetter;
 
 /// `text` with every control character but the line break — and the bidirectional overrides —
 /// written as a JSON escape (`\u001b`), tabs and carriage returns as spaces: a body, type or
@@ -183,7 +182,7 @@ pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>, numbers: &[usize]) 
     text
 }
 
-fn clip(text: &str, at: usize) -> String {
+pub(crate) fn clip(text: &str, at: usize) -> String {
     let line = text.lines().next().unwrap_or_default();
     if line.chars().count() > at || text.lines().nth(1).is_some() {
         let clipped: String = line.chars().take(at.saturating_sub(1)).collect();
@@ -381,75 +380,6 @@ fn indent(text: &str) -> String {
         .map(|line| format!("  {line}"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// The dead letters; `redrive` is the command that moves them back.
-pub(crate) fn print_dead_letters(
-    out: &mut String,
-    json: bool,
-    letters: &[DeadLetter],
-    redrive: &str,
-) {
-    if json {
-        let messages: Vec<Value> = letters
-            .iter()
-            .map(|letter| {
-                json!({
-                    "message_id": letter.id,
-                    "key": letter.message.as_ref().map(|m| &m.key),
-                    "provider": letter.message.as_ref().map(|m| &m.provider),
-                    "tenant": letter.message.as_ref().map(|m| &m.tenant),
-                    "type": letter.message.as_ref().map(|m| &m.event_type),
-                    "body": if letter.message.is_none() { Some(&letter.body) } else { None },
-                    "status": letter.record.as_ref().map(|r| r.status.as_str()),
-                    "last_error": letter.record.as_ref().and_then(|r| r.last_error.clone()),
-                })
-            })
-            .collect();
-        writeln!(
-            out,
-            "{}",
-            pretty(&json!({ "count": messages.len(), "messages": messages }))
-        )
-        .ok();
-        return;
-    }
-    if letters.is_empty() {
-        writeln!(out, "the dead-letter queue is empty").ok();
-        return;
-    }
-    let rows = letters
-        .iter()
-        .map(|letter| {
-            let (key, provider, kind) = match &letter.message {
-                Some(m) => (m.key.clone(), m.provider.clone(), m.event_type.clone()),
-                None => (
-                    clip(&letter.body, 40),
-                    "?".into(),
-                    "(not a queue message)".into(),
-                ),
-            };
-            let (status, error) = match &letter.record {
-                Some(r) => (
-                    r.status.as_str().to_string(),
-                    clip(r.last_error.as_deref().unwrap_or(""), 60),
-                ),
-                None => ("(no record)".into(), String::new()),
-            };
-            vec![provider, kind, status, key, error]
-        })
-        .collect();
-    out.push_str(&table(
-        &["PROVIDER", "TYPE", "RECORD", "KEY", "LAST ERROR"],
-        rows,
-        &[],
-    ));
-    writeln!(
-        out,
-        "{} message(s); fix the cause (the last error says it), then `{redrive}`",
-        letters.len()
-    )
-    .ok();
 }
 
 pub(crate) fn print_stats(out: &mut String, json: bool, counts: &[Count], paused: &[Paused]) {

@@ -16,7 +16,7 @@ use shared::process::ProcessorSettings;
 use shared::tenants::TenantSource;
 use shared::{Ingest, IngestSettings};
 
-use super::tenants_cli::{cli, copy_of_devserver_toml, devserver_options, stack_with_egym_secrets};
+use super::tenants_cli::{cli, copy_of_devserver_toml, devserver_on, stack_with_egym_secrets};
 
 fn sample() -> Sample {
     let now = jiff::Timestamp::now();
@@ -110,14 +110,7 @@ async fn only_a_top_level_mark_in_the_signed_body_makes_a_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_every_hop_on_the_dev_server() {
     let config = copy_of_devserver_toml();
-    let options = devserver_options();
-    let data = options.data.display().to_string();
-    let server = devserver::start(devserver::Options {
-        config: config.clone(),
-        ..options
-    })
-    .await
-    .unwrap();
+    let (server, data) = devserver_on(config.clone()).await;
     let config_arg = config.display().to_string();
     let place = ["--local", data.as_str(), "--config", &config_arg];
     for (provider, tenant) in [("egym", "gym-berlin-01"), ("waitwhile", "loc-downtown")] {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use shared::metrics::Emf;
 use shared::process::ProcessorSettings;
 
-use super::tenants_cli::{cli, devserver_options};
+use super::tenants_cli::{cli, devserver_on};
 
 /// A Magicline delivery of a type the table does not list, with a member the docs do not name.
 fn teleported(uuid: &str) -> shared::WebhookRequest {
@@ -116,14 +116,7 @@ async fn the_items_of_a_split_event_show_no_drift() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_and_the_contract_page_show_what_was_seen() {
-    let options = devserver_options();
-    let data = options.data.display().to_string();
-    let server = devserver::start(devserver::Options {
-        config: root().join("devserver.toml"),
-        ..options
-    })
-    .await
-    .unwrap();
+    let (server, data) = devserver_on(root().join("devserver.toml")).await;
     let place = ["--local", data.as_str()];
     let nothing = cli(&place, &["drift"]).await;
     assert_eq!(nothing.code, 0, "{nothing:?}");

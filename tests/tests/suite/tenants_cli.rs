@@ -285,6 +285,16 @@ pub(crate) fn devserver_options() -> devserver::Options {
     }
 }
 
+/// A dev server on its own database with `config`, and that database's path (`--local`).
+pub(crate) async fn devserver_on(config: PathBuf) -> (devserver::RunningServer, String) {
+    let options = devserver_options();
+    let data = options.data.display().to_string();
+    let server = devserver::start(devserver::Options { config, ..options })
+        .await
+        .unwrap();
+    (server, data)
+}
+
 /// A stack on the local endpoint whose outputs name EGYM's tenants and API access secrets.
 pub(crate) async fn stack_with_egym_secrets(backend: &Backend) -> (String, String, String) {
     let aws = e2e::local_aws().await;

@@ -12,7 +12,7 @@ use serde_json::Value;
 use shared::metrics::Emf;
 use shared::process::ProcessorSettings;
 
-use super::tenants_cli::{cli, devserver_options};
+use super::tenants_cli::{cli, devserver_on};
 
 const TRACE: &str = "1-5759e988-bd862e3fe1be46a994272793";
 
@@ -85,14 +85,7 @@ async fn a_webhooks_trace_is_followed_into_the_processors_line_and_the_downstrea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dev_server_makes_a_trace_for_a_webhook_and_shows_it() {
-    let options = devserver_options();
-    let data = options.data.display().to_string();
-    let server = devserver::start(devserver::Options {
-        config: root().join("devserver.toml"),
-        ..options
-    })
-    .await
-    .unwrap();
+    let (server, data) = devserver_on(root().join("devserver.toml")).await;
     let answer = devserver::send::send(
         root()
             .join("events/egym/gym-checkin.json")

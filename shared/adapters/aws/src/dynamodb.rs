@@ -997,22 +997,11 @@ impl Store for DynamoStore {
     }
 
     async fn subject_records(&self, subject: &str) -> Result<Vec<String>, StoreError> {
-        let mut keys = Vec::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(SUBJECT_INDEX)
-            .key_condition_expression("subject = :subject")
-            .expression_attribute_values(":subject", s(subject))
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| store_error(&e))?;
-            let pk = get_s(&item, "pk");
-            keys.push(linked_record(&pk).map_or_else(|| pk.clone(), str::to_string));
-        }
+        let mut keys: Vec<String> = keys_of_subject(&self.client, &self.table, subject)
+            .await?
+            .into_iter()
+            .map(|pk| linked_record(&pk).map_or_else(|| pk.clone(), str::to_string))
+            .collect();
         keys.sort_unstable();
         keys.dedup();
         Ok(keys)
@@ -1153,6 +1142,29 @@ fn tombstone_key(subject: &str) -> String {
 
 /// The index of records by subject (provider#tenant#entity), for erasure.
 pub const SUBJECT_INDEX: &str = "by_subject";
+
+/// The keys of every item under `subject` in the subject index.
+pub(crate) async fn keys_of_subject(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    subject: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut keys = Vec::new();
+    let mut pages = client
+        .query()
+        .table_name(table)
+        .index_name(SUBJECT_INDEX)
+        .key_condition_expression("subject = :subject")
+        .expression_attribute_values(":subject", s(subject))
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(item) = pages.next().await {
+        let item = item.map_err(|e| store_error(&e))?;
+        keys.push(get_s(&item, "pk"));
+    }
+    Ok(keys)
+}
 
 /// Every record by provider and shard (`day`, see [`listing_key`]) and time, newest first:
 /// what listings read, every shard merged.

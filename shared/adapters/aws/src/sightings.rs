@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use shared::ports::{Sighting, Sightings, StoreError};
 
-use crate::dynamodb::{store_error, SUBJECT_INDEX};
+use crate::dynamodb::{keys_of_subject, store_error};
 
 pub struct DynamoSightings {
     client: aws_sdk_dynamodb::Client,
@@ -24,28 +24,6 @@ impl DynamoSightings {
             client,
             table: table.into(),
         }
-    }
-
-    /// The keys of a provider's sightings.
-    async fn keys(&self, provider: &str) -> Result<Vec<String>, StoreError> {
-        let mut keys = Vec::new();
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(SUBJECT_INDEX)
-            .key_condition_expression("subject = :subject")
-            .expression_attribute_values(":subject", s(&listing(provider)))
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(|e| store_error(&e))?;
-            if let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) {
-                keys.push(pk.clone());
-            }
-        }
-        Ok(keys)
     }
 
     async fn read(&self, keys: Vec<String>) -> Result<Vec<Sighting>, StoreError> {
@@ -173,7 +151,7 @@ impl Sightings for DynamoSightings {
         };
         let mut all = Vec::new();
         for provider in providers {
-            let keys = self.keys(&provider).await?;
+            let keys = keys_of_subject(&self.client, &self.table, &listing(&provider)).await?;
             all.extend(self.read(keys).await?);
         }
         // DynamoDB deletes an expired item only within days.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection};
 use shared::ports::{QueueError, QueueMessage, Record, StoreError};
 
-use crate::store::{record_from_row, RECORD_COLUMNS};
+use crate::rows::{record_from_row, RECORD_COLUMNS};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (

@@ -18,6 +18,7 @@ mod database;
 mod outbox;
 mod pacer;
 mod queue;
+mod rows;
 mod sightings;
 mod store;
 
