@@ -180,8 +180,9 @@ struct AppState {
     config: Arc<LoadedConfig>,
 }
 
-/// How often the running server reads its tenants from the configuration file again: an edit,
-/// or `webhooks tenants … --local`, reaches its webhooks and processing within this time.
+/// How old the running server's tenants may grow before it reads the configuration file again:
+/// an edit, or `webhooks tenants … --local`, reaches its webhooks and processing within this
+/// time and a second more ([`keep_tenants_fresh`]).
 pub const TENANTS_RELOAD: Duration = Duration::from_secs(2);
 
 /// Where one provider's tenants are read again from: the configuration file, parsed and
@@ -394,6 +395,10 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
         options.sweep_interval,
         stopped.clone(),
     )));
+    workers.push(tokio::spawn(keep_tenants_fresh(
+        sources.values().cloned().collect(),
+        stopped.clone(),
+    )));
 
     let state = AppState {
         sandbox,
@@ -540,6 +545,21 @@ async fn work(
 
 /// The outbox sweeper as a background task: enqueues stored events whose queue write failed.
 /// The outbox sweeper and the reconciler of stuck records, every `interval`.
+/// Looks at every provider's tenants each second, so that a reload is due and done before an
+/// event needs them (a source reloads when looked at once its tenants are older than
+/// [`TENANTS_RELOAD`], and answers with the ones it has meanwhile).
+async fn keep_tenants_fresh(sources: Vec<TenantSource>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        for source in &sources {
+            source.current();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TENANTS_RELOAD / 2) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
 async fn sweep(
     sweeper: Sweeper,
     (reconciler, retention): (Reconciler, Duration),

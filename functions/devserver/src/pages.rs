@@ -880,7 +880,7 @@ pub(crate) fn page(state: &AppState, headers: &HeaderMap, title: &str, content: 
     let flash = Flash::from_headers(headers);
     let config_changed = if state.config.changed_on_disk() {
         format!(
-            r#"<p class="flash warn" role="status" id="config-changed">{} has changed since the server started. Its tenants are read again every 2 s (a file that does not load keeps the last good tenants; the server's log says why); its other settings ([downstream]) take effect once the server is restarted (Ctrl-C, then the same command).</p>"#,
+            r#"<p class="flash warn" role="status" id="config-changed">{} has changed since the server started. Its tenants are read again within 3 s (a file that does not load keeps the last good tenants; the server's log says why); its other settings ([downstream]) take effect once the server is restarted (Ctrl-C, then the same command).</p>"#,
             esc(&state.config.path.display().to_string())
         )
     } else {

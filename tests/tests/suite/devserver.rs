@@ -981,6 +981,70 @@ async fn short_retry_settings_take_a_failing_event_to_the_dead_letters_in_second
     server.shutdown().await;
 }
 
+/// The README's "make it fail" recipe, step 1, without a restart: a tenant's API pointed at a
+/// path the sandbox does not serve, while the server runs, fails the next event with a 404;
+/// pointed back, the replay processes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_api_changed_under_the_running_server_is_used_for_the_next_event() {
+    let text = std::fs::read_to_string(root().join("devserver.toml")).unwrap();
+    let sandboxed = "{sandbox}/magicline\", api_key = \"ml-demo-openapi-1001\"";
+    assert!(text.contains(sandboxed));
+    let config = std::env::temp_dir().join(format!("{}.toml", unique_name("edited")));
+    std::fs::write(&config, &text).unwrap();
+    let server = devserver::start(Options {
+        config: config.clone(),
+        ..options(&fresh_data(), 1)
+    })
+    .await
+    .unwrap();
+    let wrong = sandboxed.replace("/magicline\"", "/magicline/wrong\"");
+    std::fs::write(&config, text.replace(sandboxed, &wrong)).unwrap();
+    tokio::time::sleep(devserver::TENANTS_RELOAD + Duration::from_millis(1500)).await;
+    let (status, answer) = send(&server, "magicline/customer-created.json").await;
+    assert_eq!(status, 202);
+    let key = answer["id"].as_str().unwrap().to_string();
+    let finished = |status: Status| {
+        let database = server.database.clone();
+        let key = key.clone();
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let records = database.recent_records(100).await.unwrap();
+                let record = records.into_iter().find(|r| r.key == key);
+                if let Some(record) = record.filter(|r| r.status == status) {
+                    return record;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(15),
+                    "not {status:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let failed = finished(Status::Failed).await;
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("404")),
+        "{:?}",
+        failed.last_error
+    );
+    std::fs::write(&config, &text).unwrap();
+    tokio::time::sleep(devserver::TENANTS_RELOAD + Duration::from_millis(1500)).await;
+    let admin = format!("http://{}", server.admin_addr);
+    let replayed = reqwest::Client::new()
+        .post(format!("{admin}/events/{}/replay", key.replace('#', "%23")))
+        .send()
+        .await
+        .unwrap();
+    assert!(replayed.status().is_success() || replayed.status().is_redirection());
+    finished(Status::Processed).await;
+    server.shutdown().await;
+    let _ = std::fs::remove_file(config);
+}
+
 /// The event files the README's walkthrough sends (`devserver -- send events/…`).
 fn walkthrough_files() -> Vec<String> {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();

@@ -678,7 +678,7 @@ async fn the_pages_say_when_the_configuration_file_has_changed_since_start() {
         "{html}"
     );
     assert!(
-        html.contains("tenants are read again every 2 s")
+        html.contains("tenants are read again within 3 s")
             && html.contains("once the server is restarted"),
         "{html}"
     );
