@@ -7,8 +7,6 @@
 //! which the webhook verified (the signature covers it where the provider signs bodies), never
 //! from anything written into a queue message.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 use crate::fetch::without_url;
@@ -94,11 +92,7 @@ pub fn delivery(
 
 /// Posts `delivery` to `url` as its provider would: the answer's status and body.
 pub async fn send(delivery: &CheckDelivery, url: &str) -> Result<(u16, String), String> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = crate::fetch::command_client()?;
     let mut request = http
         .post(url)
         .header("content-type", "application/json")

@@ -85,6 +85,16 @@ pub struct DetailClient {
 /// A tenant's access token and when it expires (epoch milliseconds), once there is one.
 type TokenSlot = Arc<tokio::sync::Mutex<Option<(Secret, i64)>>>;
 
+/// A client for one operator command's calls (`webhooks connect`, `webhooks check`): a credential
+/// it sends is never carried to where a redirect points.
+pub fn command_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 impl DetailClient {
     pub fn new(timeout: Duration, clock: SharedClock) -> Self {
         let http = reqwest::Client::builder()

@@ -522,8 +522,18 @@ pub trait Store: Send + Sync {
     /// Claims a `RECEIVED`/`QUEUED` record (or one whose processing lease expired) for processing.
     async fn claim(&self, key: &str, now_ms: i64, lease_until_ms: i64)
         -> Result<Claim, StoreError>;
-    /// [`Store::finish`], writing the record's `history` with it (its attempts, oldest first,
-    /// at most [`HISTORY_KEPT`]).
+    /// Ends a claim, writing the record's `history` with it where one is given (its attempts,
+    /// oldest first, at most [`HISTORY_KEPT`]; `None` leaves them as they are). False if the
+    /// lease was lost (another processor took over): nothing written.
+    async fn finish_with(
+        &self,
+        key: &str,
+        lease_until_ms: i64,
+        outcome: &Outcome,
+        now_ms: i64,
+        history: Option<&[Tried]>,
+    ) -> Result<bool, StoreError>;
+    /// [`Store::finish_with`], writing `history`.
     async fn finish_noted(
         &self,
         key: &str,
@@ -531,15 +541,21 @@ pub trait Store: Send + Sync {
         outcome: &Outcome,
         now_ms: i64,
         history: &[Tried],
-    ) -> Result<bool, StoreError>;
-    /// Ends a claim. False if the lease was lost (another processor took over): nothing written.
+    ) -> Result<bool, StoreError> {
+        self.finish_with(key, lease_until_ms, outcome, now_ms, Some(history))
+            .await
+    }
+    /// [`Store::finish_with`], the attempts left as they are.
     async fn finish(
         &self,
         key: &str,
         lease_until_ms: i64,
         outcome: &Outcome,
         now_ms: i64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        self.finish_with(key, lease_until_ms, outcome, now_ms, None)
+            .await
+    }
     /// Leaves a tombstone for the subject (kept until `tombstone_expires_at`, epoch seconds),
     /// then removes raw bodies and details of every record of it and of every record linked
     /// to it ([`Store::link_persons`]); returns what it emptied. Served by an index, never a scan.

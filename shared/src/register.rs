@@ -3,8 +3,6 @@
 //! otherwise the steps an operator takes by hand, with the values to enter. Never a secret in
 //! an error: an answer's status and the provider's error code only.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 use crate::fetch::{without_url, ApiCredentials};
@@ -106,11 +104,7 @@ pub async fn register(
             ))
         }
     };
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = crate::fetch::command_client()?;
     let base = api.base_url.trim_end_matches('/');
     let call = |method: reqwest::Method, path: String| {
         let mut request = http

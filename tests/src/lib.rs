@@ -676,18 +676,15 @@ impl Store for RefusingPuts {
     async fn claim(&self, k: &str, n: i64, l: i64) -> Result<Claim, StoreError> {
         self.inner.claim(k, n, l).await
     }
-    async fn finish(&self, k: &str, l: i64, o: &Outcome, n: i64) -> Result<bool, StoreError> {
-        self.inner.finish(k, l, o, n).await
-    }
-    async fn finish_noted(
+    async fn finish_with(
         &self,
         k: &str,
         l: i64,
         o: &Outcome,
         n: i64,
-        h: &[shared::ports::Tried],
+        h: Option<&[shared::ports::Tried]>,
     ) -> Result<bool, StoreError> {
-        self.inner.finish_noted(k, l, o, n, h).await
+        self.inner.finish_with(k, l, o, n, h).await
     }
     async fn erase_subject(&self, s: &str, n: i64, e: i64) -> Result<Erased, StoreError> {
         self.inner.erase_subject(s, n, e).await

@@ -15,8 +15,8 @@ use crate::downstream::Publisher;
 use crate::fetch::{DetailClient, FetchError, MAX_DETAIL_BYTES};
 use crate::metrics::{About, LogLines, MessageLine, Metrics};
 use crate::ports::{
-    with_attempt, Claim, InboundMessage, Outcome, Ports, QueueConsumer, QueueError, QueueMessage,
-    Record, Status, StoreError, Tried, MAX_ITEM_BYTES,
+    Claim, InboundMessage, Outcome, Ports, QueueConsumer, QueueError, QueueMessage, Record, Status,
+    StoreError, MAX_ITEM_BYTES,
 };
 use crate::providers::{Processing, Provider};
 use crate::tenants::{Tenant, TenantSource};
@@ -25,6 +25,7 @@ mod drift;
 mod erasure;
 mod fallback;
 mod fanout;
+mod history;
 mod pacing;
 mod pause;
 mod publish;
@@ -51,11 +52,6 @@ pub struct Processor {
     /// The signs of contract drift this processor has written (see [`drift`]).
     drift_written: drift::Written,
 }
-
-/// The room one more attempt takes in the record's history, at most.
-const TRIED_BYTES: usize = 512;
-/// An attempt's error is kept cut to this many characters (the record's `last_error` whole).
-const TRIED_ERROR_CHARS: usize = 300;
 
 /// What a message's handling tells its log line besides its outcome.
 #[derive(Default)]
@@ -362,7 +358,7 @@ impl Processor {
         let outcome = match outcome {
             Outcome::Processed {
                 detail: Some(detail),
-            } if record.item_size() + detail.len() + TRIED_BYTES > MAX_ITEM_BYTES => {
+            } if record.item_size() + detail.len() + history::ATTEMPT_BYTES > MAX_ITEM_BYTES => {
                 Outcome::Failed {
                     reason: format!(
                     "the provider's answer ({} bytes) does not fit beside the event in one record",
@@ -374,25 +370,8 @@ impl Processor {
         };
         let store = &self.ports.store;
         let now = self.ports.clock.now_ms();
-        // The record's attempts with this one after them.
-        let history = |outcome: &Outcome| {
-            let error = outcome
-                .error()
-                .map(|error| error.chars().take(TRIED_ERROR_CHARS).collect::<String>());
-            // An outcome turned into a failure here (too large, refused) is a failure.
-            let label = match outcome {
-                Outcome::Failed { .. } => "failed",
-                _ => label,
-            };
-            let tried = Tried {
-                at_ms: now,
-                outcome: label.to_string(),
-                latency_ms: now - claimed_at,
-                http_status: error.as_deref().and_then(crate::fetch::status_named),
-                error,
-            };
-            with_attempt(&record.history, tried)
-        };
+        let history =
+            |outcome: &Outcome| history::with_this_attempt(record, outcome, label, claimed_at, now);
         let written = store
             .finish_noted(&record.key, lease, &outcome, now, &history(&outcome))
             .await;

@@ -212,38 +212,44 @@ impl DynamoStore {
         let keys: Vec<HashMap<String, AttributeValue>> = keys
             .map(|key| HashMap::from([("pk".to_string(), s(key))]))
             .collect();
-        let mut request = Some(
-            KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .projection_expression(SUMMARY_ATTRIBUTES)
-                .expression_attribute_names("#status", "status")
-                .build()
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
-        );
-        let mut records = Vec::new();
-        while let Some(keys) = request.take() {
-            let output = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, keys)
-                .send()
-                .await
-                .map_err(|e| store_error(&e))?;
-            for item in output
-                .responses()
-                .and_then(|r| r.get(&self.table))
-                .into_iter()
-                .flatten()
-            {
-                records.push(from_item(item)?);
-            }
-            request = output
-                .unprocessed_keys()
-                .and_then(|unprocessed| unprocessed.get(&self.table))
-                .cloned();
-        }
-        Ok(records)
+        let request = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .projection_expression(SUMMARY_ATTRIBUTES)
+            .expression_attribute_names("#status", "status")
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        batch_get(&self.client, &self.table, request)
+            .await?
+            .iter()
+            .map(from_item)
+            .collect()
     }
+}
+
+/// The items `request` names (at most 100 keys), asking again for those DynamoDB left
+/// unprocessed.
+pub(crate) async fn batch_get(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    request: KeysAndAttributes,
+) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+    let mut request = Some(request);
+    let mut items = Vec::new();
+    while let Some(keys) = request.take() {
+        let output = client
+            .batch_get_item()
+            .request_items(table, keys)
+            .send()
+            .await
+            .map_err(|e| store_error(&e))?;
+        let found = output.responses().and_then(|r| r.get(table));
+        items.extend(found.into_iter().flatten().cloned());
+        request = output
+            .unprocessed_keys()
+            .and_then(|unprocessed| unprocessed.get(table))
+            .cloned();
+    }
+    Ok(items)
 }
 
 /// Keys read from a listing partition at once, at most.
@@ -509,57 +515,6 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreErro
 }
 
 impl DynamoStore {
-    /// Ends a claim, writing `history` too where one is given.
-    async fn finish_with(
-        &self,
-        key: &str,
-        lease_until_ms: i64,
-        outcome: &Outcome,
-        now_ms: i64,
-        history: Option<String>,
-    ) -> Result<bool, StoreError> {
-        let mut values = vec![
-            (":processing", s(Status::Processing.as_str())),
-            (":lease", n(lease_until_ms)),
-            (":status", s(outcome.status().as_str())),
-        ];
-        let mut set = vec!["#status = :status"];
-        let mut remove = vec!["lease_until"];
-        if let Some(at) = outcome.processed_at(now_ms) {
-            values.push((":now", n(at)));
-            set.push("processed_at = :now");
-        }
-        if let Some(detail) = outcome.detail() {
-            values.push((":detail", s(detail)));
-            set.push("detail = :detail");
-        }
-        match outcome.error() {
-            Some(reason) => {
-                values.push((":reason", s(reason)));
-                set.push("last_error = :reason");
-            }
-            None => remove.push("last_error"),
-        }
-        if outcome.status().needs_attention() {
-            values.push((":attention", s(&attention_key(outcome.status(), key))));
-            set.push("attention = :attention");
-        } else if outcome.status().is_finished() {
-            remove.push("attention");
-        }
-        if let Some(history) = &history {
-            values.push((":history", s(history)));
-            set.push("history = :history");
-        }
-        let update = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
-        self.conditional_update(
-            key,
-            &update,
-            "#status = :processing AND lease_until = :lease",
-            &values,
-        )
-        .await
-    }
-
     /// The conditional put of the record itself.
     async fn put_record(&self, record: &Record) -> Result<PutOutcome, StoreError> {
         let result = self
@@ -881,27 +836,55 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn finish_noted(
+    async fn finish_with(
         &self,
         key: &str,
         lease_until_ms: i64,
         outcome: &Outcome,
         now_ms: i64,
-        history: &[Tried],
+        history: Option<&[Tried]>,
     ) -> Result<bool, StoreError> {
-        self.finish_with(key, lease_until_ms, outcome, now_ms, history_text(history))
-            .await
-    }
-
-    async fn finish(
-        &self,
-        key: &str,
-        lease_until_ms: i64,
-        outcome: &Outcome,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        self.finish_with(key, lease_until_ms, outcome, now_ms, None)
-            .await
+        let history = history.and_then(history_text);
+        let mut values = vec![
+            (":processing", s(Status::Processing.as_str())),
+            (":lease", n(lease_until_ms)),
+            (":status", s(outcome.status().as_str())),
+        ];
+        let mut set = vec!["#status = :status"];
+        let mut remove = vec!["lease_until"];
+        if let Some(at) = outcome.processed_at(now_ms) {
+            values.push((":now", n(at)));
+            set.push("processed_at = :now");
+        }
+        if let Some(detail) = outcome.detail() {
+            values.push((":detail", s(detail)));
+            set.push("detail = :detail");
+        }
+        match outcome.error() {
+            Some(reason) => {
+                values.push((":reason", s(reason)));
+                set.push("last_error = :reason");
+            }
+            None => remove.push("last_error"),
+        }
+        if outcome.status().needs_attention() {
+            values.push((":attention", s(&attention_key(outcome.status(), key))));
+            set.push("attention = :attention");
+        } else if outcome.status().is_finished() {
+            remove.push("attention");
+        }
+        if let Some(history) = &history {
+            values.push((":history", s(history)));
+            set.push("history = :history");
+        }
+        let update = format!("SET {} REMOVE {}", set.join(", "), remove.join(", "));
+        self.conditional_update(
+            key,
+            &update,
+            "#status = :processing AND lease_until = :lease",
+            &values,
+        )
+        .await
     }
 
     async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError> {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use shared::ports::{Sighting, Sightings, StoreError};
 
-use crate::dynamodb::{keys_of_subject, store_error};
+use crate::dynamodb::{batch_get, keys_of_subject, store_error};
 
 pub struct DynamoSightings {
     client: aws_sdk_dynamodb::Client,
@@ -34,28 +34,13 @@ impl DynamoSightings {
                 .iter()
                 .map(|pk| HashMap::from([("pk".to_string(), s(pk))]))
                 .collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
-            );
-            while let Some(keys) = request.take() {
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(|e| store_error(&e))?;
-                let items = output.responses().and_then(|r| r.get(&self.table));
-                found.extend(items.into_iter().flatten().map(sighting_of));
-                request = output
-                    .unprocessed_keys()
-                    .and_then(|unprocessed| unprocessed.get(&self.table))
-                    .cloned();
-            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let items = batch_get(&self.client, &self.table, request).await?;
+            found.extend(items.iter().map(sighting_of));
         }
         Ok(found)
     }

@@ -145,29 +145,13 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn finish_noted(
+    async fn finish_with(
         &self,
         key: &str,
         lease_until_ms: i64,
         outcome: &Outcome,
         now_ms: i64,
-        history: &[Tried],
-    ) -> Result<bool, StoreError> {
-        let finished = self.finish(key, lease_until_ms, outcome, now_ms).await?;
-        if finished {
-            if let Some(record) = self.lock().get_mut(key) {
-                record.history = history.to_vec();
-            }
-        }
-        Ok(finished)
-    }
-
-    async fn finish(
-        &self,
-        key: &str,
-        lease_until_ms: i64,
-        outcome: &Outcome,
-        now_ms: i64,
+        history: Option<&[Tried]>,
     ) -> Result<bool, StoreError> {
         let mut records = self.lock();
         let Some(record) = records.get_mut(key) else {
@@ -184,6 +168,9 @@ impl Store for MemoryStore {
         }
         if let Some(at) = outcome.processed_at(now_ms) {
             record.processed_at_ms = Some(at);
+        }
+        if let Some(history) = history {
+            record.history = history.to_vec();
         }
         Ok(true)
     }

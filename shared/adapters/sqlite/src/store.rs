@@ -68,43 +68,6 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
-    /// Ends a claim, writing `history` too where one is given.
-    async fn finish_with(
-        &self,
-        key: &str,
-        lease_until_ms: i64,
-        outcome: &Outcome,
-        now_ms: i64,
-        history: Option<String>,
-    ) -> Result<bool, StoreError> {
-        let key = key.to_string();
-        let outcome = outcome.clone();
-        self.database
-            .store_op(move |connection| {
-                let processed_at = outcome.processed_at(now_ms);
-                let changed = change(
-                    connection,
-                    "UPDATE records SET status = ?3, processed_at = COALESCE(?4, processed_at),
-                        detail = COALESCE(?5, detail), last_error = ?6, lease_until = NULL,
-                        history = COALESCE(?7, history)
-                     WHERE pk = ?1 AND status = 'PROCESSING' AND lease_until = ?2",
-                    params![
-                        key,
-                        lease_until_ms,
-                        outcome.status().as_str(),
-                        processed_at,
-                        outcome.detail(),
-                        outcome.error(),
-                        history,
-                    ],
-                )?;
-                Ok(changed == 1)
-            })
-            .await
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_new(&self, record: &Record) -> Result<PutOutcome, StoreError> {
@@ -248,26 +211,38 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn finish_noted(
+    async fn finish_with(
         &self,
         key: &str,
         lease_until_ms: i64,
         outcome: &Outcome,
         now_ms: i64,
-        history: &[Tried],
+        history: Option<&[Tried]>,
     ) -> Result<bool, StoreError> {
-        self.finish_with(key, lease_until_ms, outcome, now_ms, history_text(history))
-            .await
-    }
-
-    async fn finish(
-        &self,
-        key: &str,
-        lease_until_ms: i64,
-        outcome: &Outcome,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        self.finish_with(key, lease_until_ms, outcome, now_ms, None)
+        let history = history.and_then(history_text);
+        let key = key.to_string();
+        let outcome = outcome.clone();
+        self.database
+            .store_op(move |connection| {
+                let processed_at = outcome.processed_at(now_ms);
+                let changed = change(
+                    connection,
+                    "UPDATE records SET status = ?3, processed_at = COALESCE(?4, processed_at),
+                        detail = COALESCE(?5, detail), last_error = ?6, lease_until = NULL,
+                        history = COALESCE(?7, history)
+                     WHERE pk = ?1 AND status = 'PROCESSING' AND lease_until = ?2",
+                    params![
+                        key,
+                        lease_until_ms,
+                        outcome.status().as_str(),
+                        processed_at,
+                        outcome.detail(),
+                        outcome.error(),
+                        history,
+                    ],
+                )?;
+                Ok(changed == 1)
+            })
             .await
     }
 
