@@ -156,6 +156,7 @@ impl Ingest {
         };
         let mut record = delivery.record(now, &self.settings);
         record.trace_id = Some(crate::trace::of_request(request, now));
+        record.trace_parent = crate::trace::parent_of_request(request);
         trail.trace_id = record.trace_id.clone();
         trail.event_type = Some(record.event_type.clone());
         trail.key = Some(record.key.clone());

@@ -23,6 +23,7 @@ pub mod providers;
 pub mod reconcile;
 pub mod register;
 pub mod response;
+pub mod spans;
 pub mod tenant_changes;
 pub mod tenants;
 pub mod trace;

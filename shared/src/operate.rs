@@ -186,6 +186,7 @@ impl Operations {
         let now = self.ports.clock.now_ms();
         let mut record = delivery.record(quarantined.received_at_ms, &self.settings);
         record.trace_id = quarantined.trace_id.clone();
+        record.trace_parent = quarantined.trace_parent.clone();
         if record.status == Status::Quarantined {
             return Err(OperateError::StillUnreadable(
                 record.last_error.unwrap_or_default(),

@@ -148,6 +148,9 @@ pub struct Record {
     /// The trace the webhook's request belongs to (`1-<8 hex>-<24 hex>`, see [`crate::trace`]),
     /// followed in every log line and the downstream event of its processing.
     pub trace_id: Option<String>,
+    /// The segment of that trace the webhook function ran in (16 hex digits; only for a
+    /// sampled trace): the provider call and the publication are reported under it.
+    pub trace_parent: Option<String>,
 }
 
 /// One processing attempt, as a record keeps it.
@@ -212,6 +215,7 @@ impl Record {
             event_type: self.event_type.clone(),
             entity_id: self.entity_id.clone(),
             trace_id: self.trace_id.clone(),
+            trace_parent: self.trace_parent.clone(),
             ..QueueMessage::default()
         }
     }
@@ -230,6 +234,7 @@ impl Record {
                     .then(|| self.last_error.clone().unwrap_or_default()),
                 unauthenticated: self.unauthenticated,
                 trace_id: self.trace_id.clone(),
+                trace_parent: self.trace_parent.clone(),
                 seal: None,
             })),
             ..self.message()
@@ -251,6 +256,7 @@ impl Record {
             self.detail.as_ref().map_or(0, String::len),
             self.last_error.as_ref().map_or(0, String::len),
             self.trace_id.as_ref().map_or(0, String::len),
+            self.trace_parent.as_ref().map_or(0, String::len),
             history_text(&self.history).map_or(0, |text| text.len()),
             NUMBERS_AND_NAMES,
         ]
@@ -277,6 +283,8 @@ pub struct Spilled {
     pub unauthenticated: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_parent: Option<String>,
     /// The webhook function's seal over the whole message (see [`QueueMessage::seal`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<String>,
@@ -360,6 +368,7 @@ impl QueueMessage {
             last_error: spilled.quarantined.clone(),
             unauthenticated: spilled.unauthenticated,
             trace_id: spilled.trace_id.clone(),
+            trace_parent: spilled.trace_parent.clone(),
             ..Record::default()
         })
     }
@@ -681,6 +690,8 @@ pub struct QueueMessage {
     /// The processor reads the trace from the stored record, never from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_parent: Option<String>,
 }
 
 fn is_zero(value: &u32) -> bool {

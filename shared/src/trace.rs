@@ -18,6 +18,20 @@ pub fn from_header(value: &str) -> Option<String> {
     is_trace_id(root).then(|| root.to_string())
 }
 
+/// The segment a sampled trace header names as the caller (`Parent=<16 hex>` with
+/// `Sampled=1`): where the processor's calls for the webhook hang in its trace. None when the
+/// trace is not sampled — X-Ray keeps no segment for it to hang under.
+pub fn parent_from_header(value: &str) -> Option<String> {
+    let field = |name: &str| {
+        value
+            .split(';')
+            .find_map(|part| part.trim().strip_prefix(name))
+    };
+    let parent = field("Parent=")?;
+    let segment_id = parent.len() == 16 && parent.bytes().all(|b| b.is_ascii_hexdigit());
+    (segment_id && field("Sampled=") == Some("1")).then(|| parent.to_string())
+}
+
 /// X-Ray's form: `1-`, 8 hex digits (the epoch second), `-`, 24 hex digits.
 pub fn is_trace_id(text: &str) -> bool {
     let parts: Vec<&str> = text.split('-').collect();
@@ -44,6 +58,15 @@ pub fn of_request(request: &crate::WebhookRequest, now_ms: i64) -> String {
         .and_then(|value| value.to_str().ok())
         .and_then(from_header)
         .unwrap_or_else(|| new_id(now_ms))
+}
+
+/// The caller segment of the trace a request's header names (see [`parent_from_header`]).
+pub fn parent_of_request(request: &crate::WebhookRequest) -> Option<String> {
+    request
+        .headers()
+        .get(HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(parent_from_header)
 }
 
 #[cfg(test)]
@@ -73,5 +96,23 @@ mod tests {
             "{made}"
         );
         assert_ne!(new_id(0), new_id(0));
+    }
+
+    #[test]
+    fn a_sampled_header_names_its_parent_and_nothing_else_is_taken() {
+        let root = "Root=1-5759e988-bd862e3fe1be46a994272793";
+        assert_eq!(
+            parent_from_header(&format!("{root};Parent=53995c3f42cd8ad8;Sampled=1")).as_deref(),
+            Some("53995c3f42cd8ad8")
+        );
+        for unsampled in [
+            format!("{root};Parent=53995c3f42cd8ad8;Sampled=0"),
+            format!("{root};Parent=53995c3f42cd8ad8"),
+            format!("{root};Parent=53995c3f42cd8ad;Sampled=1"),
+            format!("{root};Parent=53995c3f42cd8adz;Sampled=1"),
+            root.to_string(),
+        ] {
+            assert_eq!(parent_from_header(&unsampled), None, "{unsampled}");
+        }
     }
 }

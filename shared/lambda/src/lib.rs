@@ -277,6 +277,9 @@ pub async fn run_processor() -> Result<(), Error> {
         let client = aws_sdk_eventbridge::Client::new(&deployment.aws);
         processor = processor.with_publisher(Arc::new(EventBus::new(client, bus.clone())));
     }
+    if let Some(spans) = adapter_aws::xray::XraySpans::from_lambda_env() {
+        processor = processor.with_spans(Arc::new(spans));
+    }
     let processor = Arc::new(processor);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<SqsEvent>| {

@@ -165,6 +165,7 @@ fn item_record(
         expires_at: parent.expires_at,
         unauthenticated: parent.unauthenticated,
         trace_id: parent.trace_id.clone(),
+        trace_parent: parent.trace_parent.clone(),
         ..Record::default()
     }
 }

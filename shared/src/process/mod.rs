@@ -19,6 +19,7 @@ use crate::ports::{
     StoreError, MAX_ITEM_BYTES,
 };
 use crate::providers::{Processing, Provider};
+use crate::spans::Spans;
 use crate::tenants::{Tenant, TenantSource};
 
 mod drift;
@@ -29,6 +30,7 @@ mod history;
 mod pacing;
 mod pause;
 mod publish;
+mod traced;
 
 use pacing::rate_limit_wait;
 
@@ -51,6 +53,8 @@ pub struct Processor {
     pacing_turns: pacing::Turns,
     /// The signs of contract drift this processor has written (see [`drift`]).
     drift_written: drift::Written,
+    /// Where its calls out are reported as parts of the webhook's trace.
+    spans: Option<Arc<dyn Spans>>,
 }
 
 /// What a message's handling tells its log line besides its outcome.
@@ -89,7 +93,14 @@ impl Processor {
             paused: std::sync::Mutex::default(),
             pacing_turns: pacing::Turns::default(),
             drift_written: drift::Written::default(),
+            spans: None,
         }
+    }
+
+    /// Reports each provider call and publication as a span of its webhook's trace.
+    pub fn with_spans(mut self, spans: Arc<dyn Spans>) -> Self {
+        self.spans = Some(spans);
+        self
     }
 
     /// Writes every handled message down in `metrics` (a log line apiece unless told otherwise).
@@ -503,10 +514,14 @@ impl Processor {
         let mut answers = Vec::with_capacity(paths.len());
         for (path, slot) in paths.iter().zip(slots) {
             self.wait_until(slot).await;
-            let answer = self
-                .client
-                .get_json(&api.base_url, path, &credentials, &tenant_key)
-                .await;
+            let get = traced::ApiGet {
+                provider: entry.provider.name(),
+                base_url: &api.base_url,
+                path,
+                credentials: &credentials,
+                tenant_key: &tenant_key,
+            };
+            let answer = self.traced_get(record, get).await;
             match answer {
                 Ok(detail) => answers.push(detail),
                 Err(error) => return Attempt::from(error),

@@ -24,7 +24,10 @@ impl Processor {
             return true;
         };
         let event = event_of(record, detail);
-        let error = match publisher.publish(&event).await {
+        let error = match self
+            .traced_publish(publisher.as_ref(), record, &event)
+            .await
+        {
             Ok(()) => {
                 *publication = Some("published");
                 return true;
@@ -77,7 +80,10 @@ impl Processor {
             return (Verdict::Done, "already_finished");
         };
         let event = event_of(&record, record.detail.as_deref());
-        match publisher.publish(&event).await {
+        match self
+            .traced_publish(publisher.as_ref(), &record, &event)
+            .await
+        {
             Ok(()) => {
                 *publication = Some("published");
                 (Verdict::Done, "published_again")

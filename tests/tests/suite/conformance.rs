@@ -152,6 +152,8 @@ fn record_at(now: i64, key: &str, entity: &str) -> Record {
         status: Status::Received,
         lease_until_ms: now + 60_000,
         expires_at: now / 1000 + 3600,
+        trace_id: Some("1-5759e988-bd862e3fe1be46a994272793".into()),
+        trace_parent: Some("53995c3f42cd8ad8".into()),
         ..Record::default()
     }
 }

@@ -15,6 +15,8 @@ use shared::process::ProcessorSettings;
 use super::tenants_cli::{cli, devserver_on};
 
 const TRACE: &str = "1-5759e988-bd862e3fe1be46a994272793";
+/// The segment the webhook function ran in, as Lambda's trace header names it.
+const PARENT: &str = "53995c3f42cd8ad8";
 
 #[tokio::test]
 async fn a_webhooks_trace_is_followed_into_the_processors_line_and_the_downstream_event() {
@@ -22,9 +24,13 @@ async fn a_webhooks_trace_is_followed_into_the_processors_line_and_the_downstrea
     let api = FakeApi::start().await;
     let bus = Bus::new().await;
     let lines = Captured::default();
+    // The X-Ray daemon's side of the wire: UDP datagrams, a header line and a document.
+    let daemon = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let spans = adapter_aws::xray::XraySpans::to(daemon.local_addr().unwrap()).unwrap();
     let processor = backend
         .processor(&api, ProcessorSettings::default(), Duration::from_secs(2))
         .with_publisher(bus.publisher())
+        .with_spans(Arc::new(spans))
         .with_metrics(Arc::new(Emf::new(
             "Webhooks/test",
             shared::clock::system(),
@@ -39,7 +45,7 @@ async fn a_webhooks_trace_is_followed_into_the_processors_line_and_the_downstrea
             ("content-type", "application/json"),
             (
                 "x-amzn-trace-id",
-                &format!("Root={TRACE};Parent=53995c3f42cd8ad8;Sampled=1"),
+                &format!("Root={TRACE};Parent={PARENT};Sampled=1"),
             ),
         ],
         &body,
@@ -67,7 +73,10 @@ async fn a_webhooks_trace_is_followed_into_the_processors_line_and_the_downstrea
         .attributes()
         .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::AwsTraceHeader))
         .cloned();
-    assert_eq!(header, Some(format!("Root={TRACE}")));
+    assert_eq!(
+        header,
+        Some(format!("Root={TRACE};Parent={PARENT};Sampled=1"))
+    );
 
     backend.pump(&processor).await;
     let processed: Vec<Value> = lines
@@ -81,6 +90,51 @@ async fn a_webhooks_trace_is_followed_into_the_processors_line_and_the_downstrea
     let published = bus.published().await;
     assert_eq!(published.len(), 1);
     assert_eq!(published[0]["detail"]["trace_id"], TRACE);
+
+    // The provider call and the publication, each a subsegment under the webhook function's
+    // segment, naming where the call went and never its path.
+    let sent = subsegments(&daemon);
+    let names: Vec<&str> = sent.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["egym API", "downstream bus"], "{sent:?}");
+    for subsegment in &sent {
+        assert_eq!(subsegment["type"], "subsegment", "{subsegment}");
+        assert_eq!(subsegment["trace_id"], TRACE, "{subsegment}");
+        assert_eq!(subsegment["parent_id"], PARENT, "{subsegment}");
+        assert!(
+            subsegment["end_time"].as_f64().unwrap() >= subsegment["start_time"].as_f64().unwrap(),
+            "{subsegment}"
+        );
+        assert!(subsegment.get("in_progress").is_none(), "{subsegment}");
+        assert!(subsegment.get("fault").is_none(), "{subsegment}");
+    }
+    assert_eq!(sent[0]["namespace"], "remote");
+    assert_eq!(sent[0]["http"]["request"]["method"], "GET");
+    let origin: String = api
+        .base_url
+        .split('/')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("/");
+    assert_eq!(
+        sent[0]["http"]["request"]["url"].as_str(),
+        Some(origin.as_str())
+    );
+}
+
+/// The documents the daemon received, each after its `{"format": "json", "version": 1}` line.
+fn subsegments(daemon: &std::net::UdpSocket) -> Vec<Value> {
+    daemon
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut sent = Vec::new();
+    let mut buffer = [0u8; 65_536];
+    while let Ok(length) = daemon.recv(&mut buffer) {
+        let datagram = std::str::from_utf8(&buffer[..length]).unwrap();
+        let (header, document) = datagram.split_once('\n').unwrap();
+        assert_eq!(header, r#"{"format": "json", "version": 1}"#);
+        sent.push(serde_json::from_str(document).unwrap());
+    }
+    sent
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

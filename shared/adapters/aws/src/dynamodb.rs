@@ -442,6 +442,9 @@ pub fn item_image(record: &Record) -> HashMap<String, AttributeValue> {
     if let Some(trace_id) = &record.trace_id {
         item.insert("trace_id".to_string(), s(trace_id));
     }
+    if let Some(parent) = &record.trace_parent {
+        item.insert("trace_parent".to_string(), s(parent));
+    }
     if let Some(history) = history_text(&record.history) {
         item.insert("history".to_string(), s(&history));
     }
@@ -506,6 +509,10 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreErro
             .copied()
             .unwrap_or(false),
         trace_id: item.get("trace_id").and_then(|v| v.as_s().ok()).cloned(),
+        trace_parent: item
+            .get("trace_parent")
+            .and_then(|v| v.as_s().ok())
+            .cloned(),
         history: history_of(
             item.get("history")
                 .and_then(|v| v.as_s().ok())

@@ -14,6 +14,7 @@ pub mod sdk;
 pub mod secrets;
 pub mod sightings;
 pub mod sqs;
+pub mod xray;
 
 pub use dynamodb::{create_table, DynamoStore, PENDING_INDEX, SUBJECT_INDEX};
 pub use eventbridge::EventBus;

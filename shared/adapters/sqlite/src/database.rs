@@ -477,7 +477,7 @@ fn sql(error: rusqlite::Error) -> StoreError {
 }
 
 /// Columns added since the first schema (table, column, type), for databases made before them.
-const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
+const ADDED_COLUMNS: [(&str, &str, &str); 7] = [
     ("records", "facts", "TEXT"),
     ("records", "unauthenticated", "INTEGER NOT NULL DEFAULT 0"),
     // When the reconciler put a stuck record back on its way (once in its life).
@@ -488,6 +488,8 @@ const ADDED_COLUMNS: [(&str, &str, &str); 6] = [
     ("records", "trace_id", "TEXT"),
     // Its processing attempts (JSON).
     ("records", "history", "TEXT"),
+    // The segment of that trace the webhook function ran in.
+    ("records", "trace_parent", "TEXT"),
 ];
 
 fn add_missing_columns(connection: &Connection) -> rusqlite::Result<()> {

@@ -8,12 +8,12 @@ use shared::ports::{history_of, Record, Status};
 pub(crate) const SUMMARY_COLUMNS: &str =
     "pk, provider, tenant, event_type, entity_id, NULL, received_at, status, \
     lease_until, expires_at, attempts, NULL, processed_at, last_error, erased_at, subject, facts, \
-    unauthenticated, trace_id, NULL";
+    unauthenticated, trace_id, NULL, trace_parent";
 
 pub(crate) const RECORD_COLUMNS: &str =
     "pk, provider, tenant, event_type, entity_id, body, received_at, status, \
     lease_until, expires_at, attempts, detail, processed_at, last_error, erased_at, subject, facts, \
-    unauthenticated, trace_id, history";
+    unauthenticated, trace_id, history, trace_parent";
 
 pub(crate) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
     let status: String = row.get(7)?;
@@ -38,5 +38,6 @@ pub(crate) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<Record> {
         unauthenticated: row.get(17)?,
         trace_id: row.get(18)?,
         history: history_of(row.get::<_, Option<String>>(19)?.as_deref()),
+        trace_parent: row.get(20)?,
     })
 }

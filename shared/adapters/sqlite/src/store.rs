@@ -78,9 +78,9 @@ impl Store for SqliteStore {
                     connection,
                     "INSERT INTO records (pk, provider, tenant, event_type, entity_id, subject, body,
                         received_at, status, lease_until, expires_at, attempts, facts, last_error,
-                        unauthenticated, erased_at, trace_id)
+                        unauthenticated, erased_at, trace_id, trace_parent)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                        ?17)
+                        ?17, ?18)
                      ON CONFLICT(pk) DO NOTHING",
                     params![
                         record.key,
@@ -100,6 +100,7 @@ impl Store for SqliteStore {
                         record.unauthenticated,
                         record.erased_at_ms,
                         record.trace_id,
+                        record.trace_parent,
                     ],
                 )?;
                 if inserted == 1 {
