@@ -1112,7 +1112,7 @@ def main():
         "local DynamoDB + SQS endpoint (moto behind a keep-alive HTTP/1.1 server, one request at a time, `bench/local_aws_timed.py`):"
     )
     add("")
-    add(f"- **ours**: the release `bootstrap` of `functions/magicline-webhook` (`{rust['command']}`).")
+    add(f"- **ours**: the release `bootstrap` of `functions/lambda/src/bin/magicline-webhook.rs` (`{rust['command']}`).")
     add(
         f"- **peer**: `bench/peer-python/app.py`, written as the Powertools docs show it: "
         "`@idempotent_function` with the `DynamoDBPersistenceLayer` around \"put the event item, "
@@ -1207,7 +1207,7 @@ def main():
         "time for ours' two connection warm-up calls) took "
         f"{ms(rust['init_ex_endpoint_ms']['median'])} for ours and "
         f"{ms(python['init_ex_endpoint_ms']['median'])} for the peer. Ours reads the system's "
-        "single CA bundle file at start (`lambda_glue::start` in `shared/lambda` points `SSL_CERT_FILE` at it "
+        "single CA bundle file at start (`lambda::start` in `functions/lambda` points `SSL_CERT_FILE` at it "
         "unless set), not every file of the certificate directory."
     )
     add("")
@@ -1427,7 +1427,7 @@ def main():
     add(
         "- Reproduce: `scripts/bench` (see the run time above; it installs wrk with apt-get and "
         "its Python tools into `bench/.venv`). Raw results of the run: "
-        "`target/bench/` (JSON, logs, wrk output, criterion data). `cargo bench -p e2e` runs the "
+        "`target/bench/` (JSON, logs, wrk output, criterion data). `cargo bench -p tests` runs the "
         "criterion benches alone with criterion's default timings."
     )
     add("")

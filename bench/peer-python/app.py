@@ -1,5 +1,5 @@
 """The peer: the Magicline webhook written the way the Powertools for AWS Lambda (Python) docs
-show it, doing the same job as functions/magicline-webhook for the same API Gateway event:
+show it, doing the same job as functions/lambda/src/bin/magicline-webhook.rs for the same API Gateway event:
 
 verify the studio's x-api-key -> parse the notification -> store the delivery once and queue it
 (Powertools idempotency on DynamoDB around "store the event, send the SQS message") -> answer.

@@ -1,5 +1,5 @@
 """The peer's processor: the queue side of app.py, written the way the Powertools for AWS Lambda
-(Python) docs show it, doing the processing job of functions/processor for Magicline events:
+(Python) docs show it, doing the processing job of functions/lambda/src/bin/processor.rs for Magicline events:
 
 for each SQS message (Powertools BatchProcessor, partial batch failures) -> Powertools
 idempotency on DynamoDB around "fetch the customer from the studio's Magicline API, store it on

@@ -1,7 +1,7 @@
 //! CPU of the ack path and of the processor's per-message work, with in-memory ports (no I/O).
 //! Every provider, its tenants and its deliveries come from its test kit (`testkit`).
 //!
-//! `cargo bench -p e2e --bench ack_path` (scripts/bench runs it with shorter timings).
+//! `cargo bench -p tests --bench ack_path` (scripts/bench runs it with shorter timings).
 //!
 //! Groups:
 //! - `ack/<provider>/<tenants>`: `Ingest::handle` on a new delivery (verify + tenant lookup +
@@ -37,15 +37,15 @@ use std::time::Instant;
 use adapter_memory::Memory;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
-use shared::fetch::DetailClient;
-use shared::ports::{InboundMessage, Record, Status};
-use shared::process::{Processor, ProcessorSettings, ProviderTenants, Verdict};
-use shared::tenants::{Tenant, TenantSource};
-use shared::{Ingest, IngestSettings, WebhookRequest};
 use testkit::{Expect, Kit, Lookup};
+use webhook_core::fetch::DetailClient;
+use webhook_core::ports::{InboundMessage, Record, Status};
+use webhook_core::process::{Processor, ProcessorSettings, ProviderTenants, Verdict};
+use webhook_core::tenants::{Tenant, TenantSource};
+use webhook_core::{Ingest, IngestSettings, WebhookRequest};
 
 /// Where the kits' tenants' APIs point: nothing listens there, and nothing here calls it.
-use e2e::NO_API;
+use tests::NO_API;
 
 /// Records kept before the store is emptied (outside the timed part) to bound memory.
 const STORE_CAPACITY: usize = 20_000;
@@ -56,7 +56,7 @@ struct Bounded(Memory);
 
 impl Bounded {
     fn new() -> Bounded {
-        Bounded(Memory::new(5, shared::clock::system()))
+        Bounded(Memory::new(5, webhook_core::clock::system()))
     }
 
     /// Empties the store and queue when full; call outside the timed part.
@@ -79,7 +79,7 @@ impl Bounded {
 
     /// The in-memory store never waits, so its future completes on the first poll.
     fn insert(&self, record: Record) {
-        use shared::ports::Store;
+        use webhook_core::ports::Store;
         futures::executor::block_on(self.0.store.put_new(&record)).unwrap();
     }
 }
@@ -108,7 +108,7 @@ struct Setup {
 }
 
 fn ingest_for(
-    provider: &Arc<dyn shared::providers::Provider>,
+    provider: &Arc<dyn webhook_core::providers::Provider>,
     count: usize,
     lookup: Lookup,
 ) -> Setup {
@@ -116,7 +116,7 @@ fn ingest_for(
     let directory = kit
         .scaled_tenants(count, lookup)
         .expect("the kit has this lookup");
-    shared::providers::check_tenants(provider.as_ref(), &directory).expect("valid tenants");
+    webhook_core::providers::check_tenants(provider.as_ref(), &directory).expect("valid tenants");
     let tenants = directory.iter().cloned().collect();
     let store = Bounded::new();
     let ingest = Ingest::new(
@@ -158,7 +158,7 @@ fn bench_ack(c: &mut Criterion) {
     let runtime = runtime();
     let mut group = c.benchmark_group("ack");
     group.throughput(Throughput::Elements(1));
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         for count in TENANT_COUNTS {
             // Flatness is judged on `interleaved_flatness`; these give each count's own median.
             let setup = ingest_for(&provider, count, Lookup::Normal);
@@ -173,7 +173,7 @@ fn bench_ack(c: &mut Criterion) {
     let mut group = c.benchmark_group("ack_worst_case");
     group.throughput(Throughput::Elements(1));
     group.sample_size(10);
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         let Some(label) = Kit::of(provider.as_ref()).worst_case().map(String::from) else {
             continue;
         };
@@ -213,7 +213,7 @@ fn bench_new_deliveries(
 fn bench_from_apigw_json(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
     let mut group = c.benchmark_group("ack_from_apigw_json");
     group.throughput(Throughput::Elements(1));
-    let provider = &shared::providers::all()[0];
+    let provider = &webhook_core::providers::all()[0];
     let setup = ingest_for(provider, 1, Lookup::Normal);
     let seq = AtomicU64::new(0);
     let setup = &setup;
@@ -225,7 +225,7 @@ fn bench_from_apigw_json(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
             },
             |json| async move {
                 let request = lambda_http::request::from_str(&json).expect("API Gateway event");
-                setup.ingest.handle(lambda_glue::to_core(request)).await
+                setup.ingest.handle(lambda::to_core(request)).await
             },
             BatchSize::SmallInput,
         )
@@ -266,7 +266,7 @@ fn apigw_json(request: &WebhookRequest) -> String {
 /// A delivery the kits say is stored without an API call, stored and queued through the real
 /// handler: the record every processor iteration works on (under a key of its own).
 fn stored_without_call(runtime: &tokio::runtime::Runtime) -> Record {
-    let (provider, kit, case) = shared::providers::all()
+    let (provider, kit, case) = webhook_core::providers::all()
         .into_iter()
         .find_map(|provider| {
             let kit = Kit::of(provider.as_ref());
@@ -278,7 +278,7 @@ fn stored_without_call(runtime: &tokio::runtime::Runtime) -> Record {
             Some((provider, kit, case))
         })
         .expect("a kit case processed without a call");
-    let memory = Memory::new(5, shared::clock::system());
+    let memory = Memory::new(5, webhook_core::clock::system());
     let ingest = Ingest::new(
         provider,
         kit.tenants(NO_API),
@@ -318,7 +318,7 @@ fn inbound(record: &Record, seq: u64) -> InboundMessage {
 
 fn bench_processor(c: &mut Criterion) {
     let runtime = runtime();
-    let providers = shared::providers::all()
+    let providers = webhook_core::providers::all()
         .into_iter()
         .map(|provider| {
             let tenants = Kit::of(provider.as_ref()).tenants(NO_API);
@@ -333,7 +333,7 @@ fn bench_processor(c: &mut Criterion) {
     let processor = Processor::new(
         providers,
         store.0.ports.clone(),
-        DetailClient::new(settings.fetch_timeout, shared::clock::system()),
+        DetailClient::new(settings.fetch_timeout, webhook_core::clock::system()),
         settings,
     );
     let template = stored_without_call(&runtime);
@@ -398,7 +398,7 @@ fn bench_processor(c: &mut Criterion) {
                 event
             },
             |event| async move {
-                let response = lambda_glue::handle_sqs(processor, event).await;
+                let response = lambda::handle_sqs(processor, event).await;
                 assert!(response.batch_item_failures.is_empty());
                 response
             },
@@ -429,7 +429,7 @@ fn interleaved_flatness() {
     const ROUNDS: u64 = 100_000;
     let runtime = runtime();
     let mut results = serde_json::Map::new();
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         let setups: Vec<Setup> = TENANT_COUNTS
             .iter()
             .map(|&count| ingest_for(&provider, count, Lookup::Normal))
@@ -485,7 +485,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// field no parser reads (when it is shorter), signed again with the provider's scheme.
 fn padded(
     kit: &Kit,
-    provider: &dyn shared::providers::Provider,
+    provider: &dyn webhook_core::providers::Provider,
     tenant: &Tenant,
     seq: u64,
     size: usize,
@@ -534,7 +534,7 @@ fn write_events(dir: PathBuf) {
     std::fs::create_dir_all(&dir).expect("ACK_EVENTS_DIR");
     let runtime = runtime();
     let mut index = serde_json::Map::new();
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         let kit = Kit::of(provider.as_ref());
         let name = kit.name();
         // The demo tenants, their API at `{api}/<provider>` for the caller to fill in.
@@ -545,7 +545,7 @@ fn write_events(dir: PathBuf) {
         .expect("write tenants");
         let tenants = kit.tenants(NO_API);
         let tenant = tenants.iter().next().expect("a demo tenant");
-        let memory = Memory::new(5, shared::clock::system());
+        let memory = Memory::new(5, webhook_core::clock::system());
         let ingest = Ingest::new(
             provider.clone(),
             kit.tenants(NO_API),
@@ -603,21 +603,21 @@ fn write_events(dir: PathBuf) {
 
 /// The ack path as it was before it took two round trips: send, then mark the record
 /// `QUEUED` (the outbox's `enqueue`, which the sweeper still uses).
-struct MarkQueuedToo(Arc<dyn shared::ports::Outbox>);
+struct MarkQueuedToo(Arc<dyn webhook_core::ports::Outbox>);
 
 #[async_trait::async_trait]
-impl shared::ports::Outbox for MarkQueuedToo {
+impl webhook_core::ports::Outbox for MarkQueuedToo {
     async fn enqueue(
         &self,
-        message: &shared::ports::QueueMessage,
-    ) -> Result<(), shared::ports::QueueError> {
+        message: &webhook_core::ports::QueueMessage,
+    ) -> Result<(), webhook_core::ports::QueueError> {
         self.0.enqueue(message).await
     }
 
     async fn send_fresh(
         &self,
-        message: &shared::ports::QueueMessage,
-    ) -> Result<(), shared::ports::QueueError> {
+        message: &webhook_core::ports::QueueMessage,
+    ) -> Result<(), webhook_core::ports::QueueError> {
         self.0.enqueue(message).await
     }
 }
@@ -669,7 +669,7 @@ fn roundtrip(out: PathBuf) {
     let runtime = runtime();
     let report = runtime.block_on(async {
         let aws = adapter_aws::sdk::from_env().await;
-        let setup = e2e::aws_at(&direct).await;
+        let setup = tests::aws_at(&direct).await;
         let setup_dynamodb = aws_sdk_dynamodb::Client::new(&setup);
         let setup_sqs = aws_sdk_sqs::Client::new(&setup);
         let suffix = std::process::id();
@@ -687,12 +687,12 @@ fn roundtrip(out: PathBuf) {
             .unwrap();
         let store = adapter_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &table);
         let queue = adapter_aws::SqsQueue::new(aws_sdk_sqs::Client::new(&aws), &queue_url);
-        let provider = shared::providers::all().remove(0);
+        let provider = webhook_core::providers::all().remove(0);
         let kit = Kit::of(provider.as_ref());
         store.warm_up(&format!("{}#warm-up", kit.name())).await;
         queue.warm_up().await;
-        let now = adapter_aws::ports(store, queue, shared::clock::system());
-        let before = shared::ports::Ports {
+        let now = adapter_aws::ports(store, queue, webhook_core::clock::system());
+        let before = webhook_core::ports::Ports {
             outbox: Arc::new(MarkQueuedToo(now.outbox.clone())),
             ..now.clone()
         };
@@ -720,7 +720,7 @@ fn roundtrip(out: PathBuf) {
             if round % 50 == 0 {
                 // moto's SendMessage slows down as a queue fills: emptied between webhooks.
                 let consumer = adapter_aws::SqsQueue::new(setup_sqs.clone(), &queue_url);
-                use shared::ports::QueueConsumer;
+                use webhook_core::ports::QueueConsumer;
                 loop {
                     let messages = consumer
                         .receive(10, std::time::Duration::from_secs(30))

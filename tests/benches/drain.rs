@@ -8,8 +8,8 @@
 //! the figures as JSON to the path given as the first argument.
 //! `tests/tests/suite/flow_control.rs` runs the same code on a scaled-down window.
 
-use e2e::drain::{self, Adapters, Drained, Pacing};
 use futures::future::join_all;
+use tests::drain::{self, Adapters, Drained, Pacing};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
@@ -30,7 +30,7 @@ async fn main() {
     // it can serve, not the pacer, bounds a drain there.
     eprintln!("drain: {aws_events} events per provider through 3 processors on DynamoDB + SQS");
     for kit in &kits {
-        let adapters = Adapters::Aws(e2e::Backend::with_dead_letter_queue(3).await);
+        let adapters = Adapters::Aws(tests::Backend::with_dead_letter_queue(3).await);
         let drained =
             drain::through_processors(kit, &adapters, 3, aws_events, Pacing::Published).await;
         results.extend(report(vec![drained]));

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shared::ports::{EventFilter, Ports, QueueConsumer, Status, Store};
-use shared::process::{Processor, ProcessorSettings};
-use shared::tenants::{TenantDirectory, TenantSource};
-use shared::{Ingest, IngestSettings};
 use testkit::Kit;
+use webhook_core::ports::{EventFilter, Ports, QueueConsumer, Status, Store};
+use webhook_core::process::{Processor, ProcessorSettings};
+use webhook_core::tenants::{TenantDirectory, TenantSource};
+use webhook_core::{Ingest, IngestSettings};
 
 use crate::fake_api::FakeApi;
 
@@ -117,7 +117,11 @@ fn enforce(kit: &Kit, api: &FakeApi, pacing: Pacing) -> Limit {
 }
 
 /// `events` unique deliveries from the kit's first demo tenant, each as the provider signs it.
-fn deliveries(kit: &Kit, tenants: &TenantDirectory, events: u64) -> Vec<shared::WebhookRequest> {
+fn deliveries(
+    kit: &Kit,
+    tenants: &TenantDirectory,
+    events: u64,
+) -> Vec<webhook_core::WebhookRequest> {
     let tenant = tenants.iter().next().expect("a demo tenant");
     let secret = tenant.webhook_secrets[0].expose();
     (0..events)
@@ -177,7 +181,7 @@ pub async fn through_processors(
     let document = tenants_json(kit, &api, pacing);
     let tenants = TenantDirectory::from_json(&document).unwrap();
     let ports = adapters.ports();
-    let provider = shared::providers::by_name(kit.name()).unwrap();
+    let provider = webhook_core::providers::by_name(kit.name()).unwrap();
     let ingest = Ingest::new(
         provider,
         TenantDirectory::from_json(&document).unwrap(),
@@ -257,7 +261,7 @@ pub async fn through_devserver(kit: &Kit, workers: usize, events: u64, pacing: P
         assert_eq!(answer.status().as_u16(), kit.accepted_status());
     }
     let started = Instant::now();
-    let (ports, _) = adapter_sqlite::ports(&server.database, 3, shared::clock::system());
+    let (ports, _) = adapter_sqlite::ports(&server.database, 3, webhook_core::clock::system());
     wait_until_finished(kit, ports.store.as_ref(), &api, events, started).await;
     let outcome = Outcome {
         processed: processed(kit, ports.store.as_ref(), events).await,

@@ -15,8 +15,8 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use shared::tenants::TenantDirectory;
 use testkit::ApiDouble;
+use webhook_core::tenants::TenantDirectory;
 
 #[derive(Debug, Clone)]
 pub enum Behavior {

@@ -15,8 +15,8 @@ use axum::routing::{get, post};
 use base64::Engine;
 use tokio::sync::{mpsc, oneshot};
 
-/// A bootstrap's `main`: `|| lambda_glue::start(lambda_glue::run_sweeper())`.
-pub type Main = fn() -> Result<(), lambda_glue::Error>;
+/// A bootstrap's `main`: `|| lambda::start(lambda::run_sweeper())`.
+pub type Main = fn() -> Result<(), lambda::Error>;
 
 type Answer = Result<serde_json::Value, String>;
 
@@ -189,7 +189,7 @@ fn answer_to(api: &RuntimeApi, id: &str, answer: Answer) -> StatusCode {
 }
 
 /// The API Gateway HTTP API (v2) event of `request`, as the webhook functions receive it.
-pub fn apigw_event(request: &shared::WebhookRequest) -> serde_json::Value {
+pub fn apigw_event(request: &webhook_core::WebhookRequest) -> serde_json::Value {
     let method = request.method().as_str();
     let path = request.uri().path();
     let mut headers = serde_json::Map::new();

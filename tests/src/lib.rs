@@ -12,14 +12,14 @@ use adapter_aws::{DynamoStore, SqsQueue};
 use aws_lambda_events::sqs::SqsEvent;
 use bytes::Bytes;
 use fake_api::FakeApi;
-use shared::fetch::DetailClient;
-use shared::ports::{
+use webhook_core::fetch::DetailClient;
+use webhook_core::ports::{
     Claim, Erased, EventFilter, ItemsDone, Outcome, Pending, Ports, PutOutcome, QueueMessage,
     Record, Status, Store, StoreError,
 };
-use shared::process::{Processor, ProcessorSettings, ProviderTenants};
-use shared::tenants::{TenantDirectory, TenantSource};
-use shared::{Ingest, IngestSettings, WebhookRequest, WebhookResponse};
+use webhook_core::process::{Processor, ProcessorSettings, ProviderTenants};
+use webhook_core::tenants::{TenantDirectory, TenantSource};
+use webhook_core::{Ingest, IngestSettings, WebhookRequest, WebhookResponse};
 
 /// The project root (where `events/` lives).
 pub fn root() -> PathBuf {
@@ -187,12 +187,12 @@ impl Backend {
 
     /// The ports on this table and queue, as the Lambdas build them.
     pub fn ports(&self) -> Ports {
-        adapter_aws::ports(self.store(), self.queue(), shared::clock::system())
+        adapter_aws::ports(self.store(), self.queue(), webhook_core::clock::system())
     }
 
     /// The outbox sweeper on this table and queue (lease 10 s).
-    pub fn sweeper(&self) -> shared::outbox::Sweeper {
-        shared::outbox::Sweeper::new(self.ports(), Duration::from_secs(10))
+    pub fn sweeper(&self) -> webhook_core::outbox::Sweeper {
+        webhook_core::outbox::Sweeper::new(self.ports(), Duration::from_secs(10))
     }
 
     /// The real handler of `provider`, configured with the demo tenants of `events/env.json`.
@@ -207,7 +207,7 @@ impl Backend {
         settings: IngestSettings,
     ) -> Ingest {
         Ingest::new(
-            shared::providers::by_name(provider).expect("known provider"),
+            webhook_core::providers::by_name(provider).expect("known provider"),
             tenants,
             self.ports(),
             settings,
@@ -401,7 +401,7 @@ impl Backend {
             .collect();
         let event: SqsEvent =
             serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
-        let response = lambda_glue::handle_sqs(processor, event).await;
+        let response = ::lambda::handle_sqs(processor, event).await;
         let failed: Vec<String> = response
             .batch_item_failures
             .into_iter()
@@ -524,7 +524,7 @@ impl Backend {
     }
 
     pub async fn record(&self, key: &str) -> Record {
-        use shared::ports::Store;
+        use webhook_core::ports::Store;
         self.store()
             .get(key)
             .await
@@ -575,7 +575,7 @@ pub fn demo_processor(
     timeout: Duration,
     tenants: impl Fn(&str, TenantDirectory) -> TenantSource,
 ) -> Processor {
-    let providers = shared::providers::all()
+    let providers = webhook_core::providers::all()
         .into_iter()
         .map(|provider| ProviderTenants {
             tenants: tenants(
@@ -588,7 +588,7 @@ pub fn demo_processor(
     Processor::new(
         providers,
         ports,
-        DetailClient::new(timeout, shared::clock::system()),
+        DetailClient::new(timeout, webhook_core::clock::system()),
         settings,
     )
 }
@@ -603,7 +603,7 @@ pub fn load_event(path: &Path) -> WebhookRequest {
 /// An API Gateway event document as the webhook Lambda turns it into the core's request.
 pub fn apigw_request(event_json: &str) -> Result<WebhookRequest, String> {
     lambda_http::request::from_str(event_json)
-        .map(lambda_glue::to_core)
+        .map(::lambda::to_core)
         .map_err(|e| e.to_string())
 }
 
@@ -682,7 +682,7 @@ impl Store for RefusingPuts {
         l: i64,
         o: &Outcome,
         n: i64,
-        h: Option<&[shared::ports::Tried]>,
+        h: Option<&[webhook_core::ports::Tried]>,
     ) -> Result<bool, StoreError> {
         self.inner.finish_with(k, l, o, n, h).await
     }
@@ -752,15 +752,15 @@ pub fn resources_of_type<'a>(
 /// what depends on time (backoff, delays, token expiry) without sleeping.
 pub struct InMemory {
     pub memory: adapter_memory::Memory,
-    pub clock: Arc<shared::clock::ManualClock>,
+    pub clock: Arc<webhook_core::clock::ManualClock>,
     pub processor: Processor,
 }
 
 impl InMemory {
     pub fn new(api: &FakeApi, settings: ProcessorSettings) -> InMemory {
-        let clock = shared::clock::ManualClock::now();
+        let clock = webhook_core::clock::ManualClock::now();
         let memory = adapter_memory::Memory::new(settings.max_receives, clock.clone());
-        let providers = shared::providers::all()
+        let providers = webhook_core::providers::all()
             .into_iter()
             .map(|provider| ProviderTenants {
                 tenants: TenantSource::fixed(demo_tenants_at(provider.name(), &api.base_url)),
@@ -789,7 +789,7 @@ impl InMemory {
     /// Sends a request through `provider`'s real webhook handler; returns the key it stored.
     pub async fn deliver_request(&self, provider: &str, request: WebhookRequest) -> String {
         let ingest = Ingest::new(
-            shared::providers::by_name(provider).expect("known provider"),
+            webhook_core::providers::by_name(provider).expect("known provider"),
             demo_tenants(provider),
             self.memory.ports.clone(),
             IngestSettings::default(),
@@ -813,7 +813,7 @@ impl InMemory {
     /// Receives the visible messages (hidden 30 s while processed) and processes them as the
     /// dev server does; returns how many there were.
     pub async fn pump(&self) -> usize {
-        use shared::ports::QueueConsumer;
+        use webhook_core::ports::QueueConsumer;
         let queue = self.memory.queue.as_ref();
         let batch = queue.receive(10, Duration::from_secs(30)).await.unwrap();
         let count = batch.len();
@@ -837,14 +837,14 @@ impl InMemory {
 
 /// Events published downstream, in order (a publisher for the adapters without a bus).
 #[derive(Default)]
-pub struct Published(Mutex<Vec<shared::downstream::DownstreamEvent>>);
+pub struct Published(Mutex<Vec<webhook_core::downstream::DownstreamEvent>>);
 
 #[async_trait::async_trait]
-impl shared::downstream::Publisher for Published {
+impl webhook_core::downstream::Publisher for Published {
     async fn publish(
         &self,
-        event: &shared::downstream::DownstreamEvent,
-    ) -> Result<(), shared::downstream::PublishError> {
+        event: &webhook_core::downstream::DownstreamEvent,
+    ) -> Result<(), webhook_core::downstream::PublishError> {
         self.0.lock().unwrap().push(event.clone());
         Ok(())
     }

@@ -16,12 +16,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use e2e::fake_api::{Behavior, FakeApi};
-use e2e::lambda::{apigw_event, Function, Main};
-use e2e::proxy::{AwsCall, Recorder};
-use e2e::{root, unique_name, Backend};
 use serde_json::{json, Value};
 use testkit::{Expect, Kit};
+use tests::fake_api::{Behavior, FakeApi};
+use tests::lambda::{apigw_event, Function, Main};
+use tests::proxy::{AwsCall, Recorder};
+use tests::{root, unique_name, Backend};
 
 /// What the Lambda service itself does with a role, never the code: the runtime's log writes,
 /// active tracing's segments (sent by Lambda's X-Ray daemon), and for a function on a queue the
@@ -46,30 +46,32 @@ fn used_by_the_service(kind: &Kind) -> &'static [&'static str] {
     }
 }
 
-/// What a bootstrap's `main` runs: the expression in `functions/<binary>/src/main.rs`, and the
+/// What a bootstrap's `main` runs: the expression in `functions/lambda/src/bin/<binary>.rs`, and the
 /// same as a function.
 fn main_of(binary: &str) -> (&'static str, Main) {
-    use lambda_glue::{run_processor, run_sweeper, run_webhook, start};
-    use shared::providers::{Egym, Flybuy, Magicline, Timify, Waitwhile};
+    use lambda::{run_processor, run_sweeper, run_webhook, start};
+    use webhook_core::providers::{Egym, Flybuy, Magicline, Timify, Waitwhile};
     match binary {
-        "magicline-webhook" => ("run_webhook(shared::providers::Magicline)", || {
+        "magicline-webhook" => ("run_webhook(webhook_core::providers::Magicline)", || {
             start(run_webhook(Magicline))
         }),
-        "egym-webhook" => ("run_webhook(shared::providers::Egym)", || {
+        "egym-webhook" => ("run_webhook(webhook_core::providers::Egym)", || {
             start(run_webhook(Egym))
         }),
-        "timify-webhook" => ("run_webhook(shared::providers::Timify)", || {
+        "timify-webhook" => ("run_webhook(webhook_core::providers::Timify)", || {
             start(run_webhook(Timify))
         }),
-        "flybuy-webhook" => ("run_webhook(shared::providers::Flybuy)", || {
+        "flybuy-webhook" => ("run_webhook(webhook_core::providers::Flybuy)", || {
             start(run_webhook(Flybuy))
         }),
-        "waitwhile-webhook" => ("run_webhook(shared::providers::Waitwhile)", || {
+        "waitwhile-webhook" => ("run_webhook(webhook_core::providers::Waitwhile)", || {
             start(run_webhook(Waitwhile))
         }),
         "processor" => ("run_processor()", || start(run_processor())),
         "sweeper" => ("run_sweeper()", || start(run_sweeper())),
-        other => panic!("functions/{other}: this test does not know what its main runs"),
+        other => panic!(
+            "functions/lambda/src/bin/{other}.rs: this test does not know what its main runs"
+        ),
     }
 }
 
@@ -445,7 +447,7 @@ async fn deliver(function: &Function, event: Value, status: u16, what: &str) -> 
 
 /// A webhook function's paths, with its provider's kit.
 async fn run_webhook(function: &Function, kit: &Kit, recorder: &Recorder) {
-    let tenants = kit.tenants(e2e::NO_API);
+    let tenants = kit.tenants(tests::NO_API);
     let tenant = tenants.iter().next().unwrap();
     let secret = tenant.webhook_secrets[0].expose();
     let unique = |seq: &str| apigw_event(&kit.unique_with(seq, tenant, secret));
@@ -684,9 +686,9 @@ impl Kind {
 }
 
 async fn record() -> Recorded {
-    let template = e2e::template();
+    let template = tests::template();
     let backend = Backend::new().await;
-    let aws = e2e::local_aws().await;
+    let aws = tests::local_aws().await;
     let api = FakeApi::start().await;
     let mut stack = Stack {
         template,
@@ -703,14 +705,14 @@ async fn record() -> Recorded {
         .table_arn
         .unwrap();
     stack.stand_in("EventsTable", &backend.table, table_arn);
-    let queue_arn = e2e::queue_arn(&backend.sqs, &backend.queue_url).await;
+    let queue_arn = tests::queue_arn(&backend.sqs, &backend.queue_url).await;
     stack.stand_in("WorkQueue", &backend.queue_url, queue_arn);
     let bus = unique_name("bus");
     let events = aws_sdk_eventbridge::Client::new(&aws);
     let created = events.create_event_bus().name(&bus).send().await.unwrap();
     stack.stand_in("EventBus", &bus, created.event_bus_arn.unwrap());
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         // Split as deployed: what the webhook function verifies with, and the API access only
         // the processor reads.
         let mut tenants: Value =
@@ -724,7 +726,7 @@ async fn record() -> Recorded {
                 Some(json!({ "id": tenant["id"], "api": api }))
             })
             .collect();
-        let function = e2e::function_id(provider.name());
+        let function = tests::function_id(provider.name());
         for (kind, document) in [
             ("TenantsSecret", tenants),
             ("ApiSecret", json!({ "tenants": access })),
@@ -739,9 +741,9 @@ async fn record() -> Recorded {
         }
     }
 
-    let recorder = Recorder::start(e2e::proxy::local_aws_address()).await;
+    let recorder = Recorder::start(tests::proxy::local_aws_address()).await;
     let mut functions: Vec<(Kind, String, Value)> =
-        e2e::resources_of_type(&stack.template, "AWS::Serverless::Function")
+        tests::resources_of_type(&stack.template, "AWS::Serverless::Function")
             .into_iter()
             .map(|(id, resource)| (Kind::of(id, resource), id.to_string(), resource.clone()))
             .collect();
@@ -756,12 +758,12 @@ async fn record() -> Recorded {
             .unwrap();
         let (runs, main) = main_of(binary);
         let source =
-            std::fs::read_to_string(root().join(format!("functions/{binary}/src/main.rs")))
+            std::fs::read_to_string(root().join(format!("functions/lambda/src/bin/{binary}.rs")))
                 .unwrap();
         let source: String = source.split_whitespace().collect();
         assert!(
-            source.contains(&format!("lambda_glue::start(lambda_glue::{runs})")),
-            "functions/{binary}/src/main.rs runs {runs}"
+            source.contains(&format!("lambda::start(lambda::{runs})")),
+            "functions/lambda/src/bin/{binary}.rs runs {runs}"
         );
         let mut environment = stack.environment(&id);
         for (name, value) in &mut environment {
@@ -779,7 +781,7 @@ async fn record() -> Recorded {
         let function = Function::start(&id, &environment, main).await;
         match &kind {
             Kind::Webhook(provider) => {
-                let provider = shared::providers::by_name(provider).unwrap();
+                let provider = webhook_core::providers::by_name(provider).unwrap();
                 run_webhook(&function, &Kit::of(provider.as_ref()), &recorder).await;
                 webhooks += 1;
             }

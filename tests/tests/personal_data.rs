@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use adapter_memory::Memory;
 use adapter_sqlite::Database;
-use e2e::fake_api::{Behavior, FakeApi, Gate};
-use e2e::{post, unique_name, Backend, Captured, Published};
-use shared::ports::{Ports, QueueConsumer};
-use shared::process::{Processor, ProcessorSettings};
-use shared::tenants::TenantSource;
-use shared::{Ingest, IngestSettings, WebhookRequest};
+use tests::fake_api::{Behavior, FakeApi, Gate};
+use tests::{post, unique_name, Backend, Captured, Published};
+use webhook_core::ports::{Ports, QueueConsumer};
+use webhook_core::process::{Processor, ProcessorSettings};
+use webhook_core::tenants::TenantSource;
+use webhook_core::{Ingest, IngestSettings, WebhookRequest};
 
 /// The person erased (the fake API answers their name and e-mail by id) and another one.
 const ERASED: u64 = 4400001;
@@ -44,8 +44,8 @@ async fn places() -> Vec<Place> {
     let aws = backend.clone();
     let path = std::env::temp_dir().join(format!("{}.db", unique_name("personal")));
     let database = Database::open(&path).unwrap();
-    let (sqlite, sqlite_queue) = adapter_sqlite::ports(&database, 3, shared::clock::system());
-    let memory = Memory::new(3, shared::clock::system());
+    let (sqlite, sqlite_queue) = adapter_sqlite::ports(&database, 3, webhook_core::clock::system());
+    let memory = Memory::new(3, webhook_core::clock::system());
     let memory_store = memory.store.clone();
     let memory_queue = memory.queue.clone();
     vec![
@@ -131,7 +131,7 @@ fn processor(place: &Place, api: &FakeApi, published: Arc<Published>) -> Process
         retry_backoff: Duration::ZERO,
         ..ProcessorSettings::default()
     };
-    e2e::demo_processor(
+    tests::demo_processor(
         place.ports.clone(),
         api,
         settings,
@@ -174,8 +174,8 @@ async fn no_byte_of_an_erased_person_is_left_anywhere() {
         let published = Arc::new(Published::default());
         let processor = Arc::new(processor(&place, &api, published.clone()));
         let ingest = Ingest::new(
-            shared::providers::by_name("magicline").unwrap(),
-            e2e::demo_tenants("magicline"),
+            webhook_core::providers::by_name("magicline").unwrap(),
+            tests::demo_tenants("magicline"),
             place.ports.clone(),
             IngestSettings::default(),
         );
@@ -212,7 +212,7 @@ async fn no_byte_of_an_erased_person_is_left_anywhere() {
         ))
         .await;
         assert_eq!(
-            e2e::response_json(&quarantined)["status"],
+            tests::response_json(&quarantined)["status"],
             "quarantined",
             "{name}"
         );
@@ -245,7 +245,7 @@ async fn no_byte_of_an_erased_person_is_left_anywhere() {
                     .unwrap();
             })
         };
-        e2e::wait_until(Duration::from_secs(10), || gate.waiting() == 1).await;
+        tests::wait_until(Duration::from_secs(10), || gate.waiting() == 1).await;
         let before_erasure = published.count();
         deliver(magicline(
             ERASED,

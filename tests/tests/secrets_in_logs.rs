@@ -5,14 +5,14 @@
 
 use std::time::Duration;
 
-use e2e::fake_api::{Behavior, FakeApi};
-use e2e::{Backend, Captured};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use shared::process::{Processor, ProcessorSettings, ProviderTenants};
-use shared::tenants::{TenantDirectory, TenantSource};
-use shared::{Ingest, IngestSettings};
 use testkit::{Expect, Kit};
+use tests::fake_api::{Behavior, FakeApi};
+use tests::{Backend, Captured};
+use webhook_core::process::{Processor, ProcessorSettings, ProviderTenants};
+use webhook_core::tenants::{TenantDirectory, TenantSource};
+use webhook_core::{Ingest, IngestSettings};
 
 /// A fresh random-looking secret (base62) so that no log text can match it by accident.
 fn secret(label: &str) -> String {
@@ -128,8 +128,8 @@ async fn load_malformed_tenant_documents() -> Vec<String> {
         ),
     ];
     for document in &documents {
-        let source = shared::config::TenantsSource::Json(document.clone());
-        let error = shared::tenants::load(&source, &shared::tenants::NoSecrets)
+        let source = webhook_core::config::TenantsSource::Json(document.clone());
+        let error = webhook_core::tenants::load(&source, &webhook_core::tenants::NoSecrets)
             .await
             .expect_err("a malformed document does not load");
         tracing::error!(error = %error, "tenant configuration did not load");
@@ -140,10 +140,10 @@ async fn load_malformed_tenant_documents() -> Vec<String> {
 
 /// The functions' own lines as a Lambda function writes them (one EMF line per webhook and
 /// per message), into the same capture as the log lines.
-fn emf(captured: &Captured) -> std::sync::Arc<shared::metrics::Emf<Captured>> {
-    std::sync::Arc::new(shared::metrics::Emf::new(
+fn emf(captured: &Captured) -> std::sync::Arc<webhook_core::metrics::Emf<Captured>> {
+    std::sync::Arc::new(webhook_core::metrics::Emf::new(
         "Webhooks/test",
-        shared::clock::system(),
+        webhook_core::clock::system(),
         captured.clone(),
     ))
 }
@@ -162,7 +162,7 @@ async fn no_secret_appears_in_any_log_line() {
     let api = FakeApi::start().await;
     let mut secrets = Vec::new();
     let mut processing = Vec::new();
-    for (index, provider) in shared::providers::all().into_iter().enumerate() {
+    for (index, provider) in webhook_core::providers::all().into_iter().enumerate() {
         let kit = Kit::of(provider.as_ref());
         let (tenants, fresh) = fresh_tenants(&kit, &api.base_url);
         secrets.extend(fresh);
@@ -193,7 +193,10 @@ async fn no_secret_appears_in_any_log_line() {
     let processor = Processor::new(
         processing,
         backend.ports(),
-        shared::fetch::DetailClient::new(Duration::from_secs(2), shared::clock::system()),
+        webhook_core::fetch::DetailClient::new(
+            Duration::from_secs(2),
+            webhook_core::clock::system(),
+        ),
         ProcessorSettings {
             max_receives: 2,
             retry_backoff: Duration::ZERO,
@@ -205,7 +208,7 @@ async fn no_secret_appears_in_any_log_line() {
     backend.sweeper().sweep(100).await.unwrap();
     secrets.extend(load_malformed_tenant_documents().await);
     assert!(
-        api.total_calls() >= shared::providers::all().len(),
+        api.total_calls() >= webhook_core::providers::all().len(),
         "the processor called the provider APIs with their keys"
     );
     secrets.extend(api.tokens());

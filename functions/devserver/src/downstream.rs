@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use serde_json::json;
-use shared::downstream::{DownstreamEvent, PublishError, Publisher};
+use webhook_core::downstream::{DownstreamEvent, PublishError, Publisher};
 
 use crate::Error;
 

@@ -42,7 +42,7 @@ pub fn cut(text: &str, max: usize) -> String {
     }
 }
 
-pub use shared::providers::pretty_json;
+pub use webhook_core::providers::pretty_json;
 
 /// Epoch milliseconds as `2026-11-25 18:30:00 UTC`.
 pub fn utc(ms: i64) -> String {

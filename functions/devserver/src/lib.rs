@@ -27,17 +27,17 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use shared::clock::SharedClock;
-use shared::fetch::DetailClient;
-use shared::operate::Operations;
-use shared::outbox::Sweeper;
-use shared::ports::{Ports, QueueConsumer, Record};
-use shared::process::{Processor, ProcessorSettings, ProviderTenants};
-use shared::reconcile::Reconciler;
-use shared::tenants::{ConfigError, Tenant, TenantDirectory, TenantSource};
-use shared::{Ingest, IngestSettings, WebhookRequest};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use webhook_core::clock::SharedClock;
+use webhook_core::fetch::DetailClient;
+use webhook_core::operate::Operations;
+use webhook_core::outbox::Sweeper;
+use webhook_core::ports::{Ports, QueueConsumer, Record};
+use webhook_core::process::{Processor, ProcessorSettings, ProviderTenants};
+use webhook_core::reconcile::Reconciler;
+use webhook_core::tenants::{ConfigError, Tenant, TenantDirectory, TenantSource};
+use webhook_core::{Ingest, IngestSettings, WebhookRequest};
 
 mod contract;
 pub mod downstream;
@@ -91,7 +91,7 @@ impl Default for Options {
             retry_backoff: ProcessorSettings::default().retry_backoff,
             poll_interval: Duration::from_millis(100),
             sweep_interval: Duration::from_secs(5),
-            clock: shared::clock::system(),
+            clock: webhook_core::clock::system(),
         }
     }
 }
@@ -136,10 +136,10 @@ pub fn parse_config(text: &str, sandbox_base: &str) -> Result<Config, Error> {
     };
     let mut providers = HashMap::new();
     for (name, section) in table {
-        if shared::providers::by_name(&name).is_none() {
+        if webhook_core::providers::by_name(&name).is_none() {
             return Err(format!("configuration names an unknown provider [{name}]").into());
         }
-        let tenants = shared::tenants::tenants_from_section(section)
+        let tenants = webhook_core::tenants::tenants_from_section(section)
             .map_err(|e| format!("[[{name}.tenants]] {e}"))?;
         providers.insert(name, tenants);
     }
@@ -189,7 +189,7 @@ pub const TENANTS_RELOAD: Duration = Duration::from_secs(2);
 /// checked as at start (a file that does not load keeps the last good tenants, and the log
 /// says why); the sandbox then trusts the API credentials of tenants added meanwhile.
 struct TenantReload {
-    provider: Arc<dyn shared::providers::Provider>,
+    provider: Arc<dyn webhook_core::providers::Provider>,
     path: PathBuf,
     sandbox_base: String,
     sandbox: Arc<testkit::ApiDouble>,
@@ -198,7 +198,7 @@ struct TenantReload {
 impl TenantReload {
     fn source(self, first: TenantDirectory, clock: SharedClock) -> TenantSource {
         let this = Arc::new(self);
-        let loader: shared::tenants::Loader = Arc::new(move || {
+        let loader: webhook_core::tenants::Loader = Arc::new(move || {
             let this = Arc::clone(&this);
             Box::pin(async move { this.load() })
         });
@@ -216,7 +216,7 @@ impl TenantReload {
             .remove(self.provider.name())
             .unwrap_or_default();
         let tenants = TenantDirectory::new(tenants)?;
-        shared::providers::check_tenants(self.provider.as_ref(), &tenants)?;
+        webhook_core::providers::check_tenants(self.provider.as_ref(), &tenants)?;
         self.sandbox.trust_only(self.provider.name(), &tenants);
         Ok(tenants)
     }
@@ -314,7 +314,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
     let mut ingests = HashMap::new();
     let mut processing = Vec::new();
     let mut sources = HashMap::new();
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         let tenants = configured.remove(provider.name()).unwrap_or_default();
         let uses_sandbox = tenants.iter().any(|t| {
             t.api
@@ -322,7 +322,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
                 .is_some_and(|api| api.base_url.starts_with(&sandbox_base))
         });
         let tenants_for_ingest = TenantDirectory::new(tenants.clone())?;
-        shared::providers::check_tenants(provider.as_ref(), &tenants_for_ingest)?;
+        webhook_core::providers::check_tenants(provider.as_ref(), &tenants_for_ingest)?;
         tracing::info!(
             provider = provider.name(),
             tenants = tenants_for_ingest.len(),
@@ -361,7 +361,7 @@ pub async fn start(options: Options) -> Result<RunningServer, Error> {
     let mut processor = Processor::new(
         processing,
         ports.clone(),
-        DetailClient::new(settings.fetch_timeout, shared::clock::system()),
+        DetailClient::new(settings.fetch_timeout, webhook_core::clock::system()),
         settings,
     );
     if let Some(section) = &config.downstream {
@@ -586,7 +586,7 @@ async fn webhook(
     request: Request,
 ) -> Response {
     let Some(ingest) = state.ingests.get(provider.as_str()) else {
-        let known = shared::providers::names().join(", ");
+        let known = webhook_core::providers::names().join(", ");
         let error = format!("no such provider: POST /webhooks/<provider>, one of {known}");
         return (StatusCode::NOT_FOUND, Json(json!({ "error": error }))).into_response();
     };
@@ -760,7 +760,7 @@ mod tests {
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../devserver.toml"))
                 .unwrap();
         let providers = load_config(&text, "http://127.0.0.1:1/_sandbox").unwrap();
-        for provider in shared::providers::all() {
+        for provider in webhook_core::providers::all() {
             let tenants = &providers[provider.name()];
             assert!(!tenants.is_empty(), "{}", provider.name());
             for tenant in tenants {
@@ -805,10 +805,10 @@ mod tests {
             config.downstream.unwrap().url,
             "http://127.0.0.1:9000/events"
         );
-        assert_eq!(config.providers.len(), shared::providers::all().len());
+        assert_eq!(config.providers.len(), webhook_core::providers::all().len());
         assert_eq!(
             load_config(&with, "http://x").unwrap().len(),
-            shared::providers::all().len()
+            webhook_core::providers::all().len()
         );
         for (bad, says) in [
             ("[downstream]\nurl = \"ftp://x/y\"\n", "http"),

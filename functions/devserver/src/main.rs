@@ -74,14 +74,14 @@ async fn run(cli: Cli) -> Result<(), devserver::Error> {
     if let Some(Command::Send { event_file, to }) = cli.command {
         let answer = devserver::send::send(&event_file, &to).await?;
         let text = format!("HTTP {}\n{}\n", answer.status, answer.body);
-        shared::logging::write_output(&mut std::io::stdout().lock(), &text)?;
+        webhook_core::logging::write_output(&mut std::io::stdout().lock(), &text)?;
         return match answer.hint(&to) {
             _ if answer.is_success() => Ok(()),
             Some(hint) => Err(hint.into()),
             None => Err(format!("the answer is not a 2xx (HTTP {})", answer.status).into()),
         };
     }
-    shared::logging::init_readable();
+    webhook_core::logging::init_readable();
     let server = devserver::start(devserver::Options {
         listen: cli.listen,
         admin_listen: cli.admin_listen,

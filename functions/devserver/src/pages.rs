@@ -1,7 +1,7 @@
 //! The event pages on the admin listener, for a browser: the live event list (`GET /events`,
 //! filters by provider, tenant and status as query parameters, newest first), one record
 //! (`GET /events/{key}`), and the operator buttons (`POST /events/{key}/replay`,
-//! `POST /events/{key}/release`) that call the core's [`Operations`](shared::operate::Operations)
+//! `POST /events/{key}/release`) that call the core's [`Operations`](webhook_core::operate::Operations)
 //! and redirect back with a flash message. Rendered on the server with plain `format!`, every
 //! value through [`esc`] (bodies, keys, tenants and errors come from whoever sent the webhook).
 //! Fully usable without JavaScript; `assets/live.js` only refreshes the live part of a page
@@ -20,9 +20,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use shared::operate::{OperateError, Replayed};
-use shared::ports::{Record, Status};
-use shared::tenants::TenantDirectory;
+use webhook_core::operate::{OperateError, Replayed};
+use webhook_core::ports::{Record, Status};
+use webhook_core::tenants::TenantDirectory;
 
 use crate::html::{ago, cut, esc, pct, pretty_json, utc};
 use crate::AppState;
@@ -589,7 +589,7 @@ fn json_block(text: &str) -> String {
 /// Replay for every event but quarantined ones; release for quarantined ones.
 fn actions(record: &Record) -> String {
     let link = esc(&pct(&record.key));
-    if let Some(released_as) = shared::operate::released_as(record) {
+    if let Some(released_as) = webhook_core::operate::released_as(record) {
         return format!(
             r#"<div class="actions"><p>Released from quarantine as <a href="/events/{}" class="mono">{}</a>: replay that one if needed.</p></div>"#,
             esc(&pct(&released_as)),
@@ -693,7 +693,7 @@ pub async fn pause(
     to("/events", flash)
 }
 
-/// `POST /events/{key}/replay`: [`Operations::replay`](shared::operate::Operations::replay),
+/// `POST /events/{key}/replay`: [`Operations::replay`](webhook_core::operate::Operations::replay),
 /// then back to the record with what happened.
 pub async fn replay(
     State(state): State<AppState>,
@@ -721,7 +721,7 @@ pub async fn replay(
     back_to(&key, flash)
 }
 
-/// `POST /events/{key}/release`: [`Operations::release`](shared::operate::Operations::release)
+/// `POST /events/{key}/release`: [`Operations::release`](webhook_core::operate::Operations::release)
 /// with the provider's configured tenants, then back to the record with what happened.
 pub async fn release(
     State(state): State<AppState>,

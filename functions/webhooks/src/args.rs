@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use shared::ports::Status;
+use webhook_core::ports::Status;
 
 const ABOUT: &str = "Operate the webhook ingestion: find stored webhooks, replay them, redrive \
 the dead-letter queue, release quarantined deliveries, erase a subject, count.";
@@ -276,7 +276,7 @@ pub(crate) struct ReplayArgs {
 
 const ERASE_HELP: &str =
     "The subject is `<kind>:<id>`, the kind being what the provider's event is \
-about (the `subject` each provider file in shared/src/providers/ gives its events):
+about (the `subject` each provider file in shared/core/src/providers/ gives its events):
   magicline  customer:<id>, employee:<id>, and for other events the entity their type names:
              appointment-booking, class-booking, class-slot, device, studio, debt-collection-run,
              debt-collection-case, tax-advisor-export … (the entityId of the webhook)

@@ -1,12 +1,12 @@
 //! `webhooks check <provider> --tenant T`: sends the provider's sample delivery, signed with the
 //! tenant's newest secret, to its webhook URL, then follows its record through the store until
-//! it is processed ([`shared::check`]), printing each hop with its time.
+//! it is processed ([`webhook_core::check`]), printing each hop with its time.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shared::check::{self, Hop, Progress, Sample};
+use webhook_core::check::{self, Hop, Progress, Sample};
 
 use crate::args::{CheckArgs, TargetArgs};
 use crate::connect::query_value;
@@ -75,7 +75,7 @@ pub(crate) async fn run(
     while !progress.settled() && started.elapsed() < deadline {
         let record = match target.operations.show(&delivery.key).await {
             Ok(record) => Some(record),
-            Err(shared::operate::OperateError::UnknownKey(_)) => None,
+            Err(webhook_core::operate::OperateError::UnknownKey(_)) => None,
             Err(error) => return Err(error.into()),
         };
         progress.observe(record.as_ref(), target.now_ms());

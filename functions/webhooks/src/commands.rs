@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::{json, Value};
-use shared::operate::Replayed;
-use shared::ports::Status;
+use webhook_core::operate::Replayed;
+use webhook_core::ports::Status;
 
 use crate::args::{
     Cli, Command, DlqCommand, EventsCommand, Filters, QuarantineCommand, ReplayArgs, ScopeArgs,
@@ -336,7 +336,7 @@ async fn sam_env(aws: &AwsPlace) -> Result<Value> {
     let base = json!({ "TABLE_NAME": aws.table, "QUEUE_URL": aws.queue_url });
     let mut functions = serde_json::Map::new();
     let mut processor = base.clone();
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         let name = provider.name();
         let mut env = base.clone();
         if let Some(stack) = &aws.stack {

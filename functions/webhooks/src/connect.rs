@@ -1,5 +1,5 @@
 //! `webhooks connect <provider> --tenant T`: registers the tenant's webhook at the provider
-//! through its API where it has one ([`shared::register`]), then waits until the provider's
+//! through its API where it has one ([`webhook_core::register`]), then waits until the provider's
 //! test delivery is stored, reporting each step with its time; for the others, the steps to
 //! take by hand with the values to enter (never a secret: those were shown when made).
 
@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shared::register::{self, Registration, RegistrationApi};
-use shared::tenants::Tenant;
+use webhook_core::register::{self, Registration, RegistrationApi};
+use webhook_core::tenants::Tenant;
 
 use crate::args::{ConnectArgs, Filters, Since, TargetArgs};
 use crate::place::Target;
@@ -110,7 +110,7 @@ pub(crate) fn query_value(text: &str) -> String {
 #[allow(clippy::too_many_arguments)]
 async fn register_and_wait(
     args: &TargetArgs,
-    provider: &dyn shared::providers::Provider,
+    provider: &dyn webhook_core::providers::Provider,
     paths: &RegistrationApi,
     tenant: &Tenant,
     url: &str,

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use serde_json::json;
-use shared::operate::{Drift, QUARANTINE_COUNTED};
+use webhook_core::operate::{Drift, QUARANTINE_COUNTED};
 
 use crate::print::{pretty, short_time, table, time};
 

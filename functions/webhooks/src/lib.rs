@@ -7,12 +7,12 @@
 //! [`run`] takes the arguments and returns what to print and the exit code (0 ok, 1 the
 //! operation failed, 2 usage), so the end-to-end tests drive it in-process.
 //!
-//! [`Operations`]: shared::operate::Operations
+//! [`Operations`]: webhook_core::operate::Operations
 
 use std::ffi::OsString;
 
 use clap::Parser;
-use shared::operate::OperateError;
+use webhook_core::operate::OperateError;
 
 mod args;
 mod check;

@@ -3,7 +3,8 @@
 #[tokio::main]
 async fn main() {
     let output = webhooks::run(std::env::args_os()).await;
-    let printed = shared::logging::write_output(&mut std::io::stdout().lock(), &output.stdout);
-    let _ = shared::logging::write_output(&mut std::io::stderr().lock(), &output.stderr);
+    let printed =
+        webhook_core::logging::write_output(&mut std::io::stdout().lock(), &output.stdout);
+    let _ = webhook_core::logging::write_output(&mut std::io::stderr().lock(), &output.stderr);
     std::process::exit(if printed.is_ok() { output.code } else { 1 });
 }

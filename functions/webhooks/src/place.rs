@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use adapter_aws::{DynamoStore, SecretsManager, SqsQueue};
 use adapter_sqlite::Database;
-use shared::config::{IngestSettings, Settings};
-use shared::operate::Operations;
-use shared::ports::{Ports, Record};
-use shared::process::ProcessorSettings;
-use shared::tenants::{SecretReader, Tenant, TenantDirectory};
+use webhook_core::config::{IngestSettings, Settings};
+use webhook_core::operate::Operations;
+use webhook_core::ports::{Ports, Record};
+use webhook_core::process::ProcessorSettings;
+use webhook_core::tenants::{SecretReader, Tenant, TenantDirectory};
 
 use crate::args::{Filters, TargetArgs};
 use crate::{Failure, Result};
@@ -79,7 +79,7 @@ impl Target {
             let (ports, _) = adapter_sqlite::ports(
                 &database,
                 ProcessorSettings::default().max_receives,
-                shared::clock::system(),
+                webhook_core::clock::system(),
             );
             return Ok(Target {
                 operations: Operations::new(ports.clone(), settings),
@@ -102,7 +102,7 @@ impl Target {
         }
         let store = DynamoStore::new(aws_sdk_dynamodb_client(&aws.config), &aws.table);
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws.config), &aws.queue_url);
-        let ports = adapter_aws::ports(store, queue, shared::clock::system());
+        let ports = adapter_aws::ports(store, queue, webhook_core::clock::system());
         Ok(Target {
             operations: Operations::new(ports.clone(), settings),
             ports,
@@ -130,7 +130,7 @@ impl Target {
             filters.limit,
         )?;
         let filter = match filters.stuck {
-            true => shared::reconcile::only_stuck(filter, self.now_ms()),
+            true => webhook_core::reconcile::only_stuck(filter, self.now_ms()),
             false => filter,
         };
         Ok(self.operations.list(&filter).await?)
@@ -440,7 +440,7 @@ mod tests {
     fn the_dev_servers_configuration_gives_each_providers_tenants() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../devserver.toml");
         let text = std::fs::read_to_string(path).unwrap();
-        for provider in shared::providers::all() {
+        for provider in webhook_core::providers::all() {
             let tenants = dev_server_tenants(&text, provider.name()).unwrap();
             assert!(!tenants.is_empty(), "{}", provider.name());
             TenantDirectory::new(tenants).unwrap();

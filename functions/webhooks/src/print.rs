@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use shared::erasure::Preview;
-use shared::operate::Count;
-use shared::ports::{Paused, Record, Status};
+use webhook_core::erasure::Preview;
+use webhook_core::operate::Count;
+use webhook_core::ports::{Paused, Record, Status};
 
 use crate::args::Filters;
 
@@ -106,7 +106,7 @@ impl Serialize for Stored {
 
 /// Re-indents valid JSON text without parsing its values, so nothing but whitespace changes.
 fn indent_json(text: &str) -> String {
-    shared::providers::pretty_json(text).unwrap_or_else(|| text.to_string())
+    webhook_core::providers::pretty_json(text).unwrap_or_else(|| text.to_string())
 }
 
 /// A record as scripts get it; `body` and `detail` only for one record (`show`).
@@ -127,7 +127,7 @@ struct RecordJson {
     last_error: Option<String>,
     unauthenticated: bool,
     trace_id: Option<String>,
-    history: Vec<shared::ports::Tried>,
+    history: Vec<webhook_core::ports::Tried>,
     facts: Stored,
     #[serde(skip_serializing_if = "Option::is_none")]
     body: Option<Stored>,

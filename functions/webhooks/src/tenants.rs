@@ -1,6 +1,6 @@
 //! `webhooks tenants …`: a provider's tenants where the functions read them — the document in
 //! the stack's Secrets Manager secret (`--stack`) or the dev server's `devserver.toml`
-//! (`--local`) — changed through [`shared::tenant_changes`], so that a change that would not
+//! (`--local`) — changed through [`webhook_core::tenant_changes`], so that a change that would not
 //! load is refused before anything is written. Every change is a new version (a new version
 //! of the secret; on disk, the file as it was kept beside it as `<file>.previous`), which
 //! `tenants rollback` restores.
@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use shared::providers::Provider;
-use shared::tenant_changes::{self, Change};
-use shared::tenants::{Tenant, TenantDirectory};
+use webhook_core::providers::Provider;
+use webhook_core::tenant_changes::{self, Change};
+use webhook_core::tenants::{Tenant, TenantDirectory};
 
 use crate::args::{parse_setting, TargetArgs, TenantsCommand};
 use crate::place::{aws_hint, logical_name, sdk_config, Stack};
@@ -296,10 +296,10 @@ fn secret_from_stdin() -> Result<String> {
 }
 
 pub(crate) fn known_provider(name: &str) -> Result<Arc<dyn Provider>> {
-    shared::providers::by_name(name).ok_or_else(|| {
+    webhook_core::providers::by_name(name).ok_or_else(|| {
         Failure::Usage(format!(
             "{name:?} is not a provider; one of {}",
-            shared::providers::names().join(", ")
+            webhook_core::providers::names().join(", ")
         ))
     })
 }
@@ -659,9 +659,9 @@ fn check_toml(provider: &dyn Provider, text: &str, path: &Path) -> Result<()> {
         .get(provider.name())
         .cloned()
         .unwrap_or_default();
-    let directory = shared::tenants::TenantDirectory::new(tenants)
+    let directory = webhook_core::tenants::TenantDirectory::new(tenants)
         .map_err(|e| refused(&path.display().to_string(), &e.to_string()))?;
-    shared::providers::check_tenants(provider, &directory)
+    webhook_core::providers::check_tenants(provider, &directory)
         .map_err(|e| refused(&path.display().to_string(), &e.to_string()))
 }
 

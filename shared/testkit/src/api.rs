@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use shared::tenants::{ApiAccess, TenantDirectory};
+use webhook_core::tenants::{ApiAccess, TenantDirectory};
 
 use crate::template::{fill_value, matches_text, matches_value};
 use crate::Kit;

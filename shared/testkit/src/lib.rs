@@ -19,10 +19,10 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
-use shared::providers::Provider;
-use shared::tenants::{KeyEncoding, Tenant, TenantDirectory};
-use shared::verify::{url_body_signature, Auth};
-use shared::WebhookRequest;
+use webhook_core::providers::Provider;
+use webhook_core::tenants::{KeyEncoding, Tenant, TenantDirectory};
+use webhook_core::verify::{url_body_signature, Auth};
+use webhook_core::WebhookRequest;
 
 mod api;
 mod template;
@@ -213,9 +213,9 @@ impl Kit {
         }
     }
 
-    /// The kits of every provider, in the order of `shared::providers::all()`.
+    /// The kits of every provider, in the order of `webhook_core::providers::all()`.
     pub fn all() -> Vec<Kit> {
-        shared::providers::all()
+        webhook_core::providers::all()
             .iter()
             .map(|provider| Kit::of(provider.as_ref()))
             .collect()

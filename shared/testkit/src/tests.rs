@@ -2,10 +2,10 @@ use super::*;
 
 #[test]
 fn every_provider_has_a_kit_and_every_kit_a_provider() {
-    assert_eq!(Kit::all().len(), shared::providers::all().len());
+    assert_eq!(Kit::all().len(), webhook_core::providers::all().len());
     for (name, _) in DATA {
         assert!(
-            shared::providers::by_name(name).is_some(),
+            webhook_core::providers::by_name(name).is_some(),
             "data/{name}.json names no provider"
         );
     }

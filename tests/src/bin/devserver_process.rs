@@ -13,7 +13,7 @@ async fn main() {
         eprintln!("usage: devserver-process <config> <data>");
         std::process::exit(2);
     };
-    shared::logging::init_readable();
+    webhook_core::logging::init_readable();
     let server = devserver::start(devserver::Options {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_aws::SqsQueue;
-use e2e::fake_api::FakeApi;
-use e2e::{demo_tenants_at, serve_ingest, Backend, InMemory, Published};
 use serde_json::Value;
-use shared::check::{self, Sample};
-use shared::ports::Status;
-use shared::process::ProcessorSettings;
-use shared::tenants::TenantSource;
-use shared::{Ingest, IngestSettings};
+use tests::fake_api::FakeApi;
+use tests::{demo_tenants_at, serve_ingest, Backend, InMemory, Published};
+use webhook_core::check::{self, Sample};
+use webhook_core::ports::Status;
+use webhook_core::process::ProcessorSettings;
+use webhook_core::tenants::TenantSource;
+use webhook_core::{Ingest, IngestSettings};
 
 use super::tenants_cli::{cli, copy_of_devserver_toml, devserver_on, stack_with_egym_secrets};
 
@@ -24,7 +24,7 @@ fn sample() -> Sample {
 }
 
 /// The sample as the webhook receives it.
-fn request(delivery: &check::CheckDelivery, url: &str) -> shared::WebhookRequest {
+fn request(delivery: &check::CheckDelivery, url: &str) -> webhook_core::WebhookRequest {
     let mut request = http::Request::post(url);
     for (name, value) in &delivery.headers {
         request = request.header(name, value);
@@ -41,7 +41,7 @@ async fn every_providers_sample_is_accepted_and_processed_as_a_check_without_a_c
     let mut local = InMemory::new(&api, ProcessorSettings::default());
     local.processor = local.processor.with_publisher(published.clone());
     let mut checked = 0;
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         let tenants = demo_tenants_at(provider.name(), &api.base_url);
         for tenant in tenants.iter() {
             let Some(secret) = tenant.webhook_secrets.first() else {
@@ -86,7 +86,7 @@ async fn only_a_top_level_mark_in_the_signed_body_makes_a_check() {
         r#"{"entityId": 7893459, "uuid": "mention", "note": "webhooks_check", "payload": [{"timestamp": 1, "type": "CUSTOMER_CREATED"}]}"#,
     ];
     for body in bodies {
-        let request = e2e::post(
+        let request = tests::post(
             "magicline",
             &[
                 ("x-api-key", "ml-demo-key-1001-new"),
@@ -181,16 +181,16 @@ async fn check_passes_on_a_healthy_stack_and_names_the_queue_when_it_is_down() {
     assert!(passed.stdout.contains("passed"), "{passed:?}");
     assert_eq!(api.total_calls(), 0);
 
-    let aws = e2e::local_aws().await;
+    let aws = tests::local_aws().await;
     let gone = format!("{}-gone", backend.queue_url);
     let broken = adapter_aws::ports(
         backend.store(),
         SqsQueue::new(aws_sdk_sqs::Client::new(&aws), &gone),
-        shared::clock::system(),
+        webhook_core::clock::system(),
     );
     let ingest = Ingest::new(
-        shared::providers::by_name("egym").unwrap(),
-        TenantSource::fixed(e2e::demo_tenants("egym")),
+        webhook_core::providers::by_name("egym").unwrap(),
+        TenantSource::fixed(tests::demo_tenants("egym")),
         broken,
         IngestSettings::default(),
     );

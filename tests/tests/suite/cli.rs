@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use adapter_sqlite::{Database, SqliteQueue};
 use aws_sdk_sqs::types::QueueAttributeName;
-use e2e::fake_api::{Behavior, FakeApi};
-use e2e::{demo_tenants, demo_tenants_json, event, response_json, unique_name, Backend};
 use serde_json::{json, Value};
-use shared::ports::{Claim, Outcome, Ports, QueueConsumer, Status};
-use shared::process::{Processor, ProcessorSettings};
-use shared::tenants::TenantSource;
-use shared::{Ingest, IngestSettings};
+use tests::fake_api::{Behavior, FakeApi};
+use tests::{demo_tenants, demo_tenants_json, event, response_json, unique_name, Backend};
+use webhook_core::ports::{Claim, Outcome, Ports, QueueConsumer, Status};
+use webhook_core::process::{Processor, ProcessorSettings};
+use webhook_core::tenants::TenantSource;
+use webhook_core::{Ingest, IngestSettings};
 use webhooks::Output;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -53,7 +53,7 @@ impl Place {
         let path = std::env::temp_dir().join(format!("{}.db", unique_name("cli")));
         let database = Database::open(&path).expect("open database");
         let (ports, queue) =
-            adapter_sqlite::ports(&database, MAX_RECEIVES, shared::clock::system());
+            adapter_sqlite::ports(&database, MAX_RECEIVES, webhook_core::clock::system());
         Place::Sqlite {
             path,
             ports,
@@ -121,7 +121,7 @@ impl Place {
     async fn deliver(&self, file: &str) -> String {
         let provider = file.split('/').next().unwrap();
         let ingest = Ingest::new(
-            shared::providers::by_name(provider).unwrap(),
+            webhook_core::providers::by_name(provider).unwrap(),
             demo_tenants(provider),
             self.ports(),
             IngestSettings::default(),
@@ -136,7 +136,7 @@ impl Place {
 
     /// The real processor on this place, every provider's demo tenants pointed at `api`.
     fn processor(&self, api: &FakeApi) -> Processor {
-        e2e::demo_processor(self.ports(), api, settings(), TIMEOUT, |_, tenants| {
+        tests::demo_processor(self.ports(), api, settings(), TIMEOUT, |_, tenants| {
             TenantSource::fixed(tenants)
         })
     }
@@ -392,7 +392,7 @@ async fn replay_of_a_failed_event_processes_it_once_and_never_queues_it_twice() 
 
         // While a processor holds it, a replay is refused and queues nothing.
         let store = place.ports().store;
-        let now = shared::clock::system().now_ms();
+        let now = webhook_core::clock::system().now_ms();
         let Claim::Claimed(_) = store.claim(&key, now, now + 60_000).await.unwrap() else {
             panic!("{name}: claim");
         };
@@ -813,7 +813,7 @@ async fn where_the_events_are_is_checked_with_advice() {
 /// A CloudFormation stack on the local endpoint with the outputs template.yaml declares, naming
 /// `backend`'s table and queues, and Waitwhile's tenants secret.
 async fn stack_for(backend: &Backend, tenants: &Value) -> String {
-    let aws = e2e::local_aws().await;
+    let aws = tests::local_aws().await;
     let secret = aws_sdk_secretsmanager::Client::new(&aws)
         .create_secret()
         .name(unique_name("waitwhile-tenants"))
@@ -874,8 +874,8 @@ async fn the_stack_names_the_table_queues_and_tenants_secret() {
     let env = cli(&["sam-env"]).await;
     assert_eq!(env.code, 0, "{env:?}");
     let env: Value = serde_json::from_str(&env.stdout).unwrap();
-    for provider in shared::providers::all() {
-        let function = &env[e2e::function_id(provider.name())];
+    for provider in webhook_core::providers::all() {
+        let function = &env[tests::function_id(provider.name())];
         assert_eq!(function["TABLE_NAME"], backend.table.as_str(), "{env}");
         assert_eq!(function["QUEUE_URL"], backend.queue_url.as_str(), "{env}");
     }
@@ -897,7 +897,7 @@ async fn the_stack_names_the_table_queues_and_tenants_secret() {
     );
     assert_eq!(
         env.as_object().unwrap().len(),
-        shared::providers::all().len() + 2
+        webhook_core::providers::all().len() + 2
     );
 
     let nope = webhooks::run(["webhooks", "--stack", "no-such-stack", "stats"]).await;
@@ -960,7 +960,7 @@ async fn pause_and_resume_hold_a_provider_or_tenant_and_stats_say_so() {
 async fn nothing_a_sender_wrote_reaches_the_terminal_as_a_control_sequence() {
     let place = Place::sqlite();
     let ingest = Ingest::new(
-        shared::providers::by_name("magicline").unwrap(),
+        webhook_core::providers::by_name("magicline").unwrap(),
         demo_tenants("magicline"),
         place.ports(),
         IngestSettings::default(),
@@ -973,7 +973,7 @@ async fn nothing_a_sender_wrote_reaches_the_terminal_as_a_control_sequence() {
     ];
     let mut keys = Vec::new();
     for body in &bodies {
-        let request = e2e::post("magicline", &[("x-api-key", "ml-demo-key-1001-new")], body);
+        let request = tests::post("magicline", &[("x-api-key", "ml-demo-key-1001-new")], body);
         let response = ingest.handle(request).await;
         assert!(response.status().is_success(), "{response:?}");
         keys.push(response_json(&response)["id"].as_str().unwrap().to_string());
@@ -1019,8 +1019,8 @@ async fn events_list_stuck_shows_what_is_unfinished_a_day_later() {
     for place in Place::both().await {
         let name = place.name();
         let ports = place.ports();
-        let now = shared::clock::system().now_ms();
-        let record = |key: &str, received_at_ms: i64| shared::ports::Record {
+        let now = webhook_core::clock::system().now_ms();
+        let record = |key: &str, received_at_ms: i64| webhook_core::ports::Record {
             key: format!("magicline#studio-1001#{key}"),
             provider: "magicline".into(),
             tenant: "studio-1001".into(),
@@ -1030,7 +1030,7 @@ async fn events_list_stuck_shows_what_is_unfinished_a_day_later() {
             received_at_ms,
             lease_until_ms: received_at_ms + 60_000,
             expires_at: now / 1000 + 3600,
-            ..shared::ports::Record::default()
+            ..webhook_core::ports::Record::default()
         };
         let none = place.cli(&["events", "list", "--stuck"]).await;
         assert!(none.stdout.contains("nothing is stuck"), "{name}: {none:?}");
@@ -1071,7 +1071,7 @@ async fn erase_refuses_a_subject_or_tenant_that_names_nobody() {
     for place in Place::both().await {
         let name = place.name();
         let key = place.deliver("magicline/customer-created.json").await;
-        let config = e2e::root().join("devserver.toml").display().to_string();
+        let config = tests::root().join("devserver.toml").display().to_string();
         let erase = |tenant: &'static str, subject: &'static str| {
             let config = config.clone();
             let place = &place;
@@ -1103,7 +1103,7 @@ async fn erase_refuses_a_subject_or_tenant_that_names_nobody() {
                 refused.stderr.contains("nothing erased") && refused.stderr.contains(says),
                 "{name}: {subject}: {refused:?}"
             );
-            let subject = shared::ports::subject_of("magicline", tenant, subject);
+            let subject = webhook_core::ports::subject_of("magicline", tenant, subject);
             let tombstone = place.ports().store.erased_at(&subject).await.unwrap();
             assert_eq!(tombstone, None, "{name}: no tombstone for {subject}");
         }

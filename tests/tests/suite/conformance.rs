@@ -9,9 +9,9 @@ use std::time::Duration;
 use adapter_aws::SqsQueue;
 use adapter_memory::Memory;
 use adapter_sqlite::Database;
-use e2e::{unique_name, Backend};
-use shared::clock::{Clock, ManualClock, SharedClock};
-use shared::ports::{
+use tests::{unique_name, Backend};
+use webhook_core::clock::{Clock, ManualClock, SharedClock};
+use webhook_core::ports::{
     Claim, Erased, EventFilter, InboundMessage, ItemsDone, Outbox, Outcome, Pacer, Paused,
     PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record, Reservation, Sighting,
     Sightings, Status, Store, Tried,
@@ -145,7 +145,7 @@ fn record_at(now: i64, key: &str, entity: &str) -> Record {
         tenant: "gym-1".into(),
         event_type: "GYM_CHECKIN".into(),
         entity_id: entity.into(),
-        subject: shared::ports::subject_of("egym", "gym-1", &format!("account:{entity}")),
+        subject: webhook_core::ports::subject_of("egym", "gym-1", &format!("account:{entity}")),
         facts: Some(r#"{"flag":true}"#.into()),
         body: r#"{"accountId":"a","name":"Grüße"}"#.into(),
         received_at_ms: now,
@@ -1520,11 +1520,11 @@ async fn an_item_is_counted_done_once() {
 /// key too long is refused when the configuration is loaded, named by its place, not its value.
 #[tokio::test]
 async fn keys_and_subjects_too_long_for_dynamodb_are_bounded_alike_on_every_adapter() {
-    use shared::ports::{subject_of, MAX_KEY_BYTES, MAX_TENANT_ID_BYTES};
+    use webhook_core::ports::{subject_of, MAX_KEY_BYTES, MAX_TENANT_ID_BYTES};
     let tenants = |id: &str| {
         let document =
             serde_json::json!({"tenants": [{"id": id, "webhook_secrets": ["long-ids"]}]});
-        shared::tenants::TenantDirectory::from_json(&document.to_string())
+        webhook_core::tenants::TenantDirectory::from_json(&document.to_string())
     };
     let too_long = "t".repeat(MAX_TENANT_ID_BYTES + 1);
     let refused = tenants(&too_long).unwrap_err().to_string();
@@ -1549,10 +1549,10 @@ async fn keys_and_subjects_too_long_for_dynamodb_are_bounded_alike_on_every_adap
     let mut keys_seen = Vec::new();
     for ports in all_pairs().await {
         let name = ports.name;
-        let ingest = shared::Ingest::new(
-            shared::providers::by_name("egym").unwrap(),
+        let ingest = webhook_core::Ingest::new(
+            webhook_core::providers::by_name("egym").unwrap(),
             tenants(&tenant).unwrap(),
-            shared::ports::Ports {
+            webhook_core::ports::Ports {
                 store: ports.store.clone(),
                 queue: ports.queue.clone(),
                 outbox: ports.outbox.clone(),
@@ -1560,13 +1560,13 @@ async fn keys_and_subjects_too_long_for_dynamodb_are_bounded_alike_on_every_adap
                 sightings: ports.sightings.clone(),
                 clock: ports.clock.clone(),
             },
-            shared::IngestSettings::default(),
+            webhook_core::IngestSettings::default(),
         );
         let mut keys = Vec::new();
         for body in &bodies {
-            let request = || e2e::post("egym", &[("x-api-key", "long-ids")], body);
+            let request = || tests::post("egym", &[("x-api-key", "long-ids")], body);
             let response = ingest.handle(request()).await;
-            let answer = e2e::response_json(&response);
+            let answer = tests::response_json(&response);
             assert_eq!(response.status(), 202, "{name}: {answer}");
             let key = answer["id"].as_str().unwrap().to_string();
             assert!(key.len() <= MAX_KEY_BYTES, "{name}: {}", key.len());

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use adapter_memory::Memory;
 use proptest::prelude::*;
-use shared::{Ingest, IngestSettings};
 use testkit::Kit;
+use webhook_core::{Ingest, IngestSettings};
 
 /// An integer as a sender may write it: up to 40 digits, either sign. With the templates' text
 /// around it a key part stays under the 200 bytes beyond which it would be hashed.
@@ -41,7 +41,7 @@ fn deliver(
             .collect()
     };
     let before = keys();
-    let tenants = kit.tenants(e2e::NO_API);
+    let tenants = kit.tenants(tests::NO_API);
     let tenant = tenants.iter().next().unwrap();
     let secret = tenant.webhook_secrets[0].expose();
     let response = runtime.block_on(ingest.handle(kit.unique_with(seq, tenant, secret)));
@@ -58,7 +58,7 @@ fn deliver(
 /// field is `{seq}` alone). Found through a marker that a JSON number holds exactly.
 fn seq_texts(kit: &Kit) -> Vec<String> {
     const MARKER: &str = "918273645546372819";
-    let tenants = kit.tenants(e2e::NO_API);
+    let tenants = kit.tenants(tests::NO_API);
     let tenant = tenants.iter().next().unwrap();
     let request = kit.unique_with(MARKER, tenant, tenant.webhook_secrets[0].expose());
     let body: serde_json::Value = serde_json::from_slice(request.body()).unwrap();
@@ -93,14 +93,14 @@ fn parts(key: &str) -> Vec<String> {
 }
 
 fn handlers() -> Vec<(Kit, Ingest, Memory)> {
-    shared::providers::all()
+    webhook_core::providers::all()
         .into_iter()
         .map(|provider| {
             let kit = Kit::of(provider.as_ref());
-            let memory = Memory::new(5, shared::clock::system());
+            let memory = Memory::new(5, webhook_core::clock::system());
             let ingest = Ingest::new(
                 provider,
-                kit.tenants(e2e::NO_API),
+                kit.tenants(tests::NO_API),
                 memory.ports.clone(),
                 IngestSettings::default(),
             );

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use devserver::{Options, RunningServer};
-use e2e::{root, unique_name};
-use shared::downstream::PublishError;
-use shared::ports::QueueConsumer;
-use shared::ports::{Record, Status};
+use tests::{root, unique_name};
+use webhook_core::downstream::PublishError;
+use webhook_core::ports::QueueConsumer;
+use webhook_core::ports::{Record, Status};
 
 fn options(data: &Path, workers: usize) -> Options {
     Options {
@@ -28,7 +28,7 @@ fn options(data: &Path, workers: usize) -> Options {
         retry_backoff: Duration::from_secs(10),
         poll_interval: Duration::from_millis(20),
         sweep_interval: Duration::from_millis(200),
-        clock: shared::clock::system(),
+        clock: webhook_core::clock::system(),
     }
 }
 
@@ -70,7 +70,7 @@ async fn settled(server: &RunningServer) -> Vec<Record> {
         }) {
             return records
                 .into_iter()
-                .filter(|record| shared::process::item_of(record).is_none())
+                .filter(|record| webhook_core::process::item_of(record).is_none())
                 .collect();
         }
         assert!(
@@ -168,7 +168,7 @@ async fn every_event_file_gets_its_declared_status_and_accepted_ones_are_enriche
             );
         }
     }
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         assert!(
             records
                 .iter()
@@ -247,7 +247,7 @@ async fn a_message_held_by_a_worker_that_died_is_delivered_again() {
     assert_eq!(send(&server, "flybuy/order-created.json").await.0, 202);
     // A worker takes the message and crashes with it, together with the server.
     let queue =
-        adapter_sqlite::SqliteQueue::new(server.database.clone(), 5, shared::clock::system());
+        adapter_sqlite::SqliteQueue::new(server.database.clone(), 5, webhook_core::clock::system());
     let taken = queue.receive(10, Duration::from_secs(1)).await.unwrap();
     assert_eq!(taken.len(), 1);
     server.abort();
@@ -327,14 +327,14 @@ async fn stored_keys<'a>(files: impl Iterator<Item = &'a str>) -> BTreeMap<Strin
     let mut keys = BTreeMap::new();
     for file in files {
         let provider = file.split('/').next().unwrap();
-        let memory = adapter_memory::Memory::new(5, shared::clock::system());
-        let answer = shared::Ingest::new(
-            shared::providers::by_name(provider).unwrap(),
-            e2e::demo_tenants(provider),
+        let memory = adapter_memory::Memory::new(5, webhook_core::clock::system());
+        let answer = webhook_core::Ingest::new(
+            webhook_core::providers::by_name(provider).unwrap(),
+            tests::demo_tenants(provider),
             memory.ports.clone(),
-            shared::IngestSettings::default(),
+            webhook_core::IngestSettings::default(),
         )
-        .handle(e2e::event(file))
+        .handle(tests::event(file))
         .await;
         assert!(answer.status().is_success(), "{file}");
         let [record] = memory.store.records().try_into().unwrap();
@@ -598,7 +598,7 @@ async fn processed_and_erased_events_are_posted_downstream_and_failed_ones_are_n
     assert_eq!(status, 202, "{marker}");
     let marker = marker["id"].clone();
     let (arrived, wanted) = (received.clone(), marker.clone());
-    e2e::wait_until(Duration::from_secs(10), move || {
+    tests::wait_until(Duration::from_secs(10), move || {
         arrived
             .lock()
             .unwrap()
@@ -649,12 +649,12 @@ async fn processed_and_erased_events_are_posted_downstream_and_failed_ones_are_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_downstream_answer_other_than_2xx_or_no_answer_is_a_failed_publication() {
-    let event = shared::downstream::DownstreamEvent {
+    let event = webhook_core::downstream::DownstreamEvent {
         source: "webhooks.egym".into(),
         detail_type: "GYM_CHECKIN".into(),
         detail: serde_json::json!({ "key": "egym#g#1" }),
     };
-    use shared::downstream::Publisher;
+    use webhook_core::downstream::Publisher;
     let (accepting, received) = receiver(204).await;
     let publisher = devserver::downstream::HttpPublisher::new(&accepting).unwrap();
     publisher.publish(&event).await.unwrap();
@@ -923,7 +923,7 @@ async fn a_newcomers_mistakes_are_answered_with_the_next_step() {
         .unwrap();
     assert_eq!(typo.status(), 404);
     let error = typo.json::<serde_json::Value>().await.unwrap()["error"].to_string();
-    for provider in shared::providers::names() {
+    for provider in webhook_core::providers::names() {
         assert!(error.contains(&provider), "{error}");
     }
 
@@ -955,7 +955,7 @@ async fn short_retry_settings_take_a_failing_event_to_the_dead_letters_in_second
     let sandboxed = "{sandbox}/magicline";
     assert!(text.contains(sandboxed));
     let config = std::env::temp_dir().join(format!("{}.toml", unique_name("unreachable")));
-    std::fs::write(&config, text.replace(sandboxed, e2e::NO_API)).unwrap();
+    std::fs::write(&config, text.replace(sandboxed, tests::NO_API)).unwrap();
     let server = devserver::start(Options {
         config,
         max_receives: 2,

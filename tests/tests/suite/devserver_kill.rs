@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use devserver::Options;
-use e2e::{root, unique_name};
-use shared::clock::ManualClock;
-use shared::ports::{Record, Status};
+use tests::{root, unique_name};
+use webhook_core::clock::ManualClock;
+use webhook_core::ports::{Record, Status};
 
 /// Concurrent clients, each posting new deliveries back to back until the server dies.
 const CONNECTIONS: usize = 16;
@@ -226,7 +226,7 @@ async fn a_server_killed_under_load_keeps_every_acknowledged_webhook_and_dedup()
         })
         .collect();
     let waiting = Arc::clone(&acknowledged);
-    e2e::wait_until(Duration::from_secs(60), move || {
+    tests::wait_until(Duration::from_secs(60), move || {
         waiting.load(Ordering::Relaxed) >= ACKNOWLEDGED_BEFORE_KILL
     })
     .await;
@@ -357,7 +357,7 @@ async fn a_server_killed_under_load_keeps_every_acknowledged_webhook_and_dedup()
 /// codes.
 #[tokio::test]
 async fn log_lines_to_a_pipe_carry_no_colour_codes() {
-    let data = std::env::temp_dir().join(format!("{}.db", e2e::unique_name("plain-logs")));
+    let data = std::env::temp_dir().join(format!("{}.db", tests::unique_name("plain-logs")));
     let (mut process, _) = spawn_server(&data, Stdio::piped()).await;
     let stdout = process.0.stdout.take().unwrap();
     let logged = tokio::task::spawn_blocking(move || {

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use devserver::{Options, RunningServer};
-use e2e::fake_api::{Behavior, FakeApi};
-use e2e::{root, unique_name};
 use reqwest::header;
-use shared::ports::{Record, Status};
+use tests::fake_api::{Behavior, FakeApi};
+use tests::{root, unique_name};
+use webhook_core::ports::{Record, Status};
 
 fn options(config: &Path) -> Options {
     Options {
@@ -27,7 +27,7 @@ fn options(config: &Path) -> Options {
         retry_backoff: Duration::from_secs(10),
         poll_interval: Duration::from_millis(20),
         sweep_interval: Duration::from_millis(200),
-        clock: shared::clock::system(),
+        clock: webhook_core::clock::system(),
     }
 }
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use devserver::{Options, RunningServer};
-use e2e::{root, unique_name};
-use shared::ports::Status;
+use tests::{root, unique_name};
+use webhook_core::ports::Status;
 
 /// The asserted bound on the WAL file. The database thread checkpoints the WAL at 8 MiB
 /// (adapter_sqlite), so the file stays within that plus one group transaction; the project's
@@ -55,7 +55,7 @@ fn options(data: &Path) -> Options {
         retry_backoff: Duration::from_secs(10),
         poll_interval: Duration::from_millis(20),
         sweep_interval: Duration::from_millis(500),
-        clock: shared::clock::system(),
+        clock: webhook_core::clock::system(),
     }
 }
 

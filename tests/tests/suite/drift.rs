@@ -5,16 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::fake_api::FakeApi;
-use e2e::{post, root, Captured, InMemory};
 use serde_json::Value;
-use shared::metrics::Emf;
-use shared::process::ProcessorSettings;
+use tests::fake_api::FakeApi;
+use tests::{post, root, Captured, InMemory};
+use webhook_core::metrics::Emf;
+use webhook_core::process::ProcessorSettings;
 
 use super::tenants_cli::{cli, devserver_on};
 
 /// A Magicline delivery of a type the table does not list, with a member the docs do not name.
-fn teleported(uuid: &str) -> shared::WebhookRequest {
+fn teleported(uuid: &str) -> webhook_core::WebhookRequest {
     let body = format!(
         r#"{{"entityId": 7893459, "uuid": "{uuid}", "region": "eu-1",
             "payload": [{{"timestamp": 1795640400000, "type": "CUSTOMER_TELEPORTED", "content": {{}}}}]}}"#
@@ -46,7 +46,7 @@ async fn a_new_type_and_field_are_counted_once_as_a_contract_change() {
     let mut local = InMemory::new(&api, ProcessorSettings::default());
     local.processor = local.processor.with_metrics(Arc::new(Emf::new(
         "Webhooks/test",
-        shared::clock::system(),
+        webhook_core::clock::system(),
         lines.clone(),
     )));
     let first = local.deliver_request("magicline", teleported("u-1")).await;

@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_memory::Memory;
-use e2e::fake_api::{Behavior, FakeApi, Gate};
-use e2e::{event, post, Backend};
-use shared::clock::{Clock, ManualClock};
-use shared::fetch::DetailClient;
-use shared::operate::{Operations, Replayed};
-use shared::ports::{Queue, QueueConsumer, Record, Status, Store};
-use shared::process::{Processor, ProcessorSettings, ProviderTenants};
-use shared::tenants::{TenantDirectory, TenantSource};
-use shared::{Ingest, IngestSettings, WebhookRequest};
+use tests::fake_api::{Behavior, FakeApi, Gate};
+use tests::{event, post, Backend};
+use webhook_core::clock::{Clock, ManualClock};
+use webhook_core::fetch::DetailClient;
+use webhook_core::operate::{Operations, Replayed};
+use webhook_core::ports::{Queue, QueueConsumer, Record, Status, Store};
+use webhook_core::process::{Processor, ProcessorSettings, ProviderTenants};
+use webhook_core::tenants::{TenantDirectory, TenantSource};
+use webhook_core::{Ingest, IngestSettings, WebhookRequest};
 
 const ACCOUNT: &str = "3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7";
 const ACCOUNT_PATH: &str = "/egym/api/v2/accounts/3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7";
@@ -30,14 +30,14 @@ fn settings() -> ProcessorSettings {
 async fn deliver(backend: &Backend, file: &str) -> String {
     let response = backend.ingest("egym").handle(event(file)).await;
     assert!(response.status().is_success(), "{file}");
-    e2e::response_json(&response)["id"]
+    tests::response_json(&response)["id"]
         .as_str()
         .unwrap()
         .to_string()
 }
 
 fn subject() -> String {
-    shared::ports::subject_of("egym", "gym-berlin-01", &format!("account:{ACCOUNT}"))
+    webhook_core::ports::subject_of("egym", "gym-berlin-01", &format!("account:{ACCOUNT}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +46,7 @@ async fn a_fetch_running_while_its_subject_is_erased_writes_no_detail() {
     let api = FakeApi::start().await;
     let gate = Gate::default();
     api.set("/egym/", Behavior::Held(gate.clone()));
-    let bus = e2e::Bus::new().await;
+    let bus = tests::Bus::new().await;
     let processor = Arc::new(
         backend
             .processor(&api, settings(), Duration::from_secs(5))
@@ -59,7 +59,7 @@ async fn a_fetch_running_while_its_subject_is_erased_writes_no_detail() {
         tokio::spawn(async move { backend.pump(&processor).await })
     };
     // The fetch is under way, its answer held back: the member is erased meanwhile.
-    e2e::wait_until(Duration::from_secs(5), || gate.waiting() == 1).await;
+    tests::wait_until(Duration::from_secs(5), || gate.waiting() == 1).await;
     let erased = backend
         .store()
         .erase_subject(&subject(), now(), now() / 1000 + 3600)
@@ -114,13 +114,13 @@ async fn a_record_erased_before_it_is_processed_ends_processed_and_so_does_its_r
     for file in ["egym/gym-checkin.json", "magicline/customer-created.json"] {
         let backend = Backend::new().await;
         let api = FakeApi::start().await;
-        let bus = e2e::Bus::new().await;
+        let bus = tests::Bus::new().await;
         let processor = backend
             .processor(&api, settings(), Duration::from_secs(5))
             .with_publisher(bus.publisher());
         let provider = file.split('/').next().unwrap();
         let response = backend.ingest(provider).handle(event(file)).await;
-        let key = e2e::response_json(&response)["id"]
+        let key = tests::response_json(&response)["id"]
             .as_str()
             .unwrap()
             .to_string();
@@ -170,7 +170,7 @@ fn magicline(
 async fn deliver_request(backend: &Backend, provider: &str, request: WebhookRequest) -> String {
     let response = backend.ingest(provider).handle(request).await;
     assert!(response.status().is_success(), "{provider}");
-    e2e::response_json(&response)["id"]
+    tests::response_json(&response)["id"]
         .as_str()
         .unwrap()
         .to_string()
@@ -286,7 +286,7 @@ async fn erasing_a_person_reaches_every_record_that_names_them() {
 async fn a_spilled_or_released_delivery_about_an_erased_person_keeps_nothing() {
     let backend = Backend::new().await;
     let api = FakeApi::start().await;
-    let bus = e2e::Bus::new().await;
+    let bus = tests::Bus::new().await;
     let processor = backend
         .processor(&api, settings(), Duration::from_secs(5))
         .with_publisher(bus.publisher());
@@ -295,15 +295,15 @@ async fn a_spilled_or_released_delivery_about_an_erased_person_keeps_nothing() {
         .erase("magicline", "studio-1001", "customer:7893459", false)
         .await
         .unwrap();
-    let tenants = e2e::demo_tenants("magicline");
-    let provider = shared::providers::by_name("magicline").unwrap();
+    let tenants = tests::demo_tenants("magicline");
+    let provider = webhook_core::providers::by_name("magicline").unwrap();
     let body = |uuid: &str| {
         serde_json::json!({"entityId": 7893459, "uuid": uuid,
             "payload": [{"timestamp": 1, "type": "CUSTOMER_UPDATED"}]})
         .to_string()
     };
     let delivery = |body: &str| {
-        shared::ingest::Delivery {
+        webhook_core::ingest::Delivery {
             provider: provider.as_ref(),
             tenant: tenants.get("studio-1001").unwrap(),
             body: body.as_bytes(),
@@ -343,7 +343,7 @@ async fn a_spilled_or_released_delivery_about_an_erased_person_keeps_nothing() {
 
 /// The in-memory pair on a clock the test moves, with the demo tenants.
 fn in_memory() -> (Memory, Arc<ManualClock>, Processor) {
-    in_memory_with(e2e::demo_tenants)
+    in_memory_with(tests::demo_tenants)
 }
 
 fn in_memory_with(
@@ -351,7 +351,7 @@ fn in_memory_with(
 ) -> (Memory, Arc<ManualClock>, Processor) {
     let clock = ManualClock::now();
     let memory = Memory::new(5, clock.clone());
-    let providers = shared::providers::all()
+    let providers = webhook_core::providers::all()
         .into_iter()
         .map(|provider| ProviderTenants {
             tenants: TenantSource::fixed(tenants(provider.name())),
@@ -385,8 +385,8 @@ async fn pump(memory: &Memory, processor: &Processor) -> usize {
 async fn a_second_pass_erases_what_the_subject_index_did_not_show_yet() {
     let (memory, clock, processor) = in_memory();
     let ingest = Ingest::new(
-        shared::providers::by_name("egym").unwrap(),
-        e2e::demo_tenants("egym"),
+        webhook_core::providers::by_name("egym").unwrap(),
+        tests::demo_tenants("egym"),
         memory.ports.clone(),
         IngestSettings::default(),
     );
@@ -421,7 +421,7 @@ async fn a_deletion_delivered_without_a_credential_erases_nothing() {
     };
     let (memory, _clock, processor) = in_memory_with(|_| open());
     let ingest = Ingest::new(
-        shared::providers::by_name("timify").unwrap(),
+        webhook_core::providers::by_name("timify").unwrap(),
         open(),
         memory.ports.clone(),
         IngestSettings::default(),
@@ -430,7 +430,7 @@ async fn a_deletion_delivered_without_a_credential_erases_nothing() {
         key: "timify#app-open#earlier".into(),
         provider: "timify".into(),
         tenant: "app-open".into(),
-        subject: shared::ports::subject_of("timify", "app-open", "customer:cust-1"),
+        subject: webhook_core::ports::subject_of("timify", "app-open", "customer:cust-1"),
         body: "{\"data\": {\"id\": \"cust-1\"}}".into(),
         status: Status::Processed,
         ..Record::default()
@@ -458,7 +458,7 @@ async fn a_deletion_delivered_without_a_credential_erases_nothing() {
 }
 
 fn now() -> i64 {
-    shared::clock::SystemClock.now_ms()
+    webhook_core::clock::SystemClock.now_ms()
 }
 
 /// TIMIFY's event names are not confirmed: a tenant whose deletion event is called
@@ -474,7 +474,7 @@ async fn a_timify_deletion_event_named_by_the_tenant_erases() {
     };
     let (memory, _clock, processor) = in_memory_with(|_| tenants());
     let ingest = Ingest::new(
-        shared::providers::by_name("timify").unwrap(),
+        webhook_core::providers::by_name("timify").unwrap(),
         tenants(),
         memory.ports.clone(),
         IngestSettings::default(),

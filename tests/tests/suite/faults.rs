@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use adapter_aws::{DynamoStore, SqsQueue};
 use aws_sdk_dynamodb::types::AttributeValue;
-use e2e::fake_api::{Behavior, FakeApi};
-use e2e::proxy::{local_aws_address, Proxy};
-use e2e::{aws_at, event, response_json, Backend};
-use shared::config::Settings;
-use shared::outbox::Sweeper;
-use shared::ports::{InboundMessage, Record, Status, Store};
-use shared::process::{ProcessorSettings, Verdict};
-use shared::{Ingest, IngestSettings};
+use tests::fake_api::{Behavior, FakeApi};
+use tests::proxy::{local_aws_address, Proxy};
+use tests::{aws_at, event, response_json, Backend};
+use webhook_core::config::Settings;
+use webhook_core::outbox::Sweeper;
+use webhook_core::ports::{InboundMessage, Record, Status, Store};
+use webhook_core::process::{ProcessorSettings, Verdict};
+use webhook_core::{Ingest, IngestSettings};
 
 /// What Magicline's `customer-created.json` fetches.
 const CUSTOMER: &str = "/magicline/v1/customers/7893459";
@@ -31,7 +31,7 @@ fn settings() -> ProcessorSettings {
 }
 
 fn now_ms() -> i64 {
-    shared::clock::system().now_ms()
+    webhook_core::clock::system().now_ms()
 }
 
 fn number(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
@@ -47,12 +47,12 @@ async fn ingest_via(backend: &Backend, store: &Proxy, queue: &Proxy, provider: &
     let store_client = aws_sdk_dynamodb::Client::new(&aws_at(&store.url).await);
     let queue_client = aws_sdk_sqs::Client::new(&aws_at(&queue.url).await);
     Ingest::new(
-        shared::providers::by_name(provider).unwrap(),
-        e2e::demo_tenants(provider),
+        webhook_core::providers::by_name(provider).unwrap(),
+        tests::demo_tenants(provider),
         adapter_aws::ports(
             DynamoStore::new(store_client, &backend.table),
             SqsQueue::new(queue_client, &backend.queue_url),
-            shared::clock::system(),
+            webhook_core::clock::system(),
         ),
         IngestSettings::default(),
     )
@@ -64,8 +64,8 @@ async fn ingest_via(backend: &Backend, store: &Proxy, queue: &Proxy, provider: &
 async fn deployed_ingest(backend: &Backend, store: &str, queue: &str, provider: &str) -> Ingest {
     let aws = |url: &str| adapter_aws::sdk::loader().endpoint_url(url).load();
     Ingest::new(
-        shared::providers::by_name(provider).unwrap(),
-        e2e::demo_tenants(provider),
+        webhook_core::providers::by_name(provider).unwrap(),
+        tests::demo_tenants(provider),
         adapter_aws::ports(
             DynamoStore::new(
                 aws_sdk_dynamodb::Client::new(&aws(store).await),
@@ -75,7 +75,7 @@ async fn deployed_ingest(backend: &Backend, store: &str, queue: &str, provider: 
                 aws_sdk_sqs::Client::new(&aws(queue).await),
                 &backend.queue_url,
             ),
-            shared::clock::system(),
+            webhook_core::clock::system(),
         ),
         Settings::from_lookup(&|_| None).unwrap().ingest,
     )
@@ -87,8 +87,8 @@ const ACK_WITHIN: Duration = Duration::from_millis(4500);
 /// `handle`'s answer to `request`, failing the test unless it came within [`ACK_WITHIN`].
 async fn answered_in_time(
     ingest: &Ingest,
-    request: shared::WebhookRequest,
-) -> shared::WebhookResponse {
+    request: webhook_core::WebhookRequest,
+) -> webhook_core::WebhookResponse {
     let started = Instant::now();
     let response = ingest.handle(request).await;
     let took = started.elapsed();
@@ -166,7 +166,7 @@ async fn a_large_body_whose_own_write_fails_is_spilled_and_kept_whole() {
         "padding": "x".repeat(8 * 1024),
     })
     .to_string();
-    let request = e2e::post("magicline", &[("x-api-key", "ml-demo-key-1001-new")], &body);
+    let request = tests::post("magicline", &[("x-api-key", "ml-demo-key-1001-new")], &body);
     let response = ingest.handle(request).await;
     assert_eq!(response.status(), 202, "{}", response_json(&response));
     assert_eq!(response_json(&response)["stored"], false, "spilled");
@@ -295,11 +295,11 @@ async fn queue_unavailable_after_the_store_write_is_202_and_the_sweeper_delivers
     let queue_proxy = Proxy::start(local_aws_address()).await;
     let ingest = ingest_via(&backend, &store_proxy, &queue_proxy, "magicline").await;
     let sqs_via_proxy = aws_sdk_sqs::Client::new(&aws_at(&queue_proxy.url).await);
-    let sweeper = shared::outbox::Sweeper::new(
+    let sweeper = webhook_core::outbox::Sweeper::new(
         adapter_aws::ports(
             backend.store(),
             SqsQueue::new(sqs_via_proxy, &backend.queue_url),
-            shared::clock::system(),
+            webhook_core::clock::system(),
         ),
         Duration::from_secs(10),
     );
@@ -381,7 +381,7 @@ async fn a_processor_killed_mid_batch_is_redelivered_without_double_effects() {
         tokio::spawn(async move { backend.pump(&processor).await })
     };
     // The invocation dies holding three claims, its three API calls under way.
-    e2e::wait_until(Duration::from_secs(5), || api.total_calls() == 3).await;
+    tests::wait_until(Duration::from_secs(5), || api.total_calls() == 3).await;
     victim.abort();
     let _ = victim.await;
     let in_flight = backend.items().await;
@@ -508,7 +508,7 @@ async fn a_delivery_of_the_largest_size_spills_in_one_message() {
     })
     .to_string();
     assert!(body.len() < 256 * 1024 && body.len() > 240 * 1024);
-    let request = e2e::post("magicline", &[("x-api-key", "ml-demo-key-1001-new")], &body);
+    let request = tests::post("magicline", &[("x-api-key", "ml-demo-key-1001-new")], &body);
     let response = ingest.handle(request).await;
     assert_eq!(response.status(), 202, "{}", response_json(&response));
     assert_eq!(response_json(&response)["stored"], false);
@@ -604,15 +604,15 @@ async fn a_claim_lost_during_a_slow_fetch_is_finished_only_by_the_processor_that
         let (loser, message) = (Arc::clone(&loser), message.clone());
         tokio::spawn(async move { loser.process(&message).await })
     };
-    e2e::wait_until(Duration::from_secs(5), || api.total_calls() == 1).await;
+    tests::wait_until(Duration::from_secs(5), || api.total_calls() == 1).await;
     let claimed = backend.record(&key).await;
     assert_eq!((claimed.status, claimed.attempts), (Status::Processing, 1));
-    e2e::wait_until(Duration::from_secs(5), || now_ms() > claimed.lease_until_ms).await;
+    tests::wait_until(Duration::from_secs(5), || now_ms() > claimed.lease_until_ms).await;
     let second = {
         let (winner, message) = (Arc::clone(&winner), message.clone());
         tokio::spawn(async move { winner.process(&message).await })
     };
-    e2e::wait_until(Duration::from_secs(5), || api.total_calls() == 2).await;
+    tests::wait_until(Duration::from_secs(5), || api.total_calls() == 2).await;
 
     assert_eq!(
         first.await.unwrap(),
@@ -712,9 +712,9 @@ async fn a_sent_message_whose_record_was_not_marked_queued_is_processed_once() {
     // Stored, but its send failed: the record is the sweeper's to send.
     let gone = SqsQueue::new(backend.sqs.clone(), format!("{}-gone", backend.queue_url));
     let ingest = Ingest::new(
-        shared::providers::by_name("magicline").unwrap(),
-        e2e::demo_tenants("magicline"),
-        adapter_aws::ports(backend.store(), gone, shared::clock::system()),
+        webhook_core::providers::by_name("magicline").unwrap(),
+        tests::demo_tenants("magicline"),
+        adapter_aws::ports(backend.store(), gone, webhook_core::clock::system()),
         IngestSettings::default(),
     );
     let response = ingest
@@ -730,7 +730,7 @@ async fn a_sent_message_whose_record_was_not_marked_queued_is_processed_once() {
         adapter_aws::ports(
             DynamoStore::new(dynamodb_via_proxy, &backend.table),
             backend.queue(),
-            shared::clock::system(),
+            webhook_core::clock::system(),
         ),
         Duration::from_secs(1),
     );
@@ -747,7 +747,7 @@ async fn a_sent_message_whose_record_was_not_marked_queued_is_processed_once() {
 
     // Once the sweeper's lease is over, it sends the record again.
     store_proxy.restore();
-    e2e::wait_until(Duration::from_secs(5), || now_ms() > record.lease_until_ms).await;
+    tests::wait_until(Duration::from_secs(5), || now_ms() > record.lease_until_ms).await;
     assert_eq!(sweeper.sweep(100).await.unwrap().enqueued, 1);
     assert_eq!(backend.record(&key).await.status, Status::Queued);
     assert_eq!(backend.messages_waiting().await, 2, "one message per send");
@@ -796,7 +796,7 @@ async fn a_large_body_and_its_record_are_stored_together_or_not_at_all() {
             "padding": "x".repeat(8 * 1024),
         })
         .to_string();
-        let request = e2e::post("magicline", &[("x-api-key", "ml-demo-key-1001-new")], &body);
+        let request = tests::post("magicline", &[("x-api-key", "ml-demo-key-1001-new")], &body);
         let response = ingest.handle(request).await;
         let answer = response_json(&response);
         if spill_dropped {

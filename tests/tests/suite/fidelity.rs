@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use e2e::fake_api::{Behavior, FakeApi};
-use e2e::{event, response_json, Backend, Bus};
 use serde_json::json;
-use shared::ports::Status;
-use shared::process::ProcessorSettings;
+use tests::fake_api::{Behavior, FakeApi};
+use tests::{event, response_json, Backend, Bus};
+use webhook_core::ports::Status;
+use webhook_core::process::ProcessorSettings;
 
 /// What EGYM's `gym-checkin.json` fetches.
 const ACCOUNT: &str = "/egym/api/v2/accounts/3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7";
@@ -44,7 +44,7 @@ async fn an_answers_numbers_are_stored_digit_for_digit_and_published_without_los
         {"timestamp": 1, "type": "CUSTOMER_UPDATED"}, {"timestamp": 2, "type": "CUSTOMER_CHECKIN"}
     ]});
     let key = [("x-api-key", "ml-demo-key-1001-new")];
-    let request = e2e::post("magicline", &key, &body.to_string());
+    let request = tests::post("magicline", &key, &body.to_string());
     let response = backend.ingest("magicline").handle(request).await;
     let two = response_json(&response)["id"].as_str().unwrap().to_string();
     backend.pump_until_empty(&processor, 20).await;

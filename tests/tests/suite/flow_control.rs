@@ -1,5 +1,5 @@
 //! Flow control: a provider's API key is called at the rate the provider allows, shared by
-//! every processor, and never over it. The drains (`e2e::drain`) run here on a scaled-down
+//! every processor, and never over it. The drains (`tests::drain`) run here on a scaled-down
 //! window (20 calls a second instead of EGYM's 60 in 10 s); `scripts/bench` runs the same code
 //! at each provider's published limit (`tests/benches/drain.rs`) and reports the share of that
 //! rate achieved. The pacer's slots on every adapter, DynamoDB's under contention among them,
@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_memory::Memory;
-use e2e::drain::{self, Adapters, Drained, Limit, Pacing};
-use e2e::fake_api::FakeApi;
-use shared::ports::{QueueConsumer, Status, Store};
-use shared::process::ProcessorSettings;
-use shared::tenants::{TenantDirectory, TenantSource};
-use shared::{Ingest, IngestSettings};
 use testkit::Kit;
+use tests::drain::{self, Adapters, Drained, Limit, Pacing};
+use tests::fake_api::FakeApi;
+use webhook_core::ports::{QueueConsumer, Status, Store};
+use webhook_core::process::ProcessorSettings;
+use webhook_core::tenants::{TenantDirectory, TenantSource};
+use webhook_core::{Ingest, IngestSettings};
 
 const GYM: &str = "gym-berlin-01";
 
@@ -67,7 +67,7 @@ fn assert_within(drained: &Drained, over: usize) {
 async fn processors_draining_one_key_together_stay_within_its_rate() {
     let kits = rate_limited();
     let drains = kits.iter().map(|kit| async move {
-        let adapters = Adapters::Memory(Memory::new(3, shared::clock::system()));
+        let adapters = Adapters::Memory(Memory::new(3, webhook_core::clock::system()));
         drain::through_processors(kit, &adapters, 3, EVENTS, Pacing::Configured(SCALED)).await
     });
     for drained in futures::future::join_all(drains).await {
@@ -83,7 +83,7 @@ async fn processors_on_dynamodb_and_sqs_share_one_keys_rate() {
     const ON_THE_ENDPOINT: u64 = 20;
     let kits = rate_limited();
     let drains = kits.iter().map(|kit| async move {
-        let adapters = Adapters::Aws(e2e::Backend::with_dead_letter_queue(3).await);
+        let adapters = Adapters::Aws(tests::Backend::with_dead_letter_queue(3).await);
         let pacing = Pacing::Configured(SCALED);
         drain::through_processors(kit, &adapters, 3, ON_THE_ENDPOINT, pacing).await
     });
@@ -101,9 +101,11 @@ async fn a_paused_tenant_is_held_without_using_up_attempts_and_processed_once_re
         max_receives: 2,
         ..ProcessorSettings::default()
     };
-    let local = e2e::InMemory::new(&api, settings);
-    let operations =
-        shared::operate::Operations::new(local.memory.ports.clone(), IngestSettings::default());
+    let local = tests::InMemory::new(&api, settings);
+    let operations = webhook_core::operate::Operations::new(
+        local.memory.ports.clone(),
+        IngestSettings::default(),
+    );
     operations.pause("egym", Some(GYM), true).await.unwrap();
     let held = local.deliver("egym/gym-checkin.json").await;
     let other = local.deliver("egym/second-gym.json").await;
@@ -133,17 +135,18 @@ async fn a_paused_tenant_is_held_without_using_up_attempts_and_processed_once_re
 /// counted, nothing visible until the hold is over.
 #[tokio::test]
 async fn a_paused_provider_waits_in_a_delayed_copy_on_sqs() {
-    let backend = e2e::Backend::with_dead_letter_queue(2).await;
+    let backend = tests::Backend::with_dead_letter_queue(2).await;
     let api = FakeApi::start().await;
     let processor = backend.processor(&api, ProcessorSettings::default(), Duration::from_secs(5));
-    let operations = shared::operate::Operations::new(backend.ports(), IngestSettings::default());
+    let operations =
+        webhook_core::operate::Operations::new(backend.ports(), IngestSettings::default());
     operations.pause("egym", None, true).await.unwrap();
     let response = backend
         .ingest("egym")
-        .handle(e2e::event("egym/gym-checkin.json"))
+        .handle(tests::event("egym/gym-checkin.json"))
         .await;
     assert_eq!(response.status(), 202, "still acknowledged and stored");
-    let key = e2e::response_json(&response)["id"]
+    let key = tests::response_json(&response)["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -170,17 +173,17 @@ async fn a_check_out_of_300_customers_is_split_into_items_and_a_429_repeats_no_c
     let api = FakeApi::start().await;
     api.set(
         "/magicline/",
-        e2e::fake_api::Behavior::Slow(Duration::from_millis(250)),
+        tests::fake_api::Behavior::Slow(Duration::from_millis(250)),
     );
     api.set_nth(
         150,
-        e2e::fake_api::Behavior::TooManyRequests {
+        tests::fake_api::Behavior::TooManyRequests {
             retry_after: Some("1".into()),
         },
     );
-    let memory = Memory::new(3, shared::clock::system());
+    let memory = Memory::new(3, webhook_core::clock::system());
     let mut document: serde_json::Value = serde_json::from_str(
-        &e2e::demo_tenants_json("magicline").replace(e2e::NO_API, &api.base_url),
+        &tests::demo_tenants_json("magicline").replace(tests::NO_API, &api.base_url),
     )
     .unwrap();
     for tenant in document["tenants"].as_array_mut().unwrap() {
@@ -188,7 +191,7 @@ async fn a_check_out_of_300_customers_is_split_into_items_and_a_429_repeats_no_c
     }
     let tenants = || TenantDirectory::from_json(&document.to_string()).unwrap();
     let ingest = Ingest::new(
-        shared::providers::by_name("magicline").unwrap(),
+        webhook_core::providers::by_name("magicline").unwrap(),
         tenants(),
         memory.ports.clone(),
         IngestSettings::default(),
@@ -199,13 +202,13 @@ async fn a_check_out_of_300_customers_is_split_into_items_and_a_429_repeats_no_c
     let body = serde_json::json!({"entityId": 1001, "uuid": "checkout-300", "payload": [
         {"timestamp": 1795640400000u64, "type": "AUTOMATIC_CUSTOMER_CHECKOUT", "content": {"checkouts": checkouts}}
     ]});
-    let request = e2e::post(
+    let request = tests::post(
         "magicline",
         &[("x-api-key", "ml-demo-key-1001-new")],
         &body.to_string(),
     );
     let response = ingest.handle(request).await;
-    let key = e2e::response_json(&response)["id"]
+    let key = tests::response_json(&response)["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -217,7 +220,7 @@ async fn a_check_out_of_300_customers_is_split_into_items_and_a_429_repeats_no_c
     let started = std::time::Instant::now();
     let workers: Vec<_> = (0..3)
         .map(|_| {
-            let processor = Arc::new(e2e::demo_processor(
+            let processor = Arc::new(tests::demo_processor(
                 memory.ports.clone(),
                 &api,
                 settings.clone(),
@@ -270,7 +273,7 @@ async fn a_check_out_of_300_customers_is_split_into_items_and_a_429_repeats_no_c
         .store
         .records()
         .into_iter()
-        .filter(|record| shared::process::item_of(record).as_deref() == Some(key.as_str()))
+        .filter(|record| webhook_core::process::item_of(record).as_deref() == Some(key.as_str()))
         .filter(|record| record.status == Status::Processed && record.detail.is_some())
         .count();
     assert_eq!(

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use e2e::{python, root};
+use tests::{python, root};
 
 fn check(script: &str) {
     let output = Command::new(python())

@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use e2e::{root, Backend};
-use shared::IngestSettings;
 use testkit::Kit;
+use tests::{root, Backend};
+use webhook_core::IngestSettings;
 
 fn corpus() -> BTreeMap<String, serde_json::Value> {
     let folder = root().join("tests/hostile");
@@ -77,7 +77,8 @@ fn the_corpus_splits_into_the_classes_reliability_md_counts() {
         *split.entry(class(case)).or_default() += 1;
         // Kept requests get the answer of a new delivery (TIMIFY's 200 `{}`).
         if case["outcome"] != "refused" {
-            let provider = shared::providers::by_name(case["provider"].as_str().unwrap()).unwrap();
+            let provider =
+                webhook_core::providers::by_name(case["provider"].as_str().unwrap()).unwrap();
             assert_eq!(
                 case["status"],
                 Kit::of(provider.as_ref()).accepted_status(),
@@ -99,7 +100,7 @@ fn the_corpus_splits_into_the_classes_reliability_md_counts() {
             .into(),
         "RELIABILITY.md's Bad input table"
     );
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         assert!(
             corpus.values().any(|c| c["provider"] == provider.name()),
             "{}",
@@ -150,9 +151,9 @@ fn misanswered(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hostile_request_gets_its_clear_answer_and_leaves_no_trace() {
     let mut backends = BTreeMap::new();
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         let backend = Backend::new().await;
-        let tenants = Kit::of(provider.as_ref()).tenants(e2e::NO_API);
+        let tenants = Kit::of(provider.as_ref()).tenants(tests::NO_API);
         let ingest = backend.ingest_with(provider.name(), tenants, IngestSettings::default());
         backends.insert(provider.name(), (backend, ingest, Left::default()));
     }
@@ -160,7 +161,7 @@ async fn every_hostile_request_gets_its_clear_answer_and_leaves_no_trace() {
     for (name, case) in corpus() {
         let provider = case["provider"].as_str().unwrap();
         let (_, ingest, left) = backends.get_mut(provider).unwrap();
-        let request = match e2e::apigw_request(&event(&case)) {
+        let request = match tests::apigw_request(&event(&case)) {
             Ok(request) => request,
             Err(error) => panic!("{name}: not a valid API Gateway event: {error}"),
         };

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use adapter_aws::dynamodb::item_image;
 use aws_sdk_dynamodb::types::AttributeValue;
 use http::header::{HeaderValue, CONTENT_TYPE};
-use shared::clock::ManualClock;
-use shared::ports::{Claim, EventFilter, Outcome, Record, Status, Store};
-use shared::providers::Provider;
-use shared::{Ingest, IngestSettings};
 use testkit::{Kit, Lookup};
+use webhook_core::clock::ManualClock;
+use webhook_core::ports::{Claim, EventFilter, Outcome, Record, Status, Store};
+use webhook_core::providers::Provider;
+use webhook_core::{Ingest, IngestSettings};
 
 const WEBHOOKS_PER_SECOND: u64 = 10_000;
 
@@ -40,8 +40,8 @@ struct Partitioned {
 }
 
 fn table_and_indexes() -> Vec<Partitioned> {
-    let template = e2e::template();
-    let tables = e2e::resources_of_type(&template, "AWS::DynamoDB::Table");
+    let template = tests::template();
+    let tables = tests::resources_of_type(&template, "AWS::DynamoDB::Table");
     assert_eq!(tables.len(), 1, "one table in template.yaml");
     let properties = &tables.values().next().unwrap()["Properties"];
     let keys = |schema: &serde_json::Value| {
@@ -221,7 +221,7 @@ async fn a_provider_at_ten_thousand_webhooks_a_second_writes_no_partition_over_a
     let partitioned = Arc::new(table_and_indexes());
     let mut seconds = Vec::new();
     // Shards do not depend on the provider: one provider's burst is every provider's.
-    for provider in shared::providers::all().into_iter().take(1) {
+    for provider in webhook_core::providers::all().into_iter().take(1) {
         for (declared_xml, status) in [(false, Status::Received), (true, Status::Quarantined)] {
             let (provider, partitioned) = (provider.clone(), partitioned.clone());
             seconds.push(tokio::spawn(async move {
@@ -266,9 +266,9 @@ async fn a_provider_at_ten_thousand_webhooks_a_second_writes_no_partition_over_a
 #[tokio::test]
 async fn every_write_on_dynamodb_leaves_the_index_keys_of_the_item_image() {
     let partitioned = table_and_indexes();
-    let backend = e2e::Backend::new().await;
+    let backend = tests::Backend::new().await;
     let store = backend.store();
-    let now = shared::clock::system().now_ms();
+    let now = webhook_core::clock::system().now_ms();
     let leave_image_keys = |step: &str| {
         let (backend, store, partitioned) = (&backend, &store, &partitioned);
         let step = step.to_string();
@@ -293,7 +293,7 @@ async fn every_write_on_dynamodb_leaves_the_index_keys_of_the_item_image() {
             }
         }
     };
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         let kit = Kit::of(provider.as_ref());
         let tenants = kit.scaled_tenants(2, Lookup::Normal).unwrap();
         let senders: Vec<_> = tenants.iter().cloned().collect();
@@ -313,7 +313,7 @@ async fn every_write_on_dynamodb_leaves_the_index_keys_of_the_item_image() {
         let store = &store;
         async move {
             let filter = EventFilter {
-                providers: shared::providers::all()
+                providers: webhook_core::providers::all()
                     .iter()
                     .map(|p| p.name().into())
                     .collect(),
@@ -328,7 +328,7 @@ async fn every_write_on_dynamodb_leaves_the_index_keys_of_the_item_image() {
             store.list(&filter).await.unwrap()
         }
     };
-    let providers = shared::providers::all().len();
+    let providers = webhook_core::providers::all().len();
     let stored = listed(Status::Received).await;
     assert_eq!(stored.len(), providers * 6);
     for record in &stored {

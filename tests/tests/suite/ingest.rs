@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use adapter_aws::SqsQueue;
 use base64::Engine;
-use e2e::{event, post, response_json, Backend};
-use shared::clock::{Clock, SystemClock};
-use shared::ports::{PutOutcome, Record, Status, Store};
-use shared::{Ingest, IngestSettings, WebhookRequest};
+use tests::{event, post, response_json, Backend};
+use webhook_core::clock::{Clock, SystemClock};
+use webhook_core::ports::{PutOutcome, Record, Status, Store};
+use webhook_core::{Ingest, IngestSettings, WebhookRequest};
 
 fn now_ms() -> i64 {
     SystemClock.now_ms()
@@ -138,7 +138,7 @@ async fn rotation_accepts_old_and_new_keys_and_refuses_a_removed_one() {
             r#"{{"entityId": 1, "uuid": "{uuid}", "payload": [{{"timestamp": 1, "type": "CUSTOMER_CREATED"}}]}}"#
         )
     };
-    let during = shared::tenants::TenantDirectory::from_json(
+    let during = webhook_core::tenants::TenantDirectory::from_json(
         r#"{"tenants": [{"id": "studio-9", "webhook_secrets": ["key-new", "key-old"]}]}"#,
     )
     .unwrap();
@@ -149,7 +149,7 @@ async fn rotation_accepts_old_and_new_keys_and_refuses_a_removed_one() {
             .await;
         assert_eq!(response.status(), 202, "{key}");
     }
-    let after = shared::tenants::TenantDirectory::from_json(
+    let after = webhook_core::tenants::TenantDirectory::from_json(
         r#"{"tenants": [{"id": "studio-9", "webhook_secrets": ["key-new"]}]}"#,
     )
     .unwrap();
@@ -168,8 +168,8 @@ async fn a_failed_enqueue_is_acknowledged_once_stored_and_the_sweeper_enqueues_i
     // A queue that does not exist: SendMessage really fails on the wire.
     let gone = SqsQueue::new(backend.sqs.clone(), format!("{}-gone", backend.queue_url));
     let broken = Ingest::new(
-        shared::providers::by_name("magicline").unwrap(),
-        e2e::demo_tenants("magicline"),
+        webhook_core::providers::by_name("magicline").unwrap(),
+        tests::demo_tenants("magicline"),
         adapter_aws::ports(backend.store(), gone, Arc::new(SystemClock)),
         IngestSettings::default(),
     );
@@ -402,7 +402,7 @@ async fn a_body_exactly_at_the_limit_is_accepted() {
         max_body_bytes: 1000,
         ..IngestSettings::default()
     };
-    let ingest = backend.ingest_with("egym", e2e::demo_tenants("egym"), settings);
+    let ingest = backend.ingest_with("egym", tests::demo_tenants("egym"), settings);
     let head = r#"{"accountId":"a","timestamp":1,"type":"TEST","pad":""#;
     let body = format!("{head}{}\"}}", "x".repeat(1000 - head.len() - 2));
     assert_eq!(body.len(), 1000);
@@ -422,7 +422,7 @@ async fn a_body_exactly_at_the_limit_is_accepted() {
 async fn two_waitwhile_deliveries_whose_ids_differ_beyond_two_to_the_64_are_both_kept() {
     let backend = Backend::new().await;
     let ingest = backend.ingest("waitwhile");
-    let tenants = e2e::demo_tenants("waitwhile");
+    let tenants = tests::demo_tenants("waitwhile");
     let tenant = tenants.get("acct-main").unwrap();
     let url = tenant.url.clone().unwrap();
     let mut keys = Vec::new();
@@ -430,8 +430,11 @@ async fn two_waitwhile_deliveries_whose_ids_differ_beyond_two_to_the_64_are_both
         let body = format!(
             r#"{{"type": "visit.updated", "data": {{"id": {id}, "updated": "2026-11-25T18:00:00Z"}}}}"#
         );
-        let signature =
-            shared::verify::url_body_signature("ww-demo-secret-account-new", &url, body.as_bytes());
+        let signature = webhook_core::verify::url_body_signature(
+            "ww-demo-secret-account-new",
+            &url,
+            body.as_bytes(),
+        );
         let mut request = post("waitwhile", &[("x-waitwhile-signature", &signature)], &body);
         *request.uri_mut() = url.parse().unwrap();
         let response = ingest.handle(request).await;

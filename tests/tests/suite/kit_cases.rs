@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_memory::Memory;
-use e2e::fake_api::FakeApi;
-use shared::fetch::DetailClient;
-use shared::ports::{InboundMessage, QueueConsumer, Record, Status};
-use shared::process::{Processor, ProcessorSettings, ProviderTenants};
-use shared::providers::Provider;
-use shared::tenants::TenantSource;
-use shared::{Ingest, IngestSettings};
 use testkit::{Case, Expect, Kit};
+use tests::fake_api::FakeApi;
+use webhook_core::fetch::DetailClient;
+use webhook_core::ports::{InboundMessage, QueueConsumer, Record, Status};
+use webhook_core::process::{Processor, ProcessorSettings, ProviderTenants};
+use webhook_core::providers::Provider;
+use webhook_core::tenants::TenantSource;
+use webhook_core::{Ingest, IngestSettings};
 
 /// A fresh store, queue, handler and processor for one case, so that no case sees another's
 /// records (an erasure, a duplicate).
@@ -26,7 +26,7 @@ struct Run {
 }
 
 fn run(provider: &Arc<dyn Provider>, kit: &Kit, api: &FakeApi) -> Run {
-    let memory = Memory::new(5, shared::clock::system());
+    let memory = Memory::new(5, webhook_core::clock::system());
     let ingest = Ingest::new(
         provider.clone(),
         kit.tenants(&api.base_url),
@@ -39,7 +39,7 @@ fn run(provider: &Arc<dyn Provider>, kit: &Kit, api: &FakeApi) -> Run {
             tenants: TenantSource::fixed(kit.tenants(&api.base_url)),
         }],
         memory.ports.clone(),
-        DetailClient::new(Duration::from_secs(2), shared::clock::system()),
+        DetailClient::new(Duration::from_secs(2), webhook_core::clock::system()),
         ProcessorSettings::default(),
     );
     Run {
@@ -112,7 +112,7 @@ async fn every_kit_case_is_answered_and_processed_as_its_kit_says() {
     let api = FakeApi::start().await;
     let mut failures = Vec::new();
     let mut processed = 0;
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         let kit = Kit::of(provider.as_ref());
         for case in kit.cases() {
             let outcome = check(&run(&provider, &kit, &api), &kit, case, &api).await;

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use adapter_aws::{DynamoStore, SqsQueue};
 use adapter_memory::Memory;
-use e2e::fake_api::FakeApi;
-use e2e::proxy::Recorder;
-use e2e::{response_json, Backend};
-use shared::ports::{InboundMessage, Record, Status};
-use shared::process::{Processor, ProcessorSettings, ProviderTenants};
-use shared::tenants::TenantSource;
-use shared::{Ingest, IngestSettings};
+use tests::fake_api::FakeApi;
+use tests::proxy::Recorder;
+use tests::{response_json, Backend};
+use webhook_core::ports::{InboundMessage, Record, Status};
+use webhook_core::process::{Processor, ProcessorSettings, ProviderTenants};
+use webhook_core::tenants::TenantSource;
+use webhook_core::{Ingest, IngestSettings};
 
 /// DynamoDB refuses an item it cannot hold with a ValidationException (a key over 2,048 bytes
 /// was one, until keys and tenant ids were bounded: `conformance.rs`'s long-keys case). The
@@ -21,22 +21,22 @@ use shared::{Ingest, IngestSettings};
 #[tokio::test]
 async fn a_record_dynamodb_refuses_for_good_is_a_422_with_nothing_stored_or_queued() {
     let backend = Backend::new().await;
-    let recorder = Recorder::start(e2e::proxy::local_aws_address()).await;
+    let recorder = Recorder::start(tests::proxy::local_aws_address()).await;
     recorder.refuse("DynamoDB_20120810.PutItem");
-    let store = aws_sdk_dynamodb::Client::new(&e2e::aws_at(&recorder.url).await);
+    let store = aws_sdk_dynamodb::Client::new(&tests::aws_at(&recorder.url).await);
     let ingest = Ingest::new(
-        shared::providers::by_name("magicline").unwrap(),
-        e2e::demo_tenants("magicline"),
+        webhook_core::providers::by_name("magicline").unwrap(),
+        tests::demo_tenants("magicline"),
         adapter_aws::ports(
             DynamoStore::new(store, &backend.table),
             SqsQueue::new(backend.sqs.clone(), &backend.queue_url),
-            shared::clock::system(),
+            webhook_core::clock::system(),
         ),
         IngestSettings::default(),
     );
 
     let response = ingest
-        .handle(e2e::event("magicline/customer-created.json"))
+        .handle(tests::event("magicline/customer-created.json"))
         .await;
     let answer = response_json(&response);
     assert_eq!(response.status(), 422, "{answer}");
@@ -56,15 +56,18 @@ async fn a_record_dynamodb_refuses_for_good_is_a_422_with_nothing_stored_or_queu
 
 #[tokio::test]
 async fn a_detail_that_does_not_fit_beside_its_event_ends_failed_after_one_call() {
-    let memory = Memory::new(5, shared::clock::system());
+    let memory = Memory::new(5, webhook_core::clock::system());
     let api = FakeApi::start().await;
     let processor = Processor::new(
         vec![ProviderTenants {
-            provider: shared::providers::by_name("egym").unwrap(),
-            tenants: TenantSource::fixed(e2e::demo_tenants_at("egym", &api.base_url)),
+            provider: webhook_core::providers::by_name("egym").unwrap(),
+            tenants: TenantSource::fixed(tests::demo_tenants_at("egym", &api.base_url)),
         }],
         memory.ports.clone(),
-        shared::fetch::DetailClient::new(Duration::from_secs(2), shared::clock::system()),
+        webhook_core::fetch::DetailClient::new(
+            Duration::from_secs(2),
+            webhook_core::clock::system(),
+        ),
         ProcessorSettings::default(),
     );
     // An event as large as an item may be (stored by hand: the webhook path caps bodies lower).
@@ -74,11 +77,11 @@ async fn a_detail_that_does_not_fit_beside_its_event_ends_failed_after_one_call(
         tenant: "gym-berlin-01".into(),
         event_type: "GYM_CHECKIN".into(),
         entity_id: "3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7".into(),
-        body: "x".repeat(shared::ports::MAX_ITEM_BYTES - 400),
+        body: "x".repeat(webhook_core::ports::MAX_ITEM_BYTES - 400),
         status: Status::Queued,
         ..Record::default()
     };
-    use shared::ports::Store;
+    use webhook_core::ports::Store;
     memory.store.put_new(&record).await.unwrap();
     let message = InboundMessage {
         id: "m".into(),

@@ -5,9 +5,9 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use shared::providers::flybuy::token_from_authorization;
-use shared::{Ingest, IngestSettings};
 use testkit::Kit;
+use webhook_core::providers::flybuy::token_from_authorization;
+use webhook_core::{Ingest, IngestSettings};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -18,14 +18,14 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Every provider's real handler, with its kit's demo tenants, on the in-memory store and queue.
 fn handlers() -> Vec<(String, Ingest)> {
-    let memory = adapter_memory::Memory::new(5, shared::clock::system());
-    shared::providers::all()
+    let memory = adapter_memory::Memory::new(5, webhook_core::clock::system());
+    webhook_core::providers::all()
         .into_iter()
         .map(|provider| {
             let kit = Kit::of(provider.as_ref());
             let ingest = Ingest::new(
                 provider,
-                kit.tenants(e2e::NO_API),
+                kit.tenants(tests::NO_API),
                 memory.ports.clone(),
                 IngestSettings::default(),
             );
@@ -52,7 +52,7 @@ static KNOWN: LazyLock<Known> = LazyLock::new(|| {
     };
     for kit in Kit::all() {
         known.header_names.extend(kit.api().headers.keys().cloned());
-        for tenant in kit.tenants(e2e::NO_API).iter() {
+        for tenant in kit.tenants(tests::NO_API).iter() {
             known.queries.push(format!("tenant={}", tenant.id));
             let secret = tenant.webhook_secrets.first().map_or("", |s| s.expose());
             for (name, value) in kit.unique(1, tenant, secret).headers() {
@@ -75,7 +75,7 @@ static KNOWN: LazyLock<Known> = LazyLock::new(|| {
 });
 
 fn kit_status(provider: &str) -> u16 {
-    Kit::of(shared::providers::by_name(provider).unwrap().as_ref()).accepted_status()
+    Kit::of(webhook_core::providers::by_name(provider).unwrap().as_ref()).accepted_status()
 }
 
 fn field_names(value: &serde_json::Value, names: &mut Vec<String>) {
@@ -140,8 +140,8 @@ proptest! {
 
     #[test]
     fn every_parser_accepts_or_refuses_any_bytes(bytes in body()) {
-        for provider in shared::providers::all() {
-            let tenants = Kit::of(provider.as_ref()).tenants(e2e::NO_API);
+        for provider in webhook_core::providers::all() {
+            let tenants = Kit::of(provider.as_ref()).tenants(tests::NO_API);
             let tenant = tenants.iter().next().unwrap();
             if let Ok(event) = provider.parse(tenant, &bytes) {
                 prop_assert!(!event.dedup_suffix.is_empty());

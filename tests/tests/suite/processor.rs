@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::fake_api::{Behavior, FakeApi};
-use e2e::proxy::{local_aws_address, Proxy};
-use e2e::{event, response_json, Backend, InMemory};
-use shared::ports::{InboundMessage, QueueMessage, Status, Store};
-use shared::process::{ProcessorSettings, Verdict};
-use shared::tenants::{Loader, Tenant, TenantDirectory, TenantSource};
-use shared::WebhookRequest;
+use tests::fake_api::{Behavior, FakeApi};
+use tests::proxy::{local_aws_address, Proxy};
+use tests::{event, response_json, Backend, InMemory};
+use webhook_core::ports::{InboundMessage, QueueMessage, Status, Store};
+use webhook_core::process::{ProcessorSettings, Verdict};
+use webhook_core::tenants::{Loader, Tenant, TenantDirectory, TenantSource};
+use webhook_core::WebhookRequest;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// What Magicline's `customer-created.json` fetches.
@@ -238,7 +238,7 @@ fn waited(reason: &str) -> u64 {
 async fn a_provider_that_asks_us_to_wait_is_waited_out_in_a_delayed_copy() {
     let in_90_s = |local: &InMemory| {
         let at = std::time::UNIX_EPOCH
-            + Duration::from_millis(shared::clock::Clock::now_ms(local.clock.as_ref()) as u64)
+            + Duration::from_millis(webhook_core::clock::Clock::now_ms(local.clock.as_ref()) as u64)
             + Duration::from_secs(90);
         httpdate::fmt_http_date(at)
     };
@@ -338,13 +338,13 @@ async fn a_429_whose_delayed_copy_cannot_be_queued_retries_the_message() {
     let backend = Backend::with_dead_letter_queue(5).await;
     let api = FakeApi::start().await;
     let sqs_proxy = Proxy::start(local_aws_address()).await;
-    let sqs = aws_sdk_sqs::Client::new(&e2e::aws_at(&sqs_proxy.url).await);
+    let sqs = aws_sdk_sqs::Client::new(&tests::aws_at(&sqs_proxy.url).await);
     let ports = adapter_aws::ports(
         backend.store(),
         adapter_aws::SqsQueue::new(sqs, &backend.queue_url),
-        shared::clock::system(),
+        webhook_core::clock::system(),
     );
-    let processor = e2e::demo_processor(ports, &api, settings(5), TIMEOUT, |_, demo| {
+    let processor = tests::demo_processor(ports, &api, settings(5), TIMEOUT, |_, demo| {
         TenantSource::fixed(demo)
     });
     api.set(
@@ -458,7 +458,7 @@ async fn a_customer_who_moved_studio_is_read_cross_studio_and_marked_detached() 
             r#"{{"entityId": 7893459, "uuid": "{uuid}", "payload": [{{"timestamp": 1795640400000,
             "type": "CUSTOMER_HOME_STUDIO_UPDATED", "content": {{"sourceStudioId": 1001, "targetStudioId": 2002}}}}]}}"#
         );
-        e2e::post(
+        tests::post(
             "magicline",
             &[
                 ("x-api-key", "ml-demo-key-1001-new"),
@@ -661,7 +661,7 @@ fn magicline(entity: u64, event_type: &str, uuid: &str) -> WebhookRequest {
         "entityId": entity, "uuid": uuid,
         "payload": [{"timestamp": 1795640400000u64, "type": event_type}],
     });
-    e2e::post(
+    tests::post(
         "magicline",
         &[("x-api-key", "ml-demo-key-1001-new")],
         &body.to_string(),
@@ -784,7 +784,7 @@ async fn timify_tokens_are_cached_renewed_after_a_refusal_and_before_they_expire
 
     // The token is good for 3600 s: 59 s before its end, the next fetch renews it first.
     local.advance(Duration::from_secs(3600 - 59));
-    let kit = testkit::Kit::of(shared::providers::by_name("timify").unwrap().as_ref());
+    let kit = testkit::Kit::of(webhook_core::providers::by_name("timify").unwrap().as_ref());
     let case = kit
         .cases()
         .iter()
@@ -820,7 +820,11 @@ async fn a_provider_whose_tenants_do_not_load_holds_back_only_its_own_events() {
         let loader: Loader = Arc::new(|| {
             Box::pin(async { TenantDirectory::from_json(r#"{"tenants": [{"id": 7}]}"#) })
         });
-        TenantSource::loading(Duration::from_secs(300), loader, shared::clock::system())
+        TenantSource::loading(
+            Duration::from_secs(300),
+            loader,
+            webhook_core::clock::system(),
+        )
     });
     let waiting = deliver(&backend, "egym/gym-checkin.json").await;
     let fine = deliver(&backend, "magicline/customer-created.json").await;
@@ -879,12 +883,12 @@ async fn forged_queue_messages_store_and_erase_nothing() {
     let before = backend.record(&member).await;
     assert!(before.detail.is_some());
 
-    let tenants = e2e::demo_tenants("egym");
-    let provider = shared::providers::by_name("egym").unwrap();
+    let tenants = tests::demo_tenants("egym");
+    let provider = webhook_core::providers::by_name("egym").unwrap();
     let tenant = tenants.get("gym-berlin-01").unwrap();
-    let deletion = e2e::event("egym/membership-delete.json");
+    let deletion = tests::event("egym/membership-delete.json");
     let spill = || {
-        shared::ingest::Delivery {
+        webhook_core::ingest::Delivery {
             provider: provider.as_ref(),
             tenant,
             body: deletion.body(),
@@ -892,7 +896,7 @@ async fn forged_queue_messages_store_and_erase_nothing() {
             unauthenticated: false,
             signature_key: None,
         }
-        .record(1, &shared::IngestSettings::default())
+        .record(1, &webhook_core::IngestSettings::default())
         .spill()
     };
     let unsealed = spill();
@@ -902,7 +906,7 @@ async fn forged_queue_messages_store_and_erase_nothing() {
         erase_again: true,
         ..before.message()
     };
-    use shared::ports::Queue;
+    use webhook_core::ports::Queue;
     for message in [&unsealed, &sealed_elsewhere, &second_pass] {
         backend.queue().send(message).await.unwrap();
     }
@@ -935,7 +939,7 @@ async fn forged_queue_messages_store_and_erase_nothing() {
 /// counted as stuck and sent through the queue once more, once in its life.
 #[tokio::test]
 async fn a_delivery_unfinished_a_day_later_is_counted_and_queued_once_more() {
-    use shared::reconcile::{ReconcileReport, Reconciler};
+    use webhook_core::reconcile::{ReconcileReport, Reconciler};
     let api = FakeApi::start().await;
     let local = InMemory::new(&api, settings(2));
     let lost = local.deliver("magicline/customer-created.json").await;
@@ -951,7 +955,7 @@ async fn a_delivery_unfinished_a_day_later_is_counted_and_queued_once_more() {
     };
     pump().await;
     assert_eq!(local.memory.queue.dead_letters().len(), 1);
-    let ingest = shared::IngestSettings::default();
+    let ingest = webhook_core::IngestSettings::default();
     let reconciler = Reconciler::new(local.memory.ports.clone(), ingest.lease);
     let reconcile = || reconciler.reconcile(ingest.retention, 100);
     let report = |stuck, requeued| ReconcileReport { stuck, requeued };

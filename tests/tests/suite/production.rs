@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use adapter_aws::EventBus;
 use adapter_memory::Memory;
-use e2e::fake_api::{Behavior, FakeApi};
-use e2e::{event, post, unique_name, Backend, Bus, Captured};
-use shared::metrics::Emf;
-use shared::ports::{Ports, QueueConsumer, Status, StoreError};
-use shared::process::ProcessorSettings;
-use shared::tenants::TenantSource;
-use shared::{Ingest, IngestSettings};
+use tests::fake_api::{Behavior, FakeApi};
+use tests::{event, post, unique_name, Backend, Bus, Captured};
+use webhook_core::metrics::Emf;
+use webhook_core::ports::{Ports, QueueConsumer, Status, StoreError};
+use webhook_core::process::ProcessorSettings;
+use webhook_core::tenants::TenantSource;
+use webhook_core::{Ingest, IngestSettings};
 
 /// What EGYM's `gym-checkin.json` fetches.
 const ACCOUNT: &str = "/egym/api/v2/accounts/3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7";
@@ -30,7 +30,7 @@ async fn deliver(backend: &Backend, file: &str) -> String {
     let provider = file.split('/').next().unwrap();
     let response = backend.ingest(provider).handle(event(file)).await;
     assert!(response.status().is_success(), "{file}");
-    e2e::response_json(&response)["id"]
+    tests::response_json(&response)["id"]
         .as_str()
         .unwrap()
         .to_string()
@@ -88,7 +88,7 @@ async fn a_publication_that_fails_is_retried_alone_without_a_new_fetch() {
     let backend = Backend::with_dead_letter_queue(5).await;
     let api = FakeApi::start().await;
     let nowhere = Arc::new(EventBus::new(
-        aws_sdk_eventbridge::Client::new(&e2e::local_aws().await),
+        aws_sdk_eventbridge::Client::new(&tests::local_aws().await),
         unique_name("no-such-bus"),
     ));
     let failing = backend
@@ -151,7 +151,7 @@ fn dimension_of(lines: &Captured, metric: &str, dimension: &str) -> Vec<String> 
 #[tokio::test]
 async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
     let lines = Captured::default();
-    let clock = shared::clock::system();
+    let clock = webhook_core::clock::system();
     let metrics = Arc::new(Emf::new("Webhooks/test", clock.clone(), lines.clone()));
     let memory = Memory::new(2, clock.clone());
     let api = FakeApi::start().await;
@@ -160,8 +160,8 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
     api.set("/waitwhile/", Behavior::Status(401));
     let ingest = |provider: &str, ports: Ports| {
         Ingest::new(
-            shared::providers::by_name(provider).unwrap(),
-            e2e::demo_tenants(provider),
+            webhook_core::providers::by_name(provider).unwrap(),
+            tests::demo_tenants(provider),
             ports,
             IngestSettings {
                 max_body_bytes: 4096,
@@ -183,7 +183,7 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
     egym.handle(event("egym/test.json")).await;
     egym.handle(event("egym/membership-delete.json")).await;
     let store_down = Ports {
-        store: Arc::new(e2e::RefusingPuts {
+        store: Arc::new(tests::RefusingPuts {
             inner: memory.store.clone(),
             error: || StoreError::Unavailable("throttled".into()),
         }),
@@ -221,7 +221,7 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
     );
 
     let bus = Bus::new().await;
-    let processor = e2e::demo_processor(
+    let processor = tests::demo_processor(
         memory.ports.clone(),
         &api,
         settings(),
@@ -254,7 +254,7 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
         .into_iter()
         .find(|r| r.provider == "flybuy")
         .unwrap();
-    last.push(shared::ports::InboundMessage {
+    last.push(webhook_core::ports::InboundMessage {
         id: "last".into(),
         body: serde_json::to_string(&flybuy.message()).unwrap(),
         receive_count: 2,
@@ -283,16 +283,16 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
     );
 
     // A record whose send never happened: the sweeper's recovery is counted.
-    let stranded = shared::ports::Record {
+    let stranded = webhook_core::ports::Record {
         key: "egym#gym-berlin-01#stranded".into(),
         provider: "egym".into(),
         tenant: "gym-berlin-01".into(),
-        status: shared::ports::Status::Received,
-        ..shared::ports::Record::default()
+        status: webhook_core::ports::Status::Received,
+        ..webhook_core::ports::Record::default()
     };
-    use shared::ports::Store;
+    use webhook_core::ports::Store;
     memory.store.put_new(&stranded).await.unwrap();
-    shared::outbox::Sweeper::new(memory.ports.clone(), Duration::from_secs(60))
+    webhook_core::outbox::Sweeper::new(memory.ports.clone(), Duration::from_secs(60))
         .with_metrics(metrics.clone())
         .sweep(10)
         .await
@@ -300,7 +300,7 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
     assert_eq!(outcomes(&lines, "Swept"), ["enqueued"]);
     // The reconciler counts the stuck records on every run, none included: the alarm on them
     // also tells a sweeper that stopped running.
-    shared::reconcile::Reconciler::new(memory.ports.clone(), Duration::from_secs(60))
+    webhook_core::reconcile::Reconciler::new(memory.ports.clone(), Duration::from_secs(60))
         .with_metrics(metrics.clone())
         .reconcile(Duration::from_secs(30 * 86_400), 10)
         .await
@@ -335,7 +335,7 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
 /// is published under a bounded one, the type as it came in the detail.
 #[tokio::test]
 async fn an_event_type_the_bus_would_refuse_goes_out_under_a_bounded_detail_type() {
-    use shared::ports::Store;
+    use webhook_core::ports::Store;
     let backend = Backend::new().await;
     let api = FakeApi::start().await;
     let bus = Bus::new().await;
@@ -344,9 +344,9 @@ async fn an_event_type_the_bus_would_refuse_goes_out_under_a_bounded_detail_type
         .with_publisher(bus.publisher());
     let ingest = IngestSettings::default();
     let long = "T".repeat(300);
-    let now = shared::clock::system().now_ms();
+    let now = webhook_core::clock::system().now_ms();
     for (key, event_type) in [("no-type", ""), ("long-type", long.as_str())] {
-        let record = shared::ports::Record {
+        let record = webhook_core::ports::Record {
             key: format!("egym#gym-berlin-01#{key}"),
             provider: "egym".into(),
             tenant: "gym-berlin-01".into(),
@@ -356,7 +356,7 @@ async fn an_event_type_the_bus_would_refuse_goes_out_under_a_bounded_detail_type
             received_at_ms: now,
             lease_until_ms: now,
             expires_at: ingest.expires_at(now),
-            ..shared::ports::Record::default()
+            ..webhook_core::ports::Record::default()
         };
         backend.store().put_new(&record).await.unwrap();
         backend
@@ -392,16 +392,16 @@ async fn an_event_type_the_bus_would_refuse_goes_out_under_a_bounded_detail_type
 async fn a_publication_the_bus_refuses_for_good_is_not_retried() {
     let backend = Backend::with_dead_letter_queue(5).await;
     let api = FakeApi::start().await;
-    let recorder = e2e::proxy::Recorder::start(e2e::proxy::local_aws_address()).await;
+    let recorder = tests::proxy::Recorder::start(tests::proxy::local_aws_address()).await;
     recorder.refuse("AWSEvents.PutEvents");
     let refusing = Arc::new(EventBus::new(
-        aws_sdk_eventbridge::Client::new(&e2e::aws_at(&recorder.url).await),
+        aws_sdk_eventbridge::Client::new(&tests::aws_at(&recorder.url).await),
         unique_name("refusing-bus"),
     ));
     let lines = Captured::default();
     let metrics = Arc::new(Emf::new(
         "Webhooks/test",
-        shared::clock::system(),
+        webhook_core::clock::system(),
         lines.clone(),
     ));
     let processor = backend

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use e2e::{event, post, root, Backend};
-use shared::tenants::TenantDirectory;
-use shared::IngestSettings;
+use tests::{event, post, root, Backend};
+use webhook_core::tenants::TenantDirectory;
+use webhook_core::IngestSettings;
 
 /// A valid event of each provider and the rotation event (signed with a tenant's older secret).
 fn provider_events() -> Vec<(String, String, String)> {
-    shared::providers::all()
+    webhook_core::providers::all()
         .iter()
         .map(|provider| {
             let name = provider.name();
@@ -40,12 +40,12 @@ fn provider_events() -> Vec<(String, String, String)> {
 }
 
 fn accepted_status(provider: &str) -> u16 {
-    testkit::Kit::of(shared::providers::by_name(provider).unwrap().as_ref()).accepted_status()
+    testkit::Kit::of(webhook_core::providers::by_name(provider).unwrap().as_ref()).accepted_status()
 }
 
 /// The status of an answer and what its body says (`accepted`, `duplicate`, or nothing).
-fn answer(response: shared::WebhookResponse) -> (u16, String) {
-    let body = e2e::response_json(&response);
+fn answer(response: webhook_core::WebhookResponse) -> (u16, String) {
+    let body = tests::response_json(&response);
     let says = body["status"].as_str().unwrap_or_default().to_string();
     (response.status().as_u16(), says)
 }
@@ -107,7 +107,7 @@ async fn every_provider_enqueues_64_concurrent_deliveries_exactly_once() {
 /// The demo tenants with every tenant's older secrets removed (rotation finished).
 fn after_rotation(provider: &str) -> TenantDirectory {
     let mut document: serde_json::Value =
-        serde_json::from_str(&e2e::demo_tenants_json(provider)).unwrap();
+        serde_json::from_str(&tests::demo_tenants_json(provider)).unwrap();
     for tenant in document["tenants"].as_array_mut().unwrap() {
         tenant["webhook_secrets"]
             .as_array_mut()
@@ -200,7 +200,7 @@ async fn timify_sync_webhooks_are_answered_with_an_empty_object_and_still_queued
         let ingest = backend.ingest("timify");
         let response = ingest.handle(event(file)).await;
         assert_eq!(response.status(), 200);
-        assert_eq!(e2e::response_json(&response), serde_json::json!({}));
+        assert_eq!(tests::response_json(&response), serde_json::json!({}));
         let messages = backend.drain().await;
         assert_eq!(messages.len(), 1, "{file}");
         assert!(messages[0].event_type.ends_with(".sync"));

@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 
 use std::time::Duration;
 
-use e2e::fake_api::FakeApi;
-use e2e::{load_event, root, Backend};
-use shared::ports::Status;
-use shared::process::ProcessorSettings;
+use tests::fake_api::FakeApi;
+use tests::{load_event, root, Backend};
+use webhook_core::ports::Status;
+use webhook_core::process::ProcessorSettings;
 
 fn event_files(folder_name: &str) -> BTreeSet<String> {
     let folder = root().join("events").join(folder_name);
@@ -23,7 +23,7 @@ fn event_files(folder_name: &str) -> BTreeSet<String> {
 }
 
 fn webhook_event_files() -> BTreeSet<String> {
-    shared::providers::all()
+    webhook_core::providers::all()
         .iter()
         .flat_map(|provider| event_files(provider.name()))
         .collect()
@@ -110,7 +110,7 @@ async fn every_processor_event_reports_exactly_its_declared_failures() {
         let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
         let processor =
             backend.processor(&api, ProcessorSettings::default(), Duration::from_secs(2));
-        let response = lambda_glue::handle_sqs(&processor, event.clone()).await;
+        let response = lambda::handle_sqs(&processor, event.clone()).await;
         let mut failed: Vec<String> = response
             .batch_item_failures
             .iter()
@@ -129,7 +129,7 @@ async fn every_processor_event_reports_exactly_its_declared_failures() {
             if failed.contains(record.message_id.as_ref().unwrap()) {
                 continue;
             }
-            let message: shared::ports::QueueMessage =
+            let message: webhook_core::ports::QueueMessage =
                 serde_json::from_str(record.body.as_ref().unwrap()).unwrap();
             let stored = backend.record(&message.key).await;
             assert_eq!(stored.status, Status::Processed, "{file}: {}", message.key);

@@ -11,11 +11,11 @@ use serde_json::{json, Value};
 
 /// Every provider: the prefix of its resources' logical ids (`Magicline`) and its name.
 fn providers() -> Vec<(String, String)> {
-    shared::providers::all()
+    webhook_core::providers::all()
         .iter()
         .map(|provider| {
             let name = provider.name().to_string();
-            let prefix = e2e::function_id(&name)
+            let prefix = tests::function_id(&name)
                 .trim_end_matches("WebhookFunction")
                 .to_string();
             (prefix, name)
@@ -44,7 +44,7 @@ fn functions() -> Vec<String> {
 }
 
 fn template() -> Value {
-    e2e::template()
+    tests::template()
 }
 
 fn resources(t: &Value) -> &serde_json::Map<String, Value> {
@@ -440,7 +440,7 @@ fn the_sweeper_only_finds_takes_over_and_queues() {
             [update] if update == "dynamodb:UpdateItem" => {
                 let keys =
                     &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
-                let providers: Vec<String> = shared::providers::all()
+                let providers: Vec<String> = webhook_core::providers::all()
                     .iter()
                     .map(|p| format!("{}#*", p.name()))
                     .collect();
@@ -740,7 +740,7 @@ fn the_stacks_own_metrics_raise_the_alarms_the_readme_names() {
                 .map(str::to_string)
         })
         .collect();
-    let providers: BTreeSet<String> = shared::providers::all()
+    let providers: BTreeSet<String> = webhook_core::providers::all()
         .iter()
         .map(|p| p.name().to_string())
         .collect();

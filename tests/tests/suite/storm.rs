@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use adapter_sqlite::Database;
 use futures::StreamExt;
-use shared::ports::{Ports, QueueConsumer};
-use shared::{Ingest, IngestSettings, WebhookRequest};
+use webhook_core::ports::{Ports, QueueConsumer};
+use webhook_core::{Ingest, IngestSettings, WebhookRequest};
 
 const KEYS: usize = 1000;
 /// Distinct deliveries of the storm against the local DynamoDB/SQS endpoint.
@@ -20,7 +20,7 @@ const COPIES: usize = 8;
 
 fn request(n: usize) -> WebhookRequest {
     let body = format!(r#"{{"accountId": "storm-{n}", "timestamp": {n}, "type": "GYM_CHECKIN"}}"#);
-    e2e::post("egym", &[("x-api-key", "egym-demo-secret-berlin")], &body)
+    tests::post("egym", &[("x-api-key", "egym-demo-secret-berlin")], &body)
 }
 
 /// Sends every delivery COPIES times in an interleaved order; returns how often each status came.
@@ -51,7 +51,7 @@ fn check(counts: &HashMap<u16, usize>, keys: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storm_against_dynamodb_and_sqs() {
-    let backend = e2e::Backend::new().await;
+    let backend = tests::Backend::new().await;
     let ingest = Arc::new(backend.ingest("egym"));
     let keys = KEYS_ON_THE_LOCAL_ENDPOINT;
     let counts = storm(ingest, keys).await;
@@ -78,8 +78,8 @@ async fn storm_against_dynamodb_and_sqs() {
 
 fn egym_ingest(ports: Ports) -> Arc<Ingest> {
     Arc::new(Ingest::new(
-        shared::providers::by_name("egym").unwrap(),
-        e2e::demo_tenants("egym"),
+        webhook_core::providers::by_name("egym").unwrap(),
+        tests::demo_tenants("egym"),
         ports,
         IngestSettings::default(),
     ))
@@ -102,9 +102,9 @@ async fn count_messages(consumer: &dyn QueueConsumer) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storm_against_the_embedded_adapters() {
-    let path = std::env::temp_dir().join(format!("{}.db", e2e::unique_name("storm")));
+    let path = std::env::temp_dir().join(format!("{}.db", tests::unique_name("storm")));
     let database = Database::open(&path).unwrap();
-    let (ports, queue) = adapter_sqlite::ports(&database, 5, shared::clock::system());
+    let (ports, queue) = adapter_sqlite::ports(&database, 5, webhook_core::clock::system());
     check(&storm(egym_ingest(ports), KEYS).await, KEYS);
     assert_eq!(
         database.recent_records(10 * KEYS).await.unwrap().len(),
@@ -119,7 +119,7 @@ async fn storm_against_the_embedded_adapters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storm_against_the_in_memory_adapters() {
-    let memory = adapter_memory::Memory::new(5, shared::clock::system());
+    let memory = adapter_memory::Memory::new(5, webhook_core::clock::system());
     check(&storm(egym_ingest(memory.ports.clone()), KEYS).await, KEYS);
     assert_eq!(memory.store.len(), KEYS);
     assert_eq!(

@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use e2e::{demo_env, local_aws, resources_of_type, template, unique_name};
 use serde_json::{json, Map, Value};
+use tests::{demo_env, local_aws, resources_of_type, template, unique_name};
 
 /// (attribute name, type or key type) pairs, in order.
 type Pairs = Vec<(String, String)>;
@@ -344,7 +344,7 @@ fn env_json_points_every_function_at_the_local_endpoint_and_its_resources() {
 /// providers; without, the domain's resources do not exist and the URLs are API Gateway's.
 #[test]
 fn a_custom_domain_gives_the_webhook_urls_a_name_of_their_own() {
-    let template = e2e::template();
+    let template = tests::template();
     let condition = &template["Conditions"]["HasDomain"]["Fn::And"];
     let named =
         |parameter: &str| json!({ "Fn::Not": [{ "Fn::Equals": [{ "Ref": parameter }, ""] }] });
@@ -379,11 +379,11 @@ fn a_custom_domain_gives_the_webhook_urls_a_name_of_their_own() {
         mapping["Properties"]["DomainName"],
         json!({ "Ref": "WebhookDomain" })
     );
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         let name = provider.name();
         let output = format!(
             "{}WebhookUrl",
-            e2e::function_id(name).trim_end_matches("WebhookFunction")
+            tests::function_id(name).trim_end_matches("WebhookFunction")
         );
         let value = &template["Outputs"][&output]["Value"]["Fn::If"];
         assert_eq!(value[0], "HasDomain", "{output}");

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapter_aws::SecretsManager;
-use e2e::{demo_tenants_json, post, root, unique_name, Backend};
 use serde_json::{json, Value};
-use shared::tenants::{SecretReader, TenantDirectory, TenantSource};
-use shared::{Ingest, IngestSettings};
+use tests::{demo_tenants_json, post, root, unique_name, Backend};
+use webhook_core::tenants::{SecretReader, TenantDirectory, TenantSource};
+use webhook_core::{Ingest, IngestSettings};
 use webhooks::Output;
 
 pub(crate) async fn cli(place: &[&str], args: &[&str]) -> Output {
@@ -85,8 +85,8 @@ async fn answers_within(server: &devserver::RunningServer, secret: &str, status:
 }
 
 /// A delivery of EGYM's check-in sample, authenticated with `secret`.
-fn egym_checkin(secret: &str) -> shared::WebhookRequest {
-    let sample = e2e::event("egym/gym-checkin.json");
+fn egym_checkin(secret: &str) -> webhook_core::WebhookRequest {
+    let sample = tests::event("egym/gym-checkin.json");
     let body = String::from_utf8(sample.body().to_vec()).unwrap();
     post(
         "egym",
@@ -281,7 +281,7 @@ pub(crate) fn devserver_options() -> devserver::Options {
         retry_backoff: Duration::from_secs(10),
         poll_interval: Duration::from_millis(20),
         sweep_interval: Duration::from_millis(200),
-        clock: shared::clock::system(),
+        clock: webhook_core::clock::system(),
     }
 }
 
@@ -297,7 +297,7 @@ pub(crate) async fn devserver_on(config: PathBuf) -> (devserver::RunningServer, 
 
 /// A stack on the local endpoint whose outputs name EGYM's tenants and API access secrets.
 pub(crate) async fn stack_with_egym_secrets(backend: &Backend) -> (String, String, String) {
-    let aws = e2e::local_aws().await;
+    let aws = tests::local_aws().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
     let create = |name: &str, value: String| {
         let request = secrets
@@ -339,10 +339,10 @@ async fn tenants_are_changed_as_new_versions_of_the_stacks_secret() {
         nothing.stderr.contains("nothing to roll back to"),
         "{nothing:?}"
     );
-    let aws = e2e::local_aws().await;
+    let aws = tests::local_aws().await;
     // The ingest reads the secret as the Lambda does, reloading it at every look.
     let reader = Arc::new(SecretsManager::new(&aws));
-    let loader: shared::tenants::Loader = {
+    let loader: webhook_core::tenants::Loader = {
         let (reader, secret) = (reader.clone(), secret.clone());
         Arc::new(move || {
             let (reader, secret) = (reader.clone(), secret.clone());
@@ -350,7 +350,7 @@ async fn tenants_are_changed_as_new_versions_of_the_stacks_secret() {
                 let text = reader
                     .read(&secret)
                     .await
-                    .map_err(shared::tenants::ConfigError::Invalid)?;
+                    .map_err(webhook_core::tenants::ConfigError::Invalid)?;
                 TenantDirectory::from_json(&text)
             })
         })
@@ -359,10 +359,10 @@ async fn tenants_are_changed_as_new_versions_of_the_stacks_secret() {
         loader().await.unwrap(),
         Duration::ZERO,
         loader,
-        shared::clock::system(),
+        webhook_core::clock::system(),
     );
     let ingest = Ingest::new(
-        shared::providers::by_name("egym").unwrap(),
+        webhook_core::providers::by_name("egym").unwrap(),
         source.clone(),
         backend.ports(),
         IngestSettings::default(),
@@ -456,7 +456,7 @@ async fn tenants_are_changed_as_new_versions_of_the_stacks_secret() {
 /// steps to take by hand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_registers_an_egym_webhook_and_waits_for_its_test_delivery() {
-    let gym = e2e::egym_management::EgymManagement::start("egym-demo-api-berlin").await;
+    let gym = tests::egym_management::EgymManagement::start("egym-demo-api-berlin").await;
     let config = copy_of_devserver_toml();
     let config_arg = config.display().to_string();
     let options = devserver_options();

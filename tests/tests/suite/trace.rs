@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::fake_api::FakeApi;
-use e2e::{event, post, root, Backend, Bus, Captured};
 use serde_json::Value;
-use shared::metrics::Emf;
-use shared::process::ProcessorSettings;
+use tests::fake_api::FakeApi;
+use tests::{event, post, root, Backend, Bus, Captured};
+use webhook_core::metrics::Emf;
+use webhook_core::process::ProcessorSettings;
 
 use super::tenants_cli::{cli, devserver_on};
 
@@ -33,7 +33,7 @@ async fn a_webhooks_trace_is_followed_into_the_processors_line_and_the_downstrea
         .with_spans(Arc::new(spans))
         .with_metrics(Arc::new(Emf::new(
             "Webhooks/test",
-            shared::clock::system(),
+            webhook_core::clock::system(),
             lines.clone(),
         )));
     let sample = event("egym/gym-checkin.json");
@@ -52,7 +52,7 @@ async fn a_webhooks_trace_is_followed_into_the_processors_line_and_the_downstrea
     );
     let answer = backend.ingest("egym").handle(traced).await;
     assert_eq!(answer.status(), 202);
-    let key = e2e::response_json(&answer)["id"]
+    let key = tests::response_json(&answer)["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -164,7 +164,7 @@ async fn the_dev_server_makes_a_trace_for_a_webhook_and_shows_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let trace = record["trace_id"].as_str().unwrap().to_string();
-    assert!(shared::trace::is_trace_id(&trace), "{trace}");
+    assert!(webhook_core::trace::is_trace_id(&trace), "{trace}");
     let text = cli(&["--local", &data], &["events", "show", &key]).await;
     assert!(
         text.stdout.contains(&format!("trace:      {trace}")),

@@ -8,16 +8,16 @@ use std::time::{Duration, UNIX_EPOCH};
 use adapter_memory::Memory;
 use base64::Engine;
 use bytes::Bytes;
-use e2e::fake_api::FakeApi;
-use e2e::{demo_tenants, response_json, InMemory};
 use hmac::{Hmac, Mac};
-use shared::clock::{Clock, ManualClock};
-use shared::operate::{Operations, Replayed};
-use shared::ports::{subject_of, Record, Status, Store};
-use shared::process::ProcessorSettings;
-use shared::providers::{by_name, check_tenants};
-use shared::tenants::{Tenant, TenantDirectory};
-use shared::{Ingest, IngestSettings, WebhookRequest, WebhookResponse};
+use tests::fake_api::FakeApi;
+use tests::{demo_tenants, response_json, InMemory};
+use webhook_core::clock::{Clock, ManualClock};
+use webhook_core::operate::{Operations, Replayed};
+use webhook_core::ports::{subject_of, Record, Status, Store};
+use webhook_core::process::ProcessorSettings;
+use webhook_core::providers::{by_name, check_tenants};
+use webhook_core::tenants::{Tenant, TenantDirectory};
+use webhook_core::{Ingest, IngestSettings, WebhookRequest, WebhookResponse};
 
 /// What the issue measured reaching other API paths, and what could be decoded into them.
 const NOT_SEGMENTS: [&str; 6] = [".", "..", "%2e%2e", "/", "?", "#"];
@@ -466,12 +466,12 @@ async fn two_hundred_waitwhile_accounts_at_one_url_are_each_found_by_their_envel
 #[tokio::test]
 async fn a_record_past_its_retention_is_neither_listed_replayed_nor_processed() {
     let api = FakeApi::start().await;
-    let e2e::InMemory {
+    let tests::InMemory {
         memory,
         clock,
         processor,
     } = InMemory::new(&api, ProcessorSettings::default());
-    let published = std::sync::Arc::new(e2e::Published::default());
+    let published = std::sync::Arc::new(tests::Published::default());
     let processor = processor.with_publisher(published.clone());
     let local = InMemory {
         memory,

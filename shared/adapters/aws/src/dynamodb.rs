@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use sha2::{Digest, Sha256};
-use shared::ports::{
+use webhook_core::ports::{
     history_of, history_text, Claim, Erased, EventFilter, Existing, ItemsDone, Outcome, Pending,
     PutOutcome, QueueMessage, Record, Status, Store, StoreError, Tried,
 };

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use aws_sdk_eventbridge::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use shared::downstream::{DownstreamEvent, PublishError, Publisher};
+use webhook_core::downstream::{DownstreamEvent, PublishError, Publisher};
 
 pub struct EventBus {
     client: aws_sdk_eventbridge::Client,

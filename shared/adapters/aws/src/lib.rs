@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use shared::clock::SharedClock;
-use shared::outbox::SendThenMark;
-use shared::ports::Ports;
+use webhook_core::clock::SharedClock;
+use webhook_core::outbox::SendThenMark;
+use webhook_core::ports::Ports;
 
 pub mod dynamodb;
 pub mod eventbridge;

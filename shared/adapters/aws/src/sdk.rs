@@ -23,7 +23,7 @@ pub async fn from_env() -> aws_config::SdkConfig {
 /// than in a function killed at its timeout: 500 ms to connect, an attempt abandoned after 1 s
 /// and retried (the SDK's standard retries, 3 attempts, the first retry within 100 ms rather
 /// than the default's 1 s), a call given up after 3 s. On the webhook path the core's ack budget
-/// (`shared::config::ACK_BUDGET`, 4 s) is the tighter bound: the put gets 2 s of it and the
+/// (`webhook_core::config::ACK_BUDGET`, 4 s) is the tighter bound: the put gets 2 s of it and the
 /// spill or the send the rest, each room for a second attempt after a hung first one, so a
 /// provider's 5 s are kept even when DynamoDB and SQS both hang. With those, the SDK's
 /// stalled-stream protection (meant for long transfers) only costs time on these small requests.

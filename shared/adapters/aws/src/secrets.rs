@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
-use shared::tenants::SecretReader;
+use webhook_core::tenants::SecretReader;
 
 pub struct SecretsManager {
     client: aws_sdk_secretsmanager::Client,

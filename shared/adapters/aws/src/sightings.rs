@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
-use shared::ports::{Sighting, Sightings, StoreError};
+use webhook_core::ports::{Sighting, Sightings, StoreError};
 
 use crate::dynamodb::{batch_get, keys_of_subject, store_error};
 
@@ -132,7 +132,7 @@ impl Sightings for DynamoSightings {
     ) -> Result<Vec<Sighting>, StoreError> {
         let providers: Vec<String> = match provider {
             Some(provider) => vec![provider.to_string()],
-            None => shared::providers::names(),
+            None => webhook_core::providers::names(),
         };
         let mut all = Vec::new();
         for provider in providers {

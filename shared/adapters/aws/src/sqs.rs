@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use shared::ports::{
+use webhook_core::ports::{
     InboundMessage, Queue, QueueConsumer, QueueError, QueueMessage, MAX_DELAY_SECONDS,
     MAX_VISIBILITY_SECONDS,
 };
@@ -59,7 +59,7 @@ impl Queue for SqsQueue {
         let trace = message
             .trace_id
             .as_deref()
-            .filter(|t| shared::trace::is_trace_id(t));
+            .filter(|t| webhook_core::trace::is_trace_id(t));
         if let Some(Ok(header)) = trace.map(|trace| {
             aws_sdk_sqs::types::MessageSystemAttributeValue::builder()
                 .data_type("String")

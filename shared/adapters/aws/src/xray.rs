@@ -1,10 +1,10 @@
 //! Spans as X-Ray subsegments, sent to the X-Ray daemon Lambda runs beside a traced function
 //! (`AWS_XRAY_DAEMON_ADDRESS`, UDP) — each one complete, when its call ends, under the segment
-//! of the webhook function the record names (see [`shared::spans`]).
+//! of the webhook function the record names (see [`webhook_core::spans`]).
 
 use std::net::SocketAddr;
 
-use shared::spans::{Call, Ended, OpenSpan, Spans, TraceAt};
+use webhook_core::spans::{Call, Ended, OpenSpan, Spans, TraceAt};
 use xray_lite::{Client, DaemonClient, Http, Request, SegmentId, Subsegment, TraceId};
 
 pub struct XraySpans {

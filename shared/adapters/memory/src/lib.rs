@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use shared::clock::{after, SharedClock};
-use shared::outbox::SendThenMark;
-use shared::ports::{
+use webhook_core::clock::{after, SharedClock};
+use webhook_core::outbox::SendThenMark;
+use webhook_core::ports::{
     next_slot, Claim, Erased, EventFilter, Existing, InboundMessage, ItemsDone, Outcome, PaceState,
     Pacer, Paused, Pending, Ports, PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage,
     Record, Reservation, Sighting, Sightings, Status, Store, StoreError, Tried, MAX_DELAY_SECONDS,

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use rusqlite::{params, Connection};
-use shared::ports::{QueueError, QueueMessage, Record, StoreError};
+use webhook_core::ports::{QueueError, QueueMessage, Record, StoreError};
 
 use crate::rows::{record_from_row, RECORD_COLUMNS};
 

@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
-use shared::clock::SharedClock;
-use shared::ports::Ports;
+use webhook_core::clock::SharedClock;
+use webhook_core::ports::Ports;
 
 mod database;
 mod outbox;

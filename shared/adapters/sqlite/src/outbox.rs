@@ -1,8 +1,8 @@
 //! The [`Outbox`] port on the embedded database.
 
 use async_trait::async_trait;
-use shared::clock::SharedClock;
-use shared::ports::{Outbox, QueueError, QueueMessage};
+use webhook_core::clock::SharedClock;
+use webhook_core::ports::{Outbox, QueueError, QueueMessage};
 
 use crate::database::Database;
 use crate::queue::{encode, insert_message};

@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
-use shared::clock::SharedClock;
-use shared::ports::{next_slot, PaceState, Pacer, Paused, Reservation, StoreError};
+use webhook_core::clock::SharedClock;
+use webhook_core::ports::{next_slot, PaceState, Pacer, Paused, Reservation, StoreError};
 
 use crate::database::Database;
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection};
-use shared::clock::SharedClock;
-use shared::ports::{
+use webhook_core::clock::SharedClock;
+use webhook_core::ports::{
     InboundMessage, Queue, QueueConsumer, QueueError, QueueMessage, MAX_DELAY_SECONDS,
     MAX_VISIBILITY_SECONDS,
 };

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use rusqlite::params;
-use shared::ports::{Sighting, Sightings, StoreError};
+use webhook_core::ports::{Sighting, Sightings, StoreError};
 
 use crate::database::{change, Database};
 

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
-use shared::ports::{
+use webhook_core::ports::{
     history_text, Claim, Erased, EventFilter, Existing, ItemsDone, Outcome, Pending, PutOutcome,
     QueueMessage, Record, Status, Store, StoreError, Tried,
 };

@@ -11,17 +11,17 @@ use adapter_aws::{DynamoStore, EventBus, SecretsManager, SqsQueue};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_http::service_fn;
 use lambda_runtime::LambdaEvent;
-use shared::clock::{self, SharedClock};
-use shared::config::Settings;
-use shared::fetch::DetailClient;
-use shared::metrics::{Emf, LogLines, Metrics};
-use shared::outbox::Sweeper;
-use shared::ports::{InboundMessage, Ports};
-use shared::process::{Processor, ProviderTenants};
-use shared::providers::{check_tenants, Provider};
-use shared::reconcile::Reconciler;
-use shared::tenants::{self as tenants, ConfigError, Loader, TenantSource};
-use shared::{Ingest, WebhookRequest, WebhookResponse};
+use webhook_core::clock::{self, SharedClock};
+use webhook_core::config::Settings;
+use webhook_core::fetch::DetailClient;
+use webhook_core::metrics::{Emf, LogLines, Metrics};
+use webhook_core::outbox::Sweeper;
+use webhook_core::ports::{InboundMessage, Ports};
+use webhook_core::process::{Processor, ProviderTenants};
+use webhook_core::providers::{check_tenants, Provider};
+use webhook_core::reconcile::Reconciler;
+use webhook_core::tenants::{self as tenants, ConfigError, Loader, TenantSource};
+use webhook_core::{Ingest, WebhookRequest, WebhookResponse};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -77,7 +77,7 @@ pub fn to_core(request: lambda_http::Request) -> WebhookRequest {
     let (mut parts, body) = request.into_parts();
     if let Some(Ok(trace)) = invocation_trace.map(|t| lambda_http::http::HeaderValue::from_str(&t))
     {
-        parts.headers.insert(shared::trace::HEADER, trace);
+        parts.headers.insert(webhook_core::trace::HEADER, trace);
     }
     let bytes = match body {
         lambda_http::Body::Empty => bytes::Bytes::new(),
@@ -141,7 +141,7 @@ struct Deployment {
 
 impl Deployment {
     async fn from_env() -> Result<Deployment, Error> {
-        shared::logging::init_json();
+        webhook_core::logging::init_json();
         let settings = Settings::from_env()?;
         Ok(Deployment {
             aws: adapter_aws::sdk::from_env().await,
@@ -248,7 +248,7 @@ pub async fn run_webhook(provider: impl Provider) -> Result<(), Error> {
 pub async fn run_processor() -> Result<(), Error> {
     let deployment = Deployment::from_env().await?;
     let mut providers = Vec::new();
-    for provider in shared::providers::all() {
+    for provider in webhook_core::providers::all() {
         let prefix = format!("{}_", provider.name().to_ascii_uppercase());
         // A provider whose tenants do not load holds back only its own events: they are
         // retried (then dead-lettered) while its document is tried again.
@@ -355,10 +355,10 @@ mod tests {
         ));
         let sender = "Root=1-00000001-000000000000000000000001";
         let traced = to_core(request(Some(sender)).with_lambda_context(context));
-        assert_eq!(shared::trace::of_request(&traced, 0), INVOCATION);
+        assert_eq!(webhook_core::trace::of_request(&traced, 0), INVOCATION);
         let untraced = to_core(request(Some(sender)));
         assert_eq!(
-            shared::trace::of_request(&untraced, 0),
+            webhook_core::trace::of_request(&untraced, 0),
             "1-00000001-000000000000000000000001"
         );
     }

@@ -2,8 +2,8 @@
 //! ingest and processing paths, the outbox, and the ports their adapters implement.
 //!
 //! It speaks plain `http` types and bytes and knows no AWS, Lambda or SQLite crate: the
-//! adapters (`shared/adapters/{aws,sqlite,memory}`) and the entry points (`shared/lambda`,
-//! `functions/*`) sit around it.
+//! adapters (`shared/adapters/{aws,sqlite,memory}`) and the entry points (`functions/lambda`,
+//! `functions/devserver`, `functions/webhooks`) sit around it.
 
 pub mod check;
 pub mod clock;
