@@ -3,7 +3,7 @@
 Gateway HTTP API (payload 2.0) events under events/<provider>/, the SQS events under
 events/processor/, events/manifest.json (what each must get), events/env.json (for `sam local
 invoke --env-vars` and the tests: every function pointed at scripts/local-aws, the webhooks' demo
-tenants), devserver.toml and the event table of README.md.
+tenants), devserver.toml and the event table of events/README.md.
 
 This file holds no provider's data and never branches on a provider's name: add or change a
 case in the kit data and run it again. `--check` writes nothing; it names every file that
@@ -23,7 +23,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 DATA = ROOT / "shared" / "testkit" / "data"
 EVENTS = ROOT / "events"
-README = ROOT / "README.md"
+README = ROOT / "events" / "README.md"
 TABLE_BEGIN = "<!-- events:begin (written by scripts/make_events.py) -->"
 TABLE_END = "<!-- events:end -->"
 

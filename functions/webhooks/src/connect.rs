@@ -33,7 +33,7 @@ pub(crate) async fn run(
     .ok_or_else(|| {
         Failure::Usage(format!(
             "pass the URL {} reaches the functions at with --url (the dev server: through a \
-             tunnel, see the README's \"Real keys and a tunnel\")",
+             tunnel, see docs/local.md, \"Real keys and a tunnel\")",
             provider.name()
         ))
     })?;

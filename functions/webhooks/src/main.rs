@@ -1,4 +1,4 @@
-//! `webhooks`: the admin command line (see `webhooks --help` and the README's "Operating it").
+//! `webhooks`: the admin command line (see `webhooks --help` and docs/operating.md).
 
 #[tokio::main]
 async fn main() {

@@ -1,4 +1,4 @@
-//! The generated files (events/, devserver.toml, README.md's event table, tests/hostile/) are
+//! The generated files (events/, devserver.toml, the event table of events/README.md, tests/hostile/) are
 //! what the test kits' data says: `scripts/make_events.py --check` and `scripts/make_hostile.py
 //! --check` name every file that drifted.
 
