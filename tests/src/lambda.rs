@@ -16,7 +16,7 @@ use base64::Engine;
 use tokio::sync::{mpsc, oneshot};
 
 /// A bootstrap's `main`: `|| lambda::start(lambda::run_sweeper())`.
-pub type Main = fn() -> Result<(), lambda::Error>;
+pub type Main = Box<dyn FnOnce() -> Result<(), lambda::Error> + Send>;
 
 type Answer = Result<serde_json::Value, String>;
 

@@ -720,9 +720,14 @@ impl Store for RefusingPuts {
 
 /// template.yaml as JSON, short tags in their long form (`{"Ref": "EventsTable"}`).
 pub fn template() -> serde_json::Value {
+    template_at(&root().join("template.yaml"))
+}
+
+/// A template file as JSON, as [`template`] reads the project's.
+pub fn template_at(path: &std::path::Path) -> serde_json::Value {
     let output = std::process::Command::new(python())
         .arg(root().join("scripts/cfn.py"))
-        .arg(root().join("template.yaml"))
+        .arg(path)
         .output()
         .unwrap_or_else(|e| panic!("cannot run scripts/cfn.py with {:?}: {e}", python()));
     assert!(

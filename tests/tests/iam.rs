@@ -46,32 +46,45 @@ fn used_by_the_service(kind: &Kind) -> &'static [&'static str] {
     }
 }
 
-/// What a bootstrap's `main` runs: the expression in `functions/lambda/src/bin/<binary>.rs`, and the
-/// same as a function.
-fn main_of(binary: &str) -> (&'static str, Main) {
-    use lambda::{run_processor, run_sweeper, run_webhook, start};
-    use webhook_core::providers::{Egym, Flybuy, Magicline, Timify, Waitwhile};
+/// What a bootstrap's `main` runs: the call `functions/lambda/src/bin/<binary>.rs` makes, and
+/// the same as a function. A webhook function's binary is `<provider>-webhook` and runs that
+/// provider's type (`run_webhook(webhook_core::providers::Egym)` for `egym`).
+fn main_of(binary: &str) -> (String, Main) {
+    use lambda::{run_processor, run_sweeper, run_webhook_of, start};
     match binary {
-        "magicline-webhook" => ("run_webhook(webhook_core::providers::Magicline)", || {
-            start(run_webhook(Magicline))
-        }),
-        "egym-webhook" => ("run_webhook(webhook_core::providers::Egym)", || {
-            start(run_webhook(Egym))
-        }),
-        "timify-webhook" => ("run_webhook(webhook_core::providers::Timify)", || {
-            start(run_webhook(Timify))
-        }),
-        "flybuy-webhook" => ("run_webhook(webhook_core::providers::Flybuy)", || {
-            start(run_webhook(Flybuy))
-        }),
-        "waitwhile-webhook" => ("run_webhook(webhook_core::providers::Waitwhile)", || {
-            start(run_webhook(Waitwhile))
-        }),
-        "processor" => ("run_processor()", || start(run_processor())),
-        "sweeper" => ("run_sweeper()", || start(run_sweeper())),
-        other => panic!(
-            "functions/lambda/src/bin/{other}.rs: this test does not know what its main runs"
+        "processor" => (
+            "run_processor()".into(),
+            Box::new(|| start(run_processor())),
         ),
+        "sweeper" => ("run_sweeper()".into(), Box::new(|| start(run_sweeper()))),
+        webhook => {
+            let provider = webhook_core::providers::all()
+                .into_iter()
+                .find(|p| binary == format!("{}-webhook", p.name()))
+                .unwrap_or_else(|| {
+                    panic!("{webhook}: no provider of providers::all() is named so")
+                });
+            let source = std::fs::read_to_string(
+                root().join(format!("functions/lambda/src/bin/{binary}.rs")),
+            )
+            .unwrap();
+            let source: String = source.split_whitespace().collect();
+            let runs = source
+                .split("lambda::start(lambda::")
+                .nth(1)
+                .and_then(|rest| rest.strip_suffix(")}"))
+                .unwrap_or_default()
+                .to_string();
+            let named = runs
+                .strip_prefix("run_webhook(webhook_core::providers::")
+                .and_then(|rest| rest.strip_suffix(')'));
+            assert_eq!(
+                named.map(str::to_lowercase).as_deref(),
+                Some(provider.name()),
+                "functions/lambda/src/bin/{binary}.rs runs {runs}"
+            );
+            (runs, Box::new(move || start(run_webhook_of(provider))))
+        }
     }
 }
 

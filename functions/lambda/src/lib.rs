@@ -224,8 +224,13 @@ impl Deployment {
 /// A provider's webhook function: API Gateway requests in, the core's ingest path on DynamoDB
 /// and SQS, answers out.
 pub async fn run_webhook(provider: impl Provider) -> Result<(), Error> {
+    run_webhook_of(Arc::new(provider)).await
+}
+
+/// [`run_webhook`] for a provider picked at run time (the tests pick each of
+/// `providers::all()`).
+pub async fn run_webhook_of(provider: Arc<dyn Provider>) -> Result<(), Error> {
     let deployment = Deployment::from_env().await?;
-    let provider: Arc<dyn Provider> = Arc::new(provider);
     let tenants = deployment.tenants(provider.clone(), "").await?;
     let warm_up_key = format!("{}#warm-up", provider.name());
     let ingest = Arc::new(

@@ -30,3 +30,8 @@ fn events_devserver_toml_and_the_readme_table_are_what_the_kits_say() {
 fn the_hostile_corpus_is_what_the_kits_say() {
     check("make_hostile.py");
 }
+
+#[test]
+fn the_templates_per_provider_parts_are_what_the_kits_say() {
+    check("make_template.py");
+}

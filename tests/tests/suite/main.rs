@@ -4,6 +4,7 @@
 //! `personal_data.rs` and `secrets_in_logs.rs` install the global log subscriber they read,
 //! `iam.rs` sets environment variables for the functions' real `main`.
 
+mod adding_a_provider;
 mod check;
 mod cli;
 mod conformance;
