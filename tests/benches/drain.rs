@@ -46,11 +46,35 @@ fn count(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Prints a line per drain as it ends.
+/// A drain's targets, from `bench/targets.json` (the report reads the same file).
+struct Targets {
+    min_share: f64,
+    max_limited: f64,
+}
+
+fn targets() -> Targets {
+    let path = tests::root().join("bench/targets.json");
+    let targets: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let target = |name: &str| {
+        targets[name]["target"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{}: {name}.target", path.display()))
+    };
+    Targets {
+        min_share: target("drain_min_share"),
+        max_limited: target("drain_max_limited"),
+    }
+}
+
+/// Prints a line per drain as it ends, with whether it met its targets.
 fn report(drains: Vec<Drained>) -> Vec<Drained> {
+    let targets = targets();
     for d in &drains {
+        let limited_share = d.limited as f64 / ((d.calls + d.limited).max(1)) as f64;
+        let met = d.share_of_allowed() >= targets.min_share && limited_share <= targets.max_limited;
         eprintln!(
-            "  {:<10} {:<28} {}/{} processed, {:.2}/s of {:.2}/s allowed ({:.0} %), {} of {} calls 429, {} dead letters, {:.0} s",
+            "  {:<10} {:<28} {}/{} processed, {:.2}/s of {:.2}/s allowed ({:.0} %), {} of {} calls 429, {} dead letters, {:.0} s: {}",
             d.provider,
             d.through,
             d.processed,
@@ -61,7 +85,8 @@ fn report(drains: Vec<Drained>) -> Vec<Drained> {
             d.limited,
             d.calls + d.limited,
             d.dead_letters,
-            d.seconds
+            d.seconds,
+            if met { "met" } else { "MISSED" }
         );
     }
     drains
