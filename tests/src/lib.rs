@@ -977,3 +977,14 @@ pub async fn serve_ingest(ingest: Ingest) -> (std::net::SocketAddr, tokio::task:
     });
     (addr, server)
 }
+
+/// Runs `future` on a runtime of its own (two worker threads, as `#[tokio::test(flavor =
+/// "multi_thread", worker_threads = 2)]` would): for tests that run in a process of their own.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(future)
+}

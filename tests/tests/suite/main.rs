@@ -1,8 +1,9 @@
 //! The end-to-end suite as one test binary: each module was a test file of its own, and each
 //! of those linked the AWS SDK, axum, the dev server and the CLI again (about 40 MB apiece).
-//! Three files stay binaries of their own because they change what is process-wide:
-//! `personal_data.rs` and `secrets_in_logs.rs` install the global log subscriber they read,
-//! `iam.rs` sets environment variables for the functions' real `main`.
+//! Tests that change what is process-wide — `personal_data` and `secrets_in_logs` install the
+//! global log subscriber they read, `iam` sets environment variables for the functions' real
+//! `main` — run in a process of their own (`rusty_fork_test!`: the same binary, started again
+//! for that one test).
 
 mod adding_a_provider;
 mod check;
@@ -21,14 +22,17 @@ mod flow_control;
 mod generated;
 mod hostile;
 mod hot_keys;
+mod iam;
 mod ingest;
 mod kit_cases;
 mod limits;
 mod no_panics;
+mod personal_data;
 mod processor;
 mod production;
 mod providers;
 mod replay_events;
+mod secrets_in_logs;
 mod stack;
 mod storm;
 mod template;

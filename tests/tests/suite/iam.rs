@@ -12,6 +12,7 @@
 //! `dynamodb:LeadingKeys` condition included; and each permission granted must be used by a
 //! call, but for what the Lambda service itself does with the role (logs, the SQS event source).
 
+use rusty_fork::rusty_fork_test;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -807,64 +808,68 @@ async fn record() -> Recorded {
     Recorded { stack, calls }
 }
 
-#[test]
-fn every_aws_call_of_every_function_is_allowed_by_its_own_statements() {
-    let recorded = &*RECORDED;
-    let mut refused = BTreeSet::new();
-    for (function, (_, calls)) in &recorded.calls {
-        let statements = statements_of(&recorded.stack, function);
-        for request in calls
-            .iter()
-            .flat_map(|call| as_requests(call, &recorded.stack))
-        {
-            if !statements
+rusty_fork_test! {
+    // Each in a process of its own: the functions' real `main` reads the process's environment,
+    // which the test sets.
+    #[test]
+    fn every_aws_call_of_every_function_is_allowed_by_its_own_statements() {
+        let recorded = &*RECORDED;
+        let mut refused = BTreeSet::new();
+        for (function, (_, calls)) in &recorded.calls {
+            let statements = statements_of(&recorded.stack, function);
+            for request in calls
                 .iter()
-                .any(|statement| statement.allows(&request))
+                .flat_map(|call| as_requests(call, &recorded.stack))
             {
-                refused.insert(format!(
-                    "{function}: {} on {} (keys {:?})",
-                    request.action, request.resource, request.keys
-                ));
+                if !statements
+                    .iter()
+                    .any(|statement| statement.allows(&request))
+                {
+                    refused.insert(format!(
+                        "{function}: {} on {} (keys {:?})",
+                        request.action, request.resource, request.keys
+                    ));
+                }
             }
         }
+        assert!(
+            refused.is_empty(),
+            "calls template.yaml does not allow:\n{}",
+            refused.into_iter().collect::<Vec<_>>().join("\n")
+        );
     }
-    assert!(
-        refused.is_empty(),
-        "calls template.yaml does not allow:\n{}",
-        refused.into_iter().collect::<Vec<_>>().join("\n")
-    );
-}
 
-#[test]
-fn every_permission_a_function_is_granted_is_used_by_its_code() {
-    let recorded = &*RECORDED;
-    let mut unused = BTreeSet::new();
-    for (function, (kind, calls)) in &recorded.calls {
-        let requests: Vec<Request> = calls
-            .iter()
-            .flat_map(|call| as_requests(call, &recorded.stack))
-            .collect();
-        for statement in statements_of(&recorded.stack, function) {
-            for action in &statement.actions {
-                if used_by_the_service(kind).contains(&action.as_str()) {
-                    continue;
-                }
-                for resource in &statement.resources {
-                    let single = Statement {
-                        actions: vec![action.clone()],
-                        resources: vec![resource.clone()],
-                        leading_keys: statement.leading_keys.clone(),
-                    };
-                    if !requests.iter().any(|request| single.allows(request)) {
-                        unused.insert(format!("{function}: {action} on {resource}"));
+    #[test]
+    fn every_permission_a_function_is_granted_is_used_by_its_code() {
+        let recorded = &*RECORDED;
+        let mut unused = BTreeSet::new();
+        for (function, (kind, calls)) in &recorded.calls {
+            let requests: Vec<Request> = calls
+                .iter()
+                .flat_map(|call| as_requests(call, &recorded.stack))
+                .collect();
+            for statement in statements_of(&recorded.stack, function) {
+                for action in &statement.actions {
+                    if used_by_the_service(kind).contains(&action.as_str()) {
+                        continue;
+                    }
+                    for resource in &statement.resources {
+                        let single = Statement {
+                            actions: vec![action.clone()],
+                            resources: vec![resource.clone()],
+                            leading_keys: statement.leading_keys.clone(),
+                        };
+                        if !requests.iter().any(|request| single.allows(request)) {
+                            unused.insert(format!("{function}: {action} on {resource}"));
+                        }
                     }
                 }
             }
         }
+        assert!(
+            unused.is_empty(),
+            "granted but never called:\n{}",
+            unused.into_iter().collect::<Vec<_>>().join("\n")
+        );
     }
-    assert!(
-        unused.is_empty(),
-        "granted but never called:\n{}",
-        unused.into_iter().collect::<Vec<_>>().join("\n")
-    );
 }

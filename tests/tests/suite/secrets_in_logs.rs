@@ -3,6 +3,7 @@
 //! and token exchanges, failures, the sweeper — and checks that no webhook secret, signing key,
 //! API key, app secret or access token appears in it, not even an 8-character piece of one.
 
+use rusty_fork::rusty_fork_test;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -148,8 +149,15 @@ fn emf(captured: &Captured) -> std::sync::Arc<webhook_core::metrics::Emf<Capture
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_secret_appears_in_any_log_line() {
+rusty_fork_test! {
+    /// In a process of its own: it installs the global log subscriber it reads.
+    #[test]
+    fn no_secret_appears_in_any_log_line() {
+        tests::block_on(run());
+    }
+}
+
+async fn run() {
     let captured = Captured::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()

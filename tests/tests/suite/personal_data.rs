@@ -7,6 +7,7 @@
 //! in-memory records), the queues and dead letters, the events published after the erasure or
 //! any log line; another person's data is all still there.
 
+use rusty_fork::rusty_fork_test;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,8 +160,15 @@ async fn drain(place: &Place, processor: &Processor) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_byte_of_an_erased_person_is_left_anywhere() {
+rusty_fork_test! {
+    /// In a process of its own: it installs the global log subscriber it reads.
+    #[test]
+    fn no_byte_of_an_erased_person_is_left_anywhere() {
+        tests::block_on(run());
+    }
+}
+
+async fn run() {
     let logs = Captured::default();
     let writer = logs.clone();
     tracing_subscriber::fmt()
