@@ -9,7 +9,7 @@ use crate::erasure::{erase_person, named_persons, Person, Receipt};
 use crate::ports::{Outcome, QueueMessage, Record, StoreError};
 use crate::providers::Provider;
 
-use super::{erased_before, Attempt, Processor, Verdict};
+use super::{erased_before, Attempt, Handled, Processor, Verdict};
 
 /// When an erasure runs its second pass (the subject index is eventually consistent).
 const ERASE_AGAIN_AFTER_SECONDS: u32 = 60;
@@ -19,7 +19,7 @@ impl Processor {
     pub(super) async fn erase(&self, record: &Record) -> Attempt {
         let Some(person) = Person::from_subject(&record.subject) else {
             let reason = "a deletion event without a subject: nobody to erase".to_string();
-            return Attempt::Done(Outcome::Failed { reason }, "failed");
+            return Attempt::Done(Outcome::Failed { reason }, Handled::Failed);
         };
         match erase_person(&self.ports, &person, record.expires_at).await {
             Ok(receipt) => Attempt::Done(
@@ -29,7 +29,7 @@ impl Processor {
                             .to_string(),
                     ),
                 },
-                "erased",
+                Handled::Erased,
             ),
             Err(error) => Attempt::store_unavailable(error),
         }
@@ -56,11 +56,11 @@ impl Processor {
     /// The second pass: the person of the stored deletion record (never of the message), and
     /// only of a record that was an authenticated deletion and erased (its note is a receipt) —
     /// a message naming any other record erases nothing.
-    pub(super) async fn erase_again(&self, message: &QueueMessage) -> (Verdict, &'static str) {
+    pub(super) async fn erase_again(&self, message: &QueueMessage) -> (Verdict, Handled) {
         let record = match self.ports.store.get(&message.key).await {
             Ok(Some(record)) => record,
-            Ok(None) => return (Verdict::Done, "erased"),
-            Err(_) => return (Verdict::TryAgain, "erasure_pass_failed"),
+            Ok(None) => return (Verdict::Done, Handled::Erased),
+            Err(_) => return (Verdict::TryAgain, Handled::ErasurePassFailed),
         };
         let receipt = record.detail.as_deref().is_some_and(|detail| {
             serde_json::from_str::<serde_json::Value>(detail)
@@ -68,16 +68,16 @@ impl Processor {
         });
         if !receipt || record.unauthenticated {
             tracing::error!(key = %message.key, "a second erasure pass for a record that erased nobody: nothing erased");
-            return (Verdict::Done, "erasure_refused");
+            return (Verdict::Done, Handled::ErasureRefused);
         }
         let Some(person) = Person::from_subject(&record.subject) else {
-            return (Verdict::Done, "erased");
+            return (Verdict::Done, Handled::Erased);
         };
         match erase_person(&self.ports, &person, record.expires_at).await {
-            Ok(_) => (Verdict::Done, "erased_again"),
+            Ok(_) => (Verdict::Done, Handled::ErasedAgain),
             Err(error) => {
                 tracing::error!(key = %message.key, error = %error, "the second erasure pass failed; it is tried again");
-                (Verdict::TryAgain, "erasure_pass_failed")
+                (Verdict::TryAgain, Handled::ErasurePassFailed)
             }
         }
     }
@@ -90,7 +90,7 @@ impl Processor {
             .erase_record(&record.key, self.ports.clock.now_ms())
             .await
         {
-            Ok(_) => Attempt::Done(erased_before(record), "subject_erased"),
+            Ok(_) => Attempt::Done(erased_before(record), Handled::SubjectErased),
             Err(error) => Attempt::store_unavailable(error),
         }
     }

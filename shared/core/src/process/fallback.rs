@@ -7,7 +7,7 @@ use crate::fetch::status_named;
 use crate::ports::{Outcome, Record};
 use crate::tenants::Tenant;
 
-use super::{Attempt, Processor, ProviderTenants};
+use super::{Attempt, Handled, Processor, ProviderTenants};
 
 impl Processor {
     pub(super) async fn fetch_or(
@@ -42,7 +42,7 @@ impl Processor {
                     Outcome::Failed {
                         reason: "the cross-studio answer could not be kept beside its note".into(),
                     },
-                    "failed",
+                    Handled::Failed,
                 ),
             },
             other => other,

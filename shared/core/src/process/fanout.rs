@@ -12,7 +12,7 @@ use crate::clock::after;
 use crate::ports::{Claim, Outcome, PutOutcome, Record, Status, StoreError};
 use crate::providers::{persons_named, Item, Provider};
 
-use super::{Attempt, Processor};
+use super::{Attempt, Handled, Processor};
 
 /// How long an item's record is left to the send that follows its store before the sweeper
 /// re-sends it (as a webhook's).
@@ -68,7 +68,7 @@ impl Processor {
             }
         }
         let note = json!({ "items": of }).to_string();
-        Attempt::Done(Outcome::Waiting { note }, "fanned_out")
+        Attempt::Done(Outcome::Waiting { note }, Handled::FannedOut)
     }
 
     /// After an item's record is finished (`status`): counts it done, and finishes its event's

@@ -1,6 +1,7 @@
 //! The attempts a record keeps (see [`crate::ports::Tried`]): each finish writes the record's
 //! history with the attempt it ends after it.
 
+use super::Handled;
 use crate::ports::{with_attempt, Outcome, Record, Tried};
 
 /// The room one more attempt takes in the record's history, at most.
@@ -15,7 +16,7 @@ const ERROR_CHARS: usize = 300;
 pub(super) fn with_this_attempt(
     record: &Record,
     outcome: &Outcome,
-    label: &str,
+    label: Handled,
     claimed_at: i64,
     now: i64,
 ) -> Vec<Tried> {
@@ -23,12 +24,12 @@ pub(super) fn with_this_attempt(
         .error()
         .map(|error| error.chars().take(ERROR_CHARS).collect::<String>());
     let label = match outcome {
-        Outcome::Failed { .. } => "failed",
+        Outcome::Failed { .. } => Handled::Failed,
         _ => label,
     };
     let tried = Tried {
         at_ms: now,
-        outcome: label.to_string(),
+        outcome: label.label().to_string(),
         latency_ms: now - claimed_at,
         http_status: error.as_deref().and_then(crate::fetch::status_named),
         error,

@@ -26,12 +26,14 @@ mod drift;
 mod erasure;
 mod fallback;
 mod fanout;
+mod handled;
 mod history;
 mod pacing;
 mod pause;
 mod publish;
 mod traced;
 
+pub use handled::Handled;
 use pacing::rate_limit_wait;
 
 /// A provider and its tenants, as the processor needs them.
@@ -175,8 +177,8 @@ impl Processor {
                 key: &message.key,
                 trace_id: told.trace_id.as_deref().unwrap_or("-"),
             },
-            outcome,
-            counted: metric_outcome(outcome, dead_lettered),
+            outcome: outcome.label(),
+            counted: outcome.counted(dead_lettered),
             attempt: inbound.receive_count,
             retry: verdict == Verdict::TryAgain,
             latency,
@@ -191,25 +193,25 @@ impl Processor {
         message: &QueueMessage,
         inbound: &InboundMessage,
         told: &mut Told,
-    ) -> (Verdict, &'static str) {
+    ) -> (Verdict, Handled) {
         let Some(entry) = self.providers.get(message.provider.as_str()) else {
             tracing::error!(provider = %message.provider, "message for a provider this processor does not know");
-            return (Verdict::TryAgain, "unknown_provider");
+            return (Verdict::TryAgain, Handled::UnknownProvider);
         };
         if let Some(mut record) = message.spilled_record() {
             match self.authentic_spill(entry, message) {
                 Some(unauthenticated) => record.unauthenticated |= unauthenticated,
                 None => {
                     tracing::error!(key = %message.key, provider = %message.provider, "a spilled delivery without its webhook function's seal: not stored, left to the dead-letter queue");
-                    return (Verdict::TryAgain, "unsealed");
+                    return (Verdict::TryAgain, Handled::Unsealed);
                 }
             }
             match self.store_spilled(entry.provider.as_ref(), record).await {
                 Ok(true) => {}
-                Ok(false) => return (Verdict::Done, "quarantined"),
+                Ok(false) => return (Verdict::Done, Handled::Quarantined),
                 Err(error) => {
                     tracing::error!(key = %message.key, error = %error, "storing a spilled delivery failed");
-                    return (Verdict::TryAgain, "store_unavailable");
+                    return (Verdict::TryAgain, Handled::StoreUnavailable);
                 }
             }
         }
@@ -233,35 +235,35 @@ impl Processor {
             }
             Ok(Claim::Finished(_)) => {
                 return match self.recount_item(&message.key).await {
-                    Ok(()) => (Verdict::Done, "already_finished"),
-                    Err(_) => (Verdict::TryAgain, "store_unavailable"),
+                    Ok(()) => (Verdict::Done, Handled::AlreadyFinished),
+                    Err(_) => (Verdict::TryAgain, Handled::StoreUnavailable),
                 };
             }
-            Ok(Claim::Busy) => return (Verdict::TryAgain, "busy"),
+            Ok(Claim::Busy) => return (Verdict::TryAgain, Handled::Busy),
             Ok(Claim::Missing) => {
                 tracing::error!(key = %message.key, "queued event has no record; leaving it to the dead-letter queue");
-                return (Verdict::TryAgain, "record_missing");
+                return (Verdict::TryAgain, Handled::RecordMissing);
             }
             Err(error) => {
                 tracing::error!(key = %message.key, error = %error, "claim failed");
-                return (Verdict::TryAgain, "store_unavailable");
+                return (Verdict::TryAgain, Handled::StoreUnavailable);
             }
         };
         // What is done is decided by the stored record, never by what the message says.
         let Some(entry) = self.providers.get(record.provider.as_str()) else {
             tracing::error!(key = %message.key, "a record of a provider this processor does not know");
-            return (Verdict::TryAgain, "unknown_provider");
+            return (Verdict::TryAgain, Handled::UnknownProvider);
         };
         let (outcome, verdict, label) = match self.attempt(entry, &record).await {
             Attempt::Done(outcome, label) => (outcome, Verdict::Done, label),
             Attempt::Throttled { reason, wait } => {
                 let wait = rate_limit_wait(wait, message.throttled);
                 match self.wait_out_rate_limit(message, &reason, wait).await {
-                    Some(outcome) => (outcome, Verdict::Done, "throttled"),
+                    Some(outcome) => (outcome, Verdict::Done, Handled::Throttled),
                     None => (
                         self.retry(reason, Some(wait), inbound).await,
                         Verdict::TryAgain,
-                        "retry",
+                        Handled::Retry,
                     ),
                 }
             }
@@ -282,7 +284,7 @@ impl Processor {
                 tracing::warn!(key = %message.key, reason = %reason, "processing will be tried again");
             }
         }
-        if label == "erased" {
+        if label == Handled::Erased {
             self.erase_again_later(message).await;
         }
         let finished = self
@@ -298,11 +300,11 @@ impl Processor {
         if let Some(status) = done_as {
             if let Err(error) = self.item_finished(&record, status).await {
                 tracing::error!(key = %message.key, error = %error, "counting an item done failed");
-                return (Verdict::TryAgain, "store_unavailable");
+                return (Verdict::TryAgain, Handled::StoreUnavailable);
             }
         }
         match finished {
-            Ok(Finished::Written(Outcome::Processed { detail })) if publishes(label) => {
+            Ok(Finished::Written(Outcome::Processed { detail })) if label.publishes() => {
                 let detail = detail.as_deref();
                 if self
                     .publish_finished(&record, detail, message, &mut told.publication)
@@ -310,18 +312,18 @@ impl Processor {
                 {
                     (verdict, label)
                 } else {
-                    (Verdict::TryAgain, "retry")
+                    (Verdict::TryAgain, Handled::Retry)
                 }
             }
             Ok(Finished::Written(_)) => (verdict, label),
-            Ok(Finished::Erased) => (verdict, "subject_erased"),
+            Ok(Finished::Erased) => (verdict, Handled::SubjectErased),
             Ok(Finished::Lost) => {
                 tracing::warn!(key = %message.key, "claim lost before the result was stored");
-                (Verdict::TryAgain, "claim_lost")
+                (Verdict::TryAgain, Handled::ClaimLost)
             }
             Err(error) => {
                 tracing::error!(key = %message.key, error = %error, "storing the result failed");
-                (Verdict::TryAgain, "store_unavailable")
+                (Verdict::TryAgain, Handled::StoreUnavailable)
             }
         }
     }
@@ -364,7 +366,7 @@ impl Processor {
         lease: i64,
         outcome: Outcome,
         claimed_at: i64,
-        label: &str,
+        label: Handled,
     ) -> Result<Finished, StoreError> {
         let outcome = match outcome {
             Outcome::Processed {
@@ -404,7 +406,8 @@ impl Processor {
         let named_erased = self
             .link_named_persons(entry.provider.as_ref(), record, outcome.detail())
             .await?;
-        let erased_meanwhile = label == "fetched" && self.erased_since(record, claimed_at).await?;
+        let erased_meanwhile =
+            label == Handled::Fetched && self.erased_since(record, claimed_at).await?;
         if named_erased || erased_meanwhile {
             store
                 .erase_record(&record.key, self.ports.clock.now_ms())
@@ -425,13 +428,13 @@ impl Processor {
             ));
         };
         if record.erased_at_ms.is_some() {
-            return Attempt::Done(erased_before(record), "subject_erased");
+            return Attempt::Done(erased_before(record), Handled::SubjectErased);
         }
         if record.expired_at(self.ports.clock.now_ms()) {
-            return Attempt::Done(expired(), "expired");
+            return Attempt::Done(expired(), Handled::Expired);
         }
         if let Some(check) = crate::check::check_of(record) {
-            return Attempt::Done(crate::check::outcome(&check), "check");
+            return Attempt::Done(crate::check::outcome(&check), Handled::Check);
         }
         self.note_drift(entry.provider.as_ref(), tenant, record)
             .await;
@@ -439,7 +442,7 @@ impl Processor {
             Some(item) => Processing::fetch(item.path),
             None => match entry.provider.processing(record, tenant) {
                 Ok(processing) => processing,
-                Err(reason) => return Attempt::Done(Outcome::Failed { reason }, "failed"),
+                Err(reason) => return Attempt::Done(Outcome::Failed { reason }, Handled::Failed),
             },
         };
         match self.erased_since(record, i64::MIN).await {
@@ -459,16 +462,17 @@ impl Processor {
             }
         }
         match processing {
-            Processing::StoreOnly => {
-                Attempt::Done(Outcome::Processed { detail: None }, "stored_without_fetch")
-            }
+            Processing::StoreOnly => Attempt::Done(
+                Outcome::Processed { detail: None },
+                Handled::StoredWithoutFetch,
+            ),
             Processing::Erase if record.unauthenticated => {
                 let note = json!({ "erasure": { "skipped": "delivered without a credential: it may not erase anything" } });
                 Attempt::Done(
                     Outcome::Processed {
                         detail: Some(note.to_string()),
                     },
-                    "erasure_refused",
+                    Handled::ErasureRefused,
                 )
             }
             Processing::Erase => self.erase(record).await,
@@ -550,13 +554,13 @@ impl Processor {
                 "the provider's answers are {} bytes together, over {MAX_DETAIL_BYTES}",
                 detail.len()
             );
-            return Attempt::Done(Outcome::Failed { reason }, "failed");
+            return Attempt::Done(Outcome::Failed { reason }, Handled::Failed);
         }
         Attempt::Done(
             Outcome::Processed {
                 detail: Some(detail),
             },
-            "fetched",
+            Handled::Fetched,
         )
     }
 
@@ -621,13 +625,6 @@ fn expired() -> Outcome {
 
 /// Whether a record finished with this label has an event for downstream consumers: what was
 /// fetched or stored, and erasures (done or refused); never a record whose data was erased.
-fn publishes(label: &str) -> bool {
-    matches!(
-        label,
-        "fetched" | "stored_without_fetch" | "erased" | "erasure_refused"
-    )
-}
-
 /// What writing a claimed record's outcome came to.
 enum Finished {
     /// Written as it is (a refused detail turned into `FAILED`).
@@ -638,37 +635,15 @@ enum Finished {
     Lost,
 }
 
-/// The metric outcome of a processing label (`None`: nothing to count, a redelivery).
-fn metric_outcome(label: &str, dead_lettered: bool) -> Option<&'static str> {
-    Some(match label {
-        "fetched" => "fetched",
-        "stored_without_fetch" | "erasure_refused" | "subject_erased" | "expired" => {
-            "stored_without_fetch"
-        }
-        "erased" | "erased_again" => "erased",
-        "throttled" => "throttled",
-        "failed" => "failed",
-        // A check (`webhooks check`) is not traffic: its record shows how it went.
-        "already_finished" | "quarantined" | "published_again" | "check" => return None,
-        "paused" => "paused",
-        "fanned_out" => "fanned_out",
-        // Counted on every try, the last one included: its alarm does not wait for the DLQ.
-        "erasure_pass_failed" => "erasure_pass_failed",
-        _ if dead_lettered => "dead_lettered",
-        "configuration" => "configuration",
-        _ => "retried",
-    })
-}
-
 /// How one attempt at a record ended, before it is written down.
 enum Attempt {
     /// `PROCESSED` or `FAILED`: the message is done with.
-    Done(Outcome, &'static str),
+    Done(Outcome, Handled),
     /// Back to `QUEUED`; the message returns after `wait` (or the backoff) and counts.
     Retry {
         reason: String,
         wait: Option<u32>,
-        label: &'static str,
+        label: Handled,
     },
     /// The provider's rate limit: wait without using up an attempt — `wait` seconds where the
     /// provider said, else a backoff with full jitter.
@@ -680,7 +655,7 @@ impl Attempt {
         Attempt::Retry {
             reason: error.to_string(),
             wait: None,
-            label: "store_unavailable",
+            label: Handled::StoreUnavailable,
         }
     }
 
@@ -690,7 +665,7 @@ impl Attempt {
         Attempt::Retry {
             reason: format!("configuration: {reason}"),
             wait: None,
-            label: "configuration",
+            label: Handled::Configuration,
         }
     }
 }
@@ -698,7 +673,9 @@ impl Attempt {
 impl From<FetchError> for Attempt {
     fn from(error: FetchError) -> Attempt {
         match error {
-            FetchError::Permanent { reason } => Attempt::Done(Outcome::Failed { reason }, "failed"),
+            FetchError::Permanent { reason } => {
+                Attempt::Done(Outcome::Failed { reason }, Handled::Failed)
+            }
             FetchError::Configuration { reason } => Attempt::configuration(reason),
             FetchError::Transient {
                 reason,
@@ -715,7 +692,7 @@ impl From<FetchError> for Attempt {
             } => Attempt::Retry {
                 reason,
                 wait: retry_after,
-                label: "retry",
+                label: Handled::Retry,
             },
         }
     }

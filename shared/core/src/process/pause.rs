@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::ports::{QueueMessage, StoreError};
 
-use super::{Processor, Verdict};
+use super::{Handled, Processor, Verdict};
 
 /// How long a held message waits before it is looked at again.
 const HOLD_FOR: Duration = Duration::from_secs(30);
@@ -31,7 +31,7 @@ impl Processor {
     }
 
     /// Puts a paused provider's message back for later, without using up a receive.
-    pub(super) async fn hold(&self, message: &QueueMessage) -> (Verdict, &'static str) {
+    pub(super) async fn hold(&self, message: &QueueMessage) -> (Verdict, Handled) {
         let again = QueueMessage {
             spilled: None,
             ..message.clone()
@@ -42,10 +42,10 @@ impl Processor {
             .send_later(&again, HOLD_FOR.as_secs() as u32)
             .await
         {
-            Ok(()) => (Verdict::Done, "paused"),
+            Ok(()) => (Verdict::Done, Handled::Paused),
             Err(error) => {
                 tracing::warn!(key = %message.key, error = %error, "could not hold the message; it comes back on its own");
-                (Verdict::TryAgain, "paused")
+                (Verdict::TryAgain, Handled::Paused)
             }
         }
     }

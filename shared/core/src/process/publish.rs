@@ -8,7 +8,7 @@ use crate::downstream::{self, DownstreamEvent, PublishError};
 use crate::erasure::Receipt;
 use crate::ports::{InboundMessage, QueueMessage, Record, Status};
 
-use super::{Processor, Verdict};
+use super::{Handled, Processor, Verdict};
 
 impl Processor {
     /// Publishes a finished record's event, where there is a publisher. A failure is retried
@@ -62,22 +62,22 @@ impl Processor {
         message: &QueueMessage,
         inbound: &InboundMessage,
         publication: &mut Option<&'static str>,
-    ) -> (Verdict, &'static str) {
+    ) -> (Verdict, Handled) {
         let record = match self.ports.store.get(&message.key).await {
             Ok(Some(record)) => record,
-            Ok(None) => return (Verdict::Done, "already_finished"),
-            Err(_) => return (Verdict::TryAgain, "store_unavailable"),
+            Ok(None) => return (Verdict::Done, Handled::AlreadyFinished),
+            Err(_) => return (Verdict::TryAgain, Handled::StoreUnavailable),
         };
         let receipt = receipt_in(record.detail.as_deref());
         let erased = match self.erased_since(&record, i64::MIN).await {
             Ok(erased) => receipt.is_none() && (erased || record.erased_at_ms.is_some()),
-            Err(_) => return (Verdict::TryAgain, "store_unavailable"),
+            Err(_) => return (Verdict::TryAgain, Handled::StoreUnavailable),
         };
         if record.status != Status::Processed || erased {
-            return (Verdict::Done, "already_finished");
+            return (Verdict::Done, Handled::AlreadyFinished);
         }
         let Some(publisher) = &self.publisher else {
-            return (Verdict::Done, "already_finished");
+            return (Verdict::Done, Handled::AlreadyFinished);
         };
         let event = event_of(&record, record.detail.as_deref());
         match self
@@ -86,11 +86,11 @@ impl Processor {
         {
             Ok(()) => {
                 *publication = Some("published");
-                (Verdict::Done, "published_again")
+                (Verdict::Done, Handled::PublishedAgain)
             }
             Err(PublishError::Refused(why)) => {
                 refused(&record, &why, publication);
-                (Verdict::Done, "published_again")
+                (Verdict::Done, Handled::PublishedAgain)
             }
             Err(PublishError::Unavailable(error)) => {
                 *publication = Some("failed");
@@ -99,7 +99,7 @@ impl Processor {
                 if let Some(receipt) = inbound.receipt_handle.as_deref() {
                     let _ = self.ports.queue.retry_after(receipt, wait).await;
                 }
-                (Verdict::TryAgain, "retry")
+                (Verdict::TryAgain, Handled::Retry)
             }
         }
     }
