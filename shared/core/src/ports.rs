@@ -224,7 +224,7 @@ impl Record {
     /// processor stores it first (with the same conditional put), then processes it.
     pub fn spill(&self) -> QueueMessage {
         QueueMessage {
-            spilled: Some(Box::new(Spilled {
+            work: Work::StoreThenProcess(Box::new(Spilled {
                 body: self.body.clone(),
                 received_at_ms: self.received_at_ms,
                 expires_at: self.expires_at,
@@ -292,9 +292,9 @@ pub struct Spilled {
 
 /// The bytes a spill's seal covers: every field of the message the processor acts on.
 fn sealed_bytes(message: &QueueMessage) -> Vec<u8> {
-    let spilled = message.spilled.as_ref().map(|spilled| Spilled {
+    let spilled = message.work.spilled().map(|spilled| Spilled {
         seal: None,
-        ..(**spilled).clone()
+        ..spilled.clone()
     });
     let fields = (
         &message.provider,
@@ -322,7 +322,7 @@ impl QueueMessage {
     pub fn seal(&mut self, secret: &str) {
         use hmac::Mac;
         let seal = hex::encode(seal_mac(secret, self).finalize().into_bytes());
-        if let Some(spilled) = self.spilled.as_mut() {
+        if let Work::StoreThenProcess(spilled) = &mut self.work {
             spilled.seal = Some(seal);
         }
     }
@@ -331,8 +331,8 @@ impl QueueMessage {
     pub fn sealed_with<'a>(&self, secrets: impl IntoIterator<Item = &'a str>) -> bool {
         use hmac::Mac;
         let Some(seal) = self
-            .spilled
-            .as_ref()
+            .work
+            .spilled()
             .and_then(|spilled| spilled.seal.as_deref())
             .and_then(|seal| hex::decode(seal).ok())
         else {
@@ -348,7 +348,7 @@ impl QueueMessage {
     /// The record a spill message carries, as the webhook function would have stored it; the
     /// message being in the queue already, it is stored `QUEUED`.
     pub fn spilled_record(&self) -> Option<Record> {
-        let spilled = self.spilled.as_ref()?;
+        let spilled = self.work.spilled()?;
         Some(Record {
             key: self.key.clone(),
             provider: self.provider.clone(),
@@ -667,7 +667,10 @@ impl std::ops::AddAssign for Erased {
 }
 
 /// What the processor needs to find and enrich a stored event. Never carries credentials.
+/// On the queue it is [`WireMessage`]: the kinds of work as flags, as messages already in a
+/// queue or its dead letters were written.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(from = "WireMessage", into = "WireMessage")]
 pub struct QueueMessage {
     pub provider: String,
     pub tenant: String,
@@ -675,23 +678,113 @@ pub struct QueueMessage {
     pub event_type: String,
     pub entity_id: String,
     /// How often this event has waited out the provider's rate limit (429) so far.
+    pub throttled: u32,
+    pub work: Work,
+    /// The webhook's trace, for the queue to link the message to it (SQS's `AWSTraceHeader`).
+    /// The processor reads the trace from the stored record, never from here.
+    pub trace_id: Option<String>,
+    pub trace_parent: Option<String>,
+}
+
+/// What a queue message asks of the processor. Whatever it asks, what is done is decided by
+/// the stored record (a spill's by its seal).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Work {
+    /// Process the stored record.
+    #[default]
+    Process,
+    /// Store this whole delivery first (its webhook function could not), then process it.
+    StoreThenProcess(Box<Spilled>),
+    /// The second pass of an erasure, once the subject index has caught up.
+    EraseAgain,
+    /// Only publish the record again, already `PROCESSED`.
+    PublishAgain,
+}
+
+impl Work {
+    /// The same work once its delivery is stored: a spill is processed like any other.
+    pub fn stored(&self) -> Work {
+        match self {
+            Work::StoreThenProcess(_) => Work::Process,
+            other => other.clone(),
+        }
+    }
+
+    /// The delivery a spill carries.
+    pub fn spilled(&self) -> Option<&Spilled> {
+        match self {
+            Work::StoreThenProcess(spilled) => Some(spilled),
+            _ => None,
+        }
+    }
+}
+
+/// A [`QueueMessage`] as the queue carries it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WireMessage {
+    pub provider: String,
+    pub tenant: String,
+    pub key: String,
+    pub event_type: String,
+    pub entity_id: String,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub throttled: u32,
     /// The whole delivery, when the webhook function could not store it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spilled: Option<Box<Spilled>>,
-    /// The second pass of an erasure, once the subject index has caught up.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub erase_again: bool,
-    /// Only the publication of an event already `PROCESSED` is to be retried.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub publish_again: bool,
-    /// The webhook's trace, for the queue to link the message to it (SQS's `AWSTraceHeader`).
-    /// The processor reads the trace from the stored record, never from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_parent: Option<String>,
+}
+
+impl From<WireMessage> for QueueMessage {
+    fn from(wire: WireMessage) -> QueueMessage {
+        let work = match (wire.spilled, wire.erase_again, wire.publish_again) {
+            (_, true, _) => Work::EraseAgain,
+            (_, _, true) => Work::PublishAgain,
+            (Some(spilled), _, _) => Work::StoreThenProcess(spilled),
+            (None, _, _) => Work::Process,
+        };
+        QueueMessage {
+            provider: wire.provider,
+            tenant: wire.tenant,
+            key: wire.key,
+            event_type: wire.event_type,
+            entity_id: wire.entity_id,
+            throttled: wire.throttled,
+            work,
+            trace_id: wire.trace_id,
+            trace_parent: wire.trace_parent,
+        }
+    }
+}
+
+impl From<QueueMessage> for WireMessage {
+    fn from(message: QueueMessage) -> WireMessage {
+        let mut wire = WireMessage {
+            provider: message.provider,
+            tenant: message.tenant,
+            key: message.key,
+            event_type: message.event_type,
+            entity_id: message.entity_id,
+            throttled: message.throttled,
+            trace_id: message.trace_id,
+            trace_parent: message.trace_parent,
+            ..WireMessage::default()
+        };
+        match message.work {
+            Work::Process => {}
+            Work::StoreThenProcess(spilled) => wire.spilled = Some(spilled),
+            Work::EraseAgain => wire.erase_again = true,
+            Work::PublishAgain => wire.publish_again = true,
+        }
+        wire
+    }
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -939,6 +1032,47 @@ pub struct Ports {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_of_work_keeps_the_queues_wire_form() {
+        let spilled = Record {
+            key: "k".into(),
+            body: "{}".into(),
+            ..Record::default()
+        }
+        .spill();
+        for (message, flag) in [
+            (spilled.clone(), "spilled"),
+            (
+                QueueMessage {
+                    work: Work::EraseAgain,
+                    ..spilled.clone()
+                },
+                "erase_again",
+            ),
+            (
+                QueueMessage {
+                    work: Work::PublishAgain,
+                    ..spilled.clone()
+                },
+                "publish_again",
+            ),
+        ] {
+            let wire: serde_json::Value = serde_json::to_value(&message).unwrap();
+            assert!(wire.get(flag).is_some(), "{wire}");
+            assert_eq!(
+                serde_json::from_value::<QueueMessage>(wire).unwrap(),
+                message
+            );
+        }
+        let plain = serde_json::to_value(Record::default().message()).unwrap();
+        assert!(plain.get("spilled").is_none() && plain.get("erase_again").is_none());
+        // A second pass queued by an earlier version copied the spill along: it erases again.
+        let mut old = serde_json::to_value(&spilled).unwrap();
+        old["erase_again"] = true.into();
+        let old: QueueMessage = serde_json::from_value(old).unwrap();
+        assert_eq!(old.work, Work::EraseAgain);
+    }
 
     #[test]
     fn a_history_keeps_the_newest_attempts() {

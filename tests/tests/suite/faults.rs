@@ -229,7 +229,9 @@ async fn a_store_that_hangs_gets_a_spilled_202_in_time_readable_or_quarantined()
     }
     assert!(keys[1].contains("#quarantine#"), "{keys:?}");
     let messages = backend.drain().await;
-    assert!(messages.iter().all(|message| message.spilled.is_some()));
+    assert!(messages
+        .iter()
+        .all(|message| message.work.spilled().is_some()));
     let mut spilled: Vec<String> = messages.into_iter().map(|message| message.key).collect();
     // A send the SDK retried after its attempt timed out may have been taken twice.
     spilled.sort();
@@ -514,7 +516,7 @@ async fn a_delivery_of_the_largest_size_spills_in_one_message() {
     assert_eq!(response_json(&response)["stored"], false);
     let messages = backend.drain().await;
     assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0].spilled.as_ref().unwrap().body, body);
+    assert_eq!(messages[0].work.spilled().unwrap().body, body);
 }
 
 /// An authentic delivery the parser cannot read is kept quarantined; while DynamoDB is down

@@ -903,7 +903,7 @@ async fn forged_queue_messages_store_and_erase_nothing() {
     let mut sealed_elsewhere = spill();
     sealed_elsewhere.seal("ml-demo-key-1001-new");
     let second_pass = QueueMessage {
-        erase_again: true,
+        work: webhook_core::ports::Work::EraseAgain,
         ..before.message()
     };
     use webhook_core::ports::Queue;

@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use crate::erasure::{erase_person, named_persons, Person, Receipt};
-use crate::ports::{Outcome, QueueMessage, Record, StoreError};
+use crate::ports::{Outcome, QueueMessage, Record, StoreError, Work};
 use crate::providers::Provider;
 
 use super::{erased_before, Attempt, Handled, Processor, Verdict};
@@ -39,7 +39,7 @@ impl Processor {
     /// just before it.
     pub(super) async fn erase_again_later(&self, message: &QueueMessage) {
         let again = QueueMessage {
-            erase_again: true,
+            work: Work::EraseAgain,
             throttled: 0,
             ..message.clone()
         };

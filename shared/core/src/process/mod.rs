@@ -16,7 +16,7 @@ use crate::fetch::{DetailClient, FetchError, MAX_DETAIL_BYTES};
 use crate::metrics::{About, LogLines, MessageLine, Metrics};
 use crate::ports::{
     Claim, InboundMessage, Outcome, Ports, QueueConsumer, QueueError, QueueMessage, Record, Status,
-    StoreError, MAX_ITEM_BYTES,
+    StoreError, Work, MAX_ITEM_BYTES,
 };
 use crate::providers::{Processing, Provider};
 use crate::spans::Spans;
@@ -218,13 +218,14 @@ impl Processor {
         if self.is_paused(message) {
             return self.hold(message).await;
         }
-        if message.erase_again {
-            return self.erase_again(message).await;
-        }
-        if message.publish_again {
-            return self
-                .publish_again(message, inbound, &mut told.publication)
-                .await;
+        match message.work {
+            Work::EraseAgain => return self.erase_again(message).await,
+            Work::PublishAgain => {
+                return self
+                    .publish_again(message, inbound, &mut told.publication)
+                    .await
+            }
+            Work::Process | Work::StoreThenProcess(_) => {}
         }
         let now = self.ports.clock.now_ms();
         let lease = after(now, self.settings.lease);

@@ -33,7 +33,7 @@ impl Processor {
     /// Puts a paused provider's message back for later, without using up a receive.
     pub(super) async fn hold(&self, message: &QueueMessage) -> (Verdict, Handled) {
         let again = QueueMessage {
-            spilled: None,
+            work: message.work.stored(),
             ..message.clone()
         };
         match self

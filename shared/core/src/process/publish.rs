@@ -6,7 +6,7 @@
 
 use crate::downstream::{self, DownstreamEvent, PublishError};
 use crate::erasure::Receipt;
-use crate::ports::{InboundMessage, QueueMessage, Record, Status};
+use crate::ports::{InboundMessage, QueueMessage, Record, Status, Work};
 
 use super::{Handled, Processor, Verdict};
 
@@ -41,7 +41,7 @@ impl Processor {
         *publication = Some("failed");
         tracing::warn!(key = %record.key, error = %error, "publishing the processed event failed; it is retried alone");
         let again = QueueMessage {
-            publish_again: true,
+            work: Work::PublishAgain,
             throttled: 0,
             ..message.clone()
         };
