@@ -20,6 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use webhook_core::key::KeyParts;
 use webhook_core::operate::{OperateError, Replayed};
 use webhook_core::ports::{Record, Status};
 use webhook_core::tenants::TenantDirectory;
@@ -378,8 +379,7 @@ fn events_table(records: &[Record], now_ms: i64) -> String {
             &record.event_type
         };
         // Provider and tenant have their column: the key's own parts are what tell events apart.
-        let prefix = format!("{}#{}#", record.provider, record.tenant);
-        let parts = record.key.strip_prefix(&prefix).unwrap_or(&record.key);
+        let parts = KeyParts::of(&record.key).map_or(record.key.as_str(), |parts| parts.rest);
         let _ = write!(
             out,
             concat!(
@@ -675,8 +675,8 @@ pub async fn pause(
         "resume" => false,
         _ => return (StatusCode::NOT_FOUND, "pause or resume\n").into_response(),
     };
-    let (provider, tenant) = match scope.split_once('#') {
-        Some((provider, tenant)) => (provider, Some(tenant)),
+    let (provider, tenant) = match KeyParts::of(&scope) {
+        Some(parts) => (parts.provider, Some(parts.tenant)),
         None => (scope.as_str(), None),
     };
     let flash = match state.operations.pause(provider, tenant, hold).await {

@@ -23,12 +23,11 @@ pub struct Person {
 impl Person {
     /// The person a subject (`<provider>#<tenant>#<kind>:<id>`) names; tenant ids hold no `#`.
     pub fn from_subject(subject: &str) -> Option<Person> {
-        let (provider, rest) = subject.split_once('#')?;
-        let (tenant, person) = rest.split_once('#')?;
-        person.contains(':').then(|| Person {
-            provider: provider.to_string(),
-            tenant: tenant.to_string(),
-            person: person.to_string(),
+        let parts = crate::key::KeyParts::of(subject)?;
+        parts.rest.contains(':').then(|| Person {
+            provider: parts.provider.to_string(),
+            tenant: parts.tenant.to_string(),
+            person: parts.rest.to_string(),
         })
     }
 

@@ -386,10 +386,10 @@ impl Delivery<'_> {
                 };
                 let facts = self.facts(facts.unwrap_or_default());
                 Record {
-                    key: format!(
-                        "{name}#{}#quarantine#{}",
-                        self.tenant.id,
-                        hex::encode(Sha256::digest(self.body))
+                    key: crate::key::key_of(
+                        name,
+                        &self.tenant.id,
+                        &format!("quarantine#{}", hex::encode(Sha256::digest(self.body))),
                     ),
                     body,
                     facts,

@@ -13,6 +13,7 @@ pub mod drift;
 pub mod erasure;
 pub mod fetch;
 pub mod ingest;
+pub mod key;
 pub mod logging;
 pub mod metrics;
 pub mod operate;

@@ -247,7 +247,7 @@ impl Operations {
     ) -> Result<String, OperateError> {
         known_provider(provider)?;
         let scope = match tenant {
-            Some(tenant) => format!("{provider}#{tenant}"),
+            Some(tenant) => crate::key::tenant_scope(provider, tenant),
             None => provider.to_string(),
         };
         let now = self.ports.clock.now_ms();

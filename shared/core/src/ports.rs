@@ -374,50 +374,7 @@ impl QueueMessage {
     }
 }
 
-/// Events about the same person or object of one tenant share a subject (used for erasure).
-/// One too long for a key keeps its kind and hashes the rest (`customer:sha256:…`, see
-/// [`key_of`]): whoever names the person (a delivery, a fetched detail, an operator's erasure)
-/// gets the same subject, on every adapter.
-pub fn subject_of(provider: &str, tenant: &str, kind_and_id: &str) -> String {
-    let whole = format!("{provider}#{tenant}#{kind_and_id}");
-    if whole.len() <= MAX_KEY_BYTES {
-        return whole;
-    }
-    match kind_and_id.split_once(':') {
-        Some((kind, id)) if kind.len() <= 64 => {
-            key_of(provider, tenant, &format!("{kind}:{}", hashed(id)))
-        }
-        _ => key_of(provider, tenant, kind_and_id),
-    }
-}
-
-/// The longest record key or subject, in bytes. DynamoDB refuses a key (of the table or of an
-/// index) over 2,048 bytes, and the adapters derive keys from these (`link#<hash>#<key>`,
-/// `<provider>##body#…`, `erased#<subject>`, the items of a split event): half of it leaves
-/// them room.
-pub const MAX_KEY_BYTES: usize = 1024;
-
-/// The longest tenant id, in bytes (checked when the configuration is loaded): with the
-/// provider's name and a hashed rest, a key stays within [`MAX_KEY_BYTES`].
-pub const MAX_TENANT_ID_BYTES: usize = 256;
-
-/// `<provider>#<tenant>#<rest>`, the form of record keys and subjects; where that would be
-/// longer than [`MAX_KEY_BYTES`], `rest` is replaced by its SHA-256 (`sha256:<hex>`), so that
-/// every adapter holds the same key and DynamoDB can hold it, whatever a sender wrote.
-pub fn key_of(provider: &str, tenant: &str, rest: &str) -> String {
-    let whole = format!("{provider}#{tenant}#{rest}");
-    if whole.len() <= MAX_KEY_BYTES {
-        whole
-    } else {
-        format!("{provider}#{tenant}#{}", hashed(rest))
-    }
-}
-
-fn hashed(text: &str) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(text.as_bytes());
-    format!("sha256:{}", hex::encode(digest))
-}
+pub use crate::key::{key_of, subject_of, MAX_KEY_BYTES, MAX_TENANT_ID_BYTES};
 
 /// A stored record that may not be in the queue yet: what the sweeper needs to enqueue it.
 #[derive(Debug, Clone, PartialEq, Eq)]

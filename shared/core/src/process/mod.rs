@@ -511,7 +511,7 @@ impl Processor {
             Ok(credentials) => credentials,
             Err(reason) => return Attempt::configuration(reason),
         };
-        let tenant_key = format!("{}#{}", entry.provider.name(), tenant.id);
+        let tenant_key = crate::key::tenant_scope(entry.provider.name(), &tenant.id);
         let slots = match self.pace(entry.provider.as_ref(), api, paths.len()).await {
             Ok(slots) => slots,
             Err(attempt) => return attempt,

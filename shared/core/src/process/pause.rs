@@ -24,7 +24,7 @@ impl Processor {
     /// True if the message's provider or tenant is paused.
     pub(super) fn is_paused(&self, message: &QueueMessage) -> bool {
         let paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
-        let tenant = format!("{}#{}", message.provider, message.tenant);
+        let tenant = crate::key::tenant_scope(&message.provider, &message.tenant);
         paused
             .iter()
             .any(|scope| *scope == message.provider || *scope == tenant)
