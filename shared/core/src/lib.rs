@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod key;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod operate;
 pub mod outbox;
 pub mod ports;
