@@ -2,8 +2,9 @@
 //! filters by provider, tenant and status as query parameters, newest first), one record
 //! (`GET /events/{key}`), and the operator buttons (`POST /events/{key}/replay`,
 //! `POST /events/{key}/release`) that call the core's [`Operations`](webhook_core::operate::Operations)
-//! and redirect back with a flash message. Rendered on the server with plain `format!`, every
-//! value through [`esc`] (bodies, keys, tenants and errors come from whoever sent the webhook).
+//! and redirect back with a flash message. Rendered on the server with maud templates, which
+//! escape every value by default (bodies, keys, tenants and errors come from whoever sent the
+//! webhook).
 //! Fully usable without JavaScript; `assets/live.js` only refreshes the live part of a page
 //! (`?part=live`) every few seconds.
 //!
@@ -11,7 +12,6 @@
 //! naming another host (DNS rebinding) are refused, and so are form posts from other sites.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, Request, State};
@@ -19,13 +19,14 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use maud::{html, Markup, DOCTYPE};
 use serde::{Deserialize, Serialize};
 use webhook_core::key::KeyParts;
 use webhook_core::operate::{OperateError, Replayed};
 use webhook_core::ports::{Record, Status};
 use webhook_core::tenants::TenantDirectory;
 
-use crate::html::{ago, cut, esc, pct, pretty_json, utc};
+use crate::html::{ago, cut, pct, pretty_json, utc};
 use crate::AppState;
 
 const STYLE: &str = include_str!("../assets/style.css");
@@ -173,50 +174,31 @@ pub async fn list(
     if query.part.as_deref() == Some("live") {
         return fragment(live);
     }
-    let mut content = String::new();
-    let _ = write!(
-        content,
-        r#"<div class="bar"><h1>Events</h1><p class="note"><span id="live-note"></span><noscript>JavaScript is off: reload the page to see new events.</noscript></p></div>"#
-    );
-    content.push_str(&filter_form(&state, &filters));
-    content.push_str(&processing_controls(&state).await);
+    let controls = processing_controls(&state).await;
     let query = filters.query(None);
     let source = if query.is_empty() {
         "/events?part=live".to_string()
     } else {
         format!("/events?{query}&part=live")
     };
-    let _ = write!(
-        content,
-        r#"<div id="live" data-source="{}" data-every="3000">{live}</div>"#,
-        esc(&source)
-    );
-    page(&state, &headers, "Events", &content)
+    let content = html! {
+        div class="bar" {
+            h1 { "Events" }
+            p class="note" {
+                span id="live-note" {}
+                noscript { "JavaScript is off: reload the page to see new events." }
+            }
+        }
+        (filter_form(&state, &filters))
+        (controls)
+        div id="live" data-source=(source) data-every="3000" { (live) }
+    };
+    page(&state, &headers, "Events", content)
 }
 
-fn filter_form(state: &AppState, filters: &Filters) -> String {
+fn filter_form(state: &AppState, filters: &Filters) -> Markup {
     let mut providers: Vec<&String> = state.tenants.keys().collect();
     providers.sort();
-    let mut form = String::from(
-        r#"<form class="filters" method="get" action="/events"><label>Provider <select name="provider"><option value="">all</option>"#,
-    );
-    for provider in &providers {
-        let selected = if filters.provider.as_deref() == Some(provider.as_str()) {
-            " selected"
-        } else {
-            ""
-        };
-        let _ = write!(
-            form,
-            r#"<option value="{0}"{selected}>{0}</option>"#,
-            esc(provider)
-        );
-    }
-    let _ = write!(
-        form,
-        r#"</select></label><label>Tenant <input name="tenant" list="tenants" placeholder="any" value="{}"></label><datalist id="tenants">"#,
-        esc(filters.tenant.as_deref().unwrap_or_default())
-    );
     let directories: Vec<_> = state
         .tenants
         .iter()
@@ -229,52 +211,61 @@ fn filter_form(state: &AppState, filters: &Filters) -> String {
         .collect();
     tenants.sort_unstable();
     tenants.dedup();
-    for tenant in tenants {
-        let _ = write!(form, r#"<option value="{}">"#, esc(tenant));
+    html! {
+        form class="filters" method="get" action="/events" {
+            label {
+                "Provider "
+                select name="provider" {
+                    option value="" { "all" }
+                    @for provider in &providers {
+                        option value=(provider)
+                            selected[filters.provider.as_deref() == Some(provider.as_str())] {
+                            (provider)
+                        }
+                    }
+                }
+            }
+            label {
+                "Tenant "
+                input name="tenant" list="tenants" placeholder="any"
+                    value=(filters.tenant.as_deref().unwrap_or_default());
+            }
+            datalist id="tenants" {
+                @for tenant in &tenants { option value=(tenant) {} }
+            }
+            label {
+                "Status "
+                select name="status" {
+                    option value="" { "any" }
+                    @for status in Status::ALL {
+                        option value=(status.as_str())
+                            selected[filters.status.as_deref() == Some(status.as_str())] {
+                            (status.as_str())
+                        }
+                    }
+                }
+            }
+            @if filters.limit != DEFAULT_LIMIT {
+                input type="hidden" name="limit" value=(filters.limit);
+            }
+            button type="submit" { "Filter" }
+            a class="clear" href="/events" { "Clear filters" }
+        }
     }
-    form.push_str(
-        r#"</datalist><label>Status <select name="status"><option value="">any</option>"#,
-    );
-    for status in Status::ALL {
-        let selected = if filters.status.as_deref() == Some(status.as_str()) {
-            " selected"
-        } else {
-            ""
-        };
-        let _ = write!(
-            form,
-            r#"<option value="{0}"{selected}>{0}</option>"#,
-            status.as_str()
-        );
-    }
-    if filters.limit != DEFAULT_LIMIT {
-        let _ = write!(
-            form,
-            r#"<input type="hidden" name="limit" value="{}">"#,
-            filters.limit
-        );
-    }
-    form.push_str(
-        r#"</select></label><button type="submit">Filter</button><a class="clear" href="/events">Clear filters</a></form>"#,
-    );
-    form
 }
 
 /// The stats strip and the table of events.
-async fn live_list(state: &AppState, filters: &Filters) -> String {
-    let mut out = stats_strip(state, filters).await;
+async fn live_list(state: &AppState, filters: &Filters) -> Markup {
+    let stats = stats_strip(state, filters).await;
     let status = match filters.status.as_deref().map(|s| (s, Status::parse(s))) {
         None => None,
         Some((_, Some(status))) => Some(status),
         Some((named, None)) => {
             let known: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
-            let _ = write!(
-                out,
-                r#"<p class="flash error">No status is called {}; known: {}.</p>"#,
-                esc(named),
-                known.join(", ")
-            );
-            return out;
+            return html! {
+                (stats)
+                p class="flash error" { "No status is called " (named) "; known: " (known.join(", ")) "." }
+            };
         }
     };
     let listed = match state.operations.filter(
@@ -289,40 +280,27 @@ async fn live_list(state: &AppState, filters: &Filters) -> String {
     };
     let records = match listed {
         Ok(records) => records,
-        Err(error) => {
-            let _ = write!(
-                out,
-                r#"<p class="flash error">{}</p>"#,
-                esc(&error.to_string())
-            );
-            return out;
-        }
+        Err(error) => return html! { (stats) p class="flash error" { (error) } },
     };
-    out.push_str(&events_table(&records, state.ports.clock.now_ms()));
-    if records.is_empty() {
-        out.push_str(
-            r#"<p class="empty">No events match. Send one: <code>cargo run --release -p devserver -- send events/magicline/customer-created.json</code></p>"#,
-        );
-    } else if records.len() == filters.limit {
-        let _ = write!(
-            out,
-            r#"<p class="note">The newest {} shown; the filters narrow the list.</p>"#,
-            filters.limit
-        );
+    html! {
+        (stats)
+        (events_table(&records, state.ports.clock.now_ms()))
+        @if records.is_empty() {
+            p class="empty" {
+                "No events match. Send one: "
+                code { "cargo run --release -p devserver -- send events/magicline/customer-created.json" }
+            }
+        } @else if records.len() == filters.limit {
+            p class="note" { "The newest " (filters.limit) " shown; the filters narrow the list." }
+        }
     }
-    out
 }
 
 /// Counts by status (of the provider filtered on, else of all), each a link to that status.
-async fn stats_strip(state: &AppState, filters: &Filters) -> String {
+async fn stats_strip(state: &AppState, filters: &Filters) -> Markup {
     let counts = match state.operations.stats(None).await {
         Ok(counts) => counts,
-        Err(error) => {
-            return format!(
-                r#"<p class="flash error">Counting failed: {}</p>"#,
-                esc(&error.to_string())
-            )
-        }
+        Err(error) => return html! { p class="flash error" { "Counting failed: " (error) } },
     };
     let mut by_status: BTreeMap<&'static str, u64> = BTreeMap::new();
     for count in counts
@@ -333,77 +311,67 @@ async fn stats_strip(state: &AppState, filters: &Filters) -> String {
     }
     let total: u64 = by_status.values().sum();
     let scope = filters.provider.as_deref().unwrap_or("all providers");
-    let mut out = format!(
-        r#"<nav class="stats" aria-label="Counts by status"><a href="/events?{}" class="total{}"><span>All</span><b>{total}</b></a>"#,
-        esc(&filters.query(Some(None))),
-        if filters.status.is_none() { " on" } else { "" }
-    );
-    for status in Status::ALL {
-        let name = status.as_str();
-        let count = by_status.get(name).copied().unwrap_or(0);
-        let mut classes = Vec::new();
-        if count == 0 {
-            classes.push("zero");
+    let all_class = if filters.status.is_none() {
+        "total on"
+    } else {
+        "total"
+    };
+    html! {
+        nav class="stats" aria-label="Counts by status" {
+            a href={ "/events?" (filters.query(Some(None))) } class=(all_class) {
+                span { "All" } b { (total) }
+            }
+            @for status in Status::ALL {
+                @let name = status.as_str();
+                @let count = by_status.get(name).copied().unwrap_or(0);
+                @let zero = (count == 0).then_some("zero");
+                @let on = (filters.status.as_deref() == Some(name)).then_some("on");
+                @let classes: Vec<&str> = zero.into_iter().chain(on).collect();
+                a href={ "/events?" (filters.query(Some(Some(name)))) } class=(classes.join(" ")) {
+                    span class={ "status " (status_class(status)) } { (name) }
+                    b { (count) }
+                }
+            }
+            span class="note" { (scope) ", received in the retention period" }
         }
-        if filters.status.as_deref() == Some(name) {
-            classes.push("on");
-        }
-        let _ = write!(
-            out,
-            r#"<a href="/events?{}" class="{}"><span class="status {}">{name}</span><b>{count}</b></a>"#,
-            esc(&filters.query(Some(Some(name)))),
-            classes.join(" "),
-            status_class(status)
-        );
     }
-    let _ = write!(
-        out,
-        r#"<span class="note">{}, received in the retention period</span></nav>"#,
-        esc(scope)
-    );
-    out
 }
 
-fn events_table(records: &[Record], now_ms: i64) -> String {
+fn events_table(records: &[Record], now_ms: i64) -> Markup {
     if records.is_empty() {
-        return String::new();
+        return html! {};
     }
-    let mut out = String::from(
-        r#"<table class="events"><thead><tr><th>Received</th><th>Status</th><th>Provider · tenant</th><th>Event</th><th>Attempts</th><th>Last error</th></tr></thead><tbody>"#,
-    );
-    for record in records {
-        let link = format!("/events/{}", pct(&record.key));
-        let event_type = if record.event_type.is_empty() {
-            "(type not read)"
-        } else {
-            &record.event_type
-        };
-        // Provider and tenant have their column: the key's own parts are what tell events apart.
-        let parts = KeyParts::of(&record.key).map_or(record.key.as_str(), |parts| parts.rest);
-        let _ = write!(
-            out,
-            concat!(
-                r#"<tr><td class="when"><span title="{received}">{ago}</span><span class="sub">{received}</span></td>"#,
-                r#"<td>{status}</td>"#,
-                r#"<td class="who">{provider}<span class="sub">{tenant}</span></td>"#,
-                r#"<td><a href="{link}">{event_type}</a><span class="sub mono" title="{key}">{short_key}</span></td>"#,
-                r#"<td class="num">{attempts}</td><td class="err">{error}</td></tr>"#
-            ),
-            received = esc(&utc(record.received_at_ms)),
-            ago = esc(&ago(record.received_at_ms, now_ms)),
-            status = badge(record.status),
-            provider = esc(&record.provider),
-            tenant = esc(&record.tenant),
-            link = esc(&link),
-            event_type = esc(&cut(event_type, 60)),
-            key = esc(&record.key),
-            short_key = esc(&cut(parts, 72)),
-            attempts = record.attempts,
-            error = esc(&cut(record.last_error.as_deref().unwrap_or_default(), 160)),
-        );
+    html! {
+        table class="events" {
+            thead { tr {
+                th { "Received" } th { "Status" } th { "Provider · tenant" } th { "Event" }
+                th { "Attempts" } th { "Last error" }
+            } }
+            tbody {
+                @for record in records {
+                    @let received = utc(record.received_at_ms);
+                    @let event_type = if record.event_type.is_empty() { "(type not read)" } else { &record.event_type };
+                    // Provider and tenant have their column: the key's own parts are what tell
+                    // events apart.
+                    @let parts = KeyParts::of(&record.key).map_or(record.key.as_str(), |parts| parts.rest);
+                    tr {
+                        td class="when" {
+                            span title=(received) { (ago(record.received_at_ms, now_ms)) }
+                            span class="sub" { (received) }
+                        }
+                        td { (badge(record.status)) }
+                        td class="who" { (record.provider) span class="sub" { (record.tenant) } }
+                        td {
+                            a href={ "/events/" (pct(&record.key)) } { (cut(event_type, 60)) }
+                            span class="sub mono" title=(record.key) { (cut(parts, 72)) }
+                        }
+                        td class="num" { (record.attempts) }
+                        td class="err" { (cut(record.last_error.as_deref().unwrap_or_default(), 160)) }
+                    }
+                }
+            }
+        }
     }
-    out.push_str("</tbody></table>");
-    out
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -421,17 +389,17 @@ pub async fn record(
     let record = match state.operations.show(&key).await {
         Ok(record) => record,
         Err(error @ OperateError::UnknownKey(_)) => {
-            let content = format!(
-                r#"<p class="crumbs"><a href="/events">← Events</a></p><p class="flash error">{}</p>"#,
-                esc(&error.to_string())
-            );
-            let mut response = page(&state, &headers, "No such event", &content);
+            let content = html! {
+                p class="crumbs" { a href="/events" { "← Events" } }
+                p class="flash error" { (error) }
+            };
+            let mut response = page(&state, &headers, "No such event", content);
             *response.status_mut() = StatusCode::NOT_FOUND;
             return response;
         }
         Err(error) => {
-            let content = format!(r#"<p class="flash error">{}</p>"#, esc(&error.to_string()));
-            let mut response = page(&state, &headers, "Error", &content);
+            let content = html! { p class="flash error" { (error) } };
+            let mut response = page(&state, &headers, "Error", content);
             *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
             return response;
         }
@@ -441,223 +409,201 @@ pub async fn record(
         return fragment(live);
     }
     let link = pct(&record.key);
-    let content = format!(
-        concat!(
-            r#"<div class="bar"><p class="crumbs"><a href="/events">← Events</a> · <a href="/_dev/events/{link}">as JSON</a></p>"#,
-            r#"<p class="note"><span id="live-note"></span></p></div>"#,
-            r#"<div id="live" data-source="/events/{link}?part=live" data-every="1500">{live}</div>"#
-        ),
-        link = esc(&link),
-        live = live,
-    );
+    let content = html! {
+        div class="bar" {
+            p class="crumbs" {
+                a href="/events" { "← Events" } " · " a href={ "/_dev/events/" (link) } { "as JSON" }
+            }
+            p class="note" { span id="live-note" {} }
+        }
+        div id="live" data-source={ "/events/" (link) "?part=live" } data-every="1500" { (live) }
+    };
     let title = if record.event_type.is_empty() {
         "Event"
     } else {
         &record.event_type
     };
-    page(&state, &headers, title, &content)
+    page(&state, &headers, title, content)
 }
 
 /// Everything about one record that can change. The live refresh stops once it is settled.
-fn record_view(record: &Record) -> String {
+fn record_view(record: &Record) -> Markup {
     let settled = matches!(
         record.status,
         Status::Processed | Status::Failed | Status::Quarantined
     );
-    let mut out = format!(
-        r#"<h1{}>{} <span class="type">{}</span></h1><p class="key mono">{}</p>"#,
-        if settled { " data-settled" } else { "" },
-        badge(record.status),
-        esc(if record.event_type.is_empty() {
-            "(event type not read)"
+    let or_dash = |text: &str| -> String {
+        if text.is_empty() {
+            "—".to_string()
         } else {
-            &record.event_type
-        }),
-        esc(&record.key)
-    );
-    out.push_str(&actions(record));
-    let yes_no = |b: bool| if b { "yes" } else { "no" };
-    let or_dash = |text: &str| esc(if text.is_empty() { "—" } else { text });
-    let _ = write!(
-        out,
-        concat!(
-            r#"<div class="grid"><section><h2>Event</h2><dl class="facts">"#,
-            r#"<dt>Provider</dt><dd>{provider}</dd><dt>Tenant</dt><dd>{tenant}</dd>"#,
-            r#"<dt>Event type</dt><dd>{event_type}</dd><dt>Entity</dt><dd class="mono">{entity}</dd>"#,
-            r#"<dt>Subject</dt><dd class="mono">{subject}</dd><dt>Without credential</dt><dd>{unauthenticated}</dd>"#,
-            r#"<dt>Trace</dt><dd class="mono" id="trace">{trace}</dd>"#,
-            r#"</dl></section>"#
-        ),
-        provider = esc(&record.provider),
-        tenant = esc(&record.tenant),
-        event_type = or_dash(&record.event_type),
-        entity = or_dash(&record.entity_id),
-        subject = or_dash(&record.subject),
-        unauthenticated = yes_no(record.unauthenticated),
-        trace = or_dash(record.trace_id.as_deref().unwrap_or_default()),
-    );
-    out.push_str(&history_view(record));
-    // What the record holds now, beside the attempts it keeps (the newest 20).
-    let time = |ms: Option<i64>| ms.map_or_else(|| "—".to_string(), utc);
-    let _ = write!(
-        out,
-        concat!(
-            r#"<section><h2>Status and times</h2><dl class="facts">"#,
-            r#"<dt>Status</dt><dd>{status}</dd><dt>Received</dt><dd>{received}</dd>"#,
-            r#"<dt>Processed</dt><dd>{processed}</dd><dt>Erased</dt><dd>{erased}</dd>"#,
-            r#"<dt>Attempts</dt><dd>{attempts}</dd><dt>Last error</dt>{error}"#,
-            r#"</dl><p class="note">The record holds its current status, these times and its last error; no history of earlier statuses is kept.</p></section></div>"#
-        ),
-        status = badge(record.status),
-        received = esc(&utc(record.received_at_ms)),
-        processed = esc(&time(record.processed_at_ms)),
-        erased = esc(&time(record.erased_at_ms)),
-        attempts = record.attempts,
-        error = record.last_error.as_deref().map_or_else(
-            || "<dd>—</dd>".to_string(),
-            |error| format!(r#"<dd class="err">{}</dd>"#, esc(error))
-        ),
-    );
-    let base64 = record.body_is_base64();
-    out.push_str("<section><h2>Body</h2>");
-    if record.body.is_empty() {
-        out.push_str(if record.erased_at_ms.is_some() {
-            r#"<p class="note">Erased.</p>"#
-        } else {
-            r#"<p class="note">Empty.</p>"#
-        });
-    } else if base64 {
-        let _ = write!(
-            out,
-            r#"<p class="note">Not UTF-8: kept Base64-encoded, as stored.</p><pre>{}</pre>"#,
-            esc(&record.body)
-        );
-    } else {
-        out.push_str(&json_block(&record.body));
-    }
-    out.push_str("</section><section><h2>Detail</h2>");
-    match record.detail.as_deref() {
-        Some(detail) => out.push_str(&json_block(detail)),
-        None if record.erased_at_ms.is_some() => {
-            out.push_str(r#"<p class="note">Erased, or none fetched.</p>"#)
+            text.to_string()
         }
-        None => out.push_str(r#"<p class="note">None yet.</p>"#),
+    };
+    let time = |ms: Option<i64>| ms.map_or_else(|| "—".to_string(), utc);
+    let event_type = if record.event_type.is_empty() {
+        "(event type not read)"
+    } else {
+        &record.event_type
+    };
+    html! {
+        h1 data-settled[settled] { (badge(record.status)) " " span class="type" { (event_type) } }
+        p class="key mono" { (record.key) }
+        (actions(record))
+        div class="grid" {
+            section {
+                h2 { "Event" }
+                dl class="facts" {
+                    dt { "Provider" } dd { (record.provider) }
+                    dt { "Tenant" } dd { (record.tenant) }
+                    dt { "Event type" } dd { (or_dash(&record.event_type)) }
+                    dt { "Entity" } dd class="mono" { (or_dash(&record.entity_id)) }
+                    dt { "Subject" } dd class="mono" { (or_dash(&record.subject)) }
+                    dt { "Without credential" } dd { (if record.unauthenticated { "yes" } else { "no" }) }
+                    dt { "Trace" } dd class="mono" id="trace" { (or_dash(record.trace_id.as_deref().unwrap_or_default())) }
+                }
+            }
+            (history_view(record))
+            // What the record holds now, beside the attempts it keeps (the newest 20).
+            section {
+                h2 { "Status and times" }
+                dl class="facts" {
+                    dt { "Status" } dd { (badge(record.status)) }
+                    dt { "Received" } dd { (utc(record.received_at_ms)) }
+                    dt { "Processed" } dd { (time(record.processed_at_ms)) }
+                    dt { "Erased" } dd { (time(record.erased_at_ms)) }
+                    dt { "Attempts" } dd { (record.attempts) }
+                    dt { "Last error" }
+                    @match record.last_error.as_deref() {
+                        Some(error) => { dd class="err" { (error) } }
+                        None => { dd { "—" } }
+                    }
+                }
+                p class="note" { "The record holds its current status, these times and its last error; no history of earlier statuses is kept." }
+            }
+        }
+        section {
+            h2 { "Body" }
+            @if record.body.is_empty() {
+                p class="note" { (if record.erased_at_ms.is_some() { "Erased." } else { "Empty." }) }
+            } @else if record.body_is_base64() {
+                p class="note" { "Not UTF-8: kept Base64-encoded, as stored." }
+                pre { (record.body) }
+            } @else {
+                (json_block(&record.body))
+            }
+        }
+        section {
+            h2 { "Detail" }
+            @match record.detail.as_deref() {
+                Some(detail) => { (json_block(detail)) }
+                None if record.erased_at_ms.is_some() => { p class="note" { "Erased, or none fetched." } }
+                None => { p class="note" { "None yet." } }
+            }
+        }
+        section {
+            h2 { "Facts" }
+            @match record.facts.as_deref() {
+                Some(facts) => { (json_block(facts)) }
+                None => { p class="note" { "None kept for this provider's deliveries." } }
+            }
+        }
     }
-    out.push_str("</section><section><h2>Facts</h2>");
-    match record.facts.as_deref() {
-        Some(facts) => out.push_str(&json_block(facts)),
-        None => out.push_str(r#"<p class="note">None kept for this provider's deliveries.</p>"#),
+}
+
+/// The record's attempts, newest first: when, what it came to, how long, the provider's status
+/// and the error.
+fn history_view(record: &Record) -> Markup {
+    if record.history.is_empty() {
+        return html! {};
     }
-    out.push_str("</section>");
-    out
+    html! {
+        section id="history" {
+            h2 { "Attempts" }
+            table class="events" {
+                thead { tr { th { "When" } th { "Outcome" } th { "Took" } th { "Status" } th { "Error" } } }
+                tbody {
+                    @for tried in record.history.iter().rev() {
+                        tr {
+                            td { (utc(tried.at_ms)) }
+                            td { (tried.outcome) }
+                            td { (tried.latency_ms) " ms" }
+                            td { @match tried.http_status { Some(status) => { (status) } None => { "—" } } }
+                            td { (tried.error.as_deref().unwrap_or("—")) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// JSON re-indented (values exactly as sent), or the text as it is.
-/// The record's attempts, newest first: when, what it came to, how long, the provider's status
-/// and the error.
-fn history_view(record: &Record) -> String {
-    if record.history.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from(
-        r#"<section id="history"><h2>Attempts</h2><table class="events"><thead><tr><th>When</th><th>Outcome</th><th>Took</th><th>Status</th><th>Error</th></tr></thead><tbody>"#,
-    );
-    for tried in record.history.iter().rev() {
-        let _ = write!(
-            out,
-            r#"<tr><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td><td>{}</td></tr>"#,
-            utc(tried.at_ms),
-            esc(&tried.outcome),
-            tried.latency_ms,
-            tried
-                .http_status
-                .map_or_else(|| "—".to_string(), |s| s.to_string()),
-            esc(tried.error.as_deref().unwrap_or("—")),
-        );
-    }
-    out.push_str("</tbody></table></section>");
-    out
-}
-
-fn json_block(text: &str) -> String {
-    format!(
-        "<pre>{}</pre>",
-        esc(&pretty_json(text).unwrap_or_else(|| text.to_string()))
-    )
+fn json_block(text: &str) -> Markup {
+    html! { pre { (pretty_json(text).unwrap_or_else(|| text.to_string())) } }
 }
 
 /// Replay for every event but quarantined ones; release for quarantined ones.
-fn actions(record: &Record) -> String {
-    let link = esc(&pct(&record.key));
+fn actions(record: &Record) -> Markup {
+    let link = pct(&record.key);
     if let Some(released_as) = webhook_core::operate::released_as(record) {
-        return format!(
-            r#"<div class="actions"><p>Released from quarantine as <a href="/events/{}" class="mono">{}</a>: replay that one if needed.</p></div>"#,
-            esc(&pct(&released_as)),
-            esc(&released_as)
-        );
+        return html! {
+            div class="actions" {
+                p {
+                    "Released from quarantine as "
+                    a href={ "/events/" (pct(&released_as)) } class="mono" { (released_as) }
+                    ": replay that one if needed."
+                }
+            }
+        };
     }
     if record.status == Status::Quarantined {
-        return format!(
-            concat!(
-                r#"<div class="actions"><form method="post" action="/events/{link}/release">"#,
-                r#"<button type="submit" class="primary">Release</button></form>"#,
-                r#"<p>Runs the body through {provider}'s current parser: if it now parses, it is stored and queued under its real key (once, like any delivery).</p></div>"#
-            ),
-            link = link,
-            provider = esc(&record.provider)
-        );
+        return html! {
+            div class="actions" {
+                form method="post" action={ "/events/" (link) "/release" } {
+                    button type="submit" class="primary" { "Release" }
+                }
+                p { "Runs the body through " (record.provider) "'s current parser: if it now parses, it is stored and queued under its real key (once, like any delivery)." }
+            }
+        };
     }
-    format!(
-        concat!(
-            r#"<div class="actions"><form method="post" action="/events/{link}/replay">"#,
-            r#"<button type="submit" class="primary">Replay</button></form>"#,
-            r#"<p>Sends it through the outbox again: queued and processed once more, the provider's API called again.</p></div>"#
-        ),
-        link = link
-    )
+    html! {
+        div class="actions" {
+            form method="post" action={ "/events/" (link) "/replay" } {
+                button type="submit" class="primary" { "Replay" }
+            }
+            p { "Sends it through the outbox again: queued and processed once more, the provider's API called again." }
+        }
+    }
 }
 
 /// A Pause or Resume button per provider, and a Resume button per paused tenant: what
 /// `webhooks pause|resume` does, for the dev server's processing.
-async fn processing_controls(state: &AppState) -> String {
+async fn processing_controls(state: &AppState) -> Markup {
     let paused = match state.operations.paused().await {
         Ok(paused) => paused,
         Err(error) => {
-            return format!(
-                r#"<p class="flash error">What is paused could not be read: {}</p>"#,
-                esc(&error.to_string())
-            )
+            return html! { p class="flash error" { "What is paused could not be read: " (error) } }
         }
     };
     let mut providers: Vec<&String> = state.tenants.keys().collect();
     providers.sort();
-    let mut out = String::from(
-        r#"<section class="processing" aria-label="Processing"><span class="note">Processing:</span>"#,
-    );
-    for provider in providers {
-        let held = paused.iter().any(|p| p.scope == *provider);
-        let (action, label) = if held {
-            ("resume", format!("Resume {provider}"))
-        } else {
-            ("pause", format!("Pause {provider}"))
-        };
-        let _ = write!(
-            out,
-            r#"<form method="post" action="/processing/{}/{action}"><button type="submit">{}</button></form>"#,
-            esc(&pct(provider)),
-            esc(&label)
-        );
+    html! {
+        section class="processing" aria-label="Processing" {
+            span class="note" { "Processing:" }
+            @for provider in providers {
+                @let held = paused.iter().any(|p| p.scope == *provider);
+                @let (action, label) = if held { ("resume", "Resume") } else { ("pause", "Pause") };
+                form method="post" action={ "/processing/" (pct(provider)) "/" (action) } {
+                    button type="submit" { (label) " " (provider) }
+                }
+            }
+            @for tenant_scope in paused.iter().filter(|p| KeyParts::of(&p.scope).is_some()) {
+                form method="post" action={ "/processing/" (pct(&tenant_scope.scope)) "/resume" } {
+                    button type="submit" { "Resume " (tenant_scope.scope.replace('#', " ")) }
+                }
+            }
+        }
     }
-    for tenant_scope in paused.iter().filter(|p| p.scope.contains('#')) {
-        let _ = write!(
-            out,
-            r#"<form method="post" action="/processing/{}/resume"><button type="submit">{}</button></form>"#,
-            esc(&pct(&tenant_scope.scope)),
-            esc(&format!("Resume {}", tenant_scope.scope.replace('#', " ")))
-        );
-    }
-    out.push_str("</section>");
-    out
 }
 
 /// `POST /processing/{scope}/{pause|resume}`: holds or lets go the processing of a provider
@@ -793,19 +739,20 @@ impl Flash {
         }
     }
 
-    fn render(&self) -> String {
+    fn render(&self) -> Markup {
         let kind = match self.kind.as_str() {
             "ok" => "ok",
             "warn" => "warn",
             _ => "error",
         };
-        let link = self.link.as_ref().map_or_else(String::new, |key| {
-            format!(r#" <a href="/events/{}">Open it</a>"#, esc(&pct(key)))
-        });
-        format!(
-            r#"<p class="flash {kind}" role="status">{}{link}</p>"#,
-            esc(&self.text)
-        )
+        html! {
+            p class={ "flash " (kind) } role="status" {
+                (self.text)
+                @if let Some(key) = &self.link {
+                    " " a href={ "/events/" (pct(key)) } { "Open it" }
+                }
+            }
+        }
     }
 
     fn cookie(&self) -> String {
@@ -862,12 +809,8 @@ fn refused(why: &str) -> Response {
         .into_response()
 }
 
-fn badge(status: Status) -> String {
-    format!(
-        r#"<span class="status {}">{}</span>"#,
-        status_class(status),
-        status.as_str()
-    )
+fn badge(status: Status) -> Markup {
+    html! { span class={ "status " (status_class(status)) } { (status.as_str()) } }
 }
 
 fn status_class(status: Status) -> String {
@@ -876,33 +819,46 @@ fn status_class(status: Status) -> String {
 
 /// A whole page: the layout around `content`, the flash message shown (and its cookie
 /// cleared), the headers every page gets.
-pub(crate) fn page(state: &AppState, headers: &HeaderMap, title: &str, content: &str) -> Response {
+pub(crate) fn page(
+    state: &AppState,
+    headers: &HeaderMap,
+    title: &str,
+    content: Markup,
+) -> Response {
     let flash = Flash::from_headers(headers);
-    let config_changed = if state.config.changed_on_disk() {
-        format!(
-            r#"<p class="flash warn" role="status" id="config-changed">{} has changed since the server started. Its tenants are read again within 3 s (a file that does not load keeps the last good tenants; the server's log says why); its other settings ([downstream]) take effect once the server is restarted (Ctrl-C, then the same command).</p>"#,
-            esc(&state.config.path.display().to_string())
-        )
-    } else {
-        String::new()
+    let body = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (cut(title, 80)) " · webhook dev server" }
+                link rel="icon" href="/assets/icon.svg";
+                link rel="stylesheet" href="/assets/style.css";
+                script src="/assets/live.js" defer {}
+            }
+            body {
+                header class="top" {
+                    a class="brand" href="/events" { "Webhook dev server" }
+                    a href="/contract" { "Contract" }
+                    span class="where" {
+                        "admin pages · loopback only · webhooks at http://" (state.webhooks_at) "/webhooks/{provider}"
+                    }
+                }
+                main {
+                    @if state.config.changed_on_disk() {
+                        p class="flash warn" role="status" id="config-changed" {
+                            (state.config.path.display())
+                            " has changed since the server started. Its tenants are read again within 3 s (a file that does not load keeps the last good tenants; the server's log says why); its other settings ([downstream]) take effect once the server is restarted (Ctrl-C, then the same command)."
+                        }
+                    }
+                    @if let Some(flash) = &flash { (flash.render()) }
+                    (content)
+                }
+            }
+        }
     };
-    let body = format!(
-        concat!(
-            r#"<!doctype html><html lang="en"><head><meta charset="utf-8">"#,
-            r#"<meta name="viewport" content="width=device-width, initial-scale=1">"#,
-            r#"<title>{title} · webhook dev server</title>"#,
-            r#"<link rel="icon" href="/assets/icon.svg"><link rel="stylesheet" href="/assets/style.css"><script src="/assets/live.js" defer></script></head>"#,
-            r#"<body><header class="top"><a class="brand" href="/events">Webhook dev server</a><a href="/contract">Contract</a>"#,
-            r#"<span class="where">admin pages · loopback only · webhooks at http://{webhooks}/webhooks/{{provider}}</span></header>"#,
-            r#"<main>{config_changed}{flash}{content}</main></body></html>"#
-        ),
-        title = esc(&cut(title, 80)),
-        webhooks = esc(&state.webhooks_at.to_string()),
-        flash = flash.as_ref().map(Flash::render).unwrap_or_default(),
-        content = content,
-        config_changed = config_changed,
-    );
-    let mut response = html(body);
+    let mut response = html(body.into_string());
     if flash.is_some() {
         response.headers_mut().insert(
             header::SET_COOKIE,
@@ -916,8 +872,8 @@ pub(crate) fn page(state: &AppState, headers: &HeaderMap, title: &str, content: 
 }
 
 /// A part of a page, for the live refresh.
-fn fragment(body: String) -> Response {
-    html(body)
+fn fragment(body: Markup) -> Response {
+    html(body.into_string())
 }
 
 fn html(body: String) -> Response {
@@ -1007,7 +963,7 @@ mod tests {
         );
         let back = Flash::from_headers(&headers).unwrap();
         assert_eq!(back.text, flash.text);
-        let rendered = back.render();
+        let rendered = back.render().into_string();
         assert!(rendered.contains("&lt;x&gt;"), "{rendered}");
         assert!(!rendered.contains("<x>"), "{rendered}");
     }

@@ -1051,9 +1051,12 @@ fn walkthrough_files() -> Vec<String> {
     let start = readme
         .find("### A 60-second walkthrough")
         .expect("the walkthrough");
+    // The next heading, of any level the walkthrough's own could be followed by.
     let end = start
-        + readme[start..]
-            .find("\n### ")
+        + ["\n## ", "\n### "]
+            .iter()
+            .filter_map(|heading| readme[start + 1..].find(heading))
+            .min()
             .expect("the section after it");
     let files: Vec<String> = readme[start..end]
         .lines()
