@@ -79,7 +79,7 @@ impl Bounded {
 
     /// The in-memory store never waits, so its future completes on the first poll.
     fn insert(&self, record: Record) {
-        use webhook_core::ports::Store;
+        use webhook_core::ports::Deliveries;
         futures::executor::block_on(self.0.store.put_new(&record)).unwrap();
     }
 }

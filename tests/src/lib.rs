@@ -14,8 +14,8 @@ use bytes::Bytes;
 use fake_api::FakeApi;
 use webhook_core::fetch::DetailClient;
 use webhook_core::ports::{
-    Claim, Erased, EventFilter, ItemsDone, Outcome, Pending, Ports, PutOutcome, QueueMessage,
-    Record, Status, Store, StoreError,
+    Claim, Claims, Deliveries, Erased, Erasing, EventFilter, Handover, ItemsDone, Operating,
+    Outcome, Pending, Ports, PutOutcome, QueueMessage, Record, Status, StoreError,
 };
 use webhook_core::process::{Processor, ProcessorSettings, ProviderTenants};
 use webhook_core::tenants::{TenantDirectory, TenantSource};
@@ -524,7 +524,7 @@ impl Backend {
     }
 
     pub async fn record(&self, key: &str) -> Record {
-        use webhook_core::ports::Store;
+        use webhook_core::ports::Deliveries;
         self.store()
             .get(key)
             .await
@@ -654,10 +654,17 @@ pub struct RefusingPuts {
 }
 
 #[async_trait::async_trait]
-impl Store for RefusingPuts {
+impl Deliveries for RefusingPuts {
     async fn put_new(&self, _: &Record) -> Result<PutOutcome, StoreError> {
         Err((self.error)())
     }
+    async fn get(&self, k: &str) -> Result<Option<Record>, StoreError> {
+        self.inner.get(k).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Handover for RefusingPuts {
     async fn take_over(&self, k: &str, s: i64, n: i64) -> Result<bool, StoreError> {
         self.inner.take_over(k, s, n).await
     }
@@ -667,12 +674,13 @@ impl Store for RefusingPuts {
     async fn mark_queued(&self, k: &str) -> Result<(), StoreError> {
         self.inner.mark_queued(k).await
     }
-    async fn get(&self, k: &str) -> Result<Option<Record>, StoreError> {
-        self.inner.get(k).await
-    }
     async fn pending(&self, n: i64, l: usize) -> Result<Vec<Pending>, StoreError> {
         self.inner.pending(n, l).await
     }
+}
+
+#[async_trait::async_trait]
+impl Claims for RefusingPuts {
     async fn claim(&self, k: &str, n: i64, l: i64) -> Result<Claim, StoreError> {
         self.inner.claim(k, n, l).await
     }
@@ -686,6 +694,13 @@ impl Store for RefusingPuts {
     ) -> Result<bool, StoreError> {
         self.inner.finish_with(k, l, o, n, h).await
     }
+    async fn item_done(&self, p: &str, i: u32, f: bool, e: i64) -> Result<ItemsDone, StoreError> {
+        self.inner.item_done(p, i, f, e).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Erasing for RefusingPuts {
     async fn erase_subject(&self, s: &str, n: i64, e: i64) -> Result<Erased, StoreError> {
         self.inner.erase_subject(s, n, e).await
     }
@@ -695,15 +710,16 @@ impl Store for RefusingPuts {
     async fn link_persons(&self, k: &str, p: &[String], e: i64) -> Result<(), StoreError> {
         self.inner.link_persons(k, p, e).await
     }
-    async fn item_done(&self, p: &str, i: u32, f: bool, e: i64) -> Result<ItemsDone, StoreError> {
-        self.inner.item_done(p, i, f, e).await
-    }
     async fn erased_at(&self, s: &str) -> Result<Option<i64>, StoreError> {
         self.inner.erased_at(s).await
     }
     async fn erase_record(&self, k: &str, n: i64) -> Result<Erased, StoreError> {
         self.inner.erase_record(k, n).await
     }
+}
+
+#[async_trait::async_trait]
+impl Operating for RefusingPuts {
     async fn list(&self, f: &EventFilter) -> Result<Vec<Record>, StoreError> {
         self.inner.list(f).await
     }

@@ -10,18 +10,19 @@ use async_trait::async_trait;
 
 use crate::clock::{after, SharedClock};
 use crate::metrics::{LogLines, Metrics};
-use crate::ports::{Outbox, Ports, Queue, QueueError, QueueMessage, Store, StoreError};
+use crate::ports::{Handover, Outbox, Ports, Queue, QueueError, QueueMessage, StoreError};
 
 /// Sends the message, then marks the record `QUEUED`. If the send fails the lease is released
 /// at once, so the sweeper can take it over.
 pub struct SendThenMark {
-    store: Arc<dyn Store>,
+    /// Only the hand-over from store to queue: leases and marking queued.
+    store: Arc<dyn Handover>,
     queue: Arc<dyn Queue>,
     clock: SharedClock,
 }
 
 impl SendThenMark {
-    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>, clock: SharedClock) -> Self {
+    pub fn new(store: Arc<dyn Handover>, queue: Arc<dyn Queue>, clock: SharedClock) -> Self {
         SendThenMark {
             store,
             queue,

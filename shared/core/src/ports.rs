@@ -29,10 +29,18 @@ pub enum StoreError {
     Rejected(String),
 }
 
+/// Deliveries stored once and read back: what every role needs.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Deliveries: Send + Sync {
     /// Creates the record unless one with its key exists; then reports the existing one.
     async fn put_new(&self, record: &Record) -> Result<PutOutcome, StoreError>;
+    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError>;
+}
+
+/// The way from the store to the queue (the outbox): leases on `RECEIVED` records, marking
+/// them queued, the ones whose lease ended. Ingest and the sweeper.
+#[async_trait]
+pub trait Handover: Send + Sync {
     /// Takes over a `RECEIVED` record whose lease (as seen) has expired. False if someone else did.
     async fn take_over(
         &self,
@@ -44,11 +52,15 @@ pub trait Store: Send + Sync {
     async fn release(&self, key: &str, now_ms: i64) -> Result<(), StoreError>;
     /// `RECEIVED` -> `QUEUED`. Leaves the record alone if the processor already moved it on.
     async fn mark_queued(&self, key: &str) -> Result<(), StoreError>;
-    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError>;
     /// `RECEIVED` records whose lease ended before `now_ms` (stored but maybe never queued),
     /// oldest lease first, at most `limit`. Served by an index, never a scan.
     async fn pending(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError>;
+}
 
+/// Processing a record under a claim: claim, finish, count a split event's items. The
+/// processor.
+#[async_trait]
+pub trait Claims: Send + Sync {
     /// Claims a `RECEIVED`/`QUEUED` record (or one whose processing lease expired) for processing.
     async fn claim(&self, key: &str, now_ms: i64, lease_until_ms: i64)
         -> Result<Claim, StoreError>;
@@ -63,7 +75,7 @@ pub trait Store: Send + Sync {
         now_ms: i64,
         history: Option<&[Tried]>,
     ) -> Result<bool, StoreError>;
-    /// [`Store::finish_with`], writing `history`.
+    /// [`Claims::finish_with`], writing `history`.
     async fn finish_noted(
         &self,
         key: &str,
@@ -75,7 +87,7 @@ pub trait Store: Send + Sync {
         self.finish_with(key, lease_until_ms, outcome, now_ms, Some(history))
             .await
     }
-    /// [`Store::finish_with`], the attempts left as they are.
+    /// [`Claims::finish_with`], the attempts left as they are.
     async fn finish(
         &self,
         key: &str,
@@ -86,17 +98,34 @@ pub trait Store: Send + Sync {
         self.finish_with(key, lease_until_ms, outcome, now_ms, None)
             .await
     }
+    /// Notes that item `item` of the record `parent` (an event split into items, each
+    /// processed on its own) is done — `failed` if it ended `FAILED` — once however often it
+    /// is told; kept until `expires_at` (epoch seconds). Returns how many of the parent's items
+    /// are done now, and how many of those failed.
+    async fn item_done(
+        &self,
+        parent: &str,
+        item: u32,
+        failed: bool,
+        expires_at: i64,
+    ) -> Result<ItemsDone, StoreError>;
+}
+
+/// Erasure by person: tombstones, links from records to the people they name, emptying
+/// records. The processor and operators.
+#[async_trait]
+pub trait Erasing: Send + Sync {
     /// Leaves a tombstone for the subject (kept until `tombstone_expires_at`, epoch seconds),
     /// then removes raw bodies and details of every record of it and of every record linked
-    /// to it ([`Store::link_persons`]); returns what it emptied. Served by an index, never a scan.
+    /// to it ([`Erasing::link_persons`]); returns what it emptied. Served by an index, never a scan.
     async fn erase_subject(
         &self,
         subject: &str,
         now_ms: i64,
         tombstone_expires_at: i64,
     ) -> Result<Erased, StoreError>;
-    /// The records [`Store::erase_subject`] would empty: those whose subject is `subject` and
-    /// those linked to it ([`Store::link_persons`]); their keys, sorted, without erasing any.
+    /// The records [`Erasing::erase_subject`] would empty: those whose subject is `subject` and
+    /// those linked to it ([`Erasing::link_persons`]); their keys, sorted, without erasing any.
     async fn subject_records(&self, subject: &str) -> Result<Vec<String>, StoreError>;
     /// Notes that the record `key` names each of `persons` (subjects other than its own), so
     /// that erasing any of them reaches it; kept until `expires_at` (epoch seconds).
@@ -108,7 +137,14 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// When the subject was last erased, if it was.
     async fn erased_at(&self, subject: &str) -> Result<Option<i64>, StoreError>;
+    /// Removes one record's raw body and detail; says what it emptied.
+    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<Erased, StoreError>;
+}
 
+/// What operators do to records: list, replay, put stuck ones back, resolve a released
+/// quarantine. The admin command line, the dev server's pages, the reconciler.
+#[async_trait]
+pub trait Operating: Send + Sync {
     /// Records matching `filter`, newest first, at most `filter.limit`, without body and
     /// detail. Served by indexes (by provider and day; failed and quarantined ones by status),
     /// never a scan.
@@ -136,21 +172,17 @@ pub trait Store: Send + Sync {
         note: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError>;
-    /// Removes one record's raw body and detail; says what it emptied.
-    async fn erase_record(&self, key: &str, now_ms: i64) -> Result<Erased, StoreError>;
-
-    /// Notes that item `item` of the record `parent` (an event split into items, each
-    /// processed on its own) is done — `failed` if it ended `FAILED` — once however often it
-    /// is told; kept until `expires_at` (epoch seconds). Returns how many of the parent's items
-    /// are done now, and how many of those failed.
-    async fn item_done(
-        &self,
-        parent: &str,
-        item: u32,
-        failed: bool,
-        expires_at: i64,
-    ) -> Result<ItemsDone, StoreError>;
 }
+
+/// Everything a store does; each role needs only some of it, as its IAM policy in
+/// template.yaml says: ingest [`Deliveries`] and [`Handover`]; the sweeper [`Handover`] (and
+/// [`Operating::requeue_stuck`] for stuck records); the processor [`Deliveries`], [`Claims`]
+/// and [`Erasing`]; operators all of them. An adapter implements the five traits and is a
+/// `Store`; a part that needs only one role takes that trait ([`crate::outbox::SendThenMark`]
+/// takes a [`Handover`]).
+pub trait Store: Deliveries + Handover + Claims + Erasing + Operating {}
+
+impl<T: Deliveries + Handover + Claims + Erasing + Operating + ?Sized> Store for T {}
 
 #[derive(Debug, thiserror::Error)]
 #[error("queue unavailable: {0}")]

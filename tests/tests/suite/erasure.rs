@@ -12,7 +12,7 @@ use tests::{event, post, Backend};
 use webhook_core::clock::{Clock, ManualClock};
 use webhook_core::fetch::DetailClient;
 use webhook_core::operate::{Operations, Replayed};
-use webhook_core::ports::{Queue, QueueConsumer, Record, Status, Store};
+use webhook_core::ports::{Deliveries, Erasing, Queue, QueueConsumer, Record, Status};
 use webhook_core::process::{Processor, ProcessorSettings, ProviderTenants};
 use webhook_core::tenants::{TenantDirectory, TenantSource};
 use webhook_core::{Ingest, IngestSettings, WebhookRequest};

@@ -14,7 +14,7 @@ use tests::proxy::{local_aws_address, Proxy};
 use tests::{aws_at, event, response_json, Backend};
 use webhook_core::config::Settings;
 use webhook_core::outbox::Sweeper;
-use webhook_core::ports::{InboundMessage, Record, Status, Store};
+use webhook_core::ports::{Deliveries, InboundMessage, Record, Status};
 use webhook_core::process::{ProcessorSettings, Verdict};
 use webhook_core::{Ingest, IngestSettings};
 

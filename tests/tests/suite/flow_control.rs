@@ -12,7 +12,7 @@ use adapter_memory::Memory;
 use testkit::Kit;
 use tests::drain::{self, Adapters, Drained, Limit, Pacing};
 use tests::fake_api::FakeApi;
-use webhook_core::ports::{QueueConsumer, Status, Store};
+use webhook_core::ports::{Deliveries, QueueConsumer, Status};
 use webhook_core::process::ProcessorSettings;
 use webhook_core::tenants::{TenantDirectory, TenantSource};
 use webhook_core::{Ingest, IngestSettings};

@@ -9,7 +9,7 @@ use adapter_memory::Memory;
 use tests::fake_api::FakeApi;
 use tests::proxy::Recorder;
 use tests::{response_json, Backend};
-use webhook_core::ports::{InboundMessage, Record, Status};
+use webhook_core::ports::{Deliveries, InboundMessage, Record, Status};
 use webhook_core::process::{Processor, ProcessorSettings, ProviderTenants};
 use webhook_core::tenants::TenantSource;
 use webhook_core::{Ingest, IngestSettings};
@@ -81,7 +81,6 @@ async fn a_detail_that_does_not_fit_beside_its_event_ends_failed_after_one_call(
         status: Status::Queued,
         ..Record::default()
     };
-    use webhook_core::ports::Store;
     memory.store.put_new(&record).await.unwrap();
     let message = InboundMessage {
         id: "m".into(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tests::fake_api::{Behavior, FakeApi};
 use tests::proxy::{local_aws_address, Proxy};
 use tests::{event, response_json, Backend, InMemory};
-use webhook_core::ports::{InboundMessage, QueueMessage, Status, Store};
+use webhook_core::ports::{Deliveries, Erasing, Handover, InboundMessage, QueueMessage, Status};
 use webhook_core::process::{ProcessorSettings, Verdict};
 use webhook_core::tenants::{Loader, Tenant, TenantDirectory, TenantSource};
 use webhook_core::WebhookRequest;

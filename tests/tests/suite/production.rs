@@ -10,7 +10,7 @@ use adapter_memory::Memory;
 use tests::fake_api::{Behavior, FakeApi};
 use tests::{event, post, unique_name, Backend, Bus, Captured};
 use webhook_core::metrics::Emf;
-use webhook_core::ports::{Ports, QueueConsumer, Status, StoreError};
+use webhook_core::ports::{Deliveries, Ports, QueueConsumer, Status, StoreError};
 use webhook_core::process::ProcessorSettings;
 use webhook_core::tenants::TenantSource;
 use webhook_core::{Ingest, IngestSettings};
@@ -290,7 +290,6 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
         status: webhook_core::ports::Status::Received,
         ..webhook_core::ports::Record::default()
     };
-    use webhook_core::ports::Store;
     memory.store.put_new(&stranded).await.unwrap();
     webhook_core::outbox::Sweeper::new(memory.ports.clone(), Duration::from_secs(60))
         .with_metrics(metrics.clone())
@@ -335,7 +334,6 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
 /// is published under a bounded one, the type as it came in the detail.
 #[tokio::test]
 async fn an_event_type_the_bus_would_refuse_goes_out_under_a_bounded_detail_type() {
-    use webhook_core::ports::Store;
     let backend = Backend::new().await;
     let api = FakeApi::start().await;
     let bus = Bus::new().await;

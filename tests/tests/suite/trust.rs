@@ -13,7 +13,7 @@ use tests::fake_api::FakeApi;
 use tests::{demo_tenants, response_json, InMemory};
 use webhook_core::clock::{Clock, ManualClock};
 use webhook_core::operate::{Operations, Replayed};
-use webhook_core::ports::{subject_of, Record, Status, Store};
+use webhook_core::ports::{subject_of, Deliveries, Record, Status};
 use webhook_core::process::ProcessorSettings;
 use webhook_core::providers::{by_name, check_tenants};
 use webhook_core::tenants::{Tenant, TenantDirectory};

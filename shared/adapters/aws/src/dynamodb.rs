@@ -21,8 +21,9 @@ use aws_sdk_dynamodb::types::{
 };
 use sha2::{Digest, Sha256};
 use webhook_core::ports::{
-    history_of, history_text, Claim, Erased, EventFilter, Existing, ItemsDone, Outcome, Pending,
-    PutOutcome, QueueMessage, Record, Status, Store, StoreError, Tried,
+    history_of, history_text, Claim, Claims, Deliveries, Erased, Erasing, EventFilter, Existing,
+    Handover, ItemsDone, Operating, Outcome, Pending, PutOutcome, QueueMessage, Record, Status,
+    StoreError, Tried,
 };
 
 pub struct DynamoStore {
@@ -680,7 +681,7 @@ impl DynamoStore {
 }
 
 #[async_trait]
-impl Store for DynamoStore {
+impl Deliveries for DynamoStore {
     async fn put_new(&self, record: &Record) -> Result<PutOutcome, StoreError> {
         if body_apart(record) {
             // One call, so the webhook still waits on one write before it sends.
@@ -689,54 +690,6 @@ impl Store for DynamoStore {
             self.put_record(record).await
         }
     }
-
-    async fn take_over(
-        &self,
-        key: &str,
-        seen_lease_until_ms: i64,
-        new_lease_until_ms: i64,
-    ) -> Result<bool, StoreError> {
-        self.conditional_update(
-            key,
-            "SET lease_until = :new",
-            "#status = :received AND lease_until = :seen",
-            &[
-                (":new", n(new_lease_until_ms)),
-                (":seen", n(seen_lease_until_ms)),
-                (":received", s(Status::Received.as_str())),
-            ],
-        )
-        .await
-    }
-
-    async fn release(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.conditional_update(
-            key,
-            "SET lease_until = :now",
-            "#status = :received",
-            &[
-                (":now", n(now_ms)),
-                (":received", s(Status::Received.as_str())),
-            ],
-        )
-        .await
-        .map(drop)
-    }
-
-    async fn mark_queued(&self, key: &str) -> Result<(), StoreError> {
-        self.conditional_update(
-            key,
-            "SET #status = :queued REMOVE pending",
-            "#status = :received",
-            &[
-                (":queued", s(Status::Queued.as_str())),
-                (":received", s(Status::Received.as_str())),
-            ],
-        )
-        .await
-        .map(drop)
-    }
-
     async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
         let output = self
             .client
@@ -756,7 +709,54 @@ impl Store for DynamoStore {
             None => from_item(item).map(Some),
         }
     }
+}
 
+#[async_trait]
+impl Handover for DynamoStore {
+    async fn take_over(
+        &self,
+        key: &str,
+        seen_lease_until_ms: i64,
+        new_lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.conditional_update(
+            key,
+            "SET lease_until = :new",
+            "#status = :received AND lease_until = :seen",
+            &[
+                (":new", n(new_lease_until_ms)),
+                (":seen", n(seen_lease_until_ms)),
+                (":received", s(Status::Received.as_str())),
+            ],
+        )
+        .await
+    }
+    async fn release(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.conditional_update(
+            key,
+            "SET lease_until = :now",
+            "#status = :received",
+            &[
+                (":now", n(now_ms)),
+                (":received", s(Status::Received.as_str())),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+    async fn mark_queued(&self, key: &str) -> Result<(), StoreError> {
+        self.conditional_update(
+            key,
+            "SET #status = :queued REMOVE pending",
+            "#status = :received",
+            &[
+                (":queued", s(Status::Queued.as_str())),
+                (":received", s(Status::Received.as_str())),
+            ],
+        )
+        .await
+        .map(drop)
+    }
     async fn pending(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError> {
         let mut found = Vec::new();
         for shard in 0..PENDING_SHARDS {
@@ -788,7 +788,10 @@ impl Store for DynamoStore {
         found.truncate(limit);
         Ok(found)
     }
+}
 
+#[async_trait]
+impl Claims for DynamoStore {
     async fn claim(
         &self,
         key: &str,
@@ -842,7 +845,6 @@ impl Store for DynamoStore {
             },
         }
     }
-
     async fn finish_with(
         &self,
         key: &str,
@@ -893,133 +895,6 @@ impl Store for DynamoStore {
         )
         .await
     }
-
-    async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError> {
-        if filter.unfinished_only {
-            let shards = (0..OPEN_SHARDS).map(|shard| sharded(OPEN, shard));
-            return self
-                .list_partitions(ATTENTION_INDEX, "attention", shards, filter)
-                .await;
-        }
-        match filter.status.filter(|status| status.needs_attention()) {
-            Some(status) => {
-                let shards = (0..ATTENTION_SHARDS).map(|shard| sharded(status.as_str(), shard));
-                self.list_partitions(ATTENTION_INDEX, "attention", shards, filter)
-                    .await
-            }
-            None => {
-                let shards = filter.providers.iter().flat_map(|provider| {
-                    (0..LISTING_SHARDS).map(move |shard| listing_key(provider, shard))
-                });
-                self.list_partitions(DAY_INDEX, "day", shards, filter).await
-            }
-        }
-    }
-
-    async fn reopen(
-        &self,
-        key: &str,
-        now_ms: i64,
-        lease_until_ms: i64,
-    ) -> Result<bool, StoreError> {
-        self.conditional_update(
-            key,
-            "SET #status = :received, lease_until = :lease, pending = :shard, \
-             attention = :open REMOVE last_error, detail, processed_at",
-            "#status IN (:queued, :processed, :failed) \
-             OR (#status IN (:received, :processing) AND lease_until < :now)",
-            &[
-                (":received", s(Status::Received.as_str())),
-                (":queued", s(Status::Queued.as_str())),
-                (":processing", s(Status::Processing.as_str())),
-                (":processed", s(Status::Processed.as_str())),
-                (":failed", s(Status::Failed.as_str())),
-                (":lease", n(lease_until_ms)),
-                (":now", n(now_ms)),
-                (":shard", s(&pending_shard(key))),
-                (":open", s(&open_key(key))),
-            ],
-        )
-        .await
-    }
-
-    async fn requeue_stuck(
-        &self,
-        key: &str,
-        now_ms: i64,
-        lease_until_ms: i64,
-    ) -> Result<bool, StoreError> {
-        self.conditional_update(
-            key,
-            "SET #status = :received, lease_until = :lease, pending = :shard, requeued_at = :now",
-            "attribute_not_exists(requeued_at) AND (#status = :queued \
-             OR (#status = :processing AND lease_until < :now))",
-            &[
-                (":received", s(Status::Received.as_str())),
-                (":queued", s(Status::Queued.as_str())),
-                (":processing", s(Status::Processing.as_str())),
-                (":lease", n(lease_until_ms)),
-                (":now", n(now_ms)),
-                (":shard", s(&pending_shard(key))),
-            ],
-        )
-        .await
-    }
-
-    async fn resolve_quarantine(
-        &self,
-        key: &str,
-        note: &str,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        self.conditional_update(
-            key,
-            "SET #status = :processed, detail = :note, processed_at = :now REMOVE attention",
-            "#status = :quarantined",
-            &[
-                (":processed", s(Status::Processed.as_str())),
-                (":quarantined", s(Status::Quarantined.as_str())),
-                (":note", s(note)),
-                (":now", n(now_ms)),
-            ],
-        )
-        .await
-    }
-
-    async fn subject_records(&self, subject: &str) -> Result<Vec<String>, StoreError> {
-        let mut keys: Vec<String> = keys_of_subject(&self.client, &self.table, subject)
-            .await?
-            .into_iter()
-            .map(|pk| linked_record(&pk).map_or_else(|| pk.clone(), str::to_string))
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        Ok(keys)
-    }
-
-    async fn erase_subject(
-        &self,
-        subject: &str,
-        now_ms: i64,
-        tombstone_expires_at: i64,
-    ) -> Result<Erased, StoreError> {
-        // The tombstone first: whatever is stored or finished after it sees it.
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(&tombstone_key(subject)))
-            .item("erased_at", n(now_ms))
-            .item("expires_at", n(tombstone_expires_at))
-            .send()
-            .await
-            .map_err(|e| store_error(&e))?;
-        let mut erased = Erased::default();
-        for key in &self.subject_records(subject).await? {
-            erased += self.erase_record(key, now_ms).await?;
-        }
-        Ok(erased)
-    }
-
     async fn item_done(
         &self,
         parent: &str,
@@ -1056,7 +931,42 @@ impl Store for DynamoStore {
             failed: count("failed"),
         })
     }
+}
 
+#[async_trait]
+impl Erasing for DynamoStore {
+    async fn erase_subject(
+        &self,
+        subject: &str,
+        now_ms: i64,
+        tombstone_expires_at: i64,
+    ) -> Result<Erased, StoreError> {
+        // The tombstone first: whatever is stored or finished after it sees it.
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&tombstone_key(subject)))
+            .item("erased_at", n(now_ms))
+            .item("expires_at", n(tombstone_expires_at))
+            .send()
+            .await
+            .map_err(|e| store_error(&e))?;
+        let mut erased = Erased::default();
+        for key in &self.subject_records(subject).await? {
+            erased += self.erase_record(key, now_ms).await?;
+        }
+        Ok(erased)
+    }
+    async fn subject_records(&self, subject: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys: Vec<String> = keys_of_subject(&self.client, &self.table, subject)
+            .await?
+            .into_iter()
+            .map(|pk| linked_record(&pk).map_or_else(|| pk.clone(), str::to_string))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
     async fn link_persons(
         &self,
         key: &str,
@@ -1076,7 +986,6 @@ impl Store for DynamoStore {
         }
         Ok(())
     }
-
     async fn erased_at(&self, subject: &str) -> Result<Option<i64>, StoreError> {
         let output = self
             .client
@@ -1089,7 +998,6 @@ impl Store for DynamoStore {
             .map_err(|e| store_error(&e))?;
         Ok(output.item().map(|item| get_n(item, "erased_at")))
     }
-
     async fn erase_record(&self, key: &str, now_ms: i64) -> Result<Erased, StoreError> {
         let Some(removed) = self
             .erase_item(key, "body, detail, body_apart", now_ms)
@@ -1107,6 +1015,98 @@ impl Store for DynamoStore {
         };
         let had_body = had(&removed, "body") || apart.is_some_and(|item| had(&item, "body"));
         Ok(Erased::record(had_body, had(&removed, "detail")))
+    }
+}
+
+#[async_trait]
+impl Operating for DynamoStore {
+    async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError> {
+        if filter.unfinished_only {
+            let shards = (0..OPEN_SHARDS).map(|shard| sharded(OPEN, shard));
+            return self
+                .list_partitions(ATTENTION_INDEX, "attention", shards, filter)
+                .await;
+        }
+        match filter.status.filter(|status| status.needs_attention()) {
+            Some(status) => {
+                let shards = (0..ATTENTION_SHARDS).map(|shard| sharded(status.as_str(), shard));
+                self.list_partitions(ATTENTION_INDEX, "attention", shards, filter)
+                    .await
+            }
+            None => {
+                let shards = filter.providers.iter().flat_map(|provider| {
+                    (0..LISTING_SHARDS).map(move |shard| listing_key(provider, shard))
+                });
+                self.list_partitions(DAY_INDEX, "day", shards, filter).await
+            }
+        }
+    }
+    async fn reopen(
+        &self,
+        key: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.conditional_update(
+            key,
+            "SET #status = :received, lease_until = :lease, pending = :shard, \
+             attention = :open REMOVE last_error, detail, processed_at",
+            "#status IN (:queued, :processed, :failed) \
+             OR (#status IN (:received, :processing) AND lease_until < :now)",
+            &[
+                (":received", s(Status::Received.as_str())),
+                (":queued", s(Status::Queued.as_str())),
+                (":processing", s(Status::Processing.as_str())),
+                (":processed", s(Status::Processed.as_str())),
+                (":failed", s(Status::Failed.as_str())),
+                (":lease", n(lease_until_ms)),
+                (":now", n(now_ms)),
+                (":shard", s(&pending_shard(key))),
+                (":open", s(&open_key(key))),
+            ],
+        )
+        .await
+    }
+    async fn requeue_stuck(
+        &self,
+        key: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.conditional_update(
+            key,
+            "SET #status = :received, lease_until = :lease, pending = :shard, requeued_at = :now",
+            "attribute_not_exists(requeued_at) AND (#status = :queued \
+             OR (#status = :processing AND lease_until < :now))",
+            &[
+                (":received", s(Status::Received.as_str())),
+                (":queued", s(Status::Queued.as_str())),
+                (":processing", s(Status::Processing.as_str())),
+                (":lease", n(lease_until_ms)),
+                (":now", n(now_ms)),
+                (":shard", s(&pending_shard(key))),
+            ],
+        )
+        .await
+    }
+    async fn resolve_quarantine(
+        &self,
+        key: &str,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.conditional_update(
+            key,
+            "SET #status = :processed, detail = :note, processed_at = :now REMOVE attention",
+            "#status = :quarantined",
+            &[
+                (":processed", s(Status::Processed.as_str())),
+                (":quarantined", s(Status::Quarantined.as_str())),
+                (":note", s(note)),
+                (":now", n(now_ms)),
+            ],
+        )
+        .await
     }
 }
 

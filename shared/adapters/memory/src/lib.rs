@@ -11,10 +11,10 @@ use async_trait::async_trait;
 use webhook_core::clock::{after, SharedClock};
 use webhook_core::outbox::SendThenMark;
 use webhook_core::ports::{
-    next_slot, Claim, Erased, EventFilter, Existing, InboundMessage, ItemsDone, Outcome, PaceState,
-    Pacer, Paused, Pending, Ports, PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage,
-    Record, Reservation, Sighting, Sightings, Status, Store, StoreError, Tried, MAX_DELAY_SECONDS,
-    MAX_VISIBILITY_SECONDS,
+    next_slot, Claim, Claims, Deliveries, Erased, Erasing, EventFilter, Existing, Handover,
+    InboundMessage, ItemsDone, Operating, Outcome, PaceState, Pacer, Paused, Pending, Ports,
+    PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record, Reservation, Sighting,
+    Sightings, Status, StoreError, Tried, MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS,
 };
 
 /// Records by key, the tombstones of erased subjects and the persons records name.
@@ -55,7 +55,7 @@ impl MemoryStore {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl Deliveries for MemoryStore {
     async fn put_new(&self, record: &Record) -> Result<PutOutcome, StoreError> {
         let mut records = self.lock();
         if let Some(existing) = records.get(&record.key) {
@@ -67,7 +67,13 @@ impl Store for MemoryStore {
         records.insert(record.key.clone(), record.clone());
         Ok(PutOutcome::Created)
     }
+    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        Ok(self.lock().get(key).cloned())
+    }
+}
 
+#[async_trait]
+impl Handover for MemoryStore {
     async fn take_over(
         &self,
         key: &str,
@@ -85,7 +91,6 @@ impl Store for MemoryStore {
             _ => false,
         })
     }
-
     async fn release(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
         if let Some(record) = self.lock().get_mut(key) {
             if record.status == Status::Received {
@@ -94,7 +99,6 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
-
     async fn mark_queued(&self, key: &str) -> Result<(), StoreError> {
         if let Some(record) = self.lock().get_mut(key) {
             if record.status == Status::Received {
@@ -103,11 +107,6 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
-
-    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        Ok(self.lock().get(key).cloned())
-    }
-
     async fn pending(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError> {
         let mut pending: Vec<Pending> = self
             .lock()
@@ -122,7 +121,10 @@ impl Store for MemoryStore {
         pending.truncate(limit);
         Ok(pending)
     }
+}
 
+#[async_trait]
+impl Claims for MemoryStore {
     async fn claim(
         &self,
         key: &str,
@@ -144,7 +146,6 @@ impl Store for MemoryStore {
             finished => Ok(Claim::Finished(finished)),
         }
     }
-
     async fn finish_with(
         &self,
         key: &str,
@@ -174,25 +175,25 @@ impl Store for MemoryStore {
         }
         Ok(true)
     }
-
-    async fn subject_records(&self, subject: &str) -> Result<Vec<String>, StoreError> {
-        let linked = self
-            .links
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(subject)
-            .cloned()
-            .unwrap_or_default();
-        let mut keys: Vec<String> = self
-            .lock()
-            .values()
-            .filter(|record| record.subject == subject || linked.contains(&record.key))
-            .map(|record| record.key.clone())
-            .collect();
-        keys.sort_unstable();
-        Ok(keys)
+    async fn item_done(
+        &self,
+        parent: &str,
+        item: u32,
+        failed: bool,
+        _expires_at: i64,
+    ) -> Result<ItemsDone, StoreError> {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        let done = items.entry(parent.to_string()).or_default();
+        *done.entry(item).or_default() |= failed;
+        Ok(ItemsDone {
+            done: done.len(),
+            failed: done.values().filter(|failed| **failed).count(),
+        })
     }
+}
 
+#[async_trait]
+impl Erasing for MemoryStore {
     async fn erase_subject(
         &self,
         subject: &str,
@@ -212,23 +213,23 @@ impl Store for MemoryStore {
         }
         Ok(erased)
     }
-
-    async fn item_done(
-        &self,
-        parent: &str,
-        item: u32,
-        failed: bool,
-        _expires_at: i64,
-    ) -> Result<ItemsDone, StoreError> {
-        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
-        let done = items.entry(parent.to_string()).or_default();
-        *done.entry(item).or_default() |= failed;
-        Ok(ItemsDone {
-            done: done.len(),
-            failed: done.values().filter(|failed| **failed).count(),
-        })
+    async fn subject_records(&self, subject: &str) -> Result<Vec<String>, StoreError> {
+        let linked = self
+            .links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(subject)
+            .cloned()
+            .unwrap_or_default();
+        let mut keys: Vec<String> = self
+            .lock()
+            .values()
+            .filter(|record| record.subject == subject || linked.contains(&record.key))
+            .map(|record| record.key.clone())
+            .collect();
+        keys.sort_unstable();
+        Ok(keys)
     }
-
     async fn link_persons(
         &self,
         key: &str,
@@ -244,7 +245,6 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
-
     async fn erased_at(&self, subject: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
             .tombstones
@@ -253,7 +253,6 @@ impl Store for MemoryStore {
             .get(subject)
             .copied())
     }
-
     async fn erase_record(&self, key: &str, now_ms: i64) -> Result<Erased, StoreError> {
         Ok(self
             .lock()
@@ -261,7 +260,10 @@ impl Store for MemoryStore {
             .map(|record| erase(record, now_ms))
             .unwrap_or_default())
     }
+}
 
+#[async_trait]
+impl Operating for MemoryStore {
     async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError> {
         let found: Vec<Record> = self
             .lock()
@@ -275,7 +277,6 @@ impl Store for MemoryStore {
             .collect();
         Ok(filter.newest(found))
     }
-
     async fn reopen(
         &self,
         key: &str,
@@ -300,7 +301,6 @@ impl Store for MemoryStore {
         }
         Ok(reopenable)
     }
-
     async fn requeue_stuck(
         &self,
         key: &str,
@@ -324,7 +324,6 @@ impl Store for MemoryStore {
         record.lease_until_ms = lease_until_ms;
         Ok(true)
     }
-
     async fn resolve_quarantine(
         &self,
         key: &str,

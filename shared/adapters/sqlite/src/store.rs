@@ -3,8 +3,9 @@
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use webhook_core::ports::{
-    history_text, Claim, Erased, EventFilter, Existing, ItemsDone, Outcome, Pending, PutOutcome,
-    QueueMessage, Record, Status, Store, StoreError, Tried,
+    history_text, Claim, Claims, Deliveries, Erased, Erasing, EventFilter, Existing, Handover,
+    ItemsDone, Operating, Outcome, Pending, PutOutcome, QueueMessage, Record, Status, StoreError,
+    Tried,
 };
 
 use crate::database::{change, Database};
@@ -69,7 +70,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Deliveries for SqliteStore {
     async fn put_new(&self, record: &Record) -> Result<PutOutcome, StoreError> {
         let record = record.clone();
         self.database
@@ -115,7 +116,16 @@ impl Store for SqliteStore {
             })
             .await
     }
+    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
+        let key = key.to_string();
+        self.database
+            .store_op(move |connection| record(connection, &key))
+            .await
+    }
+}
 
+#[async_trait]
+impl Handover for SqliteStore {
     async fn take_over(
         &self,
         key: &str,
@@ -135,28 +145,18 @@ impl Store for SqliteStore {
             })
             .await
     }
-
     async fn release(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
         let key = key.to_string();
         self.database
             .store_op(move |connection| release_lease(connection, &key, now_ms))
             .await
     }
-
     async fn mark_queued(&self, key: &str) -> Result<(), StoreError> {
         let key = key.to_string();
         self.database
             .store_op(move |connection| mark_record_queued(connection, &key))
             .await
     }
-
-    async fn get(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        let key = key.to_string();
-        self.database
-            .store_op(move |connection| record(connection, &key))
-            .await
-    }
-
     async fn pending(&self, now_ms: i64, limit: usize) -> Result<Vec<Pending>, StoreError> {
         self.database
             .store_op(move |connection| {
@@ -181,7 +181,10 @@ impl Store for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl Claims for SqliteStore {
     async fn claim(
         &self,
         key: &str,
@@ -211,7 +214,6 @@ impl Store for SqliteStore {
             })
             .await
     }
-
     async fn finish_with(
         &self,
         key: &str,
@@ -246,31 +248,6 @@ impl Store for SqliteStore {
             })
             .await
     }
-
-    async fn erase_subject(
-        &self,
-        subject: &str,
-        now_ms: i64,
-        tombstone_expires_at: i64,
-    ) -> Result<Erased, StoreError> {
-        let subject = subject.to_string();
-        self.database
-            .store_op(move |connection| {
-                change(
-                    connection,
-                    "INSERT INTO tombstones (subject, erased_at, expires_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(subject) DO UPDATE SET erased_at = ?2, expires_at = ?3",
-                    params![subject, now_ms, tombstone_expires_at],
-                )?;
-                erase_where(
-                    connection,
-                    "subject = ?2 OR pk IN (SELECT record_key FROM person_links WHERE person = ?2)",
-                    params![now_ms, subject],
-                )
-            })
-            .await
-    }
-
     async fn item_done(
         &self,
         parent: &str,
@@ -300,7 +277,48 @@ impl Store for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl Erasing for SqliteStore {
+    async fn erase_subject(
+        &self,
+        subject: &str,
+        now_ms: i64,
+        tombstone_expires_at: i64,
+    ) -> Result<Erased, StoreError> {
+        let subject = subject.to_string();
+        self.database
+            .store_op(move |connection| {
+                change(
+                    connection,
+                    "INSERT INTO tombstones (subject, erased_at, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(subject) DO UPDATE SET erased_at = ?2, expires_at = ?3",
+                    params![subject, now_ms, tombstone_expires_at],
+                )?;
+                erase_where(
+                    connection,
+                    "subject = ?2 OR pk IN (SELECT record_key FROM person_links WHERE person = ?2)",
+                    params![now_ms, subject],
+                )
+            })
+            .await
+    }
+    async fn subject_records(&self, subject: &str) -> Result<Vec<String>, StoreError> {
+        let subject = subject.to_string();
+        self.database
+            .store_op(move |connection| {
+                connection
+                    .prepare_cached(
+                        "SELECT pk FROM records WHERE subject = ?1
+                         OR pk IN (SELECT record_key FROM person_links WHERE person = ?1)
+                         ORDER BY pk",
+                    )?
+                    .query_map(params![subject], |row| row.get(0))?
+                    .collect()
+            })
+            .await
+    }
     async fn link_persons(
         &self,
         key: &str,
@@ -321,23 +339,6 @@ impl Store for SqliteStore {
             })
             .await
     }
-
-    async fn subject_records(&self, subject: &str) -> Result<Vec<String>, StoreError> {
-        let subject = subject.to_string();
-        self.database
-            .store_op(move |connection| {
-                connection
-                    .prepare_cached(
-                        "SELECT pk FROM records WHERE subject = ?1
-                         OR pk IN (SELECT record_key FROM person_links WHERE person = ?1)
-                         ORDER BY pk",
-                    )?
-                    .query_map(params![subject], |row| row.get(0))?
-                    .collect()
-            })
-            .await
-    }
-
     async fn erased_at(&self, subject: &str) -> Result<Option<i64>, StoreError> {
         let subject = subject.to_string();
         self.database
@@ -349,14 +350,16 @@ impl Store for SqliteStore {
             })
             .await
     }
-
     async fn erase_record(&self, key: &str, now_ms: i64) -> Result<Erased, StoreError> {
         let key = key.to_string();
         self.database
             .store_op(move |connection| erase_where(connection, "pk = ?2", params![now_ms, key]))
             .await
     }
+}
 
+#[async_trait]
+impl Operating for SqliteStore {
     async fn list(&self, filter: &EventFilter) -> Result<Vec<Record>, StoreError> {
         let filter = filter.clone();
         self.database
@@ -377,7 +380,6 @@ impl Store for SqliteStore {
             })
             .await
     }
-
     async fn reopen(
         &self,
         key: &str,
@@ -399,7 +401,6 @@ impl Store for SqliteStore {
             })
             .await
     }
-
     async fn requeue_stuck(
         &self,
         key: &str,
@@ -420,7 +421,6 @@ impl Store for SqliteStore {
             })
             .await
     }
-
     async fn resolve_quarantine(
         &self,
         key: &str,
