@@ -230,15 +230,20 @@ def unauthorized_alarms(providers):
         for i, provider in zip(indexes, group):
             out.append(webhook_count(provider, "unauthorized", i))
             out.append(webhook_count(provider, "accepted", i))
-        out.append("""      EvaluationPeriods: 3
+        out.append(alarm_end(periods=3))
+    return "".join(out)
+
+
+def alarm_end(periods):
+    """An alarm's closing properties: above zero for `periods` periods tells AlarmTopic."""
+    return f"""      EvaluationPeriods: {periods}
       Threshold: 0
       ComparisonOperator: GreaterThanThreshold
       TreatMissingData: notBreaching
       AlarmActions:
         - !Ref AlarmTopic
 
-""")
-    return "".join(out)
+"""
 
 
 FUNCTION_ALARMS = {
@@ -283,14 +288,7 @@ def function_alarms(providers):
             Period: 60
             Stat: Sum
 """)
-            out.append(f"""      EvaluationPeriods: {periods}
-      Threshold: 0
-      ComparisonOperator: GreaterThanThreshold
-      TreatMissingData: notBreaching
-      AlarmActions:
-        - !Ref AlarmTopic
-
-""")
+            out.append(alarm_end(periods))
     return "".join(out)
 
 

@@ -72,7 +72,10 @@ fn report(drains: Vec<Drained>) -> Vec<Drained> {
     let targets = targets();
     for d in &drains {
         let limited_share = d.limited as f64 / ((d.calls + d.limited).max(1)) as f64;
-        let met = d.share_of_allowed() >= targets.min_share && limited_share <= targets.max_limited;
+        let met = d.processed as u64 == d.events
+            && d.dead_letters == 0
+            && d.share_of_allowed() >= targets.min_share
+            && limited_share <= targets.max_limited;
         eprintln!(
             "  {:<10} {:<28} {}/{} processed, {:.2}/s of {:.2}/s allowed ({:.0} %), {} of {} calls 429, {} dead letters, {:.0} s: {}",
             d.provider,

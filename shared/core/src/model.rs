@@ -286,8 +286,11 @@ pub struct Spilled {
 
 /// The bytes a spill's seal covers: every field of the message the processor acts on.
 fn sealed_bytes(message: &QueueMessage) -> Vec<u8> {
+    // The trace's parent only names where X-Ray spans hang, and is left out so that a
+    // processor of the version before it still accepts a spill sealed by this one (a deploy).
     let spilled = message.work.spilled().map(|spilled| Spilled {
         seal: None,
+        trace_parent: None,
         ..spilled.clone()
     });
     let fields = (

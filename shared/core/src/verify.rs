@@ -228,7 +228,7 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// only until `signed time + retention - skew - 1 s`: until then it still finds the record (a
 /// duplicate); after it, a replay would be stored, fetched and published again. A delivery
 /// without a signed time (the provider's scheme signs none, or this one carries none that can
-/// be read) is not checked: see the README for which providers cannot be protected so.
+/// be read) is not checked: docs/configuration.md says which providers cannot be protected so.
 pub fn replay_refusal(
     auth: &Auth,
     tenant: &Tenant,

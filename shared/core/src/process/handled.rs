@@ -109,7 +109,9 @@ impl Handled {
         })
     }
 
-    /// Whether the record it finished `PROCESSED` is published downstream.
+    /// Whether the record it finished `PROCESSED` has an event for downstream consumers: what
+    /// was fetched or stored, and erasures (done or refused); never a record whose data was
+    /// erased.
     pub fn publishes(self) -> bool {
         matches!(
             self,

@@ -624,8 +624,6 @@ fn expired() -> Outcome {
     }
 }
 
-/// Whether a record finished with this label has an event for downstream consumers: what was
-/// fetched or stored, and erasures (done or refused); never a record whose data was erased.
 /// What writing a claimed record's outcome came to.
 enum Finished {
     /// Written as it is (a refused detail turned into `FAILED`).
