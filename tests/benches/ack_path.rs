@@ -39,7 +39,7 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use testkit::{Expect, Kit, Lookup};
 use webhook_core::fetch::DetailClient;
-use webhook_core::ports::{InboundMessage, Record, Status};
+use webhook_core::model::{InboundMessage, Record, Status};
 use webhook_core::process::{Processor, ProcessorSettings, ProviderTenants, Verdict};
 use webhook_core::tenants::{Tenant, TenantSource};
 use webhook_core::{Ingest, IngestSettings, WebhookRequest};
@@ -609,14 +609,14 @@ struct MarkQueuedToo(Arc<dyn webhook_core::ports::Outbox>);
 impl webhook_core::ports::Outbox for MarkQueuedToo {
     async fn enqueue(
         &self,
-        message: &webhook_core::ports::QueueMessage,
+        message: &webhook_core::model::QueueMessage,
     ) -> Result<(), webhook_core::ports::QueueError> {
         self.0.enqueue(message).await
     }
 
     async fn send_fresh(
         &self,
-        message: &webhook_core::ports::QueueMessage,
+        message: &webhook_core::model::QueueMessage,
     ) -> Result<(), webhook_core::ports::QueueError> {
         self.0.enqueue(message).await
     }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use testkit::Kit;
-use webhook_core::ports::{EventFilter, Ports, QueueConsumer, Status, Store};
+use webhook_core::model::{EventFilter, Status};
+use webhook_core::ports::{Ports, QueueConsumer, Store};
 use webhook_core::process::{Processor, ProcessorSettings};
 use webhook_core::tenants::{TenantDirectory, TenantSource};
 use webhook_core::{Ingest, IngestSettings};

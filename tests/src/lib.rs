@@ -13,10 +13,11 @@ use aws_lambda_events::sqs::SqsEvent;
 use bytes::Bytes;
 use fake_api::FakeApi;
 use webhook_core::fetch::DetailClient;
-use webhook_core::ports::{
-    Claim, Claims, Deliveries, Erased, Erasing, EventFilter, Handover, ItemsDone, Operating,
-    Outcome, Pending, Ports, PutOutcome, QueueMessage, Record, Status, StoreError,
+use webhook_core::model::{
+    Claim, Erased, EventFilter, ItemsDone, Outcome, Pending, PutOutcome, QueueMessage, Record,
+    Status,
 };
+use webhook_core::ports::{Claims, Deliveries, Erasing, Handover, Operating, Ports, StoreError};
 use webhook_core::process::{Processor, ProcessorSettings, ProviderTenants};
 use webhook_core::tenants::{TenantDirectory, TenantSource};
 use webhook_core::{Ingest, IngestSettings, WebhookRequest, WebhookResponse};
@@ -690,7 +691,7 @@ impl Claims for RefusingPuts {
         l: i64,
         o: &Outcome,
         n: i64,
-        h: Option<&[webhook_core::ports::Tried]>,
+        h: Option<&[webhook_core::model::Tried]>,
     ) -> Result<bool, StoreError> {
         self.inner.finish_with(k, l, o, n, h).await
     }

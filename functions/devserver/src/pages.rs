@@ -22,8 +22,8 @@ use base64::Engine;
 use maud::{html, Markup, DOCTYPE};
 use serde::{Deserialize, Serialize};
 use webhook_core::key::KeyParts;
+use webhook_core::model::{Record, Status};
 use webhook_core::operate::{OperateError, Replayed};
-use webhook_core::ports::{Record, Status};
 use webhook_core::tenants::TenantDirectory;
 
 use crate::html::{ago, cut, pct, pretty_json, utc};

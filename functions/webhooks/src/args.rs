@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use webhook_core::ports::Status;
+use webhook_core::model::Status;
 
 const ABOUT: &str = "Operate the webhook ingestion: find stored webhooks, replay them, redrive \
 the dead-letter queue, release quarantined deliveries, erase a subject, count.";

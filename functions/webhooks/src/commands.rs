@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::{json, Value};
+use webhook_core::model::Status;
 use webhook_core::operate::Replayed;
-use webhook_core::ports::Status;
 
 use crate::args::{
     Cli, Command, DlqCommand, EventsCommand, Filters, QuarantineCommand, ReplayArgs, ScopeArgs,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
-use webhook_core::ports::{QueueMessage, Record};
+use webhook_core::model::{QueueMessage, Record};
 
 use crate::place::{aws_hint, AwsPlace, Place, Target, DEAD_LETTER_OUTPUT};
 use crate::print::{clip, pretty, progress_bar, table};

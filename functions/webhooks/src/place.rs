@@ -10,8 +10,9 @@ use std::time::Duration;
 use adapter_aws::{DynamoStore, SecretsManager, SqsQueue};
 use adapter_sqlite::Database;
 use webhook_core::config::{IngestSettings, Settings};
+use webhook_core::model::Record;
 use webhook_core::operate::Operations;
-use webhook_core::ports::{Ports, Record};
+use webhook_core::ports::Ports;
 use webhook_core::process::ProcessorSettings;
 use webhook_core::tenants::{SecretReader, Tenant, TenantDirectory};
 

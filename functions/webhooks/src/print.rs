@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use webhook_core::erasure::Preview;
+use webhook_core::model::{Paused, Record, Status};
 use webhook_core::operate::Count;
-use webhook_core::ports::{Paused, Record, Status};
 
 use crate::args::Filters;
 
@@ -127,7 +127,7 @@ struct RecordJson {
     last_error: Option<String>,
     unauthenticated: bool,
     trace_id: Option<String>,
-    history: Vec<webhook_core::ports::Tried>,
+    history: Vec<webhook_core::model::Tried>,
     facts: Stored,
     #[serde(skip_serializing_if = "Option::is_none")]
     body: Option<Stored>,

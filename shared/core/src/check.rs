@@ -10,7 +10,8 @@
 use serde_json::{json, Value};
 
 use crate::fetch::without_url;
-use crate::ports::{key_of, Outcome, Record, Status};
+use crate::key::key_of;
+use crate::model::{Outcome, Record, Status};
 use crate::providers::Provider;
 use crate::tenants::Tenant;
 

@@ -100,7 +100,7 @@ impl ProcessorSettings {
             .retry_backoff
             .as_secs()
             .saturating_mul(1 << attempt.clamp(1, 16).saturating_sub(1));
-        doubled.min(u64::from(crate::ports::MAX_DELAY_SECONDS)) as u32
+        doubled.min(u64::from(crate::model::MAX_DELAY_SECONDS)) as u32
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::ports::Record;
+use crate::model::Record;
 
 /// One event for downstream consumers.
 #[derive(Debug, Clone, PartialEq)]

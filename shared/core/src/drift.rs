@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use crate::check::CHECK_FIELD;
-use crate::ports::Record;
+use crate::model::Record;
 use crate::providers::Provider;
 use crate::tenants::Tenant;
 

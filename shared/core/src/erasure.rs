@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::downstream::DownstreamEvent;
-use crate::ports::{subject_of, Erased, EventFilter, Ports, Record, Status, StoreError};
+use crate::key::subject_of;
+use crate::model::{Erased, EventFilter, Record, Status};
+use crate::ports::{Ports, StoreError};
 use crate::providers::{persons_named, Provider};
 
 /// Whom an erasure is about: one person (`<kind>:<id>`) of one tenant of one provider.

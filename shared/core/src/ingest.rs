@@ -13,11 +13,10 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::after;
 pub use crate::config::IngestSettings;
+use crate::key::{key_of, subject_of};
 use crate::metrics::{About, LogLines, Metrics, WebhookLine};
-use crate::ports::{
-    key_of, subject_of, Ports, PutOutcome, QueueMessage, Record, Status, StoreError,
-    BASE64_BODY_FACTS, MAX_ITEM_BYTES,
-};
+use crate::model::{PutOutcome, QueueMessage, Record, Status, BASE64_BODY_FACTS, MAX_ITEM_BYTES};
+use crate::ports::{Ports, StoreError};
 use crate::providers::Provider;
 use crate::response::{Ack, IngestError};
 use crate::tenants::{Tenant, TenantSource};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use crate::clock::SharedClock;
-use crate::ports::Sighting;
+use crate::model::Sighting;
 
 /// The event a line is about (`-` for what is not known yet).
 #[derive(Debug, Clone, Copy)]

@@ -736,3 +736,162 @@ impl Sighting {
         self.expires_at == 0 || self.expires_at.saturating_mul(1000) > now_ms
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spill_sealed_with_its_trace_parent_is_accepted_without_it() {
+        let mut spill = Record {
+            key: "k".into(),
+            trace_parent: Some("53995c3f42cd8ad8".into()),
+            ..Record::default()
+        }
+        .spill();
+        spill.seal("s3cret");
+        assert!(spill.sealed_with(["s3cret"]));
+        // As the processor of the version before reads it: without the field.
+        if let Work::StoreThenProcess(spilled) = &mut spill.work {
+            spilled.trace_parent = None;
+        }
+        assert!(spill.sealed_with(["s3cret"]));
+        assert!(!spill.sealed_with(["other"]));
+    }
+
+    #[test]
+    fn each_kind_of_work_keeps_the_queues_wire_form() {
+        let spilled = Record {
+            key: "k".into(),
+            body: "{}".into(),
+            ..Record::default()
+        }
+        .spill();
+        for (message, flag) in [
+            (spilled.clone(), "spilled"),
+            (
+                QueueMessage {
+                    work: Work::EraseAgain,
+                    ..spilled.clone()
+                },
+                "erase_again",
+            ),
+            (
+                QueueMessage {
+                    work: Work::PublishAgain,
+                    ..spilled.clone()
+                },
+                "publish_again",
+            ),
+        ] {
+            let wire: serde_json::Value = serde_json::to_value(&message).unwrap();
+            assert!(wire.get(flag).is_some(), "{wire}");
+            assert_eq!(
+                serde_json::from_value::<QueueMessage>(wire).unwrap(),
+                message
+            );
+        }
+        let plain = serde_json::to_value(Record::default().message()).unwrap();
+        assert!(plain.get("spilled").is_none() && plain.get("erase_again").is_none());
+        // A second pass queued by an earlier version copied the spill along: it erases again.
+        let mut old = serde_json::to_value(&spilled).unwrap();
+        old["erase_again"] = true.into();
+        let old: QueueMessage = serde_json::from_value(old).unwrap();
+        assert_eq!(old.work, Work::EraseAgain);
+    }
+
+    #[test]
+    fn a_history_keeps_the_newest_attempts() {
+        let tried = |at_ms| Tried {
+            at_ms,
+            outcome: "retry".into(),
+            ..Tried::default()
+        };
+        let mut history = Vec::new();
+        for at in 0..25 {
+            history = with_attempt(&history, tried(at));
+        }
+        assert_eq!(history.len(), HISTORY_KEPT);
+        assert_eq!((history[0].at_ms, history[19].at_ms), (5, 24));
+        let text = history_text(&history).unwrap();
+        assert_eq!(history_of(Some(&text)), history);
+        assert_eq!(history_text(&[]), None);
+        assert_eq!(history_of(Some("not json")), []);
+    }
+
+    #[test]
+    fn a_rates_window_is_widened_by_5_percent_or_150_ms() {
+        let interval = |calls, per_ms| Rate { calls, per_ms }.interval_ms();
+        assert_eq!(interval(60, 10_000), 175, "EGYM: 5 % of 10 s");
+        assert_eq!(interval(5, 1_000), 230, "Waitwhile: 150 ms of 1 s");
+        assert_eq!(interval(1000, 60_000), 63, "Magicline");
+    }
+
+    #[test]
+    fn callers_turned_away_come_back_one_after_another_as_slots_free() {
+        let mut state = PaceState {
+            next_free_ms: Some(5_000),
+            next_back_ms: None,
+        };
+        let mut backs = Vec::new();
+        for _ in 0..3 {
+            let (reservation, after) = next_slot(state, 100, 2, 1_000, 2_000);
+            let Reservation::Full { back_at_ms } = reservation else {
+                panic!("{reservation:?}");
+            };
+            assert_eq!(after.next_free_ms, Some(5_000), "no call reserved");
+            backs.push(back_at_ms);
+            state = after;
+        }
+        assert_eq!(backs, [5_000, 5_200, 5_400]);
+        let (granted, after) = next_slot(state, 100, 1, 4_000, 2_000);
+        assert_eq!(granted, Reservation::Granted { first_at_ms: 5_000 });
+        assert_eq!(after.next_free_ms, Some(5_100));
+        let (_, later) = next_slot(after, 100, 1, 3_000, 1_000);
+        assert_eq!(later.next_back_ms, Some(5_700), "the turn queue goes on");
+        let (idle, _) = next_slot(state, 100, 1, 60_000, 0);
+        assert_eq!(
+            idle,
+            Reservation::Granted {
+                first_at_ms: 60_000
+            }
+        );
+        let far = PaceState {
+            next_free_ms: Some(5_000),
+            next_back_ms: Some(2_000_000),
+        };
+        let (reservation, after) = next_slot(far, 100, 1, 1_000, 2_000);
+        assert_eq!(
+            reservation,
+            Reservation::Full {
+                back_at_ms: 2_000_000
+            }
+        );
+        assert_eq!(after, far, "out of a delay's reach: no turn taken");
+    }
+
+    #[test]
+    fn statuses_round_trip_through_their_names() {
+        for status in Status::ALL {
+            assert_eq!(Status::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(Status::parse("DONE"), None);
+    }
+
+    #[test]
+    fn each_outcome_ends_in_one_status() {
+        let processed = Outcome::Processed {
+            detail: Some("{}".into()),
+        };
+        assert_eq!(processed.status(), Status::Processed);
+        assert_eq!(processed.detail(), Some("{}"));
+        assert_eq!(processed.error(), None);
+        let failed = Outcome::Failed { reason: "r".into() };
+        assert_eq!(
+            (failed.status(), failed.error()),
+            (Status::Failed, Some("r"))
+        );
+        let retry = Outcome::Retry { reason: "t".into() };
+        assert_eq!((retry.status(), retry.error()), (Status::Queued, Some("t")));
+    }
+}

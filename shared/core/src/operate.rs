@@ -11,7 +11,8 @@ use crate::clock::after;
 use crate::config::IngestSettings;
 use crate::erasure::{erase_person, preview_person, withhold_erased, Person, Preview, Receipt};
 use crate::ingest::Delivery;
-use crate::ports::{EventFilter, Paused, Ports, PutOutcome, Record, Status, StoreError};
+use crate::model::{EventFilter, Paused, PutOutcome, Record, Status};
+use crate::ports::{Ports, StoreError};
 use crate::providers::Provider;
 use crate::tenants::TenantDirectory;
 
@@ -60,7 +61,7 @@ pub const QUARANTINE_COUNTED: usize = 1000;
 /// What `webhooks drift` shows: signs of contract drift, and quarantined deliveries by
 /// provider and tenant.
 pub struct Drift {
-    pub sightings: Vec<crate::ports::Sighting>,
+    pub sightings: Vec<crate::model::Sighting>,
     pub quarantined: BTreeMap<(String, String), u64>,
 }
 

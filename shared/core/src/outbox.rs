@@ -10,7 +10,8 @@ use async_trait::async_trait;
 
 use crate::clock::{after, SharedClock};
 use crate::metrics::{LogLines, Metrics};
-use crate::ports::{Handover, Outbox, Ports, Queue, QueueError, QueueMessage, StoreError};
+use crate::model::QueueMessage;
+use crate::ports::{Handover, Outbox, Ports, Queue, QueueError, StoreError};
 
 /// Sends the message, then marks the record `QUEUED`. If the send fails the lease is released
 /// at once, so the sweeper can take it over.

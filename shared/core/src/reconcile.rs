@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::clock::after;
 use crate::metrics::{LogLines, Metrics};
-use crate::ports::{EventFilter, Ports, Status, StoreError};
+use crate::model::{EventFilter, Status};
+use crate::ports::{Ports, StoreError};
 use crate::providers;
 
 /// How long a delivery may take to be finished before it counts as stuck.

@@ -15,7 +15,7 @@ pub struct TraceAt<'a> {
 impl<'a> TraceAt<'a> {
     /// Where a stored record's trace lets its calls hang: only a sampled trace has a segment
     /// to hang them under.
-    pub fn of(record: &'a crate::ports::Record) -> Option<TraceAt<'a>> {
+    pub fn of(record: &'a crate::model::Record) -> Option<TraceAt<'a>> {
         Some(TraceAt {
             trace_id: record.trace_id.as_deref()?,
             parent: record.trace_parent.as_deref()?,

@@ -84,8 +84,8 @@ pub struct RateSetting {
 }
 
 impl RateSetting {
-    pub fn rate(&self) -> crate::ports::Rate {
-        crate::ports::Rate {
+    pub fn rate(&self) -> crate::model::Rate {
+        crate::model::Rate {
             calls: self.calls,
             per_ms: i64::from(self.per_seconds) * 1000,
         }
@@ -280,12 +280,12 @@ impl TenantDirectory {
         let mut unnamed = Vec::new();
         for (index, tenant) in tenants.iter_mut().enumerate() {
             // Every key of its records starts with it: too long, and DynamoDB refuses them all.
-            if tenant.id.len() > crate::ports::MAX_TENANT_ID_BYTES {
+            if tenant.id.len() > crate::key::MAX_TENANT_ID_BYTES {
                 return Err(ConfigError::Invalid(format!(
                     "tenant {} (counting from 1): its id is {} bytes long, over the {} allowed",
                     index + 1,
                     tenant.id.len(),
-                    crate::ports::MAX_TENANT_ID_BYTES
+                    crate::key::MAX_TENANT_ID_BYTES
                 )));
             }
             if tenant.id.is_empty() || tenant.id.contains('#') {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tests::fake_api::FakeApi;
 use tests::{demo_tenants_at, serve_ingest, Backend, InMemory, Published};
 use webhook_core::check::{self, Sample};
-use webhook_core::ports::Status;
+use webhook_core::model::Status;
 use webhook_core::process::ProcessorSettings;
 use webhook_core::tenants::TenantSource;
 use webhook_core::{Ingest, IngestSettings};

@@ -12,7 +12,8 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
 use tests::fake_api::{Behavior, FakeApi};
 use tests::{demo_tenants, demo_tenants_json, event, response_json, unique_name, Backend};
-use webhook_core::ports::{Claim, Outcome, Ports, QueueConsumer, Status};
+use webhook_core::model::{Claim, Outcome, Status};
+use webhook_core::ports::{Ports, QueueConsumer};
 use webhook_core::process::{Processor, ProcessorSettings};
 use webhook_core::tenants::TenantSource;
 use webhook_core::{Ingest, IngestSettings};
@@ -1020,7 +1021,7 @@ async fn events_list_stuck_shows_what_is_unfinished_a_day_later() {
         let name = place.name();
         let ports = place.ports();
         let now = webhook_core::clock::system().now_ms();
-        let record = |key: &str, received_at_ms: i64| webhook_core::ports::Record {
+        let record = |key: &str, received_at_ms: i64| webhook_core::model::Record {
             key: format!("magicline#studio-1001#{key}"),
             provider: "magicline".into(),
             tenant: "studio-1001".into(),
@@ -1030,7 +1031,7 @@ async fn events_list_stuck_shows_what_is_unfinished_a_day_later() {
             received_at_ms,
             lease_until_ms: received_at_ms + 60_000,
             expires_at: now / 1000 + 3600,
-            ..webhook_core::ports::Record::default()
+            ..webhook_core::model::Record::default()
         };
         let none = place.cli(&["events", "list", "--stuck"]).await;
         assert!(none.stdout.contains("nothing is stuck"), "{name}: {none:?}");
@@ -1103,7 +1104,7 @@ async fn erase_refuses_a_subject_or_tenant_that_names_nobody() {
                 refused.stderr.contains("nothing erased") && refused.stderr.contains(says),
                 "{name}: {subject}: {refused:?}"
             );
-            let subject = webhook_core::ports::subject_of("magicline", tenant, subject);
+            let subject = webhook_core::key::subject_of("magicline", tenant, subject);
             let tombstone = place.ports().store.erased_at(&subject).await.unwrap();
             assert_eq!(tombstone, None, "{name}: no tombstone for {subject}");
         }

@@ -11,11 +11,11 @@ use adapter_memory::Memory;
 use adapter_sqlite::Database;
 use tests::{unique_name, Backend};
 use webhook_core::clock::{Clock, ManualClock, SharedClock};
-use webhook_core::ports::{
-    Claim, Erased, EventFilter, InboundMessage, ItemsDone, Outbox, Outcome, Pacer, Paused,
-    PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record, Reservation, Sighting,
-    Sightings, Status, Store, Tried,
+use webhook_core::model::{
+    Claim, Erased, EventFilter, InboundMessage, ItemsDone, Outcome, Paused, PutOutcome,
+    QueueMessage, Record, Reservation, Sighting, Status, Tried,
 };
+use webhook_core::ports::{Outbox, Pacer, Queue, QueueConsumer, QueueError, Sightings, Store};
 
 const MAX_RECEIVES: u32 = 2;
 
@@ -145,7 +145,7 @@ fn record_at(now: i64, key: &str, entity: &str) -> Record {
         tenant: "gym-1".into(),
         event_type: "GYM_CHECKIN".into(),
         entity_id: entity.into(),
-        subject: webhook_core::ports::subject_of("egym", "gym-1", &format!("account:{entity}")),
+        subject: webhook_core::key::subject_of("egym", "gym-1", &format!("account:{entity}")),
         facts: Some(r#"{"flag":true}"#.into()),
         body: r#"{"accountId":"a","name":"Grüße"}"#.into(),
         received_at_ms: now,
@@ -1520,7 +1520,7 @@ async fn an_item_is_counted_done_once() {
 /// key too long is refused when the configuration is loaded, named by its place, not its value.
 #[tokio::test]
 async fn keys_and_subjects_too_long_for_dynamodb_are_bounded_alike_on_every_adapter() {
-    use webhook_core::ports::{subject_of, MAX_KEY_BYTES, MAX_TENANT_ID_BYTES};
+    use webhook_core::key::{subject_of, MAX_KEY_BYTES, MAX_TENANT_ID_BYTES};
     let tenants = |id: &str| {
         let document =
             serde_json::json!({"tenants": [{"id": id, "webhook_secrets": ["long-ids"]}]});

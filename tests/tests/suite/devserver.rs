@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use devserver::{Options, RunningServer};
 use tests::{root, unique_name};
 use webhook_core::downstream::PublishError;
+use webhook_core::model::{Record, Status};
 use webhook_core::ports::QueueConsumer;
-use webhook_core::ports::{Record, Status};
 
 fn options(data: &Path, workers: usize) -> Options {
     Options {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use devserver::Options;
 use tests::{root, unique_name};
 use webhook_core::clock::ManualClock;
-use webhook_core::ports::{Record, Status};
+use webhook_core::model::{Record, Status};
 
 /// Concurrent clients, each posting new deliveries back to back until the server dies.
 const CONNECTIONS: usize = 16;

@@ -13,7 +13,7 @@ use devserver::{Options, RunningServer};
 use reqwest::header;
 use tests::fake_api::{Behavior, FakeApi};
 use tests::{root, unique_name};
-use webhook_core::ports::{Record, Status};
+use webhook_core::model::{Record, Status};
 
 fn options(config: &Path) -> Options {
     Options {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use devserver::{Options, RunningServer};
 use tests::{root, unique_name};
-use webhook_core::ports::Status;
+use webhook_core::model::Status;
 
 /// The asserted bound on the WAL file. The database thread checkpoints the WAL at 8 MiB
 /// (adapter_sqlite), so the file stays within that plus one group transaction; the project's

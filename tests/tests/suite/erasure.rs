@@ -11,8 +11,9 @@ use tests::fake_api::{Behavior, FakeApi, Gate};
 use tests::{event, post, Backend};
 use webhook_core::clock::{Clock, ManualClock};
 use webhook_core::fetch::DetailClient;
+use webhook_core::model::{Record, Status};
 use webhook_core::operate::{Operations, Replayed};
-use webhook_core::ports::{Deliveries, Erasing, Queue, QueueConsumer, Record, Status};
+use webhook_core::ports::{Deliveries, Erasing, Queue, QueueConsumer};
 use webhook_core::process::{Processor, ProcessorSettings, ProviderTenants};
 use webhook_core::tenants::{TenantDirectory, TenantSource};
 use webhook_core::{Ingest, IngestSettings, WebhookRequest};
@@ -37,7 +38,7 @@ async fn deliver(backend: &Backend, file: &str) -> String {
 }
 
 fn subject() -> String {
-    webhook_core::ports::subject_of("egym", "gym-berlin-01", &format!("account:{ACCOUNT}"))
+    webhook_core::key::subject_of("egym", "gym-berlin-01", &format!("account:{ACCOUNT}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,7 +431,7 @@ async fn a_deletion_delivered_without_a_credential_erases_nothing() {
         key: "timify#app-open#earlier".into(),
         provider: "timify".into(),
         tenant: "app-open".into(),
-        subject: webhook_core::ports::subject_of("timify", "app-open", "customer:cust-1"),
+        subject: webhook_core::key::subject_of("timify", "app-open", "customer:cust-1"),
         body: "{\"data\": {\"id\": \"cust-1\"}}".into(),
         status: Status::Processed,
         ..Record::default()

@@ -13,8 +13,9 @@ use tests::fake_api::{Behavior, FakeApi};
 use tests::proxy::{local_aws_address, Proxy};
 use tests::{aws_at, event, response_json, Backend};
 use webhook_core::config::Settings;
+use webhook_core::model::{InboundMessage, Record, Status};
 use webhook_core::outbox::Sweeper;
-use webhook_core::ports::{Deliveries, InboundMessage, Record, Status};
+use webhook_core::ports::Deliveries;
 use webhook_core::process::{ProcessorSettings, Verdict};
 use webhook_core::{Ingest, IngestSettings};
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use tests::fake_api::{Behavior, FakeApi};
 use tests::{event, response_json, Backend, Bus};
-use webhook_core::ports::Status;
+use webhook_core::model::Status;
 use webhook_core::process::ProcessorSettings;
 
 /// What EGYM's `gym-checkin.json` fetches.

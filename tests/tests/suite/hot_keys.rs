@@ -13,9 +13,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use testkit::{Kit, Lookup};
 use webhook_core::clock::ManualClock;
-use webhook_core::ports::{
-    Claim, Claims, Deliveries, EventFilter, Operating, Outcome, Record, Status,
-};
+use webhook_core::model::{Claim, EventFilter, Outcome, Record, Status};
+use webhook_core::ports::{Claims, Deliveries, Operating};
 use webhook_core::providers::Provider;
 use webhook_core::{Ingest, IngestSettings};
 

@@ -6,7 +6,8 @@ use adapter_aws::SqsQueue;
 use base64::Engine;
 use tests::{event, post, response_json, Backend};
 use webhook_core::clock::{Clock, SystemClock};
-use webhook_core::ports::{Deliveries, Handover, PutOutcome, Record, Status};
+use webhook_core::model::{PutOutcome, Record, Status};
+use webhook_core::ports::{Deliveries, Handover};
 use webhook_core::{Ingest, IngestSettings, WebhookRequest};
 
 fn now_ms() -> i64 {

@@ -9,7 +9,8 @@ use adapter_memory::Memory;
 use tests::fake_api::FakeApi;
 use tests::proxy::Recorder;
 use tests::{response_json, Backend};
-use webhook_core::ports::{Deliveries, InboundMessage, Record, Status};
+use webhook_core::model::{InboundMessage, Record, Status};
+use webhook_core::ports::Deliveries;
 use webhook_core::process::{Processor, ProcessorSettings, ProviderTenants};
 use webhook_core::tenants::TenantSource;
 use webhook_core::{Ingest, IngestSettings};
@@ -77,7 +78,7 @@ async fn a_detail_that_does_not_fit_beside_its_event_ends_failed_after_one_call(
         tenant: "gym-berlin-01".into(),
         event_type: "GYM_CHECKIN".into(),
         entity_id: "3f1c2a9e-5b7d-4e8f-a0c1-d2e3f4a5b6c7".into(),
-        body: "x".repeat(webhook_core::ports::MAX_ITEM_BYTES - 400),
+        body: "x".repeat(webhook_core::model::MAX_ITEM_BYTES - 400),
         status: Status::Queued,
         ..Record::default()
     };

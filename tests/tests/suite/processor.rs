@@ -7,7 +7,8 @@ use std::time::Duration;
 use tests::fake_api::{Behavior, FakeApi};
 use tests::proxy::{local_aws_address, Proxy};
 use tests::{event, response_json, Backend, InMemory};
-use webhook_core::ports::{Deliveries, Erasing, Handover, InboundMessage, QueueMessage, Status};
+use webhook_core::model::{InboundMessage, QueueMessage, Status};
+use webhook_core::ports::{Deliveries, Erasing, Handover};
 use webhook_core::process::{ProcessorSettings, Verdict};
 use webhook_core::tenants::{Loader, Tenant, TenantDirectory, TenantSource};
 use webhook_core::WebhookRequest;
@@ -903,7 +904,7 @@ async fn forged_queue_messages_store_and_erase_nothing() {
     let mut sealed_elsewhere = spill();
     sealed_elsewhere.seal("ml-demo-key-1001-new");
     let second_pass = QueueMessage {
-        work: webhook_core::ports::Work::EraseAgain,
+        work: webhook_core::model::Work::EraseAgain,
         ..before.message()
     };
     use webhook_core::ports::Queue;

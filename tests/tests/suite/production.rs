@@ -10,7 +10,8 @@ use adapter_memory::Memory;
 use tests::fake_api::{Behavior, FakeApi};
 use tests::{event, post, unique_name, Backend, Bus, Captured};
 use webhook_core::metrics::Emf;
-use webhook_core::ports::{Deliveries, Ports, QueueConsumer, Status, StoreError};
+use webhook_core::model::Status;
+use webhook_core::ports::{Deliveries, Ports, QueueConsumer, StoreError};
 use webhook_core::process::ProcessorSettings;
 use webhook_core::tenants::TenantSource;
 use webhook_core::{Ingest, IngestSettings};
@@ -254,7 +255,7 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
         .into_iter()
         .find(|r| r.provider == "flybuy")
         .unwrap();
-    last.push(webhook_core::ports::InboundMessage {
+    last.push(webhook_core::model::InboundMessage {
         id: "last".into(),
         body: serde_json::to_string(&flybuy.message()).unwrap(),
         receive_count: 2,
@@ -283,12 +284,12 @@ async fn every_outcome_is_written_as_an_embedded_metric_format_line() {
     );
 
     // A record whose send never happened: the sweeper's recovery is counted.
-    let stranded = webhook_core::ports::Record {
+    let stranded = webhook_core::model::Record {
         key: "egym#gym-berlin-01#stranded".into(),
         provider: "egym".into(),
         tenant: "gym-berlin-01".into(),
-        status: webhook_core::ports::Status::Received,
-        ..webhook_core::ports::Record::default()
+        status: webhook_core::model::Status::Received,
+        ..webhook_core::model::Record::default()
     };
     memory.store.put_new(&stranded).await.unwrap();
     webhook_core::outbox::Sweeper::new(memory.ports.clone(), Duration::from_secs(60))
@@ -344,7 +345,7 @@ async fn an_event_type_the_bus_would_refuse_goes_out_under_a_bounded_detail_type
     let long = "T".repeat(300);
     let now = webhook_core::clock::system().now_ms();
     for (key, event_type) in [("no-type", ""), ("long-type", long.as_str())] {
-        let record = webhook_core::ports::Record {
+        let record = webhook_core::model::Record {
             key: format!("egym#gym-berlin-01#{key}"),
             provider: "egym".into(),
             tenant: "gym-berlin-01".into(),
@@ -354,7 +355,7 @@ async fn an_event_type_the_bus_would_refuse_goes_out_under_a_bounded_detail_type
             received_at_ms: now,
             lease_until_ms: now,
             expires_at: ingest.expires_at(now),
-            ..webhook_core::ports::Record::default()
+            ..webhook_core::model::Record::default()
         };
         backend.store().put_new(&record).await.unwrap();
         backend

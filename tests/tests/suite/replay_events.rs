@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tests::fake_api::FakeApi;
 use tests::{load_event, root, Backend};
-use webhook_core::ports::Status;
+use webhook_core::model::Status;
 use webhook_core::process::ProcessorSettings;
 
 fn event_files(folder_name: &str) -> BTreeSet<String> {
@@ -129,7 +129,7 @@ async fn every_processor_event_reports_exactly_its_declared_failures() {
             if failed.contains(record.message_id.as_ref().unwrap()) {
                 continue;
             }
-            let message: webhook_core::ports::QueueMessage =
+            let message: webhook_core::model::QueueMessage =
                 serde_json::from_str(record.body.as_ref().unwrap()).unwrap();
             let stored = backend.record(&message.key).await;
             assert_eq!(stored.status, Status::Processed, "{file}: {}", message.key);

@@ -20,11 +20,11 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use sha2::{Digest, Sha256};
-use webhook_core::ports::{
-    history_of, history_text, Claim, Claims, Deliveries, Erased, Erasing, EventFilter, Existing,
-    Handover, ItemsDone, Operating, Outcome, Pending, PutOutcome, QueueMessage, Record, Status,
-    StoreError, Tried,
+use webhook_core::model::{
+    history_of, history_text, Claim, Erased, EventFilter, Existing, ItemsDone, Outcome, Pending,
+    PutOutcome, QueueMessage, Record, Status, Tried,
 };
+use webhook_core::ports::{Claims, Deliveries, Erasing, Handover, Operating, StoreError};
 
 pub struct DynamoStore {
     client: aws_sdk_dynamodb::Client,

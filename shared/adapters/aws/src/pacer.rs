@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::AttributeValue;
 use webhook_core::clock::SharedClock;
-use webhook_core::ports::{next_slot, PaceState, Pacer, Paused, Reservation, StoreError};
+use webhook_core::model::{next_slot, PaceState, Paused, Reservation};
+use webhook_core::ports::{Pacer, StoreError};
 
 use crate::dynamodb::store_error;
 

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
-use webhook_core::ports::{Sighting, Sightings, StoreError};
+use webhook_core::model::Sighting;
+use webhook_core::ports::{Sightings, StoreError};
 
 use crate::dynamodb::{batch_get, keys_of_subject, store_error};
 

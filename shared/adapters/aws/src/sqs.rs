@@ -5,10 +5,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use webhook_core::ports::{
-    InboundMessage, Queue, QueueConsumer, QueueError, QueueMessage, MAX_DELAY_SECONDS,
-    MAX_VISIBILITY_SECONDS,
+use webhook_core::model::{
+    InboundMessage, QueueMessage, MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS,
 };
+use webhook_core::ports::{Queue, QueueConsumer, QueueError};
 
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,

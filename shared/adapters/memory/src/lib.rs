@@ -9,12 +9,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use webhook_core::clock::{after, SharedClock};
+use webhook_core::model::{
+    next_slot, Claim, Erased, EventFilter, Existing, InboundMessage, ItemsDone, Outcome, PaceState,
+    Paused, Pending, PutOutcome, QueueMessage, Record, Reservation, Sighting, Status, Tried,
+    MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS,
+};
 use webhook_core::outbox::SendThenMark;
 use webhook_core::ports::{
-    next_slot, Claim, Claims, Deliveries, Erased, Erasing, EventFilter, Existing, Handover,
-    InboundMessage, ItemsDone, Operating, Outcome, PaceState, Pacer, Paused, Pending, Ports,
-    PutOutcome, Queue, QueueConsumer, QueueError, QueueMessage, Record, Reservation, Sighting,
-    Sightings, Status, StoreError, Tried, MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS,
+    Claims, Deliveries, Erasing, Handover, Operating, Pacer, Ports, Queue, QueueConsumer,
+    QueueError, Sightings, StoreError,
 };
 
 /// Records by key, the tombstones of erased subjects and the persons records name.

@@ -8,7 +8,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use rusqlite::{params, Connection};
-use webhook_core::ports::{QueueError, QueueMessage, Record, StoreError};
+use webhook_core::model::{QueueMessage, Record};
+use webhook_core::ports::{QueueError, StoreError};
 
 use crate::rows::{record_from_row, RECORD_COLUMNS};
 

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use webhook_core::clock::SharedClock;
-use webhook_core::ports::{Outbox, QueueError, QueueMessage};
+use webhook_core::model::QueueMessage;
+use webhook_core::ports::{Outbox, QueueError};
 
 use crate::database::Database;
 use crate::queue::{encode, insert_message};

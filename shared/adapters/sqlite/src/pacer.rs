@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
 use webhook_core::clock::SharedClock;
-use webhook_core::ports::{next_slot, PaceState, Pacer, Paused, Reservation, StoreError};
+use webhook_core::model::{next_slot, PaceState, Paused, Reservation};
+use webhook_core::ports::{Pacer, StoreError};
 
 use crate::database::Database;
 

@@ -6,10 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, Connection};
 use webhook_core::clock::SharedClock;
-use webhook_core::ports::{
-    InboundMessage, Queue, QueueConsumer, QueueError, QueueMessage, MAX_DELAY_SECONDS,
-    MAX_VISIBILITY_SECONDS,
+use webhook_core::model::{
+    InboundMessage, QueueMessage, MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS,
 };
+use webhook_core::ports::{Queue, QueueConsumer, QueueError};
 
 use crate::database::{change, Database};
 

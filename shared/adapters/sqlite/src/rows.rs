@@ -2,7 +2,7 @@
 //! in the order [`record_from_row`] reads them.
 
 use rusqlite::Row;
-use webhook_core::ports::{history_of, Record, Status};
+use webhook_core::model::{history_of, Record, Status};
 
 /// [`RECORD_COLUMNS`] without body and detail, for listings.
 pub(crate) const SUMMARY_COLUMNS: &str =

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use rusqlite::params;
-use webhook_core::ports::{Sighting, Sightings, StoreError};
+use webhook_core::model::Sighting;
+use webhook_core::ports::{Sightings, StoreError};
 
 use crate::database::{change, Database};
 

@@ -2,11 +2,11 @@
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
-use webhook_core::ports::{
-    history_text, Claim, Claims, Deliveries, Erased, Erasing, EventFilter, Existing, Handover,
-    ItemsDone, Operating, Outcome, Pending, PutOutcome, QueueMessage, Record, Status, StoreError,
-    Tried,
+use webhook_core::model::{
+    history_text, Claim, Erased, EventFilter, Existing, ItemsDone, Outcome, Pending, PutOutcome,
+    QueueMessage, Record, Status, Tried,
 };
+use webhook_core::ports::{Claims, Deliveries, Erasing, Handover, Operating, StoreError};
 
 use crate::database::{change, Database};
 use crate::rows::{record_from_row, RECORD_COLUMNS, SUMMARY_COLUMNS};

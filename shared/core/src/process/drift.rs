@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::ports::{Record, Sighting};
+use crate::model::{Record, Sighting};
 use crate::providers::Provider;
 use crate::tenants::Tenant;
 

@@ -6,7 +6,8 @@
 use serde_json::json;
 
 use crate::erasure::{erase_person, named_persons, Person, Receipt};
-use crate::ports::{Outcome, QueueMessage, Record, StoreError, Work};
+use crate::model::{Outcome, QueueMessage, Record, Work};
+use crate::ports::StoreError;
 use crate::providers::Provider;
 
 use super::{erased_before, Attempt, Handled, Processor, Verdict};

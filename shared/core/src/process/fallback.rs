@@ -4,7 +4,7 @@
 //! from this studio).
 
 use crate::fetch::status_named;
-use crate::ports::{Outcome, Record};
+use crate::model::{Outcome, Record};
 use crate::tenants::Tenant;
 
 use super::{Attempt, Handled, Processor, ProviderTenants};

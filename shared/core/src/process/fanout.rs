@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::clock::after;
-use crate::ports::{Claim, Outcome, PutOutcome, Record, Status, StoreError};
+use crate::model::{Claim, Outcome, PutOutcome, Record, Status};
+use crate::ports::StoreError;
 use crate::providers::{persons_named, Item, Provider};
 
 use super::{Attempt, Handled, Processor};
@@ -155,7 +156,7 @@ fn item_record(
             .and_then(|person| person.split_once(':'))
             .map_or_else(|| parent.entity_id.clone(), |(_, id)| id.to_string()),
         subject: person.map_or_else(String::new, |person| {
-            crate::ports::subject_of(&parent.provider, &parent.tenant, &person)
+            crate::key::subject_of(&parent.provider, &parent.tenant, &person)
         }),
         facts: serde_json::to_string(&facts).ok(),
         body: item.content,

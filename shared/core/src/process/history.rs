@@ -1,8 +1,8 @@
-//! The attempts a record keeps (see [`crate::ports::Tried`]): each finish writes the record's
+//! The attempts a record keeps (see [`crate::model::Tried`]): each finish writes the record's
 //! history with the attempt it ends after it.
 
 use super::Handled;
-use crate::ports::{with_attempt, Outcome, Record, Tried};
+use crate::model::{with_attempt, Outcome, Record, Tried};
 
 /// The room one more attempt takes in the record's history, at most.
 pub(super) const ATTEMPT_BYTES: usize = 512;

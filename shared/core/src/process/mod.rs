@@ -14,10 +14,10 @@ pub use crate::config::ProcessorSettings;
 use crate::downstream::Publisher;
 use crate::fetch::{DetailClient, FetchError, MAX_DETAIL_BYTES};
 use crate::metrics::{About, LogLines, MessageLine, Metrics};
-use crate::ports::{
-    Claim, InboundMessage, Outcome, Ports, QueueConsumer, QueueError, QueueMessage, Record, Status,
-    StoreError, Work, MAX_ITEM_BYTES,
+use crate::model::{
+    Claim, InboundMessage, Outcome, QueueMessage, Record, Status, Work, MAX_ITEM_BYTES,
 };
+use crate::ports::{Ports, QueueConsumer, QueueError, StoreError};
 use crate::providers::{Processing, Provider};
 use crate::spans::Spans;
 use crate::tenants::{Tenant, TenantSource};

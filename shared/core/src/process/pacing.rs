@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::ports::{Outcome, QueueMessage, Reservation, MAX_DELAY_SECONDS};
+use crate::model::{Outcome, QueueMessage, Reservation, MAX_DELAY_SECONDS};
 use crate::providers::Provider;
 use crate::tenants::ApiAccess;
 

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use crate::ports::{QueueMessage, StoreError};
+use crate::model::QueueMessage;
+use crate::ports::StoreError;
 
 use super::{Handled, Processor, Verdict};
 

@@ -6,7 +6,7 @@
 
 use crate::downstream::{self, DownstreamEvent, PublishError};
 use crate::erasure::Receipt;
-use crate::ports::{InboundMessage, QueueMessage, Record, Status, Work};
+use crate::model::{InboundMessage, QueueMessage, Record, Status, Work};
 
 use super::{Handled, Processor, Verdict};
 

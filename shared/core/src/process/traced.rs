@@ -4,7 +4,7 @@
 
 use crate::downstream::{DownstreamEvent, PublishError, Publisher};
 use crate::fetch::{ApiCredentials, Detail, FetchError};
-use crate::ports::Record;
+use crate::model::Record;
 use crate::spans::{origin, Call, Ended, OpenSpan, TraceAt};
 
 use super::Processor;

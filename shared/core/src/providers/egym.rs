@@ -10,7 +10,7 @@ use super::{
 };
 use crate::check::Sample;
 use crate::fetch::ApiCredentials;
-use crate::ports::{Rate, Record};
+use crate::model::{Rate, Record};
 use crate::register::{Registration, RegistrationApi};
 use crate::response::IngestError;
 use crate::tenants::{ApiAccess, Tenant};

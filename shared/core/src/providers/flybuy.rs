@@ -14,7 +14,7 @@ use super::{
 };
 use crate::check::Sample;
 use crate::fetch::ApiCredentials;
-use crate::ports::{Rate, Record};
+use crate::model::{Rate, Record};
 use crate::register::Registration;
 use crate::response::IngestError;
 use crate::tenants::{ApiAccess, KeyEncoding, Tenant};

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::check::Sample;
 use crate::fetch::ApiCredentials;
-use crate::ports::{Rate, Record};
+use crate::model::{Rate, Record};
 use crate::register::Registration;
 use crate::response::{Ack, IngestError};
 use crate::tenants::{ApiAccess, ConfigError, EventPointers, Tenant, TenantDirectory};

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::check::Sample;
 use crate::fetch::{ApiCredentials, TokenExchange};
-use crate::ports::{Rate, Record};
+use crate::model::{Rate, Record};
 use crate::register::Registration;
 use crate::response::{Ack, IngestError};
 use crate::tenants::{ApiAccess, EventAction, Secret, Tenant};
