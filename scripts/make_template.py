@@ -3,7 +3,7 @@
 (shared/testkit/data/<provider>.json, their `template` texts): each provider's secrets, log
 group, role and function with its route; the keys the sweeper may update; the processor's
 secrets and their variables; the alarms over every provider or function; the function lines
-of the dashboard; the URL and secret outputs.
+of the dashboard and its alarm list; the URL and secret outputs.
 
 Each part sits between `# >>> <part>` and `# <<< <part>` in template.yaml (the dashboard's
 lines inside its body are found by their form instead); everything outside them is written
@@ -350,6 +350,34 @@ def dashboard_lines(text, providers):
     return "\n".join(out)
 
 
+def generated_alarms(providers):
+    """The alarms the parts above write, by logical id."""
+    names = [suffixed("UnauthorizedRunAlarm", n) for n, _ in enumerate(groups(providers, METRICS_PER_ALARM // 2))]
+    for name, *_ in FUNCTION_ALARMS.values():
+        names += [suffixed(name, n) for n, _ in enumerate(groups(functions(providers), METRICS_PER_ALARM))]
+    return names
+
+
+# The dashboard's alarm widget: every alarm the template has a place for, the generated ones
+# among them.
+ALARM_LIST = re.compile(r'(?P<head>\n(?P<indent> *)"alarms": \[)(?P<items>[^\]]*)\]')
+GENERATED_ALARM = re.compile(r"^(UnauthorizedRunAlarm|FunctionErrorsAlarm|FunctionThrottlesAlarm)\d*$")
+
+
+def dashboard_alarms(text, providers):
+    found = ALARM_LIST.search(text)
+    if not found:
+        raise SystemExit('template.yaml: the dashboard has no "alarms": [...] widget')
+    listed = re.findall(r'"\$\{(\w+)\.Arn\}"', found["items"])
+    kept = [name for name in listed if not GENERATED_ALARM.match(name)]
+    names = kept + generated_alarms(providers)
+    cells = [f'"${{{name}.Arn}}"' for name in names]
+    pad = " " * (len(found["indent"]) + len('"alarms": ['))
+    rows = [", ".join(cells[i:i + 3]) for i in range(0, len(cells), 3)]
+    items = (",\n" + pad).join(rows)
+    return text[:found.start("items")] + items + text[found.end("items"):]
+
+
 def written(text, providers):
     for part, render in PARTS.items():
         begin, end = BEGIN.format(part=part), END.format(part=part)
@@ -357,7 +385,7 @@ def written(text, providers):
         if not found:
             raise SystemExit(f"template.yaml has no `{begin}` … `{end}`")
         text = text[:found.start(1)] + render(providers) + text[found.end(1):]
-    return dashboard_lines(text, providers)
+    return dashboard_alarms(dashboard_lines(text, providers), providers)
 
 
 def main():

@@ -139,7 +139,12 @@ fn a_sixth_providers_kit_gives_the_template_all_its_parts() {
     }
     assert!(text(&resources["FunctionErrorsAlarm"]).contains("SixthWebhookFunction"));
     assert!(text(&resources["FunctionThrottlesAlarm"]).contains("SixthWebhookFunction"));
-    assert!(text(&resources["Dashboard"]).contains("SixthWebhookFunction"));
+    let dashboard = text(&resources["Dashboard"]);
+    assert!(dashboard.contains("SixthWebhookFunction"));
+    assert!(
+        dashboard.contains("UnauthorizedRunAlarm2.Arn"),
+        "its alarm on the dashboard"
+    );
     for output in [
         "SixthWebhookUrl",
         "SixthTenantsSecretArn",
