@@ -2,6 +2,8 @@
 """Writes the hostile-request corpus under tests/hostile/: one JSON file per request, each with
 the status and the words of the error it must get. tests/tests/suite/hostile.rs replays them through
 the real handlers (as API Gateway HTTP API events) and checks that nothing was stored or queued.
+It also writes the corpus's size and each class's count into RELIABILITY.md's "Bad input" table,
+which hostile.rs holds the corpus to.
 
 Every provider's part comes from its test kit (shared/testkit/data/<provider>.json, section
 `hostile`): a good body, bodies with a bad field, whose key to present as another provider's,
@@ -188,15 +190,53 @@ def cases():
         yield from extra_cases(provider)
 
 
+# RELIABILITY.md's "Bad input" table: the row of each class, by how its first cell begins; the
+# count is the last `(N)` or `(N cases)` of the row.
+RELIABILITY = ROOT / "RELIABILITY.md"
+CLASS_ROWS = {
+    "401": "| Missing credential",
+    "405": "| GET, PUT",
+    "413": "| Body 1 byte over",
+    "quarantined": "| Authentic: empty body",
+    "accepted": "| Authentic with readable",
+}
+NUMBER_WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+
+
+def class_of(item):
+    """A case's class: the refusal's status, or `quarantined` / `accepted` (as hostile.rs splits them)."""
+    return str(item["status"]) if item["outcome"] == "refused" else item["outcome"]
+
+
+def reliability_with_counts(items):
+    """RELIABILITY.md with the corpus's size, its providers and each class's count written in."""
+    text = RELIABILITY.read_text(encoding="utf-8")
+    counts = {cls: sum(1 for item in items if class_of(item) == cls) for cls in CLASS_ROWS}
+    providers = len(KITS)
+    words = NUMBER_WORDS[providers] if providers < len(NUMBER_WORDS) else str(providers)
+    text = re.sub(r"\d+ hostile requests across the \w+ providers",
+                  f"{len(items)} hostile requests across the {words} providers", text, count=1)
+    lines = text.split("\n")
+    for cls, start in CLASS_ROWS.items():
+        row = next(i for i, line in enumerate(lines) if line.startswith(start))
+        found = list(re.finditer(r"\((\d+)( cases)?\)", lines[row]))
+        last = found[-1]
+        lines[row] = lines[row][:last.start(1)] + str(counts[cls]) + lines[row][last.end(1):]
+    return "\n".join(lines)
+
+
 def outputs():
-    return {OUT / (name + ".json"): json.dumps(item, indent=1, ensure_ascii=False) + "\n" for name, item in cases()}
+    items = dict(cases())
+    files = {OUT / (name + ".json"): json.dumps(item, indent=1, ensure_ascii=False) + "\n" for name, item in items.items()}
+    files[RELIABILITY] = reliability_with_counts(list(items.values()))
+    return files
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; fail if any file differs")
     files = outputs()
-    stale = sorted(set(OUT.glob("*.json")) - set(files))
+    stale = sorted(set(OUT.glob("*.json")) - {path for path in files if path.parent == OUT})
     if parser.parse_args().check:
         differ = [path for path, text in files.items()
                   if not path.exists() or path.read_text(encoding="utf-8") != text]
@@ -208,7 +248,7 @@ def main():
         path.unlink()
     for path, text in files.items():
         path.write_text(text, encoding="utf-8")
-    print(f"{len(files)} cases")
+    print(f"{len(files) - 1} cases; RELIABILITY.md's counts")
     return 0
 
 
