@@ -597,9 +597,9 @@ async fn processing_controls(state: &AppState) -> Markup {
                     button type="submit" { (label) " " (provider) }
                 }
             }
-            @for tenant_scope in paused.iter().filter(|p| KeyParts::of(&p.scope).is_some()) {
-                form method="post" action={ "/processing/" (pct(&tenant_scope.scope)) "/resume" } {
-                    button type="submit" { "Resume " (tenant_scope.scope.replace('#', " ")) }
+            @for (scope, tenant) in paused.iter().filter_map(|p| Some((&p.scope, KeyParts::of(&p.scope)?))) {
+                form method="post" action={ "/processing/" (pct(scope)) "/resume" } {
+                    button type="submit" { "Resume " (tenant.provider) " " (tenant.tenant) }
                 }
             }
         }

@@ -32,6 +32,15 @@ pub fn parent_from_header(value: &str) -> Option<String> {
     (segment_id && field("Sampled=") == Some("1")).then(|| parent.to_string())
 }
 
+/// The trace header that continues trace `trace_id` under segment `parent` (a sampled trace,
+/// as [`parent_from_header`] reads it back); with no parent, the trace alone.
+pub fn header(trace_id: &str, parent: Option<&str>) -> String {
+    match parent {
+        Some(parent) => format!("Root={trace_id};Parent={parent};Sampled=1"),
+        None => format!("Root={trace_id}"),
+    }
+}
+
 /// X-Ray's form: `1-`, 8 hex digits (the epoch second), `-`, 24 hex digits.
 pub fn is_trace_id(text: &str) -> bool {
     let parts: Vec<&str> = text.split('-').collect();

@@ -47,10 +47,10 @@ fn used_by_the_service(kind: &Kind) -> &'static [&'static str] {
     }
 }
 
-/// What a bootstrap's `main` runs: the call `functions/lambda/src/bin/<binary>.rs` makes, and
-/// the same as a function. A webhook function's binary is `<provider>-webhook` and runs that
+/// What a bootstrap's `main` runs: the call its `source` (`functions/lambda/src/bin/<binary>.rs`,
+/// without whitespace) makes, and the same as a function. A webhook function's binary is `<provider>-webhook` and runs that
 /// provider's type (`run_webhook(webhook_core::providers::Egym)` for `egym`).
-fn main_of(binary: &str) -> (String, Main) {
+fn main_of(binary: &str, source: &str) -> (String, Main) {
     use lambda::{run_processor, run_sweeper, run_webhook_of, start};
     match binary {
         "processor" => (
@@ -65,11 +65,6 @@ fn main_of(binary: &str) -> (String, Main) {
                 .unwrap_or_else(|| {
                     panic!("{webhook}: no provider of providers::all() is named so")
                 });
-            let source = std::fs::read_to_string(
-                root().join(format!("functions/lambda/src/bin/{binary}.rs")),
-            )
-            .unwrap();
-            let source: String = source.split_whitespace().collect();
             let runs = source
                 .split("lambda::start(lambda::")
                 .nth(1)
@@ -770,11 +765,11 @@ async fn record() -> Recorded {
         let binary = resource["Metadata"]["BuildProperties"]["Binary"]
             .as_str()
             .unwrap();
-        let (runs, main) = main_of(binary);
         let source =
             std::fs::read_to_string(root().join(format!("functions/lambda/src/bin/{binary}.rs")))
                 .unwrap();
         let source: String = source.split_whitespace().collect();
+        let (runs, main) = main_of(binary, &source);
         assert!(
             source.contains(&format!("lambda::start(lambda::{runs})")),
             "functions/lambda/src/bin/{binary}.rs runs {runs}"

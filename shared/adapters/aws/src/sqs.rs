@@ -63,10 +63,10 @@ impl Queue for SqsQueue {
         if let Some(Ok(header)) = trace.map(|trace| {
             aws_sdk_sqs::types::MessageSystemAttributeValue::builder()
                 .data_type("String")
-                .string_value(match message.trace_parent.as_deref() {
-                    Some(parent) => format!("Root={trace};Parent={parent};Sampled=1"),
-                    None => format!("Root={trace}"),
-                })
+                .string_value(webhook_core::trace::header(
+                    trace,
+                    message.trace_parent.as_deref(),
+                ))
                 .build()
         }) {
             request = request.message_system_attributes(

@@ -5,7 +5,7 @@
 use crate::downstream::{DownstreamEvent, PublishError, Publisher};
 use crate::fetch::{ApiCredentials, Detail, FetchError};
 use crate::model::Record;
-use crate::spans::{origin, Call, Ended, OpenSpan, TraceAt};
+use crate::spans::{origin, Call, Ended, OpenSpan, Spans, TraceAt};
 
 use super::Processor;
 
@@ -24,15 +24,16 @@ impl Processor {
         record: &Record,
         get: ApiGet<'_>,
     ) -> Result<Detail, FetchError> {
-        let name = format!("{} API", get.provider);
-        let url = origin(get.base_url);
-        let span = self.open_span(
-            record,
-            Call {
+        // Named only where a span is sent: most processors (the dev server's) send none.
+        let span = self.span_target(record).map(|(spans, at)| {
+            let name = format!("{} API", get.provider);
+            let url = origin(get.base_url);
+            let call = Call {
                 name: &name,
                 http: Some(("GET", &url)),
-            },
-        );
+            };
+            spans.open(at, call)
+        });
         let answer = self
             .client
             .get_json(get.base_url, get.path, get.credentials, get.tenant_key)
@@ -50,13 +51,13 @@ impl Processor {
         record: &Record,
         event: &DownstreamEvent,
     ) -> Result<(), PublishError> {
-        let span = self.open_span(
-            record,
-            Call {
+        let span = self.span_target(record).map(|(spans, at)| {
+            let call = Call {
                 name: "downstream bus",
                 http: None,
-            },
-        );
+            };
+            spans.open(at, call)
+        });
         let published = publisher.publish(event).await;
         let ended = match &published {
             Ok(()) => Ended::Answered,
@@ -67,9 +68,9 @@ impl Processor {
         published
     }
 
-    fn open_span(&self, record: &Record, call: Call<'_>) -> Option<Box<dyn OpenSpan>> {
-        let spans = self.spans.as_ref()?;
-        Some(spans.open(TraceAt::of(record)?, call))
+    /// Where `record`'s calls are reported, if anywhere: a tracer, and a sampled trace.
+    fn span_target<'a>(&'a self, record: &'a Record) -> Option<(&'a dyn Spans, TraceAt<'a>)> {
+        Some((self.spans.as_deref()?, TraceAt::of(record)?))
     }
 }
 
